@@ -1,0 +1,229 @@
+// Package abi is version 1 of the contract between the gateway (the host) and
+// a region's policy module (the guest): the values a policy sees, the values it
+// answers, and their binary encoding. ABI.md in this directory is the
+// language-neutral description; this file is its Go form, shared by the host
+// (engine) and the guest SDK (plugins/sdk).
+//
+// The package imports only the standard library's encoding/binary and errors so
+// that it compiles into a small guest (GOOS=wasip1) as well as natively.
+//
+// Money is integer fen (0.01 yuan) in int64 everywhere. Dates are YYYYMMDD
+// integers (20261123), so that comparing two dates is comparing two integers.
+package abi
+
+// Version is the ABI version this package encodes. A module declares it by
+// returning it from the exported function abi_version.
+const Version = 1
+
+// Date is a calendar date as the integer YYYYMMDD; 0 means "none".
+type Date int32
+
+// Year is the calendar year of d.
+func (d Date) Year() int32 { return int32(d) / 10000 }
+
+// Month is the month (1–12) of d.
+func (d Date) Month() int32 { return int32(d) / 100 % 100 }
+
+// Day is the day of month of d.
+func (d Date) Day() int32 { return int32(d) % 100 }
+
+// MakeDate builds a Date from its parts; it does not validate them.
+func MakeDate(y, m, d int32) Date { return Date(y*10000 + m*100 + d) }
+
+// Scheme is the insurance scheme a person is enrolled in.
+type Scheme uint8
+
+const (
+	SchemeEmployee Scheme = 1 // 职工
+	SchemeResident Scheme = 2 // 居民
+)
+
+// Employment distinguishes active from retired employees.
+type Employment uint8
+
+const (
+	EmploymentNone    Employment = 0
+	EmploymentActive  Employment = 1
+	EmploymentRetired Employment = 2
+)
+
+// Registration is a person's off-site filing (异地就医备案).
+type Registration uint8
+
+const (
+	RegistrationNone      Registration = 0 // unregistered, or none given
+	RegistrationLongTerm  Registration = 1 // 异地长期居住
+	RegistrationReferral  Registration = 2 // 异地转诊
+	RegistrationTemporary Registration = 3 // 其他临时外出
+)
+
+// VisitType is the kind of visit being settled.
+type VisitType uint8
+
+const (
+	VisitInpatient  VisitType = 1 // 住院
+	VisitOutpatient VisitType = 2 // 普通门诊
+	VisitChronic    VisitType = 3 // 门诊慢特病
+	VisitTwoDisease VisitType = 4 // 两病
+	VisitMaternity  VisitType = 5 // 住院分娩
+)
+
+// Class is a catalog line's class in the treating region's catalog.
+type Class uint8
+
+const (
+	ClassA Class = 1 // 甲
+	ClassB Class = 2 // 乙
+	ClassC Class = 3 // 丙, or not in the catalog
+)
+
+// Person is what the registry of the insured region knows of the patient.
+type Person struct {
+	Scheme               Scheme
+	Employment           Employment
+	Registration         Registration
+	InConcentratedPeriod bool
+	EnrolledOn           Date // 0: unknown
+	LapsedYears          int32
+	RepaidYears          int32
+	ContinuousYears      int32
+	ZeroClaimYears       int32
+	AccountBalance       int64    // fen, the running personal-account balance
+	Groups               []string // special groups: destitute, subsistence, ...
+	Conditions           []string // registered conditions: hypertension, diabetes
+}
+
+// HasGroup reports whether the person is in group g.
+func (p *Person) HasGroup(g string) bool { return contains(p.Groups, g) }
+
+// HasCondition reports whether the person has condition c registered.
+func (p *Person) HasCondition(c string) bool { return contains(p.Conditions, c) }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Visit describes the visit being settled.
+type Visit struct {
+	Type         VisitType
+	Emergency    bool
+	BirthOrder   int32 // maternity only; 0 otherwise
+	AdmittedOn   Date  // inpatient and maternity
+	DischargedOn Date  // inpatient and maternity
+	VisitDate    Date
+	Diagnoses    []string
+}
+
+// Hospital is the treating side: the hospital's registry facts.
+type Hospital struct {
+	Level                uint8 // 1, 2 or 3
+	AssistanceDesignated bool
+	// Offsite is true when the treating region's code does not start with
+	// the insured region's code stripped of its trailing "00" pairs.
+	Offsite        bool
+	TreatingRegion string // 6 digits
+	InsuredRegion  string // 6 digits
+}
+
+// Sums are the catalog step's totals over all lines (policies.md §1), in fen.
+type Sums struct {
+	Total       int64
+	FullSelfPay int64
+	OverLimit   int64
+	PreSelfPay  int64
+	Eligible    int64 // E
+}
+
+// Line is one bill line after the catalog step, in fen.
+type Line struct {
+	Code        string
+	Class       Class
+	Listed      bool
+	Amount      int64
+	FullSelfPay int64
+	OverLimit   int64
+	PreSelfPay  int64
+	Eligible    int64
+}
+
+// Counter is a named accumulator value (in Input) or change (in Output).
+// Names are chosen by the policy: 1 to 32 bytes of [a-z0-9._-].
+type Counter struct {
+	Name  string
+	Value int64
+}
+
+// Input is everything a policy sees for one settlement.
+type Input struct {
+	// Date is the settlement date: the discharge date for inpatient and
+	// maternity visits, the visit date otherwise. Accumulators are those of
+	// Date's calendar year.
+	Date       Date
+	UseAccount bool // the hospital asks to pay from the personal account
+	Person     Person
+	Visit      Visit
+	Hospital   Hospital
+	Sums       Sums
+	Lines      []Line
+	// Counters are the person's accumulators in the insured region for
+	// Date's year, sorted by name; a counter never written is absent (0).
+	Counters []Counter
+}
+
+// Counter returns the value of the named accumulator, 0 when absent.
+func (in *Input) Counter(name string) int64 {
+	for i := range in.Counters {
+		if in.Counters[i].Name == name {
+			return in.Counters[i].Value
+		}
+	}
+	return 0
+}
+
+// Output is a policy's answer for one settlement.
+type Output struct {
+	// Refusal, when not empty, refuses the settlement with this reason
+	// (the gateway answers 422 policy_refused); the amounts are ignored.
+	Refusal    string
+	Deductible int64 // act_pay_dedc
+	Basic      int64 // hifp_pay
+	Serious    int64 // hifmi_pay
+	Assistance int64 // maf_pay
+	Account    int64 // acct_pay
+	// Changes are the accumulator changes, added to Input.Counters by the
+	// host when the settlement is committed (and subtracted on reversal).
+	Changes []Counter
+	Notes   []string
+}
+
+// Add appends a change of the named counter (merging with an earlier change of
+// the same name); a zero delta is dropped.
+func (o *Output) Add(name string, delta int64) {
+	if delta == 0 {
+		return
+	}
+	for i := range o.Changes {
+		if o.Changes[i].Name == name {
+			o.Changes[i].Value += delta
+			return
+		}
+	}
+	o.Changes = append(o.Changes, Counter{Name: name, Value: delta})
+}
+
+// Note appends a human-readable step to the answer.
+func (o *Output) Note(s string) { o.Notes = append(o.Notes, s) }
+
+// Reset clears o for reuse, keeping its slices' storage.
+func (o *Output) Reset() {
+	changes, notes := o.Changes[:0], o.Notes[:0]
+	*o = Output{Changes: changes, Notes: notes}
+}
+
+// FundTotal is basic + serious + assistance.
+func (o *Output) FundTotal() int64 { return o.Basic + o.Serious + o.Assistance }

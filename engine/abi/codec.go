@@ -1,0 +1,348 @@
+package abi
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Limits of the encoding. A decoder refuses anything larger, so a hostile
+// peer cannot make the other side allocate without bound.
+const (
+	MaxLines    = 10000 // lines in one Input
+	MaxCounters = 256   // counters in an Input, changes in an Output
+	MaxNotes    = 256   // notes in an Output
+	MaxStrings  = 64    // groups, conditions, diagnoses
+	MaxString   = 4096  // bytes in one string
+)
+
+// ErrTruncated and ErrTooLarge are the decoding errors.
+var (
+	ErrTruncated = errors.New("abi: message truncated")
+	ErrTooLarge  = errors.New("abi: message exceeds a limit")
+	ErrVersion   = errors.New("abi: unsupported version")
+	ErrTrailing  = errors.New("abi: trailing bytes after message")
+)
+
+var le = binary.LittleEndian
+
+// AppendBinary appends the encoding of in to b (see ABI.md, "Input").
+func (in *Input) AppendBinary(b []byte) []byte {
+	b = le.AppendUint32(b, Version)
+	b = le.AppendUint32(b, uint32(in.Date))
+	b = appendBool(b, in.UseAccount)
+
+	p := &in.Person
+	b = append(b, byte(p.Scheme), byte(p.Employment), byte(p.Registration))
+	b = appendBool(b, p.InConcentratedPeriod)
+	b = le.AppendUint32(b, uint32(p.EnrolledOn))
+	b = le.AppendUint32(b, uint32(p.LapsedYears))
+	b = le.AppendUint32(b, uint32(p.RepaidYears))
+	b = le.AppendUint32(b, uint32(p.ContinuousYears))
+	b = le.AppendUint32(b, uint32(p.ZeroClaimYears))
+	b = le.AppendUint64(b, uint64(p.AccountBalance))
+	b = appendStrings(b, p.Groups)
+	b = appendStrings(b, p.Conditions)
+
+	v := &in.Visit
+	b = append(b, byte(v.Type))
+	b = appendBool(b, v.Emergency)
+	b = le.AppendUint32(b, uint32(v.BirthOrder))
+	b = le.AppendUint32(b, uint32(v.AdmittedOn))
+	b = le.AppendUint32(b, uint32(v.DischargedOn))
+	b = le.AppendUint32(b, uint32(v.VisitDate))
+	b = appendStrings(b, v.Diagnoses)
+
+	h := &in.Hospital
+	b = append(b, h.Level)
+	b = appendBool(b, h.AssistanceDesignated)
+	b = appendBool(b, h.Offsite)
+	b = appendString(b, h.TreatingRegion)
+	b = appendString(b, h.InsuredRegion)
+
+	s := &in.Sums
+	b = le.AppendUint64(b, uint64(s.Total))
+	b = le.AppendUint64(b, uint64(s.FullSelfPay))
+	b = le.AppendUint64(b, uint64(s.OverLimit))
+	b = le.AppendUint64(b, uint64(s.PreSelfPay))
+	b = le.AppendUint64(b, uint64(s.Eligible))
+
+	b = le.AppendUint32(b, uint32(len(in.Lines)))
+	for i := range in.Lines {
+		l := &in.Lines[i]
+		b = appendString(b, l.Code)
+		b = append(b, byte(l.Class))
+		b = appendBool(b, l.Listed)
+		b = le.AppendUint64(b, uint64(l.Amount))
+		b = le.AppendUint64(b, uint64(l.FullSelfPay))
+		b = le.AppendUint64(b, uint64(l.OverLimit))
+		b = le.AppendUint64(b, uint64(l.PreSelfPay))
+		b = le.AppendUint64(b, uint64(l.Eligible))
+	}
+	return appendCounters(b, in.Counters)
+}
+
+// Decode parses data into in, reusing in's slices. On error in is unspecified.
+func (in *Input) Decode(data []byte) error {
+	d := decoder{b: data}
+	if d.u32() != Version && d.err == nil {
+		return ErrVersion
+	}
+	in.Date = Date(d.u32())
+	in.UseAccount = d.bool()
+
+	p := &in.Person
+	p.Scheme = Scheme(d.u8())
+	p.Employment = Employment(d.u8())
+	p.Registration = Registration(d.u8())
+	p.InConcentratedPeriod = d.bool()
+	p.EnrolledOn = Date(d.u32())
+	p.LapsedYears = int32(d.u32())
+	p.RepaidYears = int32(d.u32())
+	p.ContinuousYears = int32(d.u32())
+	p.ZeroClaimYears = int32(d.u32())
+	p.AccountBalance = int64(d.u64())
+	p.Groups = d.strings(p.Groups[:0])
+	p.Conditions = d.strings(p.Conditions[:0])
+
+	v := &in.Visit
+	v.Type = VisitType(d.u8())
+	v.Emergency = d.bool()
+	v.BirthOrder = int32(d.u32())
+	v.AdmittedOn = Date(d.u32())
+	v.DischargedOn = Date(d.u32())
+	v.VisitDate = Date(d.u32())
+	v.Diagnoses = d.strings(v.Diagnoses[:0])
+
+	h := &in.Hospital
+	h.Level = d.u8()
+	h.AssistanceDesignated = d.bool()
+	h.Offsite = d.bool()
+	h.TreatingRegion = d.str()
+	h.InsuredRegion = d.str()
+
+	s := &in.Sums
+	s.Total = int64(d.u64())
+	s.FullSelfPay = int64(d.u64())
+	s.OverLimit = int64(d.u64())
+	s.PreSelfPay = int64(d.u64())
+	s.Eligible = int64(d.u64())
+
+	n := d.count(MaxLines, 2+1+1+5*8)
+	lines := in.Lines[:0]
+	for i := 0; i < n && d.err == nil; i++ {
+		var l Line
+		l.Code = d.str()
+		l.Class = Class(d.u8())
+		l.Listed = d.bool()
+		l.Amount = int64(d.u64())
+		l.FullSelfPay = int64(d.u64())
+		l.OverLimit = int64(d.u64())
+		l.PreSelfPay = int64(d.u64())
+		l.Eligible = int64(d.u64())
+		lines = append(lines, l)
+	}
+	in.Lines = lines
+	in.Counters = d.counters(in.Counters[:0])
+	return d.finish()
+}
+
+// AppendBinary appends the encoding of o to b (see ABI.md, "Output").
+func (o *Output) AppendBinary(b []byte) []byte {
+	b = le.AppendUint32(b, Version)
+	b = appendString(b, o.Refusal)
+	b = le.AppendUint64(b, uint64(o.Deductible))
+	b = le.AppendUint64(b, uint64(o.Basic))
+	b = le.AppendUint64(b, uint64(o.Serious))
+	b = le.AppendUint64(b, uint64(o.Assistance))
+	b = le.AppendUint64(b, uint64(o.Account))
+	b = appendCounters(b, o.Changes)
+	b = le.AppendUint32(b, uint32(len(o.Notes)))
+	for _, s := range o.Notes {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+// Decode parses data into o, reusing o's slices. On error o is unspecified.
+func (o *Output) Decode(data []byte) error {
+	d := decoder{b: data}
+	if d.u32() != Version && d.err == nil {
+		return ErrVersion
+	}
+	o.Refusal = d.str()
+	o.Deductible = int64(d.u64())
+	o.Basic = int64(d.u64())
+	o.Serious = int64(d.u64())
+	o.Assistance = int64(d.u64())
+	o.Account = int64(d.u64())
+	o.Changes = d.counters(o.Changes[:0])
+	n := d.count(MaxNotes, 2)
+	notes := o.Notes[:0]
+	for i := 0; i < n && d.err == nil; i++ {
+		notes = append(notes, d.str())
+	}
+	o.Notes = notes
+	return d.finish()
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendString(b []byte, s string) []byte {
+	if len(s) > MaxString {
+		s = s[:MaxString]
+	}
+	b = le.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, list []string) []byte {
+	b = le.AppendUint16(b, uint16(len(list)))
+	for _, s := range list {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+func appendCounters(b []byte, list []Counter) []byte {
+	b = le.AppendUint32(b, uint32(len(list)))
+	for _, c := range list {
+		b = appendString(b, c.Name)
+		b = le.AppendUint64(b, uint64(c.Value))
+	}
+	return b
+}
+
+// decoder reads little-endian values; the first error sticks and every later
+// read returns a zero value, so callers check once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) take(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b) < n {
+		d.err = ErrTruncated
+		d.b = nil
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u8() uint8 {
+	if v := d.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (d *decoder) bool() bool { return d.u8() != 0 }
+
+func (d *decoder) u16() uint16 {
+	if v := d.take(2); v != nil {
+		return le.Uint16(v)
+	}
+	return 0
+}
+
+func (d *decoder) u32() uint32 {
+	if v := d.take(4); v != nil {
+		return le.Uint32(v)
+	}
+	return 0
+}
+
+func (d *decoder) u64() uint64 {
+	if v := d.take(8); v != nil {
+		return le.Uint64(v)
+	}
+	return 0
+}
+
+func (d *decoder) str() string {
+	n := int(d.u16())
+	if n > MaxString && d.err == nil {
+		d.err = ErrTooLarge
+	}
+	return string(d.take(n))
+}
+
+// count reads a u32 element count, refusing more than max elements or more
+// than the remaining bytes could hold at minSize bytes each.
+func (d *decoder) count(max, minSize int) int {
+	n := d.u32()
+	if d.err != nil {
+		return 0
+	}
+	if n > uint32(max) || uint64(n)*uint64(minSize) > uint64(len(d.b)) {
+		if n > uint32(max) {
+			d.err = ErrTooLarge
+		} else {
+			d.err = ErrTruncated
+		}
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) strings(dst []string) []string {
+	n := int(d.u16())
+	if n > MaxStrings && d.err == nil {
+		d.err = ErrTooLarge
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		dst = append(dst, d.str())
+	}
+	return dst
+}
+
+func (d *decoder) counters(dst []Counter) []Counter {
+	n := d.count(MaxCounters, 2+8)
+	for i := 0; i < n && d.err == nil; i++ {
+		name := d.str()
+		dst = append(dst, Counter{Name: name, Value: int64(d.u64())})
+	}
+	return dst
+}
+
+func (d *decoder) finish() error {
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return ErrTrailing
+	}
+	return nil
+}
+
+// ValidName reports whether s is a well-formed counter name.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// AddChecked returns a+b, or false when the sum overflows int64.
+func AddChecked(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
+	}
+	return s, true
+}
