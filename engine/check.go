@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"fmt"
+
+	"medgate/engine/abi"
+)
+
+// CheckError names the host rule (ABI.md, "Host checks") an answer breaks.
+type CheckError struct {
+	Rule   string
+	Detail string
+}
+
+func (e *CheckError) Error() string { return e.Rule + ": " + e.Detail }
+
+// Check verifies a policy's answer out against its input in before anything
+// may be written. It allocates only when it fails.
+func Check(in *abi.Input, out *abi.Output) *CheckError {
+	fail := func(rule, format string, args ...any) *CheckError {
+		return &CheckError{Rule: rule, Detail: fmt.Sprintf(format, args...)}
+	}
+	if out.Deductible < 0 || out.Basic < 0 || out.Serious < 0 || out.Assistance < 0 || out.Account < 0 {
+		return fail("non_negative", "deductible %d, basic %d, serious %d, assistance %d, account %d fen: none may be negative",
+			out.Deductible, out.Basic, out.Serious, out.Assistance, out.Account)
+	}
+	e := in.Sums.Eligible
+	if out.Deductible > e {
+		return fail("deductible_within_eligible", "deductible %d fen exceeds eligible %d", out.Deductible, e)
+	}
+	funds, ok := abi.AddChecked(out.Basic, out.Serious)
+	if ok {
+		funds, ok = abi.AddChecked(funds, out.Assistance)
+	}
+	if !ok || funds > e {
+		return fail("funds_within_eligible", "basic + serious + assistance exceeds eligible %d fen", e)
+	}
+	if out.Account > 0 && !in.UseAccount {
+		return fail("account_within_balance", "account %d fen paid but the personal account was not asked for", out.Account)
+	}
+	if out.Account > in.Person.AccountBalance {
+		return fail("account_within_balance", "account %d fen exceeds balance %d", out.Account, in.Person.AccountBalance)
+	}
+	if paid, ok := abi.AddChecked(funds, out.Account); !ok || paid > in.Sums.Total {
+		return fail("sum", "fund_total + account exceeds total %d fen (cash would be negative)", in.Sums.Total)
+	}
+	if len(out.Notes) > abi.MaxNotes {
+		return fail("notes", "%d notes, limit %d", len(out.Notes), abi.MaxNotes)
+	}
+	for i := range out.Changes {
+		c := &out.Changes[i]
+		if !abi.ValidName(c.Name) {
+			return fail("counter_name", "counter name %q is malformed", c.Name)
+		}
+		for j := 0; j < i; j++ {
+			if out.Changes[j].Name == c.Name {
+				return fail("counter_name", "counter %q changed twice", c.Name)
+			}
+		}
+		v, ok := abi.AddChecked(in.Counter(c.Name), c.Value)
+		if !ok || v < 0 {
+			return fail("counter_range", "counter %q would become negative or overflow", c.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+// Package engine runs regions' policy modules (WebAssembly, ABI v1 in
+// engine/abi) in wazero, sandboxed: no capability beyond what a
+// deterministic guest needs, a memory limit per instance, a time limit per
+// call, and every answer checked before the caller may write anything.
+//
+// An Engine owns one wazero runtime. Load checks and compiles a module into a
+// Module, which keeps a pool of ready instances: a settlement borrows one,
+// calls it, and returns it; an instance that trapped or ran out of time is
+// discarded and never reused. Compiled code is cached on disk (Config.CacheDir)
+// so a restart does not compile again.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Config holds the engine's limits. The zero value works: EnsureDefaults
+// fills in every unset field.
+type Config struct {
+	// CacheDir is where compiled modules are cached across restarts;
+	// "" disables the on-disk cache.
+	CacheDir string
+	// MemoryLimitPages caps every instance's memory, in 64 KiB pages.
+	// Default 1024 (64 MiB).
+	MemoryLimitPages uint32
+	// CallTimeout bounds one settle call. Default 200ms.
+	CallTimeout time.Duration
+	// InitTimeout bounds instantiation (start function, _initialize) and the
+	// load-time probe. Default 2s.
+	InitTimeout time.Duration
+	// MaxModuleSize bounds a module's bytes. Default 16 MiB.
+	MaxModuleSize int
+	// MaxInstances bounds the live instances of one module version; callers
+	// beyond it wait for one to come back. Default 2 × GOMAXPROCS.
+	MaxInstances int
+	Logger       zerolog.Logger
+}
+
+// EnsureDefaults sets every zero field to its default.
+func (c *Config) EnsureDefaults() {
+	if c.MemoryLimitPages == 0 {
+		c.MemoryLimitPages = 1024
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = 200 * time.Millisecond
+	}
+	if c.InitTimeout == 0 {
+		c.InitTimeout = 2 * time.Second
+	}
+	if c.MaxModuleSize == 0 {
+		c.MaxModuleSize = 16 << 20
+	}
+	if c.MaxInstances == 0 {
+		c.MaxInstances = 2 * runtime.GOMAXPROCS(0)
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MemoryLimitPages > 65536 {
+		errs = append(errs, fmt.Errorf("engine: memory limit %d pages exceeds 65536 (4 GiB)", c.MemoryLimitPages))
+	}
+	if c.CallTimeout < 0 || c.InitTimeout < 0 {
+		errs = append(errs, errors.New("engine: timeouts must not be negative"))
+	}
+	if c.MaxModuleSize < 0 || c.MaxInstances < 0 {
+		errs = append(errs, errors.New("engine: sizes must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Engine compiles and runs policy modules. It is safe for concurrent use.
+// The caller must Close it after every Module is done.
+type Engine struct {
+	cfg     Config
+	log     zerolog.Logger
+	runtime wazero.Runtime
+	cache   wazero.CompilationCache
+}
+
+// New starts an engine with cfg (defaults applied).
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(cfg.MemoryLimitPages).
+		// The hard time bound: a call whose context expires is stopped even
+		// inside a loop, and its instance is closed.
+		WithCloseOnContextDone(true)
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		var err error
+		cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("engine: compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	r := wazero.NewRuntimeWithConfig(ctx, rc)
+	// WASI is the only host module. wazero's defaults give a guest no files,
+	// no args, no environment, a fake clock and a fixed random source.
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+		r.Close(ctx)
+		return nil, fmt.Errorf("engine: instantiate wasi: %w", err)
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, runtime: r, cache: cache}, nil
+}
+
+// Config returns the engine's effective configuration.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Close releases the runtime and every module compiled by it.
+func (e *Engine) Close(ctx context.Context) error {
+	err := e.runtime.Close(ctx)
+	if e.cache != nil {
+		if cerr := e.cache.Close(ctx); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}

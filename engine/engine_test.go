@@ -1,0 +1,259 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"medgate/engine/abi"
+	"medgate/engine/internal/wasmgen"
+)
+
+const answerAt = 1024
+
+func newTestEngine(t testing.TB) *Engine {
+	t.Helper()
+	e, err := New(context.Background(), Config{CallTimeout: 50 * time.Millisecond, InitTimeout: 300 * time.Millisecond, MaxInstances: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// answering is a module whose settle always answers out.
+func answering(out *abi.Output) []byte {
+	b := out.AppendBinary(nil)
+	m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
+	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+	return m.Bytes()
+}
+
+func testInput() (*abi.Input, []byte) {
+	in := &abi.Input{
+		Date:       20251105,
+		UseAccount: true,
+		Person:     abi.Person{Scheme: abi.SchemeEmployee, AccountBalance: 500_00},
+		Visit:      abi.Visit{Type: abi.VisitOutpatient, VisitDate: 20251105},
+		Hospital:   abi.Hospital{Level: 1, TreatingRegion: "371621", InsuredRegion: "371600"},
+		Sums:       abi.Sums{Total: 1000_00, Eligible: 1000_00},
+		Lines:      []abi.Line{{Code: "XA01", Class: abi.ClassA, Listed: true, Amount: 1000_00, Eligible: 1000_00}},
+		Counters:   []abi.Counter{{Name: "ded.out", Value: 100_00}},
+	}
+	return in, in.AppendBinary(nil)
+}
+
+func TestCallGoodAnswer(t *testing.T) {
+	e := newTestEngine(t)
+	want := abi.Output{Deductible: 200_00, Basic: 640_00, Account: 160_00,
+		Changes: []abi.Counter{{Name: "ded.out", Value: 200_00}}, Notes: []string{"deductible 200.00"}}
+	m, err := e.Load(context.Background(), "371600", "v1", answering(&want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, enc := testInput()
+	var out abi.Output
+	for i := 0; i < 3; i++ {
+		if err := m.Call(context.Background(), in, enc, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out.Basic != want.Basic || out.Account != want.Account || len(out.Changes) != 1 || out.Notes[0] != "deductible 200.00" {
+		t.Fatalf("got %+v", out)
+	}
+	if m.Live() != 1 {
+		t.Fatalf("sequential calls should reuse one instance, live = %d", m.Live())
+	}
+}
+
+func TestLoadRefusals(t *testing.T) {
+	e := newTestEngine(t)
+	good := answering(&abi.Output{})
+	start := uint32(3)
+	big := uint32(65536)
+	tests := []struct {
+		name      string
+		wasm      []byte
+		wantCheck string
+	}{
+		{"garbage", []byte("not wasm at all"), "compile"},
+		{"too large", append(good, make([]byte, e.cfg.MaxModuleSize)...), "size"},
+		{"forbidden import", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.Imports = []wasmgen.Import{{Module: "env", Name: "now", Results: []byte{wasmgen.I64}}}
+			return m.Bytes()
+		}(), "imports"},
+		{"wasi is allowed but sockets are not wasi", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.Imports = []wasmgen.Import{{Module: "wasi_unstable", Name: "sock_open", Results: []byte{wasmgen.I32}}}
+			return m.Bytes()
+		}(), "imports"},
+		{"4 GiB memory", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.MemoryMin, m.MemoryMax = big, &big
+			return m.Bytes()
+		}(), "memory"},
+		{"no memory", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.NoMemory = true
+			return m.Bytes()
+		}(), "exports"},
+		{"missing settle", (&wasmgen.Module{MemoryMin: 1, Funcs: []wasmgen.Func{{Results: []byte{wasmgen.I32}, Body: wasmgen.I32Const(1), Export: "abi_version"}}}).Bytes(), "exports"},
+		{"wrong abi version", wasmgen.Policy(2, 8192, wasmgen.Answer(0, 0)).Bytes(), "abi_version"},
+		{"start function loops", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.Funcs = append(m.Funcs, wasmgen.Func{Body: wasmgen.Forever()})
+			m.Start = &start
+			return m.Bytes()
+		}(), "instantiate"},
+		{"_initialize loops", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.Funcs = append(m.Funcs, wasmgen.Func{Body: wasmgen.Forever(), Export: "_initialize"})
+			return m.Bytes()
+		}(), "instantiate"},
+		{"_initialize traps", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.Funcs = append(m.Funcs, wasmgen.Func{Body: []byte{wasmgen.OpUnreachable}, Export: "_initialize"})
+			return m.Bytes()
+		}(), "instantiate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			began := time.Now()
+			m, err := e.Load(context.Background(), "152500", "bad", tt.wasm)
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("Load = %v, %v; want a LoadError", m, err)
+			}
+			if le.Check != tt.wantCheck {
+				t.Fatalf("check = %s (%v), want %s", le.Check, err, tt.wantCheck)
+			}
+			if d := time.Since(began); d > 5*time.Second {
+				t.Fatalf("refusal took %v", d)
+			}
+		})
+	}
+}
+
+func TestHostileCalls(t *testing.T) {
+	e := newTestEngine(t)
+	in, enc := testInput()
+	answer := func(out abi.Output) []byte { return answering(&out) }
+	garbage := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, 7))
+	garbage.Data = []wasmgen.Data{{Offset: answerAt, Bytes: []byte("garbage")}}
+	grow := wasmgen.Concat([]byte{wasmgen.OpLoop, wasmgen.BlockVoid}, wasmgen.I32Const(1),
+		[]byte{wasmgen.OpMemoryGrow, 0, wasmgen.OpDrop, wasmgen.OpBr, 0, wasmgen.OpEnd}, wasmgen.I64Const(0))
+	recurse := wasmgen.Policy(1, 8192, []byte{0x20, 0, wasmgen.OpCall, 2})
+	tests := []struct {
+		name     string
+		wasm     []byte
+		wantKind FailKind
+		wantRule string
+	}{
+		{"infinite loop", wasmgen.Policy(1, 8192, wasmgen.Concat(wasmgen.Forever(), wasmgen.I64Const(0))).Bytes(), FailTimeout, ""},
+		{"memory growth bomb", wasmgen.Policy(1, 8192, grow).Bytes(), FailTimeout, ""},
+		{"trap", wasmgen.Policy(1, 8192, []byte{wasmgen.OpUnreachable}).Bytes(), FailTrap, ""},
+		{"runaway recursion", recurse.Bytes(), FailTrap, ""},
+		{"input buffer outside memory", wasmgen.Policy(1, -16, wasmgen.Answer(0, 0)).Bytes(), FailMalformed, ""},
+		{"answer outside memory", wasmgen.Policy(1, 8192, wasmgen.Answer(1<<30, 64)).Bytes(), FailMalformed, ""},
+		{"undecodable answer", garbage.Bytes(), FailMalformed, ""},
+		{"huge answer", wasmgen.Policy(1, 8192, wasmgen.Answer(0, 2*65536-1)).Bytes(), FailMalformed, ""},
+		{"negative amount", answer(abi.Output{Basic: -1}), FailCheck, "non_negative"},
+		{"deductible above eligible", answer(abi.Output{Deductible: 1000_01}), FailCheck, "deductible_within_eligible"},
+		{"funds above eligible", answer(abi.Output{Basic: 900_00, Serious: 100_01}), FailCheck, "funds_within_eligible"},
+		{"account above balance", answer(abi.Output{Account: 500_01}), FailCheck, "account_within_balance"},
+		{"sums do not add up", answer(abi.Output{Basic: 900_00, Account: 100_01}), FailCheck, "sum"},
+		{"bad counter name", answer(abi.Output{Changes: []abi.Counter{{Name: "Bad Name", Value: 1}}}), FailCheck, "counter_name"},
+		{"counter repeated", answer(abi.Output{Changes: []abi.Counter{{Name: "a", Value: 1}, {Name: "a", Value: 1}}}), FailCheck, "counter_name"},
+		{"counter negative", answer(abi.Output{Changes: []abi.Counter{{Name: "ded.out", Value: -100_01}}}), FailCheck, "counter_range"},
+		{"refusal", answer(abi.Output{Refusal: "person not covered"}), FailRefused, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := e.Load(context.Background(), "152500", "hostile", tt.wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close(context.Background())
+			var out abi.Output
+			began := time.Now()
+			err = m.Call(context.Background(), in, enc, &out)
+			elapsed := time.Since(began)
+			var ce *CallError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Call = %v, want a CallError", err)
+			}
+			if ce.Kind != tt.wantKind || ce.Rule != tt.wantRule {
+				t.Fatalf("Call = %v (kind %v rule %q), want kind %v rule %q", err, ce.Kind, ce.Rule, tt.wantKind, tt.wantRule)
+			}
+			if elapsed > e.cfg.CallTimeout+time.Second {
+				t.Fatalf("failure took %v, limit %v", elapsed, e.cfg.CallTimeout)
+			}
+			if tt.wantKind != FailCheck && tt.wantKind != FailRefused && m.Live() != 0 {
+				t.Fatalf("a failed instance must be discarded; live = %d", m.Live())
+			}
+			if !strings.Contains(err.Error(), "152500/hostile") {
+				t.Fatalf("error %q does not name the policy", err)
+			}
+		})
+	}
+}
+
+// TestHostileDoesNotStopOthers runs a looping module and a good one at once.
+func TestHostileDoesNotStopOthers(t *testing.T) {
+	e := newTestEngine(t)
+	in, enc := testInput()
+	good, err := e.Load(context.Background(), "371600", "v1", answering(&abi.Output{Basic: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := e.Load(context.Background(), "152500", "loop", wasmgen.Policy(1, 8192, wasmgen.Concat(wasmgen.Forever(), wasmgen.I64Const(0))).Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out abi.Output
+			_ = bad.Call(context.Background(), in, enc, &out)
+		}()
+	}
+	began := time.Now()
+	var out abi.Output
+	for i := 0; i < 200; i++ {
+		if err := good.Call(context.Background(), in, enc, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(began); d > e.cfg.CallTimeout {
+		t.Fatalf("200 good calls took %v while another region looped", d)
+	}
+	wg.Wait()
+}
+
+func TestPoliciesLookup(t *testing.T) {
+	var p Policies
+	p.Put("371600", Version{Name: "v2024", EffectiveFrom: 20240101})
+	p.Put("371600", Version{Name: "v2023", EffectiveFrom: 20230101})
+	for _, tt := range []struct {
+		date abi.Date
+		want string
+	}{{20221231, ""}, {20230101, "v2023"}, {20231231, "v2023"}, {20240101, "v2024"}, {20261123, "v2024"}} {
+		v, ok := p.Lookup("371600", tt.date)
+		if v.Name != tt.want || ok != (tt.want != "") {
+			t.Errorf("Lookup(%d) = %q, %v; want %q", tt.date, v.Name, ok, tt.want)
+		}
+	}
+	p.Remove("371600", "v2024")
+	if v, _ := p.Lookup("371600", 20261123); v.Name != "v2023" {
+		t.Errorf("after rollback Lookup = %q, want v2023", v.Name)
+	}
+	if _, ok := p.Lookup("152500", 20261123); ok {
+		t.Error("unknown region found")
+	}
+}

@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"medgate/engine/abi"
+)
+
+// allowedImportModule is the only module a policy may import from.
+const allowedImportModule = "wasi_snapshot_preview1"
+
+// Module is one compiled, checked version of a region's policy with its pool
+// of instances. It is safe for concurrent use.
+type Module struct {
+	Region  string
+	Version string
+	SHA256  [32]byte
+	Size    int
+
+	e        *Engine
+	compiled wazero.CompiledModule
+	hasInit  bool
+
+	slots chan struct{}  // one token per live instance allowed
+	idle  chan *instance // ready instances
+	live  atomic.Int64
+	// Failures counts calls that trapped, timed out or broke a host check.
+	Failures atomic.Int64
+	closed   atomic.Bool
+}
+
+// SHA256Hex is the module's hash in hex.
+func (m *Module) SHA256Hex() string { return hex.EncodeToString(m.SHA256[:]) }
+
+// Live is the number of instances currently alive (idle or in use).
+func (m *Module) Live() int { return int(m.live.Load()) }
+
+type instance struct {
+	mod         api.Module
+	mem         api.Memory
+	inputBuffer api.Function
+	settle      api.Function
+	stack       [1]uint64
+}
+
+// Load checks wasm as a policy module of region and version and compiles it:
+// size, validity, imports, memory, exports, that it instantiates within the
+// time limit and declares a supported ABI version. The probing instance is
+// kept as the first pooled instance. The error is a *LoadError naming the
+// failed check.
+func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) (*Module, error) {
+	fail := func(check string, err error) (*Module, error) {
+		return nil, &LoadError{Region: region, Version: version, Check: check, Err: err}
+	}
+	if len(wasm) > e.cfg.MaxModuleSize {
+		return fail("size", fmt.Errorf("module is %d bytes, limit %d", len(wasm), e.cfg.MaxModuleSize))
+	}
+	compiled, err := e.runtime.CompileModule(ctx, wasm)
+	if err != nil {
+		if strings.Contains(err.Error(), "section memory") {
+			return fail("memory", err) // e.g. a minimum over the limit
+		}
+		return fail("compile", err)
+	}
+	m := &Module{
+		Region:   region,
+		Version:  version,
+		SHA256:   sha256.Sum256(wasm),
+		Size:     len(wasm),
+		e:        e,
+		compiled: compiled,
+		slots:    make(chan struct{}, e.cfg.MaxInstances),
+		idle:     make(chan *instance, e.cfg.MaxInstances),
+	}
+	if err := m.checkShape(); err != nil {
+		compiled.Close(ctx)
+		return fail(err.check, err.err)
+	}
+	m.slots <- struct{}{}
+	inst, err := m.instantiate(ctx)
+	if err != nil {
+		compiled.Close(ctx)
+		return fail("instantiate", err)
+	}
+	v, err := m.abiVersion(ctx, inst)
+	if err != nil {
+		inst.mod.Close(ctx)
+		compiled.Close(ctx)
+		return fail("abi_version", err)
+	}
+	if v != abi.Version {
+		inst.mod.Close(ctx)
+		compiled.Close(ctx)
+		return fail("abi_version", fmt.Errorf("module declares ABI version %d; supported: %d", v, abi.Version))
+	}
+	m.put(inst)
+	return m, nil
+}
+
+type shapeError struct {
+	check string
+	err   error
+}
+
+// checkShape verifies imports and exports without running anything.
+func (m *Module) checkShape() *shapeError {
+	c := m.compiled
+	for _, f := range c.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if mod != allowedImportModule {
+			return &shapeError{"imports", fmt.Errorf("import %s.%s is outside the allowed set (%s functions only)", mod, name, allowedImportModule)}
+		}
+	}
+	for _, mem := range c.ImportedMemories() {
+		mod, name, _ := mem.Import()
+		return &shapeError{"imports", fmt.Errorf("imported memory %s.%s is not allowed", mod, name)}
+	}
+	mems := c.ExportedMemories()
+	mem, ok := mems["memory"]
+	if !ok {
+		return &shapeError{"exports", errors.New(`module exports no memory named "memory"`)}
+	}
+	if mem.Min() > m.e.cfg.MemoryLimitPages {
+		return &shapeError{"memory", fmt.Errorf("declared minimum memory %d pages exceeds the limit of %d", mem.Min(), m.e.cfg.MemoryLimitPages)}
+	}
+	want := map[string][2][]api.ValueType{
+		"abi_version":  {nil, {api.ValueTypeI32}},
+		"input_buffer": {{api.ValueTypeI32}, {api.ValueTypeI32}},
+		"settle":       {{api.ValueTypeI32}, {api.ValueTypeI64}},
+	}
+	funcs := c.ExportedFunctions()
+	for name, sig := range want {
+		f, ok := funcs[name]
+		if !ok {
+			return &shapeError{"exports", fmt.Errorf("module does not export function %q", name)}
+		}
+		if !sameTypes(f.ParamTypes(), sig[0]) || !sameTypes(f.ResultTypes(), sig[1]) {
+			return &shapeError{"exports", fmt.Errorf("export %q has the wrong signature", name)}
+		}
+	}
+	if f, ok := funcs["_initialize"]; ok {
+		if len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0 {
+			return &shapeError{"exports", errors.New(`export "_initialize" has the wrong signature`)}
+		}
+		m.hasInit = true
+	}
+	return nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// instantiate creates an instance; the caller holds a slot for it.
+func (m *Module) instantiate(ctx context.Context) (*instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.InitTimeout)
+	defer cancel()
+	cfg := wazero.NewModuleConfig().WithName("")
+	if m.hasInit {
+		cfg = cfg.WithStartFunctions("_initialize")
+	} else {
+		cfg = cfg.WithStartFunctions()
+	}
+	mod, err := m.e.runtime.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil {
+		<-m.slots
+		return nil, classify(err, "instantiate")
+	}
+	m.live.Add(1)
+	return &instance{
+		mod:         mod,
+		mem:         mod.Memory(),
+		inputBuffer: mod.ExportedFunction("input_buffer"),
+		settle:      mod.ExportedFunction("settle"),
+	}, nil
+}
+
+func (m *Module) abiVersion(ctx context.Context, inst *instance) (uint32, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.InitTimeout)
+	defer cancel()
+	res, err := inst.mod.ExportedFunction("abi_version").Call(ctx)
+	if err != nil {
+		return 0, classify(err, "abi_version")
+	}
+	return uint32(res[0]), nil
+}
+
+// get borrows an instance, creating one when none is idle and the limit
+// allows; otherwise it waits for one to come back.
+func (m *Module) get(ctx context.Context) (*instance, error) {
+	select {
+	case inst := <-m.idle:
+		return inst, nil
+	default:
+	}
+	select {
+	case inst := <-m.idle:
+		return inst, nil
+	case m.slots <- struct{}{}:
+		return m.instantiate(ctx)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// put returns a healthy instance to the pool.
+func (m *Module) put(inst *instance) {
+	if m.closed.Load() {
+		m.discard(inst)
+		return
+	}
+	m.idle <- inst // never blocks: idle has room for every slot
+}
+
+// discard closes an instance for good and frees its slot.
+func (m *Module) discard(inst *instance) {
+	_ = inst.mod.Close(context.Background())
+	m.live.Add(-1)
+	<-m.slots
+}
+
+// Call runs the policy on in, whose ABI encoding is encoded, and decodes
+// its answer into out after checking it (see Check). A failure is a
+// *CallError; the instance that failed is discarded. Call never writes
+// anything; the caller may write once it returns nil.
+func (m *Module) Call(ctx context.Context, in *abi.Input, encoded []byte, out *abi.Output) error {
+	inst, err := m.get(ctx)
+	if err != nil {
+		var ce *CallError
+		if errors.As(err, &ce) {
+			ce.Region, ce.Version = m.Region, m.Version
+			m.Failures.Add(1)
+			return ce
+		}
+		return &CallError{Region: m.Region, Version: m.Version, Kind: FailUnavailable, Err: err}
+	}
+	if err := m.call(ctx, inst, encoded, out); err != nil {
+		m.discard(inst)
+		m.Failures.Add(1)
+		err.Region, err.Version = m.Region, m.Version
+		return err
+	}
+	m.put(inst)
+	if out.Refusal != "" {
+		return &CallError{Region: m.Region, Version: m.Version, Kind: FailRefused, Err: errors.New(out.Refusal)}
+	}
+	if err := Check(in, out); err != nil {
+		m.Failures.Add(1)
+		return &CallError{Region: m.Region, Version: m.Version, Kind: FailCheck, Rule: err.Rule, Err: err}
+	}
+	return nil
+}
+
+func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *abi.Output) *CallError {
+	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.CallTimeout)
+	defer cancel()
+	inst.stack[0] = uint64(len(encoded))
+	if err := inst.inputBuffer.CallWithStack(ctx, inst.stack[:]); err != nil {
+		return classify(err, "input_buffer")
+	}
+	ptr := uint32(inst.stack[0])
+	if !inst.mem.Write(ptr, encoded) {
+		return &CallError{Kind: FailMalformed, Err: fmt.Errorf("input_buffer returned %#x, outside memory for %d bytes", ptr, len(encoded))}
+	}
+	inst.stack[0] = uint64(len(encoded))
+	if err := inst.settle.CallWithStack(ctx, inst.stack[:]); err != nil {
+		return classify(err, "settle")
+	}
+	packed := inst.stack[0]
+	optr, olen := uint32(packed>>32), uint32(packed)
+	buf, ok := inst.mem.Read(optr, olen)
+	if !ok {
+		return &CallError{Kind: FailMalformed, Err: fmt.Errorf("settle answered %d bytes at %#x, outside memory", olen, optr)}
+	}
+	out.Reset()
+	if err := out.Decode(buf); err != nil {
+		return &CallError{Kind: FailMalformed, Err: err}
+	}
+	return nil
+}
+
+// classify turns a wazero error into a CallError: an expired deadline is a
+// timeout, anything else (trap, proc_exit, closed module) a trap.
+func classify(err error, fn string) *CallError {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: time limit exceeded", fn)}
+		case sys.ExitCodeContextCanceled:
+			return &CallError{Kind: FailUnavailable, Err: fmt.Errorf("%s: canceled", fn)}
+		}
+		return &CallError{Kind: FailTrap, Err: fmt.Errorf("%s: module exited with code %d", fn, exit.ExitCode())}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: time limit exceeded", fn)}
+	}
+	return &CallError{Kind: FailTrap, Err: fmt.Errorf("%s: %w", fn, err)}
+}
+
+// Close withdraws the module: idle instances are closed now, borrowed ones
+// when they come back, then the compiled code is released.
+func (m *Module) Close(ctx context.Context) error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	for {
+		select {
+		case inst := <-m.idle:
+			m.discard(inst)
+		default:
+			return m.compiled.Close(ctx)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"medgate/engine/abi"
+)
+
+// Version is a policy version in force from EffectiveFrom until the next
+// version of its region takes over.
+type Version struct {
+	Name          string
+	EffectiveFrom abi.Date
+	Module        *Module
+}
+
+// Policies maps each insured region to its versions. Lookups are lock-free
+// (a copy-on-write snapshot), so versions switch without pausing settlement.
+type Policies struct {
+	mu   sync.Mutex // serializes writers
+	snap atomic.Pointer[map[string][]Version]
+}
+
+// Lookup returns the version of region in force on date: the one with the
+// latest EffectiveFrom not after date.
+func (p *Policies) Lookup(region string, date abi.Date) (Version, bool) {
+	m := p.snap.Load()
+	if m == nil {
+		return Version{}, false
+	}
+	vs := (*m)[region]
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].EffectiveFrom <= date {
+			return vs[i], true
+		}
+	}
+	return Version{}, false
+}
+
+// Put adds v to region, replacing a version of the same name, and returns
+// the replaced one (the caller closes its module when it is done with it).
+func (p *Policies) Put(region string, v Version) (old Version, replaced bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := p.cloneLocked()
+	vs := next[region]
+	for i := range vs {
+		if vs[i].Name == v.Name {
+			old, replaced = vs[i], true
+			vs = slices.Delete(vs, i, i+1)
+			break
+		}
+	}
+	vs = append(vs, v)
+	slices.SortStableFunc(vs, func(a, b Version) int { return int(a.EffectiveFrom) - int(b.EffectiveFrom) })
+	next[region] = vs
+	p.snap.Store(&next)
+	return old, replaced
+}
+
+// Remove withdraws version name of region, so the previous one applies again.
+func (p *Policies) Remove(region, name string) (Version, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := p.cloneLocked()
+	vs := next[region]
+	for i := range vs {
+		if vs[i].Name == name {
+			old := vs[i]
+			next[region] = slices.Delete(vs, i, i+1)
+			p.snap.Store(&next)
+			return old, true
+		}
+	}
+	return Version{}, false
+}
+
+// Versions lists region's versions by effective date.
+func (p *Policies) Versions(region string) []Version {
+	m := p.snap.Load()
+	if m == nil {
+		return nil
+	}
+	return slices.Clone((*m)[region])
+}
+
+// Regions lists every region with at least one version.
+func (p *Policies) Regions() []string {
+	m := p.snap.Load()
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for r, vs := range *m {
+		if len(vs) > 0 {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (p *Policies) cloneLocked() map[string][]Version {
+	next := map[string][]Version{}
+	if m := p.snap.Load(); m != nil {
+		for r, vs := range *m {
+			next[r] = slices.Clone(vs)
+		}
+	}
+	return next
+}
