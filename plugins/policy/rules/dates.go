@@ -1,0 +1,82 @@
+package rules
+
+import "medgate/engine/abi"
+
+// DaysIn is the number of days of month m (1–12) of year y (Gregorian).
+func DaysIn(y, m int32) int32 {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// AddMonths returns d plus n months (n ≥ 0): the same day of the month, or
+// that month's last day when it has no such day (2024-05-31 + 9 months =
+// 2025-02-28).
+func AddMonths(d abi.Date, n int32) abi.Date {
+	y, m, day := d.Year(), d.Month(), d.Day()
+	m0 := m - 1 + n
+	y += m0 / 12
+	m = m0%12 + 1
+	if last := DaysIn(y, m); day > last {
+		day = last
+	}
+	return abi.MakeDate(y, m, day)
+}
+
+// WaitMonths is the length in months of a resident's waiting period
+// (待遇等待期, policies.md §4): none when enrolled in the concentrated period
+// with no lapsed year; otherwise 3 months plus one month per lapsed year not
+// repaid, and at least 6 months when 4 or more years lapsed.
+func WaitMonths(p *abi.Person) int32 {
+	if p.InConcentratedPeriod && p.LapsedYears == 0 {
+		return 0
+	}
+	n := 3 + max32(0, p.LapsedYears-p.RepaidYears)
+	if p.LapsedYears >= 4 && n < 6 {
+		n = 6
+	}
+	return n
+}
+
+// BenefitsStart is the first day on which a person's benefits apply:
+// enrolled_on plus the waiting months. It is 0 when enrolled_on is unknown
+// (no wait).
+func BenefitsStart(p *abi.Person) abi.Date {
+	if p.EnrolledOn == 0 {
+		return 0
+	}
+	return AddMonths(p.EnrolledOn, WaitMonths(p))
+}
+
+// InWait reports whether a settlement dated date falls in the person's
+// waiting period: before the benefits start (which is never before
+// enrolled_on, so a settlement dated before enrolment is in the wait too).
+func InWait(p *abi.Person, date abi.Date) bool {
+	start := BenefitsStart(p)
+	return start != 0 && date < start
+}
+
+// AppendDate appends d as YYYY-MM-DD.
+func AppendDate(b []byte, d abi.Date) []byte {
+	y, m, day := d.Year(), d.Month(), d.Day()
+	b = append(b, byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append(b, byte('0'+m/10), byte('0'+m%10), '-')
+	return append(b, byte('0'+day/10), byte('0'+day%10))
+}
+
+// DateString formats d as YYYY-MM-DD.
+func DateString(d abi.Date) string { return string(AppendDate(make([]byte, 0, 10), d)) }
+
+func max32(a, b int32) int32 {
+	if a > b {
+		return a
+	}
+	return b
+}
