@@ -226,3 +226,7 @@ func (b *Book) Reverse(i int) error {
 	b.Balance += e.account
 	return nil
 }
+
+// RunBytes settles an encoded input with p natively and returns the encoded
+// Output (the SDK's code path).
+func RunBytes(p sdk.Policy, input []byte) []byte { return sdk.Run(p, input) }
