@@ -1,0 +1,620 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"medgate/engine/abi"
+)
+
+// Options configure Open.
+type Options struct {
+	FS       vfs.FS           // nil: the real disk (vfs.Default)
+	Logger   zerolog.Logger   // also receives pebble's own log lines
+	Now      func() time.Time // nil: time.Now; stamps Entry.CommittedAt
+	MaxBatch int              // entries per group commit; 0: 512
+}
+
+// Idem is what an idempotency key (hospital, request id) maps to.
+type Idem struct {
+	BodyHash     [32]byte
+	Seq          uint64
+	SettlementID string
+}
+
+// DB is the ledger. All methods are safe for concurrent use.
+type DB struct {
+	pdb      *pebble.DB
+	log      zerolog.Logger
+	now      func() time.Time
+	maxBatch int
+
+	// head is the last durable entry: its seq is the durable watermark.
+	head atomic.Pointer[headState]
+	// notify is closed (and replaced) whenever head advances, the DB fails
+	// or closes; waiters for durability block on it.
+	notify atomic.Pointer[chan struct{}]
+	failed atomic.Bool
+	closed atomic.Bool
+
+	hospitals atomic.Pointer[map[string]Hospital]
+	catalogs  atomic.Pointer[map[string]*Catalog]
+	names     interner
+
+	reqs       chan *request
+	quit       chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+type headState struct {
+	seq  uint64
+	hash [32]byte
+}
+
+// Catalog is one treating region's catalog, immutable once published.
+type Catalog struct {
+	region  string
+	entries map[string]CatalogEntry
+}
+
+// Region is the catalog's region code.
+func (c *Catalog) Region() string { return c.region }
+
+// Lookup returns the entry of code. It does not allocate.
+func (c *Catalog) Lookup(code string) (CatalogEntry, bool) {
+	e, ok := c.entries[code]
+	return e, ok
+}
+
+// Len is the number of codes in the catalog.
+func (c *Catalog) Len() int { return len(c.entries) }
+
+// Entries returns all entries sorted by code (a fresh slice).
+func (c *Catalog) Entries() []CatalogEntry {
+	out := make([]CatalogEntry, 0, len(c.entries))
+	for _, e := range c.entries {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
+	return out
+}
+
+// Open opens (creating if needed) the ledger in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	db := &DB{
+		log:        opts.Logger,
+		now:        opts.Now,
+		maxBatch:   opts.MaxBatch,
+		reqs:       make(chan *request),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.maxBatch <= 0 {
+		db.maxBatch = 512
+	}
+	popts := &pebble.Options{
+		FS:                 fs,
+		Logger:             pebbleLogger{opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
+	}
+	db.pdb = pdb
+	if err := db.load(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	ch := make(chan struct{})
+	db.notify.Store(&ch)
+	go db.run()
+	h := db.head.Load()
+	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
+		Int("hospitals", len(*db.hospitals.Load())).Int("catalogs", len(*db.catalogs.Load())).
+		Msg("ledger opened")
+	return db, nil
+}
+
+// load reads the format marker, the chain head and the in-memory registry.
+func (db *DB) load() error {
+	v, err := db.get(keyFormat)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		b := db.pdb.NewBatch()
+		_ = b.Set(keyFormat, []byte{storeFormat}, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("ledger: init: %w", err)
+		}
+		_ = b.Close()
+	case err != nil:
+		return fmt.Errorf("ledger: read format: %w", err)
+	case len(v) != 1 || v[0] != storeFormat:
+		return fmt.Errorf("ledger: unsupported store format %v", v)
+	}
+
+	h := &headState{}
+	v, err = db.get(keyHead)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("ledger: read head: %w", err)
+	default:
+		if h.seq, h.hash, err = decodeHead(v); err != nil {
+			return err
+		}
+	}
+	// The head is written in the same batch as its entry; check they agree
+	// and that nothing lies beyond it.
+	if h.seq > 0 {
+		var kb [9]byte
+		v, err := db.get(appendEntryKey(kb[:0], h.seq))
+		if err != nil {
+			return fmt.Errorf("ledger: head entry %d: %w", h.seq, err)
+		}
+		if len(v) < 32 || [32]byte(v[len(v)-32:]) != h.hash {
+			return fmt.Errorf("%w: head hash does not match entry %d", ErrCorrupt, h.seq)
+		}
+	}
+	var kb [9]byte
+	if _, err := db.get(appendEntryKey(kb[:0], h.seq+1)); err == nil {
+		return fmt.Errorf("%w: entry %d exists beyond the head", ErrCorrupt, h.seq+1)
+	}
+	db.head.Store(h)
+
+	hs := map[string]Hospital{}
+	cats := map[string]*Catalog{}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{pfxHospital}, UpperBound: []byte{pfxHospital + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		id := string(it.Key()[1:])
+		h, err := decodeHospital(id, it.Value())
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("ledger: hospital %q: %w", id, err)
+		}
+		hs[id] = h
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{pfxCatalog}, UpperBound: []byte{pfxCatalog + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		region, code, ok := splitLP(it.Key()[1:])
+		if !ok {
+			_ = it.Close()
+			return fmt.Errorf("%w: catalog key %q", ErrCorrupt, it.Key())
+		}
+		c := cats[string(region)]
+		if c == nil {
+			c = &Catalog{region: string(region), entries: map[string]CatalogEntry{}}
+			cats[c.region] = c
+		}
+		e, err := decodeCatalogEntry(string(code), it.Value())
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("ledger: catalog %s code %q: %w", region, code, err)
+		}
+		c.entries[e.Code] = e
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	db.hospitals.Store(&hs)
+	db.catalogs.Store(&cats)
+	return nil
+}
+
+// get returns a copy of the value of key.
+func (db *DB) get(key []byte) ([]byte, error) {
+	v, closer, err := db.pdb.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, closer.Close()
+}
+
+// Close stops accepting writes, lets the writer finish what is queued,
+// and closes the store. It is safe to call more than once; later calls return
+// nil. No method may be called after Close returns (they return ErrClosed on
+// a best-effort basis).
+func (db *DB) Close() error {
+	first := false
+	db.closeOnce.Do(func() {
+		first = true
+		db.closed.Store(true)
+		close(db.quit)
+		<-db.writerDone
+		db.broadcast()
+		db.closeErr = db.closePebble()
+		h := db.head.Load()
+		db.log.Info().Uint64("head_seq", h.seq).Err(db.closeErr).Msg("ledger closed")
+	})
+	if !first {
+		return nil
+	}
+	return db.closeErr
+}
+
+func (db *DB) closePebble() (err error) {
+	defer func() {
+		// After a failed commit pebble may complain fatally while closing.
+		if r := recover(); r != nil {
+			if f, ok := r.(pebbleFatal); ok {
+				err = f
+				return
+			}
+			panic(r)
+		}
+	}()
+	return db.pdb.Close()
+}
+
+// broadcast wakes every goroutine waiting in waitDurable.
+func (db *DB) broadcast() {
+	ch := make(chan struct{})
+	old := db.notify.Swap(&ch)
+	close(*old)
+}
+
+// waitDurable returns once entry seq is durable, or ErrWriteFailed if the
+// store failed before it became so.
+func (db *DB) waitDurable(seq uint64) error {
+	for {
+		ch := *db.notify.Load()
+		if db.head.Load().seq >= seq {
+			return nil
+		}
+		if db.failed.Load() {
+			return ErrWriteFailed
+		}
+		if db.closed.Load() {
+			// The writer is gone; nothing will become durable any more.
+			select {
+			case <-db.writerDone:
+				if db.head.Load().seq >= seq {
+					return nil
+				}
+				return ErrClosed
+			default:
+			}
+		}
+		<-ch
+	}
+}
+
+// --- registry -------------------------------------------------------------
+
+// PutHospitals upserts hospitals by id.
+func (db *DB) PutHospitals(hs []Hospital) error {
+	for i := range hs {
+		if hs[i].ID == "" {
+			return invalidRecord("hospital %d: empty id", i)
+		}
+	}
+	if len(hs) == 0 {
+		return nil
+	}
+	hs = append([]Hospital(nil), hs...)
+	r := &request{done: make(chan struct{}, 1)}
+	r.op = func(b *pebble.Batch) (int, error) {
+		var k, v []byte
+		for i := range hs {
+			k = appendHospitalKey(k[:0], hs[i].ID)
+			v = appendHospital(v[:0], &hs[i])
+			if err := b.Set(k, v, nil); err != nil {
+				return 0, err
+			}
+		}
+		return len(hs), nil
+	}
+	r.after = func() {
+		old := *db.hospitals.Load()
+		m := make(map[string]Hospital, len(old)+len(hs))
+		for k, v := range old {
+			m[k] = v
+		}
+		for _, h := range hs {
+			m[h.ID] = h
+		}
+		db.hospitals.Store(&m)
+	}
+	_, err := db.submit(r)
+	return err
+}
+
+// Hospital returns the hospital of id.
+func (db *DB) Hospital(id string) (Hospital, bool) {
+	h, ok := (*db.hospitals.Load())[id]
+	return h, ok
+}
+
+// PutCatalog writes region's catalog: with replace, entries become the whole
+// catalog (an empty replace removes it); otherwise entries are upserted by
+// code.
+func (db *DB) PutCatalog(region string, entries []CatalogEntry, replace bool) error {
+	if region == "" {
+		return invalidRecord("empty region")
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.Code == "" {
+			return invalidRecord("catalog entry %d: empty code", i)
+		}
+		if e.Class < abi.ClassA || e.Class > abi.ClassC {
+			return invalidRecord("catalog entry %q: class %d", e.Code, e.Class)
+		}
+	}
+	if len(entries) == 0 && !replace {
+		return nil
+	}
+	entries = append([]CatalogEntry(nil), entries...)
+	r := &request{done: make(chan struct{}, 1)}
+	r.op = func(b *pebble.Batch) (int, error) {
+		if replace {
+			p := appendCatalogPrefix(nil, region)
+			if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+				return 0, err
+			}
+		}
+		var k, v []byte
+		for i := range entries {
+			k = appendCatalogKey(k[:0], region, entries[i].Code)
+			v = appendCatalogEntry(v[:0], &entries[i])
+			if err := b.Set(k, v, nil); err != nil {
+				return 0, err
+			}
+		}
+		return len(entries), nil
+	}
+	r.after = func() {
+		old := *db.catalogs.Load()
+		m := make(map[string]*Catalog, len(old)+1)
+		for k, v := range old {
+			m[k] = v
+		}
+		c := &Catalog{region: region}
+		if prev := old[region]; prev != nil && !replace {
+			c.entries = make(map[string]CatalogEntry, len(prev.entries)+len(entries))
+			for k, v := range prev.entries {
+				c.entries[k] = v
+			}
+		} else {
+			c.entries = make(map[string]CatalogEntry, len(entries))
+		}
+		for _, e := range entries {
+			c.entries[e.Code] = e
+		}
+		if len(c.entries) == 0 {
+			delete(m, region)
+		} else {
+			m[region] = c
+		}
+		db.catalogs.Store(&m)
+	}
+	_, err := db.submit(r)
+	return err
+}
+
+// Catalog returns the catalog of exactly region (no fallback to the
+// prefecture or province: that is the caller's policy).
+func (db *DB) Catalog(region string) (*Catalog, bool) {
+	c, ok := (*db.catalogs.Load())[region]
+	return c, ok
+}
+
+// PutPersons upserts insured persons. A person not yet known gets its
+// balance set to OpeningBalance; a known person's balance is left alone.
+// created counts the new persons. When the same person appears more than
+// once, it is as if they were upserted in order.
+func (db *DB) PutPersons(ps []Person) (created int, err error) {
+	for i := range ps {
+		p := &ps[i]
+		if p.ID == "" || p.Region == "" {
+			return 0, invalidRecord("person %d: empty id or region", i)
+		}
+		if p.OpeningBalance < 0 {
+			return 0, invalidRecord("person %q: negative opening balance", p.ID)
+		}
+	}
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	ps = append([]Person(nil), ps...)
+	r := &request{done: make(chan struct{}, 1)}
+	r.op = func(b *pebble.Batch) (int, error) {
+		type pk struct{ region, id string }
+		first := make(map[pk]int, len(ps))
+		var k []byte
+		// Reads first, so that an error leaves the batch untouched.
+		isNew := make([]bool, len(ps))
+		for i := range ps {
+			key := pk{ps[i].Region, ps[i].ID}
+			if _, dup := first[key]; dup {
+				continue
+			}
+			first[key] = i
+			k = appendPersonKey(k[:0], ps[i].Region, ps[i].ID)
+			_, closer, err := b.Get(k)
+			switch {
+			case err == nil:
+				_ = closer.Close()
+			case errors.Is(err, pebble.ErrNotFound):
+				isNew[i] = true
+			default:
+				return 0, err
+			}
+		}
+		n := 0
+		var v []byte
+		for i := range ps {
+			p := ps[i]
+			p.Facts.AccountBalance = 0
+			k = appendPersonKey(k[:0], p.Region, p.ID)
+			v = appendPerson(v[:0], &p)
+			if err := b.Set(k, v, nil); err != nil {
+				return 0, err
+			}
+			if isNew[i] {
+				n++
+				k = appendBalanceKey(k[:0], p.Region, p.ID)
+				if err := b.Set(k, be.AppendUint64(v[:0], uint64(p.OpeningBalance)), nil); err != nil {
+					return 0, err
+				}
+			}
+		}
+		return n, nil
+	}
+	return db.submit(r)
+}
+
+// Person returns the registry record of (region, id).
+func (db *DB) Person(region, id string) (Person, bool, error) {
+	if db.closed.Load() {
+		return Person{}, false, ErrClosed
+	}
+	kb := getKeyBuf()
+	defer putKeyBuf(kb)
+	kb.b = appendPersonKey(kb.b[:0], region, id)
+	v, closer, err := db.pdb.Get(kb.b)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Person{}, false, nil
+	}
+	if err != nil {
+		return Person{}, false, err
+	}
+	p, err := decodePerson(v)
+	_ = closer.Close()
+	if err != nil {
+		return Person{}, false, err
+	}
+	return p, true, nil
+}
+
+// Balance returns the running personal-account balance of (region, person),
+// in fen; 0 for an unknown person.
+func (db *DB) Balance(region, person string) (int64, error) {
+	if db.closed.Load() {
+		return 0, ErrClosed
+	}
+	kb := getKeyBuf()
+	defer putKeyBuf(kb)
+	kb.b = appendBalanceKey(kb.b[:0], region, person)
+	v, closer, err := db.pdb.Get(kb.b)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	bal, err := decodeBalance(v)
+	_ = closer.Close()
+	return bal, err
+}
+
+// Counters appends the counters of (region, person, year) to dst, sorted by
+// name; a counter never written (or back at 0) is absent.
+func (db *DB) Counters(region, person string, year int32, dst []abi.Counter) ([]abi.Counter, error) {
+	if db.closed.Load() {
+		return dst, ErrClosed
+	}
+	kb := getKeyBuf()
+	defer putKeyBuf(kb)
+	kb.b = appendCountersKey(kb.b[:0], region, person, year)
+	v, closer, err := db.pdb.Get(kb.b)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, nil
+	}
+	if err != nil {
+		return dst, err
+	}
+	err = walkCounters(v, func(name []byte, value int64) {
+		dst = append(dst, abi.Counter{Name: db.names.get(name), Value: value})
+	})
+	_ = closer.Close()
+	return dst, err
+}
+
+// interner dedupes counter names so that reading counters does not
+// allocate a string per name. The set of names is small (chosen by
+// policies); it stops growing at maxInterned.
+type interner struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]string]
+}
+
+const maxInterned = 4096
+
+func (in *interner) get(b []byte) string {
+	if m := in.m.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+	}
+	s := string(b)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var old map[string]string
+	if p := in.m.Load(); p != nil {
+		old = *p
+	}
+	if len(old) >= maxInterned {
+		return s
+	}
+	m := make(map[string]string, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[s] = s
+	in.m.Store(&m)
+	return s
+}
+
+// pebbleLogger routes pebble's log lines to zerolog. Fatalf panics with a
+// pebbleFatal instead of exiting the process: pebble calls it when a commit
+// fails (e.g. the WAL cannot be written or synced), and the writer recovers
+// it to put the ledger into its failed state.
+type pebbleLogger struct{ l zerolog.Logger }
+
+type pebbleFatal struct{ msg string }
+
+func (f pebbleFatal) Error() string { return f.msg }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug().Str("component", "pebble").Msgf(format, args...)
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error().Str("component", "pebble").Msgf(format, args...)
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error().Str("component", "pebble").Msg(msg)
+	panic(pebbleFatal{msg})
+}

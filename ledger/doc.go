@@ -1,0 +1,109 @@
+// Package ledger is the gateway's append-only, hash-chained settlement ledger
+// and registry, stored in Pebble.
+//
+// # Writes: one writer, group commit, nothing answered before it is synced
+//
+// Every write goes through one goroutine (the writer). Append hands it the
+// entry and waits. The writer takes whatever requests are queued (up to
+// Options.MaxBatch) into ONE indexed Pebble batch; for each entry in order it
+// first does all reads and checks (idempotency key unused, trace codes free,
+// reversed settlement present / a settlement / not yet reversed, counters and
+// balance stay in range) against the DB plus the batch so far — the batch is
+// indexed, so an entry sees what earlier entries of the same batch wrote —
+// and only then adds its writes. A refused entry therefore adds nothing and
+// consumes no sequence number. An accepted entry is sealed: Seq = head+1,
+// SettlementID = "S%012d", PrevHash = the previous entry's Hash, CommittedAt
+// = Options.Now(), Hash = sha256(PrevHash || body), where body is the
+// entry's canonical encoding without the trailing Hash. Then the batch is
+// committed with pebble.Sync and only after that returns is anybody
+// answered, refused entries included (a refusal may rest on an earlier entry
+// of the same batch). One sync serves the whole batch, so throughput grows
+// with concurrency while every acknowledged entry is on disk.
+//
+// Why a single writer: sequence numbers, the hash chain and the uniqueness
+// checks (idempotency keys, trace codes, one reversal per settlement) are
+// all "read, then write depending on what was read". A single goroutine
+// makes them trivially serializable without locks, and batching makes its
+// fsync cost shared. Registry writes (PutHospitals, PutCatalog, PutPersons)
+// go through the same writer, so a new person's opening balance cannot race
+// with a settlement moving that balance, and there is one place that deals
+// with write failures.
+//
+// Write failure: if a commit fails (Pebble reports WAL write/sync errors
+// through its Logger.Fatalf, which this package turns into a panic that the
+// writer recovers), every request of the batch gets an error wrapping
+// ErrWriteFailed, the in-memory head does not move, and the DB enters a
+// failed state: every later write returns ErrWriteFailed at once (the
+// gateway answers 503), reads keep working. Pebble's commit pipeline is not
+// usable after such an error, so the only way out is to restart (reopen),
+// which replays the WAL: whatever reached the disk is then durable, and
+// idempotency keys make client retries safe.
+//
+// # Reads: durable watermark
+//
+// Pebble publishes a batch to readers before its WAL sync completes. The DB
+// therefore keeps the durable head (seq and hash of the last synced entry)
+// in memory, and the read methods that expose ledger entries or their
+// indexes (Idempotency, TraceCodeOwner, Entry, EntryByID, ReversedBy) check
+// the seq of what they found against it: beyond it, they wait until it is
+// durable, or return ErrWriteFailed if the store failed first. Index values
+// carry the seq of the entry that last wrote them for this purpose (a trace
+// code record keeps the seq of the reversal that freed it rather than being
+// deleted). Scan and Verify stop at the durable head as of their call.
+// Counters and Balance are not gated: the gateway serializes each person
+// with a lock held until its Append returns. Reads take no lock: the head is
+// an atomic pointer, waiters sleep on a channel that is closed and replaced
+// whenever the head moves, hospitals and catalogs are immutable maps behind
+// atomic pointers (copy-on-write, replaced by the writer after a durable
+// commit).
+//
+// # Key layout
+//
+// All integers in keys are big-endian so that keys sort numerically; "lp(s)"
+// is s preceded by its length as a uvarint, so that a variable-length
+// component cannot run into the next one.
+//
+//	mformat                              -> byte 1 (layout version)
+//	mhead                                -> seq (8) | hash (32) of the last entry
+//	e | seq(8)                           -> encoded Entry (see AppendEntry)
+//	k | lp(hospital) | request id        -> body sha256 (32) | seq (8)
+//	t | trace code                       -> owner seq (8) | freeing reversal seq (8), 0 while in use
+//	r | settlement seq(8)                -> seq of its reversal (8)
+//	c | lp(region) | lp(person) | year   -> counters blob: uvarint n, n × (lp(name), uvarint value), sorted by name, no zeros
+//	b | lp(region) | person              -> balance, int64 (8)
+//	p | lp(region) | person id           -> encoded Person
+//	h | hospital id                      -> encoded Hospital
+//	g | lp(region) | code                -> encoded CatalogEntry
+//
+// The year in counter keys is 4 bytes, the int32 with its sign bit flipped.
+// There is no settlement-id index: ids are "S" + the seq in at least 12
+// digits, so EntryByID and ReversedBy parse the id (ParseSettlementID) and
+// read the entry key directly — one less write per entry and one less read
+// per lookup. Counters of a (region, person, year) live under one key, so
+// reading them is one Get and updating them one Set. A settlement writes its
+// entry, its idempotency key, its trace codes, its person's counters and
+// balance; a reversal writes its entry, its idempotency key, the reversed
+// settlement's "r" marker, frees the reversed settlement's trace codes (its
+// own TraceCodes field is informational and neither checked nor marked), and
+// applies its own Changes and BalanceChange (the caller's negations) to the
+// original settlement's year; the head record is written once per batch.
+// All of it is in the batch of the entry.
+//
+// # Entry encoding
+//
+// Hand-written and versioned (first byte EntryFormat), varint-based, with
+// the Hash as the last 32 bytes so that "the encoding without Hash" is a
+// prefix of the stored value and Verify hashes the stored bytes directly.
+// The decoder is strict — minimal varints, booleans 0 or 1, counts bounded
+// by the remaining input, no trailing bytes, at most MaxEntrySize — so it
+// never over-allocates on hostile input, and any accepted input re-encodes
+// to the same bytes (the encoding is canonical both ways).
+//
+// # Restart
+//
+// Open reads the head record and checks it against the last entry (and that
+// no entry lies beyond it); everything in the store after Pebble's WAL
+// replay is durable, so the head is also the durable watermark. All indexes
+// live in Pebble, written in the entry's batch, so they are exactly as they
+// were; hospitals and catalogs are reloaded into memory.
+package ledger

@@ -1,0 +1,251 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Head returns the last durable entry's seq and hash (0 and zeros for an
+// empty ledger).
+func (db *DB) Head() (seq uint64, hash [32]byte) {
+	h := db.head.Load()
+	return h.seq, h.hash
+}
+
+// Failed reports whether a write failed; from then on every write returns
+// ErrWriteFailed.
+func (db *DB) Failed() bool { return db.failed.Load() }
+
+// lookup reads key and passes its value to fn (valid only during the call);
+// found is false when the key is absent.
+func (db *DB) lookup(kb *keyBuf, fn func(v []byte) error) (found bool, err error) {
+	if db.closed.Load() {
+		return false, ErrClosed
+	}
+	v, closer, err := db.pdb.Get(kb.b)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	err = fn(v)
+	_ = closer.Close()
+	return true, err
+}
+
+// Idempotency returns what the idempotency key (hospital, requestID) maps to,
+// once durable.
+func (db *DB) Idempotency(hospital, requestID string) (Idem, bool, error) {
+	kb := getKeyBuf()
+	kb.b = appendIdemKey(kb.b[:0], hospital, requestID)
+	var id Idem
+	found, err := db.lookup(kb, func(v []byte) (err error) {
+		id, err = decodeIdemValue(v)
+		return err
+	})
+	putKeyBuf(kb)
+	if err != nil || !found {
+		return Idem{}, false, err
+	}
+	if err := db.waitDurable(id.Seq); err != nil {
+		return Idem{}, false, err
+	}
+	id.SettlementID = SettlementID(id.Seq)
+	return id, true, nil
+}
+
+// TraceCodeOwner returns the settlement holding trace code code, if it is in
+// use (settled and not reversed).
+func (db *DB) TraceCodeOwner(code string) (settlementID string, inUse bool, err error) {
+	kb := getKeyBuf()
+	kb.b = appendTraceKey(kb.b[:0], code)
+	var owner, freedBy uint64
+	found, err := db.lookup(kb, func(v []byte) (err error) {
+		owner, freedBy, err = decodeTraceValue(v)
+		return err
+	})
+	putKeyBuf(kb)
+	if err != nil || !found {
+		return "", false, err
+	}
+	// The record changed last with the later of the two entries.
+	if err := db.waitDurable(max(owner, freedBy)); err != nil {
+		return "", false, err
+	}
+	if freedBy != 0 {
+		return "", false, nil
+	}
+	return SettlementID(owner), true, nil
+}
+
+// Entry returns the entry of seq, or ErrNotFound.
+func (db *DB) Entry(seq uint64) (*Entry, error) {
+	kb := getKeyBuf()
+	kb.b = appendEntryKey(kb.b[:0], seq)
+	e := new(Entry)
+	found, err := db.lookup(kb, func(v []byte) error { return DecodeEntry(v, e) })
+	putKeyBuf(kb)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrNotFound
+	}
+	if err := db.waitDurable(seq); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// EntryByID returns the entry of a settlement id.
+func (db *DB) EntryByID(settlementID string) (*Entry, bool, error) {
+	seq, ok := ParseSettlementID(settlementID)
+	if !ok {
+		return nil, false, nil
+	}
+	e, err := db.Entry(seq)
+	if errors.Is(err, ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return e, true, nil
+}
+
+// ReversedBy returns the id of the reversal of settlementID, if any.
+func (db *DB) ReversedBy(settlementID string) (reversalID string, ok bool, err error) {
+	seq, valid := ParseSettlementID(settlementID)
+	if !valid {
+		return "", false, nil
+	}
+	kb := getKeyBuf()
+	kb.b = appendReversedKey(kb.b[:0], seq)
+	var rev uint64
+	found, err := db.lookup(kb, func(v []byte) (err error) {
+		rev, err = decodeSeqValue(v)
+		return err
+	})
+	putKeyBuf(kb)
+	if err != nil || !found {
+		return "", false, err
+	}
+	if err := db.waitDurable(rev); err != nil {
+		return "", false, err
+	}
+	return SettlementID(rev), true, nil
+}
+
+// Scan calls fn with each entry from seq from (1 if 0) up to the durable
+// head as of the call, in order, stopping at fn's first error, which it
+// returns. fn may keep the entry.
+func (db *DB) Scan(from uint64, fn func(*Entry) error) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	from = max(from, 1)
+	head := db.head.Load().seq
+	if from > head {
+		return nil
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: appendEntryKey(nil, from),
+		UpperBound: appendEntryKey(nil, head+1),
+	})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		e := new(Entry)
+		if err := DecodeEntry(it.Value(), e); err != nil {
+			_ = it.Close()
+			return fmt.Errorf("ledger: entry %d: %w", be.Uint64(it.Key()[1:]), err)
+		}
+		if err := fn(e); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// Verify walks the whole chain up to the durable head and checks that the
+// entries are 1..head without gaps, each decodes, carries its own seq and
+// id, links to its predecessor's hash, and hashes to its stored Hash, and
+// that the last one is the recorded head. It returns the number of entries
+// checked; a broken chain gives a *ChainError naming the first bad seq.
+func (db *DB) Verify() (n uint64, err error) {
+	if db.closed.Load() {
+		return 0, ErrClosed
+	}
+	head := db.head.Load()
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{pfxEntry},
+		UpperBound: appendEntryKey(nil, head.seq+1),
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var (
+		prev [32]byte
+		want uint64 = 1
+		e    Entry
+		id   []byte
+	)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 9 {
+			return n, &ChainError{Seq: want, Reason: fmt.Sprintf("malformed entry key %x", k)}
+		}
+		seq := be.Uint64(k[1:])
+		if seq != want {
+			return n, &ChainError{Seq: want, Reason: "entry missing"}
+		}
+		v := it.Value()
+		if len(v) < 33 {
+			return n, &ChainError{Seq: seq, Reason: "entry truncated"}
+		}
+		if entryHashOf(v, prev) != [32]byte(v[len(v)-32:]) {
+			// Either the entry's bytes were altered, or it does not follow
+			// its predecessor; tell which when it decodes.
+			if DecodeEntry(v, &e) == nil && e.PrevHash != prev {
+				if e.Seq != seq {
+					return n, &ChainError{Seq: seq, Reason: fmt.Sprintf("entry records seq %d (moved or reordered)", e.Seq)}
+				}
+				return n, &ChainError{Seq: seq, Reason: "previous hash does not match the previous entry"}
+			}
+			return n, &ChainError{Seq: seq, Reason: "hash does not match the entry's contents (altered)"}
+		}
+		if err := DecodeEntry(v, &e); err != nil {
+			return n, &ChainError{Seq: seq, Reason: fmt.Sprintf("undecodable: %v", err)}
+		}
+		if e.Seq != seq {
+			return n, &ChainError{Seq: seq, Reason: fmt.Sprintf("entry records seq %d (moved or reordered)", e.Seq)}
+		}
+		if e.PrevHash != prev {
+			return n, &ChainError{Seq: seq, Reason: "previous hash does not match the previous entry"}
+		}
+		id = appendSettlementID(id[:0], seq)
+		if !bytes.Equal(id, []byte(e.SettlementID)) {
+			return n, &ChainError{Seq: seq, Reason: fmt.Sprintf("settlement id %q does not match seq", e.SettlementID)}
+		}
+		prev = e.Hash
+		n++
+		want++
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	if n < head.seq {
+		return n, &ChainError{Seq: want, Reason: "entry missing"}
+	}
+	if prev != head.hash {
+		return n, &ChainError{Seq: head.seq, Reason: "last entry's hash does not match the recorded head"}
+	}
+	return n, nil
+}

@@ -1,0 +1,550 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"medgate/engine/abi"
+)
+
+// request is one unit of work for the writer: an entry to append, or a
+// registry operation (op writes into the batch, after runs once the batch
+// is durable).
+type request struct {
+	e     *Entry
+	op    func(b *pebble.Batch) (int, error)
+	after func()
+	n     int
+	err   error
+	done  chan struct{} // capacity 1
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+// Append writes e durably. The writer assigns e.Seq, e.SettlementID,
+// e.PrevHash, e.CommittedAt and e.Hash; the caller must not touch e until
+// Append returns. On error nothing of e was written and those fields are
+// left zero.
+//
+// ctx bounds only the wait for the writer to take the entry; once taken,
+// Append waits for the outcome (a commit is bounded by the disk).
+func (db *DB) Append(ctx context.Context, e *Entry) error {
+	if db.failed.Load() {
+		return ErrWriteFailed
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	r := requestPool.Get().(*request)
+	r.e = e
+	select {
+	case db.reqs <- r:
+	case <-db.quit:
+		r.e = nil
+		requestPool.Put(r)
+		return ErrClosed
+	case <-ctx.Done():
+		r.e = nil
+		requestPool.Put(r)
+		return ctx.Err()
+	}
+	<-r.done
+	err := r.err
+	*r = request{done: r.done}
+	requestPool.Put(r)
+	return err
+}
+
+// submit runs a registry request through the writer.
+func (db *DB) submit(r *request) (int, error) {
+	if db.failed.Load() {
+		return 0, ErrWriteFailed
+	}
+	select {
+	case db.reqs <- r:
+	case <-db.quit:
+		return 0, ErrClosed
+	}
+	<-r.done
+	return r.n, r.err
+}
+
+// writer is the writer goroutine's private state.
+type writer struct {
+	db    *DB
+	reqs  []*request
+	key   []byte
+	val   []byte
+	enc   []byte
+	cblob []byte
+	cs    []abi.Counter
+	freed []string
+	orig  Entry
+	seen  map[string]struct{}
+}
+
+func (db *DB) run() {
+	defer close(db.writerDone)
+	w := &writer{db: db, reqs: make([]*request, 0, db.maxBatch)}
+	for {
+		var r *request
+		select {
+		case r = <-db.reqs:
+		case <-db.quit:
+			// Drain what is still being offered, then stop.
+			for {
+				select {
+				case r = <-db.reqs:
+					w.reqs = append(w.reqs[:0], r)
+					w.gather()
+					w.process()
+				default:
+					return
+				}
+			}
+		}
+		w.reqs = append(w.reqs[:0], r)
+		w.gather()
+		w.process()
+	}
+}
+
+// gather takes whatever else is queued, up to MaxBatch requests.
+func (w *writer) gather() {
+	for len(w.reqs) < w.db.maxBatch {
+		select {
+		case r := <-w.db.reqs:
+			w.reqs = append(w.reqs, r)
+		default:
+			return
+		}
+	}
+}
+
+// batchState is the chain head as of the entries applied so far to the
+// current batch.
+type batchState struct {
+	seq      uint64
+	hash     [32]byte
+	accepted int
+}
+
+func (w *writer) process() {
+	db := w.db
+	defer func() {
+		for i, r := range w.reqs {
+			r.done <- struct{}{}
+			w.reqs[i] = nil
+		}
+		w.reqs = w.reqs[:0]
+	}()
+	if db.failed.Load() {
+		for _, r := range w.reqs {
+			r.err = ErrWriteFailed
+		}
+		return
+	}
+	h := db.head.Load()
+	st := batchState{seq: h.seq, hash: h.hash}
+	b := db.pdb.NewIndexedBatch()
+	for _, r := range w.reqs {
+		if r.e != nil {
+			r.err = w.applyEntry(b, r.e, &st)
+			if r.err == nil {
+				st.accepted++
+			}
+		} else {
+			r.n, r.err = r.op(b)
+		}
+	}
+	if st.seq != h.seq {
+		w.val = be.AppendUint64(w.val[:0], st.seq)
+		w.val = append(w.val, st.hash[:]...)
+		if err := b.Set(keyHead, w.val, nil); err != nil {
+			w.failBatch(b, err)
+			return
+		}
+	}
+	if !b.Empty() {
+		if err := commitSync(b); err != nil {
+			w.failBatch(b, err)
+			return
+		}
+	}
+	_ = b.Close()
+	if st.seq != h.seq {
+		db.head.Store(&headState{seq: st.seq, hash: st.hash})
+		db.broadcast()
+	}
+	for _, r := range w.reqs {
+		if r.after != nil && r.err == nil {
+			r.after()
+		}
+	}
+}
+
+// commitSync commits b with a WAL sync, turning pebble's fatal-commit log
+// call (see pebbleLogger) into an error.
+func commitSync(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if f, ok := r.(pebbleFatal); ok {
+				err = f
+				return
+			}
+			panic(r)
+		}
+	}()
+	return b.Commit(pebble.Sync)
+}
+
+// failBatch answers every request of the batch with the write error and puts
+// the DB into its failed state.
+func (w *writer) failBatch(b *pebble.Batch, cause error) {
+	db := w.db
+	db.failed.Store(true)
+	db.broadcast()
+	_ = b.Close()
+	db.log.Error().Err(cause).Int("requests", len(w.reqs)).
+		Msg("ledger: commit failed; refusing further writes")
+	err := fmt.Errorf("%w: %v", ErrWriteFailed, cause)
+	for _, r := range w.reqs {
+		r.err = err
+		r.n = 0
+		if e := r.e; e != nil {
+			e.Seq, e.SettlementID, e.CommittedAt = 0, "", 0
+			e.PrevHash, e.Hash = [32]byte{}, [32]byte{}
+		}
+	}
+}
+
+// get reads key through the batch (so earlier writes of the batch are
+// seen); found is false when absent. fn, when found, sees the value only
+// during the call.
+func getIn(b *pebble.Batch, key []byte, fn func(v []byte) error) (found bool, err error) {
+	v, closer, err := b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	err = fn(v)
+	_ = closer.Close()
+	return true, err
+}
+
+func validateEntry(e *Entry) error {
+	switch e.Kind {
+	case KindSettlement:
+		if e.Reverses != "" {
+			return invalidEntry("a settlement with Reverses set")
+		}
+	case KindReversal:
+		if e.Reverses == "" {
+			return invalidEntry("a reversal without Reverses")
+		}
+	default:
+		return invalidEntry("kind %d", e.Kind)
+	}
+	if e.Hospital == "" || e.RequestID == "" {
+		return invalidEntry("empty hospital or request id")
+	}
+	if (len(e.Changes) > 0 || e.BalanceChange != 0) && (e.InsuredRegion == "" || e.PersonID == "") {
+		return invalidEntry("counter or balance changes without insured region and person")
+	}
+	if len(e.Changes) > abi.MaxCounters {
+		return invalidEntry("%d counter changes", len(e.Changes))
+	}
+	for i := range e.Changes {
+		if !abi.ValidName(e.Changes[i].Name) {
+			return invalidEntry("counter name %q", e.Changes[i].Name)
+		}
+	}
+	for _, c := range e.TraceCodes {
+		if c == "" {
+			return invalidEntry("empty trace code")
+		}
+	}
+	return nil
+}
+
+// applyEntry checks e against the DB and the batch so far and, if it
+// passes, adds its writes to b. All reads and checks come before the first
+// write, so a refused entry leaves b untouched.
+func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
+	if err := validateEntry(e); err != nil {
+		return err
+	}
+	seq := st.seq + 1
+
+	// Idempotency.
+	var dup Idem
+	w.key = appendIdemKey(w.key[:0], e.Hospital, e.RequestID)
+	found, err := getIn(b, w.key, func(v []byte) (err error) {
+		dup, err = decodeIdemValue(v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if found {
+		dup.SettlementID = SettlementID(dup.Seq)
+		return &DuplicateError{Existing: dup}
+	}
+
+	// Trace codes (settlements) / the reversed settlement (reversals).
+	var origSeq uint64
+	w.freed = w.freed[:0]
+	if e.Kind == KindSettlement {
+		if err := w.checkTraceCodes(b, e.TraceCodes); err != nil {
+			return err
+		}
+	} else {
+		if err := w.checkReversal(b, e, &origSeq); err != nil {
+			return err
+		}
+	}
+
+	// Counters.
+	year := e.Date.Year()
+	if len(e.Changes) > 0 {
+		if err := w.applyCounters(b, e, year); err != nil {
+			return err
+		}
+	}
+
+	// Balance.
+	var balance int64
+	if e.BalanceChange != 0 {
+		var cur int64
+		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
+		if _, err := getIn(b, w.key, func(v []byte) (err error) {
+			cur, err = decodeBalance(v)
+			return err
+		}); err != nil {
+			return err
+		}
+		nb, ok := abi.AddChecked(cur, e.BalanceChange)
+		if !ok {
+			return invalidEntry("balance overflow")
+		}
+		if nb < 0 {
+			return ErrInsufficientBalance
+		}
+		balance = nb
+	}
+
+	// Seal the entry.
+	e.Seq = seq
+	e.SettlementID = SettlementID(seq)
+	e.PrevHash = st.hash
+	e.CommittedAt = w.db.now().UnixNano()
+	e.Hash = [32]byte{}
+	w.enc = appendEntryBody(w.enc[:0], e)
+	if len(w.enc)+32 > MaxEntrySize {
+		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt = 0, "", [32]byte{}, 0
+		return ErrEntryTooLarge
+	}
+	e.Hash = EntryHash(e.PrevHash, w.enc)
+	w.enc = append(w.enc, e.Hash[:]...)
+
+	// Writes. Batch.Set only fails on a committed/closed batch, which would
+	// be a bug here; still, report it rather than ignore it.
+	var werr error
+	set := func(k, v []byte) {
+		if werr == nil {
+			werr = b.Set(k, v, nil)
+		}
+	}
+	w.key = appendEntryKey(w.key[:0], seq)
+	set(w.key, w.enc)
+	w.key = appendIdemKey(w.key[:0], e.Hospital, e.RequestID)
+	w.val = appendIdemValue(w.val[:0], e.BodyHash, seq)
+	set(w.key, w.val)
+	if e.Kind == KindSettlement {
+		w.val = appendTraceValue(w.val[:0], seq, 0)
+		for _, c := range e.TraceCodes {
+			w.key = appendTraceKey(w.key[:0], c)
+			set(w.key, w.val)
+		}
+	} else {
+		w.key = appendReversedKey(w.key[:0], origSeq)
+		w.val = be.AppendUint64(w.val[:0], seq)
+		set(w.key, w.val)
+		w.val = appendTraceValue(w.val[:0], origSeq, seq)
+		for _, c := range w.freed {
+			w.key = appendTraceKey(w.key[:0], c)
+			set(w.key, w.val)
+		}
+	}
+	if len(e.Changes) > 0 {
+		w.key = appendCountersKey(w.key[:0], e.InsuredRegion, e.PersonID, year)
+		if len(w.cs) == 0 {
+			if werr == nil {
+				werr = b.Delete(w.key, nil)
+			}
+		} else {
+			set(w.key, w.cblob)
+		}
+	}
+	if e.BalanceChange != 0 {
+		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
+		w.val = be.AppendUint64(w.val[:0], uint64(balance))
+		set(w.key, w.val)
+	}
+	if werr != nil {
+		// The batch may now hold part of this entry: it must not commit.
+		panic(fmt.Sprintf("ledger: batch write failed: %v", werr))
+	}
+	st.seq = seq
+	st.hash = e.Hash
+	return nil
+}
+
+func (w *writer) checkTraceCodes(b *pebble.Batch, codes []string) error {
+	if len(codes) > 16 {
+		if w.seen == nil {
+			w.seen = make(map[string]struct{})
+		}
+		clear(w.seen)
+	}
+	for i, c := range codes {
+		if len(codes) > 16 {
+			if _, dup := w.seen[c]; dup {
+				return &TraceCodeError{Code: c}
+			}
+			w.seen[c] = struct{}{}
+		} else {
+			for _, d := range codes[:i] {
+				if d == c {
+					return &TraceCodeError{Code: c}
+				}
+			}
+		}
+		w.key = appendTraceKey(w.key[:0], c)
+		var owner, freedBy uint64
+		found, err := getIn(b, w.key, func(v []byte) (err error) {
+			owner, freedBy, err = decodeTraceValue(v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if found && freedBy == 0 {
+			return &TraceCodeError{Code: c, SettlementID: SettlementID(owner)}
+		}
+	}
+	return nil
+}
+
+// checkReversal checks that e may reverse e.Reverses and collects the
+// trace codes it frees into w.freed.
+func (w *writer) checkReversal(b *pebble.Batch, e *Entry, origSeq *uint64) error {
+	oseq, ok := ParseSettlementID(e.Reverses)
+	if !ok {
+		return ErrNotFound
+	}
+	w.key = appendEntryKey(w.key[:0], oseq)
+	orig := &w.orig
+	found, err := getIn(b, w.key, func(v []byte) error { return DecodeEntry(v, orig) })
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	if orig.Kind != KindSettlement {
+		return ErrNotSettlement
+	}
+	w.key = appendReversedKey(w.key[:0], oseq)
+	var rev uint64
+	found, err = getIn(b, w.key, func(v []byte) (err error) {
+		rev, err = decodeSeqValue(v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if found {
+		return &AlreadyReversedError{ReversalID: SettlementID(rev)}
+	}
+	if orig.InsuredRegion != e.InsuredRegion || orig.PersonID != e.PersonID ||
+		orig.Date.Year() != e.Date.Year() {
+		return ErrReversalMismatch
+	}
+	for _, c := range orig.TraceCodes {
+		w.key = appendTraceKey(w.key[:0], c)
+		var owner, freedBy uint64
+		found, err := getIn(b, w.key, func(v []byte) (err error) {
+			owner, freedBy, err = decodeTraceValue(v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if found && owner == oseq && freedBy == 0 {
+			w.freed = append(w.freed, c)
+		}
+	}
+	*origSeq = oseq
+	return nil
+}
+
+// applyCounters computes the new counters blob of e's person and year into
+// w.cblob (w.cs holds the resulting counters).
+func (w *writer) applyCounters(b *pebble.Batch, e *Entry, year int32) error {
+	w.cs = w.cs[:0]
+	w.key = appendCountersKey(w.key[:0], e.InsuredRegion, e.PersonID, year)
+	if _, err := getIn(b, w.key, func(v []byte) error {
+		return walkCounters(v, func(name []byte, value int64) {
+			w.cs = append(w.cs, abi.Counter{Name: w.db.names.get(name), Value: value})
+		})
+	}); err != nil {
+		return err
+	}
+	for _, ch := range e.Changes {
+		i := sort.Search(len(w.cs), func(i int) bool { return w.cs[i].Name >= ch.Name })
+		if i < len(w.cs) && w.cs[i].Name == ch.Name {
+			v, ok := abi.AddChecked(w.cs[i].Value, ch.Value)
+			if !ok || v < 0 {
+				return ErrCounterRange
+			}
+			w.cs[i].Value = v
+			continue
+		}
+		if ch.Value < 0 {
+			return ErrCounterRange
+		}
+		w.cs = append(w.cs, abi.Counter{})
+		copy(w.cs[i+1:], w.cs[i:])
+		w.cs[i] = ch
+	}
+	// Drop zeros: an absent counter is 0.
+	n := 0
+	for _, c := range w.cs {
+		if c.Value != 0 {
+			w.cs[n] = c
+			n++
+		}
+	}
+	w.cs = w.cs[:n]
+	w.cblob = appendCounters(w.cblob[:0], w.cs)
+	return nil
+}
+
+// entryHashOf recomputes the hash of an encoded entry (Hash last).
+func entryHashOf(enc []byte, prev [32]byte) [32]byte {
+	h := sha256.New()
+	h.Write(prev[:])
+	h.Write(enc[:len(enc)-32])
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
