@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+)
+
+// Role is what a principal may do.
+type Role string
+
+const (
+	RoleHospital Role = "hospital"
+	RoleRegion   Role = "region"
+	RoleClearing Role = "clearing"
+)
+
+// Principal is the holder of a bearer token: a hospital (ID is its id), a
+// region (ID is its code) or a clearing house.
+type Principal struct {
+	Role Role
+	ID   string
+}
+
+// Principals maps token hashes to principals. Only sha256 of each token is
+// ever stored, so the world files and the database hold no usable secret.
+type Principals struct {
+	byHash map[[32]byte]Principal
+}
+
+// PrincipalRecord is one line of principals.json.
+type PrincipalRecord struct {
+	TokenSHA256 string `json:"token_sha256"`
+	Role        Role   `json:"role"`
+	ID          string `json:"id"`
+}
+
+// NewPrincipals validates records and indexes them by token hash.
+func NewPrincipals(records []PrincipalRecord) (*Principals, error) {
+	p := &Principals{byHash: make(map[[32]byte]Principal, len(records))}
+	for i, r := range records {
+		raw, err := hex.DecodeString(r.TokenSHA256)
+		if err != nil || len(raw) != 32 {
+			return nil, fmt.Errorf("gateway: principals[%d].token_sha256 is not 64 hex digits", i)
+		}
+		switch r.Role {
+		case RoleHospital, RoleRegion, RoleClearing:
+		default:
+			return nil, fmt.Errorf("gateway: principals[%d].role %q is not hospital, region or clearing", i, r.Role)
+		}
+		if r.Role != RoleClearing && r.ID == "" {
+			return nil, fmt.Errorf("gateway: principals[%d].id is required for role %s", i, r.Role)
+		}
+		var h [32]byte
+		copy(h[:], raw)
+		if _, dup := p.byHash[h]; dup {
+			return nil, fmt.Errorf("gateway: principals[%d]: the same token is listed twice", i)
+		}
+		p.byHash[h] = Principal{Role: r.Role, ID: r.ID}
+	}
+	return p, nil
+}
+
+// Lookup returns the principal holding token.
+func (p *Principals) Lookup(token []byte) (Principal, bool) {
+	if p == nil {
+		return Principal{}, false
+	}
+	pr, ok := p.byHash[sha256.Sum256(token)]
+	return pr, ok
+}
+
+// TokenHash is the hex sha256 of a token, as principals.json stores it.
+func TokenHash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Error is an answer other than 200: the status, a stable snake_case code,
+// a message safe to show the client, the field to blame (api.md's error
+// model), and an optional cause that is only logged.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+	Cause   error
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("gateway: %s (%s): %s", e.Code, e.Field, e.Message)
+	}
+	return fmt.Sprintf("gateway: %s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+func badRequest(code, field, format string, args ...any) *Error {
+	return &Error{Status: fasthttp.StatusBadRequest, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalid(field, format string, args ...any) *Error {
+	return badRequest("invalid_field", field, format, args...)
+}
+
+func missing(field string) *Error {
+	return badRequest("missing_field", field, "%s is required", field)
+}
+
+func unprocessable(code, field, format string, args ...any) *Error {
+	return &Error{Status: fasthttp.StatusUnprocessableEntity, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func conflict(code, field, format string, args ...any) *Error {
+	return &Error{Status: fasthttp.StatusConflict, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) *Error {
+	return &Error{Status: fasthttp.StatusNotFound, Code: "not_found", Message: fmt.Sprintf(format, args...)}
+}
+
+func unavailable(code, format string, args ...any) *Error {
+	return &Error{Status: fasthttp.StatusServiceUnavailable, Code: code, Message: fmt.Sprintf(format, args...)}
+}

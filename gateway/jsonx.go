@@ -1,0 +1,292 @@
+package gateway
+
+import (
+	"errors"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// lexer is a small, allocation-light JSON reader for the request bodies the
+// gateway accepts. It reads values in place: strings without escapes are
+// returned as sub-slices of the body (valid only while the body is), which
+// keeps decoding off the reflection path of encoding/json and lets every
+// error name the exact field (items[3].amount) that caused it.
+type lexer struct {
+	b       []byte
+	i       int
+	scratch []byte // unescaped strings
+}
+
+var errSyntax = errors.New("malformed JSON")
+
+func (l *lexer) ws() {
+	for l.i < len(l.b) {
+		switch l.b[l.i] {
+		case ' ', '\t', '\n', '\r':
+			l.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte, 0 at the end.
+func (l *lexer) peek() byte {
+	l.ws()
+	if l.i >= len(l.b) {
+		return 0
+	}
+	return l.b[l.i]
+}
+
+func (l *lexer) expect(c byte) bool {
+	if l.peek() != c {
+		return false
+	}
+	l.i++
+	return true
+}
+
+// object calls fn for every key of an object; fn must consume the value.
+func (l *lexer) object(fn func(key []byte) error) error {
+	if !l.expect('{') {
+		return errSyntax
+	}
+	if l.expect('}') {
+		return nil
+	}
+	for {
+		if l.peek() != '"' {
+			return errSyntax
+		}
+		key, err := l.str()
+		if err != nil {
+			return err
+		}
+		// copy: the next str() may reuse scratch
+		if !l.expect(':') {
+			return errSyntax
+		}
+		if err := fn(key); err != nil {
+			return err
+		}
+		if l.expect(',') {
+			continue
+		}
+		if l.expect('}') {
+			return nil
+		}
+		return errSyntax
+	}
+}
+
+// array calls fn for every element index; fn must consume the element.
+func (l *lexer) array(fn func(i int) error) error {
+	if !l.expect('[') {
+		return errSyntax
+	}
+	if l.expect(']') {
+		return nil
+	}
+	for i := 0; ; i++ {
+		if err := fn(i); err != nil {
+			return err
+		}
+		if l.expect(',') {
+			continue
+		}
+		if l.expect(']') {
+			return nil
+		}
+		return errSyntax
+	}
+}
+
+// str reads a string. The result aliases the body or l.scratch and is valid
+// until the next call of str.
+func (l *lexer) str() ([]byte, error) {
+	if !l.expect('"') {
+		return nil, errSyntax
+	}
+	start := l.i
+	for l.i < len(l.b) {
+		c := l.b[l.i]
+		switch {
+		case c == '"':
+			s := l.b[start:l.i]
+			l.i++
+			if !utf8.Valid(s) {
+				return nil, errSyntax
+			}
+			return s, nil
+		case c == '\\':
+			return l.strEscaped(start)
+		case c < 0x20:
+			return nil, errSyntax
+		}
+		l.i++
+	}
+	return nil, errSyntax
+}
+
+func (l *lexer) strEscaped(start int) ([]byte, error) {
+	out := append(l.scratch[:0], l.b[start:l.i]...)
+	for l.i < len(l.b) {
+		c := l.b[l.i]
+		switch {
+		case c == '"':
+			l.i++
+			l.scratch = out
+			if !utf8.Valid(out) {
+				return nil, errSyntax
+			}
+			return out, nil
+		case c < 0x20:
+			return nil, errSyntax
+		case c != '\\':
+			out = append(out, c)
+			l.i++
+			continue
+		}
+		l.i++
+		if l.i >= len(l.b) {
+			return nil, errSyntax
+		}
+		e := l.b[l.i]
+		l.i++
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := l.hex4()
+			if !ok {
+				return nil, errSyntax
+			}
+			if utf16.IsSurrogate(r) {
+				if l.i+1 < len(l.b) && l.b[l.i] == '\\' && l.b[l.i+1] == 'u' {
+					l.i += 2
+					r2, ok := l.hex4()
+					if !ok {
+						return nil, errSyntax
+					}
+					r = utf16.DecodeRune(r, r2)
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return nil, errSyntax
+		}
+	}
+	return nil, errSyntax
+}
+
+func (l *lexer) hex4() (rune, bool) {
+	if l.i+4 > len(l.b) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(l.b[l.i:l.i+4]), 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	l.i += 4
+	return rune(v), true
+}
+
+// boolean reads true or false.
+func (l *lexer) boolean() (bool, bool) {
+	l.ws()
+	if hasPrefix(l.b[l.i:], "true") {
+		l.i += 4
+		return true, true
+	}
+	if hasPrefix(l.b[l.i:], "false") {
+		l.i += 5
+		return false, true
+	}
+	return false, false
+}
+
+// null consumes a null if one is next.
+func (l *lexer) null() bool {
+	l.ws()
+	if hasPrefix(l.b[l.i:], "null") {
+		l.i += 4
+		return true
+	}
+	return false
+}
+
+// integer reads a JSON integer (no fraction, no exponent).
+func (l *lexer) integer() (int64, bool) {
+	l.ws()
+	start := l.i
+	if l.i < len(l.b) && l.b[l.i] == '-' {
+		l.i++
+	}
+	for l.i < len(l.b) && l.b[l.i] >= '0' && l.b[l.i] <= '9' {
+		l.i++
+	}
+	if l.i < len(l.b) && (l.b[l.i] == '.' || l.b[l.i] == 'e' || l.b[l.i] == 'E') {
+		l.i = start
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(l.b[start:l.i]), 10, 64)
+	if err != nil {
+		l.i = start
+		return 0, false
+	}
+	return v, true
+}
+
+// skip consumes any value (used only to describe its kind in errors).
+func (l *lexer) skip() error {
+	switch c := l.peek(); {
+	case c == '{':
+		return l.object(func([]byte) error { return l.skip() })
+	case c == '[':
+		return l.array(func(int) error { return l.skip() })
+	case c == '"':
+		_, err := l.str()
+		return err
+	case c == 't' || c == 'f':
+		if _, ok := l.boolean(); !ok {
+			return errSyntax
+		}
+		return nil
+	case c == 'n':
+		if !l.null() {
+			return errSyntax
+		}
+		return nil
+	case c == '-' || c >= '0' && c <= '9':
+		start := l.i
+		for l.i < len(l.b) && (l.b[l.i] == '-' || l.b[l.i] == '+' || l.b[l.i] == '.' || l.b[l.i] == 'e' || l.b[l.i] == 'E' || l.b[l.i] >= '0' && l.b[l.i] <= '9') {
+			l.i++
+		}
+		if _, err := strconv.ParseFloat(string(l.b[start:l.i]), 64); err != nil {
+			return errSyntax
+		}
+		return nil
+	}
+	return errSyntax
+}
+
+// end reports whether only whitespace is left.
+func (l *lexer) end() bool { return l.peek() == 0 && l.i >= len(l.b) }
+
+func hasPrefix(b []byte, s string) bool {
+	return len(b) >= len(s) && string(b[:len(s)]) == s
+}

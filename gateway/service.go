@@ -1,0 +1,402 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"hash/maphash"
+	"strconv"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+	"medgate/engine/money"
+	"medgate/ledger"
+)
+
+// Service settles: it validates nothing of the wire format (decode* did),
+// looks up the registry, runs the catalog step and the insured region's
+// policy, and appends the result to the ledger. It is safe for concurrent
+// use; settlements of one person are serialized so that each sees the
+// accumulators and balance left by the previous one.
+type Service struct {
+	db       *ledger.DB
+	policies *engine.Policies
+	log      zerolog.Logger
+
+	seed  maphash.Seed
+	locks [1024]sync.Mutex // person stripes, held from reading a person's state until its entry is synced
+
+	work sync.Pool // *work
+}
+
+// NewService returns a Service over db and policies.
+func NewService(db *ledger.DB, policies *engine.Policies, log zerolog.Logger) *Service {
+	s := &Service{db: db, policies: policies, log: log, seed: maphash.MakeSeed()}
+	s.work.New = func() any { return new(work) }
+	return s
+}
+
+// work is the per-request scratch space, pooled.
+type work struct {
+	in      abi.Input
+	out     abi.Output
+	encoded []byte
+	canon   []byte
+}
+
+// Result is what a settlement, quote, reversal or lookup answers.
+type Result struct {
+	Entry    *ledger.Entry
+	Replayed bool
+	Quote    bool
+}
+
+func (s *Service) lockPerson(region, id string) *sync.Mutex {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(region)
+	h.WriteByte('/')
+	h.WriteString(id)
+	mu := &s.locks[h.Sum64()%uint64(len(s.locks))]
+	mu.Lock()
+	return mu
+}
+
+// Settle computes a settlement for hospital h and, unless quote, appends it.
+func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequest, quote bool) (*Result, error) {
+	w := s.work.Get().(*work)
+	defer s.work.Put(w)
+
+	var bodyHash [32]byte
+	if !quote {
+		w.canon = req.appendCanonical(w.canon[:0])
+		bodyHash = sha256.Sum256(w.canon)
+		if res, err := s.replay(h.ID, req.RequestID, bodyHash); res != nil || err != nil {
+			return res, err
+		}
+	}
+
+	person, ok, err := s.db.Person(req.InsuredRegion, req.PersonID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion)
+	}
+	date := req.Date()
+	pol, ok := s.policies.Lookup(req.InsuredRegion, date)
+	if !ok {
+		return nil, unprocessable("no_policy", "person.insured_region",
+			"region %s has no policy in force on %s", req.InsuredRegion, AppendDate(nil, date))
+	}
+
+	in := &w.in
+	*in = abi.Input{Lines: in.Lines[:0], Counters: in.Counters[:0]}
+	in.Date = date
+	in.UseAccount = req.UseAccount
+	in.Person = person.Facts
+	in.Visit = req.Visit
+	in.Hospital = abi.Hospital{
+		Level:                h.Level,
+		AssistanceDesignated: h.AssistanceDesignated,
+		Offsite:              isOffsite(req.InsuredRegion, h.Region),
+		TreatingRegion:       h.Region,
+		InsuredRegion:        req.InsuredRegion,
+	}
+	cat, haveCatalog := catalogFor(s.db, h.Region)
+	for i := range req.Items {
+		it := &req.Items[i]
+		var entry ledger.CatalogEntry
+		listed := false
+		if haveCatalog {
+			entry, listed = cat.Lookup(it.Code)
+		}
+		line, ok := splitLine(entry, listed, it)
+		if !ok {
+			return nil, invalid("items["+strconv.Itoa(i)+"]", "the line's amounts are out of range")
+		}
+		in.Lines = append(in.Lines, line)
+		sm := &in.Sums
+		sm.Total += line.Amount
+		sm.FullSelfPay += line.FullSelfPay
+		sm.OverLimit += line.OverLimit
+		sm.PreSelfPay += line.PreSelfPay
+		sm.Eligible += line.Eligible
+	}
+	if in.Sums.Total > money.MaxFen {
+		return nil, invalid("items", "the bill's total is out of range")
+	}
+
+	// From here on the person's state is read and, for a settlement,
+	// written: hold the person's stripe until the entry is on disk.
+	mu := s.lockPerson(req.InsuredRegion, req.PersonID)
+	defer mu.Unlock()
+
+	for i := range req.Items {
+		for j, code := range req.Items[i].TraceCodes {
+			owner, inUse, err := s.db.TraceCodeOwner(code)
+			if err != nil {
+				return nil, err
+			}
+			if inUse {
+				return nil, conflict("trace_code_reused", "items["+strconv.Itoa(i)+"].trace_codes["+strconv.Itoa(j)+"]",
+					"trace code %s was already settled (%s) and not reversed", code, owner)
+			}
+		}
+	}
+	if in.Person.AccountBalance, err = s.db.Balance(req.InsuredRegion, req.PersonID); err != nil {
+		return nil, err
+	}
+	if in.Counters, err = s.db.Counters(req.InsuredRegion, req.PersonID, date.Year(), in.Counters); err != nil {
+		return nil, err
+	}
+	w.encoded = in.AppendBinary(w.encoded[:0])
+	out := &w.out
+	if err := pol.Module.Call(ctx, in, w.encoded, out); err != nil {
+		return nil, s.policyError(err)
+	}
+
+	e := &ledger.Entry{
+		Kind:           ledger.KindSettlement,
+		RequestID:      req.RequestID,
+		BodyHash:       bodyHash,
+		Hospital:       h.ID,
+		TreatingRegion: h.Region,
+		InsuredRegion:  req.InsuredRegion,
+		PersonID:       req.PersonID,
+		Date:           date,
+		VisitType:      req.Visit.Type,
+		PolicyVersion:  pol.Name,
+		ModuleSHA256:   pol.Module.SHA256,
+		Input:          append([]byte(nil), w.encoded...),
+		InputHash:      sha256.Sum256(w.encoded),
+		Lines:          make([]ledger.Line, len(in.Lines)),
+		Changes:        append([]abi.Counter(nil), out.Changes...),
+		BalanceChange:  -out.Account,
+		Notes:          append([]string(nil), out.Notes...),
+	}
+	for i, l := range in.Lines {
+		e.Lines[i] = ledger.Line(l)
+	}
+	for i := range req.Items {
+		e.TraceCodes = append(e.TraceCodes, req.Items[i].TraceCodes...)
+	}
+	fund := out.FundTotal()
+	e.Amounts = ledger.Amounts{
+		Total: in.Sums.Total, FullSelfPay: in.Sums.FullSelfPay, OverLimit: in.Sums.OverLimit,
+		PreSelfPay: in.Sums.PreSelfPay, Eligible: in.Sums.Eligible,
+		Deductible: out.Deductible, BasicFund: out.Basic, SeriousIllness: out.Serious,
+		MedicalAssistance: out.Assistance, FundTotal: fund, PersonalAccount: out.Account,
+		Cash: in.Sums.Total - fund - out.Account, PersonalTotal: in.Sums.Total - fund,
+	}
+	if quote {
+		return &Result{Entry: e, Quote: true}, nil
+	}
+	if err := s.db.Append(ctx, e); err != nil {
+		return s.appendError(err, h.ID, req.RequestID, bodyHash, req)
+	}
+	return &Result{Entry: e}, nil
+}
+
+// replay answers a request whose idempotency key was already used: the
+// first answer again when the body is the same, 409 otherwise. It returns
+// nil, nil when the key is new.
+func (s *Service) replay(hospital, requestID string, bodyHash [32]byte) (*Result, error) {
+	idem, ok, err := s.db.Idempotency(hospital, requestID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if idem.BodyHash != bodyHash {
+		return nil, conflict("idempotency_conflict", "request_id",
+			"request_id %s was already used with another body (settlement %s)", requestID, idem.SettlementID)
+	}
+	e, err := s.db.Entry(idem.Seq)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Entry: e, Replayed: true}, nil
+}
+
+func (s *Service) appendError(err error, hospital, requestID string, bodyHash [32]byte, req *SettleRequest) (*Result, error) {
+	var dup *ledger.DuplicateError
+	var tc *ledger.TraceCodeError
+	var ar *ledger.AlreadyReversedError
+	switch {
+	case errors.As(err, &dup):
+		// Another request with the same key won the race; answer as it.
+		return s.replay(hospital, requestID, bodyHash)
+	case errors.As(err, &tc):
+		field := ""
+		if req != nil {
+			for i := range req.Items {
+				for j, c := range req.Items[i].TraceCodes {
+					if c == tc.Code {
+						field = "items[" + strconv.Itoa(i) + "].trace_codes[" + strconv.Itoa(j) + "]"
+					}
+				}
+			}
+		}
+		return nil, conflict("trace_code_reused", field, "trace code %s was already settled (%s) and not reversed", tc.Code, tc.SettlementID)
+	case errors.As(err, &ar):
+		return nil, conflict("already_reversed", "", "the settlement was already reversed by %s", ar.ReversalID)
+	case errors.Is(err, ledger.ErrWriteFailed):
+		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; nothing was settled, retry later", Cause: err}
+	case errors.Is(err, ledger.ErrCounterRange), errors.Is(err, ledger.ErrInsufficientBalance):
+		return nil, conflict("accumulator_conflict", "", "the person's accumulators or balance changed meanwhile; nothing was settled, retry")
+	}
+	return nil, err
+}
+
+func (s *Service) policyError(err error) error {
+	var ce *engine.CallError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	ev := s.log.Warn().Str("region", ce.Region).Str("version", ce.Version).Str("kind", ce.Kind.String())
+	switch ce.Kind {
+	case engine.FailRefused:
+		s.log.Info().Str("region", ce.Region).Str("version", ce.Version).Msg("policy refused a settlement")
+		return &Error{Status: 422, Code: "policy_refused", Message: "the insured region's policy refused this settlement: " + ce.Err.Error(), Cause: err}
+	case engine.FailTimeout:
+		ev.Msg("policy call timed out")
+		return &Error{Status: 422, Code: "policy_timeout", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " did not answer within its time limit; nothing was settled", Cause: err}
+	case engine.FailCheck:
+		ev.Str("rule", ce.Rule).Err(ce.Err).Msg("policy answer broke a host check")
+		return &Error{Status: 422, Code: "policy_answer_invalid", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " gave an answer that breaks rule " + ce.Rule + "; nothing was settled", Cause: err}
+	case engine.FailUnavailable:
+		return &Error{Status: 503, Code: "policy_unavailable", Message: "no policy instance was available; retry", Cause: err}
+	}
+	ev.Err(ce.Err).Msg("policy call failed")
+	return &Error{Status: 422, Code: "policy_failed", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " failed (" + ce.Kind.String() + "); nothing was settled", Cause: err}
+}
+
+// Get returns hospital's own settlement or reversal id.
+func (s *Service) Get(hospital, id string) (*Result, error) {
+	e, ok, err := s.db.EntryByID(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || e.Hospital != hospital {
+		// Another hospital's settlement is not found, not forbidden: its
+		// existence is not this hospital's business.
+		return nil, notFound("no settlement %s for this hospital", id)
+	}
+	return &Result{Entry: e}, nil
+}
+
+// Reverse books the reversal of hospital's settlement id (policies.md §6).
+func (s *Service) Reverse(ctx context.Context, hospital, id string, req *ReversalRequest) (*Result, error) {
+	w := s.work.Get().(*work)
+	defer s.work.Put(w)
+	w.canon = append(append(append(w.canon[:0], "reversal\x00"...), id...), 0)
+	w.canon = append(w.canon, req.Reason...)
+	bodyHash := sha256.Sum256(w.canon)
+	if res, err := s.replay(hospital, req.RequestID, bodyHash); res != nil || err != nil {
+		return res, err
+	}
+	orig, ok, err := s.db.EntryByID(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || orig.Hospital != hospital {
+		return nil, notFound("no settlement %s for this hospital", id)
+	}
+	if orig.Kind != ledger.KindSettlement {
+		return nil, conflict("not_reversible", "", "%s is a reversal; a reversal cannot be reversed", id)
+	}
+	mu := s.lockPerson(orig.InsuredRegion, orig.PersonID)
+	defer mu.Unlock()
+	if rid, done, err := s.db.ReversedBy(id); err != nil {
+		return nil, err
+	} else if done {
+		return nil, conflict("already_reversed", "", "settlement %s was already reversed by %s", id, rid)
+	}
+	e := &ledger.Entry{
+		Kind:           ledger.KindReversal,
+		Reverses:       orig.SettlementID,
+		RequestID:      req.RequestID,
+		BodyHash:       bodyHash,
+		Hospital:       orig.Hospital,
+		TreatingRegion: orig.TreatingRegion,
+		InsuredRegion:  orig.InsuredRegion,
+		PersonID:       orig.PersonID,
+		Date:           orig.Date,
+		VisitType:      orig.VisitType,
+		PolicyVersion:  orig.PolicyVersion,
+		ModuleSHA256:   orig.ModuleSHA256,
+		Amounts:        negateAmounts(orig.Amounts),
+		Lines:          make([]ledger.Line, len(orig.Lines)),
+		Changes:        make([]abi.Counter, len(orig.Changes)),
+		BalanceChange:  -orig.BalanceChange,
+	}
+	for i, l := range orig.Lines {
+		l.Amount, l.FullSelfPay, l.OverLimit, l.PreSelfPay, l.Eligible = -l.Amount, -l.FullSelfPay, -l.OverLimit, -l.PreSelfPay, -l.Eligible
+		e.Lines[i] = l
+	}
+	for i, c := range orig.Changes {
+		e.Changes[i] = abi.Counter{Name: c.Name, Value: -c.Value}
+	}
+	note := "reversal of " + orig.SettlementID
+	if req.Reason != "" {
+		note += ": " + req.Reason
+	}
+	e.Notes = []string{note}
+	if err := s.db.Append(ctx, e); err != nil {
+		return s.appendError(err, hospital, req.RequestID, bodyHash, nil)
+	}
+	return &Result{Entry: e}, nil
+}
+
+func negateAmounts(a ledger.Amounts) ledger.Amounts {
+	return ledger.Amounts{
+		Total: -a.Total, FullSelfPay: -a.FullSelfPay, OverLimit: -a.OverLimit, PreSelfPay: -a.PreSelfPay,
+		Eligible: -a.Eligible, Deductible: -a.Deductible, BasicFund: -a.BasicFund, SeriousIllness: -a.SeriousIllness,
+		MedicalAssistance: -a.MedicalAssistance, FundTotal: -a.FundTotal, PersonalAccount: -a.PersonalAccount,
+		Cash: -a.Cash, PersonalTotal: -a.PersonalTotal,
+	}
+}
+
+// appendCanonical appends a canonical form of r: the same request in any
+// key order or spacing hashes the same, any change of content does not.
+func (r *SettleRequest) appendCanonical(b []byte) []byte {
+	str := func(b []byte, s string) []byte {
+		return append(strconv.AppendInt(b, int64(len(s)), 10), append([]byte{':'}, s...)...)
+	}
+	num := func(b []byte, v int64) []byte { return append(strconv.AppendInt(b, v, 10), ';') }
+	b = append(b, "settle\x00"...)
+	b = str(b, r.RequestID)
+	b = str(b, r.PersonID)
+	b = str(b, r.InsuredRegion)
+	v := &r.Visit
+	b = num(b, int64(v.Type))
+	b = num(b, int64(v.AdmittedOn))
+	b = num(b, int64(v.DischargedOn))
+	b = num(b, int64(v.VisitDate))
+	b = num(b, int64(v.BirthOrder))
+	if v.Emergency {
+		b = append(b, 'E')
+	}
+	if r.UseAccount {
+		b = append(b, 'A')
+	}
+	b = num(b, int64(len(v.Diagnoses)))
+	for _, d := range v.Diagnoses {
+		b = str(b, d)
+	}
+	b = num(b, int64(len(r.Items)))
+	for i := range r.Items {
+		it := &r.Items[i]
+		b = str(b, it.Code)
+		b = num(b, it.UnitPrice)
+		b = num(b, it.Quantity)
+		b = num(b, it.Amount)
+		b = num(b, int64(len(it.TraceCodes)))
+		for _, c := range it.TraceCodes {
+			b = str(b, c)
+		}
+	}
+	return b
+}

@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+	"medgate/ledger"
+)
+
+// World is a world directory (api.md, "Starting it"): what regions and
+// operators would otherwise send through the API, loaded at start.
+type World struct {
+	Principals []PrincipalRecord
+	Hospitals  []ledger.Hospital
+	Catalogs   map[string][]ledger.CatalogEntry
+	Persons    []ledger.Person
+	Policies   []PolicyFile
+}
+
+// PolicyFile is policies/<region>/<version>.{wasm,json}.
+type PolicyFile struct {
+	Region, Version string
+	EffectiveFrom   abi.Date
+	Wasm            []byte // nil when the module file was not found
+	Source          string // where the bytes came from
+}
+
+// ReadWorld reads a world from fsys. A policy's .wasm is looked up next to
+// its .json first, then in each of moduleDirs as <region>/<version>.wasm
+// (the reference world's modules are built by make into build/policies).
+// Any malformed file is an error naming the file and line.
+func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
+	w := &World{Catalogs: map[string][]ledger.CatalogEntry{}}
+	if b, err := fs.ReadFile(fsys, "principals.json"); err == nil {
+		if err := strictJSON(b, &w.Principals); err != nil {
+			return nil, fmt.Errorf("world: principals.json: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if b, err := fs.ReadFile(fsys, "hospitals.json"); err == nil {
+		var recs []HospitalRecord
+		if err := strictJSON(b, &recs); err != nil {
+			return nil, fmt.Errorf("world: hospitals.json: %w", err)
+		}
+		for i, r := range recs {
+			h, err := r.Hospital()
+			if err != nil {
+				return nil, fmt.Errorf("world: hospitals.json[%d]: %w", i, err)
+			}
+			w.Hospitals = append(w.Hospitals, h)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	err := eachNDJSON(fsys, "catalogs", func(region string, n int, line []byte) error {
+		e, err := ParseCatalogEntry(line)
+		if err != nil {
+			return err
+		}
+		w.Catalogs[region] = append(w.Catalogs[region], e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = eachNDJSON(fsys, "persons", func(region string, n int, line []byte) error {
+		p, err := ParsePerson(region, line)
+		if err != nil {
+			return err
+		}
+		w.Persons = append(w.Persons, p)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	metas, _ := fs.Glob(fsys, "policies/*/*.json")
+	for _, meta := range metas {
+		region := path.Base(path.Dir(meta))
+		version := strings.TrimSuffix(path.Base(meta), ".json")
+		b, err := fs.ReadFile(fsys, meta)
+		if err != nil {
+			return nil, err
+		}
+		var m struct {
+			EffectiveFrom string `json:"effective_from"`
+		}
+		if err := strictJSON(b, &m); err != nil {
+			return nil, fmt.Errorf("world: %s: %w", meta, err)
+		}
+		d, ok := ParseDate([]byte(m.EffectiveFrom))
+		if !ok || !isRegion(region) {
+			return nil, fmt.Errorf("world: %s: effective_from %q is not a date, or %q is not a region code", meta, m.EffectiveFrom, region)
+		}
+		pf := PolicyFile{Region: region, Version: version, EffectiveFrom: d}
+		wasmName := strings.TrimSuffix(meta, ".json") + ".wasm"
+		if b, err := fs.ReadFile(fsys, wasmName); err == nil {
+			pf.Wasm, pf.Source = b, wasmName
+		} else {
+			for _, dir := range moduleDirs {
+				if b, err := fs.ReadFile(dir, region+"/"+version+".wasm"); err == nil {
+					pf.Wasm, pf.Source = b, "module dir: "+region+"/"+version+".wasm"
+					break
+				}
+			}
+		}
+		w.Policies = append(w.Policies, pf)
+	}
+	return w, nil
+}
+
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// eachNDJSON calls fn for every non-empty line of dir/<region>.ndjson.
+func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byte) error) error {
+	names, _ := fs.Glob(fsys, dir+"/*.ndjson")
+	sort.Strings(names)
+	for _, name := range names {
+		region := strings.TrimSuffix(path.Base(name), ".ndjson")
+		if !isRegion(region) {
+			return fmt.Errorf("world: %s: the file name is not a 6-digit region code", name)
+		}
+		f, err := fsys.Open(name)
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for n := 1; sc.Scan(); n++ {
+			line := bytes.TrimSpace(sc.Bytes())
+			if len(line) == 0 {
+				continue
+			}
+			if err := fn(region, n, line); err != nil {
+				f.Close()
+				return fmt.Errorf("world: %s line %d: %w", name, n, err)
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("world: %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Apply upserts the world into db and loads its policy modules into
+// policies. A module that fails its checks is refused with a logged reason
+// and its region has no policy from it; the rest of the world still loads.
+// Applying the same world twice changes nothing.
+func (w *World) Apply(ctx context.Context, db *ledger.DB, eng *engine.Engine, policies *engine.Policies, log zerolog.Logger) error {
+	if err := db.PutHospitals(w.Hospitals); err != nil {
+		return fmt.Errorf("world: hospitals: %w", err)
+	}
+	regions := make([]string, 0, len(w.Catalogs))
+	for r := range w.Catalogs {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	for _, r := range regions {
+		if err := db.PutCatalog(r, w.Catalogs[r], true); err != nil {
+			return fmt.Errorf("world: catalog %s: %w", r, err)
+		}
+	}
+	if _, err := db.PutPersons(w.Persons); err != nil {
+		return fmt.Errorf("world: persons: %w", err)
+	}
+	for _, pf := range w.Policies {
+		if pf.Wasm == nil {
+			log.Error().Str("region", pf.Region).Str("version", pf.Version).
+				Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded")
+			continue
+		}
+		m, err := eng.Load(ctx, pf.Region, pf.Version, pf.Wasm)
+		if err != nil {
+			log.Error().Err(err).Str("region", pf.Region).Str("version", pf.Version).Msg("policy module refused")
+			continue
+		}
+		if old, replaced := policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom, Module: m}); replaced {
+			old.Module.Close(ctx)
+		}
+		log.Info().Str("region", pf.Region).Str("version", pf.Version).Str("sha256", m.SHA256Hex()).
+			Str("effective_from", string(AppendDate(nil, pf.EffectiveFrom))).Msg("policy loaded")
+	}
+	return nil
+}
