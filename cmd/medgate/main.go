@@ -1,0 +1,88 @@
+// Command medgate is the settlement gateway: `medgate serve` runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"medgate/gateway"
+	"medgate/testdata"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `medgate: cross-region medical insurance settlement gateway
+
+Usage:
+  medgate serve [flags]    run the gateway (no flags: a demo on the embedded reference world)
+  medgate help             show this help
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	}
+	fmt.Fprintf(stderr, "medgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	listen := fl.String("listen", "127.0.0.1:8080", "address to listen on")
+	db := fl.String("db", "medgate-data", "the ledger's Pebble directory")
+	world := fl.String("world", "", "world directory to load at start (default: the embedded reference world)")
+	modules := fl.String("modules", "build/policies", "directory of <region>/<version>.wasm for policies whose module is not in the world")
+	level := fl.String("log-level", "info", "log level: debug, info, warn, error")
+	callTimeout := fl.Duration("policy-timeout", 200*time.Millisecond, "time limit of one policy call")
+	memPages := fl.Uint("policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB pages")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil {
+		fmt.Fprintf(stderr, "medgate: --log-level: %v\n", err)
+		return 2
+	}
+	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
+
+	cfg := gateway.Config{Listen: *listen, DBDir: *db, Logger: log, ModuleDirs: []fs.FS{os.DirFS(*modules)}}
+	cfg.Engine.CallTimeout = *callTimeout
+	cfg.Engine.MemoryLimitPages = uint32(*memPages)
+	if *world != "" {
+		cfg.World = os.DirFS(*world)
+	} else {
+		sub, err := fs.Sub(testdata.World, "world")
+		if err != nil {
+			fmt.Fprintf(stderr, "medgate: embedded world: %v\n", err)
+			return 1
+		}
+		cfg.World = sub
+		log.Info().Msg("no --world given: running the demo on the embedded reference world")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := gateway.Run(ctx, cfg); err != nil {
+		log.Error().Err(err).Msg("medgate serve failed")
+		return 1
+	}
+	return 0
+}

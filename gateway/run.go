@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/ledger"
+)
+
+// Config is everything `serve` needs. The zero value plus a World works.
+type Config struct {
+	Listen string // default "127.0.0.1:8080"
+	DBDir  string // the Pebble directory; default "./medgate-data"
+	// World is the world directory loaded at start (nil: none).
+	World fs.FS
+	// ModuleDirs are searched for <region>/<version>.wasm when a world
+	// names a policy without its module file (default: build/policies).
+	ModuleDirs []fs.FS
+	Engine     engine.Config // CacheDir defaults to <DBDir>/wasm-cache
+	Logger     zerolog.Logger
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
+	ShutdownTimeout time.Duration
+	// Ready, if set, is called with the bound address once serving.
+	Ready func(addr net.Addr)
+}
+
+// EnsureDefaults fills in unset fields.
+func (c *Config) EnsureDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.DBDir == "" {
+		c.DBDir = "medgate-data"
+	}
+	if c.Engine.CacheDir == "" {
+		c.Engine.CacheDir = filepath.Join(c.DBDir, "wasm-cache")
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ModuleDirs == nil {
+		c.ModuleDirs = []fs.FS{os.DirFS("build/policies")}
+	}
+	c.Engine.Logger = c.Logger
+}
+
+// Run serves until ctx is canceled, then shuts down in order: stop taking
+// requests and finish those in flight, close the engine, close the ledger
+// (last, so nothing writes to a closed ledger).
+func Run(ctx context.Context, cfg Config) error {
+	cfg.EnsureDefaults()
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DBDir, 0o755); err != nil {
+		return fmt.Errorf("gateway: db dir: %w", err)
+	}
+	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	eng, err := engine.New(ctx, cfg.Engine)
+	if err != nil {
+		return err
+	}
+	defer eng.Close(context.Background())
+
+	var policies engine.Policies
+	var principals *Principals
+	if cfg.World != nil {
+		w, err := ReadWorld(cfg.World, cfg.ModuleDirs...)
+		if err != nil {
+			return err
+		}
+		if principals, err = NewPrincipals(w.Principals); err != nil {
+			return err
+		}
+		if err := w.Apply(ctx, db, eng, &policies, log); err != nil {
+			return err
+		}
+		log.Info().Int("hospitals", len(w.Hospitals)).Int("catalogs", len(w.Catalogs)).Int("persons", len(w.Persons)).
+			Int("policies", len(w.Policies)).Msg("world loaded")
+	}
+	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Principals: principals, Logger: log})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)
+	}
+	log.Info().Str("addr", ln.Addr().String()).Uint64("ledger_seq", headSeq(db)).Msg("serving")
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr())
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error().Err(err).Msg("shutdown")
+	}
+	<-served
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func headSeq(db *ledger.DB) uint64 {
+	seq, _ := db.Head()
+	return seq
+}
