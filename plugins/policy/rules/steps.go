@@ -1,6 +1,10 @@
 package rules
 
-import "medgate/engine/abi"
+import (
+	"strconv"
+
+	"medgate/engine/abi"
+)
 
 // Counter names shared by the reference policies. Each policy's package doc
 // lists the ones it uses. All are per person, per insured region, per
@@ -137,8 +141,8 @@ func (c *Calc) Adjustment() int64 {
 		b = append(b, ": ratios unchanged"...)
 	} else {
 		b = append(b, ": ratios "...)
-		b = AppendPercent(b, adj)
-		b = append(b, " (pp), never below 0"...)
+		b = strconv.AppendInt(b, adj/100, 10)
+		b = append(b, " pp, never below 0"...)
 	}
 	c.note(b)
 	return adj
