@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"medgate/engine"
+	"medgate/gateway/internal/testenv"
+	"medgate/ledger"
+)
+
+// harness is a gateway over a fresh ledger, served on an in-memory
+// listener and spoken to over real HTTP.
+type harness struct {
+	tb       testing.TB
+	db       *ledger.DB
+	fs       vfs.FS
+	dir      string
+	policies *engine.Policies
+	srv      *Server
+	ln       *fasthttputil.InmemoryListener
+	client   *fasthttp.Client
+	world    *World
+}
+
+// worldJSON is a world fragment as the examples give it.
+type worldJSON struct {
+	Hospitals []HospitalRecord             `json:"hospitals"`
+	Catalogs  map[string][]json.RawMessage `json:"catalogs"`
+	Persons   map[string][]json.RawMessage `json:"persons"`
+}
+
+// toWorld converts a fragment, giving every hospital the token "tok-<id>",
+// region r the token "tok-region-<r>" and the clearing house "tok-clearing".
+func (wj *worldJSON) toWorld(tb testing.TB) *World {
+	tb.Helper()
+	w := &World{Catalogs: map[string][]ledger.CatalogEntry{}}
+	for _, r := range wj.Hospitals {
+		h, err := r.Hospital()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		w.Hospitals = append(w.Hospitals, h)
+		w.Principals = append(w.Principals, PrincipalRecord{TokenSHA256: TokenHash("tok-" + h.ID), Role: RoleHospital, ID: h.ID})
+	}
+	for region, lines := range wj.Catalogs {
+		for _, l := range lines {
+			e, err := ParseCatalogEntry(l)
+			if err != nil {
+				tb.Fatalf("catalog %s: %v", region, err)
+			}
+			w.Catalogs[region] = append(w.Catalogs[region], e)
+		}
+	}
+	for region, lines := range wj.Persons {
+		for _, l := range lines {
+			p, err := ParsePerson(region, l)
+			if err != nil {
+				tb.Fatalf("person %s: %v", region, err)
+			}
+			w.Persons = append(w.Persons, p)
+		}
+	}
+	for _, r := range []string{"371600", "152500", "370000"} {
+		w.Principals = append(w.Principals, PrincipalRecord{TokenSHA256: TokenHash("tok-region-" + r), Role: RoleRegion, ID: r})
+	}
+	w.Principals = append(w.Principals, PrincipalRecord{TokenSHA256: TokenHash("tok-clearing"), Role: RoleClearing, ID: "clearing"})
+	return w
+}
+
+// referencePolicies returns the reference policies by effective date.
+func referencePolicies(tb testing.TB) *engine.Policies {
+	_, loaded := testenv.Engine(tb)
+	var p engine.Policies
+	for _, ref := range testenv.Reference {
+		v := loaded[ref.Region+"/"+ref.Version]
+		d, _ := ParseDate([]byte(ref.EffectiveFrom))
+		v.EffectiveFrom = d
+		p.Put(ref.Region, v)
+	}
+	return &p
+}
+
+// newHarness starts a gateway on world with a fresh in-memory ledger.
+func newHarness(tb testing.TB, w *World) *harness {
+	tb.Helper()
+	h := &harness{tb: tb, fs: vfs.NewMem(), dir: "ledger", world: w}
+	h.policies = referencePolicies(tb)
+	h.start()
+	tb.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) start() {
+	tb := h.tb
+	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.db = db
+	if err := db.PutHospitals(h.world.Hospitals); err != nil {
+		tb.Fatal(err)
+	}
+	for r, entries := range h.world.Catalogs {
+		if err := db.PutCatalog(r, entries, true); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := db.PutPersons(h.world.Persons); err != nil {
+		tb.Fatal(err)
+	}
+	principals, err := NewPrincipals(h.world.Principals)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Principals: principals, Logger: zerolog.Nop()})
+	h.ln = fasthttputil.NewInmemoryListener()
+	go h.srv.Serve(h.ln)
+	ln := h.ln
+	h.client = &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConnsPerHost: 512}
+}
+
+func (h *harness) stop() {
+	if h.db == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h.srv.Shutdown(ctx)
+	h.ln.Close()
+	if err := h.db.Close(); err != nil {
+		h.tb.Error(err)
+	}
+	h.db = nil
+}
+
+// restart closes the gateway and the ledger and opens them again on the
+// same (in-memory) files.
+func (h *harness) restart() {
+	h.stop()
+	h.start()
+}
+
+// do sends one request and returns the status and body.
+func (h *harness) do(method, path, token string, body []byte) (int, []byte) {
+	h.tb.Helper()
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://gateway" + path)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.SetBody(body)
+		req.Header.SetContentType("application/json")
+	}
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		h.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
+}
+
+// answer is a decoded settlement answer.
+type answer struct {
+	SettlementID string            `json:"settlement_id"`
+	Seq          uint64            `json:"seq"`
+	Replayed     bool              `json:"replayed"`
+	Reverses     string            `json:"reverses"`
+	Policy       map[string]string `json:"policy"`
+	Amounts      map[string]string `json:"amounts"`
+	Lines        []map[string]any  `json:"lines"`
+	Notes        []string          `json:"notes"`
+	Error        *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field"`
+	} `json:"error"`
+}
+
+func decodeAnswer(tb testing.TB, body []byte) answer {
+	tb.Helper()
+	var a answer
+	if err := json.Unmarshal(body, &a); err != nil {
+		tb.Fatalf("answer is not JSON: %v\n%s", err, body)
+	}
+	return a
+}
+
+// ledgerState is everything a failed request must leave unchanged.
+func (h *harness) head() uint64 {
+	seq, _ := h.db.Head()
+	return seq
+}
