@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"medgate/engine/abi"
-	"medgate/engine/internal/wasmgen"
+	"medgate/engine/wasmgen"
 )
 
 const answerAt = 1024

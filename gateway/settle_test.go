@@ -1,0 +1,270 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"medgate/engine/abi"
+	"medgate/ledger"
+)
+
+// refWorld is a small world over the reference hospitals and catalog.
+func refWorld(tb testing.TB, persons map[string][]string) *World {
+	tb.Helper()
+	cat := []json.RawMessage{
+		json.RawMessage(`{"code":"XA01","class":"A"}`),
+		json.RawMessage(`{"code":"XA02","class":"A","price_cap":"100.00"}`),
+		json.RawMessage(`{"code":"XB01","class":"B","selfpay_prop":"0.10"}`),
+		json.RawMessage(`{"code":"XC01","class":"C"}`),
+	}
+	wj := worldJSON{
+		Hospitals: []HospitalRecord{
+			{ID: "H3716020001", Region: "371602", Level: 3, AssistanceDesignated: true},
+			{ID: "H3716210001", Region: "371621", Level: 1, AssistanceDesignated: true},
+			{ID: "H3701020001", Region: "370102", Level: 3, AssistanceDesignated: true},
+			{ID: "H1525020001", Region: "152502", Level: 3, AssistanceDesignated: true},
+		},
+		Catalogs: map[string][]json.RawMessage{"371602": cat, "371621": cat, "370102": cat, "152502": cat},
+		Persons:  map[string][]json.RawMessage{},
+	}
+	for region, ps := range persons {
+		for _, p := range ps {
+			wj.Persons[region] = append(wj.Persons[region], json.RawMessage(p))
+		}
+	}
+	return wj.toWorld(tb)
+}
+
+const (
+	empActive = `{"id":"EMP1","scheme":"employee","employment":"active","groups":[],"conditions":[],"registration":"long_term","account_balance":"1000.00","enrolled_on":"2010-01-01","in_concentrated_period":true}`
+	resident  = `{"id":"RES1","scheme":"resident","employment":"active","groups":[],"conditions":["hypertension"],"registration":"long_term","account_balance":"0.00","enrolled_on":"2010-01-01","in_concentrated_period":true}`
+)
+
+func settleBody(requestID, person, region, visit string, items string) []byte {
+	return []byte(fmt.Sprintf(`{"request_id":%q,"person":{"id":%q,"insured_region":%q},"visit":%s,"use_personal_account":true,"items":%s}`,
+		requestID, person, region, visit, items))
+}
+
+const (
+	chronicVisit = `{"type":"chronic","visit_date":"2025-06-01"}`
+	oneLine      = `[{"code":"XA01","unit_price":"1000.00","quantity":"1","amount":"1000.00"}]`
+)
+
+func TestIdempotencySurvivesRestart(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	body := settleBody("R-1", "EMP1", "371600", chronicVisit, oneLine)
+	status, first := h.do("POST", "/v1/settlements", "tok-H3716020001", body)
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, first)
+	}
+	a1 := decodeAnswer(t, first)
+	check := func(when string) {
+		t.Helper()
+		head := h.head()
+		// The same body in another key order and spacing is the same request.
+		same := []byte(fmt.Sprintf(`{ "items": %s, "use_personal_account": true, "visit": %s, "person": {"insured_region":"371600","id":"EMP1"}, "request_id": "R-1" }`, oneLine, chronicVisit))
+		status, again := h.do("POST", "/v1/settlements", "tok-H3716020001", same)
+		a2 := decodeAnswer(t, again)
+		if status != 200 || !a2.Replayed || a2.SettlementID != a1.SettlementID || a2.Seq != a1.Seq {
+			t.Fatalf("%s: replay = %d %s", when, status, again)
+		}
+		if strings.Replace(string(again), `"replayed":true`, `"replayed":false`, 1) != string(first) {
+			t.Fatalf("%s: replay differs from the first answer:\n%s\n%s", when, first, again)
+		}
+		other := settleBody("R-1", "EMP1", "371600", chronicVisit, `[{"code":"XA01","unit_price":"999.00","quantity":"1","amount":"999.00"}]`)
+		status, conflict := h.do("POST", "/v1/settlements", "tok-H3716020001", other)
+		if a := decodeAnswer(t, conflict); status != 409 || a.Error.Code != "idempotency_conflict" || a.Error.Field != "request_id" {
+			t.Fatalf("%s: another body = %d %s", when, status, conflict)
+		}
+		// Another hospital may use the same request id: keys are per hospital.
+		if h.head() != head {
+			t.Fatalf("%s: replay or conflict wrote to the ledger", when)
+		}
+	}
+	check("before restart")
+	h.restart()
+	check("after restart")
+	status, other := h.do("POST", "/v1/settlements", "tok-H3716210001", body)
+	if a := decodeAnswer(t, other); status != 200 || a.Replayed {
+		t.Fatalf("the same request id at another hospital = %d %s", status, other)
+	}
+}
+
+func TestTraceCodes(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive, resident}}))
+	items := `[{"code":"XA01","unit_price":"10.00","quantity":"1","amount":"10.00","trace_codes":["83900000000000000001"]},
+	           {"code":"XB01","unit_price":"20.00","quantity":"2","amount":"40.00","trace_codes":["83900000000000000002","83900000000000000003"]}]`
+	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("T-1", "EMP1", "371600", chronicVisit, items))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	first := decodeAnswer(t, body)
+	reuse := `[{"code":"XA01","unit_price":"5.00","quantity":"1","amount":"5.00"},
+	           {"code":"XB01","unit_price":"20.00","quantity":"1","amount":"20.00","trace_codes":["83900000000000000003"]}]`
+	head := h.head()
+	for _, path := range []string{"/v1/settlements", "/v1/settlements/quote"} {
+		// Another person, another hospital: a code is settled once nationally.
+		status, body = h.do("POST", path, "tok-H3716210001", settleBody("T-2", "RES1", "371600", chronicVisit, reuse))
+		a := decodeAnswer(t, body)
+		if status != 409 || a.Error.Code != "trace_code_reused" || a.Error.Field != "items[1].trace_codes[0]" || !strings.Contains(a.Error.Message, "83900000000000000003") {
+			t.Fatalf("%s with a settled code = %d %s", path, status, body)
+		}
+	}
+	if h.head() != head {
+		t.Fatal("refusals wrote to the ledger")
+	}
+	status, body = h.do("POST", "/v1/settlements/"+first.SettlementID+"/reversal", "tok-H3716020001", []byte(`{"request_id":"T-1-R","reason":"wrong patient"}`))
+	if status != 200 {
+		t.Fatalf("reversal: %d %s", status, body)
+	}
+	status, body = h.do("POST", "/v1/settlements", "tok-H3716210001", settleBody("T-2", "RES1", "371600", chronicVisit, reuse))
+	if status != 200 {
+		t.Fatalf("after the reversal the code is free: %d %s", status, body)
+	}
+	// A code twice in one bill is a malformed bill.
+	dup := `[{"code":"XA01","unit_price":"5.00","quantity":"1","amount":"5.00","trace_codes":["X1","X1"]}]`
+	status, body = h.do("POST", "/v1/settlements", "tok-H3716210001", settleBody("T-3", "RES1", "371600", chronicVisit, dup))
+	if a := decodeAnswer(t, body); status != 400 || a.Error.Field != "items[0].trace_codes[1]" {
+		t.Fatalf("duplicate code in one bill = %d %s", status, body)
+	}
+}
+
+func TestReversalRestoresState(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	state := func() (int64, []abi.Counter) {
+		bal, err := h.db.Balance("371600", "EMP1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := h.db.Counters("371600", "EMP1", 2025, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bal, cs
+	}
+	bal0, cs0 := state()
+	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("V-1", "EMP1", "371600", chronicVisit, oneLine))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	a := decodeAnswer(t, body)
+	bal1, cs1 := state()
+	if bal1 >= bal0 || len(cs1) == 0 {
+		t.Fatalf("settlement moved nothing: balance %d -> %d, counters %v", bal0, bal1, cs1)
+	}
+	rev := []byte(`{"request_id":"V-1-R","reason":"billing error"}`)
+	status, body = h.do("POST", "/v1/settlements/"+a.SettlementID+"/reversal", "tok-H3716020001", rev)
+	r := decodeAnswer(t, body)
+	if status != 200 || r.Reverses != a.SettlementID || r.SettlementID == a.SettlementID {
+		t.Fatalf("reversal = %d %s", status, body)
+	}
+	for k, v := range a.Amounts {
+		want := "-" + v
+		if v == "0.00" {
+			want = v
+		}
+		if r.Amounts[k] != want {
+			t.Errorf("reversal %s = %s, want %s", k, r.Amounts[k], want)
+		}
+	}
+	bal2, cs2 := state()
+	if bal2 != bal0 {
+		t.Errorf("balance after reversal %d, want %d", bal2, bal0)
+	}
+	for _, c := range cs2 {
+		if c.Value != 0 {
+			t.Errorf("counter %s = %d after reversal (before: %v)", c.Name, c.Value, cs0)
+		}
+	}
+	head := h.head()
+	status, again := h.do("POST", "/v1/settlements/"+a.SettlementID+"/reversal", "tok-H3716020001", rev)
+	if a2 := decodeAnswer(t, again); status != 200 || !a2.Replayed || a2.SettlementID != r.SettlementID {
+		t.Fatalf("reversal retry = %d %s", status, again)
+	}
+	status, body = h.do("POST", "/v1/settlements/"+a.SettlementID+"/reversal", "tok-H3716020001", []byte(`{"request_id":"V-1-R2"}`))
+	if e := decodeAnswer(t, body); status != 409 || e.Error.Code != "already_reversed" {
+		t.Fatalf("second reversal = %d %s", status, body)
+	}
+	status, body = h.do("POST", "/v1/settlements/"+r.SettlementID+"/reversal", "tok-H3716020001", []byte(`{"request_id":"V-1-R3"}`))
+	if status != 409 {
+		t.Fatalf("reversing a reversal = %d %s", status, body)
+	}
+	status, body = h.do("POST", "/v1/settlements/"+a.SettlementID+"/reversal", "tok-H3716210001", []byte(`{"request_id":"V-1-R4"}`))
+	if status != 404 {
+		t.Fatalf("another hospital's reversal = %d %s", status, body)
+	}
+	status, body = h.do("GET", "/v1/settlements/"+a.SettlementID, "tok-H3716210001", nil)
+	if status != 404 {
+		t.Fatalf("another hospital's GET = %d %s", status, body)
+	}
+	status, body = h.do("GET", "/v1/settlements/"+r.SettlementID, "tok-H3716020001", nil)
+	if g := decodeAnswer(t, body); status != 200 || g.Reverses != a.SettlementID {
+		t.Fatalf("GET reversal = %d %s", status, body)
+	}
+	if h.head() != head {
+		t.Fatal("refused reversals wrote to the ledger")
+	}
+}
+
+// TestConcurrentSettlementsOfOnePerson settles many bills of one person at
+// once and compares the end state with the same bills settled one by one.
+func TestConcurrentSettlementsOfOnePerson(t *testing.T) {
+	const n = 64
+	bills := make([][]byte, n)
+	for i := range bills {
+		visit := chronicVisit
+		if i%3 == 0 {
+			visit = `{"type":"outpatient","visit_date":"2025-06-01"}`
+		}
+		bills[i] = settleBody(fmt.Sprintf("C-%d", i), "EMP1", "371600", visit,
+			fmt.Sprintf(`[{"code":"XA01","unit_price":"%d.00","quantity":"1","amount":"%d.00"}]`, 100+i*37, 100+i*37))
+	}
+	run := func(concurrent bool) (int64, []abi.Counter, map[string]int64) {
+		h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+		var wg sync.WaitGroup
+		for _, b := range bills {
+			send := func(b []byte) {
+				defer wg.Done()
+				if status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", b); status != 200 {
+					t.Errorf("settle: %d %s", status, body)
+				}
+			}
+			wg.Add(1)
+			if concurrent {
+				go send(b)
+			} else {
+				send(b)
+			}
+		}
+		wg.Wait()
+		bal, _ := h.db.Balance("371600", "EMP1")
+		cs, _ := h.db.Counters("371600", "EMP1", 2025, nil)
+		sums := map[string]int64{}
+		h.db.Scan(1, func(e *ledger.Entry) error {
+			sums["fund"] += e.Amounts.FundTotal
+			sums["account"] += e.Amounts.PersonalAccount
+			sums["deductible"] += e.Amounts.Deductible
+			return nil
+		})
+		if _, err := h.db.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		return bal, cs, sums
+	}
+	bal1, cs1, sums1 := run(false)
+	bal2, cs2, sums2 := run(true)
+	if bal1 != bal2 || fmt.Sprint(cs1) != fmt.Sprint(cs2) {
+		t.Fatalf("concurrent end state differs:\nsequential: balance %d %v\nconcurrent: balance %d %v", bal1, cs1, bal2, cs2)
+	}
+	// The order differs, so individual splits may differ, but yearly
+	// deductibles are paid once and the account is spent exactly.
+	if sums1["deductible"] != sums2["deductible"] || sums1["account"] != sums2["account"] {
+		t.Fatalf("totals differ: %v vs %v", sums1, sums2)
+	}
+}
+
+var _ = bytes.Equal
