@@ -197,6 +197,11 @@ func TestWasmEquivalence(t *testing.T) {
 				t.Errorf("%s: after a refusal: %v", key, err)
 			}
 		}
+		// A panic in the guest traps the call; nothing is answered (the
+		// host discards the instance).
+		if _, err := g.settle.Call(ctx, 1<<30); err == nil {
+			t.Errorf("%s: settle beyond the input buffer did not trap", key)
+		}
 		t.Logf("%s: %d calls identical", key, 2*len(list))
 	}
 }

@@ -122,7 +122,7 @@ func settle(in *abi.Input, out *abi.Output, twoDiseaseBP int64) {
 		if resident {
 			prior := in.Counter(rules.CtrAdmissionsL23)
 			if lvl >= 2 && prior >= 2 {
-				c.Deductible(0, "", admissionWhy(lvl, "from the 3rd L2/L3 admission of the year: none"))
+				c.Deductible(0, "", admissionWhy(lvl, "admission, 3rd or later L2/L3 admission of the year: waived"))
 			} else {
 				c.Deductible(resAdmissionDed[lvl], "", admissionWhy(lvl, "admission"))
 			}
