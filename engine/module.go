@@ -90,6 +90,10 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 	inst, err := m.instantiate(ctx)
 	if err != nil {
 		compiled.Close(ctx)
+		var ce *CallError
+		if errors.As(err, &ce) {
+			err = fmt.Errorf("%s: %w", ce.Kind, ce.Err)
+		}
 		return fail("instantiate", err)
 	}
 	v, err := m.abiVersion(ctx, inst)

@@ -202,3 +202,5 @@ func (h *harness) head() uint64 {
 	seq, _ := h.db.Head()
 	return seq
 }
+
+func newMemFS() vfs.FS { return vfs.NewMem() }

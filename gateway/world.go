@@ -167,6 +167,15 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 // and its region has no policy from it; the rest of the world still loads.
 // Applying the same world twice changes nothing.
 func (w *World) Apply(ctx context.Context, db *ledger.DB, eng *engine.Engine, policies *engine.Policies, log zerolog.Logger) error {
+	if err := w.ApplyRegistry(db); err != nil {
+		return err
+	}
+	w.LoadPolicies(ctx, eng, policies, log)
+	return nil
+}
+
+// ApplyRegistry upserts hospitals, catalogs and persons into db.
+func (w *World) ApplyRegistry(db *ledger.DB) error {
 	if err := db.PutHospitals(w.Hospitals); err != nil {
 		return fmt.Errorf("world: hospitals: %w", err)
 	}
@@ -183,6 +192,13 @@ func (w *World) Apply(ctx context.Context, db *ledger.DB, eng *engine.Engine, po
 	if _, err := db.PutPersons(w.Persons); err != nil {
 		return fmt.Errorf("world: persons: %w", err)
 	}
+	return nil
+}
+
+// LoadPolicies checks and loads every policy module of w into policies. A
+// module that fails its checks is refused with a logged reason and its
+// region has no policy from it; the others load.
+func (w *World) LoadPolicies(ctx context.Context, eng *engine.Engine, policies *engine.Policies, log zerolog.Logger) {
 	for _, pf := range w.Policies {
 		if pf.Wasm == nil {
 			log.Error().Str("region", pf.Region).Str("version", pf.Version).
@@ -191,7 +207,12 @@ func (w *World) Apply(ctx context.Context, db *ledger.DB, eng *engine.Engine, po
 		}
 		m, err := eng.Load(ctx, pf.Region, pf.Version, pf.Wasm)
 		if err != nil {
-			log.Error().Err(err).Str("region", pf.Region).Str("version", pf.Version).Msg("policy module refused")
+			check := "load"
+			var le *engine.LoadError
+			if errors.As(err, &le) {
+				check = le.Check
+			}
+			log.Error().Err(err).Str("region", pf.Region).Str("version", pf.Version).Str("check", check).Msg("policy module refused")
 			continue
 		}
 		if old, replaced := policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom, Module: m}); replaced {
@@ -200,5 +221,4 @@ func (w *World) Apply(ctx context.Context, db *ledger.DB, eng *engine.Engine, po
 		log.Info().Str("region", pf.Region).Str("version", pf.Version).Str("sha256", m.SHA256Hex()).
 			Str("effective_from", string(AppendDate(nil, pf.EffectiveFrom))).Msg("policy loaded")
 	}
-	return nil
 }
