@@ -125,9 +125,6 @@ func (g *guest) call(ctx context.Context, input []byte) ([]byte, error) {
 // TestWasmEquivalence builds the four modules and checks that each answers
 // every example call with exactly the bytes of the native policy.
 func TestWasmEquivalence(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the modules")
-	}
 	paths := buildModules(t, t.TempDir())
 
 	// The calls of every example, by module.
