@@ -50,7 +50,9 @@ func NewServer(cfg ServerConfig) *Server {
 	s.http = &fasthttp.Server{
 		Handler:            s.Handle,
 		Name:               "medgate",
-		MaxRequestBodySize: MaxBodyBytes,
+		// fasthttp cuts the connection past its own limit; below it the
+		// handler answers bodies over MaxBodyBytes with a JSON 413.
+		MaxRequestBodySize: 8 * MaxBodyBytes,
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       30 * time.Second,
 		IdleTimeout:        120 * time.Second,
@@ -96,7 +98,12 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer s.inflight.Add(-1)
-	err := s.route(ctx, path)
+	var err error
+	if len(ctx.PostBody()) > MaxBodyBytes {
+		err = &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "the request body exceeds 1 MiB"}
+	} else {
+		err = s.route(ctx, path)
+	}
 	if err != nil {
 		s.writeError(ctx, s.toError(ctx, err))
 	}

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestValidationErrors sends every kind of bad request and checks its
+// status, code and field, and that the ledger is unchanged.
+func TestValidationErrors(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}, "152500": {strings.Replace(empActive, "EMP1", "EMP2", 1)}}))
+	good := `{"request_id":"V-1","person":{"id":"EMP1","insured_region":"371600"},"visit":{"type":"chronic","visit_date":"2025-06-01"},"items":[{"code":"XA01","unit_price":"12.50","quantity":"2","amount":"25.00"}]}`
+	rep := func(old, new string) string {
+		if !strings.Contains(good, old) {
+			t.Fatalf("test bug: %q not in the good body", old)
+		}
+		return strings.Replace(good, old, new, 1)
+	}
+	inpatient := func(visit string) string { return rep(`{"type":"chronic","visit_date":"2025-06-01"}`, visit) }
+	manyItems := func(n int) string {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"}`)
+		}
+		return rep(`[{"code":"XA01","unit_price":"12.50","quantity":"2","amount":"25.00"}]`, "["+b.String()+"]")
+	}
+	tests := []struct {
+		name   string
+		token  string
+		body   string
+		status int
+		code   string
+		field  string
+	}{
+		{"malformed json", "", `{"request_id":`, 400, "malformed_json", ""},
+		{"not an object", "", `[1,2]`, 400, "malformed_json", ""},
+		{"trailing data", "", good + `{}`, 400, "malformed_json", ""},
+		{"empty body", "", ``, 400, "malformed_json", ""},
+		{"unknown field", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","colour":"red"`), 400, "unknown_field", "colour"},
+		{"missing request_id", "", rep(`"request_id":"V-1",`, ``), 400, "missing_field", "request_id"},
+		{"missing person id", "", rep(`"id":"EMP1",`, ``), 400, "missing_field", "person.id"},
+		{"bad insured region", "", rep(`"insured_region":"371600"`, `"insured_region":"3716"`), 400, "invalid_field", "person.insured_region"},
+		{"amount with 3 decimals", "", rep(`"amount":"25.00"`, `"amount":"25.001"`), 400, "invalid_field", "items[0].amount"},
+		{"negative amount", "", rep(`"amount":"25.00"`, `"amount":"-25.00"`), 400, "negative_amount", "items[0].amount"},
+		{"amount as a number", "", rep(`"amount":"25.00"`, `"amount":25.00`), 400, "invalid_field", "items[0].amount"},
+		{"amount mismatch", "", rep(`"amount":"25.00"`, `"amount":"25.01"`), 400, "amount_mismatch", "items[0].amount"},
+		{"unit price 7 decimals", "", rep(`"unit_price":"12.50"`, `"unit_price":"12.5000001"`), 400, "invalid_field", "items[0].unit_price"},
+		{"quantity 5 decimals", "", rep(`"quantity":"2"`, `"quantity":"2.00001"`), 400, "invalid_field", "items[0].quantity"},
+		{"zero quantity", "", rep(`"quantity":"2","amount":"25.00"`, `"quantity":"0","amount":"0.00"`), 400, "invalid_field", "items[0].quantity"},
+		{"negative quantity", "", rep(`"quantity":"2"`, `"quantity":"-2"`), 400, "negative_amount", "items[0].quantity"},
+		{"missing code", "", rep(`"code":"XA01",`, ``), 400, "missing_field", "items[0].code"},
+		{"no items", "", rep(`[{"code":"XA01","unit_price":"12.50","quantity":"2","amount":"25.00"}]`, `[]`), 400, "missing_field", "items"},
+		{"too many items", "", manyItems(MaxItems + 1), 400, "invalid_field", "items"},
+		{"unknown visit type", "", rep(`"type":"chronic"`, `"type":"dental"`), 400, "invalid_field", "visit.type"},
+		{"missing visit date", "", rep(`,"visit_date":"2025-06-01"`, ``), 400, "missing_field", "visit.visit_date"},
+		{"impossible date", "", rep(`2025-06-01`, `2025-02-30`), 400, "invalid_field", "visit.visit_date"},
+		{"date in another format", "", rep(`2025-06-01`, `2025/06/01`), 400, "invalid_field", "visit.visit_date"},
+		{"inpatient without admission", "", inpatient(`{"type":"inpatient","discharged_on":"2025-06-09"}`), 400, "missing_field", "visit.admitted_on"},
+		{"inpatient without discharge", "", inpatient(`{"type":"inpatient","admitted_on":"2025-06-01"}`), 400, "missing_field", "visit.discharged_on"},
+		{"discharge before admission", "", inpatient(`{"type":"inpatient","admitted_on":"2025-06-09","discharged_on":"2025-06-01"}`), 400, "invalid_field", "visit.discharged_on"},
+		{"maternity without birth order", "", inpatient(`{"type":"maternity","admitted_on":"2025-06-01","discharged_on":"2025-06-03"}`), 400, "missing_field", "visit.birth_order"},
+		{"maternity birth order 0", "", inpatient(`{"type":"maternity","admitted_on":"2025-06-01","discharged_on":"2025-06-03","birth_order":0}`), 400, "invalid_field", "visit.birth_order"},
+		{"emergency not a bool", "", inpatient(`{"type":"chronic","visit_date":"2025-06-01","emergency":"yes"}`), 400, "invalid_field", "visit.emergency"},
+		{"unknown person", "", rep(`"id":"EMP1"`, `"id":"NOBODY"`), 422, "unknown_person", "person.id"},
+		{"person of another region", "", rep(`"insured_region":"371600"`, `"insured_region":"370000"`), 422, "unknown_person", "person.id"},
+		{"no policy in force", "", rep(`"person":{"id":"EMP1","insured_region":"371600"}`, `"person":{"id":"EMP2","insured_region":"152500"}`), 422, "no_policy", "person.insured_region"},
+		{"no policy yet on that date", "", rep(`2025-06-01`, `2022-06-01`), 422, "no_policy", "person.insured_region"},
+		{"no token", "-", good, 401, "unauthorized", ""},
+		{"unknown token", "tok-nobody", good, 401, "unauthorized", ""},
+		{"region token", "tok-region-371600", good, 403, "forbidden", ""},
+		{"clearing token", "tok-clearing", good, 403, "forbidden", ""},
+	}
+	// 152500 persons exist but the harness gives 152500 a policy: drop it
+	// for the no-policy case by using a date before any version.
+	h.policies.Remove("152500", "v1")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			token := tt.token
+			switch token {
+			case "":
+				token = "tok-H3716020001"
+			case "-":
+				token = ""
+			}
+			head := h.head()
+			for _, path := range []string{"/v1/settlements", "/v1/settlements/quote"} {
+				if tt.field == "request_id" && strings.HasSuffix(path, "quote") {
+					continue // a quote takes no idempotency key
+				}
+				status, body := h.do("POST", path, token, []byte(tt.body))
+				a := decodeAnswer(t, body)
+				if status != tt.status || a.Error == nil || a.Error.Code != tt.code || a.Error.Field != tt.field {
+					t.Errorf("%s: %d %s\nwant %d code %s field %q", path, status, body, tt.status, tt.code, tt.field)
+				}
+			}
+			if h.head() != head {
+				t.Errorf("the ledger moved")
+			}
+		})
+	}
+	t.Run("body too large", func(t *testing.T) {
+		big := bytes.Repeat([]byte(" "), MaxBodyBytes+1)
+		status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", big)
+		if status != 413 || !strings.Contains(string(body), "body_too_large") {
+			t.Errorf("%d %s", status, body)
+		}
+	})
+	t.Run("reversal without request id", func(t *testing.T) {
+		status, body := h.do("POST", "/v1/settlements/S000000000001/reversal", "tok-H3716020001", []byte(`{"reason":"x"}`))
+		if a := decodeAnswer(t, body); status != 400 || a.Error.Field != "request_id" {
+			t.Errorf("%d %s", status, body)
+		}
+	})
+	t.Run("unknown settlement", func(t *testing.T) {
+		status, body := h.do("GET", "/v1/settlements/S999", "tok-H3716020001", nil)
+		if status != 404 {
+			t.Errorf("%d %s", status, body)
+		}
+		status, body = h.do("POST", "/v1/settlements/S999/reversal", "tok-H3716020001", []byte(`{"request_id":"R"}`))
+		if status != 404 {
+			t.Errorf("%d %s", status, body)
+		}
+	})
+	t.Run("health", func(t *testing.T) {
+		status, body := h.do("GET", "/healthz", "", nil)
+		if status != 200 || !strings.Contains(string(body), `"ok"`) {
+			t.Errorf("%d %s", status, body)
+		}
+	})
+	if h.head() != 0 {
+		t.Fatalf("ledger head %d after only refused requests", h.head())
+	}
+}
