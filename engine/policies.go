@@ -13,7 +13,18 @@ import (
 type Version struct {
 	Name          string
 	EffectiveFrom abi.Date
-	Module        *Module
+	Module        Runner
+}
+
+// Region is the insured region the version belongs to.
+func (v Version) Region() string {
+	switch m := v.Module.(type) {
+	case *Module:
+		return m.Region
+	case *Native:
+		return m.Region
+	}
+	return ""
 }
 
 // Policies maps each insured region to its versions. Lookups are lock-free

@@ -29,6 +29,10 @@ type Config struct {
 	Logger     zerolog.Logger
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	ShutdownTimeout time.Duration
+	// Native, when not empty, replaces the world's policy modules with
+	// these policies compiled into the gateway: only to measure the price
+	// of the sandbox (bench), never for real regions.
+	Native []engine.Version
 	// Ready, if set, is called with the bound address once serving.
 	Ready func(addr net.Addr)
 }
@@ -83,11 +87,18 @@ func Run(ctx context.Context, cfg Config) error {
 		if principals, err = NewPrincipals(w.Principals); err != nil {
 			return err
 		}
-		if err := w.Apply(ctx, db, eng, &policies, log); err != nil {
+		if err := w.ApplyRegistry(db); err != nil {
 			return err
+		}
+		if len(cfg.Native) == 0 {
+			w.LoadPolicies(ctx, eng, &policies, log)
 		}
 		log.Info().Int("hospitals", len(w.Hospitals)).Int("catalogs", len(w.Catalogs)).Int("persons", len(w.Persons)).
 			Int("policies", len(w.Policies)).Msg("world loaded")
+	}
+	for _, v := range cfg.Native {
+		policies.Put(v.Region(), v)
+		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
 	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Principals: principals, Logger: log})
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -170,7 +170,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		Date:           date,
 		VisitType:      req.Visit.Type,
 		PolicyVersion:  pol.Name,
-		ModuleSHA256:   pol.Module.SHA256,
+		ModuleSHA256:   pol.Module.Sum(),
 		Input:          append([]byte(nil), w.encoded...),
 		InputHash:      sha256.Sum256(w.encoded),
 		Lines:          make([]ledger.Line, len(in.Lines)),

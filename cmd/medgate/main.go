@@ -15,7 +15,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"medgate/engine"
 	"medgate/gateway"
+	"medgate/plugins/conformance"
 	"medgate/testdata"
 )
 
@@ -50,6 +52,7 @@ func serve(args []string, stderr io.Writer) int {
 	modules := fl.String("modules", "build/policies", "directory of <region>/<version>.wasm for policies whose module is not in the world")
 	level := fl.String("log-level", "info", "log level: debug, info, warn, error")
 	callTimeout := fl.Duration("policy-timeout", 200*time.Millisecond, "time limit of one policy call")
+	native := fl.Bool("native-policies", false, "benchmark mode: run the reference policies compiled into the binary instead of their wasm modules (no sandbox)")
 	memPages := fl.Uint("policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB pages")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -67,6 +70,12 @@ func serve(args []string, stderr io.Writer) int {
 	cfg := gateway.Config{Listen: *listen, DBDir: *db, Logger: log, ModuleDirs: []fs.FS{os.DirFS(*modules)}}
 	cfg.Engine.CallTimeout = *callTimeout
 	cfg.Engine.MemoryLimitPages = uint32(*memPages)
+	if *native {
+		for _, v := range conformance.Versions {
+			cfg.Native = append(cfg.Native, engine.Version{Name: v.Name, EffectiveFrom: v.Effective,
+				Module: engine.NewNative(v.Region, v.Name, v.Policy)})
+		}
+	}
 	if *world != "" {
 		cfg.World = os.DirFS(*world)
 	} else {

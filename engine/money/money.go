@@ -14,8 +14,8 @@ import (
 const (
 	FenPerYuan     = 100
 	MicroPerYuan   = 1_000_000
-	QuantityScale  = 10_000 // quantity in ten-thousandths (4 decimals)
-	RatioScale     = 10_000 // ratios in ten-thousandths (4 decimals)
+	QuantityScale  = 10_000               // quantity in ten-thousandths (4 decimals)
+	RatioScale     = 10_000               // ratios in ten-thousandths (4 decimals)
 	MaxFen         = 1_000_000_000_000_00 // 1e12 yuan: far above any bill
 	maxIntegerPart = 1_000_000_000_000    // digits before the point
 )
