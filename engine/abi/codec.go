@@ -21,6 +21,7 @@ var (
 	ErrTooLarge  = errors.New("abi: message exceeds a limit")
 	ErrVersion   = errors.New("abi: unsupported version")
 	ErrTrailing  = errors.New("abi: trailing bytes after message")
+	ErrBool      = errors.New("abi: a bool byte is neither 0 nor 1")
 )
 
 var le = binary.LittleEndian
@@ -245,7 +246,14 @@ func (d *decoder) u8() uint8 {
 	return 0
 }
 
-func (d *decoder) bool() bool { return d.u8() != 0 }
+// bool reads a byte that must be 0 or 1.
+func (d *decoder) bool() bool {
+	v := d.u8()
+	if v > 1 && d.err == nil {
+		d.err = ErrBool
+	}
+	return v == 1
+}
 
 func (d *decoder) u16() uint16 {
 	if v := d.take(2); v != nil {
