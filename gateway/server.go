@@ -48,8 +48,8 @@ func NewServer(cfg ServerConfig) *Server {
 	s := &Server{svc: cfg.Service, db: cfg.DB, principals: cfg.Principals, log: cfg.Logger, maxInflight: int64(cfg.MaxInflight)}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.http = &fasthttp.Server{
-		Handler:            s.Handle,
-		Name:               "medgate",
+		Handler: s.Handle,
+		Name:    "medgate",
 		// fasthttp cuts the connection past its own limit; below it the
 		// handler answers bodies over MaxBodyBytes with a JSON 413.
 		MaxRequestBodySize: 8 * MaxBodyBytes,
