@@ -121,7 +121,9 @@ func (h *harness) start() {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Principals: principals, Logger: zerolog.Nop()})
+	eng, _ := testenv.Engine(tb)
+	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Engine: eng, Policies: h.policies,
+		Principals: principals, Logger: zerolog.Nop()})
 	h.ln = fasthttputil.NewInmemoryListener()
 	go h.srv.Serve(h.ln)
 	ln := h.ln

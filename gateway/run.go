@@ -100,7 +100,8 @@ func Run(ctx context.Context, cfg Config) error {
 		policies.Put(v.Region(), v)
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
-	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Principals: principals, Logger: log})
+	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Engine: eng, Policies: &policies,
+		Principals: principals, Logger: log})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"medgate/engine"
 	"medgate/ledger"
 )
 
@@ -20,9 +21,12 @@ import (
 type Server struct {
 	svc        *Service
 	db         *ledger.DB
+	engine     *engine.Engine
+	policies   *engine.Policies
 	principals *Principals
 	log        zerolog.Logger
 	http       *fasthttp.Server
+	cfg        ServerConfig
 
 	inflight    atomic.Int64
 	maxInflight int64
@@ -33,6 +37,8 @@ type Server struct {
 type ServerConfig struct {
 	Service    *Service
 	DB         *ledger.DB
+	Engine     *engine.Engine   // loads modules uploaded by regions
+	Policies   *engine.Policies // the versions in force
 	Principals *Principals
 	Logger     zerolog.Logger
 	// MaxInflight bounds requests being worked on at once; beyond it the
@@ -45,7 +51,8 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 4096
 	}
-	s := &Server{svc: cfg.Service, db: cfg.DB, principals: cfg.Principals, log: cfg.Logger, maxInflight: int64(cfg.MaxInflight)}
+	s := &Server{svc: cfg.Service, db: cfg.DB, engine: cfg.Engine, policies: cfg.Policies, principals: cfg.Principals,
+		log: cfg.Logger, maxInflight: int64(cfg.MaxInflight), cfg: cfg}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.http = &fasthttp.Server{
 		Handler: s.Handle,
@@ -75,13 +82,6 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.writeError(ctx, badRequest("malformed_request", "", "the HTTP request could not be read"))
 }
-
-var (
-	pathQuote       = []byte("/v1/settlements/quote")
-	pathSettlements = []byte("/v1/settlements")
-	prefixSettle    = []byte("/v1/settlements/")
-	suffixReversal  = []byte("/reversal")
-)
 
 // Handle serves one request.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
@@ -117,44 +117,18 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) route(ctx *fasthttp.RequestCtx, path []byte) error {
-	post := ctx.IsPost()
-	get := ctx.IsGet()
-	switch {
-	case bytes.Equal(path, pathQuote):
-		if !post {
-			return methodNotAllowed("POST")
-		}
-		return s.settle(ctx, true)
-	case bytes.Equal(path, pathSettlements):
-		if !post {
-			return methodNotAllowed("POST")
-		}
-		return s.settle(ctx, false)
-	case bytes.HasPrefix(path, prefixSettle):
-		rest := path[len(prefixSettle):]
-		if bytes.HasSuffix(rest, suffixReversal) {
-			id := rest[:len(rest)-len(suffixReversal)]
-			if len(id) == 0 || bytes.IndexByte(id, '/') >= 0 {
-				return notFound("no such endpoint")
-			}
-			if !post {
-				return methodNotAllowed("POST")
-			}
-			return s.reverse(ctx, string(id))
-		}
-		if len(rest) == 0 || bytes.IndexByte(rest, '/') >= 0 {
-			return notFound("no such endpoint")
-		}
-		if !get {
-			return methodNotAllowed("GET")
-		}
-		return s.get(ctx, string(rest))
+	var buf [4]string
+	r, params, err := s.match(ctx.Method(), path, buf[:0])
+	if err != nil {
+		return err
 	}
-	return notFound("no such endpoint")
-}
-
-func methodNotAllowed(allow string) *Error {
-	return &Error{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "use " + allow}
+	var p Principal
+	if r.Role != "" {
+		if p, err = s.auth(ctx, r.Role); err != nil {
+			return err
+		}
+	}
+	return r.Handle(s, ctx, p, params)
 }
 
 // auth returns the token's principal, requiring role.
@@ -174,11 +148,7 @@ func (s *Server) auth(ctx *fasthttp.RequestCtx, role Role) (Principal, error) {
 	return p, nil
 }
 
-func (s *Server) hospital(ctx *fasthttp.RequestCtx) (ledger.Hospital, error) {
-	p, err := s.auth(ctx, RoleHospital)
-	if err != nil {
-		return ledger.Hospital{}, err
-	}
+func (s *Server) hospital(p Principal) (ledger.Hospital, error) {
 	h, ok := s.db.Hospital(p.ID)
 	if !ok {
 		return ledger.Hospital{}, &Error{Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "the token's hospital is not in the registry"}
@@ -186,8 +156,8 @@ func (s *Server) hospital(ctx *fasthttp.RequestCtx) (ledger.Hospital, error) {
 	return h, nil
 }
 
-func (s *Server) settle(ctx *fasthttp.RequestCtx, quote bool) error {
-	h, err := s.hospital(ctx)
+func (s *Server) settle(ctx *fasthttp.RequestCtx, p Principal, quote bool) error {
+	h, err := s.hospital(p)
 	if err != nil {
 		return err
 	}
@@ -203,8 +173,8 @@ func (s *Server) settle(ctx *fasthttp.RequestCtx, quote bool) error {
 	return nil
 }
 
-func (s *Server) reverse(ctx *fasthttp.RequestCtx, id string) error {
-	h, err := s.hospital(ctx)
+func (s *Server) reverse(ctx *fasthttp.RequestCtx, p Principal, id string) error {
+	h, err := s.hospital(p)
 	if err != nil {
 		return err
 	}
@@ -220,8 +190,8 @@ func (s *Server) reverse(ctx *fasthttp.RequestCtx, id string) error {
 	return nil
 }
 
-func (s *Server) get(ctx *fasthttp.RequestCtx, id string) error {
-	h, err := s.hospital(ctx)
+func (s *Server) get(ctx *fasthttp.RequestCtx, p Principal, id string) error {
+	h, err := s.hospital(p)
 	if err != nil {
 		return err
 	}

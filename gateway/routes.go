@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Route is one endpoint. Pattern is a path whose segments are literal or
+// "{}" (a parameter, handed to the handler in order). Role is the principal
+// the endpoint is for ("" for none: no token needed); the router
+// authenticates before calling the handler, so a wrong or missing token
+// never reaches it.
+type Route struct {
+	Method  string
+	Pattern string
+	Role    Role
+	Handle  func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error
+
+	segs []string
+}
+
+// routes is the route table, filled by each feature file's init through
+// registerRoutes; the table is read-only once the server serves.
+var routes []*Route
+
+func registerRoutes(rs ...Route) {
+	for _, r := range rs {
+		r := r
+		r.segs = strings.Split(strings.Trim(r.Pattern, "/"), "/")
+		routes = append(routes, &r)
+	}
+}
+
+// Routes lists the registered endpoints (for documentation tests).
+func Routes() []Route {
+	out := make([]Route, len(routes))
+	for i, r := range routes {
+		out[i] = *r
+	}
+	return out
+}
+
+func init() {
+	registerRoutes(
+		Route{Method: "POST", Pattern: "/v1/settlements/quote", Role: RoleHospital, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, _ []string) error {
+			return s.settle(ctx, p, true)
+		}},
+		Route{Method: "POST", Pattern: "/v1/settlements", Role: RoleHospital, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, _ []string) error {
+			return s.settle(ctx, p, false)
+		}},
+		Route{Method: "GET", Pattern: "/v1/settlements/{}", Role: RoleHospital, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+			return s.get(ctx, p, params[0])
+		}},
+		Route{Method: "POST", Pattern: "/v1/settlements/{}/reversal", Role: RoleHospital, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+			return s.reverse(ctx, p, params[0])
+		}},
+	)
+}
+
+// match finds the route for method and path. It returns 404 when no
+// pattern matches and 405 when one matches with another method.
+func (s *Server) match(method, path []byte, params []string) (*Route, []string, error) {
+	var allowed []string
+	for _, r := range routes {
+		ps, ok := matchPath(r.segs, path, params[:0])
+		if !ok {
+			continue
+		}
+		if string(method) == r.Method {
+			return r, ps, nil
+		}
+		allowed = append(allowed, r.Method)
+	}
+	if len(allowed) > 0 {
+		return nil, nil, &Error{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "use " + strings.Join(allowed, " or ")}
+	}
+	return nil, nil, notFound("no such endpoint")
+}
+
+// matchPath matches path against segs; parameters are appended to params.
+// A parameter never matches an empty segment.
+func matchPath(segs []string, path []byte, params []string) ([]string, bool) {
+	if len(path) == 0 || path[0] != '/' {
+		return nil, false
+	}
+	rest := path[1:]
+	for i, seg := range segs {
+		j := bytes.IndexByte(rest, '/')
+		var part []byte
+		if j < 0 {
+			part, rest = rest, nil
+			if i != len(segs)-1 {
+				return nil, false
+			}
+		} else {
+			part, rest = rest[:j], rest[j+1:]
+			if i == len(segs)-1 {
+				return nil, false
+			}
+		}
+		if seg == "{}" {
+			if len(part) == 0 {
+				return nil, false
+			}
+			params = append(params, string(part))
+		} else if string(part) != seg {
+			return nil, false
+		}
+	}
+	return params, true
+}
