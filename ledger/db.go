@@ -44,6 +44,8 @@ type DB struct {
 	notify atomic.Pointer[chan struct{}]
 	failed atomic.Bool
 	closed atomic.Bool
+	// commits counts committed batches (for benchmarks and metrics).
+	commits atomic.Uint64
 
 	hospitals atomic.Pointer[map[string]Hospital]
 	catalogs  atomic.Pointer[map[string]*Catalog]
@@ -493,7 +495,8 @@ func (db *DB) PutPersons(ps []Person) (created int, err error) {
 	return db.submit(r)
 }
 
-// Person returns the registry record of (region, id).
+// Person returns the registry record of (region, id). Its
+// Facts.AccountBalance is 0: the running balance is Balance's.
 func (db *DB) Person(region, id string) (Person, bool, error) {
 	if db.closed.Load() {
 		return Person{}, false, ErrClosed

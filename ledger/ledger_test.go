@@ -447,12 +447,12 @@ func TestBatchWithFailures(t *testing.T) {
 	mustAppend(t, db, s0)
 
 	ok1 := settlement("r1", "P1", 20261109, []abi.Counter{{Name: "n", Value: 1}}, -600, "T1")
-	dup := settlement("r1", "P1", 20261109, nil, 0)                          // same key as ok1, same batch
-	poor := settlement("r2", "P1", 20261109, nil, -500, "T9")                // 1000-600 < 500
-	reuse := settlement("r3", "P2", 20261109, nil, 0, "T1")                  // T1 taken by ok1
-	rev := reversal("r4", s0)                                                // frees T0
-	ok2 := settlement("r5", "P2", 20261109, nil, 0, "T0")                    // T0 freed by rev, same batch
-	rev2 := reversal("r6", s0)                                               // already reversed, same batch
+	dup := settlement("r1", "P1", 20261109, nil, 0)                                     // same key as ok1, same batch
+	poor := settlement("r2", "P1", 20261109, nil, -500, "T9")                           // 1000-600 < 500
+	reuse := settlement("r3", "P2", 20261109, nil, 0, "T1")                             // T1 taken by ok1
+	rev := reversal("r4", s0)                                                           // frees T0
+	ok2 := settlement("r5", "P2", 20261109, nil, 0, "T0")                               // T0 freed by rev, same batch
+	rev2 := reversal("r6", s0)                                                          // already reversed, same batch
 	ok3 := settlement("r7", "P1", 20261109, []abi.Counter{{Name: "n", Value: 2}}, -400) // exactly the rest
 	errs := runBatch(db, ok1, dup, poor, reuse, rev, ok2, rev2, ok3)
 

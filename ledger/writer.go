@@ -176,6 +176,7 @@ func (w *writer) process() {
 			w.failBatch(b, err)
 			return
 		}
+		db.commits.Add(1)
 	}
 	_ = b.Close()
 	if st.seq != h.seq {
@@ -224,7 +225,7 @@ func (w *writer) failBatch(b *pebble.Batch, cause error) {
 	}
 }
 
-// get reads key through the batch (so earlier writes of the batch are
+// getIn reads key through the batch (so earlier writes of the batch are
 // seen); found is false when absent. fn, when found, sees the value only
 // during the call.
 func getIn(b *pebble.Batch, key []byte, fn func(v []byte) error) (found bool, err error) {

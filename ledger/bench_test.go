@@ -1,0 +1,133 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine/abi"
+)
+
+// BenchmarkAppend appends from many goroutines to a ledger on the real disk
+// (t.TempDir), every batch synced.
+func BenchmarkAppend(b *testing.B) {
+	for _, par := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("goroutines=%dxGOMAXPROCS", par), func(b *testing.B) {
+			db, err := Open(b.TempDir(), Options{Logger: zerolog.Nop()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			var next atomic.Int64
+			tmpl := sampleEntry()
+			b.ReportAllocs()
+			b.SetParallelism(par)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				e := new(Entry)
+				changes := []abi.Counter{{Name: "admissions", Value: 1}, {Name: "basic.paid", Value: 100}}
+				codes := []string{"", ""}
+				for pb.Next() {
+					i := next.Add(1)
+					*e = *tmpl
+					e.Seq, e.SettlementID, e.Hash, e.PrevHash = 0, "", [32]byte{}, [32]byte{}
+					e.RequestID = fmt.Sprintf("req-%d", i)
+					e.PersonID = fmt.Sprintf("P%d", i%1000)
+					e.BalanceChange = 0
+					e.Changes = changes
+					codes[0], codes[1] = fmt.Sprintf("A%d", i), fmt.Sprintf("B%d", i)
+					e.TraceCodes = codes
+					if err := db.Append(ctx, e); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			if c := db.commits.Load(); c > 0 {
+				b.ReportMetric(float64(b.N)/float64(c), "entries/commit")
+			}
+		})
+	}
+}
+
+func BenchmarkEntryCodec(b *testing.B) {
+	e := sampleEntry()
+	enc := AppendEntry(nil, e)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(enc)))
+		buf := make([]byte, 0, 2*len(enc))
+		for i := 0; i < b.N; i++ {
+			buf = AppendEntry(buf[:0], e)
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(enc)))
+		var d Entry
+		for i := 0; i < b.N; i++ {
+			if err := DecodeEntry(enc, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkReads measures the hot read path (idempotency check, trace-code
+// check, counters, balance) on a small in-memory ledger.
+func BenchmarkReads(b *testing.B) {
+	db, _ := openMem(b)
+	if _, err := db.PutPersons([]Person{person("P1", 1000)}); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		mustAppend(b, db, settlement(req(i), "P1", 20261109, []abi.Counter{{Name: "admissions", Value: 1}, {Name: "basic.paid", Value: 7}}, -1, fmt.Sprintf("T%d", i)))
+	}
+	b.Run("Idempotency", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, ok, err := db.Idempotency(hospital, "req-000042"); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("IdempotencyMiss", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, ok, err := db.Idempotency(hospital, "req-999999"); ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("TraceCodeOwner", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, _, err := db.TraceCodeOwner("T-unused"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Counters", func(b *testing.B) {
+		b.ReportAllocs()
+		var dst []abi.Counter
+		for i := 0; i < b.N; i++ {
+			var err error
+			if dst, err = db.Counters(region, "P1", 2026, dst[:0]); err != nil || len(dst) != 2 {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Balance", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := db.Balance(region, "P1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
