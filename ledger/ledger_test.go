@@ -775,3 +775,60 @@ func TestAppendContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Close lets queued appends finish: each Append either succeeded (and is
+// there after reopening) or returned ErrClosed.
+func TestCloseDrains(t *testing.T) {
+	fs := memFS()
+	opts := testOptions(fs)
+	opts.MaxBatch = 3
+	db, err := Open("data", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := map[string]bool{}
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				r := fmt.Sprintf("g%d-%d", g, i)
+				err := db.Append(context.Background(), settlement(r, "P1", 20261109, nil, 0))
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				ok[r] = true
+				mu.Unlock()
+			}
+		}(g)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := db.Append(context.Background(), nil); !errors.Is(err, ErrInvalidEntry) {
+		t.Fatalf("Append(nil) = %v", err)
+	}
+	db, err = Open("data", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n, err := db.Verify()
+	if err != nil || n != uint64(len(ok)) {
+		t.Fatalf("Verify = %d %v, %d acknowledged", n, err, len(ok))
+	}
+	for r := range ok {
+		if _, found, _ := db.Idempotency(hospital, r); !found {
+			t.Fatalf("%s lost", r)
+		}
+	}
+}

@@ -35,6 +35,9 @@ var requestPool = sync.Pool{New: func() any { return &request{done: make(chan st
 // ctx bounds only the wait for the writer to take the entry; once taken,
 // Append waits for the outcome (a commit is bounded by the disk).
 func (db *DB) Append(ctx context.Context, e *Entry) error {
+	if e == nil {
+		return invalidEntry("nil entry")
+	}
 	if db.failed.Load() {
 		return ErrWriteFailed
 	}
