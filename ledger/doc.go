@@ -85,8 +85,12 @@
 // balance; a reversal writes its entry, its idempotency key, the reversed
 // settlement's "r" marker, frees the reversed settlement's trace codes (its
 // own TraceCodes field is informational and neither checked nor marked), and
-// applies its own Changes and BalanceChange (the caller's negations) to the
-// original settlement's year; the head record is written once per batch.
+// applies its own Changes and BalanceChange to the same person's counters of
+// the same year and balance. The writer checks that a reversal mirrors its
+// settlement — same insured region, person and date year, Changes and
+// BalanceChange the exact negation (ErrReversalMismatch otherwise) — so that
+// a reversal always restores the counters and balance it should. The head
+// record is written once per batch.
 // All of it is in the batch of the entry.
 //
 // # Entry encoding

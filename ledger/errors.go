@@ -14,8 +14,10 @@ var (
 	// ErrNotSettlement: a reversal names a reversal, which cannot be
 	// reversed [409].
 	ErrNotSettlement = errors.New("ledger: only a settlement can be reversed")
-	// ErrReversalMismatch: a reversal's insured region, person or date year
-	// differ from the reversed settlement's (a gateway bug) [500].
+	// ErrReversalMismatch: a reversal does not mirror the reversed
+	// settlement: its insured region, person or date year differ, or its
+	// Changes / BalanceChange are not the negation of the settlement's (a
+	// gateway bug; wraps a description) [500].
 	ErrReversalMismatch = errors.New("ledger: reversal does not match the reversed settlement")
 	// ErrCounterRange: applying the entry's counter changes would make a
 	// counter negative or overflow int64 [409/500].

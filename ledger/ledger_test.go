@@ -228,7 +228,19 @@ func TestCountersAndReversalYear(t *testing.T) {
 	if err := db.Append(context.Background(), bad); !errors.Is(err, ErrReversalMismatch) {
 		t.Fatalf("reversal in another year: %v", err)
 	}
-	mustAppend(t, db, reversal("rv1", s1))
+	bad = reversal("rv0", s1)
+	bad.Changes[0].Value++
+	if err := db.Append(context.Background(), bad); !errors.Is(err, ErrReversalMismatch) {
+		t.Fatalf("reversal with other changes: %v", err)
+	}
+	bad = reversal("rv0", s1)
+	bad.Changes = append(bad.Changes[1:], abi.Counter{Name: "admissions", Value: 0}, bad.Changes[0])
+	bad.BalanceChange = 1
+	if err := db.Append(context.Background(), bad); !errors.Is(err, ErrReversalMismatch) {
+		t.Fatalf("reversal with another balance change: %v", err)
+	}
+	bad.BalanceChange = 0 // reordered changes, a zero one added: still the negation
+	mustAppend(t, db, bad)
 	want = map[string]int64{"admissions": 1, "basic.paid": 5000}
 	if got := counters(t, db, "P1", 2025); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("2025 after reversal = %v", got)

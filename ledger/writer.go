@@ -479,9 +479,17 @@ func (w *writer) checkReversal(b *pebble.Batch, e *Entry, origSeq *uint64) error
 	if found {
 		return &AlreadyReversedError{ReversalID: SettlementID(rev)}
 	}
-	if orig.InsuredRegion != e.InsuredRegion || orig.PersonID != e.PersonID ||
-		orig.Date.Year() != e.Date.Year() {
-		return ErrReversalMismatch
+	switch {
+	case orig.InsuredRegion != e.InsuredRegion || orig.PersonID != e.PersonID:
+		return fmt.Errorf("%w: insured region or person differ", ErrReversalMismatch)
+	case orig.Date.Year() != e.Date.Year():
+		return fmt.Errorf("%w: counters must be booked in %d, the settlement's year, not %d",
+			ErrReversalMismatch, orig.Date.Year(), e.Date.Year())
+	case e.BalanceChange != -orig.BalanceChange:
+		return fmt.Errorf("%w: balance change %d does not negate %d",
+			ErrReversalMismatch, e.BalanceChange, orig.BalanceChange)
+	case !negates(e.Changes, orig.Changes):
+		return fmt.Errorf("%w: counter changes do not negate the settlement's", ErrReversalMismatch)
 	}
 	for _, c := range orig.TraceCodes {
 		w.key = appendTraceKey(w.key[:0], c)
@@ -499,6 +507,34 @@ func (w *writer) checkReversal(b *pebble.Batch, e *Entry, origSeq *uint64) error
 	}
 	*origSeq = oseq
 	return nil
+}
+
+// negates reports whether, name by name, the changes a add up to the
+// negation of those of b.
+func negates(a, b []abi.Counter) bool {
+	sum := func(list []abi.Counter, name string) (int64, bool) {
+		var t int64
+		ok := true
+		for _, c := range list {
+			if c.Name == name {
+				t, ok = abi.AddChecked(t, c.Value)
+				if !ok {
+					return 0, false
+				}
+			}
+		}
+		return t, true
+	}
+	for _, list := range [2][]abi.Counter{a, b} {
+		for _, c := range list {
+			sa, ok1 := sum(a, c.Name)
+			sb, ok2 := sum(b, c.Name)
+			if !ok1 || !ok2 || sa != -sb {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // applyCounters computes the new counters blob of e's person and year into
