@@ -210,7 +210,7 @@ func (db *DB) Verify() (n uint64, err error) {
 		if len(v) < 33 {
 			return n, &ChainError{Seq: seq, Reason: "entry truncated"}
 		}
-		if entryHashOf(v, prev) != [32]byte(v[len(v)-32:]) {
+		if EntryHash(prev, v[:len(v)-32]) != [32]byte(v[len(v)-32:]) {
 			// Either the entry's bytes were altered, or it does not follow
 			// its predecessor; tell which when it decodes.
 			if DecodeEntry(v, &e) == nil && e.PrevHash != prev {

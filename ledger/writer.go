@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -577,14 +576,4 @@ func (w *writer) applyCounters(b *pebble.Batch, e *Entry, year int32) error {
 	w.cs = w.cs[:n]
 	w.cblob = appendCounters(w.cblob[:0], w.cs)
 	return nil
-}
-
-// entryHashOf recomputes the hash of an encoded entry (Hash last).
-func entryHashOf(enc []byte, prev [32]byte) [32]byte {
-	h := sha256.New()
-	h.Write(prev[:])
-	h.Write(enc[:len(enc)-32])
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
 }
