@@ -6,8 +6,15 @@ import "fmt"
 // (size, compile, imports, memory, exports, instantiate, abi_version).
 type LoadError struct {
 	Region, Version string
-	Check           string
+	Check           string // the first failed check
 	Err             error
+	All             []CheckFailure // every failed check found
+}
+
+// CheckFailure is one failed load check.
+type CheckFailure struct {
+	Check   string `json:"check"`
+	Message string `json:"message"`
 }
 
 func (e *LoadError) Error() string {

@@ -60,7 +60,8 @@ type instance struct {
 // failed check.
 func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) (*Module, error) {
 	fail := func(check string, err error) (*Module, error) {
-		return nil, &LoadError{Region: region, Version: version, Check: check, Err: err}
+		return nil, &LoadError{Region: region, Version: version, Check: check, Err: err,
+			All: []CheckFailure{{Check: check, Message: err.Error()}}}
 	}
 	if len(wasm) > e.cfg.MaxModuleSize {
 		return fail("size", fmt.Errorf("module is %d bytes, limit %d", len(wasm), e.cfg.MaxModuleSize))
@@ -82,9 +83,9 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 		slots:    make(chan struct{}, e.cfg.MaxInstances),
 		idle:     make(chan *instance, e.cfg.MaxInstances),
 	}
-	if err := m.checkShape(); err != nil {
+	if fails := m.checkShape(); len(fails) > 0 {
 		compiled.Close(ctx)
-		return fail(err.check, err.err)
+		return nil, &LoadError{Region: region, Version: version, Check: fails[0].Check, Err: errors.New(fails[0].Message), All: fails}
 	}
 	m.slots <- struct{}{}
 	inst, err := m.instantiate(ctx)
@@ -111,54 +112,52 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 	return m, nil
 }
 
-type shapeError struct {
-	check string
-	err   error
-}
-
-// checkShape verifies imports and exports without running anything.
-func (m *Module) checkShape() *shapeError {
+// checkShape verifies imports, memory and exports without running
+// anything, and reports every failure, not just the first.
+func (m *Module) checkShape() []CheckFailure {
+	var fails []CheckFailure
+	fail := func(check, format string, args ...any) {
+		fails = append(fails, CheckFailure{Check: check, Message: fmt.Sprintf(format, args...)})
+	}
 	c := m.compiled
 	for _, f := range c.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		if mod != allowedImportModule {
-			return &shapeError{"imports", fmt.Errorf("import %s.%s is outside the allowed set (%s functions only)", mod, name, allowedImportModule)}
+			fail("imports", "import %s.%s is outside the allowed set (%s functions only)", mod, name, allowedImportModule)
 		}
 	}
 	for _, mem := range c.ImportedMemories() {
 		mod, name, _ := mem.Import()
-		return &shapeError{"imports", fmt.Errorf("imported memory %s.%s is not allowed", mod, name)}
+		fail("imports", "imported memory %s.%s is not allowed", mod, name)
 	}
-	mems := c.ExportedMemories()
-	mem, ok := mems["memory"]
-	if !ok {
-		return &shapeError{"exports", errors.New(`module exports no memory named "memory"`)}
-	}
-	if mem.Min() > m.e.cfg.MemoryLimitPages {
-		return &shapeError{"memory", fmt.Errorf("declared minimum memory %d pages exceeds the limit of %d", mem.Min(), m.e.cfg.MemoryLimitPages)}
-	}
-	want := map[string][2][]api.ValueType{
-		"abi_version":  {nil, {api.ValueTypeI32}},
-		"input_buffer": {{api.ValueTypeI32}, {api.ValueTypeI32}},
-		"settle":       {{api.ValueTypeI32}, {api.ValueTypeI64}},
+	if mem, ok := c.ExportedMemories()["memory"]; !ok {
+		fail("exports", `module exports no memory named "memory"`)
+	} else if mem.Min() > m.e.cfg.MemoryLimitPages {
+		fail("memory", "declared minimum memory %d pages exceeds the limit of %d", mem.Min(), m.e.cfg.MemoryLimitPages)
 	}
 	funcs := c.ExportedFunctions()
-	for name, sig := range want {
-		f, ok := funcs[name]
+	for _, want := range []struct {
+		name            string
+		params, results []api.ValueType
+	}{
+		{"abi_version", nil, []api.ValueType{api.ValueTypeI32}},
+		{"input_buffer", []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+		{"settle", []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
+	} {
+		f, ok := funcs[want.name]
 		if !ok {
-			return &shapeError{"exports", fmt.Errorf("module does not export function %q", name)}
-		}
-		if !sameTypes(f.ParamTypes(), sig[0]) || !sameTypes(f.ResultTypes(), sig[1]) {
-			return &shapeError{"exports", fmt.Errorf("export %q has the wrong signature", name)}
+			fail("exports", "module does not export function %q", want.name)
+		} else if !sameTypes(f.ParamTypes(), want.params) || !sameTypes(f.ResultTypes(), want.results) {
+			fail("exports", "export %q has the wrong signature", want.name)
 		}
 	}
 	if f, ok := funcs["_initialize"]; ok {
 		if len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0 {
-			return &shapeError{"exports", errors.New(`export "_initialize" has the wrong signature`)}
+			fail("exports", `export "_initialize" has the wrong signature`)
 		}
 		m.hasInit = true
 	}
-	return nil
+	return fails
 }
 
 func sameTypes(a, b []api.ValueType) bool {

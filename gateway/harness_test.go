@@ -25,6 +25,7 @@ type harness struct {
 	fs       vfs.FS
 	dir      string
 	policies *engine.Policies
+	versions *Versions
 	srv      *Server
 	ln       *fasthttputil.InmemoryListener
 	client   *fasthttp.Client
@@ -121,8 +122,15 @@ func (h *harness) start() {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	eng, _ := testenv.Engine(tb)
-	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Engine: eng, Policies: h.policies,
+	if h.versions == nil {
+		eng, _ := testenv.Engine(tb)
+		store, err := engine.OpenStore(tb.TempDir())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.versions = NewVersions(eng, store, h.policies, zerolog.Nop())
+	}
+	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Versions: h.versions,
 		Principals: principals, Logger: zerolog.Nop()})
 	h.ln = fasthttputil.NewInmemoryListener()
 	go h.srv.Serve(h.ln)

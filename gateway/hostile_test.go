@@ -99,7 +99,12 @@ func TestWorldWithBrokenModules(t *testing.T) {
 	var logs syncBuffer
 	h := &harness{tb: t, fs: newMemFS(), dir: "ledger", world: w, policies: &engine.Policies{}}
 	began := time.Now()
-	w.LoadPolicies(context.Background(), eng, h.policies, zerolog.New(&logs))
+	store, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.versions = NewVersions(eng, store, h.policies, zerolog.New(&logs))
+	h.versions.LoadWorld(context.Background(), w)
 	if d := time.Since(began); d > 20*time.Second {
 		t.Fatalf("loading took %v", d)
 	}

@@ -78,6 +78,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer eng.Close(context.Background())
 
 	var policies engine.Policies
+	store, err := engine.OpenStore(filepath.Join(cfg.DBDir, "policies"))
+	if err != nil {
+		return err
+	}
+	versions := NewVersions(eng, store, &policies, log)
 	var principals *Principals
 	if cfg.World != nil {
 		w, err := ReadWorld(cfg.World, cfg.ModuleDirs...)
@@ -91,16 +96,21 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		if len(cfg.Native) == 0 {
-			w.LoadPolicies(ctx, eng, &policies, log)
+			versions.LoadWorld(ctx, w)
 		}
 		log.Info().Int("hospitals", len(w.Hospitals)).Int("catalogs", len(w.Catalogs)).Int("persons", len(w.Persons)).
 			Int("policies", len(w.Policies)).Msg("world loaded")
+	}
+	if len(cfg.Native) == 0 {
+		if err := versions.LoadStored(ctx); err != nil {
+			return err
+		}
 	}
 	for _, v := range cfg.Native {
 		policies.Put(v.Region(), v)
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
-	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Engine: eng, Policies: &policies,
+	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Versions: versions,
 		Principals: principals, Logger: log})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

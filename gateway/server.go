@@ -21,7 +21,7 @@ import (
 type Server struct {
 	svc        *Service
 	db         *ledger.DB
-	engine     *engine.Engine
+	versions   *Versions
 	policies   *engine.Policies
 	principals *Principals
 	log        zerolog.Logger
@@ -37,8 +37,7 @@ type Server struct {
 type ServerConfig struct {
 	Service    *Service
 	DB         *ledger.DB
-	Engine     *engine.Engine   // loads modules uploaded by regions
-	Policies   *engine.Policies // the versions in force
+	Versions   *Versions // policy versions: schedule, uploads, replays
 	Principals *Principals
 	Logger     zerolog.Logger
 	// MaxInflight bounds requests being worked on at once; beyond it the
@@ -51,7 +50,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 4096
 	}
-	s := &Server{svc: cfg.Service, db: cfg.DB, engine: cfg.Engine, policies: cfg.Policies, principals: cfg.Principals,
+	s := &Server{svc: cfg.Service, db: cfg.DB, versions: cfg.Versions, policies: cfg.Versions.Policies(), principals: cfg.Principals,
 		log: cfg.Logger, maxInflight: int64(cfg.MaxInflight), cfg: cfg}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.http = &fasthttp.Server{

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +11,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/rs/zerolog"
-
-	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/ledger"
 )
@@ -162,18 +158,6 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 	return nil
 }
 
-// Apply upserts the world into db and loads its policy modules into
-// policies. A module that fails its checks is refused with a logged reason
-// and its region has no policy from it; the rest of the world still loads.
-// Applying the same world twice changes nothing.
-func (w *World) Apply(ctx context.Context, db *ledger.DB, eng *engine.Engine, policies *engine.Policies, log zerolog.Logger) error {
-	if err := w.ApplyRegistry(db); err != nil {
-		return err
-	}
-	w.LoadPolicies(ctx, eng, policies, log)
-	return nil
-}
-
 // ApplyRegistry upserts hospitals, catalogs and persons into db.
 func (w *World) ApplyRegistry(db *ledger.DB) error {
 	if err := db.PutHospitals(w.Hospitals); err != nil {
@@ -193,32 +177,4 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 		return fmt.Errorf("world: persons: %w", err)
 	}
 	return nil
-}
-
-// LoadPolicies checks and loads every policy module of w into policies. A
-// module that fails its checks is refused with a logged reason and its
-// region has no policy from it; the others load.
-func (w *World) LoadPolicies(ctx context.Context, eng *engine.Engine, policies *engine.Policies, log zerolog.Logger) {
-	for _, pf := range w.Policies {
-		if pf.Wasm == nil {
-			log.Error().Str("region", pf.Region).Str("version", pf.Version).
-				Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded")
-			continue
-		}
-		m, err := eng.Load(ctx, pf.Region, pf.Version, pf.Wasm)
-		if err != nil {
-			check := "load"
-			var le *engine.LoadError
-			if errors.As(err, &le) {
-				check = le.Check
-			}
-			log.Error().Err(err).Str("region", pf.Region).Str("version", pf.Version).Str("check", check).Msg("policy module refused")
-			continue
-		}
-		if old, replaced := policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom, Module: m}); replaced {
-			old.Module.Close(ctx)
-		}
-		log.Info().Str("region", pf.Region).Str("version", pf.Version).Str("sha256", m.SHA256Hex()).
-			Str("effective_from", string(AppendDate(nil, pf.EffectiveFrom))).Msg("policy loaded")
-	}
 }

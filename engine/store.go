@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"medgate/engine/abi"
+)
+
+// State is a policy version's lifecycle state as recorded in the Store.
+type State string
+
+const (
+	StateActive    State = "active"    // in the schedule: in force from its effective date
+	StateWithdrawn State = "withdrawn" // rolled back: never applies again
+)
+
+// Record is a stored policy version.
+type Record struct {
+	Region        string    `json:"region"`
+	Version       string    `json:"version"`
+	EffectiveFrom abi.Date  `json:"effective_from"`
+	SHA256        string    `json:"sha256"`
+	State         State     `json:"state"`
+	Source        string    `json:"source"` // "world" or "upload"
+	RecordedAt    time.Time `json:"recorded_at"`
+	WithdrawnAt   time.Time `json:"withdrawn_at,omitzero"`
+}
+
+// Store keeps every module ever loaded, by the sha256 of its bytes (so any
+// ledger entry can be replayed with the module that produced it, even after
+// its version was withdrawn), and each region's version records. It is a
+// directory of files written atomically and synced before a method returns:
+//
+//	modules/<sha256>.wasm
+//	versions/<region>.json   (the region's records, by effective date)
+//
+// It is safe for concurrent use.
+type Store struct {
+	dir string
+	mu  sync.Mutex // serializes writers of versions/
+}
+
+// OpenStore opens (creating) a store in dir.
+func OpenStore(dir string) (*Store, error) {
+	for _, sub := range []string{"modules", "versions"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("engine: store: %w", err)
+		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// PutModule stores wasm and returns its sha256 in hex.
+func (s *Store) PutModule(wasm []byte) (string, error) {
+	sum := sha256.Sum256(wasm)
+	name := hex.EncodeToString(sum[:])
+	path := filepath.Join(s.dir, "modules", name+".wasm")
+	if _, err := os.Stat(path); err == nil {
+		return name, nil
+	}
+	return name, writeFileSync(path, wasm)
+}
+
+// Module returns the stored module with sha256 sum (hex).
+func (s *Store) Module(sum string) ([]byte, error) {
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 64 {
+		return nil, fmt.Errorf("engine: store: %q is not a sha256", sum)
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, "modules", sum+".wasm"))
+	if err != nil {
+		return nil, fmt.Errorf("engine: store: module %s: %w", sum, err)
+	}
+	return b, nil
+}
+
+// Versions returns region's records by effective date.
+func (s *Store) Versions(region string) ([]Record, error) {
+	b, err := os.ReadFile(filepath.Join(s.dir, "versions", region+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var recs []Record
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return nil, fmt.Errorf("engine: store: versions of %s: %w", region, err)
+	}
+	return recs, nil
+}
+
+// Regions lists the regions with version records.
+func (s *Store) Regions() ([]string, error) {
+	names, err := filepath.Glob(filepath.Join(s.dir, "versions", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		out = append(out, filepath.Base(n[:len(n)-len(".json")]))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Update changes region's records with fn under the store's lock and
+// writes them back synced.
+func (s *Store) Update(region string, fn func([]Record) ([]Record, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	recs, err := s.Versions(region)
+	if err != nil {
+		return err
+	}
+	if recs, err = fn(recs); err != nil {
+		return err
+	}
+	slices.SortStableFunc(recs, func(a, b Record) int { return int(a.EffectiveFrom) - int(b.EffectiveFrom) })
+	b, err := json.MarshalIndent(recs, "", " ")
+	if err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(s.dir, "versions", region+".json"), b)
+}
+
+// writeFileSync writes path atomically: a synced temporary file renamed over
+// it, then the directory synced, so a crash leaves the old or the new file.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

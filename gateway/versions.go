@@ -1,0 +1,274 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+)
+
+// Versions manages the policy versions of every region: it loads them into
+// the engine, keeps their records and modules in the Store (so that they
+// survive restarts and any ledger entry can be replayed with the module that
+// produced it), and switches them in Policies without pausing settlement.
+type Versions struct {
+	eng      *engine.Engine
+	store    *engine.Store
+	policies *engine.Policies
+	log      zerolog.Logger
+	now      func() time.Time
+
+	mu      sync.Mutex                 // guards modules and serializes uploads
+	modules map[[32]byte]engine.Runner // every loaded module by sha256, withdrawn ones included
+}
+
+// NewVersions returns a manager over eng, store and policies.
+func NewVersions(eng *engine.Engine, store *engine.Store, policies *engine.Policies, log zerolog.Logger) *Versions {
+	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}}
+}
+
+// Policies is the schedule settlements look versions up in.
+func (v *Versions) Policies() *engine.Policies { return v.policies }
+
+// LoadWorld loads w's policy files: each module is checked; a module that
+// fails is refused with a logged reason and its region gets no policy from
+// it. A version a region has withdrawn is not brought back by a restart.
+func (v *Versions) LoadWorld(ctx context.Context, w *World) {
+	for _, pf := range w.Policies {
+		log := v.log.With().Str("region", pf.Region).Str("version", pf.Version).Logger()
+		if pf.Wasm == nil {
+			log.Error().Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded")
+			continue
+		}
+		rec, found, err := v.record(pf.Region, pf.Version)
+		if err != nil {
+			log.Error().Err(err).Msg("policy store unreadable")
+			continue
+		}
+		if found && rec.State == engine.StateWithdrawn {
+			log.Warn().Msg("policy version was withdrawn by its region; not loaded")
+			continue
+		}
+		if found && rec.Source == "upload" {
+			continue // an upload of the same name takes precedence; LoadStored loads it
+		}
+		m, err := v.load(ctx, pf.Region, pf.Version, pf.Wasm)
+		if err != nil {
+			check := "load"
+			var le *engine.LoadError
+			if errors.As(err, &le) {
+				check = le.Check
+			}
+			log.Error().Err(err).Str("check", check).Msg("policy module refused")
+			continue
+		}
+		if err := v.record0(pf.Region, pf.Version, pf.EffectiveFrom, m.SHA256Hex(), "world"); err != nil {
+			log.Error().Err(err).Msg("policy store unwritable")
+			continue
+		}
+		v.policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom, Module: m})
+		log.Info().Str("sha256", m.SHA256Hex()).Str("effective_from", string(AppendDate(nil, pf.EffectiveFrom))).Msg("policy loaded")
+	}
+}
+
+// LoadStored loads every active uploaded version from the store.
+func (v *Versions) LoadStored(ctx context.Context) error {
+	regions, err := v.store.Regions()
+	if err != nil {
+		return err
+	}
+	for _, region := range regions {
+		recs, err := v.store.Versions(region)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Source != "upload" || r.State != engine.StateActive {
+				continue
+			}
+			wasm, err := v.store.Module(r.SHA256)
+			if err != nil {
+				return err
+			}
+			m, err := v.load(ctx, r.Region, r.Version, wasm)
+			if err != nil {
+				v.log.Error().Err(err).Str("region", r.Region).Str("version", r.Version).Msg("stored policy no longer loads")
+				continue
+			}
+			v.policies.Put(r.Region, engine.Version{Name: r.Version, EffectiveFrom: r.EffectiveFrom, Module: m})
+		}
+	}
+	return nil
+}
+
+// load checks and compiles wasm and stores its bytes by hash.
+func (v *Versions) load(ctx context.Context, region, version string, wasm []byte) (*engine.Module, error) {
+	m, err := v.eng.Load(ctx, region, version, wasm)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.store.PutModule(wasm); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.modules[m.SHA256] = m
+	v.mu.Unlock()
+	return m, nil
+}
+
+// Runner returns a policy runner for the module with sha256 sum: one already
+// loaded, or the stored module loaded on demand. Used to replay entries.
+func (v *Versions) Runner(ctx context.Context, region string, sum [32]byte) (engine.Runner, error) {
+	v.mu.Lock()
+	r, ok := v.modules[sum]
+	v.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	for _, ver := range v.policies.Versions(region) {
+		if ver.Module.Sum() == sum {
+			return ver.Module, nil
+		}
+	}
+	wasm, err := v.store.Module(hex.EncodeToString(sum[:]))
+	if err != nil {
+		return nil, err
+	}
+	m, err := v.eng.Load(ctx, region, "sha256:"+hex.EncodeToString(sum[:4]), wasm)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.modules[sum] = m
+	v.mu.Unlock()
+	return m, nil
+}
+
+func (v *Versions) record(region, version string) (engine.Record, bool, error) {
+	recs, err := v.store.Versions(region)
+	if err != nil {
+		return engine.Record{}, false, err
+	}
+	for _, r := range recs {
+		if r.Version == version {
+			return r, true, nil
+		}
+	}
+	return engine.Record{}, false, nil
+}
+
+// record0 records an active version unless the same record exists.
+func (v *Versions) record0(region, version string, eff abi.Date, sum, source string) error {
+	return v.store.Update(region, func(recs []engine.Record) ([]engine.Record, error) {
+		for i, r := range recs {
+			if r.Version == version {
+				if r.SHA256 == sum && r.EffectiveFrom == eff && r.Source == source {
+					return recs, nil
+				}
+				recs[i] = engine.Record{Region: region, Version: version, EffectiveFrom: eff, SHA256: sum, State: engine.StateActive, Source: source, RecordedAt: v.now().UTC()}
+				return recs, nil
+			}
+		}
+		return append(recs, engine.Record{Region: region, Version: version, EffectiveFrom: eff, SHA256: sum, State: engine.StateActive, Source: source, RecordedAt: v.now().UTC()}), nil
+	})
+}
+
+// ErrVersionExists is returned by Publish for a version name already used.
+var ErrVersionExists = errors.New("gateway: version name already used")
+
+// Publish adds a checked module as a new version of region, in force from
+// eff. The version name must be new to the region (withdrawn ones included).
+func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, eff abi.Date) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, found, err := v.record(m.Region, m.Version); err != nil {
+		return err
+	} else if found {
+		return ErrVersionExists
+	}
+	if _, err := v.store.PutModule(wasm); err != nil {
+		return err
+	}
+	if err := v.record0(m.Region, m.Version, eff, m.SHA256Hex(), "upload"); err != nil {
+		return err
+	}
+	v.modules[m.SHA256] = m
+	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
+	v.log.Info().Str("region", m.Region).Str("version", m.Version).Str("sha256", m.SHA256Hex()).
+		Str("effective_from", string(AppendDate(nil, eff))).Msg("policy version published")
+	return nil
+}
+
+// Withdraw rolls back version of region: it stops applying at once and the
+// previous version applies again. Its module stays loaded for replays.
+func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out engine.Record
+	err := v.store.Update(region, func(recs []engine.Record) ([]engine.Record, error) {
+		for i, r := range recs {
+			if r.Version == version {
+				if r.State == engine.StateWithdrawn {
+					return nil, errAlreadyWithdrawn
+				}
+				recs[i].State = engine.StateWithdrawn
+				recs[i].WithdrawnAt = v.now().UTC()
+				out = recs[i]
+				return recs, nil
+			}
+		}
+		return nil, errNoVersion
+	})
+	if err != nil {
+		return out, err
+	}
+	v.policies.Remove(region, version)
+	v.log.Info().Str("region", region).Str("version", version).Msg("policy version withdrawn")
+	return out, nil
+}
+
+var (
+	errAlreadyWithdrawn = errors.New("gateway: version already withdrawn")
+	errNoVersion        = errors.New("gateway: no such version")
+)
+
+// List returns region's version records with their state today.
+func (v *Versions) List(region string, today abi.Date) ([]VersionInfo, error) {
+	recs, err := v.store.Versions(region)
+	if err != nil {
+		return nil, err
+	}
+	inForce, _ := v.policies.Lookup(region, today)
+	out := make([]VersionInfo, 0, len(recs))
+	for _, r := range recs {
+		st := string(r.State)
+		if r.State == engine.StateActive {
+			switch {
+			case r.Version == inForce.Name:
+				st = "in_force"
+			case r.EffectiveFrom > today:
+				st = "scheduled"
+			default:
+				st = "superseded"
+			}
+		}
+		out = append(out, VersionInfo{Record: r, Status: st})
+	}
+	return out, nil
+}
+
+// VersionInfo is a record with its status on a given day: in_force,
+// scheduled, superseded or withdrawn.
+type VersionInfo struct {
+	engine.Record
+	Status string `json:"status"`
+}
+
+func (v *Versions) String() string { return fmt.Sprintf("versions(%d modules)", len(v.modules)) }
