@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -20,6 +21,8 @@ const (
 type Principal struct {
 	Role Role
 	ID   string
+	// PublicKey verifies a region's signed policy uploads (regions only).
+	PublicKey ed25519.PublicKey
 }
 
 // Principals maps token hashes to principals. Only sha256 of each token is
@@ -33,6 +36,9 @@ type PrincipalRecord struct {
 	TokenSHA256 string `json:"token_sha256"`
 	Role        Role   `json:"role"`
 	ID          string `json:"id"`
+	// PublicKey is a region's ed25519 public key in hex (64 digits): policy
+	// uploads must be signed with its private key.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // NewPrincipals validates records and indexes them by token hash.
@@ -51,12 +57,20 @@ func NewPrincipals(records []PrincipalRecord) (*Principals, error) {
 		if r.Role != RoleClearing && r.ID == "" {
 			return nil, fmt.Errorf("gateway: principals[%d].id is required for role %s", i, r.Role)
 		}
+		var pub ed25519.PublicKey
+		if r.PublicKey != "" {
+			k, err := hex.DecodeString(r.PublicKey)
+			if err != nil || len(k) != ed25519.PublicKeySize || r.Role != RoleRegion {
+				return nil, fmt.Errorf("gateway: principals[%d].public_key must be a region's ed25519 key in 64 hex digits", i)
+			}
+			pub = k
+		}
 		var h [32]byte
 		copy(h[:], raw)
 		if _, dup := p.byHash[h]; dup {
 			return nil, fmt.Errorf("gateway: principals[%d]: the same token is listed twice", i)
 		}
-		p.byHash[h] = Principal{Role: r.Role, ID: r.ID}
+		p.byHash[h] = Principal{Role: r.Role, ID: r.ID, PublicKey: pub}
 	}
 	return p, nil
 }

@@ -53,3 +53,5 @@ func notFound(format string, args ...any) *Error {
 func unavailable(code, format string, args ...any) *Error {
 	return &Error{Status: fasthttp.StatusServiceUnavailable, Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

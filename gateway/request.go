@@ -18,6 +18,7 @@ const (
 	MaxIDLen        = 64 // request ids, person ids, codes
 	MaxReasonLen    = 256
 	MaxBodyBytes    = 1 << 20
+	MaxUploadBytes  = 32 << 20 // a policy upload: a module, base64, with its cases
 	maxBirthOrder   = 20
 	maxQuantity     = 1_000_000 * money.QuantityScale
 	maxUnitPriceYua = 100_000_000

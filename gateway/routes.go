@@ -17,6 +17,8 @@ type Route struct {
 	Pattern string
 	Role    Role
 	Handle  func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error
+	// MaxBody bounds the request body; 0 means MaxBodyBytes.
+	MaxBody int
 
 	segs []string
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +59,7 @@ func NewServer(cfg ServerConfig) *Server {
 		Name:    "medgate",
 		// fasthttp cuts the connection past its own limit; below it the
 		// handler answers bodies over MaxBodyBytes with a JSON 413.
-		MaxRequestBodySize: 8 * MaxBodyBytes,
+		MaxRequestBodySize: MaxUploadBytes + MaxBodyBytes,
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       30 * time.Second,
 		IdleTimeout:        120 * time.Second,
@@ -97,13 +98,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer s.inflight.Add(-1)
-	var err error
-	if len(ctx.PostBody()) > MaxBodyBytes {
-		err = &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "the request body exceeds 1 MiB"}
-	} else {
-		err = s.route(ctx, path)
-	}
-	if err != nil {
+	if err := s.route(ctx, path); err != nil {
 		s.writeError(ctx, s.toError(ctx, err))
 	}
 	status := ctx.Response.StatusCode()
@@ -120,6 +115,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, path []byte) error {
 	r, params, err := s.match(ctx.Method(), path, buf[:0])
 	if err != nil {
 		return err
+	}
+	limit := r.MaxBody
+	if limit == 0 {
+		limit = MaxBodyBytes
+	}
+	if len(ctx.PostBody()) > limit {
+		return &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Message: "the request body exceeds " + strconv.Itoa(limit>>20) + " MiB"}
 	}
 	var p Principal
 	if r.Role != "" {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"sort"
 	"syscall"
 	"time"
 
@@ -23,24 +24,54 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-const usage = `medgate: cross-region medical insurance settlement gateway
+// command is a subcommand; each lives in its own file and registers itself
+// in init, so adding one touches no other file.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
 
-Usage:
-  medgate serve [flags]    run the gateway (no flags: a demo on the embedded reference world)
-  medgate help             show this help
-`
+var commands = map[string]command{}
+
+func register(c command) { commands[c.name] = c }
+
+// Exit codes scripts can rely on.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the operation failed (or found a problem: a check, a verification)
+	exitUsage   = 2 // bad flags or arguments
+)
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, "medgate: cross-region medical insurance settlement gateway\n\nUsage:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  medgate %-10s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, "  medgate help       show this help\n\nEvery command takes --help. Exit codes: 0 ok, 1 failure, 2 usage.\n")
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, usage)
-		return 0
+		usage(stdout)
+		return exitOK
 	}
-	switch args[0] {
-	case "serve":
-		return serve(args[1:], stderr)
+	if c, ok := commands[args[0]]; ok {
+		return c.run(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "medgate: unknown command %q\n\n%s", args[0], usage)
-	return 2
+	fmt.Fprintf(stderr, "medgate: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func init() {
+	register(command{name: "serve", summary: "run the gateway (no flags: a demo on the embedded reference world)",
+		run: func(args []string, _, stderr io.Writer) int { return serve(args, stderr) }})
 }
 
 func serve(args []string, stderr io.Writer) int {

@@ -1,0 +1,540 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+	"medgate/engine/cases"
+	"medgate/engine/money"
+	"medgate/ledger"
+)
+
+func init() {
+	registerRoutes(
+		Route{Method: "POST", Pattern: "/v1/regions/{}/policies", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: (*Server).uploadPolicy},
+		Route{Method: "POST", Pattern: "/v1/regions/{}/policies/check", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: (*Server).checkPolicy},
+		Route{Method: "GET", Pattern: "/v1/regions/{}/policies", Role: RoleRegion, Handle: (*Server).listPolicies},
+		Route{Method: "POST", Pattern: "/v1/regions/{}/policies/{}/withdraw", Role: RoleRegion, Handle: (*Server).withdrawPolicy},
+		Route{Method: "POST", Pattern: "/v1/regions/{}/shadow", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: (*Server).shadow},
+		Route{Method: "POST", Pattern: "/v1/regions/{}/replay", Role: RoleRegion, Handle: (*Server).replayRegion},
+		Route{Method: "POST", Pattern: "/v1/ledger/replay", Role: RoleClearing, Handle: (*Server).replayAll},
+	)
+}
+
+// Upload is a policy version as a region sends it. Module is the wasm in
+// base64; Cases the region's example cases (engine/cases); Signature the
+// hex ed25519 signature of UploadMessage by the region's key.
+type Upload struct {
+	Version       string          `json:"version"`
+	EffectiveFrom string          `json:"effective_from"`
+	Module        string          `json:"module"`
+	Cases         json.RawMessage `json:"cases"`
+	Signature     string          `json:"signature"`
+}
+
+// UploadMessage is what a region signs: the region, version, effective date,
+// and the sha256 of the module bytes and of the cases exactly as sent.
+func UploadMessage(region, version, effectiveFrom string, module, casesJSON []byte) []byte {
+	ms := sha256.Sum256(module)
+	cs := sha256.Sum256(casesJSON)
+	return fmt.Appendf(nil, "medgate-policy-upload-v1\nregion=%s\nversion=%s\neffective_from=%s\nmodule_sha256=%s\ncases_sha256=%s\n",
+		region, version, effectiveFrom, hex.EncodeToString(ms[:]), hex.EncodeToString(cs[:]))
+}
+
+// CheckReport is the outcome of the check a version must pass before it can
+// take effect: every failed load check and every failed case.
+type CheckReport struct {
+	OK     bool                  `json:"ok"`
+	SHA256 string                `json:"module_sha256,omitempty"`
+	Checks []engine.CheckFailure `json:"failed_checks"`
+	Cases  []cases.Failure       `json:"failed_cases"`
+	Passed int                   `json:"cases_passed"`
+	Total  int                   `json:"cases_total"`
+}
+
+// CheckVersion runs the whole check on a candidate module: size, validity,
+// imports, memory, exports, ABI version, instantiation within the time limit,
+// then every example case. On success the loaded module is returned (the
+// caller owns it); on failure the report says everything that failed.
+func CheckVersion(ctx context.Context, eng *engine.Engine, region, version string, wasm []byte, cs []cases.Case) (*engine.Module, CheckReport) {
+	rep := CheckReport{Checks: []engine.CheckFailure{}, Cases: []cases.Failure{}, Total: len(cs)}
+	sum := sha256.Sum256(wasm)
+	rep.SHA256 = hex.EncodeToString(sum[:])
+	m, err := eng.Load(ctx, region, version, wasm)
+	if err != nil {
+		var le *engine.LoadError
+		if errors.As(err, &le) {
+			rep.Checks = le.All
+		} else {
+			rep.Checks = []engine.CheckFailure{{Check: "load", Message: err.Error()}}
+		}
+		return nil, rep
+	}
+	if len(cs) == 0 {
+		rep.Checks = append(rep.Checks, engine.CheckFailure{Check: "cases", Message: "an upload must ship at least one example case"})
+	}
+	rep.Cases = nonNil(cases.Run(ctx, m, cs))
+	rep.Passed = len(cs) - len(rep.Cases)
+	rep.OK = len(rep.Checks) == 0 && len(rep.Cases) == 0
+	if !rep.OK {
+		m.Close(ctx)
+		return nil, rep
+	}
+	return m, rep
+}
+
+var versionChars = func() (t [256]bool) {
+	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-" {
+		t[c] = true
+	}
+	return
+}()
+
+func validVersion(v string) bool {
+	if v == "" || len(v) > 32 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if !versionChars[v[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeUpload parses and authenticates an upload; signed says whether the
+// signature is required (the check endpoint is a dry run and takes none).
+func decodeUpload(body []byte, p Principal, region string, signed bool) (*Upload, []byte, []cases.Case, abi.Date, error) {
+	var up Upload
+	if err := strictJSON(body, &up); err != nil {
+		return nil, nil, nil, 0, badRequest("malformed_json", "", "the upload is not valid JSON: %v", err)
+	}
+	if !validVersion(up.Version) {
+		return nil, nil, nil, 0, invalid("version", "version must be 1 to 32 characters of letters, digits, '.', '_' or '-'")
+	}
+	eff, ok := ParseDate([]byte(up.EffectiveFrom))
+	if !ok {
+		return nil, nil, nil, 0, invalid("effective_from", "effective_from %q is not a date YYYY-MM-DD", up.EffectiveFrom)
+	}
+	wasm, err := base64.StdEncoding.DecodeString(up.Module)
+	if err != nil || len(wasm) == 0 {
+		return nil, nil, nil, 0, invalid("module", "module must be the wasm bytes in standard base64")
+	}
+	if len(up.Cases) == 0 {
+		return nil, nil, nil, 0, missing("cases")
+	}
+	cs, err := cases.Parse(up.Cases)
+	if err != nil {
+		return nil, nil, nil, 0, invalid("cases", "%v", err)
+	}
+	if signed {
+		if up.Signature == "" {
+			return nil, nil, nil, 0, missing("signature")
+		}
+		sig, err := hex.DecodeString(up.Signature)
+		if err != nil || len(sig) != ed25519.SignatureSize {
+			return nil, nil, nil, 0, invalid("signature", "signature must be an ed25519 signature in 128 hex digits")
+		}
+		if len(p.PublicKey) == 0 {
+			return nil, nil, nil, 0, &Error{Status: fasthttp.StatusForbidden, Code: "no_signing_key", Message: "region " + region + " has no public key configured; it cannot publish policies"}
+		}
+		if !ed25519.Verify(p.PublicKey, UploadMessage(region, up.Version, up.EffectiveFrom, wasm, up.Cases), sig) {
+			return nil, nil, nil, 0, &Error{Status: fasthttp.StatusForbidden, Code: "bad_signature", Field: "signature",
+				Message: "the signature does not verify with region " + region + "'s key over this version, date, module and cases"}
+		}
+	}
+	return &up, wasm, cs, eff, nil
+}
+
+func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region := params[0]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	up, wasm, cs, eff, err := decodeUpload(ctx.PostBody(), p, region, true)
+	if err != nil {
+		return err
+	}
+	if _, found, err := s.versions.record(region, up.Version); err != nil {
+		return err
+	} else if found {
+		return conflict("version_exists", "version", "region %s already has a version %s (versions are never reused, withdrawn ones included)", region, up.Version)
+	}
+	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
+	if !rep.OK {
+		return s.writeJSON(ctx, 422, map[string]any{
+			"error":  map[string]string{"code": "policy_check_failed", "message": "the version failed its check; nothing was published"},
+			"report": rep})
+	}
+	if err := s.versions.Publish(context.Background(), m, wasm, eff); err != nil {
+		m.Close(context.Background())
+		if errors.Is(err, ErrVersionExists) {
+			return conflict("version_exists", "version", "region %s already has a version %s", region, up.Version)
+		}
+		return err
+	}
+	return s.writeJSON(ctx, 201, map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
+		"module_sha256": rep.SHA256, "report": rep})
+}
+
+func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region := params[0]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	up, wasm, cs, _, err := decodeUpload(ctx.PostBody(), p, region, false)
+	if err != nil {
+		return err
+	}
+	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
+	if m != nil {
+		m.Close(context.Background())
+	}
+	status := 200
+	if !rep.OK {
+		status = 422
+	}
+	return s.writeJSON(ctx, status, rep)
+}
+
+func today() abi.Date {
+	t := time.Now().In(chinaTime)
+	return abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
+}
+
+func (s *Server) listPolicies(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region := params[0]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	list, err := s.versions.List(region, today())
+	if err != nil {
+		return err
+	}
+	type item struct {
+		Version       string `json:"version"`
+		EffectiveFrom string `json:"effective_from"`
+		SHA256        string `json:"module_sha256"`
+		Status        string `json:"status"`
+		Source        string `json:"source"`
+		RecordedAt    string `json:"recorded_at"`
+		WithdrawnAt   string `json:"withdrawn_at,omitempty"`
+	}
+	out := []item{}
+	for _, v := range list {
+		it := item{Version: v.Version, EffectiveFrom: string(AppendDate(nil, v.EffectiveFrom)), SHA256: v.SHA256, Status: v.Status,
+			Source: v.Source, RecordedAt: v.RecordedAt.Format(time.RFC3339)}
+		if !v.WithdrawnAt.IsZero() {
+			it.WithdrawnAt = v.WithdrawnAt.Format(time.RFC3339)
+		}
+		out = append(out, it)
+	}
+	return s.writeJSON(ctx, 200, map[string]any{"region": region, "today": string(AppendDate(nil, today())), "versions": out})
+}
+
+func (s *Server) withdrawPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region, version := params[0], params[1]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	rec, err := s.versions.Withdraw(region, version)
+	switch {
+	case errors.Is(err, errNoVersion):
+		return notFound("region %s has no version %s", region, version)
+	case errors.Is(err, errAlreadyWithdrawn):
+		return conflict("already_withdrawn", "", "version %s of region %s is already withdrawn", version, region)
+	case err != nil:
+		return err
+	}
+	now, _ := s.policies.Lookup(region, today())
+	return s.writeJSON(ctx, 200, map[string]any{"region": region, "withdrawn": rec.Version, "in_force_today": now.Name})
+}
+
+// fundDiff is an amount before and after.
+type fundDiff struct {
+	Old  string `json:"old"`
+	New  string `json:"new"`
+	Diff string `json:"diff"`
+}
+
+func mkDiff(old, new int64) fundDiff {
+	return fundDiff{Old: money.FormatFen(old), New: money.FormatFen(new), Diff: money.FormatFen(new - old)}
+}
+
+var shadowFields = []string{"deductible", "basic_fund", "serious_illness", "medical_assistance", "fund_total", "personal_account", "cash"}
+
+func amountsOf(total int64, o *abi.Output) [7]int64 {
+	fund := o.FundTotal()
+	return [7]int64{o.Deductible, o.Basic, o.Serious, o.Assistance, fund, o.Account, total - fund - o.Account}
+}
+
+func recordedAmounts(a *ledger.Amounts) [7]int64 {
+	return [7]int64{a.Deductible, a.BasicFund, a.SeriousIllness, a.MedicalAssistance, a.FundTotal, a.PersonalAccount, a.Cash}
+}
+
+// shadow re-executes a candidate version over the region's recorded
+// settlements in a date range, each on the input and accumulator state
+// recorded for it, and reports what would change. Nothing is written.
+func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region := params[0]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	var req struct {
+		Version string `json:"version"` // an uploaded or world version of the region
+		Module  string `json:"module"`  // or a module in base64, not uploaded
+		From    string `json:"from"`
+		To      string `json:"to"`
+		Top     int    `json:"top"`
+	}
+	if err := strictJSON(ctx.PostBody(), &req); err != nil {
+		return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+	}
+	from, ok1 := ParseDate([]byte(req.From))
+	to, ok2 := ParseDate([]byte(req.To))
+	if !ok1 || !ok2 || to < from {
+		return invalid("from", "from and to must be dates YYYY-MM-DD with from <= to")
+	}
+	if req.Top <= 0 || req.Top > 100 {
+		req.Top = 10
+	}
+	bg := context.Background()
+	var cand engine.Runner
+	var candName string
+	switch {
+	case req.Module != "":
+		wasm, err := base64.StdEncoding.DecodeString(req.Module)
+		if err != nil {
+			return invalid("module", "module must be base64")
+		}
+		m, err := s.versions.eng.Load(bg, region, "shadow", wasm)
+		if err != nil {
+			return unprocessable("policy_check_failed", "module", "%v", err)
+		}
+		defer m.Close(bg)
+		cand, candName = m, "module:"+m.SHA256Hex()
+	case req.Version != "":
+		rec, found, err := s.versions.record(region, req.Version)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("region %s has no version %s", region, req.Version)
+		}
+		sum, _ := hex.DecodeString(rec.SHA256)
+		var key [32]byte
+		copy(key[:], sum)
+		if cand, err = s.versions.Runner(bg, region, key); err != nil {
+			return err
+		}
+		candName = req.Version
+	default:
+		return missing("version")
+	}
+
+	type change struct {
+		SettlementID string              `json:"settlement_id"`
+		Seq          uint64              `json:"seq"`
+		Date         string              `json:"settlement_date"`
+		VisitType    string              `json:"visit_type"`
+		Version      string              `json:"recorded_version"`
+		Amounts      map[string]fundDiff `json:"amounts"`
+		abs          int64
+	}
+	var (
+		n, changed int
+		oldT, newT [7]int64
+		changes    []change
+		failures   = []map[string]string{}
+		in         abi.Input
+		out        abi.Output
+	)
+	err := s.db.Scan(1, func(e *ledger.Entry) error {
+		if e.Kind != ledger.KindSettlement || e.InsuredRegion != region || e.Date < from || e.Date > to {
+			return nil
+		}
+		if _, reversed, err := s.db.ReversedBy(e.SettlementID); err != nil || reversed {
+			return err
+		}
+		n++
+		old := recordedAmounts(&e.Amounts)
+		if err := in.Decode(e.Input); err != nil {
+			failures = append(failures, map[string]string{"settlement_id": e.SettlementID, "error": "recorded input unreadable: " + err.Error()})
+			return nil
+		}
+		if err := cand.Call(bg, &in, e.Input, &out); err != nil {
+			failures = append(failures, map[string]string{"settlement_id": e.SettlementID, "error": err.Error()})
+			return nil
+		}
+		neu := amountsOf(e.Amounts.Total, &out)
+		for i := range old {
+			oldT[i] += old[i]
+			newT[i] += neu[i]
+		}
+		if old != neu {
+			changed++
+			c := change{SettlementID: e.SettlementID, Seq: e.Seq, Date: string(AppendDate(nil, e.Date)), VisitType: visitTypeName(e.VisitType),
+				Version: e.PolicyVersion, Amounts: map[string]fundDiff{}}
+			for i, f := range shadowFields {
+				if old[i] != neu[i] {
+					c.Amounts[f] = mkDiff(old[i], neu[i])
+				}
+			}
+			c.abs = neu[4] - old[4]
+			if c.abs < 0 {
+				c.abs = -c.abs
+			}
+			changes = append(changes, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(changes, func(i, j int) bool {
+		if changes[i].abs != changes[j].abs {
+			return changes[i].abs > changes[j].abs
+		}
+		return changes[i].Seq < changes[j].Seq
+	})
+	if len(changes) > req.Top {
+		changes = changes[:req.Top]
+	}
+	totals := map[string]fundDiff{}
+	for i, f := range shadowFields {
+		totals[f] = mkDiff(oldT[i], newT[i])
+	}
+	return s.writeJSON(ctx, 200, map[string]any{"region": region, "candidate": candName, "from": req.From, "to": req.To,
+		"settlements": n, "changed": changed, "failed": len(failures), "totals": totals, "largest_changes": nonNil(changes),
+		"failures": failures, "note": "reversed settlements are left out; nothing was written"})
+}
+
+// Mismatch is a replayed entry whose output differs from what was recorded.
+type Mismatch struct {
+	Seq          uint64 `json:"seq"`
+	SettlementID string `json:"settlement_id"`
+	Field        string `json:"field"`
+	Recorded     string `json:"recorded"`
+	Replayed     string `json:"replayed"`
+}
+
+// Replay re-executes entries from..to (0: the head) whose insured region is
+// region ("" for all) with the module recorded for each, and returns every
+// mismatch. A reversal is checked to be the exact negation of its original.
+func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (checked, skipped int, mm []Mismatch, err error) {
+	if to == 0 {
+		to, _ = s.db.Head()
+	}
+	var in abi.Input
+	var out abi.Output
+	add := func(e *ledger.Entry, field, rec, rep string) {
+		mm = append(mm, Mismatch{Seq: e.Seq, SettlementID: e.SettlementID, Field: field, Recorded: rec, Replayed: rep})
+	}
+	err = s.db.Scan(max(from, 1), func(e *ledger.Entry) error {
+		if e.Seq > to {
+			return errStopScan
+		}
+		if region != "" && e.InsuredRegion != region {
+			return nil
+		}
+		checked++
+		if e.Kind == ledger.KindReversal {
+			orig, ok, err := s.db.EntryByID(e.Reverses)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				add(e, "reverses", e.Reverses, "missing")
+				return nil
+			}
+			if negateAmounts(orig.Amounts) != e.Amounts {
+				add(e, "amounts", fmt.Sprint(e.Amounts), "not the negation of "+orig.SettlementID)
+			}
+			return nil
+		}
+		if hex.EncodeToString(e.InputHash[:]) != hex.EncodeToString(sha256Sum(e.Input)) {
+			add(e, "input_hash", hex.EncodeToString(e.InputHash[:]), hex.EncodeToString(sha256Sum(e.Input)))
+			return nil
+		}
+		r, err := s.versions.Runner(ctx, e.InsuredRegion, e.ModuleSHA256)
+		if err != nil {
+			skipped++
+			add(e, "module_sha256", hex.EncodeToString(e.ModuleSHA256[:]), "module not available: "+err.Error())
+			return nil
+		}
+		if err := in.Decode(e.Input); err != nil {
+			add(e, "input", "recorded", "unreadable: "+err.Error())
+			return nil
+		}
+		if err := r.Call(ctx, &in, e.Input, &out); err != nil {
+			add(e, "call", "answered", err.Error())
+			return nil
+		}
+		rec := recordedAmounts(&e.Amounts)
+		rep := amountsOf(e.Amounts.Total, &out)
+		for i, f := range shadowFields {
+			if rec[i] != rep[i] {
+				add(e, f, money.FormatFen(rec[i]), money.FormatFen(rep[i]))
+			}
+		}
+		if fmt.Sprint(e.Changes) != fmt.Sprint(out.Changes) {
+			add(e, "changes", fmt.Sprint(e.Changes), fmt.Sprint(out.Changes))
+		}
+		if strings.Join(e.Notes, "\n") != strings.Join(out.Notes, "\n") {
+			add(e, "notes", strings.Join(e.Notes, "; "), strings.Join(out.Notes, "; "))
+		}
+		return nil
+	})
+	if errors.Is(err, errStopScan) {
+		err = nil
+	}
+	return checked, skipped, mm, err
+}
+
+var errStopScan = errors.New("stop")
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+func (s *Server) replay(ctx *fasthttp.RequestCtx, region string) error {
+	var req struct {
+		FromSeq uint64 `json:"from_seq"`
+		ToSeq   uint64 `json:"to_seq"`
+	}
+	if body := ctx.PostBody(); len(body) > 0 {
+		if err := strictJSON(body, &req); err != nil {
+			return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+		}
+	}
+	checked, skipped, mm, err := s.Replay(context.Background(), region, req.FromSeq, req.ToSeq)
+	if err != nil {
+		return err
+	}
+	return s.writeJSON(ctx, 200, map[string]any{"checked": checked, "skipped": skipped, "identical": len(mm) == 0, "mismatches": nonNil(mm)})
+}
+
+func (s *Server) replayRegion(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	if err := ownRegion(p, params[0]); err != nil {
+		return err
+	}
+	return s.replay(ctx, params[0])
+}
+
+func (s *Server) replayAll(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+	return s.replay(ctx, "")
+}

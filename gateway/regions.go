@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+
+	"github.com/valyala/fasthttp"
+
+	"medgate/ledger"
+)
+
+// Region endpoints (api.md "Regions"): a region token manages its own
+// persons and policies; catalogs are the treating side's, and a region
+// manages the catalogs of its own code and of the codes under it (a
+// prefecture 371600 manages 371602's), as a prefecture's bureau does.
+func init() {
+	registerRoutes(
+		Route{Method: "POST", Pattern: "/v1/regions/{}/persons", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: (*Server).upsertPersons},
+		Route{Method: "POST", Pattern: "/v1/regions/{}/catalog", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+			return s.putCatalog(ctx, p, params[0], false)
+		}},
+		Route{Method: "PUT", Pattern: "/v1/regions/{}/catalog", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+			return s.putCatalog(ctx, p, params[0], true)
+		}},
+	)
+}
+
+// ownRegion refuses a region token acting for another region.
+func ownRegion(p Principal, region string) error {
+	if !isRegion(region) {
+		return notFound("%q is not a region code", region)
+	}
+	if p.ID != region {
+		return &Error{Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "this token acts for region " + p.ID + " only"}
+	}
+	return nil
+}
+
+// coversRegion refuses a region token acting for a region outside its own
+// code (its code stripped of trailing "00" pairs must prefix region).
+func coversRegion(p Principal, region string) error {
+	if !isRegion(region) {
+		return notFound("%q is not a region code", region)
+	}
+	if isOffsite(p.ID, region) {
+		return &Error{Status: fasthttp.StatusForbidden, Code: "forbidden", Message: "this token acts for region " + p.ID + " and the regions under it only"}
+	}
+	return nil
+}
+
+// LineError is a refused NDJSON line.
+type LineError struct {
+	Line   int    `json:"line"`
+	Reason string `json:"reason"`
+}
+
+// eachLine calls fn for every non-empty line of body with its 1-based
+// number; fn's error refuses that line only.
+func eachLine(body []byte, fn func(n int, line []byte) error) []LineError {
+	var bad []LineError
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64<<10), MaxBodyBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if err := fn(n, line); err != nil {
+			bad = append(bad, LineError{Line: n, Reason: err.Error()})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		bad = append(bad, LineError{Line: n + 1, Reason: "line too long or unreadable: " + err.Error()})
+	}
+	return bad
+}
+
+func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region := params[0]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	var good []ledger.Person
+	seen := map[string]int{}
+	bad := eachLine(ctx.PostBody(), func(n int, line []byte) error {
+		person, err := ParsePerson(region, line)
+		if err != nil {
+			return err
+		}
+		if prev, dup := seen[person.ID]; dup {
+			return errorf("person %s is also on line %d", person.ID, prev)
+		}
+		seen[person.ID] = n
+		good = append(good, person)
+		return nil
+	})
+	created, err := s.db.PutPersons(good)
+	if err != nil {
+		return err
+	}
+	return s.writeJSON(ctx, 200, map[string]any{"region": region, "written": len(good), "created": created,
+		"updated": len(good) - created, "rejected": nonNil(bad)})
+}
+
+func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string, replace bool) error {
+	if err := coversRegion(p, region); err != nil {
+		return err
+	}
+	var good []ledger.CatalogEntry
+	seen := map[string]int{}
+	bad := eachLine(ctx.PostBody(), func(n int, line []byte) error {
+		e, err := ParseCatalogEntry(line)
+		if err != nil {
+			return err
+		}
+		if prev, dup := seen[e.Code]; dup {
+			return errorf("code %s is also on line %d", e.Code, prev)
+		}
+		seen[e.Code] = n
+		good = append(good, e)
+		return nil
+	})
+	if replace && len(bad) > 0 {
+		// A replacement with lines missing would silently turn listed codes
+		// into class C: refuse it whole.
+		return s.writeJSON(ctx, 400, map[string]any{
+			"error":    map[string]string{"code": "invalid_catalog", "message": "a catalog replacement must be valid in full; nothing was written"},
+			"rejected": bad})
+	}
+	if replace && len(good) == 0 {
+		return badRequest("invalid_catalog", "", "a catalog replacement must have at least one line")
+	}
+	if err := s.db.PutCatalog(region, good, replace); err != nil {
+		return err
+	}
+	return s.writeJSON(ctx, 200, map[string]any{"region": region, "replaced": replace, "written": len(good), "rejected": nonNil(bad)})
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+type stringError string
+
+func (e stringError) Error() string { return string(e) }
+
+func errorf(format string, args ...any) error {
+	return stringError(sprintf(format, args...))
+}
+
+// writeJSON answers v with encoding/json (the region, clearing and admin
+// endpoints are not on the hot path).
+func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(b)
+	return nil
+}
