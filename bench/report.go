@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints every figure of r as a table, then the verdicts.
+func WriteTable(w io.Writer, r *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\t")
+	for _, t := range r.Targets {
+		mem := fmt.Sprintf("%.0f/%.0f/%.0f", mib(t.IdleRSSKiB), mib(t.MaxRSSKiB), mib(t.HWMKiB))
+		for _, p := range []*PhaseResult{t.Closed, t.Open} {
+			if p == nil {
+				continue
+			}
+			rate, committed := "-", "-"
+			if p.Mode == Open {
+				rate = fmt.Sprint(p.TargetRate)
+			}
+			if t.Name != TargetHello {
+				committed = fmt.Sprintf("%.0f", p.CommittedPerSec)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t\n",
+				t.Name, p.Mode, p.Connections, rate, p.ReqPerSec, committed,
+				p.Latency.P50, p.Latency.P99, p.Latency.P999, p.Latency.Max, errorText(p), p.Late, mem)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, v := range r.Verdicts {
+		mark := "MISSED"
+		if v.Met {
+			mark = "met"
+		}
+		op := "≤"
+		if v.AtLeast {
+			op = "≥"
+		}
+		value := fmt.Sprintf("%.3f", v.Value)
+		target := fmt.Sprintf("%.2f", v.Target)
+		if v.Unit == "ms" {
+			value, target = fmt.Sprintf("%.2f ms", v.Value), fmt.Sprintf("%.0f ms", v.Target)
+		}
+		fmt.Fprintf(w, "%-6s %s = %s (target %s %s): %s\n", mark, v.Name, value, op, target, v.Margin)
+	}
+	return nil
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+func errorText(p *PhaseResult) string {
+	if len(p.Errors) == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, k := range sortedKeys(p.Errors) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, p.Errors[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// WriteReport writes result.json, table.txt and latency.png into dir and
+// returns their paths.
+func WriteReport(dir string, r *Result) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	jsonPath := filepath.Join(dir, "result.json")
+	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s\ncommit %s (dirty tree: %v), %s\nmachine: %d CPUs, %s, kernel %s, %s\n\n",
+		r.Command, r.Commit, r.Dirty, r.Date, r.Machine.CPUs, r.Machine.CPU, r.Machine.Kernel, r.Machine.GoVersion)
+	if err := WriteTable(&sb, r); err != nil {
+		return nil, err
+	}
+	tablePath := filepath.Join(dir, "table.txt")
+	if err := os.WriteFile(tablePath, []byte(sb.String()), 0o644); err != nil {
+		return nil, err
+	}
+	pngPath := filepath.Join(dir, "latency.png")
+	if err := Plot(pngPath, r); err != nil {
+		return nil, err
+	}
+	return []string{jsonPath, tablePath, pngPath}, nil
+}

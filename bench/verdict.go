@@ -1,0 +1,96 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The targets of the issue "Speed".
+const (
+	GoalCommitVsHello = 0.40 // committed settlements/s ÷ hello-world req/s
+	GoalWasmVsNative  = 0.80 // wasm ÷ native throughput
+	GoalOpenP99Ms     = 5.0  // open-loop p99 at half the max throughput
+)
+
+// Verdict is one headline figure against its target.
+type Verdict struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Target float64 `json:"target"`
+	// AtLeast: the value must be ≥ Target (else ≤).
+	AtLeast bool   `json:"at_least"`
+	Unit    string `json:"unit"`
+	Met     bool   `json:"met"`
+	// Margin says by how much it was met or missed.
+	Margin string `json:"margin"`
+}
+
+func (r *Result) target(name string) *TargetResult {
+	for i := range r.Targets {
+		if r.Targets[i].Name == name {
+			return &r.Targets[i]
+		}
+	}
+	return nil
+}
+
+// Verdicts computes the headline ratios from whichever targets ran.
+func Verdicts(r *Result) []Verdict {
+	var vs []Verdict
+	hello, native, wasm := r.target(TargetHello), r.target(TargetNative), r.target(TargetWasm)
+	if hello != nil && wasm != nil && hello.Closed.ReqPerSec > 0 {
+		vs = append(vs, ratioVerdict("committed settlements/s (wasm) ÷ hello-world req/s",
+			wasm.Closed.CommittedPerSec/hello.Closed.ReqPerSec, GoalCommitVsHello))
+	}
+	if native != nil && wasm != nil && native.Closed.ReqPerSec > 0 {
+		vs = append(vs, ratioVerdict("wasm ÷ native throughput (req/s, closed loop)",
+			wasm.Closed.ReqPerSec/native.Closed.ReqPerSec, GoalWasmVsNative))
+	}
+	if wasm != nil && wasm.Open != nil {
+		v := Verdict{Name: fmt.Sprintf("open-loop p99 at half max (wasm, %d req/s)", wasm.Open.TargetRate),
+			Value: wasm.Open.Latency.P99, Target: GoalOpenP99Ms, Unit: "ms"}
+		v.Met = v.Value <= v.Target
+		if v.Met {
+			v.Margin = fmt.Sprintf("met by %.2f ms (%.0f%% of the budget used)", v.Target-v.Value, 100*v.Value/v.Target)
+		} else {
+			v.Margin = fmt.Sprintf("missed by %.2f ms (%.1f× the target)", v.Value-v.Target, v.Value/v.Target)
+		}
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+func ratioVerdict(name string, value, target float64) Verdict {
+	v := Verdict{Name: name, Value: value, Target: target, AtLeast: true, Unit: "ratio", Met: value >= target}
+	if v.Met {
+		v.Margin = fmt.Sprintf("met by %.1f pp", 100*(value-target))
+	} else {
+		v.Margin = fmt.Sprintf("missed by %.1f pp (needs %.2f× the throughput)", 100*(target-value), target/value)
+	}
+	return v
+}
+
+// CheckHarness fails when the harness itself is broken, whatever the
+// speed: any request not answered 200 as expected (every generated request
+// is valid, so a 409 or 422 is a generator bug), or a phase with no
+// throughput. It is what bench-smoke and the test check.
+func CheckHarness(r *Result) error {
+	var errs []error
+	for _, t := range r.Targets {
+		for _, p := range []*PhaseResult{t.Closed, t.Open} {
+			if p == nil {
+				continue
+			}
+			if p.Requests == 0 || p.ReqPerSec <= 0 {
+				errs = append(errs, fmt.Errorf("%s %s: no throughput", t.Name, p.Mode))
+			}
+			if n := p.ErrorCount(); n > 0 {
+				errs = append(errs, fmt.Errorf("%s %s: %d of %d requests failed %v; e.g. %q", t.Name, p.Mode, n, p.Requests, p.Errors, p.ErrorSamples))
+			}
+			if t.Name != TargetHello && p.OK[KindSettle.String()] == 0 {
+				errs = append(errs, fmt.Errorf("%s %s: no settlement was committed", t.Name, p.Mode))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
