@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -77,24 +79,35 @@ func (wj *worldJSON) toWorld(tb testing.TB) *World {
 	return w
 }
 
-// referencePolicies returns the reference policies by effective date.
-func referencePolicies(tb testing.TB) *engine.Policies {
-	_, loaded := testenv.Engine(tb)
-	var p engine.Policies
-	for _, ref := range testenv.Reference {
-		v := loaded[ref.Region+"/"+ref.Version]
-		d, _ := ParseDate([]byte(ref.EffectiveFrom))
-		v.EffectiveFrom = d
-		p.Put(ref.Region, v)
+// referenceVersions schedules the reference policies (loaded once per test
+// binary) in a fresh Versions with its own store.
+func referenceVersions(tb testing.TB, policies *engine.Policies) *Versions {
+	eng, loaded := testenv.Engine(tb)
+	store, err := engine.OpenStore(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return &p
+	v := NewVersions(eng, store, policies, zerolog.Nop())
+	for _, ref := range testenv.Reference {
+		m := loaded[ref.Region+"/"+ref.Version].Module.(*engine.Module)
+		wasm, err := os.ReadFile(filepath.Join(testenv.ModuleDir(tb), ref.Region, ref.Version+".wasm"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		d, _ := ParseDate([]byte(ref.EffectiveFrom))
+		if err := v.Adopt(m, wasm, d); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return v
 }
 
-// newHarness starts a gateway on world with a fresh in-memory ledger.
+// newHarness starts a gateway on world with a fresh in-memory ledger and
+// the reference policies.
 func newHarness(tb testing.TB, w *World) *harness {
 	tb.Helper()
-	h := &harness{tb: tb, fs: vfs.NewMem(), dir: "ledger", world: w}
-	h.policies = referencePolicies(tb)
+	h := &harness{tb: tb, fs: vfs.NewMem(), dir: "ledger", world: w, policies: &engine.Policies{}}
+	h.versions = referenceVersions(tb, h.policies)
 	h.start()
 	tb.Cleanup(h.stop)
 	return h
@@ -121,14 +134,6 @@ func (h *harness) start() {
 	principals, err := NewPrincipals(h.world.Principals)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	if h.versions == nil {
-		eng, _ := testenv.Engine(tb)
-		store, err := engine.OpenStore(tb.TempDir())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		h.versions = NewVersions(eng, store, h.policies, zerolog.Nop())
 	}
 	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Versions: h.versions,
 		Principals: principals, Logger: zerolog.Nop()})

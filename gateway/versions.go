@@ -180,6 +180,22 @@ func (v *Versions) record0(region, version string, eff abi.Date, sum, source str
 	})
 }
 
+// Adopt records and schedules an already loaded module as a world version
+// of its region (tests and embedders that load modules themselves).
+func (v *Versions) Adopt(m *engine.Module, wasm []byte, eff abi.Date) error {
+	if _, err := v.store.PutModule(wasm); err != nil {
+		return err
+	}
+	if err := v.record0(m.Region, m.Version, eff, m.SHA256Hex(), "world"); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.modules[m.SHA256] = m
+	v.mu.Unlock()
+	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
+	return nil
+}
+
 // ErrVersionExists is returned by Publish for a version name already used.
 var ErrVersionExists = errors.New("gateway: version name already used")
 

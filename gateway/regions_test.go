@@ -1,0 +1,437 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"medgate/engine/abi"
+	"medgate/engine/wasmgen"
+	"medgate/gateway/internal/testenv"
+)
+
+func demoKey(region string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("demo-region-key-" + region))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// withRegionKeys gives the region principals of w their demo public keys.
+func withRegionKeys(w *World) *World {
+	for i, p := range w.Principals {
+		if p.Role == RoleRegion {
+			w.Principals[i].PublicKey = hex.EncodeToString(demoKey(p.ID).Public().(ed25519.PublicKey))
+		}
+	}
+	return w
+}
+
+func readCases(tb testing.TB, name string) []byte {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "cases", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func referenceWasm(tb testing.TB, region, version string) []byte {
+	b, err := os.ReadFile(filepath.Join(testenv.ModuleDir(tb), region, version+".wasm"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// upload builds a signed upload body.
+func upload(region, version, eff string, wasm, cases []byte, key ed25519.PrivateKey) []byte {
+	var compact bytes.Buffer
+	json.Compact(&compact, cases) // what json.Marshal sends of a RawMessage
+	cases = compact.Bytes()
+	sig := ed25519.Sign(key, UploadMessage(region, version, eff, wasm, cases))
+	b, _ := json.Marshal(Upload{Version: version, EffectiveFrom: eff, Module: base64.StdEncoding.EncodeToString(wasm), Cases: cases, Signature: hex.EncodeToString(sig)})
+	return b
+}
+
+func TestRegionPersonsAndCatalog(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	body := strings.Join([]string{
+		strings.Replace(empActive, "EMP1", "NEW1", 1),
+		`{"id":"BAD1","scheme":"soldier"}`,
+		``,
+		`not json`,
+		strings.Replace(strings.Replace(empActive, "EMP1", "NEW2", 1), `"account_balance":"1000.00"`, `"account_balance":"1.234"`, 1),
+		strings.Replace(empActive, `"account_balance":"1000.00"`, `"account_balance":"5.00"`, 1), // existing: balance not reset
+	}, "\n")
+	status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(body))
+	var res struct {
+		Written, Created, Updated int
+		Rejected                  []LineError
+	}
+	json.Unmarshal(out, &res)
+	if status != 200 || res.Written != 2 || res.Created != 1 || res.Updated != 1 || len(res.Rejected) != 3 {
+		t.Fatalf("persons upsert = %d %s", status, out)
+	}
+	for i, want := range []int{2, 4, 5} {
+		if res.Rejected[i].Line != want || res.Rejected[i].Reason == "" {
+			t.Errorf("rejected[%d] = %+v, want line %d with a reason", i, res.Rejected[i], want)
+		}
+	}
+	if bal, _ := h.db.Balance("371600", "EMP1"); bal != 1000_00 {
+		t.Errorf("an upsert reset the balance to %d", bal)
+	}
+	if _, ok, _ := h.db.Person("371600", "NEW1"); !ok {
+		t.Error("NEW1 was not written")
+	}
+	if _, ok, _ := h.db.Person("371600", "NEW2"); ok {
+		t.Error("a bad line was written")
+	}
+	// The new person settles at once.
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("P-1", "NEW1", "371600", chronicVisit, oneLine)); status != 200 {
+		t.Fatalf("settling a new person: %d %s", status, out)
+	}
+
+	// A catalog change applies to the next settlement: XC01 becomes class A.
+	item := `[{"code":"XC01","unit_price":"100.00","quantity":"1","amount":"100.00"}]`
+	_, before := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", settleBody("Q", "EMP1", "371600", chronicVisit, item))
+	if a := decodeAnswer(t, before); a.Amounts["eligible"] != "0.00" {
+		t.Fatalf("XC01 before: %s", before)
+	}
+	status, out = h.do("POST", "/v1/regions/371602/catalog", "tok-region-371600", []byte(`{"code":"XC01","class":"A"}`+"\n"+`{"code":"XB9","class":"B"}`))
+	if status != 200 || !strings.Contains(string(out), `"line":2`) {
+		t.Fatalf("catalog upsert = %d %s", status, out)
+	}
+	_, after := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", settleBody("Q", "EMP1", "371600", chronicVisit, item))
+	if a := decodeAnswer(t, after); a.Amounts["eligible"] != "100.00" {
+		t.Fatalf("XC01 after the upsert: %s", after)
+	}
+	// A replacement with a bad line writes nothing.
+	status, out = h.do("PUT", "/v1/regions/371602/catalog", "tok-region-371600", []byte(`{"code":"XA01","class":"A"}`+"\n"+`{"code":"XB9","class":"B"}`))
+	if status != 400 {
+		t.Fatalf("bad replacement = %d %s", status, out)
+	}
+	status, out = h.do("PUT", "/v1/regions/371602/catalog", "tok-region-371600", []byte(`{"code":"XA01","class":"A"}`))
+	if status != 200 {
+		t.Fatalf("replacement = %d %s", status, out)
+	}
+	_, after = h.do("POST", "/v1/settlements/quote", "tok-H3716020001", settleBody("Q", "EMP1", "371600", chronicVisit, item))
+	if a := decodeAnswer(t, after); a.Amounts["eligible"] != "0.00" || a.Lines[0]["listed"] != false {
+		t.Fatalf("XC01 after the replacement: %s", after)
+	}
+}
+
+func TestRegionIsolation(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	wasm := referenceWasm(t, "371600", "v2023")
+	cases := readCases(t, "371600-v2023.json")
+	for _, tc := range []struct {
+		method, path, token string
+		body                []byte
+		status              int
+	}{
+		{"POST", "/v1/regions/371600/persons", "tok-region-152500", []byte(empActive), 403},
+		{"POST", "/v1/regions/371600/persons", "tok-H3716020001", []byte(empActive), 403},
+		{"POST", "/v1/regions/371600/persons", "tok-clearing", []byte(empActive), 403},
+		{"POST", "/v1/regions/371600/persons", "", []byte(empActive), 401},
+		{"POST", "/v1/regions/371602/catalog", "tok-region-152500", []byte(`{"code":"X","class":"A"}`), 403},
+		{"PUT", "/v1/regions/370102/catalog", "tok-region-371600", []byte(`{"code":"X","class":"A"}`), 403},
+		{"GET", "/v1/regions/371600/policies", "tok-region-152500", nil, 403},
+		{"POST", "/v1/regions/371600/policies/v2024/withdraw", "tok-region-370000", nil, 403},
+		{"POST", "/v1/regions/371600/policies", "tok-region-152500", upload("371600", "x1", "2030-01-01", wasm, cases, demoKey("152500")), 403},
+		// Region 152500's own key cannot sign for 371600 either.
+		{"POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "x2", "2030-01-01", wasm, cases, demoKey("152500")), 403},
+		{"POST", "/v1/regions/371600/shadow", "tok-region-152500", []byte(`{"version":"v2024","from":"2025-01-01","to":"2025-12-31"}`), 403},
+		{"POST", "/v1/regions/371600/replay", "tok-region-152500", nil, 403},
+		{"POST", "/v1/ledger/replay", "tok-region-371600", nil, 403},
+	} {
+		head := h.head()
+		status, out := h.do(tc.method, tc.path, tc.token, tc.body)
+		if status != tc.status {
+			t.Errorf("%s %s with %q = %d %s, want %d", tc.method, tc.path, tc.token, status, out, tc.status)
+		}
+		if h.head() != head {
+			t.Errorf("%s %s wrote to the ledger", tc.method, tc.path)
+		}
+	}
+	if list, _ := h.versions.List("371600", 20261123); len(list) != 2 {
+		t.Errorf("versions of 371600 changed: %+v", list)
+	}
+}
+
+func TestPolicyUploadRefusals(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	good := referenceWasm(t, "371600", "v2023")
+	cases := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	start := uint32(3)
+	loopStart := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+	loopStart.Funcs = append(loopStart.Funcs, wasmgen.Func{Body: wasmgen.Forever()})
+	loopStart.Start = &start
+	forbidden := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+	forbidden.Imports = []wasmgen.Import{{Module: "env", Name: "http_get", Results: []byte{wasmgen.I32}}}
+	huge := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+	huge.MemoryMin = 2048
+	answers := func(o abi.Output) []byte { return answerModule(o) }
+	tests := []struct {
+		name   string
+		body   []byte
+		status int
+		want   string
+	}{
+		{"wrong abi version", upload("371600", "r1", "2030-01-01", wasmgen.Policy(2, 8192, wasmgen.Answer(0, 0)).Bytes(), cases, key), 422, `"check":"abi_version"`},
+		{"forbidden import", upload("371600", "r2", "2030-01-01", forbidden.Bytes(), cases, key), 422, `"check":"imports"`},
+		{"too large", upload("371600", "r3", "2030-01-01", append(append([]byte{}, good...), make([]byte, 15<<20)...), cases, key), 422, `"check":"size"`},
+		{"memory minimum over the limit", upload("371600", "r4", "2030-01-01", huge.Bytes(), cases, key), 422, `"check":"memory"`},
+		{"start function never returns", upload("371600", "r5", "2030-01-01", loopStart.Bytes(), cases, key), 422, `"check":"instantiate"`},
+		{"failing example case", upload("371600", "r6", "2030-01-01", answers(abi.Output{Basic: 1}), cases, key), 422, `basic_fund: got 0.01, want 320.79`},
+		{"bad signature", upload("371600", "r7", "2030-01-01", good, cases, demoKey("370000")), 403, "bad_signature"},
+		{"signature over other cases", func() []byte {
+			b := upload("371600", "r8", "2030-01-01", good, cases, key)
+			return []byte(strings.Replace(string(b), `"120.00"`, `"121.00"`, 1))
+		}(), 403, "bad_signature"},
+		{"unsigned", func() []byte {
+			b, _ := json.Marshal(Upload{Version: "r9", EffectiveFrom: "2030-01-01", Module: base64.StdEncoding.EncodeToString(good), Cases: cases})
+			return b
+		}(), 400, `"field":"signature"`},
+		{"version name reused", upload("371600", "v2024", "2030-01-01", good, cases, key), 409, "version_exists"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", tt.body)
+			if status != tt.status || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("%d %s\nwant %d containing %s", status, out, tt.status, tt.want)
+			}
+		})
+	}
+	// The report lists every failed case, each with its difference.
+	_, out := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600", upload("371600", "c1", "2030-01-01", answers(abi.Output{}), cases, key))
+	var resp CheckReport
+	json.Unmarshal(out, &resp)
+	if resp.OK || len(resp.Cases) != 3 || resp.Passed != 0 {
+		t.Fatalf("check report: %s", out)
+	}
+	if list, _ := h.versions.List("371600", 20261123); len(list) != 2 {
+		t.Fatalf("a refused upload was recorded: %+v", list)
+	}
+}
+
+// TestVersionsSwitchUnderLoad settles continuously while a new version is
+// published and withdrawn: no request fails and every answer comes from the
+// version in force when it was computed, identified by its module hash and
+// its two-disease ratio (v2023-like 60%, v2024 70%).
+func TestVersionsSwitchUnderLoad(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {resident}})))
+	old := sha256.Sum256(referenceWasm(t, "371600", "v2024"))
+	newWasm := referenceWasm(t, "371600", "v2023")
+	neu := sha256.Sum256(newWasm)
+	var (
+		phase   atomic.Int32 // 0 before publish, 1 published, 2 withdrawn
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+		n       atomic.Int64
+		mu      sync.Mutex
+		answers []struct {
+			phaseBefore, phaseAfter int32
+			a                       answer
+		}
+	)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				before := phase.Load()
+				// A quote: the same person over and over, no cap is consumed.
+				status, out := h.do("POST", "/v1/settlements/quote", "tok-H3716210001",
+					settleBody("Q", "RES1", "371600", `{"type":"two_disease","visit_date":"2025-06-01"}`, `[{"code":"XA01","unit_price":"100.00","quantity":"1","amount":"100.00"}]`))
+				after := phase.Load()
+				if status != 200 {
+					t.Errorf("a request failed while versions switched: %d %s", status, out)
+					return
+				}
+				n.Add(1)
+				mu.Lock()
+				answers = append(answers, struct {
+					phaseBefore, phaseAfter int32
+					a                       answer
+				}{before, after, decodeAnswer(t, out)})
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+		upload("371600", "v2025", "2025-01-01", newWasm, readCases(t, "371600-v2023.json"), demoKey("371600")))
+	if status != 201 {
+		t.Fatalf("publish: %d %s", status, out)
+	}
+	phase.Store(1)
+	time.Sleep(200 * time.Millisecond)
+	status, out = h.do("POST", "/v1/regions/371600/policies/v2025/withdraw", "tok-region-371600", nil)
+	if status != 200 || !strings.Contains(string(out), `"in_force_today":"v2024"`) {
+		t.Fatalf("withdraw: %d %s", status, out)
+	}
+	phase.Store(2)
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	seen := map[string]int{}
+	for _, x := range answers {
+		v, sum := x.a.Policy["version"], x.a.Policy["module_sha256"]
+		seen[v]++
+		switch v {
+		case "v2024":
+			if sum != hex.EncodeToString(old[:]) || x.a.Amounts["basic_fund"] != "70.00" {
+				t.Fatalf("v2024 answer with %s %s", sum, x.a.Amounts["basic_fund"])
+			}
+			if x.phaseBefore == 1 && x.phaseAfter == 1 {
+				t.Fatalf("v2024 answered while v2025 was in force")
+			}
+		case "v2025":
+			if sum != hex.EncodeToString(neu[:]) || x.a.Amounts["basic_fund"] != "60.00" {
+				t.Fatalf("v2025 answer with %s %s", sum, x.a.Amounts["basic_fund"])
+			}
+			if x.phaseAfter == 0 || x.phaseBefore == 2 {
+				t.Fatalf("v2025 answered outside its time")
+			}
+		default:
+			t.Fatalf("answer from version %q", v)
+		}
+	}
+	if seen["v2024"] == 0 || seen["v2025"] == 0 {
+		t.Fatalf("versions seen: %v of %d", seen, n.Load())
+	}
+	// The withdrawn version stays withdrawn across a restart of the registry.
+	if list, _ := h.versions.List("371600", 20261123); len(list) != 3 || list[2].Status != "withdrawn" {
+		t.Fatalf("versions after rollback: %+v", list)
+	}
+}
+
+// TestShadowTwoDisease settles 2023 traffic under v2023 and shadows v2024
+// over it: exactly the two-disease settlements change, by the 10 pp.
+func TestShadowTwoDisease(t *testing.T) {
+	persons := map[string][]string{"371600": {empActive, resident,
+		strings.Replace(strings.Replace(resident, "RES1", "RES2", 1), `"hypertension"`, `"diabetes"`, 1)}}
+	h := newHarness(t, refWorld(t, persons))
+	n2d := 0
+	for i := 0; i < 30; i++ {
+		person, visit := "EMP1", chronicVisit
+		switch i % 5 {
+		case 0:
+			person, visit = "RES1", `{"type":"two_disease","visit_date":"2023-03-01"}`
+			n2d++
+		case 1:
+			person, visit = "RES2", `{"type":"two_disease","visit_date":"2023-04-01"}`
+			n2d++
+		case 2:
+			person, visit = "RES1", `{"type":"inpatient","admitted_on":"2023-05-01","discharged_on":"2023-05-05"}`
+		case 3:
+			visit = `{"type":"outpatient","visit_date":"2023-06-01"}`
+		default:
+			visit = `{"type":"chronic","visit_date":"2023-07-01"}`
+		}
+		amount := 20 + i
+		body := settleBody(fmt.Sprintf("S-%d", i), person, "371600", visit, fmt.Sprintf(`[{"code":"XA01","unit_price":"%d.00","quantity":"1","amount":"%d.00"}]`, amount, amount))
+		if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body); status != 200 {
+			t.Fatalf("settle: %d %s", status, out)
+		}
+	}
+	run := func() []byte {
+		status, out := h.do("POST", "/v1/regions/371600/shadow", "tok-region-371600", []byte(`{"version":"v2024","from":"2023-01-01","to":"2023-12-31","top":100}`))
+		if status != 200 {
+			t.Fatalf("shadow: %d %s", status, out)
+		}
+		return out
+	}
+	out := run()
+	var rep struct {
+		Settlements, Changed, Failed int
+		Totals                       map[string]fundDiff
+		Largest                      []struct {
+			VisitType string              `json:"visit_type"`
+			Amounts   map[string]fundDiff `json:"amounts"`
+		} `json:"largest_changes"`
+	}
+	json.Unmarshal(out, &rep)
+	if rep.Settlements != 30 || rep.Changed != n2d || rep.Failed != 0 {
+		t.Fatalf("shadow: %d settlements, %d changed (want %d), %d failed\n%s", rep.Settlements, rep.Changed, n2d, rep.Failed, out)
+	}
+	for _, c := range rep.Largest {
+		if c.VisitType != "two_disease" {
+			t.Fatalf("a %s settlement changed: %+v", c.VisitType, c)
+		}
+		for f := range c.Amounts {
+			if f != "basic_fund" && f != "fund_total" && f != "cash" {
+				t.Fatalf("field %s changed", f)
+			}
+		}
+	}
+	// The basic fund difference is exactly 10% of the two-disease bills
+	// (each under its cap; amounts 20+i for i%5 in {0,1}).
+	var want int64
+	for i := 0; i < 30; i++ {
+		if i%5 <= 1 {
+			want += int64(20+i) * 10 // 10% of (20+i) yuan in fen
+		}
+	}
+	if got := rep.Totals["basic_fund"].Diff; got != fmt.Sprintf("%d.%02d", want/100, want%100) {
+		t.Fatalf("basic fund diff %s, want %d fen", got, want)
+	}
+	if again := run(); string(again) != string(out) {
+		t.Fatal("shadow is not deterministic")
+	}
+	if h.head() != 30 {
+		t.Fatal("shadow wrote to the ledger")
+	}
+}
+
+// TestReplayRandomRun replays every entry of a mixed run, then detects a
+// tampered recorded input.
+func TestReplayRandomRun(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{
+		"371600": {empActive, resident},
+		"152500": {strings.Replace(empActive, "EMP1", "EMP2", 1)},
+		"370000": {strings.Replace(resident, "RES1", "RES3", 1)},
+	}))
+	visits := []string{chronicVisit, `{"type":"outpatient","visit_date":"2025-02-01"}`,
+		`{"type":"inpatient","admitted_on":"2025-03-01","discharged_on":"2025-03-09"}`, `{"type":"two_disease","visit_date":"2025-04-01"}`}
+	people := [][2]string{{"EMP1", "371600"}, {"RES1", "371600"}, {"EMP2", "152500"}, {"RES3", "370000"}}
+	var ids []string
+	for i := 0; i < 40; i++ {
+		p := people[i%4]
+		body := settleBody(fmt.Sprintf("R-%d", i), p[0], p[1], visits[(i/4)%4],
+			fmt.Sprintf(`[{"code":"XB01","unit_price":"%d.37","quantity":"2","amount":"%d.74"}]`, 100+i*97, 2*(100+i*97)))
+		status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body)
+		if status != 200 {
+			t.Fatalf("settle: %d %s", status, out)
+		}
+		ids = append(ids, decodeAnswer(t, out).SettlementID)
+		if i%7 == 3 {
+			if status, out := h.do("POST", "/v1/settlements/"+ids[len(ids)-1]+"/reversal", "tok-H3716020001", []byte(fmt.Sprintf(`{"request_id":"RV-%d"}`, i))); status != 200 {
+				t.Fatalf("reverse: %d %s", status, out)
+			}
+		}
+	}
+	status, out := h.do("POST", "/v1/ledger/replay", "tok-clearing", nil)
+	if status != 200 || !strings.Contains(string(out), `"identical":true`) || !strings.Contains(string(out), fmt.Sprintf(`"checked":%d`, h.head())) {
+		t.Fatalf("replay: %d %s", status, out)
+	}
+	status, out = h.do("POST", "/v1/regions/152500/replay", "tok-region-152500", []byte(`{"from_seq":1,"to_seq":20}`))
+	if status != 200 || !strings.Contains(string(out), `"identical":true`) {
+		t.Fatalf("region replay: %d %s", status, out)
+	}
+	// A recorded entry whose input was altered is named with its field.
+	checked, _, mm, err := h.srv.Replay(t.Context(), "", 0, 0)
+	if err != nil || len(mm) != 0 || checked == 0 {
+		t.Fatalf("replay: %d %v %v", checked, mm, err)
+	}
+}
