@@ -39,3 +39,12 @@ check: ## gofmt, go vet, go mod tidy; fails on any diff
 
 clean: ## remove build outputs
 	rm -rf build bin testdata/world/policies/*/*.wasm
+
+# --- bench (bench/, cmd/medbench) ---
+.PHONY: bench bench-smoke
+
+bench: policies ## measure hello-world, native and wasm gateway (closed loop, open loop at half max); writes bench/out
+	$(GO) run ./cmd/medbench run -out bench/out
+
+bench-smoke: policies ## a seconds-long bench run that fails only if the harness breaks
+	$(GO) run ./cmd/medbench run -smoke -out bench/out/smoke

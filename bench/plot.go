@@ -34,7 +34,12 @@ func Plot(path string, r *Result) error {
 	tput := plot.New()
 	tput.Title.Text = "Throughput over time"
 	tput.X.Label.Text = "seconds into the phase"
-	tput.Y.Label.Text = "requests per second"
+	tput.Y.Label.Text = "requests per second (log scale)"
+	// The targets differ by an order of magnitude or more: log scale keeps
+	// every line readable.
+	tput.Y.Scale = plot.LogScale{}
+	tput.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	tput.X.Min = 0
 	tput.Legend.Top = true
 	tput.Add(plotter.NewGrid())
 
@@ -57,7 +62,9 @@ func Plot(path string, r *Result) error {
 			}
 			var series plotter.XYs
 			for _, pt := range p.Timeline {
-				series = append(series, plotter.XY{X: pt.Second, Y: pt.ReqPerSec})
+				if pt.ReqPerSec > 0 { // a log scale has no 0
+					series = append(series, plotter.XY{X: pt.Second, Y: pt.ReqPerSec})
+				}
 			}
 			for _, add := range []struct {
 				pl  *plot.Plot

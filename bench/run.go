@@ -96,6 +96,19 @@ func (c *Config) ensureDefaults() error {
 	return nil
 }
 
+// Smoke turns cfg into a seconds-long run on a small world: enough to show
+// that every part of the harness works, not to measure anything.
+func Smoke(cfg *Config) {
+	cfg.World.PersonsPerRegion = 1000
+	cfg.Connections = 16
+	cfg.Warmup = 500 * time.Millisecond
+	cfg.Duration = 2 * time.Second
+	cfg.OpenDuration = time.Second
+	if cfg.OpenFraction == 0 {
+		cfg.OpenFraction = 0.5
+	}
+}
+
 // Result is everything a comparison run measured.
 type Result struct {
 	Date    string  `json:"date"`
