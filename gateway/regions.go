@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 
 	"github.com/valyala/fasthttp"
 
+	"medgate/engine/money"
 	"medgate/ledger"
 )
 
@@ -17,6 +19,7 @@ import (
 func init() {
 	registerRoutes(
 		Route{Method: "POST", Pattern: "/v1/regions/{}/persons", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: (*Server).upsertPersons},
+		Route{Method: "POST", Pattern: "/v1/regions/{}/persons/{}/credits", Role: RoleRegion, Handle: (*Server).creditAccount},
 		Route{Method: "POST", Pattern: "/v1/regions/{}/catalog", Role: RoleRegion, MaxBody: MaxUploadBytes, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 			return s.putCatalog(ctx, p, params[0], false)
 		}},
@@ -165,4 +168,40 @@ func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) error {
 	ctx.SetStatusCode(status)
 	ctx.SetBody(b)
 	return nil
+}
+
+// creditAccount credits a person's personal account, once per reference.
+func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+	region, person := params[0], params[1]
+	if err := ownRegion(p, region); err != nil {
+		return err
+	}
+	var req struct {
+		Reference string `json:"reference"`
+		Amount    string `json:"amount"`
+	}
+	if err := strictJSON(ctx.PostBody(), &req); err != nil {
+		return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+	}
+	if req.Reference == "" || len(req.Reference) > MaxIDLen {
+		return invalid("reference", "reference must be 1 to %d characters", MaxIDLen)
+	}
+	amount, err := money.Parse([]byte(req.Amount), 2)
+	if err != nil || amount == 0 {
+		return invalid("amount", "amount must be a positive amount with at most two decimals")
+	}
+	mu := s.svc.lockPerson(region, person)
+	balance, replayed, err := s.db.Credit(region, person, req.Reference, amount)
+	mu.Unlock()
+	var ce *ledger.CreditConflictError
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return notFound("region %s has no person %s", region, person)
+	case errors.As(err, &ce):
+		return conflict("idempotency_conflict", "reference", "%v", err)
+	case err != nil:
+		return err
+	}
+	return s.writeJSON(ctx, 200, map[string]any{"region": region, "person": person, "reference": req.Reference,
+		"amount": money.FormatFen(amount), "balance": money.FormatFen(balance), "replayed": replayed})
 }

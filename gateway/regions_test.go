@@ -89,11 +89,34 @@ func TestRegionPersonsAndCatalog(t *testing.T) {
 	if bal, _ := h.db.Balance("371600", "EMP1"); bal != 1000_00 {
 		t.Errorf("an upsert reset the balance to %d", bal)
 	}
+
 	if _, ok, _ := h.db.Person("371600", "NEW1"); !ok {
 		t.Error("NEW1 was not written")
 	}
 	if _, ok, _ := h.db.Person("371600", "NEW2"); ok {
 		t.Error("a bad line was written")
+	}
+	// Credits: once per reference.
+	for i, want := range []struct {
+		body   string
+		status int
+		has    string
+	}{
+		{`{"reference":"CR-1","amount":"250.50"}`, 200, `"replayed":false`},
+		{`{"reference":"CR-1","amount":"250.50"}`, 200, `"replayed":true`},
+		{`{"reference":"CR-1","amount":"9.00"}`, 409, "idempotency_conflict"},
+		{`{"reference":"CR-2","amount":"-1"}`, 400, `"field":"amount"`},
+	} {
+		status, out := h.do("POST", "/v1/regions/371600/persons/EMP1/credits", "tok-region-371600", []byte(want.body))
+		if status != want.status || !strings.Contains(string(out), want.has) || (status == 200 && !strings.Contains(string(out), `"balance":"1250.50"`)) {
+			t.Errorf("credit %d: %d %s", i, status, out)
+		}
+	}
+	if bal, _ := h.db.Balance("371600", "EMP1"); bal != 1250_50 {
+		t.Errorf("balance after credits %d", bal)
+	}
+	if status, _ := h.do("POST", "/v1/regions/371600/persons/NOBODY/credits", "tok-region-371600", []byte(`{"reference":"CR-3","amount":"1"}`)); status != 404 {
+		t.Errorf("credit to an unknown person: %d", status)
 	}
 	// The new person settles at once.
 	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("P-1", "NEW1", "371600", chronicVisit, oneLine)); status != 200 {
