@@ -47,6 +47,11 @@ type DB struct {
 	// commits counts committed batches (for benchmarks and metrics).
 	commits atomic.Uint64
 
+	// floor is the earliest commit time the writer may stamp: the previous
+	// entry's, or the end of the last closed month if later. Owned by the
+	// writer goroutine (set by load before it starts).
+	floor int64
+
 	hospitals atomic.Pointer[map[string]Hospital]
 	catalogs  atomic.Pointer[map[string]*Catalog]
 	names     interner
@@ -138,6 +143,7 @@ func Open(dir string, opts Options) (*DB, error) {
 // load reads the format marker, the chain head and the in-memory registry.
 func (db *DB) load() error {
 	v, err := db.get(keyFormat)
+	rebuild := false
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		b := db.pdb.NewBatch()
@@ -148,6 +154,9 @@ func (db *DB) load() error {
 		_ = b.Close()
 	case err != nil:
 		return fmt.Errorf("ledger: read format: %w", err)
+	case len(v) == 1 && v[0] == 1:
+		// Written before derived state existed: rebuilt below.
+		rebuild = true
 	case len(v) != 1 || v[0] != storeFormat:
 		return fmt.Errorf("ledger: unsupported store format %v", v)
 	}
@@ -174,12 +183,27 @@ func (db *DB) load() error {
 		if len(v) < 32 || [32]byte(v[len(v)-32:]) != h.hash {
 			return fmt.Errorf("%w: head hash does not match entry %d", ErrCorrupt, h.seq)
 		}
+		var e Entry
+		if err := DecodeEntry(v, &e); err != nil {
+			return fmt.Errorf("ledger: head entry %d: %w", h.seq, err)
+		}
+		db.floor = e.CommittedAt
 	}
 	var kb [9]byte
 	if _, err := db.get(appendEntryKey(kb[:0], h.seq+1)); err == nil {
 		return fmt.Errorf("%w: entry %d exists beyond the head", ErrCorrupt, h.seq+1)
 	}
 	db.head.Store(h)
+	if rebuild {
+		if err := db.rebuildDerived(h.seq); err != nil {
+			return err
+		}
+	}
+	closedEnd, err := lastClosedEnd(db.pdb)
+	if err != nil {
+		return fmt.Errorf("ledger: closed months: %w", err)
+	}
+	db.floor = max(db.floor, closedEnd)
 
 	hs := map[string]Hospital{}
 	cats := map[string]*Catalog{}

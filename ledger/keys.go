@@ -25,8 +25,10 @@ var (
 	keyFormat = []byte("mformat")
 )
 
-// storeFormat is the layout version written under keyFormat.
-const storeFormat = 1
+// storeFormat is the layout version written under keyFormat. Format 1 had
+// no derived state (month totals, hospital rows, Merkle tree); Open
+// upgrades it by rebuilding that state from the entries.
+const storeFormat = 2
 
 var be = binary.BigEndian
 

@@ -89,6 +89,9 @@ type writer struct {
 	freed []string
 	orig  Entry
 	seen  map[string]struct{}
+	// derive maintains the derived state (month totals, hospital rows,
+	// Merkle tree) in the batch; see derive.go.
+	derive deriver
 }
 
 func (db *DB) run() {
@@ -162,9 +165,13 @@ func (w *writer) process() {
 				st.accepted++
 			}
 		} else {
+			// Registry operations (and month closes) see the derived
+			// state of the entries before them.
+			w.flushDerived(b)
 			r.n, r.err = r.op(b)
 		}
 	}
+	w.flushDerived(b)
 	if st.seq != h.seq {
 		w.val = be.AppendUint64(w.val[:0], st.seq)
 		w.val = append(w.val, st.hash[:]...)
@@ -211,6 +218,7 @@ func commitSync(b *pebble.Batch) (err error) {
 // the DB into its failed state.
 func (w *writer) failBatch(b *pebble.Batch, cause error) {
 	db := w.db
+	w.derive.reset()
 	db.failed.Store(true)
 	db.broadcast()
 	_ = b.Close()
@@ -348,7 +356,9 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	e.Seq = seq
 	e.SettlementID = SettlementID(seq)
 	e.PrevHash = st.hash
-	e.CommittedAt = w.db.now().UnixNano()
+	// Commit times never go back: not before the previous entry's, nor
+	// into a closed month (db.floor), whatever the clock does.
+	e.CommittedAt = max(w.db.now().UnixNano(), w.db.floor)
 	e.Hash = [32]byte{}
 	w.enc = appendEntryBody(w.enc[:0], e)
 	if len(w.enc)+32 > MaxEntrySize {
@@ -357,6 +367,10 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	}
 	e.Hash = EntryHash(e.PrevHash, w.enc)
 	w.enc = append(w.enc, e.Hash[:]...)
+	if err := w.derive.prepare(b, e); err != nil {
+		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt, e.Hash = 0, "", [32]byte{}, 0, [32]byte{}
+		return err
+	}
 
 	// Writes. Batch.Set only fails on a committed/closed batch, which would
 	// be a bug here; still, report it rather than ignore it.
@@ -402,13 +416,23 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 		w.val = be.AppendUint64(w.val[:0], uint64(balance))
 		set(w.key, w.val)
 	}
+	w.derive.apply(e, set)
 	if werr != nil {
 		// The batch may now hold part of this entry: it must not commit.
 		panic(fmt.Sprintf("ledger: batch write failed: %v", werr))
 	}
 	st.seq = seq
 	st.hash = e.Hash
+	w.db.floor = e.CommittedAt
 	return nil
+}
+
+// flushDerived writes the batch's coalesced derived state into b.
+func (w *writer) flushDerived(b *pebble.Batch) {
+	if err := w.derive.flush(b); err != nil {
+		// As in applyEntry: only a closed batch fails a Set.
+		panic(fmt.Sprintf("ledger: batch write failed: %v", err))
+	}
 }
 
 func (w *writer) checkTraceCodes(b *pebble.Batch, codes []string) error {

@@ -1,0 +1,204 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// deriver maintains the state derived from entries, in the entry's batch:
+// the per-month pair totals and month records (clearing statements), the
+// per-hospital rows (reconciliation) and the Merkle tree's stored hashes
+// (proofs, checkpoints). Pair totals and month records are coalesced per
+// batch: loaded at their first use in the batch, updated in memory, and
+// written once by flush (before any registry operation of the batch runs,
+// and before the commit). The zero value is ready to use.
+type deriver struct {
+	pairs  map[pairID]*PairTotals
+	months map[Month]*monthMeta
+	hashes []tlog.Hash // prepared stored hashes of the entry being applied
+	key    []byte
+	val    []byte
+}
+
+type pairID struct {
+	m                 Month
+	insured, treating string
+}
+
+// prepare does every read that apply needs for the sealed entry e, so that a
+// failing read refuses the entry before anything of it is written.
+func (d *deriver) prepare(r pebble.Reader, e *Entry) error {
+	if d.pairs == nil {
+		d.pairs, d.months = map[pairID]*PairTotals{}, map[Month]*monthMeta{}
+	}
+	m := MonthOf(e.CommittedAt)
+	id := pairID{m, e.InsuredRegion, e.TreatingRegion}
+	if _, ok := d.pairs[id]; !ok {
+		p := &PairTotals{InsuredRegion: e.InsuredRegion, TreatingRegion: e.TreatingRegion}
+		d.key = appendPairKey(d.key[:0], m, e.InsuredRegion, e.TreatingRegion)
+		if _, err := getFrom(r, d.key, func(v []byte) error { return decodePairValue(v, p) }); err != nil {
+			return fmt.Errorf("ledger: month %s pair %s→%s: %w", m, e.InsuredRegion, e.TreatingRegion, err)
+		}
+		d.pairs[id] = p
+	}
+	if _, ok := d.months[m]; !ok {
+		mm := &monthMeta{}
+		d.key = appendMonthKey(d.key[:0], pfxMonth, m)
+		if _, err := getFrom(r, d.key, func(v []byte) (err error) {
+			*mm, err = decodeMonthMeta(v)
+			return err
+		}); err != nil {
+			return err
+		}
+		d.months[m] = mm
+	}
+	hs, err := tlog.StoredHashes(int64(e.Seq-1), e.Hash[:], hashReader{r})
+	if err != nil {
+		return fmt.Errorf("ledger: Merkle tree at entry %d: %w", e.Seq, err)
+	}
+	d.hashes = hs
+	return nil
+}
+
+// apply adds e's derived writes (after prepare).
+func (d *deriver) apply(e *Entry, set func(k, v []byte)) {
+	m := MonthOf(e.CommittedAt)
+	p := d.pairs[pairID{m, e.InsuredRegion, e.TreatingRegion}]
+	if e.Kind == KindReversal {
+		p.Reversals++
+	} else {
+		p.Settlements++
+	}
+	p.Amounts.add(&e.Amounts)
+	mm := d.months[m]
+	if mm.first == 0 {
+		mm.first = e.Seq
+	}
+	mm.last, mm.hash = e.Seq, e.Hash
+
+	var rev uint64
+	if e.Kind == KindReversal {
+		rev, _ = ParseSettlementID(e.Reverses)
+	}
+	d.key = appendHospitalRowKey(d.key[:0], e.Hospital, e.CommittedAt, e.Seq)
+	d.val = appendHospitalRowValue(d.val[:0], e, rev)
+	set(d.key, d.val)
+
+	idx := tlog.StoredHashIndex(0, int64(e.Seq-1))
+	for i := range d.hashes {
+		d.key = appendTreeKey(d.key[:0], idx+int64(i))
+		set(d.key, d.hashes[i][:])
+	}
+	d.hashes = d.hashes[:0]
+}
+
+// flush writes the coalesced pair totals and month records into b.
+func (d *deriver) flush(b *pebble.Batch) error {
+	for id, p := range d.pairs {
+		d.key = appendPairKey(d.key[:0], id.m, id.insured, id.treating)
+		d.val = appendPairValue(d.val[:0], p)
+		if err := b.Set(d.key, d.val, nil); err != nil {
+			return err
+		}
+	}
+	for m, mm := range d.months {
+		if mm.first == 0 {
+			continue // loaded for an entry that was then refused
+		}
+		d.key = appendMonthKey(d.key[:0], pfxMonth, m)
+		d.val = appendMonthMeta(d.val[:0], mm)
+		if err := b.Set(d.key, d.val, nil); err != nil {
+			return err
+		}
+	}
+	d.reset()
+	return nil
+}
+
+func (d *deriver) reset() {
+	clear(d.pairs)
+	clear(d.months)
+	d.hashes = d.hashes[:0]
+}
+
+// getFrom is getIn for any reader.
+func getFrom(r pebble.Reader, key []byte, fn func(v []byte) error) (found bool, err error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	err = fn(v)
+	_ = closer.Close()
+	return true, err
+}
+
+// derivedPrefixes are the key prefixes of derived state, which rebuild
+// recomputes from the entries.
+var derivedPrefixes = []byte{pfxPair, pfxMonth, pfxHospRow, pfxTree}
+
+// rebuildDerived recomputes every derived record from the entries, in
+// batches, and writes the store format last: a store opened with an older
+// format (written before derived state existed) is upgraded on Open, and a
+// crash in the middle simply runs it again. Closed months are not touched
+// (a format-1 store has none).
+func (db *DB) rebuildDerived(head uint64) error {
+	b := db.pdb.NewIndexedBatch()
+	for _, p := range derivedPrefixes {
+		if err := b.DeleteRange([]byte{p}, []byte{p + 1}, nil); err != nil {
+			return err
+		}
+	}
+	d := &deriver{}
+	var werr error
+	set := func(k, v []byte) {
+		if werr == nil {
+			werr = b.Set(k, v, nil)
+		}
+	}
+	commit := func() error {
+		if err := d.flush(b); err != nil {
+			return err
+		}
+		if werr != nil {
+			return werr
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+		_ = b.Close()
+		b = db.pdb.NewIndexedBatch()
+		return nil
+	}
+	n := 0
+	err := db.Scan(1, func(e *Entry) error {
+		if e.Seq > head {
+			return nil
+		}
+		if err := d.prepare(b, e); err != nil {
+			return err
+		}
+		d.apply(e, set)
+		if n++; n%4096 == 0 {
+			return commit()
+		}
+		return nil
+	})
+	if err == nil {
+		err = b.Set(keyFormat, []byte{storeFormat}, nil)
+	}
+	if err == nil {
+		err = commit()
+	}
+	_ = b.Close()
+	if err != nil {
+		return fmt.Errorf("ledger: rebuilding derived state: %w", err)
+	}
+	db.log.Info().Uint64("entries", head).Msg("ledger: derived state (month totals, hospital rows, Merkle tree) rebuilt")
+	return nil
+}

@@ -1,0 +1,128 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// StoreReport is what VerifyStore found.
+type StoreReport struct {
+	Entries uint64   // entries whose chain verified
+	Head    [32]byte // the recorded head hash
+	// Root is the Merkle root of all entries, recomputed and checked
+	// against the stored tree (valid when TreeErr and ChainErr are nil).
+	Root tlog.Hash
+	// ChainErr is the chain's first break (a *ChainError names the seq);
+	// TreeErr the Merkle tree's (a *TreeError), checked only when the chain
+	// holds.
+	ChainErr error
+	TreeErr  error
+	// CheckpointErr: the checkpoint given does not match the ledger
+	// (checked only when chain and tree hold).
+	CheckpointErr error
+}
+
+// OK reports whether everything verified.
+func (r *StoreReport) OK() bool {
+	return r.ChainErr == nil && r.TreeErr == nil && r.CheckpointErr == nil
+}
+
+// VerifyStore opens the ledger in dir read-only (the gateway must be
+// stopped: Pebble locks its directory) and walks the hash chain, then the
+// Merkle tree, and, when cp is not nil, checks that the ledger still holds
+// the tree cp states (its signature is the caller's to check:
+// OpenCheckpoint). Nothing is written, not even the WAL replay. A store
+// that cannot be opened or read is an error; what verification finds is in
+// the report.
+func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if desc, err := pebble.Peek(dir, fs); err != nil || !desc.Exists {
+		return nil, fmt.Errorf("ledger: %s is not a ledger directory", dir)
+	}
+	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()}})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
+	}
+	db := &DB{pdb: pdb}
+	defer pdb.Close()
+	h := &headState{}
+	v, closer, err := pdb.Get(keyHead)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		h.seq, h.hash, err = decodeHead(v)
+		_ = closer.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	db.head.Store(h)
+	rep := &StoreReport{Head: h.hash}
+	rep.Entries, rep.ChainErr = db.Verify()
+	if rep.ChainErr != nil {
+		var ce *ChainError
+		if !errors.As(rep.ChainErr, &ce) {
+			return nil, rep.ChainErr
+		}
+		return rep, nil
+	}
+	format, closer, err := pdb.Get(keyFormat)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: store format: %w", err)
+	}
+	old := len(format) == 1 && format[0] == 1
+	_ = closer.Close()
+	if old {
+		rep.TreeErr = errors.New("ledger: store format 1 has no Merkle tree yet (it is built when the gateway opens it)")
+		return rep, nil
+	}
+	_, rep.Root, rep.TreeErr = db.VerifyTree()
+	if rep.TreeErr != nil {
+		var te *TreeError
+		if !errors.As(rep.TreeErr, &te) {
+			return nil, rep.TreeErr
+		}
+		return rep, nil
+	}
+	if cp != nil {
+		rep.CheckpointErr = checkCheckpoint(pdb, rep.Entries, cp)
+	}
+	return rep, nil
+}
+
+// checkCheckpoint checks that the tree of cp.Size has cp's root and that
+// entry cp.Size has cp's head hash: a ledger rewritten after the checkpoint
+// was published fails, even with its chain recomputed.
+func checkCheckpoint(pdb *pebble.DB, entries uint64, cp *Checkpoint) error {
+	if cp.Size > entries {
+		return fmt.Errorf("ledger: the checkpoint covers %d entries, the ledger has %d", cp.Size, entries)
+	}
+	if cp.Size == 0 {
+		return nil
+	}
+	root, err := tlog.TreeHash(int64(cp.Size), hashReader{pdb})
+	if err != nil {
+		return err
+	}
+	if root != cp.Root {
+		return fmt.Errorf("ledger: the Merkle root of entries 1..%d differs from the checkpoint's: the ledger was rewritten", cp.Size)
+	}
+	v, closer, err := pdb.Get(appendEntryKey(nil, cp.Size))
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if len(v) < 32 || [32]byte(v[len(v)-32:]) != cp.Head {
+		return fmt.Errorf("ledger: entry %d's hash differs from the checkpoint's head", cp.Size)
+	}
+	return nil
+}
