@@ -45,6 +45,8 @@ type LoadConfig struct {
 	// CheckBodies checks 200 answers as the gateway's: not a replay, and a
 	// settlement id that later reversals use. Off for the hello server.
 	CheckBodies bool
+	// ServerPid, if known, lets the phase report the server's CPU time.
+	ServerPid int
 }
 
 func (c *LoadConfig) ensureDefaults() error {
@@ -95,7 +97,9 @@ type PhaseResult struct {
 	// Late counts open-loop requests sent more than 1 ms after their due
 	// time because every connection was busy (their latency includes the
 	// wait).
-	Late     int64           `json:"late,omitempty"`
+	Late int64 `json:"late,omitempty"`
+	// CPU is where the machine's CPU went during the phase.
+	CPU      *CPU            `json:"cpu,omitempty"`
 	Timeline []TimelinePoint `json:"timeline"`
 }
 
@@ -135,6 +139,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig, traffic *Traffic) (*PhaseResul
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	cpu0 := readCPU(cfg.ServerPid)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	var due func() (time.Time, bool)
@@ -213,6 +218,7 @@ loop:
 		}
 	}
 	end := time.Now()
+	cpu1 := readCPU(cfg.ServerPid)
 	collect(end)
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
@@ -232,6 +238,7 @@ loop:
 		Errors:          total.errs,
 		ErrorSamples:    total.sample,
 		Late:            total.late,
+		CPU:             cpuBetween(cpu0, cpu1),
 		Timeline:        timeline,
 	}
 	if cfg.Mode == Open {

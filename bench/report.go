@@ -13,7 +13,7 @@ import (
 // WriteTable prints every figure of r as a table, then the verdicts.
 func WriteTable(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\t")
+	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\tCPU srv/cli/other/iowait\t")
 	for _, t := range r.Targets {
 		mem := fmt.Sprintf("%.0f/%.0f/%.0f", mib(t.IdleRSSKiB), mib(t.MaxRSSKiB), mib(t.HWMKiB))
 		for _, p := range []*PhaseResult{t.Closed, t.Open} {
@@ -27,9 +27,9 @@ func WriteTable(w io.Writer, r *Result) error {
 			if t.Name != TargetHello {
 				committed = fmt.Sprintf("%.0f", p.CommittedPerSec)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t%s\t\n",
 				t.Name, p.Mode, p.Connections, rate, p.ReqPerSec, committed,
-				p.Latency.P50, p.Latency.P99, p.Latency.P999, p.Latency.Max, errorText(p), p.Late, mem)
+				p.Latency.P50, p.Latency.P99, p.Latency.P999, p.Latency.Max, errorText(p), p.Late, mem, cpuText(p.CPU))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -53,6 +53,13 @@ func WriteTable(w io.Writer, r *Result) error {
 		fmt.Fprintf(w, "%-6s %s = %s (target %s %s): %s\n", mark, v.Name, value, op, target, v.Margin)
 	}
 	return nil
+}
+
+func cpuText(c *CPU) string {
+	if c == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f/%.2f/%.2f/%.2f", c.Server, c.Client, c.Other, c.IOWait)
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }

@@ -269,7 +269,7 @@ func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, 
 		return rss
 	}
 	load := LoadConfig{Addr: p.Addr, Connections: cfg.Connections, Progress: cfg.Progress, Sample: sample,
-		CheckBodies: name != TargetHello}
+		CheckBodies: name != TargetHello, ServerPid: p.Pid()}
 
 	warm := load
 	warm.Mode, warm.Duration, warm.Label = Closed, cfg.Warmup, name+" warmup"

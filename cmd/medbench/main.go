@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"medgate/bench"
+	"medgate/bench/inproc"
 )
 
 const usage = `medbench: load benchmark of the medgate gateway
@@ -27,6 +28,7 @@ Usage:
   medbench run [flags]     hello-world, native and wasm gateway: closed loop, open loop at half max; report
   medbench world [flags]   write a bench world directory and exit
   medbench load [flags]    offer load to a running gateway (needs the world it was started with)
+  medbench profile [flags] run the gateway in this process under load; write CPU and allocation profiles
   medbench help
 
 Run "medbench <command> -h" for the flags.
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdWorld(args[1:], stdout, stderr)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout, stderr)
+	case "profile":
+		err = cmdProfile(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "medbench: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -192,5 +196,41 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "%s loop, %d connections: %.0f req/s, %.0f committed/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, errors %v\n",
 		res.Mode, res.Connections, res.ReqPerSec, res.CommittedPerSec, res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.Errors)
+	return nil
+}
+
+func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg inproc.ProfileConfig
+	fl := flag.NewFlagSet("profile", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	worldFlags(fl, &cfg.World)
+	fl.BoolVar(&cfg.Native, "native-policies", false, "run the policies natively instead of as wasm modules")
+	fl.IntVar(&cfg.Connections, "connections", 64, "connections")
+	fl.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "closed-loop warmup, not profiled")
+	fl.DurationVar(&cfg.Duration, "duration", 20*time.Second, "profiled closed loop")
+	fl.StringVar(&cfg.Out, "out", "bench/out/profile", "directory for cpu.prof, allocs-base.prof, allocs.prof")
+	fl.StringVar(&cfg.Modules, "modules", "", "policy module directory (default: build/policies when fresh, else built)")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	root, err := bench.FindRepoRoot(".")
+	if err != nil {
+		return err
+	}
+	cfg.Root = root
+	cfg.Traffic.Seed = cfg.World.Seed
+	cfg.Progress = stderr
+	if cfg.Work, err = os.MkdirTemp(filepath.Join(root, "bench"), ".work-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg.Work)
+	res, err := inproc.Profile(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "in-process closed loop, %d connections: %.0f req/s, %.0f committed/s, p50 %.2f ms, p99 %.2f ms, errors %v\n",
+		res.Connections, res.ReqPerSec, res.CommittedPerSec, res.Latency.P50, res.Latency.P99, res.Errors)
+	fmt.Fprintf(stdout, "profiles in %s:\n  go tool pprof -tagignore bench=client %s\n  go tool pprof -sample_index=alloc_space -base %s %s\n",
+		cfg.Out, filepath.Join(cfg.Out, "cpu.prof"), filepath.Join(cfg.Out, "allocs-base.prof"), filepath.Join(cfg.Out, "allocs.prof"))
 	return nil
 }
