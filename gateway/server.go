@@ -26,6 +26,8 @@ type Server struct {
 	policies   *engine.Policies
 	principals *Principals
 	log        zerolog.Logger
+	access     zerolog.Logger // the access log: the logger, successes sampled
+	metrics    *Metrics
 	http       *fasthttp.Server
 	cfg        ServerConfig
 
@@ -44,6 +46,10 @@ type ServerConfig struct {
 	// MaxInflight bounds requests being worked on at once; beyond it the
 	// gateway answers 503 with Retry-After at once. 0: 4096.
 	MaxInflight int
+	// Metrics receives the server's measurements (nil: a fresh one).
+	Metrics *Metrics
+	// AccessLog samples the access log's lines of successful requests.
+	AccessLog AccessLogSampling
 }
 
 // NewServer builds a Server; call Serve to run it.
@@ -51,8 +57,15 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 4096
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
 	s := &Server{svc: cfg.Service, db: cfg.DB, versions: cfg.Versions, policies: cfg.Versions.Policies(), principals: cfg.Principals,
-		log: cfg.Logger, maxInflight: int64(cfg.MaxInflight), cfg: cfg}
+		log: cfg.Logger, access: cfg.AccessLog.logger(cfg.Logger), metrics: cfg.Metrics, maxInflight: int64(cfg.MaxInflight), cfg: cfg}
+	cfg.Metrics.bind(s)
+	if s.svc != nil && s.svc.metrics == nil {
+		s.svc.metrics = cfg.Metrics
+	}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.http = &fasthttp.Server{
 		Handler: s.Handle,
@@ -83,54 +96,58 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	s.writeError(ctx, badRequest("malformed_request", "", "the HTTP request could not be read"))
 }
 
-// Handle serves one request.
+// Handle serves one request, then counts it (metrics) and logs it (the
+// access log: one line with the request's id, method, route pattern,
+// status and duration; never the raw path, which may hold a person's id).
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	began := time.Now()
-	path := ctx.Path()
-	if string(path) == "/healthz" {
-		s.health(ctx)
-		return
+	var buf [4]string
+	r, params, err := s.match(ctx.Method(), ctx.Path(), buf[:0])
+	var p Principal
+	if err == nil {
+		p, err = s.route(ctx, r, params)
 	}
-	if n := s.inflight.Add(1); n > s.maxInflight {
-		s.inflight.Add(-1)
-		ctx.Response.Header.Set("Retry-After", "1")
-		s.writeError(ctx, unavailable("overloaded", "the gateway is at capacity; retry shortly"))
-		return
+	var code string
+	if err != nil {
+		e := s.toError(ctx, err)
+		code = e.Code
+		s.writeError(ctx, e)
 	}
-	defer s.inflight.Add(-1)
-	if err := s.route(ctx, path); err != nil {
-		s.writeError(ctx, s.toError(ctx, err))
-	}
+	setRequestID(ctx)
+	took := time.Since(began)
 	status := ctx.Response.StatusCode()
-	ev := s.log.Debug()
-	if status >= 500 {
-		ev = s.log.Error()
-	}
-	ev.Str("method", string(ctx.Method())).Bytes("path", path).Int("status", status).
-		Dur("took", time.Since(began)).Uint64("req", ctx.ID()).Msg("request")
+	s.metrics.observeRequest(r, status, took)
+	s.logAccess(ctx, r, p, status, code, took)
 }
 
-func (s *Server) route(ctx *fasthttp.RequestCtx, path []byte) error {
-	var buf [4]string
-	r, params, err := s.match(ctx.Method(), path, buf[:0])
-	if err != nil {
-		return err
+// route runs a matched route: the in-flight limit, the body limit, the
+// token, the handler. Routes without a role (health, metrics, the OpenAPI
+// file) are cheap and answer even at capacity.
+func (s *Server) route(ctx *fasthttp.RequestCtx, r *Route, params []string) (Principal, error) {
+	if r.Role != "" {
+		if n := s.inflight.Add(1); n > s.maxInflight {
+			s.inflight.Add(-1)
+			ctx.Response.Header.Set("Retry-After", "1")
+			return Principal{}, unavailable("overloaded", "the gateway is at capacity; retry shortly")
+		}
+		defer s.inflight.Add(-1)
 	}
 	limit := r.MaxBody
 	if limit == 0 {
 		limit = MaxBodyBytes
 	}
 	if len(ctx.PostBody()) > limit {
-		return &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
+		return Principal{}, &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
 			Message: "the request body exceeds " + strconv.Itoa(limit>>20) + " MiB"}
 	}
 	var p Principal
 	if r.Role != "" {
+		var err error
 		if p, err = s.auth(ctx, r.Role); err != nil {
-			return err
+			return Principal{}, err
 		}
 	}
-	return r.Handle(s, ctx, p, params)
+	return p, r.Handle(s, ctx, p, params)
 }
 
 // auth returns the token's principal, requiring role.
@@ -171,6 +188,9 @@ func (s *Server) settle(ctx *fasthttp.RequestCtx, p Principal, quote bool) error
 	if err != nil {
 		return err
 	}
+	if !res.Quote && !res.Replayed {
+		s.metrics.settled(res.Entry)
+	}
 	s.writeResult(ctx, res)
 	return nil
 }
@@ -188,6 +208,9 @@ func (s *Server) reverse(ctx *fasthttp.RequestCtx, p Principal, id string) error
 	if err != nil {
 		return err
 	}
+	if !res.Replayed {
+		s.metrics.settled(res.Entry)
+	}
 	s.writeResult(ctx, res)
 	return nil
 }
@@ -203,6 +226,13 @@ func (s *Server) get(ctx *fasthttp.RequestCtx, p Principal, id string) error {
 	}
 	s.writeResult(ctx, res)
 	return nil
+}
+
+func init() {
+	registerRoutes(Route{Method: "GET", Pattern: "/healthz", Handle: func(s *Server, ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+		s.health(ctx)
+		return nil
+	}})
 }
 
 func (s *Server) health(ctx *fasthttp.RequestCtx) {
@@ -236,14 +266,14 @@ func (s *Server) toError(ctx *fasthttp.RequestCtx, err error) *Error {
 	if errors.Is(err, ledger.ErrWriteFailed) {
 		return &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later", Cause: err}
 	}
-	s.log.Error().Err(err).Uint64("req", ctx.ID()).Msg("internal error")
+	// The cause may quote stored records: long digit runs (ids) are masked.
+	s.log.Error().Str("error", redactIDs(err.Error())).Uint64("req", ctx.ID()).Msg("internal error")
 	return &Error{Status: fasthttp.StatusInternalServerError, Code: "internal", Message: "internal error", Cause: err}
 }
 
+// writeError answers e. Its cause is not logged: the access log line has
+// the code, and a policy's refusal text may quote the visit (diagnoses).
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
-	if e.Cause != nil && e.Status != 500 {
-		s.log.Debug().Err(e.Cause).Str("code", e.Code).Msg("request refused")
-	}
 	bp := s.bufs.Get().(*[]byte)
 	b := appendError((*bp)[:0], e)
 	ctx.SetContentType("application/json")

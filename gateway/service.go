@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -25,6 +26,7 @@ type Service struct {
 	db       *ledger.DB
 	policies *engine.Policies
 	log      zerolog.Logger
+	metrics  *Metrics // set by NewServer; nil: not measured
 
 	seed  maphash.Seed
 	locks [1024]sync.Mutex // person stripes, held from reading a person's state until its entry is synced
@@ -155,7 +157,12 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	}
 	w.encoded = in.AppendBinary(w.encoded[:0])
 	out := &w.out
-	if err := pol.Module.Call(ctx, in, w.encoded, out); err != nil {
+	called := time.Now()
+	err = pol.Module.Call(ctx, in, w.encoded, out)
+	if s.metrics != nil {
+		s.metrics.policyCall(pol.Module, req.InsuredRegion, pol.Name, time.Since(called), err)
+	}
+	if err != nil {
 		return nil, s.policyError(err)
 	}
 

@@ -61,6 +61,9 @@ type DB struct {
 	writerDone chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
+
+	// observer, when set, is told of every commit (stats.go).
+	observer atomic.Pointer[CommitObserver]
 }
 
 type headState struct {

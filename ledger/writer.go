@@ -181,7 +181,7 @@ func (w *writer) process() {
 		}
 	}
 	if !b.Empty() {
-		if err := commitSync(b); err != nil {
+		if err := db.commitObserved(b, st.accepted); err != nil {
 			w.failBatch(b, err)
 			return
 		}

@@ -1,0 +1,308 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
+	"github.com/valyala/fasthttp"
+
+	"medgate/engine"
+	"medgate/ledger"
+)
+
+// Metrics are the gateway's Prometheus instruments and their registry. A
+// Server makes its own unless ServerConfig.Metrics gives one; one Metrics
+// serves one Server.
+//
+// The request path adds no allocation once a (route, status) or policy
+// version has been seen: the children of every metric vector are resolved
+// once and cached (WithLabelValues allocates its variadic slice and
+// validates the labels on every call).
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests    *prometheus.CounterVec   // route, method, status
+	latency     *prometheus.HistogramVec // route, method, class
+	settlements *prometheus.CounterVec   // kind, insured_region, treating_region
+	policyTime  *prometheus.HistogramVec // region, version
+	policyFail  *prometheus.CounterVec   // region, version, kind
+	commitTime  prometheus.Histogram
+	commitSize  prometheus.Histogram
+	commitFail  prometheus.Counter
+
+	routes    map[*Route]*routeStats // read-only once built
+	unmatched *routeStats
+
+	pairMu sync.RWMutex
+	pairs  map[pairKey]prometheus.Counter
+
+	calls sync.Map // engine.Runner → prometheus.Observer
+
+	bound atomic.Bool
+}
+
+// Statuses the gateway answers, each with a cached counter per route; any
+// other status takes the (allocating) slow path.
+var statusSlot = func() (t [600]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, s := range []int{200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 503} {
+		t[s] = int8(i)
+	}
+	return
+}()
+
+const statusSlots = 14
+
+var statusClasses = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+type routeStats struct {
+	route, method string
+	byStatus      [statusSlots]atomic.Pointer[prometheus.Counter]
+	byClass       [6]atomic.Pointer[prometheus.Observer]
+}
+
+type pairKey struct {
+	kind              ledger.Kind
+	insured, treating string
+}
+
+// NewMetrics makes the instruments, registered with a fresh registry along
+// with the Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medgate_http_requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status code.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "medgate_http_request_duration_seconds",
+			Help:    "Time from reading a request to having its answer, by route pattern, method and status class.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"route", "method", "class"}),
+		settlements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medgate_settlements_total",
+			Help: "Settlements and reversals written to the ledger (replays and quotes excluded), by kind, insured region and treating region.",
+		}, []string{"kind", "insured_region", "treating_region"}),
+		policyTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "medgate_policy_call_duration_seconds",
+			Help:    "Time of one policy call for a settlement or quote (borrowing an instance, the call, the answer check), by insured region and version.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5},
+		}, []string{"region", "version"}),
+		policyFail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "medgate_policy_call_failures_total",
+			Help: "Policy calls that did not give a usable answer, by insured region, version and kind (trap, timeout, malformed_answer, check, unavailable; refused counts a deliberate refusal by the policy).",
+		}, []string{"region", "version", "kind"}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "medgate_ledger_commit_duration_seconds",
+			Help:    "Time of one synced group commit of the ledger (Pebble batch commit with fsync).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "medgate_ledger_commit_entries",
+			Help:    "Entries (settlements and reversals) per group commit.",
+			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
+		commitFail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "medgate_ledger_commit_failures_total",
+			Help: "Group commits whose sync failed (the ledger turns read-only after the first).",
+		}),
+		routes: map[*Route]*routeStats{},
+		pairs:  map[pairKey]prometheus.Counter{},
+	}
+	for _, r := range routes {
+		m.routes[r] = &routeStats{route: r.Pattern, method: r.Method}
+	}
+	m.unmatched = &routeStats{route: "unmatched", method: "*"}
+	m.Registry.MustRegister(m.requests, m.latency, m.settlements, m.policyTime, m.policyFail,
+		m.commitTime, m.commitSize, m.commitFail,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// bind registers the instruments that read the server's state (in-flight
+// requests, the ledger head, policy instance pools) and observes the
+// ledger's commits. A Metrics binds to one server only.
+func (m *Metrics) bind(s *Server) {
+	if m.bound.Swap(true) {
+		panic("gateway: a Metrics serves one Server")
+	}
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "medgate_http_inflight_requests",
+			Help: "Requests being worked on (those needing a token); beyond the limit the gateway answers 503.",
+		}, func() float64 { return float64(s.inflight.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "medgate_http_inflight_limit",
+			Help: "The limit of requests worked on at once.",
+		}, func() float64 { return float64(s.maxInflight) }),
+		&stateCollector{s: s},
+	)
+	if s.db != nil {
+		s.db.ObserveCommits(m.observeCommit)
+	}
+}
+
+func (m *Metrics) observeCommit(took time.Duration, entries int, err error) {
+	if err != nil {
+		m.commitFail.Inc()
+		return
+	}
+	m.commitTime.Observe(took.Seconds())
+	m.commitSize.Observe(float64(entries))
+}
+
+// observeRequest counts one answered request. r is nil for a path no route
+// matches.
+func (m *Metrics) observeRequest(r *Route, status int, took time.Duration) {
+	rs := m.unmatched
+	if r != nil {
+		if x, ok := m.routes[r]; ok {
+			rs = x
+		}
+	}
+	if status >= 0 && status < len(statusSlot) && statusSlot[status] >= 0 {
+		slot := &rs.byStatus[statusSlot[status]]
+		c := slot.Load()
+		if c == nil {
+			n := m.requests.WithLabelValues(rs.route, rs.method, strconv.Itoa(status))
+			slot.CompareAndSwap(nil, &n)
+			c = slot.Load()
+		}
+		(*c).Inc()
+	} else {
+		m.requests.WithLabelValues(rs.route, rs.method, strconv.Itoa(status)).Inc()
+	}
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 5
+	}
+	slot := &rs.byClass[class]
+	o := slot.Load()
+	if o == nil {
+		n := m.latency.WithLabelValues(rs.route, rs.method, statusClasses[class])
+		slot.CompareAndSwap(nil, &n)
+		o = slot.Load()
+	}
+	(*o).Observe(took.Seconds())
+}
+
+// settled counts an entry newly written to the ledger.
+func (m *Metrics) settled(e *ledger.Entry) {
+	k := pairKey{kind: e.Kind, insured: e.InsuredRegion, treating: e.TreatingRegion}
+	m.pairMu.RLock()
+	c, ok := m.pairs[k]
+	m.pairMu.RUnlock()
+	if !ok {
+		kind := "settlement"
+		if e.Kind == ledger.KindReversal {
+			kind = "reversal"
+		}
+		m.pairMu.Lock()
+		if c, ok = m.pairs[k]; !ok {
+			c = m.settlements.WithLabelValues(kind, e.InsuredRegion, e.TreatingRegion)
+			m.pairs[k] = c
+		}
+		m.pairMu.Unlock()
+	}
+	c.Inc()
+}
+
+// policyCall records one call of a policy version for a settlement or quote.
+func (m *Metrics) policyCall(r engine.Runner, region, version string, took time.Duration, err error) {
+	o, ok := m.calls.Load(r)
+	if !ok {
+		o, _ = m.calls.LoadOrStore(r, m.policyTime.WithLabelValues(region, version))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
+	if err != nil {
+		kind := "error"
+		var ce *engine.CallError
+		if errors.As(err, &ce) {
+			kind = ce.Kind.String()
+		}
+		m.policyFail.WithLabelValues(region, version, kind).Inc()
+	}
+}
+
+// stateCollector reads, at scrape time, what the server holds: the
+// instances alive in each policy version's pool and the ledger's state.
+type stateCollector struct{ s *Server }
+
+var (
+	descInstances = prometheus.NewDesc("medgate_policy_instances",
+		"Instances alive (idle or in use) in the pool of each policy version in force.", []string{"region", "version"}, nil)
+	descHead = prometheus.NewDesc("medgate_ledger_head_seq",
+		"Sequence number of the last durable ledger entry.", nil, nil)
+	descReadOnly = prometheus.NewDesc("medgate_ledger_read_only",
+		"1 when a ledger write failed and the ledger refuses writes until restarted (sync failure), else 0.", nil, nil)
+	descCommits = prometheus.NewDesc("medgate_ledger_commits_total",
+		"Group commits of the ledger since it was opened.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descInstances
+	ch <- descHead
+	ch <- descReadOnly
+	ch <- descCommits
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	if s.policies != nil {
+		for _, region := range s.policies.Regions() {
+			for _, v := range s.policies.Versions(region) {
+				if mod, ok := v.Module.(*engine.Module); ok {
+					ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(mod.Live()), region, v.Name)
+				}
+			}
+		}
+	}
+	if s.db != nil {
+		seq, _ := s.db.Head()
+		ch <- prometheus.MustNewConstMetric(descHead, prometheus.GaugeValue, float64(seq))
+		ro := 0.0
+		if s.db.Failed() {
+			ro = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, ro)
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
+	}
+}
+
+// metricsContentType is the Prometheus text exposition format.
+var metricsContentType = string(expfmt.NewFormat(expfmt.TypeTextPlain))
+
+// WriteText writes every metric in the Prometheus text format.
+func (m *Metrics) WriteText(w *bytes.Buffer) error {
+	mfs, err := m.Registry.Gather()
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if eerr := enc.Encode(mf); eerr != nil && err == nil {
+			err = eerr
+		}
+	}
+	return err
+}
+
+func init() {
+	registerRoutes(Route{Method: "GET", Pattern: "/metrics", Handle: func(s *Server, ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+		var b bytes.Buffer
+		if err := s.metrics.WriteText(&b); err != nil {
+			s.log.Error().Err(err).Msg("metrics: gathering failed")
+		}
+		ctx.SetContentType(metricsContentType)
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetBody(b.Bytes())
+		return nil
+	}})
+}

@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"medgate/engine"
+	"medgate/ledger"
+)
+
+func TestMetricsEndpoint(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	if status, body := h.do("POST", "/v1/settlements", "tok-H3701020001", settleBody("M-1", "EMP1", "371600", chronicVisit, oneLine)); status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	a := decodeAnswer(t, mustDo(t, h, 200, "POST", "/v1/settlements", "tok-H3701020001", settleBody("M-1", "EMP1", "371600", chronicVisit, oneLine)))
+	if !a.Replayed {
+		t.Fatal("expected a replay")
+	}
+	mustDo(t, h, 200, "POST", "/v1/settlements/"+a.SettlementID+"/reversal", "tok-H3701020001", []byte(`{"request_id":"M-2","reason":"test"}`))
+	mustDo(t, h, 401, "GET", "/v1/settlements/S1", "", nil)
+	mustDo(t, h, 404, "GET", "/v1/regions/371600/persons/110101199003074518/nothing", "", nil)
+
+	status, body := h.do("GET", "/metrics", "", nil)
+	if status != 200 {
+		t.Fatalf("/metrics: %d %s", status, body)
+	}
+	text := string(body)
+	for _, want := range []string{
+		`medgate_http_requests_total{method="POST",route="/v1/settlements",status="200"} 2`,
+		`medgate_http_requests_total{method="GET",route="/v1/settlements/{}",status="401"} 1`,
+		`medgate_http_requests_total{method="*",route="unmatched",status="404"} 1`,
+		`medgate_http_request_duration_seconds_count{class="2xx",method="POST",route="/v1/settlements"} 2`,
+		// The replay is not a second settlement.
+		`medgate_settlements_total{insured_region="371600",kind="settlement",treating_region="370102"} 1`,
+		`medgate_settlements_total{insured_region="371600",kind="reversal",treating_region="370102"} 1`,
+		`medgate_policy_call_duration_seconds_count{region="371600",version="v2024"} 1`,
+		`medgate_policy_instances{region="371600",version="v2024"}`,
+		`medgate_ledger_commit_duration_seconds_count 2`,
+		`medgate_ledger_commit_entries_sum 2`,
+		`medgate_ledger_head_seq 2`,
+		`medgate_ledger_read_only 0`,
+		`medgate_http_inflight_requests`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The raw path of an unmatched request never becomes a label.
+	if strings.Contains(text, "110101199003074518") {
+		t.Error("/metrics quotes a raw path")
+	}
+}
+
+func mustDo(t *testing.T, h *harness, want int, method, path, token string, body []byte) []byte {
+	t.Helper()
+	status, b := h.do(method, path, token, body)
+	if status != want {
+		t.Fatalf("%s %s: %d, want %d: %s", method, path, status, want, b)
+	}
+	return b
+}
+
+// The hot path's instruments allocate nothing once their labels were seen.
+func TestMetricsHotPathAllocations(t *testing.T) {
+	m := NewMetrics()
+	var r *Route
+	for _, x := range routes {
+		if x.Pattern == "/v1/settlements" {
+			r = x
+		}
+	}
+	mod := engine.NewNative("371600", "v1", nil)
+	e := &ledger.Entry{Kind: ledger.KindSettlement, InsuredRegion: "371600", TreatingRegion: "370102"}
+	fail := &engine.CallError{Kind: engine.FailTimeout, Err: errors.New("x")}
+	warm := func() {
+		m.observeRequest(r, 200, time.Millisecond)
+		m.observeRequest(nil, 404, time.Millisecond)
+		m.settled(e)
+		m.policyCall(mod, "371600", "v1", time.Millisecond, nil)
+		m.observeCommit(time.Millisecond, 3, nil)
+	}
+	warm()
+	if n := testing.AllocsPerRun(200, warm); n != 0 {
+		t.Fatalf("instruments allocate %.1f times per request", n)
+	}
+	m.policyCall(mod, "371600", "v1", time.Millisecond, fail)
+	var b bytes.Buffer
+	if err := m.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `medgate_policy_call_failures_total{kind="timeout",region="371600",version="v1"} 1`) {
+		t.Fatalf("failure not counted:\n%s", b.String())
+	}
+}
