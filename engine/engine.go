@@ -31,10 +31,23 @@ type Config struct {
 	// MemoryLimitPages caps every instance's memory, in 64 KiB pages.
 	// Default 1024 (64 MiB).
 	MemoryLimitPages uint32
-	// CallTimeout bounds one settle call. Default 200ms.
+	// CallFuel bounds one settle call in metered steps (loop iterations and
+	// function entries, see engine/meter). Default 5,000,000: a reference
+	// policy call takes at most about 5,000 (a thousandth of it); a module
+	// looping forever is stopped after it, in tens of milliseconds.
+	CallFuel int64
+	// InitFuel bounds instantiation (start function, _initialize) likewise.
+	// Default 50,000,000 (the Go runtime's initialisation takes about
+	// 27,000).
+	InitFuel int64
+	// Deadline switches the time bound from metering to wall-clock
+	// deadlines (wazero's WithCloseOnContextDone, CallTimeout and
+	// InitTimeout): the same hard bound, measured in time rather than
+	// steps, at several times the cost per call. Kept to compare the two.
+	Deadline bool
+	// CallTimeout bounds one settle call in Deadline mode. Default 200ms.
 	CallTimeout time.Duration
-	// InitTimeout bounds instantiation (start function, _initialize) and the
-	// load-time probe. Default 2s.
+	// InitTimeout bounds instantiation in Deadline mode. Default 2s.
 	InitTimeout time.Duration
 	// MaxModuleSize bounds a module's bytes. Default 16 MiB.
 	MaxModuleSize int
@@ -48,6 +61,12 @@ type Config struct {
 func (c *Config) EnsureDefaults() {
 	if c.MemoryLimitPages == 0 {
 		c.MemoryLimitPages = 1024
+	}
+	if c.CallFuel == 0 {
+		c.CallFuel = 5_000_000
+	}
+	if c.InitFuel == 0 {
+		c.InitFuel = 50_000_000
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = 200 * time.Millisecond
@@ -69,8 +88,8 @@ func (c *Config) Validate() error {
 	if c.MemoryLimitPages > 65536 {
 		errs = append(errs, fmt.Errorf("engine: memory limit %d pages exceeds 65536 (4 GiB)", c.MemoryLimitPages))
 	}
-	if c.CallTimeout < 0 || c.InitTimeout < 0 {
-		errs = append(errs, errors.New("engine: timeouts must not be negative"))
+	if c.CallTimeout < 0 || c.InitTimeout < 0 || c.CallFuel < 0 || c.InitFuel < 0 {
+		errs = append(errs, errors.New("engine: time and fuel limits must not be negative"))
 	}
 	if c.MaxModuleSize < 0 || c.MaxInstances < 0 {
 		errs = append(errs, errors.New("engine: sizes must not be negative"))
@@ -95,9 +114,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(cfg.MemoryLimitPages).
-		// The hard time bound: a call whose context expires is stopped even
-		// inside a loop, and its instance is closed.
-		WithCloseOnContextDone(true)
+		// The hard time bound is the fuel metering of engine/meter, or in
+		// Deadline mode wazero's own: a call whose context expires is
+		// stopped even inside a loop, and its instance is closed.
+		WithCloseOnContextDone(cfg.Deadline)
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
 		var err error

@@ -14,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"medgate/engine/abi"
+	"medgate/engine/meter"
 )
 
 // allowedImportModule is the only module a policy may import from.
@@ -48,6 +49,7 @@ func (m *Module) Live() int { return int(m.live.Load()) }
 type instance struct {
 	mod         api.Module
 	mem         api.Memory
+	fuel        api.MutableGlobal // nil in Deadline mode
 	inputBuffer api.Function
 	settle      api.Function
 	stack       [1]uint64
@@ -66,7 +68,14 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 	if len(wasm) > e.cfg.MaxModuleSize {
 		return fail("size", fmt.Errorf("module is %d bytes, limit %d", len(wasm), e.cfg.MaxModuleSize))
 	}
-	compiled, err := e.runtime.CompileModule(ctx, wasm)
+	code := wasm
+	if !e.cfg.Deadline {
+		var err error
+		if code, err = meter.Instrument(wasm, e.cfg.InitFuel); err != nil {
+			return fail("compile", err)
+		}
+	}
+	compiled, err := e.runtime.CompileModule(ctx, code)
 	if err != nil {
 		if strings.Contains(err.Error(), "section memory") {
 			return fail("memory", err) // e.g. a minimum over the limit
@@ -185,15 +194,31 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	mod, err := m.e.runtime.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		<-m.slots
-		return nil, classify(err, "instantiate")
+		ce := classify(err, "instantiate")
+		if !m.e.cfg.Deadline && ce.Kind == FailTrap && strings.Contains(err.Error(), "unreachable") {
+			// The module is closed on a failed start, so its fuel cannot
+			// be read; a trap in the start functions of a module whose
+			// budget was spent is most likely that.
+			ce.Err = fmt.Errorf("instantiate: trapped (step budget of %d exhausted, or the start function trapped): %w", m.e.cfg.InitFuel, err)
+		}
+		return nil, ce
 	}
 	m.live.Add(1)
-	return &instance{
+	inst := &instance{
 		mod:         mod,
 		mem:         mod.Memory(),
 		inputBuffer: mod.ExportedFunction("input_buffer"),
 		settle:      mod.ExportedFunction("settle"),
-	}, nil
+	}
+	if !m.e.cfg.Deadline {
+		g, ok := mod.ExportedGlobal(meter.Global).(api.MutableGlobal)
+		if !ok {
+			m.discard(inst)
+			return nil, &CallError{Kind: FailMalformed, Err: errors.New("instantiate: fuel global missing")}
+		}
+		inst.fuel = g
+	}
+	return inst, nil
 }
 
 func (m *Module) abiVersion(ctx context.Context, inst *instance) (uint32, error) {
@@ -273,11 +298,16 @@ func (m *Module) Call(ctx context.Context, in *abi.Input, encoded []byte, out *a
 }
 
 func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *abi.Output) *CallError {
-	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.CallTimeout)
-	defer cancel()
+	if inst.fuel != nil {
+		inst.fuel.Set(uint64(m.e.cfg.CallFuel))
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.e.cfg.CallTimeout)
+		defer cancel()
+	}
 	inst.stack[0] = uint64(len(encoded))
 	if err := inst.inputBuffer.CallWithStack(ctx, inst.stack[:]); err != nil {
-		return classify(err, "input_buffer")
+		return m.classifyCall(inst, err, "input_buffer")
 	}
 	ptr := uint32(inst.stack[0])
 	if !inst.mem.Write(ptr, encoded) {
@@ -285,7 +315,7 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 	}
 	inst.stack[0] = uint64(len(encoded))
 	if err := inst.settle.CallWithStack(ctx, inst.stack[:]); err != nil {
-		return classify(err, "settle")
+		return m.classifyCall(inst, err, "settle")
 	}
 	packed := inst.stack[0]
 	optr, olen := uint32(packed>>32), uint32(packed)
@@ -298,6 +328,15 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 		return &CallError{Kind: FailMalformed, Err: err}
 	}
 	return nil
+}
+
+// classifyCall is classify, knowing that a trap with the fuel at 0 is the
+// step budget running out: a time limit, not a broken module.
+func (m *Module) classifyCall(inst *instance, err error, fn string) *CallError {
+	if inst.fuel != nil && inst.fuel.Get() == 0 {
+		return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: step budget of %d exhausted", fn, m.e.cfg.CallFuel)}
+	}
+	return classify(err, fn)
 }
 
 // classify turns a wazero error into a CallError: an expired deadline is a

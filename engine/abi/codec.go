@@ -3,6 +3,7 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // Limits of the encoding. A decoder refuses anything larger, so a hostile
@@ -83,8 +84,16 @@ func (in *Input) AppendBinary(b []byte) []byte {
 }
 
 // Decode parses data into in, reusing in's slices. On error in is unspecified.
-func (in *Input) Decode(data []byte) error {
-	d := decoder{b: data}
+func (in *Input) Decode(data []byte) error { return in.decode(data, false) }
+
+// DecodeShared is Decode without copying strings: in's strings point into
+// data, so they are valid only while data is neither changed nor freed. A
+// guest decodes its input buffer this way (it keeps the buffer unchanged for
+// the call), which spares it an allocation per string.
+func (in *Input) DecodeShared(data []byte) error { return in.decode(data, true) }
+
+func (in *Input) decode(data []byte, shared bool) error {
+	d := decoder{b: data, shared: shared}
 	if d.u32() != Version && d.err == nil {
 		return ErrVersion
 	}
@@ -221,8 +230,9 @@ func appendCounters(b []byte, list []Counter) []byte {
 // decoder reads little-endian values; the first error sticks and every later
 // read returns a zero value, so callers check once at the end.
 type decoder struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	shared bool // strings alias b instead of being copied
 }
 
 func (d *decoder) take(n int) []byte {
@@ -281,7 +291,11 @@ func (d *decoder) str() string {
 	if n > MaxString && d.err == nil {
 		d.err = ErrTooLarge
 	}
-	return string(d.take(n))
+	b := d.take(n)
+	if d.shared && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
 
 // count reads a u32 element count, refusing more than max elements or more

@@ -36,7 +36,8 @@ func Registered() Policy { return registered }
 // answered with a refusal naming the problem.
 func Handle(p Policy, in *abi.Input, out *abi.Output, data, dst []byte) []byte {
 	out.Reset()
-	if err := in.Decode(data); err != nil {
+	// data is not changed during the call: in's strings may alias it.
+	if err := in.DecodeShared(data); err != nil {
 		out.Refusal = "policy module: bad input: " + err.Error()
 	} else if p == nil {
 		out.Refusal = "policy module: no policy registered"

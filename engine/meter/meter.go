@@ -1,0 +1,498 @@
+// Package meter instruments a WebAssembly module with a step budget ("fuel")
+// so that the host can bound a call's work without interrupting it from
+// outside.
+//
+// Instrument adds one mutable i64 global, exported as Global, and at the
+// entry of every defined function and at the head of every loop inserts
+//
+//	global.get $fuel; i64.eqz; if; unreachable; end
+//	global.get $fuel; i64.const 1; i64.sub; global.set $fuel
+//
+// Every unbounded execution passes through loop heads (the only backward
+// jumps) or function entries (recursion), so a call whose budget runs out
+// traps with `unreachable`, and the host, seeing the global at 0, knows the
+// trap was the budget. Straight-line code between two metered points is
+// bounded by the function's size, so the budget bounds the call's time too.
+//
+// Why not wazero's WithCloseOnContextDone: it makes every loop iteration
+// leave the compiled code for a Go check and spawns a goroutine per call,
+// which made the reference policies about 8× slower (bench/RESULTS.md); a
+// global decrement costs a few instructions.
+//
+// The rewriter understands the instruction set that the standard Go
+// toolchain (GOOS=wasip1) and similar compilers emit: MVP, sign extension,
+// saturating conversions, bulk memory, reference types, multi-value, tail
+// calls. A module using anything else (SIMD, exceptions, threads, multiple
+// memories) is refused with an error naming the opcode.
+package meter
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Global is the export name of the fuel global.
+const Global = "medgate.fuel"
+
+// ErrMalformed is returned for bytes that are not a module the rewriter
+// can instrument.
+var ErrMalformed = errors.New("meter: malformed module")
+
+const (
+	secImport   = 2
+	secGlobal   = 6
+	secExport   = 7
+	secCode     = 10
+	kindGlobal  = 3
+	valI64      = 0x7E
+	opEnd       = 0x0B
+	opLoop      = 0x03
+	opI64Const  = 0x42
+	opGlobalGet = 0x23
+)
+
+type section struct {
+	id      byte
+	content []byte
+}
+
+// Instrument returns wasm with the fuel global (initialised to initFuel,
+// which budgets instantiation: start function and _initialize) and the
+// checks inserted. It never modifies wasm.
+func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
+	}
+	var secs []section
+	r := reader{b: wasm[8:]}
+	for !r.done() {
+		id := r.byte()
+		n := r.u32()
+		content := r.bytes(int(n))
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+		}
+		secs = append(secs, section{id, content})
+	}
+	importedFuncs, importedGlobals, err := countImports(secs)
+	if err != nil {
+		return nil, err
+	}
+	definedGlobals := 0
+	for _, s := range secs {
+		if s.id == secGlobal {
+			gr := reader{b: s.content}
+			definedGlobals = int(gr.u32())
+			if gr.err != nil {
+				return nil, fmt.Errorf("%w: global section: %v", ErrMalformed, gr.err)
+			}
+		}
+	}
+	fuel := uint32(importedGlobals + definedGlobals)
+	m := &metering{step: checkSequence(fuel, 1), host: checkSequence(fuel, HostCallCost), importedFuncs: importedFuncs}
+
+	newGlobal := []byte{valI64, 1, opI64Const}
+	newGlobal = appendS64(newGlobal, initFuel)
+	newGlobal = append(newGlobal, opEnd)
+	newExport := appendName(nil, Global)
+	newExport = append(newExport, kindGlobal)
+	newExport = appendU32(newExport, fuel)
+
+	var out []section
+	haveGlobal, haveExport := false, false
+	for _, s := range secs {
+		switch s.id {
+		case secGlobal:
+			c, err := appendToVec(s.content, newGlobal)
+			if err != nil {
+				return nil, err
+			}
+			s.content, haveGlobal = c, true
+		case secExport:
+			if !haveGlobal {
+				out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
+				haveGlobal = true
+			}
+			c, err := appendToVec(s.content, newExport)
+			if err != nil {
+				return nil, err
+			}
+			s.content, haveExport = c, true
+		case secCode:
+			if !haveGlobal {
+				out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
+				haveGlobal = true
+			}
+			if !haveExport {
+				out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
+				haveExport = true
+			}
+			c, err := m.instrumentCode(s.content)
+			if err != nil {
+				return nil, err
+			}
+			s.content = c
+		default:
+			// Sections that must come after export (start, elem, datacount)
+			// need the global and export sections before them.
+			if s.id == 8 || s.id == 9 || s.id == 12 || s.id == 11 {
+				if !haveGlobal {
+					out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
+					haveGlobal = true
+				}
+				if !haveExport {
+					out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
+					haveExport = true
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	if !haveGlobal {
+		out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
+	}
+	if !haveExport {
+		out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
+	}
+	b := append([]byte(nil), wasm[:8]...)
+	for _, s := range out {
+		b = append(b, s.id)
+		b = appendU32(b, uint32(len(s.content)))
+		b = append(b, s.content...)
+	}
+	return b, nil
+}
+
+// HostCallCost is what a call of an imported (host) function and a
+// memory.grow cost: they leave the compiled code, so one of them costs as
+// much time as many loop iterations.
+const HostCallCost = 1000
+
+// checkSequence is the metering inserted at a metered point of the given
+// cost: when less than cost is left, the fuel is zeroed and the call traps;
+// otherwise cost is taken.
+//
+//	global.get $fuel; i64.const cost; i64.lt_u
+//	if; i64.const 0; global.set $fuel; unreachable; end
+//	global.get $fuel; i64.const cost; i64.sub; global.set $fuel
+func checkSequence(fuel uint32, cost int64) []byte {
+	g := appendU32(nil, fuel)
+	c := appendS64(nil, cost)
+	var b []byte
+	b = append(append(b, opGlobalGet), g...)
+	b = append(append(b, opI64Const), c...)
+	b = append(b, 0x54 /* i64.lt_u */, 0x04 /* if */, 0x40, opI64Const, 0, 0x24 /* global.set */)
+	b = append(b, g...)
+	b = append(b, 0x00 /* unreachable */, opEnd)
+	b = append(append(b, opGlobalGet), g...)
+	b = append(append(b, opI64Const), c...)
+	b = append(b, 0x7D /* i64.sub */, 0x24 /* global.set */)
+	return append(b, g...)
+}
+
+// metering holds what is inserted where.
+type metering struct {
+	step, host    []byte // checks of cost 1 and HostCallCost
+	importedFuncs uint32 // calls of a function index below this call the host
+}
+
+func countImports(secs []section) (funcs uint32, globals int, err error) {
+	n := 0
+	for _, s := range secs {
+		if s.id != secImport {
+			continue
+		}
+		r := reader{b: s.content}
+		count := r.u32()
+		for i := uint32(0); i < count && r.err == nil; i++ {
+			r.name()
+			r.name()
+			switch kind := r.byte(); kind {
+			case 0: // func
+				r.u32()
+				funcs++
+			case 1: // table
+				r.byte()
+				r.limits()
+			case 2: // memory
+				r.limits()
+			case kindGlobal:
+				r.byte()
+				r.byte()
+				n++
+			default:
+				return 0, 0, fmt.Errorf("%w: import kind %d", ErrMalformed, kind)
+			}
+		}
+		if r.err != nil {
+			return 0, 0, fmt.Errorf("%w: import section: %v", ErrMalformed, r.err)
+		}
+	}
+	return funcs, n, nil
+}
+
+// appendToVec appends one element to a vector-shaped section.
+func appendToVec(content, elem []byte) ([]byte, error) {
+	r := reader{b: content}
+	n := r.u32()
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	}
+	out := appendU32(nil, n+1)
+	out = append(out, r.b...)
+	return append(out, elem...), nil
+}
+
+func (m *metering) instrumentCode(content []byte) ([]byte, error) {
+	r := reader{b: content}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(content)+len(content)/8), n)
+	var body []byte
+	for i := uint32(0); i < n; i++ {
+		size := r.u32()
+		fn := r.bytes(int(size))
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: code section, function %d: %v", ErrMalformed, i, r.err)
+		}
+		var err error
+		body, err = m.instrumentBody(body[:0], fn)
+		if err != nil {
+			return nil, fmt.Errorf("meter: function %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	if !r.done() {
+		return nil, fmt.Errorf("%w: trailing bytes in the code section", ErrMalformed)
+	}
+	return out, nil
+}
+
+func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
+	r := reader{b: fn}
+	groups := r.u32()
+	for i := uint32(0); i < groups; i++ {
+		r.u32()
+		r.byte()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	out = append(out, fn[:len(fn)-len(r.b)]...) // locals, verbatim
+	out = append(out, m.step...)
+	for !r.done() {
+		start := len(fn) - len(r.b)
+		op := r.byte()
+		if op == 0x40 { // memory.grow: charged before it runs
+			out = append(out, m.host...)
+		}
+		if op == 0x10 || op == 0x12 { // call, return_call: a host function?
+			rest := reader{b: r.b}
+			if idx := rest.u32(); rest.err == nil && idx < m.importedFuncs {
+				out = append(out, m.host...)
+			}
+		}
+		if err := r.skipImmediates(op); err != nil {
+			return nil, err
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		out = append(out, fn[start:len(fn)-len(r.b)]...)
+		if op == opLoop {
+			out = append(out, m.step...)
+		}
+	}
+	return out, nil
+}
+
+// skipImmediates consumes the immediates of op.
+func (r *reader) skipImmediates(op byte) error {
+	switch {
+	case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x0B || op == 0x0F || op == 0x1A || op == 0x1B || op == 0xD1:
+	case op == 0x02 || op == 0x03 || op == 0x04:
+		r.blockType()
+	case op == 0x0C || op == 0x0D || op == 0x10 || op == 0x12 || op == 0xD2:
+		r.u32()
+	case op == 0x0E:
+		n := r.u32()
+		for i := uint32(0); i <= n && r.err == nil; i++ {
+			r.u32()
+		}
+	case op == 0x11 || op == 0x13:
+		r.u32()
+		r.u32()
+	case op == 0x1C:
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.byte()
+		}
+	case op >= 0x20 && op <= 0x26:
+		r.u32()
+	case op >= 0x28 && op <= 0x3E:
+		align := r.u32()
+		if align&0x40 != 0 {
+			return fmt.Errorf("meter: multiple memories are not supported")
+		}
+		r.u32()
+	case op == 0x3F || op == 0x40:
+		r.u32()
+	case op == 0x41:
+		r.s64()
+	case op == 0x42:
+		r.s64()
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op >= 0x45 && op <= 0xC4:
+	case op == 0xD0:
+		r.byte()
+	case op == 0xFC:
+		switch sub := r.u32(); {
+		case sub <= 7:
+		case sub == 8:
+			r.u32()
+			r.u32()
+		case sub == 9 || sub == 13 || sub == 15 || sub == 16 || sub == 17:
+			r.u32()
+		case sub == 10 || sub == 12 || sub == 14:
+			r.u32()
+			r.u32()
+		case sub == 11:
+			r.u32()
+		default:
+			return fmt.Errorf("meter: unsupported instruction 0xFC %d", sub)
+		}
+	default:
+		return fmt.Errorf("meter: unsupported instruction 0x%02X", op)
+	}
+	return nil
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) done() bool { return len(r.b) == 0 || r.err != nil }
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errors.New("unexpected end of data")
+	}
+	r.b = nil
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.fail()
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) bytes(n int) []byte {
+	if n < 0 || len(r.b) < n {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u32() uint32 {
+	var v uint32
+	for shift := 0; shift < 35; shift += 7 {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= uint32(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+	r.err = errors.New("LEB128 too long")
+	return 0
+}
+
+func (r *reader) s64() int64 {
+	var v int64
+	var shift uint
+	for i := 0; i < 10; i++ {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			return v
+		}
+	}
+	r.err = errors.New("LEB128 too long")
+	return 0
+}
+
+func (r *reader) blockType() {
+	if len(r.b) == 0 {
+		r.fail()
+		return
+	}
+	switch r.b[0] {
+	case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		r.b = r.b[1:]
+	default:
+		r.s64() // a type index, as s33
+	}
+}
+
+func (r *reader) name() { r.bytes(int(r.u32())) }
+
+func (r *reader) limits() {
+	switch flag := r.byte(); flag {
+	case 0:
+		r.u32()
+	case 1:
+		r.u32()
+		r.u32()
+	default:
+		r.err = fmt.Errorf("limits flag %d", flag)
+	}
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			b = append(b, c|0x80)
+			continue
+		}
+		return append(b, c)
+	}
+}
+
+func appendS64(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func appendName(b []byte, s string) []byte {
+	b = appendU32(b, uint32(len(s)))
+	return append(b, s...)
+}
