@@ -82,7 +82,9 @@ func serve(args []string, stderr io.Writer) int {
 	world := fl.String("world", "", "world directory to load at start (default: the embedded reference world)")
 	modules := fl.String("modules", "build/policies", "directory of <region>/<version>.wasm for policies whose module is not in the world")
 	level := fl.String("log-level", "info", "log level: debug, info, warn, error")
-	callTimeout := fl.Duration("policy-timeout", 200*time.Millisecond, "time limit of one policy call")
+	callFuel := fl.Int64("policy-fuel", 5_000_000, "step budget of one policy call (loop iterations and function entries)")
+	deadline := fl.Bool("policy-deadline", false, "bound policy calls by wall-clock deadlines (wazero close-on-context-done) instead of step budgets")
+	callTimeout := fl.Duration("policy-timeout", 200*time.Millisecond, "time limit of one policy call with --policy-deadline")
 	native := fl.Bool("native-policies", false, "benchmark mode: run the reference policies compiled into the binary instead of their wasm modules (no sandbox)")
 	memPages := fl.Uint("policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB pages")
 	if err := fl.Parse(args); err != nil {
@@ -100,6 +102,8 @@ func serve(args []string, stderr io.Writer) int {
 
 	cfg := gateway.Config{Listen: *listen, DBDir: *db, Logger: log, ModuleDirs: []fs.FS{os.DirFS(*modules)}}
 	cfg.Engine.CallTimeout = *callTimeout
+	cfg.Engine.CallFuel = *callFuel
+	cfg.Engine.Deadline = *deadline
 	cfg.Engine.MemoryLimitPages = uint32(*memPages)
 	if *native {
 		for _, v := range conformance.Versions {
