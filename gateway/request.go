@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"strconv"
+	"strings"
 
 	"medgate/engine/abi"
 	"medgate/engine/money"
@@ -380,90 +381,114 @@ func decodeItems(l *lexer, r *SettleRequest) error {
 	if l.peek() != '[' {
 		return invalidType(l, "items", "an array")
 	}
-	seenCodes := map[string]int{}
+	var seenCodes map[string]struct{}
 	return l.array(func(i int) error {
 		if i >= MaxItems {
 			return invalid("items", "a bill has at most %d lines", MaxItems)
 		}
-		prefix := "items[" + strconv.Itoa(i) + "]"
 		r.Items = append(r.Items, Item{})
 		it := &r.Items[len(r.Items)-1]
-		if err := decodeItem(l, it, prefix, seenCodes); err != nil {
+		if err := decodeItem(l, it, &seenCodes); err != nil {
+			// Fields of a line are named relative to it while decoding, so
+			// that the common, valid case builds no "items[i]" strings.
+			var e *Error
+			if errors.As(err, &e) {
+				full := "items[" + strconv.Itoa(i) + "]"
+				if e.Field != "" {
+					full += "." + e.Field
+					e.Message = strings.Replace(e.Message, e.Field, full, 1)
+				} else {
+					e.Message = full + ": " + e.Message
+				}
+				e.Field = full
+			}
 			return err
 		}
 		return nil
 	})
 }
 
-func decodeItem(l *lexer, it *Item, prefix string, seenCodes map[string]int) error {
+// decodeItem decodes one bill line; its errors name fields relative to the
+// line ("amount", "trace_codes[1]").
+func decodeItem(l *lexer, it *Item, seenCodes *map[string]struct{}) error {
 	if l.peek() != '{' {
-		return invalidType(l, prefix, "an object")
+		if err := l.skip(); err != nil {
+			return err
+		}
+		return badRequest("invalid_field", "", "a bill line must be an object")
 	}
 	var have struct{ code, price, qty, amount bool }
 	err := l.object(func(key []byte) error {
 		switch string(key) {
 		case "code":
 			have.code = true
-			return l.ident(&it.Code, prefix+".code")
+			return l.ident(&it.Code, "code")
 		case "unit_price":
 			have.price = true
-			return l.decimal(&it.UnitPrice, 6, prefix+".unit_price")
+			return l.decimal(&it.UnitPrice, 6, "unit_price")
 		case "quantity":
 			have.qty = true
-			return l.decimal(&it.Quantity, 4, prefix+".quantity")
+			return l.decimal(&it.Quantity, 4, "quantity")
 		case "amount":
 			have.amount = true
-			return l.decimal(&it.Amount, 2, prefix+".amount")
+			return l.decimal(&it.Amount, 2, "amount")
 		case "trace_codes":
 			if l.peek() != '[' {
-				return invalidType(l, prefix+".trace_codes", "an array of strings")
+				return invalidType(l, "trace_codes", "an array of strings")
 			}
 			return l.array(func(j int) error {
-				field := prefix + ".trace_codes[" + strconv.Itoa(j) + "]"
 				if j >= MaxTraceCodes {
-					return invalid(prefix+".trace_codes", "at most %d trace codes a line", MaxTraceCodes)
+					return invalid("trace_codes", "at most %d trace codes a line", MaxTraceCodes)
 				}
 				var c string
-				if err := l.ident(&c, field); err != nil {
+				if err := l.ident(&c, "trace_code"); err != nil {
+					var e *Error
+					if errors.As(err, &e) {
+						field := "trace_codes[" + strconv.Itoa(j) + "]"
+						e.Message = strings.Replace(e.Message, "trace_code", field, 1)
+						e.Field = field
+					}
 					return err
 				}
-				if prev, dup := seenCodes[c]; dup {
-					_ = prev
-					return invalid(field, "trace code %s appears twice in this bill", c)
+				if *seenCodes == nil {
+					*seenCodes = make(map[string]struct{})
 				}
-				seenCodes[c] = 1
+				if _, dup := (*seenCodes)[c]; dup {
+					return invalid("trace_codes["+strconv.Itoa(j)+"]", "trace code %s appears twice in this bill", c)
+				}
+				(*seenCodes)[c] = struct{}{}
 				it.TraceCodes = append(it.TraceCodes, c)
 				return nil
 			})
 		}
-		return unknownField(l, string(key), prefix+".")
+		return unknownField(l, string(key), "")
 	})
 	if err != nil {
 		return err
 	}
 	switch {
 	case !have.code:
-		return missing(prefix + ".code")
+		return missing("code")
 	case !have.price:
-		return missing(prefix + ".unit_price")
+		return missing("unit_price")
 	case !have.qty:
-		return missing(prefix + ".quantity")
+		return missing("quantity")
 	case !have.amount:
-		return missing(prefix + ".amount")
+		return missing("amount")
 	}
 	if it.Quantity == 0 {
-		return invalid(prefix+".quantity", "%s.quantity must be positive", prefix)
+		return invalid("quantity", "quantity must be positive")
 	}
 	if it.Quantity > maxQuantity {
-		return invalid(prefix+".quantity", "%s.quantity is too large", prefix)
+		return invalid("quantity", "quantity is too large")
 	}
 	if it.UnitPrice > maxUnitPriceYua*money.MicroPerYuan {
-		return invalid(prefix+".unit_price", "%s.unit_price is too large", prefix)
+		return invalid("unit_price", "unit_price is too large")
 	}
 	want, ok := money.LineAmount(it.UnitPrice, it.Quantity)
 	if !ok || want != it.Amount {
-		return badRequest("amount_mismatch", prefix+".amount", "%s.amount %s is not round(unit_price × quantity) = %s",
-			prefix, money.FormatFen(it.Amount), money.FormatFen(want))
+		return badRequest("amount_mismatch", "amount", "amount %s is not round(unit_price × quantity) = %s",
+			money.FormatFen(it.Amount), money.FormatFen(want))
 	}
 	return nil
 }
