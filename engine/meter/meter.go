@@ -101,60 +101,41 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 
 	var out []section
 	haveGlobal, haveExport := false, false
+	addGlobal := func() {
+		if !haveGlobal {
+			out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
+			haveGlobal = true
+		}
+	}
+	addExport := func() {
+		addGlobal()
+		if !haveExport {
+			out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
+			haveExport = true
+		}
+	}
 	for _, s := range secs {
+		var err error
 		switch s.id {
 		case secGlobal:
-			c, err := appendToVec(s.content, newGlobal)
-			if err != nil {
-				return nil, err
-			}
-			s.content, haveGlobal = c, true
+			s.content, err = appendToVec(s.content, newGlobal)
+			haveGlobal = true
 		case secExport:
-			if !haveGlobal {
-				out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
-				haveGlobal = true
-			}
-			c, err := appendToVec(s.content, newExport)
-			if err != nil {
-				return nil, err
-			}
-			s.content, haveExport = c, true
+			addGlobal()
+			s.content, err = appendToVec(s.content, newExport)
+			haveExport = true
 		case secCode:
-			if !haveGlobal {
-				out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
-				haveGlobal = true
-			}
-			if !haveExport {
-				out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
-				haveExport = true
-			}
-			c, err := m.instrumentCode(s.content)
-			if err != nil {
-				return nil, err
-			}
-			s.content = c
-		default:
-			// Sections that must come after export (start, elem, datacount)
-			// need the global and export sections before them.
-			if s.id == 8 || s.id == 9 || s.id == 12 || s.id == 11 {
-				if !haveGlobal {
-					out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
-					haveGlobal = true
-				}
-				if !haveExport {
-					out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
-					haveExport = true
-				}
-			}
+			addExport()
+			s.content, err = m.instrumentCode(s.content)
+		case 8, 9, 12, 11: // start, elem, datacount, data come after export
+			addExport()
+		}
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, s)
 	}
-	if !haveGlobal {
-		out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
-	}
-	if !haveExport {
-		out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
-	}
+	addExport()
 	b := append([]byte(nil), wasm[:8]...)
 	for _, s := range out {
 		b = append(b, s.id)
