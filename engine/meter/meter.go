@@ -90,7 +90,7 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		}
 	}
 	fuel := uint32(importedGlobals + definedGlobals)
-	m := &metering{step: checkSequence(fuel, 1), host: checkSequence(fuel, HostCallCost), importedFuncs: importedFuncs}
+	m := &metering{step: checkSequence(fuel, 1), host: checkSequence(fuel, HostCallCost), grow: checkSequence(fuel, GrowCost), importedFuncs: importedFuncs}
 
 	newGlobal := []byte{valI64, 1, opI64Const}
 	newGlobal = appendS64(newGlobal, initFuel)
@@ -145,10 +145,13 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 	return b, nil
 }
 
-// HostCallCost is what a call of an imported (host) function and a
-// memory.grow cost: they leave the compiled code, so one of them costs as
-// much time as many loop iterations.
-const HostCallCost = 1000
+// What leaving the compiled code costs, in steps: a call of an imported
+// (host) function costs as much time as many loop iterations, and growing
+// memory may copy all of it.
+const (
+	HostCallCost = 1000
+	GrowCost     = 100_000
+)
 
 // checkSequence is the metering inserted at a metered point of the given
 // cost: when less than cost is left, the fuel is zeroed and the call traps;
@@ -175,6 +178,7 @@ func checkSequence(fuel uint32, cost int64) []byte {
 // metering holds what is inserted where.
 type metering struct {
 	step, host    []byte // checks of cost 1 and HostCallCost
+	grow          []byte // check of cost GrowCost
 	importedFuncs uint32 // calls of a function index below this call the host
 }
 
@@ -266,7 +270,7 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		start := len(fn) - len(r.b)
 		op := r.byte()
 		if op == 0x40 { // memory.grow: charged before it runs
-			out = append(out, m.host...)
+			out = append(out, m.grow...)
 		}
 		if op == 0x10 || op == 0x12 { // call, return_call: a host function?
 			rest := reader{b: r.b}

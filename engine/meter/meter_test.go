@@ -63,11 +63,11 @@ func TestCountsSteps(t *testing.T) {
 func TestHostCallsCostMore(t *testing.T) {
 	body := wasmgen.Concat(wasmgen.I32Const(1), []byte{wasmgen.OpMemoryGrow, 0, wasmgen.OpDrop}, wasmgen.I64Const(0))
 	mod, fuel := instantiate(t, wasmgen.Policy(1, 0, body).Bytes(), 100)
-	fuel.Set(5000)
+	fuel.Set(500_000)
 	if _, err := mod.ExportedFunction("settle").Call(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if used := 5000 - fuel.Get(); used != 1+meter.HostCallCost {
+	if used := 500_000 - fuel.Get(); used != 1+meter.GrowCost {
 		t.Fatalf("used %d", used)
 	}
 }
