@@ -99,7 +99,9 @@ type PhaseResult struct {
 	// wait).
 	Late int64 `json:"late,omitempty"`
 	// CPU is where the machine's CPU went during the phase.
-	CPU      *CPU            `json:"cpu,omitempty"`
+	CPU *CPU `json:"cpu,omitempty"`
+	// Server is the gateway's own view (its /metrics), when it has one.
+	Server   *ServerStats    `json:"server,omitempty"`
 	Timeline []TimelinePoint `json:"timeline"`
 }
 

@@ -35,6 +35,9 @@ func WriteTable(w io.Writer, r *Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := writeServerTable(w, r); err != nil {
+		return err
+	}
 	fmt.Fprintln(w)
 	for _, v := range r.Verdicts {
 		mark := "MISSED"
@@ -53,6 +56,27 @@ func WriteTable(w io.Writer, r *Result) error {
 		fmt.Fprintf(w, "%-6s %s = %s (target %s %s): %s\n", mark, v.Name, value, op, target, v.Margin)
 	}
 	return nil
+}
+
+// writeServerTable prints the gateway's own figures (its /metrics).
+func writeServerTable(w io.Writer, r *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := false
+	for _, t := range r.Targets {
+		for _, p := range []*PhaseResult{t.Closed, t.Open} {
+			if p == nil || p.Server == nil {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(w, "\ngateway /metrics over each phase (means):")
+				fmt.Fprintln(tw, "target\tmode\tgroup commits\tentries/commit\tcommit+fsync ms\tpolicy call ms\tin-server ms\t")
+				header = true
+			}
+			s := p.Server
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.3f\t%.2f\t\n", t.Name, p.Mode, s.Commits, s.EntriesPerCommit, s.CommitMs, s.PolicyCallMs, s.HandlerMs)
+		}
+	}
+	return tw.Flush()
 }
 
 func cpuText(c *CPU) string {

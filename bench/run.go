@@ -276,9 +276,22 @@ func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, 
 	if _, err := RunLoad(ctx, warm, traffic); err != nil {
 		return nil, err
 	}
+	// phase runs one measured phase; the gateway's /metrics are read
+	// around it (the hello server has none).
+	phase := func(lc LoadConfig) (*PhaseResult, error) {
+		var before map[string]float64
+		if name != TargetHello {
+			before = scrapeMetrics(p.Addr)
+		}
+		res, err := RunLoad(ctx, lc, traffic)
+		if err == nil && before != nil {
+			res.Server = serverStats(before, scrapeMetrics(p.Addr))
+		}
+		return res, err
+	}
 	closed := load
 	closed.Mode, closed.Duration, closed.Label = Closed, cfg.Duration, name+" closed"
-	if tr.Closed, err = RunLoad(ctx, closed, traffic); err != nil {
+	if tr.Closed, err = phase(closed); err != nil {
 		return nil, err
 	}
 	if cfg.OpenFraction > 0 {
@@ -289,7 +302,7 @@ func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, 
 		open := load
 		open.Mode, open.Rate, open.Duration = Open, rate, cfg.OpenDuration
 		open.Label = fmt.Sprintf("%s open %d/s", name, rate)
-		if tr.Open, err = RunLoad(ctx, open, traffic); err != nil {
+		if tr.Open, err = phase(open); err != nil {
 			return nil, err
 		}
 	}
