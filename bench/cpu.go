@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"strings"
@@ -92,4 +93,34 @@ func cpuBetween(a, b cpuSnap) *CPU {
 	}
 	c.Other = max(cores(b.busy-a.busy)-c.Server-c.Client, 0)
 	return c
+}
+
+// WaitQuiet waits, at most limit, until the machine has been nearly idle
+// (less than 0.25 cores busy outside this process) for 3 seconds in a row:
+// on a machine shared with other work, each target then starts from the
+// same quiet state. It returns the busy cores of the last second it saw.
+func WaitQuiet(ctx context.Context, limit time.Duration) float64 {
+	const quietCores, quietSeconds = 0.25, 3
+	deadline := time.Now().Add(limit)
+	prev := readCPU(0)
+	quiet := 0
+	var busy float64
+	for time.Now().Before(deadline) && quiet < quietSeconds {
+		select {
+		case <-ctx.Done():
+			return busy
+		case <-time.After(time.Second):
+		}
+		cur := readCPU(0)
+		if c := cpuBetween(prev, cur); c != nil {
+			busy = c.Other
+		}
+		prev = cur
+		if busy < quietCores {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	return busy
 }

@@ -52,6 +52,9 @@ type Config struct {
 	// (default 0.5); negative skips the open loop.
 	OpenFraction float64
 	OpenDuration time.Duration // default Duration
+	// QuietWait is how long to wait, before each target, for the machine
+	// to be nearly idle (see WaitQuiet); 0: do not wait.
+	QuietWait time.Duration
 	// Progress receives status lines and the live progress line.
 	Progress io.Writer
 }
@@ -104,6 +107,7 @@ func Smoke(cfg *Config) {
 	cfg.Warmup = 500 * time.Millisecond
 	cfg.Duration = 2 * time.Second
 	cfg.OpenDuration = time.Second
+	cfg.QuietWait = 0
 	if cfg.OpenFraction == 0 {
 		cfg.OpenFraction = 0.5
 	}
@@ -237,6 +241,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, logf func(string, ...any)) (tr *TargetResult, err error) {
+	if cfg.QuietWait > 0 {
+		busy := WaitQuiet(ctx, cfg.QuietWait)
+		logf("bench: other work on the machine before %s: %.2f cores", name, busy)
+	}
 	logf("bench: starting %s", name)
 	var p *Process
 	logPath := filepath.Join(cfg.Work, name+".log")
