@@ -32,6 +32,9 @@ type harness struct {
 	ln       *fasthttputil.InmemoryListener
 	client   *fasthttp.Client
 	world    *World
+	// now, when set before start, is the clock of the ledger (commit
+	// times) and of the clearing endpoints.
+	now func() time.Time
 }
 
 // worldJSON is a world fragment as the examples give it.
@@ -115,7 +118,7 @@ func newHarness(tb testing.TB, w *World) *harness {
 
 func (h *harness) start() {
 	tb := h.tb
-	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop()})
+	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop(), Now: h.now})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -136,7 +139,7 @@ func (h *harness) start() {
 		tb.Fatal(err)
 	}
 	h.srv = NewServer(ServerConfig{Service: NewService(db, h.policies, zerolog.Nop()), DB: db, Versions: h.versions,
-		Principals: principals, Logger: zerolog.Nop()})
+		Principals: principals, Logger: zerolog.Nop(), Now: h.now})
 	h.ln = fasthttputil.NewInmemoryListener()
 	go h.srv.Serve(h.ln)
 	ln := h.ln

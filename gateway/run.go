@@ -35,6 +35,9 @@ type Config struct {
 	Native []engine.Version
 	// Ready, if set, is called with the bound address once serving.
 	Ready func(addr net.Addr)
+	// CheckpointKey is the ed25519 seed that signs ledger checkpoints
+	// (nil: the public demo key, with a warning).
+	CheckpointKey []byte
 }
 
 // EnsureDefaults fills in unset fields.
@@ -111,7 +114,10 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
 	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Versions: versions,
-		Principals: principals, Logger: log})
+		Principals: principals, Logger: log, CheckpointKey: cfg.CheckpointKey})
+	if err := logCheckpointKey(log, cfg.CheckpointKey); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)

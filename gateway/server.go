@@ -43,6 +43,12 @@ type ServerConfig struct {
 	Versions   *Versions // policy versions: schedule, uploads, replays
 	Principals *Principals
 	Logger     zerolog.Logger
+	// Now is the clock of the clearing endpoints (is a month over, the
+	// time of checkpoints); nil: time.Now.
+	Now func() time.Time
+	// CheckpointKey is the ed25519 seed that signs ledger checkpoints;
+	// nil: the public demo key (checkpoint.go).
+	CheckpointKey []byte
 	// MaxInflight bounds requests being worked on at once; beyond it the
 	// gateway answers 503 with Retry-After at once. 0: 4096.
 	MaxInflight int

@@ -87,6 +87,7 @@ func serve(args []string, stderr io.Writer) int {
 	callTimeout := fl.Duration("policy-timeout", 200*time.Millisecond, "time limit of one policy call with --policy-deadline")
 	native := fl.Bool("native-policies", false, "benchmark mode: run the reference policies compiled into the binary instead of their wasm modules (no sandbox)")
 	memPages := fl.Uint("policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB pages")
+	ckptKey := fl.String("checkpoint-key", "", "file holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (default: a public demo key, never for production)")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -121,6 +122,12 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		cfg.World = sub
 		log.Info().Msg("no --world given: running the demo on the embedded reference world")
+	}
+	if *ckptKey != "" {
+		if cfg.CheckpointKey, err = gateway.ReadCheckpointKey(*ckptKey); err != nil {
+			fmt.Fprintf(stderr, "medgate: --checkpoint-key: %v\n", err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"medgate/ledger"
+)
+
+// A verifiable ledger (ledger/VERIFY.md): signed checkpoints of the Merkle
+// tree over the entries, and proofs against them.
+//
+//	GET /v1/clearing/checkpoint[?tree_size=N]                       clearing
+//	GET /v1/clearing/proofs/inclusion/{settlement_id}[?tree_size=N] clearing
+//	GET /v1/clearing/proofs/consistency?from=N[&to=M]               clearing
+//	GET /v1/settlements/{settlement_id}/proof[?tree_size=N]         hospital, own entries only
+//
+// Without tree_size (or to) the tree is the ledger's durable head. Every
+// proof carries the signed checkpoint of its tree size(s), so a proof file
+// can be checked offline with the verifier key alone (medgate verify).
+func init() {
+	registerRoutes(
+		Route{Method: "GET", Pattern: "/v1/clearing/checkpoint", Role: RoleClearing, Handle: (*Server).checkpoint},
+		Route{Method: "GET", Pattern: "/v1/clearing/proofs/inclusion/{}", Role: RoleClearing, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+			return s.inclusionProof(ctx, "", params[0])
+		}},
+		Route{Method: "GET", Pattern: "/v1/clearing/proofs/consistency", Role: RoleClearing, Handle: (*Server).consistencyProof},
+		Route{Method: "GET", Pattern: "/v1/settlements/{}/proof", Role: RoleHospital, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+			h, err := s.hospital(p)
+			if err != nil {
+				return err
+			}
+			return s.inclusionProof(ctx, h.ID, params[0])
+		}},
+	)
+}
+
+// ReadCheckpointKey reads a --checkpoint-key file: an ed25519 seed in 64
+// hex digits.
+func ReadCheckpointKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := ledger.ParseCheckpointSeed(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return seed, nil
+}
+
+// checkpointSigner is the signer of seed, or of the public demo key when
+// seed is nil.
+func checkpointSigner(seed []byte) (*ledger.CheckpointSigner, error) {
+	if seed == nil {
+		seed = ledger.DemoCheckpointSeed()
+	}
+	return ledger.NewCheckpointSigner(seed)
+}
+
+// logCheckpointKey logs the verifier key checkpoints are signed with, and
+// warns when it is the demo key.
+func logCheckpointKey(log zerolog.Logger, seed []byte) error {
+	s, err := checkpointSigner(seed)
+	if err != nil {
+		return err
+	}
+	if seed == nil {
+		log.Warn().Str("verifier_key", s.VerifierKey).
+			Msg("checkpoints are signed with the PUBLIC DEMO KEY: they prove nothing; give --checkpoint-key a secret seed in production")
+		return nil
+	}
+	log.Info().Str("verifier_key", s.VerifierKey).Msg("checkpoints signed with the configured key")
+	return nil
+}
+
+// treeSizeParam reads an optional tree size (0: absent).
+func treeSizeParam(ctx *fasthttp.RequestCtx, name string) (uint64, error) {
+	return seqParam(ctx, name)
+}
+
+// treeErr turns a ledger size error into a 400 naming the parameter.
+func treeErr(err error, field string) error {
+	if errors.Is(err, ledger.ErrTreeSize) {
+		return invalid(field, "%s", err.Error())
+	}
+	return err
+}
+
+// signedCheckpoint is the signed checkpoint of size (0: the head).
+func (s *Server) signedCheckpoint(size uint64, field string) (*ledger.Checkpoint, []byte, *ledger.CheckpointSigner, error) {
+	signer, err := checkpointSigner(s.cfg.CheckpointKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := s.db.MakeCheckpoint(size, s.clearingNow())
+	if err != nil {
+		return nil, nil, nil, treeErr(err, field)
+	}
+	signed, err := signer.Sign(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, signed, signer, nil
+}
+
+func (s *Server) checkpoint(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+	size, err := treeSizeParam(ctx, "tree_size")
+	if err != nil {
+		return err
+	}
+	signer, err := checkpointSigner(s.cfg.CheckpointKey)
+	if err != nil {
+		return err
+	}
+	c, err := s.db.MakeCheckpoint(size, s.clearingNow())
+	if err != nil {
+		return treeErr(err, "tree_size")
+	}
+	doc, err := ledger.NewCheckpointDoc(c, signer)
+	if err != nil {
+		return err
+	}
+	return s.writeJSON(ctx, fasthttp.StatusOK, doc)
+}
+
+// inclusionProof answers the proof that settlement id is in the tree;
+// hospital, when set, must own it (another's is 404, as for GET).
+func (s *Server) inclusionProof(ctx *fasthttp.RequestCtx, hospital, id string) error {
+	size, err := treeSizeParam(ctx, "tree_size")
+	if err != nil {
+		return err
+	}
+	e, ok, err := s.db.EntryByID(id)
+	if err != nil {
+		return err
+	}
+	if !ok || (hospital != "" && e.Hospital != hospital) {
+		return notFound("no settlement %s", id)
+	}
+	if size == 0 {
+		size, _ = s.db.Head()
+	}
+	if e.Seq > size {
+		return invalid("tree_size", "%s (seq %d) is not in the tree of size %d", id, e.Seq, size)
+	}
+	c, signed, _, err := s.signedCheckpoint(size, "tree_size")
+	if err != nil {
+		return err
+	}
+	proof, err := s.db.InclusionProof(e.Seq, size)
+	if err != nil {
+		return treeErr(err, "tree_size")
+	}
+	return s.writeJSON(ctx, fasthttp.StatusOK, &ledger.InclusionDoc{
+		SettlementID: e.SettlementID, Seq: e.Seq, LeafIndex: e.Seq - 1, TreeSize: size,
+		Entry:     base64.StdEncoding.EncodeToString(ledger.AppendEntry(nil, e)),
+		EntryHash: hex.EncodeToString(e.Hash[:]), LeafHash: ledger.LeafHash(e.Hash),
+		RootHash: c.Root, Proof: nonNil(proof), Checkpoint: string(signed)})
+}
+
+func (s *Server) consistencyProof(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+	from, err := treeSizeParam(ctx, "from")
+	if err != nil {
+		return err
+	}
+	if from == 0 {
+		return missing("from")
+	}
+	to, err := treeSizeParam(ctx, "to")
+	if err != nil {
+		return err
+	}
+	if to == 0 {
+		to, _ = s.db.Head()
+	}
+	if from > to {
+		return invalid("from", "from (%d) must not exceed to (%d)", from, to)
+	}
+	fc, fsigned, _, err := s.signedCheckpoint(from, "from")
+	if err != nil {
+		return err
+	}
+	tc, tsigned, _, err := s.signedCheckpoint(to, "to")
+	if err != nil {
+		return err
+	}
+	proof, err := s.db.ConsistencyProof(from, to)
+	if err != nil {
+		return treeErr(err, "to")
+	}
+	return s.writeJSON(ctx, fasthttp.StatusOK, &ledger.ConsistencyDoc{FromSize: from, ToSize: to,
+		FromRoot: fc.Root, ToRoot: tc.Root, Proof: nonNil(proof),
+		FromCheckpoint: string(fsigned), ToCheckpoint: string(tsigned)})
+}
