@@ -29,6 +29,13 @@ type Config struct {
 	Logger     zerolog.Logger
 	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
 	ShutdownTimeout time.Duration
+	// AdminListen, when set, is the admin listener's address: the Go
+	// profiler (/debug/pprof/) and /metrics, without authentication, for a
+	// loopback or private interface only. Off by default.
+	AdminListen string
+	// MaxInflight and AccessLog: see ServerConfig.
+	MaxInflight int
+	AccessLog   AccessLogSampling
 	// Native, when not empty, replaces the world's policy modules with
 	// these policies compiled into the gateway: only to measure the price
 	// of the sandbox (bench), never for real regions.
@@ -114,6 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
 	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Versions: versions,
+		MaxInflight: cfg.MaxInflight, AccessLog: cfg.AccessLog,
 		Principals: principals, Logger: log, CheckpointKey: cfg.CheckpointKey})
 	if err := logCheckpointKey(log, cfg.CheckpointKey); err != nil {
 		return err
@@ -121,6 +129,14 @@ func Run(ctx context.Context, cfg Config) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.AdminListen != "" {
+		stopAdmin, err := serveAdmin(cfg.AdminListen, srv.metrics, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopAdmin()
 	}
 	log.Info().Str("addr", ln.Addr().String()).Uint64("ledger_seq", headSeq(db)).Msg("serving")
 	if cfg.Ready != nil {

@@ -1,0 +1,409 @@
+package gateway
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
+)
+
+// Settings is what an operator sets for `medgate serve`. Every setting has
+// one name, used three ways:
+//
+//	flag          --policy-memory-pages 512
+//	environment   MEDGATE_POLICY_MEMORY_PAGES=512
+//	config file   policy-memory-pages: 512     (YAML or JSON; --config FILE or MEDGATE_CONFIG)
+//
+// Precedence: flags > environment > file > defaults. The defaults run a
+// demo on one machine.
+type Settings struct {
+	ConfigFile  string // --config: the file itself (flag or environment only)
+	PrintConfig bool   // --print-config: print the resolved settings and exit (flag only)
+
+	Listen          string
+	AdminListen     string
+	MaxInflight     int
+	ShutdownTimeout time.Duration
+
+	DB            string
+	World         string
+	Modules       string
+	CheckpointKey string
+
+	PolicyFuel        int64
+	PolicyDeadline    bool
+	PolicyTimeout     time.Duration
+	PolicyMemoryPages uint
+	PolicyInstances   int
+	NativePolicies    bool
+
+	LogLevel       string
+	LogFormat      string
+	AccessLogBurst int
+	AccessLogEvery int
+
+	// Source says where each setting's value came from: "default",
+	// "file", "env" or "flag".
+	Source map[string]string
+}
+
+// settingGroups orders the settings for --help; every flag is in one.
+var settingGroups = []struct {
+	title string
+	names []string
+}{
+	{"Listening", []string{"config", "listen", "admin-listen", "max-inflight", "shutdown-timeout"}},
+	{"Data", []string{"db", "world", "modules", "checkpoint-key"}},
+	{"Policies (the regions' WebAssembly modules)", []string{"policy-fuel", "policy-deadline", "policy-timeout", "policy-memory-pages", "policy-instances", "native-policies"}},
+	{"Logs", []string{"log-level", "log-format", "access-log-burst", "access-log-every"}},
+	{"Other", []string{"print-config"}},
+}
+
+// commandLineOnly settings are not read from the file (nor, for
+// print-config, from the environment).
+func commandLineOnly(name string) bool { return name == "config" || name == "print-config" }
+
+// EnvPrefix prefixes a setting's environment variable.
+const EnvPrefix = "MEDGATE_"
+
+// EnvName is the environment variable of setting name.
+func EnvName(name string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// flags defines every setting as a flag bound to s, with its default.
+func (s *Settings) flags(name string) *flag.FlagSet {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	fl.StringVar(&s.ConfigFile, "config", "", "read settings from this `file` (YAML or JSON, keys named as the flags)")
+	fl.BoolVar(&s.PrintConfig, "print-config", false, "print the resolved settings as a config file, each with where its value came from, and exit")
+
+	fl.StringVar(&s.Listen, "listen", "127.0.0.1:8080", "`address` of the API (hospitals, regions, clearing; also /healthz, /metrics, /openapi.yaml)")
+	fl.StringVar(&s.AdminListen, "admin-listen", "", "`address` of the admin listener: /debug/pprof/ and /metrics (empty: off)")
+	fl.IntVar(&s.MaxInflight, "max-inflight", 4096, "requests worked on at once; beyond, 503 with Retry-After")
+	fl.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+
+	fl.StringVar(&s.DB, "db", "medgate-data", "the ledger's Pebble `directory` (also holds the policy store and the compiled-module cache)")
+	fl.StringVar(&s.World, "world", "", "world `directory` to load at start (empty: the embedded reference world)")
+	fl.StringVar(&s.Modules, "modules", "build/policies", "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
+	fl.StringVar(&s.CheckpointKey, "checkpoint-key", "", "`file` holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (empty: a public demo key, never for production)")
+
+	fl.Int64Var(&s.PolicyFuel, "policy-fuel", 5_000_000, "step budget of one policy call (loop iterations and function entries)")
+	fl.BoolVar(&s.PolicyDeadline, "policy-deadline", false, "bound policy calls by wall-clock deadlines instead of step budgets")
+	fl.DurationVar(&s.PolicyTimeout, "policy-timeout", 200*time.Millisecond, "time limit of one policy call with --policy-deadline")
+	fl.UintVar(&s.PolicyMemoryPages, "policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB `pages`")
+	fl.IntVar(&s.PolicyInstances, "policy-instances", 0, "instances per policy version at most (0: 2 × GOMAXPROCS)")
+	fl.BoolVar(&s.NativePolicies, "native-policies", false, "benchmark mode: run the reference policies compiled into the binary, outside the sandbox")
+
+	fl.StringVar(&s.LogLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
+	fl.StringVar(&s.LogFormat, "log-format", "json", "`format` of the logs: json (one object a line), or console (for a terminal)")
+	fl.IntVar(&s.AccessLogBurst, "access-log-burst", 100, "successful requests logged in full each second before sampling (failures are always logged)")
+	fl.IntVar(&s.AccessLogEvery, "access-log-every", 100, "beyond the burst, log one successful request in `N` (1: all)")
+	return fl
+}
+
+// DefaultSettings are the settings when nothing is set.
+func DefaultSettings() *Settings {
+	s := &Settings{}
+	fl := s.flags("defaults")
+	s.Source = map[string]string{}
+	fl.VisitAll(func(f *flag.Flag) { s.Source[f.Name] = "default" })
+	return s
+}
+
+// LoadSettings resolves the settings from the command line args, the
+// environment (lookupEnv, as os.LookupEnv) and the config file named by
+// --config or MEDGATE_CONFIG, in that order of precedence over the
+// defaults. It returns flag.ErrHelp for -h or --help. It does not call
+// Validate.
+func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settings, error) {
+	// The command line first, to find --config and what it sets.
+	cl := &Settings{}
+	fl := cl.flags("serve")
+	if err := fl.Parse(args); err != nil {
+		return nil, err
+	}
+	if fl.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (settings are flags: --name value)", fl.Arg(0))
+	}
+	onCommandLine := map[string]string{}
+	fl.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = f.Value.String() })
+
+	s := DefaultSettings()
+	out := s.flags("serve")
+	var errs []error
+	set := func(name, value, source string) {
+		if err := out.Set(name, value); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", source, err))
+			return
+		}
+		s.Source[name] = strings.Fields(source)[0]
+	}
+
+	file := cl.ConfigFile
+	if file == "" {
+		file, _ = lookupEnv(EnvName("config"))
+	}
+	if file != "" {
+		values, err := readSettingsFile(file)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		names := make([]string, 0, len(values))
+		for k := range values {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			name := strings.ReplaceAll(k, "_", "-")
+			switch {
+			case commandLineOnly(name):
+				errs = append(errs, fmt.Errorf("file %s: %q cannot be set in the file itself", file, k))
+			case out.Lookup(name) == nil:
+				errs = append(errs, fmt.Errorf("file %s: unknown setting %q", file, k))
+			default:
+				set(name, values[k], "file "+file+": "+k)
+			}
+		}
+		s.ConfigFile = file
+	}
+	out.VisitAll(func(f *flag.Flag) {
+		if f.Name == "print-config" {
+			return
+		}
+		if v, ok := lookupEnv(EnvName(f.Name)); ok && v != "" {
+			set(f.Name, v, "env "+EnvName(f.Name))
+		}
+	})
+	for name, v := range onCommandLine {
+		set(name, v, "flag --"+name)
+	}
+	return s, errors.Join(errs...)
+}
+
+// readSettingsFile reads a YAML (or JSON) mapping of setting names to
+// scalar values, each returned as the string a flag would take.
+func readSettingsFile(file string) (map[string]string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %v", file, err)
+	}
+	out := map[string]string{}
+	var errs []error
+	for k, v := range raw {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case bool:
+			out[k] = strconv.FormatBool(v)
+		case int:
+			out[k] = strconv.Itoa(v)
+		case int64:
+			out[k] = strconv.FormatInt(v, 10)
+		case uint64:
+			out[k] = strconv.FormatUint(v, 10)
+		case float64:
+			out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		case nil:
+			out[k] = ""
+		default:
+			errs = append(errs, fmt.Errorf("config file %s: %s must be a single value, not %T", file, k, v))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// Validate reports every invalid setting at once.
+func (s *Settings) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	checkAddr := func(name, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			bad(name, "%q is not host:port (%v)", addr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad(name, "%q has no valid port", addr)
+		}
+	}
+	checkAddr("listen", s.Listen)
+	if s.AdminListen != "" {
+		checkAddr("admin-listen", s.AdminListen)
+		if s.AdminListen == s.Listen {
+			bad("admin-listen", "must differ from --listen (%s)", s.Listen)
+		}
+	}
+	if s.MaxInflight < 1 {
+		bad("max-inflight", "must be at least 1, not %d", s.MaxInflight)
+	}
+	if s.ShutdownTimeout <= 0 {
+		bad("shutdown-timeout", "must be positive, not %s", s.ShutdownTimeout)
+	}
+	if s.DB == "" {
+		bad("db", "must name a directory")
+	} else if fi, err := os.Stat(s.DB); err == nil && !fi.IsDir() {
+		bad("db", "%s is not a directory", s.DB)
+	}
+	if s.World != "" {
+		if fi, err := os.Stat(s.World); err != nil || !fi.IsDir() {
+			bad("world", "%s is not a directory", s.World)
+		}
+	}
+	if s.Modules == "" {
+		bad("modules", "must name a directory")
+	}
+	if s.CheckpointKey != "" {
+		if _, err := os.Stat(s.CheckpointKey); err != nil {
+			bad("checkpoint-key", "%v", errors.Unwrap(err))
+		}
+	}
+	if s.PolicyFuel < 1 {
+		bad("policy-fuel", "must be positive, not %d", s.PolicyFuel)
+	}
+	if s.PolicyTimeout <= 0 {
+		bad("policy-timeout", "must be positive, not %s", s.PolicyTimeout)
+	}
+	if s.PolicyMemoryPages < 1 || s.PolicyMemoryPages > 65536 {
+		bad("policy-memory-pages", "must be 1 to 65536 (4 GiB), not %d", s.PolicyMemoryPages)
+	}
+	if s.PolicyInstances < 0 {
+		bad("policy-instances", "must not be negative")
+	}
+	if _, err := zerolog.ParseLevel(s.LogLevel); err != nil || s.LogLevel == "" {
+		bad("log-level", "%q is not one of debug, info, warn, error", s.LogLevel)
+	}
+	if s.LogFormat != "json" && s.LogFormat != "console" {
+		bad("log-format", "%q is not json or console", s.LogFormat)
+	}
+	if s.AccessLogBurst < 0 {
+		bad("access-log-burst", "must not be negative")
+	}
+	if s.AccessLogEvery < 1 {
+		bad("access-log-every", "must be at least 1 (1 logs every request), not %d", s.AccessLogEvery)
+	}
+	return errors.Join(errs...)
+}
+
+// Logger is the logger the settings ask for, writing to w.
+func (s *Settings) Logger(w io.Writer) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(s.LogLevel)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	if s.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// Config turns the settings into the gateway's Config. What the gateway
+// cannot do alone is left to the caller: World stays nil when no --world
+// is set (the binary embeds a default), Native and CheckpointKey unset.
+func (s *Settings) Config(log zerolog.Logger) Config {
+	cfg := Config{
+		Listen:          s.Listen,
+		AdminListen:     s.AdminListen,
+		DBDir:           s.DB,
+		ModuleDirs:      []fs.FS{os.DirFS(s.Modules)},
+		Logger:          log,
+		ShutdownTimeout: s.ShutdownTimeout,
+		MaxInflight:     s.MaxInflight,
+		AccessLog:       AccessLogSampling{Burst: s.AccessLogBurst, Every: s.AccessLogEvery},
+	}
+	if s.AccessLogBurst == 0 {
+		cfg.AccessLog.Burst = -1 // 0 set on purpose: no burst
+	}
+	if s.World != "" {
+		cfg.World = os.DirFS(s.World)
+	}
+	cfg.Engine.CallFuel = s.PolicyFuel
+	cfg.Engine.Deadline = s.PolicyDeadline
+	cfg.Engine.CallTimeout = s.PolicyTimeout
+	cfg.Engine.MemoryLimitPages = uint32(s.PolicyMemoryPages)
+	cfg.Engine.MaxInstances = s.PolicyInstances
+	return cfg
+}
+
+// WriteUsage writes the help of `medgate serve`: the settings by group,
+// each with its default and environment variable.
+func WriteUsage(w io.Writer) {
+	s := &Settings{}
+	fl := s.flags("serve")
+	fmt.Fprint(w, `Usage: medgate serve [flags]
+
+Runs the gateway until SIGINT or SIGTERM, then finishes the requests in flight
+and closes the ledger. With no flags: a demo on the embedded reference world
+at 127.0.0.1:8080, ledger in ./medgate-data.
+
+Every setting is a flag --NAME, an environment variable MEDGATE_NAME (upper
+case, '-' as '_') and a key NAME in the config file (--config FILE, YAML or
+JSON). Precedence: flags > environment > file > defaults.
+`)
+	for _, g := range settingGroups {
+		fmt.Fprintf(w, "\n%s:\n", g.title)
+		for _, name := range g.names {
+			f := fl.Lookup(name)
+			typ, usage := flag.UnquoteUsage(f)
+			head := "  --" + name
+			if typ != "" {
+				head += " " + typ
+			}
+			fmt.Fprintf(w, "%s\n      %s\n", head, usage)
+			def := f.DefValue
+			if def == "" {
+				def = `""`
+			}
+			switch env := EnvName(name); name {
+			case "print-config":
+			case "config":
+				fmt.Fprintf(w, "      (env %s)\n", env)
+			default:
+				fmt.Fprintf(w, "      (default %s; env %s)\n", def, env)
+			}
+		}
+	}
+}
+
+// WriteConfig writes the settings as a config file, each line commented
+// with where its value came from.
+func (s *Settings) WriteConfig(w io.Writer) {
+	c := *s
+	resolved := c
+	fl := c.flags("print") // binds to c, resetting it to the defaults
+	c = resolved
+	fmt.Fprintf(w, "# medgate serve settings; config file: %s\n", orNone(s.ConfigFile))
+	for _, g := range settingGroups {
+		fmt.Fprintf(w, "\n# %s\n", g.title)
+		for _, name := range g.names {
+			if commandLineOnly(name) {
+				continue
+			}
+			src := s.Source[name]
+			if src == "" {
+				src = "default"
+			}
+			fmt.Fprintf(w, "%s: %q  # %s\n", name, fl.Lookup(name).Value.String(), src)
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

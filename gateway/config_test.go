@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestSettingsDefaults(t *testing.T) {
+	s, err := LoadSettings(nil, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("the defaults do not validate: %v", err)
+	}
+	if s.Listen != "127.0.0.1:8080" || s.DB != "medgate-data" || s.PolicyTimeout != 200*time.Millisecond || s.AdminListen != "" ||
+		s.LogLevel != "info" || s.PolicyMemoryPages != 1024 || s.Source["listen"] != "default" {
+		t.Fatalf("defaults: %+v", s)
+	}
+}
+
+func TestSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "medgate.yaml")
+	os.WriteFile(file, []byte("listen: 0.0.0.0:9000\nlog-level: debug\npolicy_timeout: 300ms\npolicy-memory-pages: 512\nnative-policies: true\nadmin-listen: 127.0.0.1:9100\n"), 0o644)
+	env := envOf(map[string]string{"MEDGATE_CONFIG": file, "MEDGATE_LOG_LEVEL": "warn", "MEDGATE_LISTEN": "127.0.0.1:9001", "MEDGATE_DB": ""})
+	s, err := LoadSettings([]string{"--listen", "127.0.0.1:9002", "-max-inflight=10"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, got, want, source string }{
+		{"listen", s.Listen, "127.0.0.1:9002", "flag"},                // flag > env > file
+		{"log-level", s.LogLevel, "warn", "env"},                      // env > file
+		{"policy-timeout", s.PolicyTimeout.String(), "300ms", "file"}, // file > default; '_' for '-'
+		{"db", s.DB, "medgate-data", "default"},                       // an empty variable is unset
+		{"admin-listen", s.AdminListen, "127.0.0.1:9100", "file"},
+	} {
+		if c.got != c.want || s.Source[c.name] != c.source {
+			t.Errorf("%s = %q from %s, want %q from %s", c.name, c.got, s.Source[c.name], c.want, c.source)
+		}
+	}
+	if s.PolicyMemoryPages != 512 || !s.NativePolicies || s.MaxInflight != 10 || s.ConfigFile != file {
+		t.Errorf("settings: %+v", s)
+	}
+	cfg := s.Config(s.Logger(io.Discard))
+	if cfg.Listen != "127.0.0.1:9002" || cfg.AdminListen != "127.0.0.1:9100" || cfg.Engine.CallTimeout != 300*time.Millisecond ||
+		cfg.Engine.MemoryLimitPages != 512 || cfg.MaxInflight != 10 || cfg.World != nil {
+		t.Errorf("config: %+v", cfg)
+	}
+
+	// --print-config writes a file that reads back to the same settings.
+	var out bytes.Buffer
+	s.WriteConfig(&out)
+	if !strings.Contains(out.String(), `listen: "127.0.0.1:9002"  # flag`) {
+		t.Errorf("print-config:\n%s", out.String())
+	}
+	again := filepath.Join(dir, "again.yaml")
+	os.WriteFile(again, out.Bytes(), 0o644)
+	s2, err := LoadSettings([]string{"--config", again}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Source, s.Source, s2.ConfigFile, s.ConfigFile = nil, nil, "", ""
+	if !reflect.DeepEqual(s2, s) {
+		t.Errorf("print-config does not read back:\n%+v\n%+v", s2, s)
+	}
+}
+
+func TestSettingsErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(file, []byte("lisen: x\nconfig: other.yaml\nlog-level: [a]\n"), 0o644)
+	_, err := LoadSettings([]string{"--config", file}, envOf(map[string]string{"MEDGATE_POLICY_TIMEOUT": "fast"}))
+	for _, want := range []string{`unknown setting "lisen"`, `"config" cannot be set in the file`, "log-level must be a single value", "env MEDGATE_POLICY_TIMEOUT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if _, err := LoadSettings([]string{"--help"}, envOf(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v", err)
+	}
+	if _, err := LoadSettings([]string{"extra"}, envOf(nil)); err == nil {
+		t.Error("a stray argument is accepted")
+	}
+
+	// Validate names every problem at once.
+	s := DefaultSettings()
+	s.Listen, s.AdminListen, s.MaxInflight, s.LogLevel, s.LogFormat = "nohost", "nohost", 0, "loud", "xml"
+	s.PolicyMemoryPages, s.AccessLogEvery, s.World, s.CheckpointKey = 70000, 0, filepath.Join(dir, "none"), filepath.Join(dir, "none.key")
+	err = s.Validate()
+	for _, name := range []string{"listen", "admin-listen", "max-inflight", "log-level", "log-format", "policy-memory-pages", "access-log-every", "world", "checkpoint-key"} {
+		if err == nil || !strings.Contains(err.Error(), "--"+name+":") {
+			t.Errorf("Validate does not name --%s: %v", name, err)
+		}
+	}
+}
+
+// --help lists every setting once, in a group, with its default and
+// environment variable.
+func TestSettingsUsage(t *testing.T) {
+	var b bytes.Buffer
+	WriteUsage(&b)
+	usage := b.String()
+	seen := map[string]bool{}
+	for _, g := range settingGroups {
+		for _, n := range g.names {
+			if seen[n] {
+				t.Errorf("%s is in two groups", n)
+			}
+			seen[n] = true
+		}
+	}
+	(&Settings{}).flags("x").VisitAll(func(f *flag.Flag) {
+		if !seen[f.Name] {
+			t.Errorf("--%s is in no group of --help", f.Name)
+		}
+		if strings.Count(usage, "  --"+f.Name+" ")+strings.Count(usage, "  --"+f.Name+"\n") != 1 {
+			t.Errorf("--%s is not listed once:\n%s", f.Name, usage)
+		}
+		if !commandLineOnly(f.Name) && !strings.Contains(usage, "env "+EnvName(f.Name)+")") {
+			t.Errorf("--%s: no environment variable in --help", f.Name)
+		}
+	})
+	if !strings.Contains(usage, "--listen address\n") || !strings.Contains(usage, "(default 127.0.0.1:8080; env MEDGATE_LISTEN)") {
+		t.Errorf("usage:\n%s", usage)
+	}
+}
+
+func TestAdminHandler(t *testing.T) {
+	m := NewMetrics()
+	srv := httptest.NewServer(adminHandler(m))
+	defer srv.Close()
+	for path, want := range map[string]string{"/metrics": "go_goroutines", "/debug/pprof/": "goroutine", "/debug/pprof/cmdline": ""} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d %.200s", path, resp.StatusCode, b)
+		}
+	}
+}
