@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -93,23 +91,6 @@ func treeErr(err error, field string) error {
 	return err
 }
 
-// signedCheckpoint is the signed checkpoint of size (0: the head).
-func (s *Server) signedCheckpoint(size uint64, field string) (*ledger.Checkpoint, []byte, *ledger.CheckpointSigner, error) {
-	signer, err := checkpointSigner(s.cfg.CheckpointKey)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	c, err := s.db.MakeCheckpoint(size, s.clearingNow())
-	if err != nil {
-		return nil, nil, nil, treeErr(err, field)
-	}
-	signed, err := signer.Sign(c)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return c, signed, signer, nil
-}
-
 func (s *Server) checkpoint(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
 	size, err := treeSizeParam(ctx, "tree_size")
 	if err != nil {
@@ -144,25 +125,15 @@ func (s *Server) inclusionProof(ctx *fasthttp.RequestCtx, hospital, id string) e
 	if !ok || (hospital != "" && e.Hospital != hospital) {
 		return notFound("no settlement %s", id)
 	}
-	if size == 0 {
-		size, _ = s.db.Head()
-	}
-	if e.Seq > size {
-		return invalid("tree_size", "%s (seq %d) is not in the tree of size %d", id, e.Seq, size)
-	}
-	c, signed, _, err := s.signedCheckpoint(size, "tree_size")
+	signer, err := checkpointSigner(s.cfg.CheckpointKey)
 	if err != nil {
 		return err
 	}
-	proof, err := s.db.InclusionProof(e.Seq, size)
+	doc, err := s.db.NewInclusionDoc(e, size, signer, s.clearingNow())
 	if err != nil {
 		return treeErr(err, "tree_size")
 	}
-	return s.writeJSON(ctx, fasthttp.StatusOK, &ledger.InclusionDoc{
-		SettlementID: e.SettlementID, Seq: e.Seq, LeafIndex: e.Seq - 1, TreeSize: size,
-		Entry:     base64.StdEncoding.EncodeToString(ledger.AppendEntry(nil, e)),
-		EntryHash: hex.EncodeToString(e.Hash[:]), LeafHash: ledger.LeafHash(e.Hash),
-		RootHash: c.Root, Proof: nonNil(proof), Checkpoint: string(signed)})
+	return s.writeJSON(ctx, fasthttp.StatusOK, doc)
 }
 
 func (s *Server) consistencyProof(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
@@ -177,25 +148,13 @@ func (s *Server) consistencyProof(ctx *fasthttp.RequestCtx, _ Principal, _ []str
 	if err != nil {
 		return err
 	}
-	if to == 0 {
-		to, _ = s.db.Head()
-	}
-	if from > to {
-		return invalid("from", "from (%d) must not exceed to (%d)", from, to)
-	}
-	fc, fsigned, _, err := s.signedCheckpoint(from, "from")
+	signer, err := checkpointSigner(s.cfg.CheckpointKey)
 	if err != nil {
 		return err
 	}
-	tc, tsigned, _, err := s.signedCheckpoint(to, "to")
+	doc, err := s.db.NewConsistencyDoc(from, to, signer, s.clearingNow())
 	if err != nil {
-		return err
+		return treeErr(err, "from")
 	}
-	proof, err := s.db.ConsistencyProof(from, to)
-	if err != nil {
-		return treeErr(err, "to")
-	}
-	return s.writeJSON(ctx, fasthttp.StatusOK, &ledger.ConsistencyDoc{FromSize: from, ToSize: to,
-		FromRoot: fc.Root, ToRoot: tc.Root, Proof: nonNil(proof),
-		FromCheckpoint: string(fsigned), ToCheckpoint: string(tsigned)})
+	return s.writeJSON(ctx, fasthttp.StatusOK, doc)
 }

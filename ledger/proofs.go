@@ -152,6 +152,68 @@ func (d *ConsistencyDoc) Verify(v note.Verifier) (from, to *Checkpoint, err erro
 	return from, to, nil
 }
 
+// NewInclusionDoc proves that entry e (as read from the ledger) is in the
+// tree of size size (0: the durable head), with the checkpoint of that size
+// signed by s at time t.
+func (db *DB) NewInclusionDoc(e *Entry, size uint64, s *CheckpointSigner, t time.Time) (*InclusionDoc, error) {
+	if size == 0 {
+		size = db.head.Load().seq
+	}
+	if e.Seq == 0 || e.Seq > size {
+		return nil, fmt.Errorf("%w: %s (seq %d) is not in the tree of size %d", ErrTreeSize, e.SettlementID, e.Seq, size)
+	}
+	c, err := db.MakeCheckpoint(size, t)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := s.Sign(c)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := db.InclusionProof(e.Seq, size)
+	if err != nil {
+		return nil, err
+	}
+	return &InclusionDoc{SettlementID: e.SettlementID, Seq: e.Seq, LeafIndex: e.Seq - 1, TreeSize: size,
+		Entry:     base64.StdEncoding.EncodeToString(AppendEntry(nil, e)),
+		EntryHash: hex.EncodeToString(e.Hash[:]), LeafHash: LeafHash(e.Hash),
+		RootHash: c.Root, Proof: append([]tlog.Hash{}, proof...), Checkpoint: string(signed)}, nil
+}
+
+// NewConsistencyDoc proves that the tree of size from is a prefix of the
+// tree of size to (0: the durable head), with both checkpoints signed by s
+// at time t.
+func (db *DB) NewConsistencyDoc(from, to uint64, s *CheckpointSigner, t time.Time) (*ConsistencyDoc, error) {
+	if to == 0 {
+		to = db.head.Load().seq
+	}
+	if from == 0 || from > to {
+		return nil, fmt.Errorf("%w: from %d must be between 1 and %d", ErrTreeSize, from, to)
+	}
+	fc, err := db.MakeCheckpoint(from, t)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := db.MakeCheckpoint(to, t)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := s.Sign(fc)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.Sign(tc)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := db.ConsistencyProof(from, to)
+	if err != nil {
+		return nil, err
+	}
+	return &ConsistencyDoc{FromSize: from, ToSize: to, FromRoot: fc.Root, ToRoot: tc.Root,
+		Proof: append([]tlog.Hash{}, proof...), FromCheckpoint: string(fs), ToCheckpoint: string(ts)}, nil
+}
+
 // VerifyConsistency checks a consistency proof between two tree heads.
 func VerifyConsistency(proof []tlog.Hash, fromSize uint64, fromRoot tlog.Hash, toSize uint64, toRoot tlog.Hash) error {
 	if fromSize == 0 || fromSize > toSize {
