@@ -38,6 +38,9 @@ type GatewayConfig struct {
 	Native bool
 	// Log receives the gateway's stderr (warn level and above).
 	Log string
+	// Admin, if set, is the address of the gateway's admin listener
+	// (--admin-listen: pprof and /metrics), for profiling.
+	Admin string
 	// Extra flags for `medgate serve`.
 	Extra []string
 }
@@ -53,6 +56,9 @@ func StartGateway(ctx context.Context, cfg GatewayConfig) (*Process, error) {
 		"--log-level", "warn", "--modules", cfg.Modules}
 	if cfg.Native {
 		args = append(args, "--native-policies")
+	}
+	if cfg.Admin != "" {
+		args = append(args, "--admin-listen", cfg.Admin)
 	}
 	args = append(args, cfg.Extra...)
 	name := "gateway"

@@ -52,6 +52,11 @@ type Config struct {
 	// (default 0.5); negative skips the open loop.
 	OpenFraction float64
 	OpenDuration time.Duration // default Duration
+	// ProfileDir, if set, receives CPU and allocation profiles of each
+	// gateway target's closed loop, fetched from its admin listener
+	// (<target>-cpu.prof, <target>-allocs-base.prof, <target>-allocs.prof).
+	// Profiling costs the server some throughput: keep it for separate runs.
+	ProfileDir string
 	// QuietWait is how long to wait, before each target, for the machine
 	// to be nearly idle (see WaitQuiet); 0: do not wait.
 	QuietWait time.Duration
@@ -247,6 +252,7 @@ func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, 
 	}
 	logf("bench: starting %s", name)
 	var p *Process
+	var prof *profiler
 	logPath := filepath.Join(cfg.Work, name+".log")
 	if name == TargetHello {
 		p, err = StartHello(ctx, logPath)
@@ -258,8 +264,15 @@ func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, 
 		if !cfg.KeepWork {
 			defer os.RemoveAll(db)
 		}
-		p, err = StartGateway(ctx, GatewayConfig{Binary: cfg.Binary, World: cfg.World.Dir, DB: db,
-			Modules: cfg.Modules, Native: name == TargetNative, Log: logPath})
+		gc := GatewayConfig{Binary: cfg.Binary, World: cfg.World.Dir, DB: db,
+			Modules: cfg.Modules, Native: name == TargetNative, Log: logPath}
+		if cfg.ProfileDir != "" {
+			if gc.Admin, err = freeAddr(); err != nil {
+				return nil, err
+			}
+			prof = &profiler{admin: gc.Admin, dir: cfg.ProfileDir, target: name}
+		}
+		p, err = StartGateway(ctx, gc)
 	}
 	if err != nil {
 		return nil, err
@@ -299,7 +312,15 @@ func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, 
 	}
 	closed := load
 	closed.Mode, closed.Duration, closed.Label = Closed, cfg.Duration, name+" closed"
-	if tr.Closed, err = phase(closed); err != nil {
+	if prof == nil {
+		tr.Closed, err = phase(closed)
+	} else {
+		err = prof.around(int(cfg.Duration.Seconds()), func() (err error) {
+			tr.Closed, err = phase(closed)
+			return err
+		})
+	}
+	if err != nil {
 		return nil, err
 	}
 	if cfg.OpenFraction > 0 {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"medgate/bench"
-	"medgate/bench/inproc"
 )
 
 const usage = `medbench: load benchmark of the medgate gateway
@@ -28,7 +27,6 @@ Usage:
   medbench run [flags]     hello-world, native and wasm gateway: closed loop, open loop at half max; report
   medbench world [flags]   write a bench world directory and exit
   medbench load [flags]    offer load to a running gateway (needs the world it was started with)
-  medbench profile [flags] run the gateway in this process under load; write CPU and allocation profiles
   medbench help
 
 Run "medbench <command> -h" for the flags.
@@ -55,8 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdWorld(args[1:], stdout, stderr)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout, stderr)
-	case "profile":
-		err = cmdProfile(ctx, args[1:], stdout, stderr)
+
 	default:
 		fmt.Fprintf(stderr, "medbench: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -93,6 +90,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fl.StringVar(&cfg.Modules, "modules", "", "policy module directory (default: build/policies when fresh, else built)")
 	fl.StringVar(&cfg.Work, "work", "", "scratch directory for world, binary and ledgers (default: a temporary one under bench/)")
 	fl.DurationVar(&cfg.QuietWait, "quiet-wait", 2*time.Minute, "before each target, wait at most this long for the machine to be nearly idle (0: don't)")
+	fl.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and allocation profiles of each gateway target's closed loop into this `directory` (via its --admin-listen pprof; adds profiling overhead to the figures)")
 	fl.BoolVar(&cfg.KeepWork, "keep", false, "keep the scratch directory (ledgers, server logs)")
 	smoke := fl.Bool("smoke", false, "a seconds-long run on a small world (overrides -persons, -connections and the durations) that fails unless every request was answered 200 as expected and every phase had throughput")
 	if err := fl.Parse(args); err != nil {
@@ -197,41 +195,5 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "%s loop, %d connections: %.0f req/s, %.0f committed/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, errors %v\n",
 		res.Mode, res.Connections, res.ReqPerSec, res.CommittedPerSec, res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.Errors)
-	return nil
-}
-
-func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg inproc.ProfileConfig
-	fl := flag.NewFlagSet("profile", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	worldFlags(fl, &cfg.World)
-	fl.BoolVar(&cfg.Native, "native-policies", false, "run the policies natively instead of as wasm modules")
-	fl.IntVar(&cfg.Connections, "connections", 64, "connections")
-	fl.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "closed-loop warmup, not profiled")
-	fl.DurationVar(&cfg.Duration, "duration", 20*time.Second, "profiled closed loop")
-	fl.StringVar(&cfg.Out, "out", "bench/out/profile", "directory for cpu.prof, allocs-base.prof, allocs.prof")
-	fl.StringVar(&cfg.Modules, "modules", "", "policy module directory (default: build/policies when fresh, else built)")
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	root, err := bench.FindRepoRoot(".")
-	if err != nil {
-		return err
-	}
-	cfg.Root = root
-	cfg.Traffic.Seed = cfg.World.Seed
-	cfg.Progress = stderr
-	if cfg.Work, err = os.MkdirTemp(filepath.Join(root, "bench"), ".work-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(cfg.Work)
-	res, err := inproc.Profile(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "in-process closed loop, %d connections: %.0f req/s, %.0f committed/s, p50 %.2f ms, p99 %.2f ms, errors %v\n",
-		res.Connections, res.ReqPerSec, res.CommittedPerSec, res.Latency.P50, res.Latency.P99, res.Errors)
-	fmt.Fprintf(stdout, "profiles in %s:\n  go tool pprof -tagignore bench=client %s\n  go tool pprof -sample_index=alloc_space -base %s %s\n",
-		cfg.Out, filepath.Join(cfg.Out, "cpu.prof"), filepath.Join(cfg.Out, "allocs-base.prof"), filepath.Join(cfg.Out, "allocs.prof"))
 	return nil
 }
