@@ -13,7 +13,8 @@
 // and only then adds its writes. A refused entry therefore adds nothing and
 // consumes no sequence number. An accepted entry is sealed: Seq = head+1,
 // SettlementID = "S%012d", PrevHash = the previous entry's Hash, CommittedAt
-// = Options.Now(), Hash = sha256(PrevHash || body), where body is the
+// = Options.Now() (never earlier than the previous entry's, nor inside a
+// closed month), Hash = sha256(PrevHash || body), where body is the
 // entry's canonical encoding without the trailing Hash. Then the batch is
 // committed with pebble.Sync and only after that returns is anybody
 // answered, refused entries included (a refusal may rest on an earlier entry
@@ -63,7 +64,7 @@
 // is s preceded by its length as a uvarint, so that a variable-length
 // component cannot run into the next one.
 //
-//	mformat                              -> byte 1 (layout version)
+//	mformat                              -> byte 2 (layout version, storeFormat)
 //	mhead                                -> seq (8) | hash (32) of the last entry
 //	e | seq(8)                           -> encoded Entry (see AppendEntry)
 //	k | lp(hospital) | request id        -> body sha256 (32) | seq (8)
@@ -74,6 +75,26 @@
 //	p | lp(region) | person id           -> encoded Person
 //	h | hospital id                      -> encoded Hospital
 //	g | lp(region) | code                -> encoded CatalogEntry
+//
+// Derived from the entries, written by the writer in the entry's batch
+// (derive.go; Open rebuilds them for a store of format 1):
+//
+//	a | month(4) | lp(insured) | lp(treating) -> pair totals: u settlements | u reversals | 13 × s amounts
+//	A | month(4)                         -> the month's first seq (8) | last seq (8) | last hash (32)
+//	i | lp(hospital) | at(8) | seq(8)    -> hospital row: kind | u reversed seq | s total | s fund total | s personal account
+//	l | stored hash index(8)             -> Merkle tree stored hash (32), see merkle.go
+//
+// and, by CloseMonth:
+//
+//	z | month(4)                         -> seq (8) | hash (32) | closed at (8) | the frozen statement
+//
+// month is YYYYMM as a uint32 (the month in UTC+8 of the entry's
+// CommittedAt); at is CommittedAt with its sign bit flipped. Pair totals and
+// month records are coalesced per batch (one Set per touched key); the
+// other derived records cost one Set per entry, the tree about two. The
+// writer never stamps an entry earlier than the previous one nor inside a
+// closed month (DB.floor), so a month's entries are one contiguous seq
+// range and a closed month receives nothing.
 //
 // The year in counter keys is 4 bytes, the int32 with its sign bit flipped.
 // There is no settlement-id index: ids are "S" + the seq in at least 12

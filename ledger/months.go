@@ -102,7 +102,7 @@ var ErrMonthNotOver = errors.New("ledger: the month is not over")
 const (
 	pfxPair    = 'a' // a | month(4) | lp(insured) | lp(treating) -> pair totals
 	pfxMonth   = 'A' // A | month(4) -> first seq(8) | last seq(8) | last hash(32)
-	pfxClosed  = 'x' // x | month(4) -> seq(8) | hash(32) | closed at(8) | frozen statement
+	pfxClosed  = 'z' // z | month(4) -> seq(8) | hash(32) | closed at(8) | frozen statement
 	pfxHospRow = 'i' // i | lp(hospital) | committed at(8) | seq(8) -> hospital row
 	pfxTree    = 'l' // l | stored hash index(8) -> tlog stored hash (32)
 )

@@ -288,3 +288,16 @@ func TestDerivedStateRebuild(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyPrefixesDistinct(t *testing.T) {
+	seen := map[byte]string{}
+	for name, p := range map[string]byte{"meta": pfxMeta, "entry": pfxEntry, "idem": pfxIdem, "trace": pfxTrace,
+		"reversed": pfxReversed, "counters": pfxCounters, "balance": pfxBalance, "person": pfxPerson,
+		"hospital": pfxHospital, "catalog": pfxCatalog, "credit": pfxCredit, "pair": pfxPair, "month": pfxMonth,
+		"closed": pfxClosed, "hospital row": pfxHospRow, "tree": pfxTree} {
+		if other, dup := seen[p]; dup {
+			t.Errorf("prefix %q is used by %s and %s", p, name, other)
+		}
+		seen[p] = name
+	}
+}
