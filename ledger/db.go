@@ -301,6 +301,13 @@ func (db *DB) closePebble() (err error) {
 			panic(r)
 		}
 	}()
+	if !db.failed.Load() {
+		// Flush the memtable, so that the next Open has no WAL to replay:
+		// after a clean close, a start needs no recovery.
+		if err := db.pdb.Flush(); err != nil {
+			db.log.Warn().Err(err).Msg("ledger: flush at close failed; the next open replays the WAL")
+		}
+	}
 	return db.pdb.Close()
 }
 
@@ -512,7 +519,12 @@ func (db *DB) PutPersons(ps []Person) (created int, err error) {
 			if isNew[i] {
 				n++
 				k = appendBalanceKey(k[:0], p.Region, p.ID)
-				if err := b.Set(k, be.AppendUint64(v[:0], uint64(p.OpeningBalance)), nil); err != nil {
+				v = be.AppendUint64(v[:0], uint64(p.OpeningBalance))
+				if err := b.Set(k, v, nil); err != nil {
+					return 0, err
+				}
+				k = appendOpeningKey(k[:0], p.Region, p.ID) // for audits (audit.go)
+				if err := b.Set(k, v, nil); err != nil {
 					return 0, err
 				}
 			}

@@ -72,6 +72,7 @@
 //	r | settlement seq(8)                -> seq of its reversal (8)
 //	c | lp(region) | lp(person) | year   -> counters blob: uvarint n, n × (lp(name), uvarint value), sorted by name, no zeros
 //	b | lp(region) | person              -> balance, int64 (8)
+//	o | lp(region) | person              -> opening balance, int64 (8), written once (audit.go)
 //	p | lp(region) | person id           -> encoded Person
 //	h | hospital id                      -> encoded Hospital
 //	g | lp(region) | code                -> encoded CatalogEntry

@@ -1,0 +1,766 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"medgate/engine/abi"
+)
+
+// pfxOpening keys a person's opening balance, written once when the person
+// is created (PutPersons), so that an audit can recompute every balance:
+//
+//	o | lp(region) | person -> opening balance, int64 (8)
+//
+// The person record's OpeningBalance is the last one upserted, which is not
+// the opening balance once a known person is upserted with another one;
+// stores written before this record existed fall back to it.
+const pfxOpening = 'o'
+
+func appendOpeningKey(b []byte, region, person string) []byte {
+	b = append(b, pfxOpening)
+	b = appendLP(b, region)
+	return append(b, person...)
+}
+
+// maxAuditProblems bounds the problems an AuditReport lists (all are
+// counted).
+const maxAuditProblems = 50
+
+// AuditReport is what an audit found. Beyond the hash chain and the Merkle
+// tree, every record the writer maintains next to the entries is compared
+// with a recomputation from the entries alone:
+//
+//   - idempotency keys: exactly one per entry, (hospital, request id) → the
+//     entry's body hash and seq, and none other;
+//   - trace codes: owner and freeing reversal, replaying settlements and
+//     reversals in order (a code is never settled twice while in use);
+//   - reversal markers: one per reversed settlement, naming its reversal;
+//     a reversal mirrors its settlement (region, person, year, changes);
+//   - counters per (insured region, person, year): the sum of the entries'
+//     Changes, never negative after any entry;
+//   - balances per person: opening balance + Σ BalanceChange + Σ credits,
+//     never negative;
+//   - month totals per (month, insured, treating) and month records, hospital
+//     rows, closed months (the frozen seq and hash name a real entry, and no
+//     later entry was stamped inside a closed month), commit times never
+//     going back.
+type AuditReport struct {
+	Entries     uint64 // entries audited, 1..head
+	Settlements uint64
+	Reversals   uint64
+	Head        [32]byte
+	// ChainErr is the hash chain's first break (a *ChainError), TreeErr
+	// the Merkle tree's (a *TreeError); the index audit runs either way.
+	ChainErr error
+	TreeErr  error
+	// Checked counts the stored records compared, by kind.
+	Checked AuditCounts
+	// Problems lists the first differences found; TotalProblems counts all.
+	Problems      []string
+	TotalProblems int
+}
+
+// AuditCounts counts stored records by kind.
+type AuditCounts struct {
+	IdempotencyKeys int
+	TraceCodes      int
+	ReversalMarks   int
+	CounterSets     int // (region, person, year) keys
+	Persons         int // balances checked
+	Credits         int
+	MonthPairs      int
+	Months          int
+	HospitalRows    int
+	ClosedMonths    int
+}
+
+// OK reports whether everything matched.
+func (r *AuditReport) OK() bool {
+	return r.ChainErr == nil && r.TreeErr == nil && r.TotalProblems == 0
+}
+
+// Err is nil when the audit passed, else an error naming the first
+// problems.
+func (r *AuditReport) Err() error {
+	if r.OK() {
+		return nil
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "ledger audit of %d entries failed:", r.Entries)
+	if r.ChainErr != nil {
+		fmt.Fprintf(&b, "\n  chain: %v", r.ChainErr)
+	}
+	if r.TreeErr != nil {
+		fmt.Fprintf(&b, "\n  tree: %v", r.TreeErr)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "\n  %s", p)
+	}
+	if r.TotalProblems > len(r.Problems) {
+		fmt.Fprintf(&b, "\n  … %d more", r.TotalProblems-len(r.Problems))
+	}
+	return errors.New(b.String())
+}
+
+func (r *AuditReport) problem(format string, args ...any) {
+	r.TotalProblems++
+	if len(r.Problems) < maxAuditProblems {
+		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// Audit checks the chain and the tree (Verify, VerifyTree) and then every
+// index against a recomputation from the entries (see AuditReport), from
+// one snapshot. visit, when not nil, sees each entry in order (and may keep
+// it). Meant for a quiet ledger: with writes going on, the chain and tree
+// checks and the snapshot may cover different heads. The recomputation
+// holds one small record per entry, trace code and counter set in memory.
+func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	rep := &AuditReport{}
+	if _, err := db.Verify(); err != nil {
+		var ce *ChainError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		rep.ChainErr = err
+	} else if _, _, err := db.VerifyTree(); err != nil {
+		var te *TreeError
+		if !errors.As(err, &te) {
+			return nil, err
+		}
+		rep.TreeErr = err
+	}
+	snap := db.pdb.NewSnapshot()
+	defer snap.Close()
+	if err := auditIndexes(snap, rep, visit); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// AuditStore opens the ledger in dir read-only (the gateway must be
+// stopped; nothing is written, not even the WAL replay, so it can look at a
+// store exactly as a crash left it) and audits it like DB.Audit.
+func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (*AuditReport, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if desc, err := pebble.Peek(dir, fs); err != nil || !desc.Exists {
+		return nil, fmt.Errorf("ledger: %s is not a ledger directory", dir)
+	}
+	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()}})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
+	}
+	defer pdb.Close()
+	db := &DB{pdb: pdb}
+	h := &headState{}
+	v, closer, err := pdb.Get(keyHead)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		h.seq, h.hash, err = decodeHead(v)
+		_ = closer.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	db.head.Store(h)
+	return db.Audit(visit)
+}
+
+// --- the recomputation ----------------------------------------------------
+
+type auditTrace struct{ owner, freedBy uint64 }
+
+type auditSettlement struct {
+	region, person string
+	year           int32
+	balance        int64
+	changes        []abi.Counter
+	codes          []string
+	reversedBy     uint64
+}
+
+type auditPersonKey struct{ region, person string }
+
+type auditCounterKey struct {
+	region, person string
+	year           int32
+}
+
+type auditPairKey struct {
+	m                 Month
+	insured, treating string
+}
+
+type auditMonth struct {
+	first, last uint64
+	hash        [32]byte
+}
+
+type auditor struct {
+	rep      *AuditReport
+	idem     map[string][40]byte // idempotency key -> expected value
+	traces   map[string]auditTrace
+	settled  map[uint64]*auditSettlement // settlements (all, for reversals)
+	counters map[auditCounterKey]map[string]int64
+	balances map[auditPersonKey]int64 // Σ BalanceChange
+	pairs    map[auditPairKey]*PairTotals
+	months   map[Month]*auditMonth
+	rows     map[string][]byte // hospital row key -> value
+	commits  []int64           // CommittedAt by seq-1
+}
+
+func auditIndexes(r pebble.Reader, rep *AuditReport, visit func(*Entry)) error {
+	a := &auditor{
+		rep:      rep,
+		idem:     map[string][40]byte{},
+		traces:   map[string]auditTrace{},
+		settled:  map[uint64]*auditSettlement{},
+		counters: map[auditCounterKey]map[string]int64{},
+		balances: map[auditPersonKey]int64{},
+		pairs:    map[auditPairKey]*PairTotals{},
+		months:   map[Month]*auditMonth{},
+		rows:     map[string][]byte{},
+	}
+	var head uint64
+	v, closer, err := r.Get(keyHead)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		head, rep.Head, err = decodeHead(v)
+		_ = closer.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := a.entries(r, head, visit); err != nil {
+		return err
+	}
+	for _, step := range []func(pebble.Reader) error{
+		a.checkIdem, a.checkTraces, a.checkReversed, a.checkCounters,
+		a.checkBalances, a.checkPairs, a.checkMonths, a.checkRows, a.checkClosed,
+	} {
+		if err := step(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entries replays the entries 1..head into the expected state.
+func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: appendEntryKey(nil, 1), UpperBound: appendEntryKey(nil, head+1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	want := uint64(1)
+	var key []byte
+	var prevAt int64
+	for it.First(); it.Valid(); it.Next() {
+		seq := be.Uint64(it.Key()[1:])
+		if seq != want {
+			a.rep.problem("entry %d missing", want)
+			want = seq
+		}
+		want++
+		e := new(Entry)
+		if err := DecodeEntry(it.Value(), e); err != nil {
+			a.rep.problem("entry %d does not decode: %v", seq, err)
+			continue
+		}
+		a.rep.Entries++
+		if e.CommittedAt < prevAt {
+			a.rep.problem("entry %d committed at %d, before entry %d (%d)", seq, e.CommittedAt, seq-1, prevAt)
+		}
+		prevAt = e.CommittedAt
+		a.commits = append(a.commits, e.CommittedAt)
+		a.entry(seq, e, &key)
+		if visit != nil {
+			visit(e)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if want != head+1 {
+		a.rep.problem("entries end at %d, the head is %d", want-1, head)
+	}
+	return nil
+}
+
+func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
+	rep := a.rep
+	*key = appendIdemKey((*key)[:0], e.Hospital, e.RequestID)
+	if _, dup := a.idem[string(*key)]; dup {
+		rep.problem("entry %d reuses request id %q of hospital %s", seq, e.RequestID, e.Hospital)
+	}
+	var iv [40]byte
+	copy(iv[:], appendIdemValue(nil, e.BodyHash, seq))
+	a.idem[string(*key)] = iv
+
+	year := e.Date.Year()
+	var reverses uint64
+	switch e.Kind {
+	case KindSettlement:
+		rep.Settlements++
+		for _, c := range e.TraceCodes {
+			if t, ok := a.traces[c]; ok && t.freedBy == 0 {
+				rep.problem("entry %d settles trace code %q, in use by entry %d", seq, c, t.owner)
+			}
+			a.traces[c] = auditTrace{owner: seq}
+		}
+		a.settled[seq] = &auditSettlement{region: e.InsuredRegion, person: e.PersonID, year: year,
+			balance: e.BalanceChange, changes: e.Changes, codes: e.TraceCodes}
+	case KindReversal:
+		rep.Reversals++
+		oseq, ok := ParseSettlementID(e.Reverses)
+		s := a.settled[oseq]
+		switch {
+		case !ok || oseq >= seq || s == nil:
+			rep.problem("entry %d reverses %q, not an earlier settlement", seq, e.Reverses)
+		case s.reversedBy != 0:
+			rep.problem("entry %d reverses %s, already reversed by entry %d", seq, e.Reverses, s.reversedBy)
+		default:
+			s.reversedBy = seq
+			reverses = oseq
+			if s.region != e.InsuredRegion || s.person != e.PersonID || s.year != year ||
+				s.balance != -e.BalanceChange || !negates(e.Changes, s.changes) {
+				rep.problem("entry %d does not mirror the settlement %s it reverses", seq, e.Reverses)
+			}
+			for _, c := range s.codes {
+				if t := a.traces[c]; t.owner == oseq && t.freedBy == 0 {
+					a.traces[c] = auditTrace{owner: oseq, freedBy: seq}
+				}
+			}
+		}
+	default:
+		rep.problem("entry %d has kind %d", seq, e.Kind)
+	}
+
+	if len(e.Changes) > 0 {
+		ck := auditCounterKey{e.InsuredRegion, e.PersonID, year}
+		cs := a.counters[ck]
+		if cs == nil {
+			cs = map[string]int64{}
+			a.counters[ck] = cs
+		}
+		for _, c := range e.Changes {
+			v, ok := abi.AddChecked(cs[c.Name], c.Value)
+			if !ok || v < 0 {
+				rep.problem("entry %d takes counter %s of %s/%s %d out of range", seq, c.Name, e.InsuredRegion, e.PersonID, year)
+			}
+			cs[c.Name] = v
+		}
+	}
+	if e.BalanceChange != 0 {
+		pk := auditPersonKey{e.InsuredRegion, e.PersonID}
+		a.balances[pk] += e.BalanceChange
+	}
+
+	m := MonthOf(e.CommittedAt)
+	pk := auditPairKey{m, e.InsuredRegion, e.TreatingRegion}
+	p := a.pairs[pk]
+	if p == nil {
+		p = &PairTotals{InsuredRegion: e.InsuredRegion, TreatingRegion: e.TreatingRegion}
+		a.pairs[pk] = p
+	}
+	if e.Kind == KindReversal {
+		p.Reversals++
+	} else {
+		p.Settlements++
+	}
+	p.Amounts.add(&e.Amounts)
+	mm := a.months[m]
+	if mm == nil {
+		mm = &auditMonth{first: seq}
+		a.months[m] = mm
+	}
+	mm.last, mm.hash = seq, e.Hash
+	a.rows[string(appendHospitalRowKey(nil, e.Hospital, e.CommittedAt, seq))] = appendHospitalRowValue(nil, e, reverses)
+}
+
+// scan calls fn for every stored key in [lower, upper) (keys and values
+// are valid only during the call).
+func scan(r pebble.Reader, lower, upper []byte, fn func(k, v []byte)) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		fn(it.Key(), it.Value())
+	}
+	return it.Close()
+}
+
+func prefixRange(pfx byte) ([]byte, []byte) { return []byte{pfx}, []byte{pfx + 1} }
+
+func (a *auditor) checkIdem(r pebble.Reader) error {
+	lo, hi := prefixRange(pfxIdem)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.IdempotencyKeys++
+		want, ok := a.idem[string(k)]
+		if !ok {
+			a.rep.problem("idempotency key %q names no entry", k[1:])
+			return
+		}
+		delete(a.idem, string(k))
+		if !bytes.Equal(v, want[:]) {
+			got, _ := decodeIdemValue(v)
+			a.rep.problem("idempotency key %q maps to seq %d, the entry is %d (or its body hash differs)", k[1:], got.Seq, be.Uint64(want[32:]))
+		}
+	})
+	for k, v := range a.idem {
+		a.rep.problem("idempotency key %q of entry %d is missing", k[1:], be.Uint64(v[32:]))
+	}
+	return err
+}
+
+func (a *auditor) checkTraces(r pebble.Reader) error {
+	lo, hi := prefixRange(pfxTrace)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.TraceCodes++
+		code := string(k[1:])
+		want, ok := a.traces[code]
+		if !ok {
+			a.rep.problem("trace code %q was settled by no entry", code)
+			return
+		}
+		delete(a.traces, code)
+		owner, freed, err := decodeTraceValue(v)
+		if err != nil || owner != want.owner || freed != want.freedBy {
+			a.rep.problem("trace code %q: stored owner %d freed by %d, recomputed %d freed by %d", code, owner, freed, want.owner, want.freedBy)
+		}
+	})
+	for c, t := range a.traces {
+		a.rep.problem("trace code %q of entry %d is missing", c, t.owner)
+	}
+	return err
+}
+
+func (a *auditor) checkReversed(r pebble.Reader) error {
+	want := map[uint64]uint64{}
+	for seq, s := range a.settled {
+		if s.reversedBy != 0 {
+			want[seq] = s.reversedBy
+		}
+	}
+	lo, hi := prefixRange(pfxReversed)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.ReversalMarks++
+		if len(k) != 9 {
+			a.rep.problem("reversal marker key %x malformed", k)
+			return
+		}
+		seq := be.Uint64(k[1:])
+		rev, err := decodeSeqValue(v)
+		if w, ok := want[seq]; !ok || err != nil || rev != w {
+			a.rep.problem("settlement %d is marked reversed by %d, recomputed %d", seq, rev, w)
+		}
+		delete(want, seq)
+	})
+	for seq, rev := range want {
+		a.rep.problem("settlement %d reversed by %d has no reversal marker", seq, rev)
+	}
+	return err
+}
+
+func (a *auditor) checkCounters(r pebble.Reader) error {
+	lo, hi := prefixRange(pfxCounters)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.CounterSets++
+		region, rest, ok1 := splitLP(k[1:])
+		person, rest, ok2 := splitLP(rest)
+		if !ok1 || !ok2 || len(rest) != 4 {
+			a.rep.problem("counters key %x malformed", k)
+			return
+		}
+		ck := auditCounterKey{string(region), string(person), int32(be.Uint32(rest) ^ 0x80000000)}
+		got := map[string]int64{}
+		if err := walkCounters(v, func(name []byte, value int64) { got[string(name)] = value }); err != nil {
+			a.rep.problem("counters of %s/%s %d: %v", ck.region, ck.person, ck.year, err)
+		}
+		want := a.counters[ck]
+		delete(a.counters, ck)
+		if !sameCounters(got, want) {
+			a.rep.problem("counters of %s/%s %d: stored %v, recomputed %v", ck.region, ck.person, ck.year, sortedCounters(got), sortedCounters(want))
+		}
+	})
+	for ck, want := range a.counters {
+		if !sameCounters(nil, want) {
+			a.rep.problem("counters of %s/%s %d missing, recomputed %v", ck.region, ck.person, ck.year, sortedCounters(want))
+		}
+	}
+	return err
+}
+
+// sameCounters compares counter sets, an absent counter being 0.
+func sameCounters(a, b map[string]int64) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedCounters(m map[string]int64) []abi.Counter {
+	var out []abi.Counter
+	for k, v := range m {
+		if v != 0 {
+			out = append(out, abi.Counter{Name: k, Value: v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (a *auditor) checkBalances(r pebble.Reader) error {
+	type person struct {
+		opening, stored    int64
+		hasOpening, hasBal bool
+		known              bool
+	}
+	ps := map[auditPersonKey]*person{}
+	get := func(k auditPersonKey) *person {
+		p := ps[k]
+		if p == nil {
+			p = &person{}
+			ps[k] = p
+		}
+		return p
+	}
+	var firstErr error
+	keep := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	lo, hi := prefixRange(pfxPerson)
+	keep(scan(r, lo, hi, func(k, v []byte) {
+		region, id, ok := splitLP(k[1:])
+		if !ok {
+			a.rep.problem("person key %x malformed", k)
+			return
+		}
+		rec, err := decodePerson(v)
+		if err != nil {
+			a.rep.problem("person %s/%s: %v", region, id, err)
+			return
+		}
+		p := get(auditPersonKey{string(region), string(id)})
+		p.known = true
+		if !p.hasOpening {
+			p.opening = rec.OpeningBalance
+		}
+	}))
+	lo, hi = prefixRange(pfxOpening)
+	keep(scan(r, lo, hi, func(k, v []byte) {
+		region, id, ok := splitLP(k[1:])
+		bal, err := decodeBalance(v)
+		if !ok || err != nil {
+			a.rep.problem("opening balance record %x malformed", k)
+			return
+		}
+		p := get(auditPersonKey{string(region), string(id)})
+		p.opening, p.hasOpening = bal, true
+	}))
+	credits := map[auditPersonKey]int64{}
+	// Credits share their prefix byte with closed months (x | month(4)),
+	// whose next byte is 0; a credit's is its region's length.
+	keep(scan(r, []byte{pfxCredit, 1}, []byte{pfxCredit + 1}, func(k, v []byte) {
+		a.rep.Checked.Credits++
+		region, ref, ok := splitLP(k[1:])
+		person, rest, ok2 := splitLP(v)
+		if !ok || !ok2 || len(rest) != 16 {
+			a.rep.problem("credit record %x malformed", k)
+			return
+		}
+		amount := int64(be.Uint64(rest))
+		if amount <= 0 {
+			a.rep.problem("credit %s/%s has amount %d", region, ref, amount)
+		}
+		credits[auditPersonKey{string(region), string(person)}] += amount
+	}))
+	lo, hi = prefixRange(pfxBalance)
+	keep(scan(r, lo, hi, func(k, v []byte) {
+		region, id, ok := splitLP(k[1:])
+		bal, err := decodeBalance(v)
+		if !ok || err != nil {
+			a.rep.problem("balance record %x malformed", k)
+			return
+		}
+		p := get(auditPersonKey{string(region), string(id)})
+		p.stored, p.hasBal = bal, true
+	}))
+	for k, p := range ps {
+		a.rep.Checked.Persons++
+		want := p.opening + a.balances[k] + credits[k]
+		switch {
+		case !p.known:
+			a.rep.problem("balance of %s/%s, who is not in the registry", k.region, k.person)
+		case !p.hasBal:
+			a.rep.problem("balance of %s/%s missing, recomputed %d", k.region, k.person, want)
+		case p.stored != want:
+			a.rep.problem("balance of %s/%s: stored %d, recomputed %d = opening %d + entries %d + credits %d",
+				k.region, k.person, p.stored, want, p.opening, a.balances[k], credits[k])
+		case p.stored < 0:
+			a.rep.problem("balance of %s/%s is negative: %d", k.region, k.person, p.stored)
+		}
+		delete(a.balances, k)
+		delete(credits, k)
+	}
+	for k, v := range a.balances {
+		a.rep.problem("entries move the balance of %s/%s (%d), who is not in the registry", k.region, k.person, v)
+	}
+	for k, v := range credits {
+		a.rep.problem("credits to %s/%s (%d), who is not in the registry", k.region, k.person, v)
+	}
+	return firstErr
+}
+
+func (a *auditor) checkPairs(r pebble.Reader) error {
+	lo, hi := prefixRange(pfxPair)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.MonthPairs++
+		if len(k) < 5 {
+			a.rep.problem("month pair key %x malformed", k)
+			return
+		}
+		m := Month(be.Uint32(k[1:5]))
+		ins, rest, ok1 := splitLP(k[5:])
+		trt, rest, ok2 := splitLP(rest)
+		if !ok1 || !ok2 || len(rest) != 0 {
+			a.rep.problem("month pair key %x malformed", k)
+			return
+		}
+		pk := auditPairKey{m, string(ins), string(trt)}
+		var got PairTotals
+		if err := decodePairValue(v, &got); err != nil {
+			a.rep.problem("month %s pair %s→%s: %v", m, ins, trt, err)
+			return
+		}
+		want := a.pairs[pk]
+		delete(a.pairs, pk)
+		if want == nil {
+			want = &PairTotals{}
+		}
+		if got.Settlements != want.Settlements || got.Reversals != want.Reversals || got.Amounts != want.Amounts {
+			a.rep.problem("month %s pair %s→%s: stored %d settlements %d reversals %+v, recomputed %d %d %+v",
+				m, ins, trt, got.Settlements, got.Reversals, got.Amounts, want.Settlements, want.Reversals, want.Amounts)
+		}
+	})
+	for pk := range a.pairs {
+		a.rep.problem("month %s pair %s→%s missing", pk.m, pk.insured, pk.treating)
+	}
+	return err
+}
+
+func (a *auditor) checkMonths(r pebble.Reader) error {
+	lo, hi := prefixRange(pfxMonth)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.Months++
+		if len(k) != 5 {
+			a.rep.problem("month key %x malformed", k)
+			return
+		}
+		m := Month(be.Uint32(k[1:]))
+		got, err := decodeMonthMeta(v)
+		want := a.months[m]
+		delete(a.months, m)
+		if want == nil {
+			want = &auditMonth{}
+		}
+		if err != nil || got.first != want.first || got.last != want.last || got.hash != want.hash {
+			a.rep.problem("month %s record: stored entries %d..%d, recomputed %d..%d", m, got.first, got.last, want.first, want.last)
+		}
+	})
+	for m := range a.months {
+		a.rep.problem("month %s record missing", m)
+	}
+	return err
+}
+
+func (a *auditor) checkRows(r pebble.Reader) error {
+	lo, hi := prefixRange(pfxHospRow)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.HospitalRows++
+		want, ok := a.rows[string(k)]
+		if !ok {
+			a.rep.problem("hospital row %x names no entry", k)
+			return
+		}
+		delete(a.rows, string(k))
+		if !bytes.Equal(v, want) {
+			a.rep.problem("hospital row %x differs from its entry", k)
+		}
+	})
+	for k := range a.rows {
+		a.rep.problem("hospital row %x missing", k)
+	}
+	return err
+}
+
+func (a *auditor) checkClosed(r pebble.Reader) error {
+	return scan(r, []byte{pfxClosed}, []byte{pfxClosed, 1}, func(k, v []byte) {
+		a.rep.Checked.ClosedMonths++
+		if len(k) != 5 {
+			a.rep.problem("closed month key %x malformed", k)
+			return
+		}
+		m := Month(be.Uint32(k[1:]))
+		c, err := decodeClosedValue(m, v)
+		if err != nil {
+			a.rep.problem("closed month %s: %v", m, err)
+			return
+		}
+		end := m.End().UnixNano()
+		n := uint64(len(a.commits))
+		switch {
+		case c.Seq > n:
+			a.rep.problem("closed month %s names entry %d beyond the head %d", m, c.Seq, n)
+		case c.Seq > 0 && a.commits[c.Seq-1] >= end:
+			a.rep.problem("closed month %s ends with entry %d, committed after the month", m, c.Seq)
+		case c.Seq < n && a.commits[c.Seq] < end:
+			a.rep.problem("entry %d was committed inside month %s after it was closed at entry %d", c.Seq+1, m, c.Seq)
+		}
+		if c.Seq > 0 && c.Seq <= n {
+			if h, ok := a.entryHash(r, c.Seq); !ok || h != c.Hash {
+				a.rep.problem("closed month %s: the hash of entry %d differs from the frozen one", m, c.Seq)
+			}
+		}
+	})
+}
+
+func (a *auditor) entryHash(r pebble.Reader, seq uint64) ([32]byte, bool) {
+	v, closer, err := r.Get(appendEntryKey(nil, seq))
+	if err != nil {
+		return [32]byte{}, false
+	}
+	defer closer.Close()
+	if len(v) < 32 {
+		return [32]byte{}, false
+	}
+	return [32]byte(v[len(v)-32:]), true
+}
