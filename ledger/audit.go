@@ -587,9 +587,8 @@ func (a *auditor) checkBalances(r pebble.Reader) error {
 		p.opening, p.hasOpening = bal, true
 	}))
 	credits := map[auditPersonKey]int64{}
-	// Credits share their prefix byte with closed months (x | month(4)),
-	// whose next byte is 0; a credit's is its region's length.
-	keep(scan(r, []byte{pfxCredit, 1}, []byte{pfxCredit + 1}, func(k, v []byte) {
+	lo, hi = prefixRange(pfxCredit)
+	keep(scan(r, lo, hi, func(k, v []byte) {
 		a.rep.Checked.Credits++
 		region, ref, ok := splitLP(k[1:])
 		person, rest, ok2 := splitLP(v)
@@ -723,7 +722,8 @@ func (a *auditor) checkRows(r pebble.Reader) error {
 }
 
 func (a *auditor) checkClosed(r pebble.Reader) error {
-	return scan(r, []byte{pfxClosed}, []byte{pfxClosed, 1}, func(k, v []byte) {
+	lo, hi := prefixRange(pfxClosed)
+	return scan(r, lo, hi, func(k, v []byte) {
 		a.rep.Checked.ClosedMonths++
 		if len(k) != 5 {
 			a.rep.problem("closed month key %x malformed", k)

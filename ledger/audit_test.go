@@ -189,9 +189,18 @@ func del(t *testing.T, db *DB, k []byte) {
 	}
 }
 
-// TestReopenAfterCredit: a credit's key (x | lp(region) | reference)
-// shares its first byte with closed months (x | month); Open used to take
-// the last such key for a closed month and refuse to start.
+func TestOpeningPrefixDistinct(t *testing.T) {
+	for _, p := range []byte{pfxMeta, pfxEntry, pfxIdem, pfxTrace, pfxReversed, pfxCounters, pfxBalance, pfxPerson,
+		pfxHospital, pfxCatalog, pfxCredit, pfxPair, pfxMonth, pfxClosed, pfxHospRow, pfxTree} {
+		if p == pfxOpening {
+			t.Fatalf("prefix %q is used twice", p)
+		}
+	}
+}
+
+// TestReopenAfterCredit: a credit's key (x | lp(region) | reference) once
+// shared its first byte with closed months; Open took the last such key
+// for a closed month and refused to start.
 func TestReopenAfterCredit(t *testing.T) {
 	fs := memFS()
 	db, err := Open("d", testOptions(fs))
