@@ -62,11 +62,11 @@ var settingGroups = []struct {
 	title string
 	names []string
 }{
-	{"Listening", []string{"config", "listen", "admin-listen", "max-inflight", "shutdown-timeout"}},
+	{"Settings", []string{"config", "print-config"}},
+	{"Listening", []string{"listen", "admin-listen", "max-inflight", "shutdown-timeout"}},
 	{"Data", []string{"db", "world", "modules", "checkpoint-key"}},
 	{"Policies (the regions' WebAssembly modules)", []string{"policy-fuel", "policy-deadline", "policy-timeout", "policy-memory-pages", "policy-instances", "native-policies"}},
 	{"Logs", []string{"log-level", "log-format", "access-log-burst", "access-log-every"}},
-	{"Other", []string{"print-config"}},
 }
 
 // commandLineOnly settings are not read from the file (nor, for

@@ -155,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error().Err(err).Msg("shutdown")
 	}
+	// A signal during startup can come before Serve has taken the
+	// listener, which Shutdown then does not know of: close it here too.
+	ln.Close()
 	<-served
 	log.Info().Msg("stopped")
 	return nil

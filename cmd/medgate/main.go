@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
-	"time"
-
-	"github.com/rs/zerolog"
 
 	"medgate/engine"
 	"medgate/gateway"
@@ -70,70 +69,66 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func init() {
-	register(command{name: "serve", summary: "run the gateway (no flags: a demo on the embedded reference world)",
-		run: func(args []string, _, stderr io.Writer) int { return serve(args, stderr) }})
+	register(command{name: "serve", summary: "run the gateway (no flags: a demo on the embedded reference world)", run: serve})
 }
 
-func serve(args []string, stderr io.Writer) int {
-	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	listen := fl.String("listen", "127.0.0.1:8080", "address to listen on")
-	db := fl.String("db", "medgate-data", "the ledger's Pebble directory")
-	world := fl.String("world", "", "world directory to load at start (default: the embedded reference world)")
-	modules := fl.String("modules", "build/policies", "directory of <region>/<version>.wasm for policies whose module is not in the world")
-	level := fl.String("log-level", "info", "log level: debug, info, warn, error")
-	callFuel := fl.Int64("policy-fuel", 5_000_000, "step budget of one policy call (loop iterations and function entries)")
-	deadline := fl.Bool("policy-deadline", false, "bound policy calls by wall-clock deadlines (wazero close-on-context-done) instead of step budgets")
-	callTimeout := fl.Duration("policy-timeout", 200*time.Millisecond, "time limit of one policy call with --policy-deadline")
-	native := fl.Bool("native-policies", false, "benchmark mode: run the reference policies compiled into the binary instead of their wasm modules (no sandbox)")
-	memPages := fl.Uint("policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB pages")
-	ckptKey := fl.String("checkpoint-key", "", "file holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (default: a public demo key, never for production)")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	lvl, err := zerolog.ParseLevel(*level)
-	if err != nil {
-		fmt.Fprintf(stderr, "medgate: --log-level: %v\n", err)
-		return 2
-	}
-	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
+func serve(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return serveContext(ctx, args, os.LookupEnv, stdout, stderr, nil)
+}
 
-	cfg := gateway.Config{Listen: *listen, DBDir: *db, Logger: log, ModuleDirs: []fs.FS{os.DirFS(*modules)}}
-	cfg.Engine.CallTimeout = *callTimeout
-	cfg.Engine.CallFuel = *callFuel
-	cfg.Engine.Deadline = *deadline
-	cfg.Engine.MemoryLimitPages = uint32(*memPages)
-	if *native {
+// serveContext runs the gateway until ctx ends. Settings come from args,
+// the environment and the config file (gateway.LoadSettings); ready, if
+// set, is called with the API's address once serving.
+func serveContext(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer, ready func(net.Addr)) int {
+	s, err := gateway.LoadSettings(args, lookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		gateway.WriteUsage(stdout)
+		return exitOK
+	}
+	if err == nil {
+		err = s.Validate()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "medgate serve: invalid settings:")
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "  %s\n", line)
+		}
+		fmt.Fprintln(stderr, "(medgate serve --help lists every setting)")
+		return exitUsage
+	}
+	if s.PrintConfig {
+		s.WriteConfig(stdout)
+		return exitOK
+	}
+	log := s.Logger(stderr)
+	cfg := s.Config(log)
+	cfg.Ready = ready
+	if s.NativePolicies {
 		for _, v := range conformance.Versions {
 			cfg.Native = append(cfg.Native, engine.Version{Name: v.Name, EffectiveFrom: v.Effective,
 				Module: engine.NewNative(v.Region, v.Name, v.Policy)})
 		}
 	}
-	if *world != "" {
-		cfg.World = os.DirFS(*world)
-	} else {
+	if cfg.World == nil {
 		sub, err := fs.Sub(testdata.World, "world")
 		if err != nil {
 			fmt.Fprintf(stderr, "medgate: embedded world: %v\n", err)
-			return 1
+			return exitFailure
 		}
 		cfg.World = sub
 		log.Info().Msg("no --world given: running the demo on the embedded reference world")
 	}
-	if *ckptKey != "" {
-		if cfg.CheckpointKey, err = gateway.ReadCheckpointKey(*ckptKey); err != nil {
-			fmt.Fprintf(stderr, "medgate: --checkpoint-key: %v\n", err)
-			return 2
+	if s.CheckpointKey != "" {
+		if cfg.CheckpointKey, err = gateway.ReadCheckpointKey(s.CheckpointKey); err != nil {
+			fmt.Fprintf(stderr, "medgate serve: --checkpoint-key: %v\n", err)
+			return exitUsage
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := gateway.Run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("medgate serve failed")
-		return 1
+		return exitFailure
 	}
-	return 0
+	return exitOK
 }

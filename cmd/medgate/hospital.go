@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+func init() {
+	register(command{name: "hospital", summary: "for hospitals: quote, settle, reverse and get settlements at a gateway",
+		run: func(args []string, stdout, stderr io.Writer) int {
+			return hospitalCmd(args, os.Stdin, os.Getenv, stdout, stderr)
+		}})
+}
+
+const hospitalUsage = `medgate hospital: settle bills at a gateway, as a hospital's system does
+
+  medgate hospital quote   [FILE]       POST /v1/settlements/quote   compute a settlement, write nothing
+  medgate hospital settle  [FILE]       POST /v1/settlements         settle (idempotent by request_id)
+  medgate hospital reverse ID [FILE]    POST /v1/settlements/ID/reversal
+  medgate hospital reverse ID --request-id R [--reason TEXT]
+  medgate hospital get     ID           GET  /v1/settlements/ID
+
+FILE holds the request's JSON as the API takes it (see the gateway's
+/openapi.yaml); "-" or no FILE reads standard input.
+
+Flags (any subcommand, before or after its arguments):
+  --gateway URL   the gateway (default http://127.0.0.1:8080; env MEDGATE_GATEWAY)
+  --token T       the hospital's bearer token (env MEDGATE_TOKEN)
+  --timeout D     how long to wait for the answer (default 30s)
+  --pretty        indent the answer
+
+The gateway's answer (JSON) is printed on standard output, whatever its
+status. Exit codes: 0 the gateway answered 2xx; 1 it refused or failed (its
+status, error code, field and message on standard error) or could not be
+reached; 2 usage (bad flags or arguments, no token, an unreadable FILE).
+`
+
+// hospitalCmd runs `medgate hospital ...`; stdin feeds a request body given
+// as "-" or not at all.
+func hospitalCmd(args []string, stdin io.Reader, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, hospitalUsage)
+		return exitOK
+	}
+	sub, args := args[0], args[1:]
+	prefix := "medgate hospital " + sub + ": "
+	fl := flag.NewFlagSet("hospital "+sub, flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	gw := fl.String("gateway", or(getenv("MEDGATE_GATEWAY"), "http://127.0.0.1:8080"), "")
+	token := fl.String("token", getenv("MEDGATE_TOKEN"), "")
+	timeout := fl.Duration("timeout", 30*time.Second, "")
+	pretty := fl.Bool("pretty", false, "")
+	requestID := fl.String("request-id", "", "")
+	reason := fl.String("reason", "", "")
+	// Flags may follow the arguments: parse up to each argument and on.
+	var pos []string
+	for {
+		if err := fl.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stdout, hospitalUsage)
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "%s%v\n(medgate hospital --help)\n", prefix, err)
+			return exitUsage
+		}
+		if fl.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fl.Arg(0)), fl.Args()[1:]
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, prefix+format+"\n(medgate hospital --help)\n", a...)
+		return exitUsage
+	}
+
+	var method, path, file string
+	var body []byte
+	switch sub {
+	case "quote", "settle":
+		if len(pos) > 1 {
+			return usage("one FILE at most, got %d arguments", len(pos))
+		}
+		if len(pos) == 1 {
+			file = pos[0]
+		}
+		method, path = "POST", "/v1/settlements"
+		if sub == "quote" {
+			path += "/quote"
+		}
+	case "reverse":
+		if len(pos) < 1 || len(pos) > 2 {
+			return usage("give the settlement id, then the FILE or --request-id")
+		}
+		method, path = "POST", "/v1/settlements/"+url.PathEscape(pos[0])+"/reversal"
+		switch {
+		case len(pos) == 2 && *requestID != "":
+			return usage("give a FILE or --request-id, not both")
+		case len(pos) == 2:
+			file = pos[1]
+		case *requestID != "":
+			body, _ = json.Marshal(map[string]string{"request_id": *requestID, "reason": *reason})
+		}
+	case "get":
+		if len(pos) != 1 {
+			return usage("give the settlement id")
+		}
+		method, path = "GET", "/v1/settlements/"+url.PathEscape(pos[0])
+	default:
+		fmt.Fprintf(stderr, "medgate hospital: unknown subcommand %q\n\n%s", sub, hospitalUsage)
+		return exitUsage
+	}
+	if (*requestID != "" || *reason != "") && sub != "reverse" {
+		return usage("--request-id and --reason are for reverse only")
+	}
+	if *token == "" {
+		return usage("a token is required: --token T or MEDGATE_TOKEN")
+	}
+	if method == "POST" && body == nil {
+		var err error
+		if file == "" || file == "-" {
+			body, err = io.ReadAll(stdin)
+		} else {
+			body, err = os.ReadFile(file)
+		}
+		if err != nil {
+			return usage("%v", err)
+		}
+	}
+
+	status, answer, err := hospitalCall(method, strings.TrimRight(*gw, "/")+path, *token, body, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s%v\n", prefix, err)
+		return exitFailure
+	}
+	if *pretty {
+		var b bytes.Buffer
+		if json.Indent(&b, answer, "", "  ") == nil {
+			answer = b.Bytes()
+		}
+	}
+	stdout.Write(append(bytes.TrimRight(answer, "\n"), '\n'))
+	if status/100 == 2 {
+		return exitOK
+	}
+	var e struct {
+		Error struct{ Code, Message, Field string } `json:"error"`
+	}
+	json.Unmarshal(answer, &e)
+	if e.Error.Code == "" {
+		e.Error.Code = "http_" + fmt.Sprint(status)
+	}
+	line := fmt.Sprintf("%s%d %s", prefix, status, e.Error.Code)
+	if e.Error.Field != "" {
+		line += " (" + e.Error.Field + ")"
+	}
+	if e.Error.Message != "" {
+		line += ": " + e.Error.Message
+	}
+	fmt.Fprintln(stderr, line)
+	return exitFailure
+}
+
+func hospitalCall(method, url, token string, body []byte, timeout time.Duration) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, b, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
