@@ -16,7 +16,10 @@ type CPU struct {
 	Client float64 `json:"client_cores"`
 	// Other is busy time of anything else (other processes, kernel
 	// threads): interference, ideally near 0.
-	Other  float64 `json:"other_cores"`
+	Other float64 `json:"other_cores"`
+	// IRQ is interrupt and softirq time, attributed to no process: mostly
+	// the loopback network stack carrying the load itself.
+	IRQ    float64 `json:"irq_cores"`
 	Idle   float64 `json:"idle_cores"`
 	IOWait float64 `json:"iowait_cores"`
 	// Steal is time the hypervisor gave to other guests.
@@ -28,10 +31,10 @@ type CPU struct {
 const clockTicks = 100
 
 type cpuSnap struct {
-	at                        time.Time
-	busy, idle, iowait, steal int64
-	self, server              int64
-	ok                        bool
+	at                             time.Time
+	busy, irq, idle, iowait, steal int64
+	self, server                   int64
+	ok                             bool
 }
 
 func readCPU(serverPid int) cpuSnap {
@@ -51,7 +54,8 @@ func readCPU(serverPid int) cpuSnap {
 	}
 	// user nice system idle iowait irq softirq steal [guest guest_nice,
 	// already counted in user and nice]
-	s.busy = v[0] + v[1] + v[2] + v[5] + v[6]
+	s.busy = v[0] + v[1] + v[2]
+	s.irq = v[5] + v[6]
 	s.idle, s.iowait, s.steal = v[3], v[4], v[7]
 	s.self = procCPU("self")
 	if serverPid > 0 {
@@ -87,6 +91,7 @@ func cpuBetween(a, b cpuSnap) *CPU {
 	c := &CPU{
 		Server: cores(b.server - a.server),
 		Client: cores(b.self - a.self),
+		IRQ:    cores(b.irq - a.irq),
 		Idle:   cores(b.idle - a.idle),
 		IOWait: cores(b.iowait - a.iowait),
 		Steal:  cores(b.steal - a.steal),

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
 )
 
@@ -103,6 +104,9 @@ type PhaseResult struct {
 	// Server is the gateway's own view (its /metrics), when it has one.
 	Server   *ServerStats    `json:"server,omitempty"`
 	Timeline []TimelinePoint `json:"timeline"`
+
+	hist      *hdr.Histogram // for merging rounds
+	committed int64
 }
 
 // ErrorCount is the number of requests that were not answered 200 as
@@ -242,13 +246,15 @@ loop:
 		Late:            total.late,
 		CPU:             cpuBetween(cpu0, cpu1),
 		Timeline:        timeline,
+		hist:            total.hist,
+		committed:       total.committed(),
 	}
 	if cfg.Mode == Open {
 		res.TargetRate = cfg.Rate
 	}
 	if !cfg.CheckBodies {
 		// Not the gateway: nothing was committed anywhere.
-		res.CommittedPerSec = 0
+		res.CommittedPerSec, res.committed = 0, 0
 		for i := range res.Timeline {
 			res.Timeline[i].CommittedPerSec = 0
 		}

@@ -13,7 +13,7 @@ import (
 // WriteTable prints every figure of r as a table, then the verdicts.
 func WriteTable(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\tCPU srv/cli/other/iowait\t")
+	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\tCPU srv/cli/irq/other\t")
 	for _, t := range r.Targets {
 		mem := fmt.Sprintf("%.0f/%.0f/%.0f", mib(t.IdleRSSKiB), mib(t.MaxRSSKiB), mib(t.HWMKiB))
 		for _, p := range []*PhaseResult{t.Closed, t.Open} {
@@ -83,7 +83,7 @@ func cpuText(c *CPU) string {
 	if c == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f/%.2f/%.2f/%.2f", c.Server, c.Client, c.Other, c.IOWait)
+	return fmt.Sprintf("%.2f/%.2f/%.2f/%.2f", c.Server, c.Client, c.IRQ, c.Other)
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }

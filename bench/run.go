@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,6 +47,11 @@ type Config struct {
 	Connections int           // default 64
 	Warmup      time.Duration // closed loop before measuring, discarded; default 3s
 	Duration    time.Duration // closed loop, per target; default 20s
+	// Rounds splits each target's closed and open loop into this many
+	// slices, run in turn with the other targets' (all servers stay up):
+	// on a machine shared with other work, a burst of it then costs every
+	// target alike instead of whichever was running. Default 1.
+	Rounds int
 	// OpenFraction of the closed-loop throughput is the open-loop rate
 	// (default 0.5); negative skips the open loop.
 	OpenFraction float64
@@ -57,8 +61,8 @@ type Config struct {
 	// (<target>-cpu.prof, <target>-allocs-base.prof, <target>-allocs.prof).
 	// Profiling costs the server some throughput: keep it for separate runs.
 	ProfileDir string
-	// QuietWait is how long to wait, before each target, for the machine
-	// to be nearly idle (see WaitQuiet); 0: do not wait.
+	// QuietWait is how long to wait, once every target is warm, for the
+	// machine to be nearly idle (see WaitQuiet); 0: do not wait.
 	QuietWait time.Duration
 	// Progress receives status lines and the live progress line.
 	Progress io.Writer
@@ -92,6 +96,9 @@ func (c *Config) ensureDefaults() error {
 	if c.Duration == 0 {
 		c.Duration = 20 * time.Second
 	}
+	if c.Rounds < 1 {
+		c.Rounds = 1
+	}
 	if c.OpenFraction == 0 {
 		c.OpenFraction = 0.5
 	}
@@ -111,7 +118,8 @@ func Smoke(cfg *Config) {
 	cfg.Connections = 16
 	cfg.Warmup = 500 * time.Millisecond
 	cfg.Duration = 2 * time.Second
-	cfg.OpenDuration = time.Second
+	cfg.OpenDuration = 2 * time.Second
+	cfg.Rounds = 2
 	cfg.QuietWait = 0
 	if cfg.OpenFraction == 0 {
 		cfg.OpenFraction = 0.5
@@ -138,6 +146,7 @@ type Settings struct {
 	DurationSeconds  float64 `json:"duration_s"`
 	OpenSeconds      float64 `json:"open_duration_s"`
 	OpenFraction     float64 `json:"open_fraction"`
+	Rounds           int     `json:"rounds"`
 	PersonsPerRegion int     `json:"persons_per_region"`
 	Persons          int     `json:"persons"`
 	Hospitals        int     `json:"hospitals"`
@@ -161,9 +170,10 @@ type TargetResult struct {
 	HWMKiB     int64 `json:"server_hwm_kib"`
 }
 
-// Run builds what it needs, generates the bench world, and measures each
-// target in turn: start it, warm up, closed loop, open loop at
-// OpenFraction of the closed loop's throughput, stop it.
+// Run builds what it needs, generates the bench world, starts every target
+// and warms it up, then measures: closed loop, then open loop at
+// OpenFraction of each target's closed-loop throughput, each in Rounds
+// slices taken by the targets in turn.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.ensureDefaults(); err != nil {
 		return nil, err
@@ -219,122 +229,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Machine: ReadMachine(),
 		Settings: Settings{
 			Connections: cfg.Connections, WarmupSeconds: cfg.Warmup.Seconds(), DurationSeconds: cfg.Duration.Seconds(),
-			OpenSeconds: cfg.OpenDuration.Seconds(), OpenFraction: cfg.OpenFraction,
+			OpenSeconds: cfg.OpenDuration.Seconds(), OpenFraction: cfg.OpenFraction, Rounds: cfg.Rounds,
 			PersonsPerRegion: cfg.World.PersonsPerRegion, Persons: persons, Hospitals: len(world.Hospitals),
 			LedgerFS: filesystemOf(cfg.Work),
 		},
 	}
 	res.Commit, res.Dirty = gitCommit(cfg.Root)
-	for _, name := range cfg.Targets {
-		traffic := NewTraffic(world, cfg.Traffic)
-		if name == cfg.Targets[0] {
-			t := traffic.cfg
-			res.Settings.QuotePermille, res.Settings.ReversalPermille = t.QuotePermille, t.ReversalPermille
-			res.Settings.ZipfS, res.Settings.ZipfV = t.ZipfS, t.ZipfV
-			if res.Settings.PersonsPerRegion == 0 {
-				res.Settings.PersonsPerRegion = 20000
-			}
-		}
-		tr, err := runTarget(ctx, &cfg, name, traffic, logf)
-		if err != nil {
-			return nil, fmt.Errorf("bench: target %s: %w", name, err)
-		}
-		res.Targets = append(res.Targets, *tr)
+	tcfg := cfg.Traffic
+	tcfg.ensureDefaults()
+	res.Settings.QuotePermille, res.Settings.ReversalPermille = tcfg.QuotePermille, tcfg.ReversalPermille
+	res.Settings.ZipfS, res.Settings.ZipfV = tcfg.ZipfS, tcfg.ZipfV
+	if res.Settings.PersonsPerRegion == 0 {
+		res.Settings.PersonsPerRegion = 20000
+	}
+	if res.Targets, err = runTargets(ctx, &cfg, world, logf); err != nil {
+		return nil, err
 	}
 	res.Verdicts = Verdicts(res)
 	return res, nil
-}
-
-func runTarget(ctx context.Context, cfg *Config, name string, traffic *Traffic, logf func(string, ...any)) (tr *TargetResult, err error) {
-	if cfg.QuietWait > 0 {
-		busy := WaitQuiet(ctx, cfg.QuietWait)
-		logf("bench: other work on the machine before %s: %.2f cores", name, busy)
-	}
-	logf("bench: starting %s", name)
-	var p *Process
-	var prof *profiler
-	logPath := filepath.Join(cfg.Work, name+".log")
-	if name == TargetHello {
-		p, err = StartHello(ctx, logPath)
-	} else {
-		db := filepath.Join(cfg.Work, "db-"+name)
-		if err := os.RemoveAll(db); err != nil {
-			return nil, err
-		}
-		if !cfg.KeepWork {
-			defer os.RemoveAll(db)
-		}
-		gc := GatewayConfig{Binary: cfg.Binary, World: cfg.World.Dir, DB: db,
-			Modules: cfg.Modules, Native: name == TargetNative, Log: logPath}
-		if cfg.ProfileDir != "" {
-			if gc.Admin, err = freeAddr(); err != nil {
-				return nil, err
-			}
-			prof = &profiler{admin: gc.Admin, dir: cfg.ProfileDir, target: name}
-		}
-		p, err = StartGateway(ctx, gc)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if serr := p.Stop(); serr != nil && err == nil {
-			err = serr
-		}
-	}()
-	tr = &TargetResult{Name: name, About: targetAbout[name]}
-	tr.IdleRSSKiB, _ = p.Memory()
-	sample := func() int64 {
-		rss, _ := p.Memory()
-		tr.MaxRSSKiB = max(tr.MaxRSSKiB, rss)
-		return rss
-	}
-	load := LoadConfig{Addr: p.Addr, Connections: cfg.Connections, Progress: cfg.Progress, Sample: sample,
-		CheckBodies: name != TargetHello, ServerPid: p.Pid()}
-
-	warm := load
-	warm.Mode, warm.Duration, warm.Label = Closed, cfg.Warmup, name+" warmup"
-	if _, err := RunLoad(ctx, warm, traffic); err != nil {
-		return nil, err
-	}
-	// phase runs one measured phase; the gateway's /metrics are read
-	// around it (the hello server has none).
-	phase := func(lc LoadConfig) (*PhaseResult, error) {
-		var before map[string]float64
-		if name != TargetHello {
-			before = scrapeMetrics(p.Addr)
-		}
-		res, err := RunLoad(ctx, lc, traffic)
-		if err == nil && before != nil {
-			res.Server = serverStats(before, scrapeMetrics(p.Addr))
-		}
-		return res, err
-	}
-	closed := load
-	closed.Mode, closed.Duration, closed.Label = Closed, cfg.Duration, name+" closed"
-	if prof == nil {
-		tr.Closed, err = phase(closed)
-	} else {
-		err = prof.around(int(cfg.Duration.Seconds()), func() (err error) {
-			tr.Closed, err = phase(closed)
-			return err
-		})
-	}
-	if err != nil {
-		return nil, err
-	}
-	if cfg.OpenFraction > 0 {
-		rate := int(cfg.OpenFraction * tr.Closed.ReqPerSec)
-		if rate < 1 {
-			return nil, errors.New("closed loop measured no throughput; no open-loop rate to derive")
-		}
-		open := load
-		open.Mode, open.Rate, open.Duration = Open, rate, cfg.OpenDuration
-		open.Label = fmt.Sprintf("%s open %d/s", name, rate)
-		if tr.Open, err = phase(open); err != nil {
-			return nil, err
-		}
-	}
-	_, tr.HWMKiB = p.Memory()
-	return tr, nil
 }
