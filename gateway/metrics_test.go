@@ -3,9 +3,13 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"medgate/engine"
 	"medgate/ledger"
@@ -95,5 +99,26 @@ func TestMetricsHotPathAllocations(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), `medgate_policy_call_failures_total{kind="timeout",region="371600",version="v1"} 1`) {
 		t.Fatalf("failure not counted:\n%s", b.String())
+	}
+}
+
+// Serving a request adds no allocation for its metrics, access log line
+// and request id (health is a handler that allocates nothing itself).
+func TestHandleOverheadAllocations(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	h.srv.access = AccessLogSampling{Every: 1}.logger(zerolog.New(io.Discard))
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/healthz")
+	ctx.Request.Header.SetMethod("GET")
+	serve := func() {
+		ctx.Response.Reset()
+		h.srv.Handle(&ctx)
+	}
+	serve()
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("healthz: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := testing.AllocsPerRun(100, serve); n != 0 {
+		t.Fatalf("Handle allocates %.1f times around the handler", n)
 	}
 }

@@ -107,12 +107,14 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 // status and duration; never the raw path, which may hold a person's id).
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	began := time.Now()
-	var buf [4]string
+	buf := paramBufs.Get().(*[4]string) // handlers' params escape: pooled, not allocated
 	r, params, err := s.match(ctx.Method(), ctx.Path(), buf[:0])
 	var p Principal
 	if err == nil {
 		p, err = s.route(ctx, r, params)
 	}
+	*buf = [4]string{}
+	paramBufs.Put(buf)
 	var code string
 	if err != nil {
 		e := s.toError(ctx, err)
@@ -125,6 +127,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	s.metrics.observeRequest(r, status, took)
 	s.logAccess(ctx, r, p, status, code, took)
 }
+
+var paramBufs = sync.Pool{New: func() any { return new([4]string) }}
 
 // route runs a matched route: the in-flight limit, the body limit, the
 // token, the handler. Routes without a role (health, metrics, the OpenAPI
