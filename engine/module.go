@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -38,7 +40,17 @@ type Module struct {
 	// Failures counts calls that trapped, timed out or broke a host check.
 	Failures atomic.Int64
 	closed   atomic.Bool
+	// slowUntil (unix ns, 0: never): for a while after a call ran out of
+	// time, the module's calls run one at a time (serial). Compiled wasm is
+	// not preemptible, so a module looping on every call would otherwise
+	// hold as many CPUs as it has instances; serialized, it holds one and
+	// other regions keep the rest.
+	slowUntil atomic.Int64
+	serial    sync.Mutex
 }
+
+// slowPenalty is how long a module that ran out of time runs serially.
+const slowPenalty = 10 * time.Second
 
 // SHA256Hex is the module's hash in hex.
 func (m *Module) SHA256Hex() string { return hex.EncodeToString(m.SHA256[:]) }
@@ -270,6 +282,10 @@ func (m *Module) discard(inst *instance) {
 // *CallError; the instance that failed is discarded. Call never writes
 // anything; the caller may write once it returns nil.
 func (m *Module) Call(ctx context.Context, in *abi.Input, encoded []byte, out *abi.Output) error {
+	if u := m.slowUntil.Load(); u != 0 && u > time.Now().UnixNano() {
+		m.serial.Lock()
+		defer m.serial.Unlock()
+	}
 	inst, err := m.get(ctx)
 	if err != nil {
 		var ce *CallError
@@ -281,6 +297,9 @@ func (m *Module) Call(ctx context.Context, in *abi.Input, encoded []byte, out *a
 		return &CallError{Region: m.Region, Version: m.Version, Kind: FailUnavailable, Err: err}
 	}
 	if err := m.call(ctx, inst, encoded, out); err != nil {
+		if err.Kind == FailTimeout {
+			m.slowUntil.Store(time.Now().Add(slowPenalty).UnixNano())
+		}
 		m.discard(inst)
 		m.Failures.Add(1)
 		err.Region, err.Version = m.Region, m.Version
