@@ -11,14 +11,26 @@ import (
 // deriver maintains the state derived from entries, in the entry's batch:
 // the per-month pair totals and month records (clearing statements), the
 // per-hospital rows (reconciliation) and the Merkle tree's stored hashes
-// (proofs, checkpoints). Pair totals and month records are coalesced per
-// batch: loaded at their first use in the batch, updated in memory, and
-// written once by flush (before any registry operation of the batch runs,
-// and before the commit). The zero value is ready to use.
+// (proofs, checkpoints).
+//
+// Pair totals and month records are coalesced: updated in memory and
+// written by flush once per batch (before any registry operation of the
+// batch runs, and before the commit), each touched key once. They stay
+// cached across batches — the writer is their only writer, so after a
+// commit the cache is what the store holds — and a month's are dropped once
+// a later month has begun (commit times never go back, so it is never
+// touched again). The Merkle tree's frontier (the last stored hash of each
+// level: exactly what tlog reads to add a record) is cached too. A failed
+// batch clears everything (reset); the DB accepts no writes after one
+// anyway. So in the steady state the derived state costs the writer no
+// read at all. The zero value is ready to use.
 type deriver struct {
-	pairs  map[pairID]*PairTotals
-	months map[Month]*monthMeta
+	pairs  map[pairID]*pairState
+	months map[Month]*monthState
+	latest Month // the latest month touched
+	front  [64]frontHash
 	hashes []tlog.Hash // prepared stored hashes of the entry being applied
+	idx    []int64
 	key    []byte
 	val    []byte
 }
@@ -28,39 +40,90 @@ type pairID struct {
 	insured, treating string
 }
 
+type pairState struct {
+	PairTotals
+	dirty bool
+}
+
+type monthState struct {
+	monthMeta
+	dirty bool
+}
+
+// frontHash is a cached stored hash: index+1 (0: none) and the hash.
+type frontHash struct {
+	index1 int64
+	hash   tlog.Hash
+}
+
 // prepare does every read that apply needs for the sealed entry e, so that a
 // failing read refuses the entry before anything of it is written.
 func (d *deriver) prepare(r pebble.Reader, e *Entry) error {
 	if d.pairs == nil {
-		d.pairs, d.months = map[pairID]*PairTotals{}, map[Month]*monthMeta{}
+		d.pairs, d.months = map[pairID]*pairState{}, map[Month]*monthState{}
 	}
 	m := MonthOf(e.CommittedAt)
 	id := pairID{m, e.InsuredRegion, e.TreatingRegion}
 	if _, ok := d.pairs[id]; !ok {
-		p := &PairTotals{InsuredRegion: e.InsuredRegion, TreatingRegion: e.TreatingRegion}
+		p := &pairState{PairTotals: PairTotals{InsuredRegion: e.InsuredRegion, TreatingRegion: e.TreatingRegion}}
 		d.key = appendPairKey(d.key[:0], m, e.InsuredRegion, e.TreatingRegion)
-		if _, err := getFrom(r, d.key, func(v []byte) error { return decodePairValue(v, p) }); err != nil {
+		if _, err := getFrom(r, d.key, func(v []byte) error { return decodePairValue(v, &p.PairTotals) }); err != nil {
 			return fmt.Errorf("ledger: month %s pair %s→%s: %w", m, e.InsuredRegion, e.TreatingRegion, err)
 		}
 		d.pairs[id] = p
 	}
 	if _, ok := d.months[m]; !ok {
-		mm := &monthMeta{}
+		mm := &monthState{}
 		d.key = appendMonthKey(d.key[:0], pfxMonth, m)
 		if _, err := getFrom(r, d.key, func(v []byte) (err error) {
-			*mm, err = decodeMonthMeta(v)
+			mm.monthMeta, err = decodeMonthMeta(v)
 			return err
 		}); err != nil {
 			return err
 		}
 		d.months[m] = mm
 	}
-	hs, err := tlog.StoredHashes(int64(e.Seq-1), e.Hash[:], hashReader{r})
+	hs, err := tlog.StoredHashes(int64(e.Seq-1), e.Hash[:], frontReader{d, r})
 	if err != nil {
 		return fmt.Errorf("ledger: Merkle tree at entry %d: %w", e.Seq, err)
 	}
 	d.hashes = hs
 	return nil
+}
+
+// frontReader serves stored hashes from the cached frontier, falling back
+// to the store.
+type frontReader struct {
+	d *deriver
+	r pebble.Reader
+}
+
+func (f frontReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	f.d.idx = f.d.idx[:0]
+	for i, idx := range indexes {
+		level, _ := tlog.SplitStoredHashIndex(idx)
+		if c := &f.d.front[level]; c.index1 == idx+1 {
+			out[i] = c.hash
+			continue
+		}
+		f.d.idx = append(f.d.idx, idx)
+	}
+	if len(f.d.idx) == 0 {
+		return out, nil
+	}
+	read, err := hashReader{f.r}.ReadHashes(f.d.idx)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := 0, 0; i < len(indexes); i++ {
+		level, _ := tlog.SplitStoredHashIndex(indexes[i])
+		if f.d.front[level].index1 != indexes[i]+1 {
+			out[i] = read[j]
+			j++
+		}
+	}
+	return out, nil
 }
 
 // apply adds e's derived writes (after prepare).
@@ -73,11 +136,13 @@ func (d *deriver) apply(e *Entry, set func(k, v []byte)) {
 		p.Settlements++
 	}
 	p.Amounts.add(&e.Amounts)
+	p.dirty = true
 	mm := d.months[m]
 	if mm.first == 0 {
 		mm.first = e.Seq
 	}
-	mm.last, mm.hash = e.Seq, e.Hash
+	mm.last, mm.hash, mm.dirty = e.Seq, e.Hash, true
+	d.latest = max(d.latest, m)
 
 	var rev uint64
 	if e.Kind == KindReversal {
@@ -87,40 +152,58 @@ func (d *deriver) apply(e *Entry, set func(k, v []byte)) {
 	d.val = appendHospitalRowValue(d.val[:0], e, rev)
 	set(d.key, d.val)
 
+	// hashes[0] is the leaf (level 0), which is not stored: it is
+	// computed from the entry's Hash when needed (merkle.go).
 	idx := tlog.StoredHashIndex(0, int64(e.Seq-1))
 	for i := range d.hashes {
-		d.key = appendTreeKey(d.key[:0], idx+int64(i))
-		set(d.key, d.hashes[i][:])
+		if i > 0 {
+			d.key = appendTreeKey(d.key[:0], idx+int64(i))
+			set(d.key, d.hashes[i][:])
+		}
+		level, _ := tlog.SplitStoredHashIndex(idx + int64(i))
+		d.front[level] = frontHash{idx + int64(i) + 1, d.hashes[i]}
 	}
 	d.hashes = d.hashes[:0]
 }
 
-// flush writes the coalesced pair totals and month records into b.
+// flush writes the pair totals and month records changed since the last
+// flush into b, and drops those of months before the latest.
 func (d *deriver) flush(b *pebble.Batch) error {
 	for id, p := range d.pairs {
-		d.key = appendPairKey(d.key[:0], id.m, id.insured, id.treating)
-		d.val = appendPairValue(d.val[:0], p)
-		if err := b.Set(d.key, d.val, nil); err != nil {
-			return err
+		if p.dirty {
+			d.key = appendPairKey(d.key[:0], id.m, id.insured, id.treating)
+			d.val = appendPairValue(d.val[:0], &p.PairTotals)
+			if err := b.Set(d.key, d.val, nil); err != nil {
+				return err
+			}
+			p.dirty = false
+		}
+		if id.m < d.latest {
+			delete(d.pairs, id)
 		}
 	}
 	for m, mm := range d.months {
-		if mm.first == 0 {
-			continue // loaded for an entry that was then refused
+		if mm.dirty {
+			d.key = appendMonthKey(d.key[:0], pfxMonth, m)
+			d.val = appendMonthMeta(d.val[:0], &mm.monthMeta)
+			if err := b.Set(d.key, d.val, nil); err != nil {
+				return err
+			}
+			mm.dirty = false
 		}
-		d.key = appendMonthKey(d.key[:0], pfxMonth, m)
-		d.val = appendMonthMeta(d.val[:0], mm)
-		if err := b.Set(d.key, d.val, nil); err != nil {
-			return err
+		if m < d.latest {
+			delete(d.months, m)
 		}
 	}
-	d.reset()
 	return nil
 }
 
+// reset forgets everything cached (after a failed batch).
 func (d *deriver) reset() {
 	clear(d.pairs)
 	clear(d.months)
+	d.latest = 0
+	d.front = [64]frontHash{}
 	d.hashes = d.hashes[:0]
 }
 

@@ -92,7 +92,8 @@
 // month is YYYYMM as a uint32 (the month in UTC+8 of the entry's
 // CommittedAt); at is CommittedAt with its sign bit flipped. Pair totals and
 // month records are coalesced per batch (one Set per touched key); the
-// other derived records cost one Set per entry, the tree about two. The
+// other derived records cost one Set per entry, the tree about one (leaves
+// are not stored; they are computed from the entry's Hash). The
 // writer never stamps an entry earlier than the previous one nor inside a
 // closed month (DB.floor), so a month's entries are one contiguous seq
 // range and a closed month receives nothing.

@@ -18,8 +18,11 @@ import (
 // The tree of size N covers entries 1..N. Its stored hashes (tlog's
 // StoredHashes: every complete subtree's hash, about two per entry) are
 // written in the entry's batch under l | index, so the tree is exactly as
-// durable as the entries and needs nothing at restart. Tree hashes and
-// proofs for any size up to the durable head read O(log N) of them.
+// durable as the entries and needs nothing at restart — except the leaves
+// (level 0), which are not stored: a leaf is computed from the entry's Hash,
+// the last 32 bytes of its stored value, which saves a key per entry. Tree
+// hashes and proofs for any size up to the durable head read O(log N)
+// stored hashes and at most a few entries.
 
 // LeafHash is the Merkle leaf hash of the entry whose Hash is entryHash.
 func LeafHash(entryHash [32]byte) tlog.Hash { return tlog.RecordHash(entryHash[:]) }
@@ -37,6 +40,23 @@ func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	var key [9]byte
 	for i, idx := range indexes {
+		if level, n := tlog.SplitStoredHashIndex(idx); level == 0 {
+			// A leaf: from the entry (seq n+1).
+			v, closer, err := h.r.Get(appendEntryKey(key[:0], uint64(n)+1))
+			if errors.Is(err, pebble.ErrNotFound) {
+				return nil, fmt.Errorf("%w: entry %d missing for its Merkle leaf", ErrCorrupt, n+1)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(v) < 32 {
+				_ = closer.Close()
+				return nil, fmt.Errorf("%w: entry %d truncated", ErrCorrupt, n+1)
+			}
+			out[i] = LeafHash([32]byte(v[len(v)-32:]))
+			_ = closer.Close()
+			continue
+		}
 		v, closer, err := h.r.Get(appendTreeKey(key[:0], idx))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, fmt.Errorf("%w: Merkle tree hash %d missing", ErrCorrupt, idx)
@@ -152,7 +172,7 @@ func (db *DB) VerifyTree() (size uint64, root tlog.Hash, err error) {
 			return 0, root, &TreeError{Seq: seq, Reason: err.Error()}
 		}
 		for i := range hs {
-			if got[i] != hs[i] {
+			if i > 0 && got[i] != hs[i] { // hs[0], the leaf, is not stored
 				return 0, root, &TreeError{Seq: seq, Reason: fmt.Sprintf("stored hash %d differs from the recomputed one", idx+int64(i))}
 			}
 		}

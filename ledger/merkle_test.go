@@ -107,7 +107,7 @@ func TestMerkleTreeAndProofs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := tlog.StoredHashIndex(0, 9) // entry 10's leaf
+	idx := tlog.StoredHashIndex(1, 4) // entries 9 and 10's node, stored with entry 10
 	_ = pdb.Set(appendTreeKey(nil, idx), bytes.Repeat([]byte{7}, 32), pebble.Sync)
 	pdb.Close()
 	db = openClock(t, fs, clk)
