@@ -250,7 +250,7 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 	case errors.As(err, &ar):
 		return nil, conflict("already_reversed", "", "the settlement was already reversed by %s", ar.ReversalID)
 	case errors.Is(err, ledger.ErrWriteFailed):
-		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; nothing was settled, retry later", Cause: err}
+		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later with the same request_id (a write that reached the disk before the failure is then answered as a replay)", Cause: err}
 	case errors.Is(err, ledger.ErrCounterRange), errors.Is(err, ledger.ErrInsufficientBalance):
 		return nil, conflict("accumulator_conflict", "", "the person's accumulators or balance changed meanwhile; nothing was settled, retry")
 	}
