@@ -137,7 +137,10 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	mu := s.lockPerson(req.InsuredRegion, req.PersonID)
 	defer mu.Unlock()
 
-	for i := range req.Items {
+	// A quote must refuse a settled trace code itself; a settlement's codes
+	// are checked by the ledger writer, atomically with their marking
+	// (appendError names the code), so they are not looked up twice.
+	for i := 0; quote && i < len(req.Items); i++ {
 		for j, code := range req.Items[i].TraceCodes {
 			owner, inUse, err := s.db.TraceCodeOwner(code)
 			if err != nil {

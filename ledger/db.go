@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
@@ -123,6 +124,15 @@ func Open(dir string, opts Options) (*DB, error) {
 		FS:                 fs,
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
+		// Most reads on the settlement path look for keys that do not exist
+		// (a new idempotency key, trace codes never sold): bloom filters
+		// answer those without reading data blocks. A larger cache and
+		// memtable keep the recent entries and indexes in memory.
+		CacheSize:    128 << 20,
+		MemTableSize: 64 << 20,
+	}
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
