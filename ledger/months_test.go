@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,7 +259,36 @@ func TestDerivedStateRebuild(t *testing.T) {
 		}
 	}
 	mustAppend(t, db, reversal("r", es[0]))
-	root, _ := db.TreeHash(41)
+	// Then through the real writer (whose cache lives across batches):
+	// concurrent appends across another month boundary, with a month
+	// closed in between.
+	clk.set(utc("2026-11-30T15:00:00Z"))
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				e := pairEntry(fmt.Sprintf("g%d-%d", g, i), []string{"152500", "370100"}[i%2], "370102", int64(10+i), int64(i), 1)
+				if err := db.Append(context.Background(), e); err != nil {
+					t.Error(err)
+				}
+				if g == 0 && i == 7 {
+					clk.set(utc("2026-11-30T17:00:00Z")) // December in UTC+8
+					if _, _, err := db.CloseMonth(202611, func(*MonthTotals) ([]byte, error) { return nil, nil }); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	const n = 41 + 60
+	root, _ := db.TreeHash(n)
+	if _, r, err := db.VerifyTree(); err != nil || r != root {
+		t.Fatalf("VerifyTree: %v", err)
+	}
+	live, _ := db.MonthTotals(202612)
 	db.Close()
 	want := derivedState(t, fs)
 	if len(want) == 0 {
@@ -274,8 +305,11 @@ func TestDerivedStateRebuild(t *testing.T) {
 	_ = pdb.Set(keyFormat, []byte{1}, pebble.Sync)
 	pdb.Close()
 	db = openClock(t, fs, clk)
-	if got, _ := db.TreeHash(41); got != root {
+	if got, _ := db.TreeHash(n); got != root {
 		t.Fatal("rebuilt tree differs")
+	}
+	if rebuilt, _ := db.MonthTotals(202612); fmt.Sprint(rebuilt) != fmt.Sprint(live) || len(live.Pairs) != 2 {
+		t.Fatalf("December rebuilt %+v, live %+v", rebuilt, live)
 	}
 	db.Close()
 	got := derivedState(t, fs)
