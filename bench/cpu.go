@@ -26,6 +26,10 @@ type CPU struct {
 	Steal float64 `json:"steal_cores"`
 }
 
+// Used is the CPU the measurement itself used: server, client and the
+// interrupt time of the traffic between them.
+func (c *CPU) Used() float64 { return c.Server + c.Client + c.IRQ }
+
 // clockTicks is USER_HZ, the unit of /proc's CPU times; 100 on every
 // Linux architecture Go supports.
 const clockTicks = 100

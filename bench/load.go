@@ -101,12 +101,22 @@ type PhaseResult struct {
 	Late int64 `json:"late,omitempty"`
 	// CPU is where the machine's CPU went during the phase.
 	CPU *CPU `json:"cpu,omitempty"`
+	// ReqPerCoreSec is ReqPerSec per core the measurement used (server,
+	// client, irq): on a machine shared with other work, the figure that
+	// other work disturbs least (exact only while the server is CPU-bound).
+	ReqPerCoreSec float64 `json:"req_per_core_s,omitempty"`
 	// Server is the gateway's own view (its /metrics), when it has one.
 	Server   *ServerStats    `json:"server,omitempty"`
 	Timeline []TimelinePoint `json:"timeline"`
 
 	hist      *hdr.Histogram // for merging rounds
 	committed int64
+}
+
+func (p *PhaseResult) setPerCore() {
+	if p.CPU != nil && p.CPU.Used() > 0 {
+		p.ReqPerCoreSec = p.ReqPerSec / p.CPU.Used()
+	}
 }
 
 // ErrorCount is the number of requests that were not answered 200 as
@@ -252,6 +262,7 @@ loop:
 	if cfg.Mode == Open {
 		res.TargetRate = cfg.Rate
 	}
+	res.setPerCore()
 	if !cfg.CheckBodies {
 		// Not the gateway: nothing was committed anywhere.
 		res.CommittedPerSec, res.committed = 0, 0

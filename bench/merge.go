@@ -73,6 +73,7 @@ func mergePhases(parts []*PhaseResult) *PhaseResult {
 			*f /= m.Seconds
 		}
 		m.CPU = &cpu
+		m.setPerCore()
 	}
 	if haveSrv {
 		if srv.Commits > 0 {

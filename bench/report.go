@@ -13,7 +13,7 @@ import (
 // WriteTable prints every figure of r as a table, then the verdicts.
 func WriteTable(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\tCPU srv/cli/irq/other\t")
+	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\treq/core-s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\tCPU srv/cli/irq/other\t")
 	for _, t := range r.Targets {
 		mem := fmt.Sprintf("%.0f/%.0f/%.0f", mib(t.IdleRSSKiB), mib(t.MaxRSSKiB), mib(t.HWMKiB))
 		for _, p := range []*PhaseResult{t.Closed, t.Open} {
@@ -27,8 +27,8 @@ func WriteTable(w io.Writer, r *Result) error {
 			if t.Name != TargetHello {
 				committed = fmt.Sprintf("%.0f", p.CommittedPerSec)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t%s\t\n",
-				t.Name, p.Mode, p.Connections, rate, p.ReqPerSec, committed,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t%s\t\n",
+				t.Name, p.Mode, p.Connections, rate, p.ReqPerSec, p.ReqPerCoreSec, committed,
 				p.Latency.P50, p.Latency.P99, p.Latency.P999, p.Latency.Max, errorText(p), p.Late, mem, cpuText(p.CPU))
 		}
 	}
@@ -53,7 +53,11 @@ func WriteTable(w io.Writer, r *Result) error {
 		if v.Unit == "ms" {
 			value, target = fmt.Sprintf("%.2f ms", v.Value), fmt.Sprintf("%.0f ms", v.Target)
 		}
-		fmt.Fprintf(w, "%-6s %s = %s (target %s %s): %s\n", mark, v.Name, value, op, target, v.Margin)
+		perCore := ""
+		if v.PerCore > 0 {
+			perCore = fmt.Sprintf("; per core used: %.3f", v.PerCore)
+		}
+		fmt.Fprintf(w, "%-6s %s = %s (target %s %s): %s%s\n", mark, v.Name, value, op, target, v.Margin, perCore)
 	}
 	return nil
 }

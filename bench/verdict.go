@@ -23,6 +23,10 @@ type Verdict struct {
 	Met     bool   `json:"met"`
 	// Margin says by how much it was met or missed.
 	Margin string `json:"margin"`
+	// PerCore is the same ratio of throughputs per core used (see
+	// PhaseResult.ReqPerCoreSec), less disturbed by other work on the
+	// machine; 0 when not a throughput ratio.
+	PerCore float64 `json:"per_core,omitempty"`
 }
 
 func (r *Result) target(name string) *TargetResult {
@@ -39,12 +43,18 @@ func Verdicts(r *Result) []Verdict {
 	var vs []Verdict
 	hello, native, wasm := r.target(TargetHello), r.target(TargetNative), r.target(TargetWasm)
 	if hello != nil && wasm != nil && hello.Closed.ReqPerSec > 0 {
-		vs = append(vs, ratioVerdict("committed settlements/s (wasm) ÷ hello-world req/s",
-			wasm.Closed.CommittedPerSec/hello.Closed.ReqPerSec, GoalCommitVsHello))
+		v := ratioVerdict("committed settlements/s (wasm) ÷ hello-world req/s",
+			wasm.Closed.CommittedPerSec/hello.Closed.ReqPerSec, GoalCommitVsHello)
+		if wasm.Closed.ReqPerSec > 0 {
+			v.PerCore = perCore(wasm.Closed, hello.Closed) * wasm.Closed.CommittedPerSec / wasm.Closed.ReqPerSec
+		}
+		vs = append(vs, v)
 	}
 	if native != nil && wasm != nil && native.Closed.ReqPerSec > 0 {
-		vs = append(vs, ratioVerdict("wasm ÷ native throughput (req/s, closed loop)",
-			wasm.Closed.ReqPerSec/native.Closed.ReqPerSec, GoalWasmVsNative))
+		v := ratioVerdict("wasm ÷ native throughput (req/s, closed loop)",
+			wasm.Closed.ReqPerSec/native.Closed.ReqPerSec, GoalWasmVsNative)
+		v.PerCore = perCore(wasm.Closed, native.Closed)
+		vs = append(vs, v)
 	}
 	if wasm != nil && wasm.Open != nil {
 		v := Verdict{Name: fmt.Sprintf("open-loop p99 at half max (wasm, %d req/s)", wasm.Open.TargetRate),
@@ -58,6 +68,14 @@ func Verdicts(r *Result) []Verdict {
 		vs = append(vs, v)
 	}
 	return vs
+}
+
+// perCore is a's throughput per core used ÷ b's.
+func perCore(a, b *PhaseResult) float64 {
+	if a.ReqPerCoreSec == 0 || b.ReqPerCoreSec == 0 {
+		return 0
+	}
+	return a.ReqPerCoreSec / b.ReqPerCoreSec
 }
 
 func ratioVerdict(name string, value, target float64) Verdict {
