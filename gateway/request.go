@@ -63,7 +63,7 @@ func decodeSettle(body []byte, quote bool) (*SettleRequest, *Error) {
 	r := &SettleRequest{}
 	l := &lexer{b: body}
 	var seen struct{ requestID, person, visit, items bool }
-	err := l.object(func(key []byte) error {
+	err := l.objectOnce("", settleFields, func(key []byte) error {
 		switch string(key) {
 		case "request_id":
 			seen.requestID = true
@@ -166,7 +166,7 @@ func decodePerson(l *lexer, r *SettleRequest) error {
 	if l.peek() != '{' {
 		return invalidType(l, "person", "an object")
 	}
-	return l.object(func(key []byte) error {
+	return l.objectOnce("person.", personFields, func(key []byte) error {
 		switch string(key) {
 		case "id":
 			return l.ident(&r.PersonID, "person.id")
@@ -206,7 +206,7 @@ func decodeVisit(l *lexer, v *abi.Visit) error {
 	if l.peek() != '{' {
 		return invalidType(l, "visit", "an object")
 	}
-	return l.object(func(key []byte) error {
+	return l.objectOnce("visit.", visitFields, func(key []byte) error {
 		switch string(key) {
 		case "type":
 			if l.peek() != '"' {
@@ -418,7 +418,7 @@ func decodeItem(l *lexer, it *Item, seenCodes *map[string]struct{}) error {
 		return badRequest("invalid_field", "", "a bill line must be an object")
 	}
 	var have struct{ code, price, qty, amount bool }
-	err := l.object(func(key []byte) error {
+	err := l.objectOnce("", itemFields, func(key []byte) error {
 		switch string(key) {
 		case "code":
 			have.code = true
@@ -526,7 +526,7 @@ func decodeReversal(body []byte) (*ReversalRequest, *Error) {
 	r := &ReversalRequest{}
 	l := &lexer{b: body}
 	seen := false
-	err := l.object(func(key []byte) error {
+	err := l.objectOnce("", reversalFields, func(key []byte) error {
 		switch string(key) {
 		case "request_id":
 			seen = true
