@@ -252,7 +252,16 @@ func TestPolicyUploadRefusals(t *testing.T) {
 // version in force when it was computed, identified by its module hash and
 // its two-disease ratio (v2023-like 60%, v2024 70%).
 func TestVersionsSwitchUnderLoad(t *testing.T) {
-	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {resident}})))
+	// Many residents with hypertension (two-disease cap 300): each is
+	// settled at most a few times for 100.00, so the cap never cuts an
+	// answer and 70.00 or 60.00 identify the version.
+	const persons = 4000
+	var residents []string
+	for i := 0; i < persons; i++ {
+		residents = append(residents, strings.Replace(resident, "RES1", fmt.Sprintf("R%05d", i), 1))
+	}
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": residents})))
+	var seq atomic.Int64
 	old := sha256.Sum256(referenceWasm(t, "371600", "v2024"))
 	newWasm := referenceWasm(t, "371600", "v2023")
 	neu := sha256.Sum256(newWasm)
@@ -272,10 +281,14 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
+				k := seq.Add(1)
+				if k >= 3*persons {
+					return
+				}
 				before := phase.Load()
-				// A quote: the same person over and over, no cap is consumed.
-				status, out := h.do("POST", "/v1/settlements/quote", "tok-H3716210001",
-					settleBody("Q", "RES1", "371600", `{"type":"two_disease","visit_date":"2025-06-01"}`, `[{"code":"XA01","unit_price":"100.00","quantity":"1","amount":"100.00"}]`))
+				status, out := h.do("POST", "/v1/settlements", "tok-H3716210001",
+					settleBody(fmt.Sprintf("SW-%d", k), fmt.Sprintf("R%05d", k%persons), "371600",
+						`{"type":"two_disease","visit_date":"2025-06-01"}`, `[{"code":"XA01","unit_price":"100.00","quantity":"1","amount":"100.00"}]`))
 				after := phase.Load()
 				if status != 200 {
 					t.Errorf("a request failed while versions switched: %d %s", status, out)
@@ -333,7 +346,12 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 	if seen["v2024"] == 0 || seen["v2025"] == 0 {
 		t.Fatalf("versions seen: %v of %d", seen, n.Load())
 	}
-	// The withdrawn version stays withdrawn across a restart of the registry.
+	// Every entry written meanwhile replays identically with the module
+	// recorded for it.
+	if checked, _, mm, err := h.srv.Replay(t.Context(), "", 0, 0); err != nil || len(mm) > 0 || checked == 0 {
+		t.Fatalf("replay after the switches: %d checked, %v, %v", checked, mm, err)
+	}
+	// The withdrawn version is recorded as such.
 	if list, _ := h.versions.List("371600", 20261123); len(list) != 3 || list[2].Status != "withdrawn" {
 		t.Fatalf("versions after rollback: %+v", list)
 	}
