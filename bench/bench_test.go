@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -176,4 +177,68 @@ func TestAppendScaled(t *testing.T) {
 			t.Errorf("appendScaled(%d, %d, %d) = %s, want %s", c.v, c.scale, c.decimals, got, c.want)
 		}
 	}
+}
+
+// The mix the issue asks for: bills of 1–60 lines with a median near 20,
+// every visit type, a few quotes and unknown codes, fractional quantities.
+func TestTrafficMix(t *testing.T) {
+	w := testWorld(t)
+	st := NewTraffic(w, TrafficConfig{Seed: 5, Nonce: 1}).NewStream()
+	var req Request
+	var sizes []int
+	kinds := map[Kind]int{}
+	visits := map[string]int{}
+	var lines, unknown, fractional, traced int
+	const n = 4000
+	for range n {
+		st.Next(&req)
+		kinds[req.Kind]++
+		var body struct {
+			Visit struct {
+				Type string `json:"type"`
+			} `json:"visit"`
+			Items []struct {
+				Code       string   `json:"code"`
+				Quantity   string   `json:"quantity"`
+				TraceCodes []string `json:"trace_codes"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		visits[body.Visit.Type]++
+		sizes = append(sizes, len(body.Items))
+		for _, it := range body.Items {
+			lines++
+			if it.Code[:2] == "XU" {
+				unknown++
+			}
+			if bytes.ContainsRune([]byte(it.Quantity), '.') {
+				fractional++
+			}
+			if len(it.TraceCodes) > 0 {
+				traced++
+			}
+		}
+	}
+	slices.Sort(sizes)
+	if med := sizes[len(sizes)/2]; med < 15 || med > 25 || sizes[0] < 1 || sizes[len(sizes)-1] > 60 {
+		t.Errorf("bill sizes: median %d, range %d–%d", med, sizes[0], sizes[len(sizes)-1])
+	}
+	for _, v := range []string{"inpatient", "outpatient", "chronic", "two_disease", "maternity"} {
+		if visits[v] == 0 {
+			t.Errorf("no %s visit in %v", v, visits)
+		}
+	}
+	if q := kinds[KindQuote] * 1000 / n; q < 30 || q > 70 {
+		t.Errorf("quotes: %d‰", q)
+	}
+	if u := unknown * 1000 / lines; u < 10 || u > 30 {
+		t.Errorf("unknown codes: %d‰ of lines", u)
+	}
+	if fractional == 0 || traced == 0 {
+		t.Errorf("fractional quantities %d, traced lines %d", fractional, traced)
+	}
+	t.Logf("%d requests: kinds %v, visits %v, median %d lines, %d lines (%d unknown, %d fractional, %d with trace codes)",
+		n, kinds, visits, sizes[len(sizes)/2], lines, unknown, fractional, traced)
 }
