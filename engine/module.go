@@ -80,6 +80,12 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 	if len(wasm) > e.cfg.MaxModuleSize {
 		return fail("size", fmt.Errorf("module is %d bytes, limit %d", len(wasm), e.cfg.MaxModuleSize))
 	}
+	// Before any decoder: wazero allocates vectors by their declared
+	// counts, so a few bytes claiming billions of entries would exhaust
+	// memory (meter.CheckBounds).
+	if err := meter.CheckBounds(wasm); err != nil {
+		return fail("compile", err)
+	}
 	code := wasm
 	if !e.cfg.Deadline {
 		var err error

@@ -1,0 +1,315 @@
+package meter
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// MaxLocals bounds the locals of one function (as browsers do: V8 allows
+// 50,000). The standard Go toolchain's functions declare a few dozen.
+const MaxLocals = 50_000
+
+// CheckBounds refuses a module whose declared counts cannot be true: a
+// vector claiming more entries than the bytes that follow could hold
+// (every entry of every vector takes at least one byte, most more), or a
+// function declaring more than MaxLocals locals. wazero's decoder
+// allocates a vector from its declared count before reading it, so a
+// 15-byte module claiming 4 billion tables made it ask for 150 GiB and
+// the whole process die of it; with the counts checked first, what the
+// decoder allocates is bounded by a constant times the module's size.
+//
+// It walks every section that holds vectors (types, imports, functions,
+// tables, memories, globals, exports, elements, code, data, tags) with
+// their nested vectors and constant expressions, and refuses a construct it
+// does not know rather than pass it on unchecked. Function bodies past
+// their locals are not read (Instrument and wazero validate them).
+func CheckBounds(wasm []byte) error {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
+	}
+	r := reader{b: wasm[8:]}
+	for !r.done() {
+		id := r.byte()
+		content := r.bytes(int(r.u32()))
+		if r.err != nil {
+			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+		}
+		if err := checkSection(id, content); err != nil {
+			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, err)
+		}
+	}
+	return nil
+}
+
+// bounded reads a vector count whose entries take at least min bytes each.
+func (r *reader) bounded(min int, what string) uint32 {
+	n := r.u32()
+	if r.err == nil && uint64(n)*uint64(min) > uint64(len(r.b)) {
+		r.err = fmt.Errorf("%d %s declared in %d bytes", n, what, len(r.b))
+	}
+	return n
+}
+
+func checkSection(id byte, content []byte) error {
+	r := reader{b: content}
+	var n uint32
+	switch id {
+	case 0, 8, 12: // custom, start, data count: no vectors
+		return nil
+	case 1:
+		n = r.bounded(3, "types")
+	case 2:
+		n = r.bounded(4, "imports")
+	case 3:
+		r.bounded(1, "functions")
+		return r.err
+	case 4:
+		n = r.bounded(3, "tables")
+	case 5:
+		r.bounded(2, "memories")
+		return r.err
+	case 6:
+		n = r.bounded(4, "globals")
+	case 7:
+		n = r.bounded(3, "exports")
+	case 9:
+		n = r.bounded(3, "element segments")
+	case 10:
+		n = r.bounded(3, "function bodies")
+	case 11:
+		n = r.bounded(2, "data segments")
+	case 13:
+		r.bounded(2, "tags")
+		return r.err
+	default:
+		return fmt.Errorf("unknown section")
+	}
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		var err error
+		switch id {
+		case 1:
+			err = r.funcType()
+		case 2:
+			r.name() // module
+			r.name() // field
+			err = r.importDesc()
+		case 4:
+			err = r.table()
+		case 6:
+			err = r.valType()
+			r.byte() // mutability
+			if err == nil {
+				err = r.constExpr()
+			}
+		case 7:
+			r.name()
+			r.byte()
+			r.u32()
+		case 9:
+			err = r.elementSegment()
+		case 10:
+			err = r.functionLocals()
+		case 11:
+			err = r.dataSegment()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return r.err
+}
+
+func (r *reader) funcType() error {
+	if form := r.byte(); form != 0x60 {
+		if r.err != nil {
+			return r.err
+		}
+		return fmt.Errorf("type form 0x%02x", form)
+	}
+	for _, what := range []string{"parameters", "results"} {
+		k := r.bounded(1, what)
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			if err := r.valType(); err != nil {
+				return err
+			}
+		}
+	}
+	return r.err
+}
+
+func (r *reader) valType() error {
+	switch t := r.byte(); t {
+	case 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F, 0x69:
+	case 0x63, 0x64: // (ref null ht), (ref ht)
+		r.s64()
+	default:
+		if r.err != nil {
+			return r.err
+		}
+		return fmt.Errorf("value type 0x%02x", t)
+	}
+	return r.err
+}
+
+func (r *reader) importDesc() error {
+	switch kind := r.byte(); kind {
+	case 0:
+		r.u32()
+	case 1:
+		return r.tableType()
+	case 2:
+		r.memLimits()
+	case 3:
+		if err := r.valType(); err != nil {
+			return err
+		}
+		r.byte()
+	case 4:
+		r.byte()
+		r.u32()
+	default:
+		if r.err != nil {
+			return r.err
+		}
+		return fmt.Errorf("import kind %d", kind)
+	}
+	return r.err
+}
+
+func (r *reader) tableType() error {
+	if err := r.valType(); err != nil {
+		return err
+	}
+	r.memLimits()
+	return r.err
+}
+
+// memLimits reads limits with any flags (shared, 64-bit).
+func (r *reader) memLimits() {
+	flag := r.byte()
+	r.s64()
+	if flag&1 != 0 {
+		r.s64()
+	}
+}
+
+func (r *reader) table() error {
+	if len(r.b) >= 2 && r.b[0] == 0x40 && r.b[1] == 0x00 { // a table with an initializer
+		r.b = r.b[2:]
+		if err := r.tableType(); err != nil {
+			return err
+		}
+		return r.constExpr()
+	}
+	return r.tableType()
+}
+
+// constExpr skips a constant expression up to its end.
+func (r *reader) constExpr() error {
+	for r.err == nil {
+		op := r.byte()
+		switch {
+		case r.err != nil:
+		case op == opEnd:
+			return nil
+		case op == 0x41 || op == 0x42 || op == 0x43 || op == 0x44 || op == 0x23 || op == 0xD0 || op == 0xD2:
+			if err := r.skipImmediates(op); err != nil {
+				return err
+			}
+		case op == 0x6A || op == 0x6B || op == 0x6C || op == 0x7C || op == 0x7D || op == 0x7E: // extended constants
+		case op == 0xFD: // v128.const
+			if sub := r.u32(); sub != 12 {
+				return fmt.Errorf("constant instruction 0xFD %d", sub)
+			}
+			r.bytes(16)
+		default:
+			return fmt.Errorf("constant instruction 0x%02X", op)
+		}
+	}
+	return r.err
+}
+
+func (r *reader) elementSegment() error {
+	flags := r.u32()
+	if r.err != nil {
+		return r.err
+	}
+	if flags > 7 {
+		return fmt.Errorf("element segment flags %d", flags)
+	}
+	if flags&3 == 2 {
+		r.u32() // table index
+	}
+	if flags&1 == 0 { // active: an offset
+		if err := r.constExpr(); err != nil {
+			return err
+		}
+	}
+	if flags&3 != 0 { // element kind or reference type
+		if flags&4 != 0 {
+			if err := r.valType(); err != nil {
+				return err
+			}
+		} else {
+			r.byte()
+		}
+	}
+	if flags&4 == 0 {
+		k := r.bounded(1, "function indexes")
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			r.u32()
+		}
+		return r.err
+	}
+	k := r.bounded(2, "element expressions")
+	for j := uint32(0); j < k && r.err == nil; j++ {
+		if err := r.constExpr(); err != nil {
+			return err
+		}
+	}
+	return r.err
+}
+
+func (r *reader) functionLocals() error {
+	size := r.u32()
+	body := r.bytes(int(size))
+	if r.err != nil {
+		return r.err
+	}
+	b := reader{b: body}
+	groups := b.bounded(2, "local declarations")
+	var total uint64
+	for j := uint32(0); j < groups && b.err == nil; j++ {
+		total += uint64(b.u32())
+		if err := b.valType(); err != nil {
+			return err
+		}
+		if total > MaxLocals {
+			return fmt.Errorf("a function declares more than %d locals", MaxLocals)
+		}
+	}
+	return b.err
+}
+
+func (r *reader) dataSegment() error {
+	flags := r.u32()
+	switch flags {
+	case 0:
+		if err := r.constExpr(); err != nil {
+			return err
+		}
+	case 1:
+	case 2:
+		r.u32()
+		if err := r.constExpr(); err != nil {
+			return err
+		}
+	default:
+		if r.err != nil {
+			return r.err
+		}
+		return fmt.Errorf("data segment flags %d", flags)
+	}
+	r.bytes(int(r.bounded(1, "data bytes")))
+	return r.err
+}

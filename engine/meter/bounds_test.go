@@ -1,0 +1,53 @@
+package meter_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"medgate/engine/meter"
+	"medgate/engine/wasmgen"
+)
+
+// TestCheckBounds: modules whose counts cannot be true are refused before
+// any decoder sees them (each once made wazero ask for tens of GiB and
+// the process die); real modules pass.
+func TestCheckBounds(t *testing.T) {
+	for name, wasm := range map[string]string{
+		"4 billion tables":        "\x00asm\x01\x00\x00\x00\x04\x05\xff\xff\xff\xff\x0f",
+		"260 million imports":     "\x00asm\x01\x00\x00\x00\x02\x17\xfe\x8f\x82|0000000000000000000000000000000000000",
+		"4 billion functions":     "\x00asm\x01\x00\x00\x00\x03\x05\xff\xff\xff\xff\x0f",
+		"4 billion element exprs": "\x00asm\x01\x00\x00\x00\x09\x09\x01\x05\x70\xff\xff\xff\xff\x0f\x00",
+		"4 billion locals":        "\x00asm\x01\x00\x00\x00\x0a\x0a\x01\x08\x01\xff\xff\xff\xff\x0f\x7f\x0b",
+		"4 GiB of data":           "\x00asm\x01\x00\x00\x00\x0b\x08\x01\x01\xff\xff\xff\xff\x0f\x00",
+		"a 4 GiB name":            "\x00asm\x01\x00\x00\x00\x02\x09\x01\xff\xff\xff\xff\x0f\x00\x00\x00",
+		"an unknown type form":    "\x00asm\x01\x00\x00\x00\x01\x04\x01\x5e\x00\x00",
+		"not wasm":                "hello",
+	} {
+		if err := meter.CheckBounds([]byte(wasm)); err == nil || !errors.Is(err, meter.ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	ok := map[string][]byte{
+		"policy": wasmgen.Policy(1, 0, wasmgen.Answer(0, 0)).Bytes(),
+		"loop":   wasmgen.Policy(1, 0, wasmgen.Concat(wasmgen.Forever(), wasmgen.I64Const(0))).Bytes(),
+	}
+	// The reference policies, when make built them (the gateway's tests
+	// load them through engine.Load, which checks bounds, in any case).
+	built, _ := filepath.Glob(filepath.Join("..", "..", "build", "policies", "*", "*.wasm"))
+	for _, f := range built {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok[f] = b
+	}
+	for name, wasm := range ok {
+		if err := meter.CheckBounds(wasm); err != nil {
+			t.Errorf("%s refused: %v", name, err)
+		}
+	}
+}
