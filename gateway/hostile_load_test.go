@@ -220,3 +220,25 @@ func TestHostileRegionIsolation(t *testing.T) {
 		t.Errorf("p99 of the good regions under a hostile one is %v, above %v (5 × baseline %v + 50 ms)", u99, limit, b99)
 	}
 }
+
+// TestPolicyCheckImpossibleCounts: a region's dry-run check of a 15-byte
+// module declaring 4 billion tables is refused (422, the compile check)
+// instead of making the gateway allocate 150 GiB and die.
+func TestPolicyCheckImpossibleCounts(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	for _, wasm := range []string{
+		"\x00asm\x01\x00\x00\x00\x04\x05\xff\xff\xff\xff\x0f",
+		"\x00asm\x01\x00\x00\x00\x02\x17\xfe\x8f\x82|0000000000000000000000000000000000000",
+	} {
+		body := upload("371600", "vbomb", "2030-01-01", []byte(wasm), readCases(t, "371600-v2024.json"), demoKey("371600"))
+		for _, path := range []string{"/v1/regions/371600/policies/check", "/v1/regions/371600/policies"} {
+			status, out := h.do("POST", path, "tok-region-371600", body)
+			if status != 422 || !strings.Contains(string(out), `"compile"`) {
+				t.Fatalf("%s: %d %.300s", path, status, out)
+			}
+		}
+	}
+	if status, _ := h.do("GET", "/healthz", "", nil); status != 200 {
+		t.Fatal("the gateway is not healthy")
+	}
+}
