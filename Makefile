@@ -48,3 +48,26 @@ bench: policies ## measure hello-world, native and wasm gateway (closed loop, op
 
 bench-smoke: policies ## a seconds-long bench run that fails only if the harness breaks
 	$(GO) run ./cmd/medbench run -smoke -out bench/out/smoke
+
+# --- faults: kill loop, crash simulation, fuzzing (README "Faults and guarantees") ---
+.PHONY: crash crash-short fuzz fuzz-short
+
+CRASH_CYCLES ?= 100
+CRASH_ROUNDS ?= 50
+FUZZ_TIME ?= 10s
+FUZZERS := ./gateway:FuzzDecodeSettle ./gateway:FuzzDecodeReversal ./ledger:FuzzEntryCodec \
+	./engine/abi:FuzzInput ./engine/abi:FuzzOutput ./engine/meter:FuzzInstrument ./engine/meter:FuzzInstrumentValid
+
+crash-short: policies ## kill -9 loop against the real binary (10 cycles) and a graceful SIGTERM under load (CI)
+	MEDGATE_CRASH_CYCLES=10 $(GO) test ./gateway/killtest -count=1 -v -timeout 30m
+
+crash: policies ## the long runs: kill loop (CRASH_CYCLES=100) and in-process crashes (CRASH_ROUNDS=50); MEDGATE_CRASH_SEED=N replays a run
+	MEDGATE_CRASH_CYCLES=$(CRASH_CYCLES) $(GO) test ./gateway/killtest -count=1 -v -timeout 4h
+	MEDGATE_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test ./gateway -run '^TestCrashSimulation$$' -count=1 -v -timeout 1h
+
+fuzz-short: ## run every fuzzer for FUZZ_TIME (10s each, CI); a crasher lands in the package's testdata/fuzz
+	@set -e; for f in $(FUZZERS); do pkg=$${f%%:*}; name=$${f##*:}; echo "== $$name ($$pkg)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) -parallel 2; done
+
+fuzz: ## every fuzzer for 5 minutes
+	$(MAKE) fuzz-short FUZZ_TIME=5m
