@@ -187,25 +187,34 @@ func catalogCodes(src, region string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		var codes []string
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" {
-				continue
-			}
-			var e struct {
-				Code string `json:"code"`
-			}
-			if err := json.Unmarshal([]byte(line), &e); err != nil {
-				return nil, fmt.Errorf("bench world: catalog %s: %w", r, err)
-			}
-			codes = append(codes, e.Code)
+		codes, err := readCodes(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("bench world: catalog %s: %w", r, err)
 		}
-		return codes, sc.Err()
+		return codes, nil
 	}
 	return nil, nil
+}
+
+// readCodes reads the codes of a catalog file (NDJSON).
+func readCodes(f *os.File) ([]string, error) {
+	var codes []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var e struct {
+			Code string `json:"code"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			return nil, err
+		}
+		codes = append(codes, e.Code)
+	}
+	return codes, sc.Err()
 }
 
 // writePersons copies the reference persons of region from src to dst and
