@@ -74,6 +74,7 @@ type wop struct {
 	body             []byte
 	credit           bool
 	hospital         string
+	target           string // reversals: the settlement reversed
 	sent             bool   // an attempt got no answer
 	seen             uint64 // the seq the ledger had for it while unanswered
 	acked            bool
@@ -114,7 +115,7 @@ func (c *crashLoad) newOp(rng *rand.Rand) *wop {
 		c.settled[i] = c.settled[len(c.settled)-1]
 		c.settled = c.settled[:len(c.settled)-1]
 		id := fmt.Sprintf("rv-%d", n)
-		o = &wop{key: s.hospital + "/" + id, token: s.token, hospital: s.hospital, path: "/v1/settlements/" + s.id + "/reversal",
+		o = &wop{key: s.hospital + "/" + id, token: s.token, hospital: s.hospital, path: "/v1/settlements/" + s.id + "/reversal", target: s.id,
 			body: []byte(fmt.Sprintf(`{"request_id":%q,"reason":"crash test"}`, id))}
 	case r < 3:
 		i := rng.Intn(12)
@@ -253,24 +254,6 @@ func TestCrashSimulation(t *testing.T) {
 		wg.Wait()
 		h.stop()
 
-		// Writes acknowledged after the clone never were, as far as the
-		// crashed gateway goes: they are retried.
-		c.mu.Lock()
-		var settled []*wop
-		for k, o := range c.ops {
-			if o.acked && !before[k] {
-				o.acked, o.sent = false, true
-				c.pending = append(c.pending, o)
-			}
-		}
-		for _, o := range c.settled {
-			if o.acked {
-				settled = append(settled, o)
-			}
-		}
-		c.settled = settled
-		c.mu.Unlock()
-
 		fs = crashed
 		h.fs = crashed
 		h.start()
@@ -283,6 +266,41 @@ func TestCrashSimulation(t *testing.T) {
 			t.Fatalf("round %d (kept %d%% of unsynced data): %v", round, keep, err)
 		}
 		c.mu.Lock()
+		// Answers given after the clone never reached anybody, as far as
+		// the crashed gateway goes: those writes are retried (a retry of
+		// one the clone holds must be its replay), and reversals of
+		// settlements the clone lacks are dropped (their target's id is
+		// gone).
+		lost := map[string]bool{}
+		for k, o := range c.ops {
+			if !o.acked || before[k] {
+				continue
+			}
+			if _, ok := entries[k]; !ok && o.id != "" && o.target == "" {
+				lost[o.id] = true
+			}
+			o.acked, o.sent, o.id, o.seq = false, true, "", 0
+			c.pending = append(c.pending, o)
+		}
+		var kept []*wop
+		for _, o := range c.pending {
+			if o.target != "" && lost[o.target] {
+				if _, ok := entries[o.key]; ok {
+					t.Errorf("round %d: %s reverses a settlement the crash lost, yet it is in the ledger", round, o.key)
+				}
+				delete(c.ops, o.key)
+				continue
+			}
+			kept = append(kept, o)
+		}
+		c.pending = kept
+		var settled []*wop
+		for _, o := range c.settled {
+			if o.acked {
+				settled = append(settled, o)
+			}
+		}
+		c.settled = settled
 		for k, seq := range entries {
 			o := c.ops[k]
 			switch {
