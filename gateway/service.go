@@ -249,6 +249,9 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 				}
 			}
 		}
+		if tc.SettlementID == "" {
+			return nil, conflict("trace_code_reused", field, "trace code %s is being settled by another request", tc.Code)
+		}
 		return nil, conflict("trace_code_reused", field, "trace code %s was already settled (%s) and not reversed", tc.Code, tc.SettlementID)
 	case errors.As(err, &ar):
 		return nil, conflict("already_reversed", "", "the settlement was already reversed by %s", ar.ReversalID)

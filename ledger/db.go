@@ -53,6 +53,9 @@ type DB struct {
 	// writer goroutine (set by load before it starts).
 	floor int64
 
+	// traces are the trace codes of entries being appended (tracecodes.go).
+	traces traceReservations
+
 	hospitals atomic.Pointer[map[string]Hospital]
 	catalogs  atomic.Pointer[map[string]*Catalog]
 	names     interner

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,27 +462,25 @@ func TestBatchWithFailures(t *testing.T) {
 	ok1 := settlement("r1", "P1", 20261109, []abi.Counter{{Name: "n", Value: 1}}, -600, "T1")
 	dup := settlement("r1", "P1", 20261109, nil, 0)                                     // same key as ok1, same batch
 	poor := settlement("r2", "P1", 20261109, nil, -500, "T9")                           // 1000-600 < 500
-	reuse := settlement("r3", "P2", 20261109, nil, 0, "T1")                             // T1 taken by ok1
 	rev := reversal("r4", s0)                                                           // frees T0
 	ok2 := settlement("r5", "P2", 20261109, nil, 0, "T0")                               // T0 freed by rev, same batch
 	rev2 := reversal("r6", s0)                                                          // already reversed, same batch
 	ok3 := settlement("r7", "P1", 20261109, []abi.Counter{{Name: "n", Value: 2}}, -400) // exactly the rest
-	errs := runBatch(db, ok1, dup, poor, reuse, rev, ok2, rev2, ok3)
+	// Trace codes in flight are kept apart by Append's reservations
+	// (TestTraceCodesInFlight); the writer itself only marks them.
+	errs := runBatch(db, ok1, dup, poor, rev, ok2, rev2, ok3)
 
 	var de *DuplicateError
-	var te *TraceCodeError
 	var are *AlreadyReversedError
 	switch {
-	case errs[0] != nil || errs[4] != nil || errs[5] != nil || errs[7] != nil:
+	case errs[0] != nil || errs[3] != nil || errs[4] != nil || errs[6] != nil:
 		t.Fatalf("errs = %v", errs)
 	case !errors.As(errs[1], &de) || de.Existing.Seq != ok1.Seq:
 		t.Fatalf("dup: %v", errs[1])
 	case !errors.Is(errs[2], ErrInsufficientBalance):
 		t.Fatalf("poor: %v", errs[2])
-	case !errors.As(errs[3], &te) || te.SettlementID != ok1.SettlementID:
-		t.Fatalf("reuse: %v", errs[3])
-	case !errors.As(errs[6], &are) || are.ReversalID != rev.SettlementID:
-		t.Fatalf("rev2: %v", errs[6])
+	case !errors.As(errs[5], &are) || are.ReversalID != rev.SettlementID:
+		t.Fatalf("rev2: %v", errs[5])
 	}
 	for i, e := range []*Entry{ok1, rev, ok2, ok3} {
 		if e.Seq != uint64(i+2) {
@@ -842,5 +841,54 @@ func TestCloseDrains(t *testing.T) {
 		if _, found, _ := db.Idempotency(hospital, r); !found {
 			t.Fatalf("%s lost", r)
 		}
+	}
+}
+
+// TestTraceCodesInFlight appends many entries sharing trace codes at once:
+// each code ends up settled exactly once, and every refusal names a code.
+func TestTraceCodesInFlight(t *testing.T) {
+	db, _ := openMem(t)
+	var ps []Person
+	for i := 0; i < 32; i++ {
+		ps = append(ps, person(fmt.Sprintf("Q%d", i), 0))
+	}
+	if _, err := db.PutPersons(ps); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int64
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Entries i and i+1 share a code: at most one of each pair wins.
+			e := settlement(fmt.Sprintf("q%d", i), fmt.Sprintf("Q%d", i), 20261109, nil, 0,
+				fmt.Sprintf("C%d", i/2), fmt.Sprintf("U%d", i))
+			err := db.Append(context.Background(), e)
+			var te *TraceCodeError
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.As(err, &te):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 16 || refused.Load() != 16 {
+		t.Fatalf("%d settled, %d refused; want 16 and 16", ok.Load(), refused.Load())
+	}
+	for i := 0; i < 16; i++ {
+		if _, inUse, _ := db.TraceCodeOwner(fmt.Sprintf("C%d", i)); !inUse {
+			t.Fatalf("C%d not settled", i)
+		}
+	}
+	// A refused entry marked none of its codes, and released its reservation.
+	e := settlement("again", "Q0", 20261109, nil, 0, "C0")
+	var te *TraceCodeError
+	if err := db.Append(context.Background(), e); !errors.As(err, &te) || te.SettlementID == "" {
+		t.Fatalf("C0 again: %v", err)
 	}
 }

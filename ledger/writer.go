@@ -43,6 +43,13 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
+	if e.Kind == KindSettlement && len(e.TraceCodes) > 0 {
+		// See tracecodes.go: checked here, in parallel, not in the writer.
+		if err := db.checkTraceCodes(e.TraceCodes); err != nil {
+			return err
+		}
+		defer db.traces.release(e.TraceCodes)
+	}
 	r := requestPool.Get().(*request)
 	r.e = e
 	select {
@@ -88,7 +95,6 @@ type writer struct {
 	cs    []abi.Counter
 	freed []string
 	orig  Entry
-	seen  map[string]struct{}
 	// derive maintains the derived state (month totals, hospital rows,
 	// Merkle tree) in the batch; see derive.go.
 	derive deriver
@@ -310,14 +316,11 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 		return &DuplicateError{Existing: dup}
 	}
 
-	// Trace codes (settlements) / the reversed settlement (reversals).
 	var origSeq uint64
 	w.freed = w.freed[:0]
-	if e.Kind == KindSettlement {
-		if err := w.checkTraceCodes(b, e.TraceCodes); err != nil {
-			return err
-		}
-	} else {
+	// A settlement's trace codes were reserved and checked by Append
+	// (tracecodes.go); a reversal's original is checked here.
+	if e.Kind != KindSettlement {
 		if err := w.checkReversal(b, e, &origSeq); err != nil {
 			return err
 		}
@@ -433,42 +436,6 @@ func (w *writer) flushDerived(b *pebble.Batch) {
 		// As in applyEntry: only a closed batch fails a Set.
 		panic(fmt.Sprintf("ledger: batch write failed: %v", err))
 	}
-}
-
-func (w *writer) checkTraceCodes(b *pebble.Batch, codes []string) error {
-	if len(codes) > 16 {
-		if w.seen == nil {
-			w.seen = make(map[string]struct{})
-		}
-		clear(w.seen)
-	}
-	for i, c := range codes {
-		if len(codes) > 16 {
-			if _, dup := w.seen[c]; dup {
-				return &TraceCodeError{Code: c}
-			}
-			w.seen[c] = struct{}{}
-		} else {
-			for _, d := range codes[:i] {
-				if d == c {
-					return &TraceCodeError{Code: c}
-				}
-			}
-		}
-		w.key = appendTraceKey(w.key[:0], c)
-		var owner, freedBy uint64
-		found, err := getIn(b, w.key, func(v []byte) (err error) {
-			owner, freedBy, err = decodeTraceValue(v)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if found && freedBy == 0 {
-			return &TraceCodeError{Code: c, SettlementID: SettlementID(owner)}
-		}
-	}
-	return nil
 }
 
 // checkReversal checks that e may reverse e.Reverses and collects the
