@@ -6,8 +6,8 @@
 // Every write goes through one goroutine (the writer). Append hands it the
 // entry and waits. The writer takes whatever requests are queued (up to
 // Options.MaxBatch) into ONE indexed Pebble batch; for each entry in order it
-// first does all reads and checks (idempotency key unused, trace codes free,
-// reversed settlement present / a settlement / not yet reversed, counters and
+// first does all reads and checks (idempotency key unused, reversed
+// settlement present / a settlement / not yet reversed, counters and
 // balance stay in range) against the DB plus the batch so far — the batch is
 // indexed, so an entry sees what earlier entries of the same batch wrote —
 // and only then adds its writes. A refused entry therefore adds nothing and
@@ -21,9 +21,15 @@
 // of the same batch). One sync serves the whole batch, so throughput grows
 // with concurrency while every acknowledged entry is on disk.
 //
+// A settlement's trace codes are the exception: Append reserves them in
+// memory and looks them up in the committed store before handing the entry
+// to the writer, and releases them once the writer has answered (see
+// tracecodes.go), so that the twenty-odd lookups of a bill run in parallel
+// instead of in the one serial stage.
+//
 // Why a single writer: sequence numbers, the hash chain and the uniqueness
-// checks (idempotency keys, trace codes, one reversal per settlement) are
-// all "read, then write depending on what was read". A single goroutine
+// checks (idempotency keys, one reversal per settlement) are all "read,
+// then write depending on what was read". A single goroutine
 // makes them trivially serializable without locks, and batching makes its
 // fsync cost shared. Registry writes (PutHospitals, PutCatalog, PutPersons)
 // go through the same writer, so a new person's opening balance cannot race
