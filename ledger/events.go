@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -12,15 +13,15 @@ import (
 // gateway can be matched with the store's own work.
 func (db *DB) events() *pebble.EventListener {
 	const slow = 500 * time.Millisecond
-	var stallBegan time.Time
+	var stallBegan atomic.Int64 // unix ns; callbacks come from Pebble's goroutines
 	return &pebble.EventListener{
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			stallBegan = time.Now()
+			stallBegan.Store(time.Now().UnixNano())
 			db.stalls.Add(1)
 			db.log.Warn().Str("reason", info.Reason).Msg("ledger: write stall began")
 		},
 		WriteStallEnd: func() {
-			db.log.Warn().Dur("took", time.Since(stallBegan)).Msg("ledger: write stall ended")
+			db.log.Warn().Dur("took", time.Duration(time.Now().UnixNano()-stallBegan.Load())).Msg("ledger: write stall ended")
 		},
 		FlushEnd: func(info pebble.FlushInfo) {
 			if info.TotalDuration > slow {
