@@ -320,7 +320,7 @@ func (db *DB) closePebble() (err error) {
 	if !db.failed.Load() {
 		// Flush the memtable, so that the next Open has no WAL to replay:
 		// after a clean close, a start needs no recovery.
-		if err := error(nil); err != nil {
+		if err := db.pdb.Flush(); err != nil {
 			db.log.Warn().Err(err).Msg("ledger: flush at close failed; the next open replays the WAL")
 		}
 	}
