@@ -247,6 +247,8 @@ var (
 		"1 when a ledger write failed and the ledger refuses writes until restarted (sync failure), else 0.", nil, nil)
 	descCommits = prometheus.NewDesc("medgate_ledger_commits_total",
 		"Group commits of the ledger since it was opened.", nil, nil)
+	descStalls = prometheus.NewDesc("medgate_ledger_write_stalls_total",
+		"Pebble write stalls (a commit waited for a flush or compaction).", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -254,6 +256,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHead
 	ch <- descReadOnly
 	ch <- descCommits
+	ch <- descStalls
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -276,6 +279,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, ro)
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
+		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
 	}
 }
 
