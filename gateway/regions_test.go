@@ -255,7 +255,7 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 	// Many residents with hypertension (two-disease cap 300): each is
 	// settled at most a few times for 100.00, so the cap never cuts an
 	// answer and 70.00 or 60.00 identify the version.
-	const persons = 4000
+	const persons = 8000
 	var residents []string
 	for i := 0; i < persons; i++ {
 		residents = append(residents, strings.Replace(resident, "RES1", fmt.Sprintf("R%05d", i), 1))
@@ -266,7 +266,10 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 	newWasm := referenceWasm(t, "371600", "v2023")
 	neu := sha256.Sum256(newWasm)
 	var (
-		phase   atomic.Int32 // 0 before publish, 1 published, 2 withdrawn
+		// 0 before publish, 1 publishing, 2 published, 3 withdrawing,
+		// 4 withdrawn: a request overlapping a transition may see either
+		// version, one inside a stable phase only that phase's.
+		phase   atomic.Int32
 		stop    atomic.Bool
 		wg      sync.WaitGroup
 		n       atomic.Int64
@@ -282,7 +285,7 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
 				k := seq.Add(1)
-				if k >= 3*persons {
+				if k >= 4*persons { // at most 4 × 70.00 a person: under the cap
 					return
 				}
 				before := phase.Load()
@@ -305,18 +308,20 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
+	phase.Store(1)
 	status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
 		upload("371600", "v2025", "2025-01-01", newWasm, readCases(t, "371600-v2023.json"), demoKey("371600")))
 	if status != 201 {
 		t.Fatalf("publish: %d %s", status, out)
 	}
-	phase.Store(1)
+	phase.Store(2)
 	time.Sleep(200 * time.Millisecond)
+	phase.Store(3)
 	status, out = h.do("POST", "/v1/regions/371600/policies/v2025/withdraw", "tok-region-371600", nil)
 	if status != 200 || !strings.Contains(string(out), `"in_force_today":"v2024"`) {
 		t.Fatalf("withdraw: %d %s", status, out)
 	}
-	phase.Store(2)
+	phase.Store(4)
 	time.Sleep(200 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
@@ -329,14 +334,14 @@ func TestVersionsSwitchUnderLoad(t *testing.T) {
 			if sum != hex.EncodeToString(old[:]) || x.a.Amounts["basic_fund"] != "70.00" {
 				t.Fatalf("v2024 answer with %s %s", sum, x.a.Amounts["basic_fund"])
 			}
-			if x.phaseBefore == 1 && x.phaseAfter == 1 {
+			if x.phaseBefore == 2 && x.phaseAfter == 2 {
 				t.Fatalf("v2024 answered while v2025 was in force")
 			}
 		case "v2025":
 			if sum != hex.EncodeToString(neu[:]) || x.a.Amounts["basic_fund"] != "60.00" {
 				t.Fatalf("v2025 answer with %s %s", sum, x.a.Amounts["basic_fund"])
 			}
-			if x.phaseAfter == 0 || x.phaseBefore == 2 {
+			if x.phaseAfter == 0 || x.phaseBefore == 4 {
 				t.Fatalf("v2025 answered outside its time")
 			}
 		default:
