@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"medgate/plugins/modbuild"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 )
 
 // FindRepoRoot walks up from dir to the directory whose go.mod declares
@@ -66,50 +66,15 @@ func WorldPolicies(world string) ([]PolicyModule, error) {
 // build into scratch (the way the gateway tests do, so that `go test`
 // works without make).
 func ModuleDir(root, preferred, scratch string, policies []PolicyModule) (string, error) {
-	if modulesFresh(root, preferred, policies) {
+	mods := make([]modbuild.Module, len(policies))
+	for i, p := range policies {
+		mods[i] = modbuild.Module{Region: p.Region, Version: p.Version}
+	}
+	if modbuild.Fresh(root, preferred, mods) {
 		return preferred, nil
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(policies))
-	for i, p := range policies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := filepath.Join(scratch, p.Region, p.Version+".wasm")
-			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./plugins/regions/"+p.Region+"/"+p.Version)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-			if b, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("bench: build policy %s/%s: %v\n%s", p.Region, p.Version, err, b)
-			}
-		}()
+	if err := modbuild.Build(root, scratch, mods); err != nil {
+		return "", fmt.Errorf("bench: %w", err)
 	}
-	wg.Wait()
-	return scratch, errors.Join(errs...)
-}
-
-// modulesFresh reports whether dir has every module, each newer than every
-// Go source under plugins/ and engine/abi (the guest's sources).
-func modulesFresh(root, dir string, policies []PolicyModule) bool {
-	if dir == "" {
-		return false
-	}
-	var oldest int64 = 1<<63 - 1
-	for _, p := range policies {
-		st, err := os.Stat(filepath.Join(dir, p.Region, p.Version+".wasm"))
-		if err != nil {
-			return false
-		}
-		oldest = min(oldest, st.ModTime().UnixNano())
-	}
-	stale := false
-	for _, sub := range []string{"plugins", "engine/abi"} {
-		filepath.Walk(filepath.Join(root, sub), func(path string, info os.FileInfo, err error) error {
-			if err == nil && strings.HasSuffix(path, ".go") && info.ModTime().UnixNano() > oldest {
-				stale = true
-			}
-			return nil
-		})
-	}
-	return !stale
+	return scratch, nil
 }

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"medgate/engine"
 	"medgate/engine/cases"
 	"medgate/gateway"
+	"medgate/plugins/modbuild"
 )
 
 func init() {
@@ -97,8 +97,7 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		if *out == "" {
 			*out = "build/policies/" + *region + "/" + *version + ".wasm"
 		}
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", *out, *pkg)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		cmd := modbuild.Command(".", *pkg, *out)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(stderr, "medgate policy build: %v\n", err)

@@ -6,18 +6,16 @@ package testenv
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"medgate/engine"
+	"medgate/plugins/modbuild"
 )
 
 // Policy is a reference policy version and its effective date.
@@ -53,34 +51,13 @@ func ModuleDir(tb testing.TB) string {
 	buildOnce.Do(func() {
 		root := RepoRoot()
 		dir := filepath.Join(root, "build", "policies")
-		if fresh(root, dir) {
+		if modbuild.Fresh(root, dir, modules()) {
 			buildDir = dir
 			return
 		}
 		buildDir, buildErr = os.MkdirTemp("", "medgate-policies-")
-		if buildErr != nil {
-			return
-		}
-		var wg sync.WaitGroup
-		errs := make([]error, len(Reference))
-		for i, p := range Reference {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				out := filepath.Join(buildDir, p.Region, p.Version+".wasm")
-				cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./plugins/regions/"+p.Region+"/"+p.Version)
-				cmd.Dir = root
-				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-				if b, err := cmd.CombinedOutput(); err != nil {
-					errs[i] = fmt.Errorf("build %s/%s: %v\n%s", p.Region, p.Version, err, b)
-				}
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil && buildErr == nil {
-				buildErr = err
-			}
+		if buildErr == nil {
+			buildErr = modbuild.Build(root, buildDir, modules())
 		}
 	})
 	if buildErr != nil {
@@ -89,27 +66,12 @@ func ModuleDir(tb testing.TB) string {
 	return buildDir
 }
 
-// fresh reports whether dir has every reference module, each newer than
-// every Go source under plugins/ and engine/abi.
-func fresh(root, dir string) bool {
-	var oldest int64 = 1<<63 - 1
-	for _, p := range Reference {
-		st, err := os.Stat(filepath.Join(dir, p.Region, p.Version+".wasm"))
-		if err != nil {
-			return false
-		}
-		oldest = min(oldest, st.ModTime().UnixNano())
+func modules() []modbuild.Module {
+	mods := make([]modbuild.Module, len(Reference))
+	for i, p := range Reference {
+		mods[i] = modbuild.Module{Region: p.Region, Version: p.Version}
 	}
-	stale := false
-	for _, sub := range []string{"plugins", "engine/abi"} {
-		filepath.Walk(filepath.Join(root, sub), func(path string, info os.FileInfo, err error) error {
-			if err == nil && strings.HasSuffix(path, ".go") && info.ModTime().UnixNano() > oldest {
-				stale = true
-			}
-			return nil
-		})
-	}
-	return !stale
+	return mods
 }
 
 var (
