@@ -138,8 +138,8 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	defer mu.Unlock()
 
 	// A quote must refuse a settled trace code itself; a settlement's codes
-	// are checked by the ledger writer, atomically with their marking
-	// (appendError names the code), so they are not looked up twice.
+	// are reserved and checked by ledger.Append, race-free with their
+	// marking (appendError names the code), so they are not looked up twice.
 	for i := 0; quote && i < len(req.Items); i++ {
 		for j, code := range req.Items[i].TraceCodes {
 			owner, inUse, err := s.db.TraceCodeOwner(code)
