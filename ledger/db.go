@@ -57,6 +57,8 @@ type DB struct {
 
 	// traces are the trace codes of entries being appended (tracecodes.go).
 	traces traceReservations
+	// tfilter knows every trace code ever marked (tracefilter.go).
+	tfilter *traceFilter
 
 	hospitals atomic.Pointer[map[string]Hospital]
 	catalogs  atomic.Pointer[map[string]*Catalog]
@@ -148,6 +150,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := db.load(); err != nil {
 		_ = pdb.Close()
 		return nil, err
+	}
+	if err := db.loadTraceFilter(); err != nil {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("ledger: trace-code filter: %w", err)
 	}
 	ch := make(chan struct{})
 	db.notify.Store(&ch)

@@ -892,3 +892,46 @@ func TestTraceCodesInFlight(t *testing.T) {
 		t.Fatalf("C0 again: %v", err)
 	}
 }
+
+func TestTraceFilter(t *testing.T) {
+	f := newTraceFilter(1000)
+	for i := 0; i < 100_000; i++ {
+		f.addString(fmt.Sprintf("8%019d", i))
+	}
+	for i := 0; i < 100_000; i++ {
+		if !f.mayContain(fmt.Sprintf("8%019d", i)) {
+			t.Fatalf("code %d added but not found", i)
+		}
+	}
+	fp := 0
+	for i := 0; i < 100_000; i++ {
+		if f.mayContain(fmt.Sprintf("9%019d", i)) {
+			fp++
+		}
+	}
+	if fp > 2000 {
+		t.Fatalf("%d false positives in 100,000", fp)
+	}
+}
+
+// TestTraceCodeAfterRestart: the filter is rebuilt from the store, so a
+// settled code is still refused after a restart.
+func TestTraceCodeAfterRestart(t *testing.T) {
+	fs := memFS()
+	db, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.PutPersons([]Person{person("P1", 0)})
+	mustAppend(t, db, settlement("a", "P1", 20261109, nil, 0, "CODE-1"))
+	db.Close()
+	db, err = Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var te *TraceCodeError
+	if err := db.Append(context.Background(), settlement("b", "P1", 20261109, nil, 0, "CODE-1")); !errors.As(err, &te) || te.SettlementID == "" {
+		t.Fatalf("reused code after restart: %v", err)
+	}
+}

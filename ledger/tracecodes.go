@@ -64,6 +64,9 @@ func (db *DB) checkTraceCodes(codes []string) error {
 	kb := getKeyBuf()
 	defer putKeyBuf(kb)
 	for _, c := range codes {
+		if !db.tfilter.mayContain(c) {
+			continue // never marked: no need to ask the store
+		}
 		kb.b = appendTraceKey(kb.b[:0], c)
 		v, closer, err := db.pdb.Get(kb.b)
 		if errors.Is(err, pebble.ErrNotFound) {

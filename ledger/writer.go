@@ -67,6 +67,12 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	err := r.err
 	*r = request{done: r.done}
 	requestPool.Put(r)
+	if err == nil && e.Kind == KindSettlement {
+		// Before the deferred release: see tracefilter.go.
+		for _, c := range e.TraceCodes {
+			db.tfilter.addString(c)
+		}
+	}
 	return err
 }
 
