@@ -41,7 +41,7 @@ clean: ## remove build outputs
 	rm -rf build bin testdata/world/policies/*/*.wasm
 
 # --- bench (bench/, cmd/medbench) ---
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-growth
 
 bench: policies ## measure hello-world, native and wasm gateway (closed loop, open loop at half max); writes bench/out
 	$(GO) run ./cmd/medbench run -out bench/out
@@ -71,3 +71,6 @@ fuzz-short: ## run every fuzzer for FUZZ_TIME (10s each, CI); a crasher lands in
 
 fuzz: ## every fuzzer for 5 minutes
 	$(MAKE) fuzz-short FUZZ_TIME=5m
+
+bench-growth: policies ## throughput on a ledger pre-filled by PREFILL of load (default 420s ≈ 550k entries) against an empty one
+	bash bench/growth.sh
