@@ -8,7 +8,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/rs/zerolog"
 
 	"medgate/engine/abi"
 )
@@ -152,32 +151,11 @@ func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
 // stopped; nothing is written, not even the WAL replay, so it can look at a
 // store exactly as a crash left it) and audits it like DB.Audit.
 func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (*AuditReport, error) {
-	if fs == nil {
-		fs = vfs.Default
-	}
-	if desc, err := pebble.Peek(dir, fs); err != nil || !desc.Exists {
-		return nil, fmt.Errorf("ledger: %s is not a ledger directory", dir)
-	}
-	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()}})
+	db, err := openReadOnly(dir, fs)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
-	}
-	defer pdb.Close()
-	db := &DB{pdb: pdb}
-	h := &headState{}
-	v, closer, err := pdb.Get(keyHead)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
 		return nil, err
-	default:
-		h.seq, h.hash, err = decodeHead(v)
-		_ = closer.Close()
-		if err != nil {
-			return nil, err
-		}
 	}
-	db.head.Store(h)
+	defer db.pdb.Close()
 	return db.Audit(visit)
 }
 

@@ -40,32 +40,12 @@ func (r *StoreReport) OK() bool {
 // that cannot be opened or read is an error; what verification finds is in
 // the report.
 func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
-	if fs == nil {
-		fs = vfs.Default
-	}
-	if desc, err := pebble.Peek(dir, fs); err != nil || !desc.Exists {
-		return nil, fmt.Errorf("ledger: %s is not a ledger directory", dir)
-	}
-	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()}})
+	db, err := openReadOnly(dir, fs)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
-	}
-	db := &DB{pdb: pdb}
-	defer pdb.Close()
-	h := &headState{}
-	v, closer, err := pdb.Get(keyHead)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
 		return nil, err
-	default:
-		h.seq, h.hash, err = decodeHead(v)
-		_ = closer.Close()
-		if err != nil {
-			return nil, err
-		}
 	}
-	db.head.Store(h)
+	defer db.pdb.Close()
+	h := db.head.Load()
 	rep := &StoreReport{Head: h.hash}
 	rep.Entries, rep.ChainErr = db.Verify()
 	if rep.ChainErr != nil {
@@ -75,7 +55,7 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
 		}
 		return rep, nil
 	}
-	format, closer, err := pdb.Get(keyFormat)
+	format, closer, err := db.pdb.Get(keyFormat)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: store format: %w", err)
 	}
@@ -94,7 +74,7 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
 		return rep, nil
 	}
 	if cp != nil {
-		rep.CheckpointErr = checkCheckpoint(pdb, rep.Entries, cp)
+		rep.CheckpointErr = checkCheckpoint(db.pdb, rep.Entries, cp)
 	}
 	return rep, nil
 }
@@ -125,4 +105,39 @@ func checkCheckpoint(pdb *pebble.DB, entries uint64, cp *Checkpoint) error {
 		return fmt.Errorf("ledger: entry %d's hash differs from the checkpoint's head", cp.Size)
 	}
 	return nil
+}
+
+// openReadOnly opens the ledger in dir read-only (the gateway must be
+// stopped: Pebble locks its directory; nothing is written, not even the WAL
+// replay) with its head loaded, for the offline tools (VerifyStore,
+// AuditStore). The caller closes db.pdb.
+func openReadOnly(dir string, fs vfs.FS) (*DB, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if desc, err := pebble.Peek(dir, fs); err != nil || !desc.Exists {
+		return nil, fmt.Errorf("ledger: %s is not a ledger directory", dir)
+	}
+	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()}})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
+	}
+	db := &DB{pdb: pdb}
+	h := &headState{}
+	v, closer, err := pdb.Get(keyHead)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		pdb.Close()
+		return nil, err
+	default:
+		h.seq, h.hash, err = decodeHead(v)
+		_ = closer.Close()
+		if err != nil {
+			pdb.Close()
+			return nil, err
+		}
+	}
+	db.head.Store(h)
+	return db, nil
 }
