@@ -57,8 +57,11 @@ type DB struct {
 
 	// traces are the trace codes of entries being appended (tracecodes.go).
 	traces traceReservations
-	// tfilter knows every trace code ever marked (tracefilter.go).
-	tfilter *traceFilter
+	// tfilter knows every trace code ever marked, ifilter every
+	// idempotency key ever used (keyfilter.go).
+	tfilter, ifilter *keyFilter
+	// hot caches persons, balances and counters (hotcache.go).
+	hot *hotCache
 
 	hospitals atomic.Pointer[map[string]Hospital]
 	catalogs  atomic.Pointer[map[string]*Catalog]
@@ -120,6 +123,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		reqs:       make(chan *request),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		hot:        newHotCache(),
 	}
 	if db.now == nil {
 		db.now = time.Now
@@ -151,9 +155,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		_ = pdb.Close()
 		return nil, err
 	}
-	if err := db.loadTraceFilter(); err != nil {
+	if err := db.loadFilters(); err != nil {
 		_ = pdb.Close()
-		return nil, fmt.Errorf("ledger: trace-code filter: %w", err)
+		return nil, err
 	}
 	ch := make(chan struct{})
 	db.notify.Store(&ch)
@@ -565,16 +569,12 @@ func (db *DB) Person(region, id string) (Person, bool, error) {
 	kb := getKeyBuf()
 	defer putKeyBuf(kb)
 	kb.b = appendPersonKey(kb.b[:0], region, id)
-	v, closer, err := db.pdb.Get(kb.b)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return Person{}, false, nil
-	}
-	if err != nil {
-		return Person{}, false, err
-	}
-	p, err := decodePerson(v)
-	_ = closer.Close()
-	if err != nil {
+	var p Person
+	found, err := db.cachedGet(kb.b, func(v []byte) (err error) {
+		p, err = decodePerson(v)
+		return err
+	})
+	if err != nil || !found {
 		return Person{}, false, err
 	}
 	return p, true, nil
@@ -589,15 +589,11 @@ func (db *DB) Balance(region, person string) (int64, error) {
 	kb := getKeyBuf()
 	defer putKeyBuf(kb)
 	kb.b = appendBalanceKey(kb.b[:0], region, person)
-	v, closer, err := db.pdb.Get(kb.b)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	bal, err := decodeBalance(v)
-	_ = closer.Close()
+	var bal int64
+	_, err := db.cachedGet(kb.b, func(v []byte) (err error) {
+		bal, err = decodeBalance(v)
+		return err
+	})
 	return bal, err
 }
 
@@ -610,17 +606,11 @@ func (db *DB) Counters(region, person string, year int32, dst []abi.Counter) ([]
 	kb := getKeyBuf()
 	defer putKeyBuf(kb)
 	kb.b = appendCountersKey(kb.b[:0], region, person, year)
-	v, closer, err := db.pdb.Get(kb.b)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return dst, nil
-	}
-	if err != nil {
-		return dst, err
-	}
-	err = walkCounters(v, func(name []byte, value int64) {
-		dst = append(dst, abi.Counter{Name: db.names.get(name), Value: value})
+	_, err := db.cachedGet(kb.b, func(v []byte) error {
+		return walkCounters(v, func(name []byte, value int64) {
+			dst = append(dst, abi.Counter{Name: db.names.get(name), Value: value})
+		})
 	})
-	_ = closer.Close()
 	return dst, err
 }
 

@@ -42,6 +42,10 @@ func (db *DB) lookup(kb *keyBuf, fn func(v []byte) error) (found bool, err error
 func (db *DB) Idempotency(hospital, requestID string) (Idem, bool, error) {
 	kb := getKeyBuf()
 	kb.b = appendIdemKey(kb.b[:0], hospital, requestID)
+	if !db.ifilter.mayContainBytes(kb.b[1:]) {
+		putKeyBuf(kb)
+		return Idem{}, false, nil // never used: no need to ask the store
+	}
 	var id Idem
 	found, err := db.lookup(kb, func(v []byte) (err error) {
 		id, err = decodeIdemValue(v)
@@ -59,8 +63,13 @@ func (db *DB) Idempotency(hospital, requestID string) (Idem, bool, error) {
 }
 
 // TraceCodeOwner returns the settlement holding trace code code, if it is in
-// use (settled and not reversed).
+// use (settled and not reversed). A code being committed right now may be
+// reported free for an instant (the filter learns it after the commit):
+// only a quote asks this; a settlement's codes are checked by Append.
 func (db *DB) TraceCodeOwner(code string) (settlementID string, inUse bool, err error) {
+	if !db.tfilter.mayContain(code) {
+		return "", false, nil
+	}
 	kb := getKeyBuf()
 	kb.b = appendTraceKey(kb.b[:0], code)
 	var owner, freedBy uint64

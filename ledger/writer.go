@@ -101,6 +101,15 @@ type writer struct {
 	cs    []abi.Counter
 	freed []string
 	orig  Entry
+	// indexed is whether the current batch is indexed, so that reads see
+	// the batch's own writes: only batches with a registry operation or a
+	// reversal are (see process).
+	indexed bool
+	// applied are the entries accepted into the current batch.
+	applied []*Entry
+	// pending are the hot-cache keys written by the current batch and
+	// their values (nil: deleted), stored into the cache once durable.
+	pending map[string][]byte
 	// derive maintains the derived state (month totals, hospital rows,
 	// Merkle tree) in the batch; see derive.go.
 	derive deriver
@@ -169,18 +178,42 @@ func (w *writer) process() {
 	}
 	h := db.head.Load()
 	st := batchState{seq: h.seq, hash: h.hash}
-	b := db.pdb.NewIndexedBatch()
+	// A batch of settlements only needs no index: every value the writer
+	// reads back within a batch (counters, balances, idempotency keys,
+	// derived state) it finds in its own state first (pending, applied,
+	// the deriver's caches). Registry operations and reversals read
+	// arbitrary keys through the batch, so their batches are indexed.
+	w.indexed = false
+	ranOp := false
+	for _, r := range w.reqs {
+		if r.e == nil || r.e.Kind != KindSettlement {
+			w.indexed = true
+		}
+	}
+	var b *pebble.Batch
+	if w.indexed {
+		b = db.pdb.NewIndexedBatch()
+	} else {
+		b = db.pdb.NewBatch()
+	}
+	w.applied = w.applied[:0]
+	if w.pending == nil {
+		w.pending = make(map[string][]byte)
+	}
+	clear(w.pending)
 	for _, r := range w.reqs {
 		if r.e != nil {
 			r.err = w.applyEntry(b, r.e, &st)
 			if r.err == nil {
 				st.accepted++
+				w.applied = append(w.applied, r.e)
 			}
 		} else {
 			// Registry operations (and month closes) see the derived
 			// state of the entries before them.
 			w.flushDerived(b)
 			r.n, r.err = r.op(b)
+			ranOp = true
 		}
 	}
 	w.flushDerived(b)
@@ -198,7 +231,18 @@ func (w *writer) process() {
 			return
 		}
 		db.commits.Add(1)
+		// Durable: the hot cache may now serve what the batch wrote, before
+		// any request of the batch is answered.
+		if ranOp {
+			db.hot.clear()
+		} else {
+			for k, v := range w.pending {
+				db.hot.store(k, hotValue{v: v, absent: v == nil})
+			}
+		}
 	}
+	clear(w.pending)
+	w.applied = w.applied[:0]
 	_ = b.Close()
 	if st.seq != h.seq {
 		db.head.Store(&headState{seq: st.seq, hash: st.hash})
@@ -231,6 +275,8 @@ func commitSync(b *pebble.Batch) (err error) {
 func (w *writer) failBatch(b *pebble.Batch, cause error) {
 	db := w.db
 	w.derive.reset()
+	clear(w.pending)
+	w.applied = w.applied[:0]
 	db.failed.Store(true)
 	db.broadcast()
 	_ = b.Close()
@@ -307,19 +353,12 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	}
 	seq := st.seq + 1
 
-	// Idempotency.
-	var dup Idem
+	// Idempotency: a key the filter never saw is new.
 	w.key = appendIdemKey(w.key[:0], e.Hospital, e.RequestID)
-	found, err := getIn(b, w.key, func(v []byte) (err error) {
-		dup, err = decodeIdemValue(v)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if found {
-		dup.SettlementID = SettlementID(dup.Seq)
-		return &DuplicateError{Existing: dup}
+	if w.db.ifilter.mayContainBytes(w.key[1:]) {
+		if err := w.checkDuplicate(b, e); err != nil {
+			return err
+		}
 	}
 
 	var origSeq uint64
@@ -345,7 +384,7 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	if e.BalanceChange != 0 {
 		var cur int64
 		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
-		if _, err := getIn(b, w.key, func(v []byte) (err error) {
+		if _, err := w.read(b, w.key, func(v []byte) (err error) {
 			cur, err = decodeBalance(v)
 			return err
 		}); err != nil {
@@ -376,7 +415,7 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	}
 	e.Hash = EntryHash(e.PrevHash, w.enc)
 	w.enc = append(w.enc, e.Hash[:]...)
-	if err := w.derive.prepare(b, e); err != nil {
+	if err := w.derive.prepare(w.reader(b), e); err != nil {
 		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt, e.Hash = 0, "", [32]byte{}, 0, [32]byte{}
 		return err
 	}
@@ -394,6 +433,9 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	w.key = appendIdemKey(w.key[:0], e.Hospital, e.RequestID)
 	w.val = appendIdemValue(w.val[:0], e.BodyHash, seq)
 	set(w.key, w.val)
+	// Known to the filter before it can be in the store (keyfilter.go); if
+	// the batch fails, it is only a false positive.
+	w.db.ifilter.add(w.key[1:])
 	if e.Kind == KindSettlement {
 		w.val = appendTraceValue(w.val[:0], seq, 0)
 		for _, c := range e.TraceCodes {
@@ -416,14 +458,17 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 			if werr == nil {
 				werr = b.Delete(w.key, nil)
 			}
+			w.pending[string(w.key)] = nil
 		} else {
 			set(w.key, w.cblob)
+			w.pending[string(w.key)] = append([]byte(nil), w.cblob...)
 		}
 	}
 	if e.BalanceChange != 0 {
 		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
 		w.val = be.AppendUint64(w.val[:0], uint64(balance))
 		set(w.key, w.val)
+		w.pending[string(w.key)] = append([]byte(nil), w.val...)
 	}
 	w.derive.apply(e, set)
 	if werr != nil {
@@ -433,6 +478,63 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	st.seq = seq
 	st.hash = e.Hash
 	w.db.floor = e.CommittedAt
+	return nil
+}
+
+// reader is what the derived state reads the store through.
+func (w *writer) reader(b *pebble.Batch) pebble.Reader {
+	if w.indexed {
+		return b
+	}
+	return w.db.pdb
+}
+
+// read reads a hot-cache key (counters, balance) as of the batch so far.
+func (w *writer) read(b *pebble.Batch, key []byte, fn func(v []byte) error) (bool, error) {
+	if w.indexed {
+		return getIn(b, key, fn)
+	}
+	if v, ok := w.pending[string(key)]; ok {
+		if v == nil {
+			return false, nil
+		}
+		return true, fn(v)
+	}
+	return w.db.cachedGet(key, fn)
+}
+
+// checkDuplicate returns a DuplicateError if e's idempotency key (in w.key)
+// is already used, in the store or earlier in the batch.
+func (w *writer) checkDuplicate(b *pebble.Batch, e *Entry) error {
+	var dup Idem
+	var found bool
+	var err error
+	if w.indexed {
+		found, err = getIn(b, w.key, func(v []byte) (err error) {
+			dup, err = decodeIdemValue(v)
+			return err
+		})
+	} else {
+		for _, a := range w.applied {
+			if a.Hospital == e.Hospital && a.RequestID == e.RequestID {
+				dup, found = Idem{BodyHash: a.BodyHash, Seq: a.Seq}, true
+				break
+			}
+		}
+		if !found {
+			found, err = getFrom(w.db.pdb, w.key, func(v []byte) (err error) {
+				dup, err = decodeIdemValue(v)
+				return err
+			})
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if found {
+		dup.SettlementID = SettlementID(dup.Seq)
+		return &DuplicateError{Existing: dup}
+	}
 	return nil
 }
 
@@ -538,7 +640,7 @@ func negates(a, b []abi.Counter) bool {
 func (w *writer) applyCounters(b *pebble.Batch, e *Entry, year int32) error {
 	w.cs = w.cs[:0]
 	w.key = appendCountersKey(w.key[:0], e.InsuredRegion, e.PersonID, year)
-	if _, err := getIn(b, w.key, func(v []byte) error {
+	if _, err := w.read(b, w.key, func(v []byte) error {
 		return walkCounters(v, func(name []byte, value int64) {
 			w.cs = append(w.cs, abi.Counter{Name: w.db.names.get(name), Value: value})
 		})
