@@ -58,8 +58,9 @@ type DB struct {
 	// traces are the trace codes of entries being appended (tracecodes.go).
 	traces traceReservations
 	// tfilter knows every trace code ever marked, ifilter every
-	// idempotency key ever used (keyfilter.go).
-	tfilter, ifilter *keyFilter
+	// idempotency key ever used, cfilter every counters key ever written
+	// (keyfilter.go).
+	tfilter, ifilter, cfilter *keyFilter
 	// hot caches persons, balances and counters (hotcache.go).
 	hot *hotCache
 
@@ -158,6 +159,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := db.loadFilters(); err != nil {
 		_ = pdb.Close()
 		return nil, err
+	}
+	if err := db.preloadHot(); err != nil {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("ledger: preload: %w", err)
 	}
 	ch := make(chan struct{})
 	db.notify.Store(&ch)

@@ -119,6 +119,11 @@ func (c *hotCache) clear() {
 // cachedGet is lookup for the keys of the hot cache: fn sees the value
 // (not to be retained or modified) when the key exists.
 func (db *DB) cachedGet(key []byte, fn func(v []byte) error) (found bool, err error) {
+	if key[0] == pfxCounters && !db.cfilter.mayContainBytes(key[1:]) {
+		// A person's first settlement of a year: no counters yet, known
+		// from memory (keyfilter.go).
+		return false, nil
+	}
 	hv, cached, epoch := db.hot.lookup(key)
 	if !cached {
 		v, closer, gerr := db.pdb.Get(key)
@@ -137,4 +142,32 @@ func (db *DB) cachedGet(key []byte, fn func(v []byte) error) (found bool, err er
 		return false, nil
 	}
 	return true, fn(hv.v)
+}
+
+// preloadHot fills the cache from the store when it opens, up to half its
+// bound, so that a restarted gateway does not pay a store read for each
+// person it meets again: the registry records, balances and counters.
+func (db *DB) preloadHot() error {
+	for _, p := range []byte{pfxPerson, pfxBalance, pfxCounters} {
+		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			s := db.hot.shard(it.Key())
+			if len(s.m) >= hotShardMax/2 {
+				continue
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				_ = it.Close()
+				return err
+			}
+			s.m[string(it.Key())] = hotValue{v: append([]byte(nil), v...)}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // keyFilter is an in-memory Bloom filter over every key of one kind the
-// store holds: trace codes (tfilter) and idempotency keys (ifilter).
+// store holds: trace codes (tfilter), idempotency keys (ifilter) and
+// counters keys (cfilter: a person's year without settlements has none).
 // Almost every code a bill carries and every request id is new, and proving
 // a key absent from Pebble costs a lookup in every overlapping table: the
 // keys are random, so every L0 table overlaps them all, and the lookups
@@ -22,7 +23,8 @@ import (
 // It is built when the store opens (a scan of the keys) and a key is added
 // no later than it becomes visible: a settlement's trace codes after its
 // commit and before their reservations are released (tracecodes.go), an
-// idempotency key when the writer puts it into a batch (writer.go). So a
+// idempotency or counters key when the writer puts it into a batch
+// (writer.go). So a
 // key can never be in the store yet unknown to the filter by the time
 // another request may look for it. Words are set with atomic OR: lookups
 // run concurrently.
@@ -82,7 +84,10 @@ func (db *DB) loadFilters() error {
 	if db.tfilter, err = db.loadFilter(pfxTrace, "trace codes"); err != nil {
 		return err
 	}
-	db.ifilter, err = db.loadFilter(pfxIdem, "idempotency keys")
+	if db.ifilter, err = db.loadFilter(pfxIdem, "idempotency keys"); err != nil {
+		return err
+	}
+	db.cfilter, err = db.loadFilter(pfxCounters, "counters keys")
 	return err
 }
 

@@ -462,6 +462,7 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 		} else {
 			set(w.key, w.cblob)
 			w.pending[string(w.key)] = append([]byte(nil), w.cblob...)
+			w.db.cfilter.add(w.key[1:]) // before the store: keyfilter.go
 		}
 	}
 	if e.BalanceChange != 0 {
