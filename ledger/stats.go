@@ -2,15 +2,14 @@ package ledger
 
 import (
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // CommitObserver is told of every group commit the writer attempts: how
 // long the synced commit took, how many entries (settlements and reversals)
 // the batch carried, and the commit's error (nil once it is durable). It
-// runs on the writer goroutine between commits: it must be quick, must not
-// allocate needlessly and must not call the DB.
+// runs on the goroutine that waits for the syncs, before the batch's
+// requests are answered: it must be quick, must not allocate needlessly
+// and must not call the DB.
 type CommitObserver func(took time.Duration, entries int, err error)
 
 // ObserveCommits makes fn the DB's commit observer (nil: none). Metrics
@@ -25,15 +24,3 @@ func (db *DB) ObserveCommits(fn CommitObserver) {
 
 // Commits is the number of batches committed since Open.
 func (db *DB) Commits() uint64 { return db.commits.Load() }
-
-// commitObserved is commitSync, timed for the observer if one is set.
-func (db *DB) commitObserved(b *pebble.Batch, entries int) error {
-	o := db.observer.Load()
-	if o == nil {
-		return commitSync(b)
-	}
-	began := time.Now()
-	err := commitSync(b)
-	(*o)(time.Since(began), entries, err)
-	return err
-}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -103,41 +105,71 @@ type writer struct {
 	orig  Entry
 	// indexed is whether the current batch is indexed, so that reads see
 	// the batch's own writes: only batches with a registry operation or a
-	// reversal are (see process).
+	// reversal are (see build).
 	indexed bool
 	// applied are the entries accepted into the current batch.
 	applied []*Entry
 	// pending are the hot-cache keys written by the current batch and
 	// their values (nil: deleted), stored into the cache once durable.
 	pending map[string][]byte
+	// inflight are the batches applied but maybe not yet finished, oldest
+	// first: their pending values are newer than the hot cache's.
+	inflight []*flight
+	// head is the chain head as of the last batch applied (the durable
+	// head lags it while batches are in flight).
+	head batchState
 	// derive maintains the derived state (month totals, hospital rows,
 	// Merkle tree) in the batch; see derive.go.
 	derive deriver
 }
 
+// maxInFlight bounds the batches applied but not yet synced. While one
+// batch waits for its WAL sync the writer builds and applies the next ones
+// (Pebble syncs them together), so the serial part of a commit is building
+// and applying a batch, not the disk's sync latency.
+const maxInFlight = 8
+
 func (db *DB) run() {
 	defer close(db.writerDone)
+	flights := make(chan *flight, maxInFlight)
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		for f := range flights {
+			db.finish(f)
+		}
+	}()
+	defer func() {
+		close(flights)
+		<-synced
+	}()
 	w := &writer{db: db, reqs: make([]*request, 0, db.maxBatch)}
+	next := func(r *request) {
+		w.reqs = append(w.reqs[:0], r)
+		w.gather()
+		f := w.build()
+		flights <- f
+		if f.ranOp {
+			// The next batch must read what the operation wrote through
+			// the cache it clears: wait until it is done.
+			<-f.finished
+		}
+	}
 	for {
-		var r *request
 		select {
-		case r = <-db.reqs:
+		case r := <-db.reqs:
+			next(r)
 		case <-db.quit:
 			// Drain what is still being offered, then stop.
 			for {
 				select {
-				case r = <-db.reqs:
-					w.reqs = append(w.reqs[:0], r)
-					w.gather()
-					w.process()
+				case r := <-db.reqs:
+					next(r)
 				default:
 					return
 				}
 			}
 		}
-		w.reqs = append(w.reqs[:0], r)
-		w.gather()
-		w.process()
 	}
 }
 
@@ -161,31 +193,62 @@ type batchState struct {
 	accepted int
 }
 
+// flight is a batch between the writer, which built and applied it, and
+// the syncer (finish), which waits for its WAL sync and answers it.
+type flight struct {
+	b        *pebble.Batch // nil: nothing to commit
+	reqs     []*request
+	pending  map[string][]byte // see writer.pending
+	ranOp    bool
+	advanced bool       // the batch appended entries: head moves to st
+	st       batchState // the chain head after the batch
+	began    time.Time
+	err      error // the batch failed before its sync (or was refused whole)
+	done     atomic.Bool
+	finished chan struct{} // closed by finish, after done
+}
+
+// process builds one batch of w.reqs and finishes it synchronously (tests
+// drive the writer this way; run pipelines build and finish).
 func (w *writer) process() {
+	w.db.finish(w.build())
+}
+
+// build applies w.reqs to a new batch and hands the batch to Pebble
+// without waiting for its sync. Requests refused on their own get their
+// error here; all are answered by finish.
+func (w *writer) build() *flight {
 	db := w.db
-	defer func() {
-		for i, r := range w.reqs {
-			r.done <- struct{}{}
-			w.reqs[i] = nil
+	f := &flight{reqs: append([]*request(nil), w.reqs...), finished: make(chan struct{})}
+	clear(w.reqs)
+	w.reqs = w.reqs[:0]
+	// Batches that are durable by now need no longer be looked through.
+	n := 0
+	for _, g := range w.inflight {
+		if !g.done.Load() {
+			w.inflight[n] = g
+			n++
 		}
-		w.reqs = w.reqs[:0]
-	}()
-	if db.failed.Load() {
-		for _, r := range w.reqs {
-			r.err = ErrWriteFailed
-		}
-		return
 	}
-	h := db.head.Load()
-	st := batchState{seq: h.seq, hash: h.hash}
+	clear(w.inflight[n:])
+	w.inflight = w.inflight[:n]
+	if db.failed.Load() {
+		f.err = ErrWriteFailed
+		return f
+	}
+	if len(w.inflight) == 0 {
+		// Nothing in flight: the durable head is the applied one.
+		h := db.head.Load()
+		w.head = batchState{seq: h.seq, hash: h.hash}
+	}
+	st := batchState{seq: w.head.seq, hash: w.head.hash}
 	// A batch of settlements only needs no index: every value the writer
 	// reads back within a batch (counters, balances, idempotency keys,
 	// derived state) it finds in its own state first (pending, applied,
-	// the deriver's caches). Registry operations and reversals read
-	// arbitrary keys through the batch, so their batches are indexed.
+	// in flight, the deriver's caches). Registry operations and reversals
+	// read arbitrary keys through the batch, so their batches are indexed.
 	w.indexed = false
-	ranOp := false
-	for _, r := range w.reqs {
+	for _, r := range f.reqs {
 		if r.e == nil || r.e.Kind != KindSettlement {
 			w.indexed = true
 		}
@@ -197,11 +260,10 @@ func (w *writer) process() {
 		b = db.pdb.NewBatch()
 	}
 	w.applied = w.applied[:0]
-	if w.pending == nil {
-		w.pending = make(map[string][]byte)
-	}
-	clear(w.pending)
-	for _, r := range w.reqs {
+	w.pending = make(map[string][]byte)
+	f.pending = w.pending
+	f.began = time.Now()
+	for _, r := range f.reqs {
 		if r.e != nil {
 			r.err = w.applyEntry(b, r.e, &st)
 			if r.err == nil {
@@ -213,77 +275,130 @@ func (w *writer) process() {
 			// state of the entries before them.
 			w.flushDerived(b)
 			r.n, r.err = r.op(b)
-			ranOp = true
+			f.ranOp = true
 		}
 	}
+	clear(w.applied)
+	w.applied = w.applied[:0]
 	w.flushDerived(b)
-	if st.seq != h.seq {
+	f.st = st
+	f.advanced = st.seq != w.head.seq
+	if f.advanced {
 		w.val = be.AppendUint64(w.val[:0], st.seq)
 		w.val = append(w.val, st.hash[:]...)
 		if err := b.Set(keyHead, w.val, nil); err != nil {
-			w.failBatch(b, err)
-			return
+			f.err = err
 		}
 	}
-	if !b.Empty() {
-		if err := db.commitObserved(b, st.accepted); err != nil {
-			w.failBatch(b, err)
-			return
+	if f.err == nil && !b.Empty() {
+		if f.err = applyNoSyncWait(db.pdb, b); f.err == nil {
+			f.b = b
 		}
+	}
+	if f.err != nil || f.b == nil {
+		_ = b.Close()
+	}
+	if f.err != nil {
+		// Nothing more is built on top of a batch that failed; finish
+		// fails it and every batch still in flight after it.
+		db.failed.Store(true)
+		w.derive.reset()
+		return f
+	}
+	w.head = st
+	w.inflight = append(w.inflight, f)
+	return f
+}
+
+// finish waits for f's WAL sync and answers its requests: the hot cache,
+// the durable head and the registries' in-memory views move first, so
+// that whoever learns of an answer also sees its effects. Batches are
+// finished in the order they were built; once one fails, every later one
+// fails too (it may have been applied on top of writes that are lost).
+func (db *DB) finish(f *flight) {
+	defer func() {
+		f.done.Store(true)
+		close(f.finished)
+		for _, r := range f.reqs {
+			r.done <- struct{}{}
+		}
+	}()
+	err := f.err
+	if err == nil && f.b != nil {
+		err = syncWait(f.b)
+		_ = f.b.Close()
+		if o := db.observer.Load(); o != nil {
+			(*o)(time.Since(f.began), f.st.accepted, err)
+		}
+	}
+	if err == nil && db.syncFailed {
+		err = ErrWriteFailed
+	}
+	if err != nil {
+		db.failFlight(f, err)
+		return
+	}
+	if f.b != nil {
 		db.commits.Add(1)
-		// Durable: the hot cache may now serve what the batch wrote, before
-		// any request of the batch is answered.
-		if ranOp {
+		if f.ranOp {
 			db.hot.clear()
 		} else {
-			for k, v := range w.pending {
+			for k, v := range f.pending {
 				db.hot.store(k, hotValue{v: v, absent: v == nil})
 			}
 		}
 	}
-	clear(w.pending)
-	w.applied = w.applied[:0]
-	_ = b.Close()
-	if st.seq != h.seq {
-		db.head.Store(&headState{seq: st.seq, hash: st.hash})
+	if f.advanced {
+		db.head.Store(&headState{seq: f.st.seq, hash: f.st.hash})
 		db.broadcast()
 	}
-	for _, r := range w.reqs {
+	for _, r := range f.reqs {
 		if r.after != nil && r.err == nil {
 			r.after()
 		}
 	}
 }
 
-// commitSync commits b with a WAL sync, turning pebble's fatal-commit log
-// call (see pebbleLogger) into an error.
-func commitSync(b *pebble.Batch) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if f, ok := r.(pebbleFatal); ok {
-				err = f
-				return
-			}
-			panic(r)
-		}
-	}()
-	return b.Commit(pebble.Sync)
+// applyNoSyncWait writes b to the WAL and memtable without waiting for the
+// sync, turning pebble's fatal-commit log call (see pebbleLogger) into an
+// error.
+func applyNoSyncWait(pdb *pebble.DB, b *pebble.Batch) (err error) {
+	defer recoverFatal(&err)
+	return pdb.ApplyNoSyncWait(b, pebble.Sync)
 }
 
-// failBatch answers every request of the batch with the write error and puts
-// the DB into its failed state.
-func (w *writer) failBatch(b *pebble.Batch, cause error) {
-	db := w.db
-	w.derive.reset()
-	clear(w.pending)
-	w.applied = w.applied[:0]
+// syncWait waits for b's WAL sync (after applyNoSyncWait).
+func syncWait(b *pebble.Batch) (err error) {
+	defer recoverFatal(&err)
+	return b.SyncWait()
+}
+
+func recoverFatal(err *error) {
+	if r := recover(); r != nil {
+		if f, ok := r.(pebbleFatal); ok {
+			*err = f
+			return
+		}
+		panic(r)
+	}
+}
+
+// failFlight answers every request of f with the write error and puts the
+// DB into its failed state.
+func (db *DB) failFlight(f *flight, cause error) {
+	first := !db.syncFailed
+	db.syncFailed = true
 	db.failed.Store(true)
 	db.broadcast()
-	_ = b.Close()
-	db.log.Error().Err(cause).Int("requests", len(w.reqs)).
-		Msg("ledger: commit failed; refusing further writes")
-	err := fmt.Errorf("%w: %v", ErrWriteFailed, cause)
-	for _, r := range w.reqs {
+	if first {
+		db.log.Error().Err(cause).Int("requests", len(f.reqs)).
+			Msg("ledger: commit failed; refusing further writes")
+	}
+	err := cause
+	if !errors.Is(err, ErrWriteFailed) {
+		err = fmt.Errorf("%w: %v", ErrWriteFailed, cause)
+	}
+	for _, r := range f.reqs {
 		r.err = err
 		r.n = 0
 		if e := r.e; e != nil {
@@ -500,6 +615,18 @@ func (w *writer) read(b *pebble.Batch, key []byte, fn func(v []byte) error) (boo
 			return false, nil
 		}
 		return true, fn(v)
+	}
+	for i := len(w.inflight) - 1; i >= 0; i-- {
+		// Once a batch is done the cache holds its values (finish stores
+		// them before it sets done).
+		if f := w.inflight[i]; !f.done.Load() {
+			if v, ok := f.pending[string(key)]; ok {
+				if v == nil {
+					return false, nil
+				}
+				return true, fn(v)
+			}
+		}
 	}
 	return w.db.cachedGet(key, fn)
 }
