@@ -20,8 +20,8 @@ import (
 // batch is durable and before the entry is answered, so a reader that
 // comes after the answer (the next settlement of the same person, which the
 // gateway serializes) sees it. A batch that ran a registry operation
-// (person upserts, credits, …) clears the whole cache instead: those write
-// keys the writer does not track one by one, and they are rare.
+// (person upserts, credits, …) is read back record by record instead
+// (storeBatch): those write keys the writer does not track one by one.
 //
 // A reader that misses reads the store and offers the value back, which is
 // taken only if nothing was stored for the key meanwhile and the shard was
@@ -171,3 +171,35 @@ func (db *DB) preloadHot() error {
 	}
 	return nil
 }
+
+// storeBatch records what a durable batch wrote to the cache's keys (writer
+// only). Anything but a plain set or delete of a key clears the cache.
+func (c *hotCache) storeBatch(b *pebble.Batch) {
+	r := b.Reader()
+	for {
+		kind, k, v, ok, err := r.Next()
+		if err != nil {
+			c.clear()
+			return
+		}
+		if !ok {
+			return
+		}
+		if len(k) == 0 || !hotPrefix(k[0]) {
+			if kind == pebble.InternalKeyKindRangeDelete {
+				c.clear() // a range may span the cache's prefixes
+			}
+			continue
+		}
+		switch kind {
+		case pebble.InternalKeyKindSet:
+			c.store(string(k), hotValue{v: append([]byte(nil), v...)})
+		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
+			c.store(string(k), hotValue{absent: true})
+		default:
+			c.clear()
+		}
+	}
+}
+
+func hotPrefix(p byte) bool { return p == pfxPerson || p == pfxBalance || p == pfxCounters }

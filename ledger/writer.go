@@ -324,9 +324,11 @@ func (db *DB) finish(f *flight) {
 		}
 	}()
 	err := f.err
+	if f.b != nil {
+		defer f.b.Close()
+	}
 	if err == nil && f.b != nil {
 		err = syncWait(f.b)
-		_ = f.b.Close()
 		if o := db.observer.Load(); o != nil {
 			(*o)(time.Since(f.began), f.st.accepted, err)
 		}
@@ -341,7 +343,9 @@ func (db *DB) finish(f *flight) {
 	if f.b != nil {
 		db.commits.Add(1)
 		if f.ranOp {
-			db.hot.clear()
+			// Operations write keys the writer does not track: read
+			// them back from the batch.
+			db.hot.storeBatch(f.b)
 		} else {
 			for k, v := range f.pending {
 				db.hot.store(k, hotValue{v: v, absent: v == nil})
