@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
 )
 
 // hotCache keeps the committed values of the keys every settlement reads
@@ -174,8 +175,8 @@ func (db *DB) preloadHot() error {
 
 // storeBatch records what a durable batch wrote to the cache's keys (writer
 // only). Anything but a plain set or delete of a key clears the cache.
-func (c *hotCache) storeBatch(b *pebble.Batch) {
-	r := b.Reader()
+func (c *hotCache) storeBatch(repr []byte) {
+	r := batchrepr.Read(repr)
 	for {
 		kind, k, v, ok, err := r.Next()
 		if err != nil {

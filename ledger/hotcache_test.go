@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"medgate/engine/abi"
@@ -136,5 +137,33 @@ func TestHotCacheFollowsWrites(t *testing.T) {
 	}
 	if _, ok, err := db.Idempotency(hospital, "never"); ok || err != nil {
 		t.Fatalf("unknown idempotency key: %v %v", ok, err)
+	}
+}
+
+// A registry batch large enough for Pebble to apply it as a flushable
+// batch (which empties the batch) still reaches the cache.
+func TestHotCacheLargeRegistryBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 40 MB batch")
+	}
+	db, _ := openMem(t)
+	ps := make([]Person, 0, 200_000)
+	for i := 0; i < cap(ps); i++ {
+		p := person(fmt.Sprintf("LARGE-BATCH-PERSON-%07d", i), int64(i))
+		p.Facts.Groups = []string{"a-group-name-long-enough-to-fill-the-batch"}
+		ps = append(ps, p)
+	}
+	if _, err := db.PutPersons(ps); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 99_999, 199_999} {
+		for _, k := range [][]byte{appendPersonKey(nil, region, ps[i].ID), appendBalanceKey(nil, region, ps[i].ID)} {
+			if _, cached, _ := db.hot.lookup(k); !cached {
+				t.Fatalf("person %d: %q not cached after a large batch", i, k)
+			}
+		}
+	}
+	if b := balance(t, db, ps[199_999].ID); b != 199_999 {
+		t.Fatalf("balance = %d", b)
 	}
 }

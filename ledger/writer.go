@@ -200,6 +200,7 @@ type flight struct {
 	reqs     []*request
 	pending  map[string][]byte // see writer.pending
 	ranOp    bool
+	repr     []byte // a copy of the batch when ranOp
 	advanced bool       // the batch appended entries: head moves to st
 	st       batchState // the chain head after the batch
 	began    time.Time
@@ -290,6 +291,11 @@ func (w *writer) build() *flight {
 			f.err = err
 		}
 	}
+	if f.ranOp && f.err == nil {
+		// Kept for finish (hotcache.go: storeBatch): Pebble empties a
+		// large batch when it applies it.
+		f.repr = append([]byte(nil), b.Repr()...)
+	}
 	if f.err == nil && !b.Empty() {
 		if f.err = applyNoSyncWait(db.pdb, b); f.err == nil {
 			f.b = b
@@ -345,7 +351,7 @@ func (db *DB) finish(f *flight) {
 		if f.ranOp {
 			// Operations write keys the writer does not track: read
 			// them back from the batch.
-			db.hot.storeBatch(f.b)
+			db.hot.storeBatch(f.repr)
 		} else {
 			for k, v := range f.pending {
 				db.hot.store(k, hotValue{v: v, absent: v == nil})
