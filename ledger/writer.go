@@ -200,7 +200,7 @@ type flight struct {
 	reqs     []*request
 	pending  map[string][]byte // see writer.pending
 	ranOp    bool
-	repr     []byte // a copy of the batch when ranOp
+	repr     []byte     // a copy of the batch when ranOp
 	advanced bool       // the batch appended entries: head moves to st
 	st       batchState // the chain head after the batch
 	began    time.Time
