@@ -274,3 +274,46 @@ func TestPoliciesLookup(t *testing.T) {
 		t.Error("unknown region found")
 	}
 }
+
+// The input buffer is asked for once and reused while inputs fit in it
+// (ABI.md); a larger input asks again.
+func TestInputBufferReused(t *testing.T) {
+	e := newTestEngine(t)
+	want := abi.Output{Basic: 1}
+	m, err := e.Load(context.Background(), "371600", "v1", answering(&want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inCap := func() uint32 {
+		inst := <-m.idle
+		defer func() { m.idle <- inst }()
+		return inst.inCap
+	}
+	in, enc := testInput()
+	var out abi.Output
+	for i := 0; i < 3; i++ {
+		if err := m.Call(context.Background(), in, enc, &out); err != nil || out.Basic != 1 {
+			t.Fatalf("call %d: %v %+v", i, err, out)
+		}
+	}
+	if got := inCap(); got != minInputBuffer {
+		t.Fatalf("input buffer of %d bytes, want %d", got, minInputBuffer)
+	}
+	// An input larger than the buffer (the module's buffer at 8192 has
+	// room for it in its one page).
+	for len(in.Lines) < 600 {
+		in.Lines = append(in.Lines, in.Lines[0])
+	}
+	in.Sums.Total *= int64(len(in.Lines))
+	in.Sums.Eligible *= int64(len(in.Lines))
+	big := in.AppendBinary(nil)
+	if len(big) <= minInputBuffer || 8192+len(big) > 65536 {
+		t.Fatalf("test input of %d bytes", len(big))
+	}
+	if err := m.Call(context.Background(), in, big, &out); err != nil || out.Basic != 1 {
+		t.Fatalf("large input: %v %+v", err, out)
+	}
+	if got := inCap(); got != uint32(len(big)) {
+		t.Fatalf("input buffer of %d bytes after a %d-byte input", got, len(big))
+	}
+}

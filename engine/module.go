@@ -65,7 +65,15 @@ type instance struct {
 	inputBuffer api.Function
 	settle      api.Function
 	stack       [1]uint64
+	// inPtr and inCap are the input buffer input_buffer last returned and
+	// the size asked for: valid until input_buffer is called again (ABI
+	// v1), so an input that fits is written there without a call.
+	inPtr, inCap uint32
 }
+
+// minInputBuffer is the least input buffer asked for: most bills fit, so
+// input_buffer is called about once per instance.
+const minInputBuffer = 16 << 10
 
 // Load checks wasm as a policy module of region and version and compiles it:
 // size, validity, imports, memory, exports, that it instantiates within the
@@ -330,11 +338,15 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 		ctx, cancel = context.WithTimeout(ctx, m.e.cfg.CallTimeout)
 		defer cancel()
 	}
-	inst.stack[0] = uint64(len(encoded))
-	if err := inst.inputBuffer.CallWithStack(ctx, inst.stack[:]); err != nil {
-		return m.classifyCall(inst, err, "input_buffer")
+	if uint64(len(encoded)) > uint64(inst.inCap) {
+		size := max(len(encoded), minInputBuffer)
+		inst.stack[0] = uint64(size)
+		if err := inst.inputBuffer.CallWithStack(ctx, inst.stack[:]); err != nil {
+			return m.classifyCall(inst, err, "input_buffer")
+		}
+		inst.inPtr, inst.inCap = uint32(inst.stack[0]), uint32(size)
 	}
-	ptr := uint32(inst.stack[0])
+	ptr := inst.inPtr
 	if !inst.mem.Write(ptr, encoded) {
 		return &CallError{Kind: FailMalformed, Err: fmt.Errorf("input_buffer returned %#x, outside memory for %d bytes", ptr, len(encoded))}
 	}

@@ -3,6 +3,7 @@
 package sdk
 
 import (
+	"runtime/debug"
 	"unsafe"
 
 	"medgate/engine/abi"
@@ -15,6 +16,12 @@ var (
 	input  abi.Input
 	output abi.Output
 )
+
+func init() {
+	// A call allocates little and keeps nothing: collect less often
+	// (Go's collector is single-threaded and slow in wasm).
+	debug.SetGCPercent(800)
+}
 
 //go:wasmexport abi_version
 func abiVersion() int32 { return abi.Version }
