@@ -72,5 +72,5 @@ fuzz-short: ## run every fuzzer for FUZZ_TIME (10s each, CI); a crasher lands in
 fuzz: ## every fuzzer for 5 minutes
 	$(MAKE) fuzz-short FUZZ_TIME=5m
 
-bench-growth: policies ## throughput on a ledger pre-filled by PREFILL of load (default 420s ≈ 550k entries) against an empty one
+bench-growth: policies ## throughput on a ledger pre-filled with ENTRIES (default 50M; ~2.5 KB each, WORK=dir on a big disk) against an empty one
 	bash bench/growth.sh

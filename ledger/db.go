@@ -149,6 +149,20 @@ func Open(dir string, opts Options) (*DB, error) {
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	// Entries are most of the bytes and never change: stored apart from
+	// the keys (blob files), they are written once instead of once per
+	// level a compaction moves their keys through. The small records
+	// (indexes, counters, tree hashes) stay in the tables. Nothing is ever
+	// deleted, so blob files are never rewritten to reclaim space.
+	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           256,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     time.Hour,
+			TargetGarbageRatio:    1.0,
+		}
+	}
 	popts.EventListener = db.events()
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {

@@ -27,6 +27,7 @@ Usage:
   medbench run [flags]     hello-world, native and wasm gateway: closed loop, open loop at half max; report
   medbench world [flags]   write a bench world directory and exit
   medbench load [flags]    offer load to a running gateway (needs the world it was started with)
+  medbench prefill [flags] grow a ledger fast, for the growth benchmark (bench/growth.sh)
   medbench help
 
 Run "medbench <command> -h" for the flags.
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdWorld(args[1:], stdout, stderr)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout, stderr)
+	case "prefill":
+		err = cmdPrefill(ctx, args[1:], stdout, stderr)
 
 	default:
 		fmt.Fprintf(stderr, "medbench: unknown command %q\n\n%s", args[0], usage)
@@ -196,5 +199,40 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "%s loop, %d connections: %.0f req/s, %.0f committed/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, errors %v\n",
 		res.Mode, res.Connections, res.ReqPerSec, res.CommittedPerSec, res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.Errors)
+	return nil
+}
+
+func cmdPrefill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var wcfg bench.WorldConfig
+	var pcfg bench.PrefillConfig
+	fl := flag.NewFlagSet("prefill", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.StringVar(&wcfg.Dir, "world", "bench/out/world", "the world the gateway will be started with (written by medbench world; regenerated with -persons and -seed)")
+	worldFlags(fl, &wcfg)
+	fl.StringVar(&pcfg.Dir, "db", "", "the ledger directory to grow (required)")
+	fl.IntVar(&pcfg.Entries, "entries", 1_000_000, "settlements to add")
+	fl.IntVar(&pcfg.Writers, "writers", 1024, "concurrent appenders")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if pcfg.Dir == "" {
+		return errors.New("prefill: -db is required")
+	}
+	if err := defaultSource(&wcfg); err != nil {
+		return err
+	}
+	w, err := bench.GenerateWorld(wcfg)
+	if err != nil {
+		return err
+	}
+	pcfg.Seed = wcfg.Seed
+	pcfg.Progress = stderr
+	res, err := bench.Prefill(ctx, w, pcfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "prefill: %d entries in %v (%.0f/s), ledger head %d, %d trace codes, %.1f GiB on disk (%.0f bytes/entry)\n",
+		res.Entries, res.Took.Round(time.Second), res.EntriesPerS, res.Head, res.TraceCodes,
+		float64(res.BytesOnDisk)/(1<<30), res.BytesPerEntry)
 	return nil
 }

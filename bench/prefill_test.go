@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"medgate/ledger"
+)
+
+// A prefilled ledger is a valid ledger: the chain verifies, the entries
+// are the bench world's, and a second prefill continues it.
+func TestPrefill(t *testing.T) {
+	w := testWorld(t)
+	dir := filepath.Join(t.TempDir(), "ledger")
+	for round, want := range []uint64{1500, 2000} {
+		res, err := Prefill(context.Background(), w, PrefillConfig{Dir: dir, Entries: int(want) - 1500*round, Writers: 64, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Head != want || res.TraceCodes == 0 || res.BytesOnDisk == 0 {
+			t.Fatalf("round %d: %+v", round, res)
+		}
+	}
+	db, err := ledger.Open(dir, ledger.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n, err := db.Verify(); err != nil || n != 2000 {
+		t.Fatalf("Verify = %d, %v", n, err)
+	}
+	e, err := db.Entry(1234)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := false
+	for _, p := range w.Persons[e.InsuredRegion] {
+		known = known || p.ID == e.PersonID
+	}
+	if !known || len(e.Lines) == 0 || e.Amounts.Total <= 0 {
+		t.Fatalf("entry 1234: person %s/%s known %v, %d lines, total %d", e.InsuredRegion, e.PersonID, known, len(e.Lines), e.Amounts.Total)
+	}
+}
