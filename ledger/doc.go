@@ -5,21 +5,34 @@
 //
 // Every write goes through one goroutine (the writer). Append hands it the
 // entry and waits. The writer takes whatever requests are queued (up to
-// Options.MaxBatch) into ONE indexed Pebble batch; for each entry in order it
-// first does all reads and checks (idempotency key unused, reversed
-// settlement present / a settlement / not yet reversed, counters and
-// balance stay in range) against the DB plus the batch so far — the batch is
-// indexed, so an entry sees what earlier entries of the same batch wrote —
-// and only then adds its writes. A refused entry therefore adds nothing and
-// consumes no sequence number. An accepted entry is sealed: Seq = head+1,
-// SettlementID = "S%012d", PrevHash = the previous entry's Hash, CommittedAt
-// = Options.Now() (never earlier than the previous entry's, nor inside a
+// Options.MaxBatch) into ONE Pebble batch; for each entry in order it first
+// does all reads and checks (idempotency key unused, reversed settlement
+// present / a settlement / not yet reversed, counters and balance stay in
+// range) against the DB plus the batch so far, and only then adds its
+// writes. A refused entry therefore adds nothing and consumes no sequence
+// number. An accepted entry is sealed: Seq = head+1, SettlementID =
+// "S%012d", PrevHash = the previous entry's Hash, CommittedAt =
+// Options.Now() (never earlier than the previous entry's, nor inside a
 // closed month), Hash = sha256(PrevHash || body), where body is the
-// entry's canonical encoding without the trailing Hash. Then the batch is
-// committed with pebble.Sync and only after that returns is anybody
-// answered, refused entries included (a refusal may rest on an earlier entry
-// of the same batch). One sync serves the whole batch, so throughput grows
-// with concurrency while every acknowledged entry is on disk.
+// entry's canonical encoding without the trailing Hash.
+//
+// The writer then applies the batch (WAL write and memtable, visible to
+// readers) without waiting for its sync, and hands it to a second
+// goroutine, the syncer, which waits for the WAL sync and only then
+// answers the batch's requests, refused entries included (a refusal may
+// rest on an earlier entry of the same batch). Meanwhile the writer builds
+// and applies the next batches (up to maxInFlight), and Pebble syncs them
+// together, so the serial stage is building a batch, not the disk's sync
+// latency; throughput grows with concurrency while every acknowledged entry
+// is on disk. Batches are answered in order; once one fails to sync, every
+// later one fails too. The writer's own state runs ahead of the durable
+// one: its chain head and the values written by batches still in flight
+// (counters, balances) are its own, and what it reads back within a batch
+// it takes from that state first (pending, in flight, then the hot cache
+// and the store). Batches of settlements need no index for that; batches
+// with a registry operation or a reversal, which read arbitrary keys back,
+// are indexed batches, and a registry operation's batch is waited for
+// before the next one is built.
 //
 // A settlement's trace codes are the exception: Append reserves them in
 // memory and looks them up in the committed store before handing the entry
@@ -36,9 +49,10 @@
 // with a settlement moving that balance, and there is one place that deals
 // with write failures.
 //
-// Write failure: if a commit fails (Pebble reports WAL write/sync errors
-// through its Logger.Fatalf, which this package turns into a panic that the
-// writer recovers), every request of the batch gets an error wrapping
+// Write failure: if a commit fails (Pebble reports WAL write errors through
+// its Logger.Fatalf, which this package turns into a panic that the writer
+// recovers, and sync errors to the syncer), every request of the batch (and
+// of the batches after it) gets an error wrapping
 // ErrWriteFailed, the in-memory head does not move, and the DB enters a
 // failed state: every later write returns ErrWriteFailed at once (the
 // gateway answers 503), reads keep working. Pebble's commit pipeline is not
@@ -58,7 +72,16 @@
 // code record keeps the seq of the reversal that freed it rather than being
 // deleted). Scan and Verify stop at the durable head as of their call.
 // Counters and Balance are not gated: the gateway serializes each person
-// with a lock held until its Append returns. Reads take no lock: the head is
+// with a lock held until its Append returns.
+//
+// The keys every settlement reads — the person's record, balance and
+// counters — are served from an in-memory write-through cache (hotcache.go)
+// that the syncer updates once a batch is durable and before it is
+// answered, preloaded when the store opens; and the keys that are almost
+// always absent — a new idempotency key, a new trace code, a year without
+// counters yet — are first looked up in in-memory Bloom filters built when
+// the store opens (keyfilter.go), so that the settlement path does not
+// prove absences against the LSM tree. Reads take no lock: the head is
 // an atomic pointer, waiters sleep on a channel that is closed and replaced
 // whenever the head moves, hospitals and catalogs are immutable maps behind
 // atomic pointers (copy-on-write, replaced by the writer after a durable
@@ -138,5 +161,10 @@
 // no entry lies beyond it); everything in the store after Pebble's WAL
 // replay is durable, so the head is also the durable watermark. All indexes
 // live in Pebble, written in the entry's batch, so they are exactly as they
-// were; hospitals and catalogs are reloaded into memory.
+// were; hospitals and catalogs are reloaded into memory, the key filters
+// are rebuilt from the keys and the hot cache is preloaded.
+//
+// Entry values (the bulk of the bytes, never changed) are stored apart from
+// the keys in Pebble's blob files (value separation), so compactions move
+// the small index records, not the entries.
 package ledger
