@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // lexer is a small, allocation-light JSON reader for the request bodies the
@@ -16,6 +17,22 @@ type lexer struct {
 	b       []byte
 	i       int
 	scratch []byte // unescaped strings
+	// owned is set when b is the decoder's own copy, never modified: then
+	// strings may alias it (see string).
+	owned bool
+}
+
+// string returns s as a string: without copying when s is part of an owned
+// b (an unescaped string), copied otherwise.
+func (l *lexer) string(s []byte) string {
+	if l.owned && len(s) > 0 {
+		p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+		b := uintptr(unsafe.Pointer(unsafe.SliceData(l.b)))
+		if p >= b && p+uintptr(len(s)) <= b+uintptr(len(l.b)) {
+			return unsafe.String(unsafe.SliceData(s), len(s))
+		}
+	}
+	return string(s)
 }
 
 var errSyntax = errors.New("malformed JSON")

@@ -61,7 +61,10 @@ var visitTypes = map[string]abi.VisitType{
 // requests may omit request_id.
 func decodeSettle(body []byte, quote bool) (*SettleRequest, *Error) {
 	r := &SettleRequest{}
-	l := &lexer{b: body}
+	// One copy of the body (fasthttp reuses its buffer) from which every
+	// string of the request is taken without copying: a bill's codes and
+	// trace codes are dozens of strings.
+	l := &lexer{b: append([]byte(nil), body...), owned: true}
 	var seen struct{ requestID, person, visit, items bool }
 	err := l.objectOnce("", settleFields, func(key []byte) error {
 		switch string(key) {
@@ -158,7 +161,7 @@ func (l *lexer) ident(dst *string, field string) error {
 			return invalid(field, "%s must not contain spaces or control characters", field)
 		}
 	}
-	*dst = string(s)
+	*dst = l.string(s)
 	return nil
 }
 
