@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"errors"
 	"hash/maphash"
 	"sync"
@@ -186,10 +187,15 @@ func (c *hotCache) storeBatch(repr []byte) {
 		if !ok {
 			return
 		}
-		if len(k) == 0 || !hotPrefix(k[0]) {
-			if kind == pebble.InternalKeyKindRangeDelete {
-				c.clear() // a range may span the cache's prefixes
+		if kind == pebble.InternalKeyKindRangeDelete {
+			// A catalog replaced whole is a range deletion of its
+			// prefix: it leaves the cache alone.
+			if rangeTouchesHot(k, v) {
+				c.clear()
 			}
+			continue
+		}
+		if len(k) == 0 || !hotPrefix(k[0]) {
 			continue
 		}
 		switch kind {
@@ -204,3 +210,14 @@ func (c *hotCache) storeBatch(repr []byte) {
 }
 
 func hotPrefix(p byte) bool { return p == pfxPerson || p == pfxBalance || p == pfxCounters }
+
+// rangeTouchesHot reports whether [start, end) holds keys of a cached
+// prefix.
+func rangeTouchesHot(start, end []byte) bool {
+	for _, p := range []byte{pfxPerson, pfxBalance, pfxCounters} {
+		if bytes.Compare(start, []byte{p + 1}) < 0 && bytes.Compare(end, []byte{p}) > 0 {
+			return true
+		}
+	}
+	return false
+}

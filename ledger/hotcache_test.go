@@ -167,3 +167,33 @@ func TestHotCacheLargeRegistryBatch(t *testing.T) {
 		t.Fatalf("balance = %d", b)
 	}
 }
+
+// Replacing a catalog (a range deletion of its prefix) keeps the cache; a
+// range over a cached prefix clears it.
+func TestHotCacheRangeDeletions(t *testing.T) {
+	db, _ := openMem(t)
+	if _, err := db.PutPersons([]Person{person("P1", 700)}); err != nil {
+		t.Fatal(err)
+	}
+	key := appendBalanceKey(nil, region, "P1")
+	if _, cached, _ := db.hot.lookup(key); !cached {
+		t.Fatal("balance not cached after PutPersons")
+	}
+	if err := db.PutCatalog("370102", []CatalogEntry{{Code: "XA1", Class: abi.ClassA}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, cached, _ := db.hot.lookup(key); !cached {
+		t.Fatal("replacing a catalog dropped the cache")
+	}
+	for _, tc := range []struct {
+		start, end string
+		touches    bool
+	}{
+		{"g", "h", false}, {"a", "b", false}, {"q", "z", false},
+		{"a", "c", true}, {"b", "b\x00", true}, {"c\x05", "d", true}, {"o", "q", true}, {"a", "z", true},
+	} {
+		if got := rangeTouchesHot([]byte(tc.start), []byte(tc.end)); got != tc.touches {
+			t.Errorf("[%q, %q): touches %v, want %v", tc.start, tc.end, got, tc.touches)
+		}
+	}
+}
