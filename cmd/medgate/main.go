@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -73,18 +72,7 @@ func init() {
 	register(command{name: "serve", summary: "run the gateway (no flags: a demo on the embedded reference world)", run: serve})
 }
 
-// serveGCPercent is the collector's target for serve unless GOGC is set.
-// The live heap is small (≈ 100 MB: registry, caches, filters) and a
-// collection's mark phase takes one of the few cores for tens of
-// milliseconds; collecting at 5× the live heap instead of 2× halved the
-// open-loop p99 at half of the maximum load (bench/RESULTS.md) for a few
-// hundred MB of memory. GOGC and GOMEMLIMIT still override it.
-const serveGCPercent = 400
-
 func serve(args []string, stdout, stderr io.Writer) int {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(serveGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return serveContext(ctx, args, os.LookupEnv, stdout, stderr, nil)
