@@ -168,10 +168,7 @@ func defaultSource(cfg *bench.WorldConfig) error {
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var wcfg bench.WorldConfig
 	var lcfg bench.LoadConfig
-	fl := flag.NewFlagSet("load", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.StringVar(&wcfg.Dir, "world", "bench/out/world", "the world the gateway was started with (written by medbench world; regenerated with -persons and -seed)")
-	worldFlags(fl, &wcfg)
+	fl := gatewayWorldFlags("load", stderr, &wcfg)
 	fl.StringVar(&lcfg.Addr, "addr", "127.0.0.1:8080", "the gateway's address")
 	mode := fl.String("mode", "closed", "closed or open")
 	fl.IntVar(&lcfg.Connections, "connections", 64, "connections")
@@ -180,12 +177,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
-	if err := defaultSource(&wcfg); err != nil {
-		return err
-	}
-	// The generator needs the persons the gateway knows: regenerating the
-	// world with the same seed and size gives the same persons.
-	w, err := bench.GenerateWorld(wcfg)
+	w, err := regenerateWorld(&wcfg)
 	if err != nil {
 		return err
 	}
@@ -205,10 +197,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func cmdPrefill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var wcfg bench.WorldConfig
 	var pcfg bench.PrefillConfig
-	fl := flag.NewFlagSet("prefill", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.StringVar(&wcfg.Dir, "world", "bench/out/world", "the world the gateway will be started with (written by medbench world; regenerated with -persons and -seed)")
-	worldFlags(fl, &wcfg)
+	fl := gatewayWorldFlags("prefill", stderr, &wcfg)
 	fl.StringVar(&pcfg.Dir, "db", "", "the ledger directory to grow (required)")
 	fl.IntVar(&pcfg.Entries, "entries", 1_000_000, "settlements to add")
 	fl.IntVar(&pcfg.Writers, "writers", 1024, "concurrent appenders")
@@ -218,10 +207,7 @@ func cmdPrefill(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if pcfg.Dir == "" {
 		return errors.New("prefill: -db is required")
 	}
-	if err := defaultSource(&wcfg); err != nil {
-		return err
-	}
-	w, err := bench.GenerateWorld(wcfg)
+	w, err := regenerateWorld(&wcfg)
 	if err != nil {
 		return err
 	}
@@ -235,4 +221,23 @@ func cmdPrefill(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		res.Entries, res.Took.Round(time.Second), res.EntriesPerS, res.Head, res.TraceCodes,
 		float64(res.BytesOnDisk)/(1<<30), res.BytesPerEntry)
 	return nil
+}
+
+// gatewayWorldFlags is the flag set of a command that works with the world
+// a gateway was (or will be) started with: -world and the world's knobs.
+func gatewayWorldFlags(name string, stderr io.Writer, wcfg *bench.WorldConfig) *flag.FlagSet {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.StringVar(&wcfg.Dir, "world", "bench/out/world", "the world the gateway is started with (written by medbench world; regenerated with -persons and -seed)")
+	worldFlags(fl, wcfg)
+	return fl
+}
+
+// regenerateWorld regenerates the world of wcfg: with the same seed and
+// size it has the same persons and hospitals as the gateway's.
+func regenerateWorld(wcfg *bench.WorldConfig) (*bench.World, error) {
+	if err := defaultSource(wcfg); err != nil {
+		return nil, err
+	}
+	return bench.GenerateWorld(*wcfg)
 }
