@@ -21,7 +21,7 @@
 // goroutine, the syncer, which waits for the WAL sync and only then
 // answers the batch's requests, refused entries included (a refusal may
 // rest on an earlier entry of the same batch). Meanwhile the writer builds
-// and applies the next batches (up to maxInFlight), and Pebble syncs them
+// and applies the next batches (about maxInFlight), and Pebble syncs them
 // together, so the serial stage is building a batch, not the disk's sync
 // latency; throughput grows with concurrency while every acknowledged entry
 // is on disk. Batches are answered in order; once one fails to sync, every
@@ -81,11 +81,12 @@
 // always absent — a new idempotency key, a new trace code, a year without
 // counters yet — are first looked up in in-memory Bloom filters built when
 // the store opens (keyfilter.go), so that the settlement path does not
-// prove absences against the LSM tree. Reads take no lock: the head is
-// an atomic pointer, waiters sleep on a channel that is closed and replaced
-// whenever the head moves, hospitals and catalogs are immutable maps behind
-// atomic pointers (copy-on-write, replaced by the writer after a durable
-// commit).
+// prove absences against the LSM tree. Reads take no global lock: the
+// head is an atomic pointer, waiters sleep on a channel that is closed and
+// replaced whenever the head moves, hospitals and catalogs are immutable
+// maps behind atomic pointers (copy-on-write, replaced after a durable
+// commit), the hot cache is sharded behind read-write locks and the filters
+// are atomic words.
 //
 // # Key layout
 //

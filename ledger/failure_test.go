@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,6 +141,14 @@ func TestWriteFailure(t *testing.T) {
 			}
 			s1 := settlement("r1", "P1", 20261109, []abi.Counter{{Name: "n", Value: 1}}, -100, "T1")
 			mustAppend(t, db, s1)
+			// The commit observer (the gateway's metrics) hears of every
+			// failed commit, whether the write or the sync failed.
+			var observedFailures atomic.Int64
+			db.ObserveCommits(func(_ time.Duration, _ int, err error) {
+				if err != nil {
+					observedFailures.Add(1)
+				}
+			})
 
 			fault.On()
 			// Several concurrent appends, likely in one batch: none is
@@ -170,6 +179,9 @@ func TestWriteFailure(t *testing.T) {
 			}
 			if !sawCause {
 				t.Fatalf("no append reported the commit's cause: %v", errs)
+			}
+			if observedFailures.Load() == 0 {
+				t.Fatal("the commit observer heard of no failed commit")
 			}
 			if !db.Failed() {
 				t.Fatal("not in failed state")

@@ -17,11 +17,11 @@ import (
 // CPU (bench/RESULTS.md): a point read walks the memtables and every
 // overlapping table.
 //
-// It is a write-through cache with one writer. The writer goroutine — the
-// only one that changes these keys — stores what an entry wrote once the
-// batch is durable and before the entry is answered, so a reader that
-// comes after the answer (the next settlement of the same person, which the
-// gateway serializes) sees it. A batch that ran a registry operation
+// It is a write-through cache with one writer. The ledger's syncer
+// goroutine (writer.go: finish) — the only one that stores into it — stores
+// what a batch wrote once the batch is durable and before its entries are
+// answered, so a reader that comes after the answer (the next settlement of
+// the same person, which the gateway serializes) sees it. A batch that ran a registry operation
 // (person upserts, credits, …) is read back record by record instead
 // (storeBatch): those write keys the writer does not track one by one.
 //
@@ -95,11 +95,11 @@ func (c *hotCache) offer(key []byte, v hotValue, epoch uint64) {
 	s.mu.Unlock()
 }
 
-// store records the committed value of key (writer only).
+// store records the committed value of key (syncer only).
 func (c *hotCache) store(key string, v hotValue) {
 	s := c.shard([]byte(key))
 	s.mu.Lock()
-	if len(s.m) >= hotShardMax {
+	if _, present := s.m[key]; !present && len(s.m) >= hotShardMax {
 		clear(s.m)
 		s.epoch++
 	}
@@ -107,7 +107,7 @@ func (c *hotCache) store(key string, v hotValue) {
 	s.mu.Unlock()
 }
 
-// clear forgets everything (writer only, after a registry operation).
+// clear forgets everything (syncer only).
 func (c *hotCache) clear() {
 	for i := range c.shards {
 		s := &c.shards[i]
@@ -174,7 +174,7 @@ func (db *DB) preloadHot() error {
 	return nil
 }
 
-// storeBatch records what a durable batch wrote to the cache's keys (writer
+// storeBatch records what a durable batch wrote to the cache's keys (syncer
 // only). Anything but a plain set or delete of a key clears the cache.
 func (c *hotCache) storeBatch(repr []byte) {
 	r := batchrepr.Read(repr)

@@ -77,8 +77,8 @@ func (f *keyFilter) mayContainBytes(code []byte) bool {
 	return true
 }
 
-// loadFilters builds the trace-code and idempotency filters from the keys
-// in the store.
+// loadFilters builds the trace-code, idempotency and counters filters from
+// the keys in the store.
 func (db *DB) loadFilters() error {
 	var err error
 	if db.tfilter, err = db.loadFilter(pfxTrace, "trace codes"); err != nil {

@@ -42,6 +42,10 @@ func (db *DB) lookup(kb *keyBuf, fn func(v []byte) error) (found bool, err error
 func (db *DB) Idempotency(hospital, requestID string) (Idem, bool, error) {
 	kb := getKeyBuf()
 	kb.b = appendIdemKey(kb.b[:0], hospital, requestID)
+	if db.closed.Load() {
+		putKeyBuf(kb)
+		return Idem{}, false, ErrClosed
+	}
 	if !db.ifilter.mayContainBytes(kb.b[1:]) {
 		putKeyBuf(kb)
 		return Idem{}, false, nil // never used: no need to ask the store
@@ -67,6 +71,9 @@ func (db *DB) Idempotency(hospital, requestID string) (Idem, bool, error) {
 // reported free for an instant (the filter learns it after the commit):
 // only a quote asks this; a settlement's codes are checked by Append.
 func (db *DB) TraceCodeOwner(code string) (settlementID string, inUse bool, err error) {
+	if db.closed.Load() {
+		return "", false, ErrClosed
+	}
 	if !db.tfilter.mayContain(code) {
 		return "", false, nil
 	}

@@ -70,7 +70,7 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	*r = request{done: r.done}
 	requestPool.Put(r)
 	if err == nil && e.Kind == KindSettlement {
-		// Before the deferred release: see tracefilter.go.
+		// Before the deferred release: see keyfilter.go.
 		for _, c := range e.TraceCodes {
 			db.tfilter.addString(c)
 		}
@@ -123,7 +123,9 @@ type writer struct {
 	derive deriver
 }
 
-// maxInFlight bounds the batches applied but not yet synced. While one
+// maxInFlight is the capacity of the queue between the writer and the
+// syncer: with the batch being finished and the one the writer holds, at
+// most maxInFlight+2 batches are applied but not yet answered. While one
 // batch waits for its WAL sync the writer builds and applies the next ones
 // (Pebble syncs them together), so the serial part of a commit is building
 // and applying a batch, not the disk's sync latency.
@@ -150,8 +152,8 @@ func (db *DB) run() {
 		f := w.build()
 		flights <- f
 		if f.ranOp {
-			// The next batch must read what the operation wrote through
-			// the cache it clears: wait until it is done.
+			// The next batch reads what the operation wrote through the
+			// cache, which finish updates: wait until it is done.
 			<-f.finished
 		}
 	}
@@ -196,17 +198,18 @@ type batchState struct {
 // flight is a batch between the writer, which built and applied it, and
 // the syncer (finish), which waits for its WAL sync and answers it.
 type flight struct {
-	b        *pebble.Batch // nil: nothing to commit
-	reqs     []*request
-	pending  map[string][]byte // see writer.pending
-	ranOp    bool
-	repr     []byte     // a copy of the batch when ranOp
-	advanced bool       // the batch appended entries: head moves to st
-	st       batchState // the chain head after the batch
-	began    time.Time
-	err      error // the batch failed before its sync (or was refused whole)
-	done     atomic.Bool
-	finished chan struct{} // closed by finish, after done
+	b         *pebble.Batch // nil: nothing to commit
+	reqs      []*request
+	pending   map[string][]byte // see writer.pending
+	ranOp     bool
+	repr      []byte     // a copy of the batch when ranOp
+	advanced  bool       // the batch appended entries: head moves to st
+	st        batchState // the chain head after the batch
+	began     time.Time  // when it was handed to Pebble (attempted)
+	attempted bool
+	err       error // the batch failed before its sync (or was refused whole)
+	done      atomic.Bool
+	finished  chan struct{} // closed by finish, after done
 }
 
 // process builds one batch of w.reqs and finishes it synchronously (tests
@@ -263,7 +266,6 @@ func (w *writer) build() *flight {
 	w.applied = w.applied[:0]
 	w.pending = make(map[string][]byte)
 	f.pending = w.pending
-	f.began = time.Now()
 	for _, r := range f.reqs {
 		if r.e != nil {
 			r.err = w.applyEntry(b, r.e, &st)
@@ -297,6 +299,7 @@ func (w *writer) build() *flight {
 		f.repr = append([]byte(nil), b.Repr()...)
 	}
 	if f.err == nil && !b.Empty() {
+		f.began, f.attempted = time.Now(), true
 		if f.err = applyNoSyncWait(db.pdb, b); f.err == nil {
 			f.b = b
 		}
@@ -335,12 +338,14 @@ func (db *DB) finish(f *flight) {
 	}
 	if err == nil && f.b != nil {
 		err = syncWait(f.b)
-		if o := db.observer.Load(); o != nil {
-			(*o)(time.Since(f.began), f.st.accepted, err)
-		}
 	}
 	if err == nil && db.syncFailed {
 		err = ErrWriteFailed
+	}
+	if o := db.observer.Load(); o != nil && f.attempted {
+		// From the hand-over to Pebble to durable (or failed): the
+		// commit as the batch's requests wait for it.
+		(*o)(time.Since(f.began), f.st.accepted, err)
 	}
 	if err != nil {
 		db.failFlight(f, err)
@@ -396,6 +401,9 @@ func recoverFatal(err *error) {
 // failFlight answers every request of f with the write error and puts the
 // DB into its failed state.
 func (db *DB) failFlight(f *flight, cause error) {
+	// Readers may have cached values of batches that will never be
+	// durable (read from Pebble, which shows a batch before its sync).
+	db.hot.clear()
 	first := !db.syncFailed
 	db.syncFailed = true
 	db.failed.Store(true)
