@@ -66,8 +66,7 @@ crash: policies ## the long runs: kill loop (CRASH_CYCLES=100) and in-process cr
 	MEDGATE_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test ./gateway -run '^TestCrashSimulation$$' -count=1 -v -timeout 1h
 
 fuzz-short: ## run every fuzzer for FUZZ_TIME (10s each, CI); a crasher lands in the package's testdata/fuzz
-	@set -e; for f in $(FUZZERS); do pkg=$${f%%:*}; name=$${f##*:}; echo "== $$name ($$pkg)"; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) -parallel 2; done
+	@FUZZ_TIME=$(FUZZ_TIME) GO=$(GO) bash .ci/fuzz.sh $(FUZZERS)
 
 fuzz: ## every fuzzer for 5 minutes
 	$(MAKE) fuzz-short FUZZ_TIME=5m
