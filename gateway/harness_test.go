@@ -167,13 +167,12 @@ func (h *harness) restart() {
 	h.start()
 }
 
-// do sends one request and returns the status and body.
-func (h *harness) do(method, path, token string, body []byte) (int, []byte) {
-	h.tb.Helper()
+// roundTrip sends one request (with a content type when ctype is set) and
+// returns the response, which the caller releases.
+func (h *harness) roundTrip(method, path, token, ctype string, body []byte, timeout time.Duration) (*fasthttp.Response, error) {
 	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
+	resp := fasthttp.AcquireResponse()
 	req.Header.SetMethod(method)
 	req.SetRequestURI("http://gateway" + path)
 	if token != "" {
@@ -181,11 +180,25 @@ func (h *harness) do(method, path, token string, body []byte) (int, []byte) {
 	}
 	if body != nil {
 		req.SetBody(body)
-		req.Header.SetContentType("application/json")
+		if ctype != "" {
+			req.Header.SetContentType(ctype)
+		}
 	}
-	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+	if err := h.client.DoTimeout(req, resp, timeout); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, err
+	}
+	return resp, nil
+}
+
+// do sends one request and returns the status and body.
+func (h *harness) do(method, path, token string, body []byte) (int, []byte) {
+	h.tb.Helper()
+	resp, err := h.roundTrip(method, path, token, "application/json", body, 10*time.Second)
+	if err != nil {
 		h.tb.Fatalf("%s %s: %v", method, path, err)
 	}
+	defer fasthttp.ReleaseResponse(resp)
 	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
 }
 

@@ -130,22 +130,11 @@ func (c *contract) operation(method, path string) (string, *openapi3.Operation) 
 func (c *contract) do(method, path, token string, body []byte, ctype string) exchange {
 	t := c.t
 	t.Helper()
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod(method)
-	req.SetRequestURI("http://gateway" + path)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != nil {
-		req.SetBody(body)
-		req.Header.SetContentType(ctype)
-	}
-	if err := c.h.client.DoTimeout(req, resp, 30*time.Second); err != nil {
+	resp, err := c.h.roundTrip(method, path, token, ctype, body, 30*time.Second)
+	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
+	defer fasthttp.ReleaseResponse(resp)
 	ex := exchange{status: resp.StatusCode(), ctype: string(resp.Header.ContentType()), body: append([]byte(nil), resp.Body()...)}
 	ex.header = &fasthttp.ResponseHeader{}
 	resp.Header.CopyTo(ex.header)
