@@ -127,23 +127,28 @@ func (l *lexer) str() ([]byte, error) {
 		return nil, errSyntax
 	}
 	start := l.i
-	for l.i < len(l.b) {
-		c := l.b[l.i]
-		switch {
-		case c == '"':
-			s := l.b[start:l.i]
+	var high byte // the OR of the string's bytes: UTF-8 is checked only if one is ≥ 0x80
+	for i, b := l.i, l.b; i < len(b); i++ {
+		c := b[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			high |= c
+			continue
+		}
+		l.i = i
+		switch c {
+		case '"':
+			s := b[start:i]
 			l.i++
-			if !utf8.Valid(s) {
+			if high >= 0x80 && !utf8.Valid(s) {
 				return nil, errSyntax
 			}
 			return s, nil
-		case c == '\\':
+		case '\\':
 			return l.strEscaped(start)
-		case c < 0x20:
-			return nil, errSyntax
 		}
-		l.i++
+		return nil, errSyntax
 	}
+	l.i = len(l.b)
 	return nil, errSyntax
 }
 

@@ -42,6 +42,9 @@ type SettleRequest struct {
 	Visit         abi.Visit
 	UseAccount    bool
 	Items         []Item
+	// TraceCodes are the bill's trace codes, line after line: each
+	// line's TraceCodes is a part of it.
+	TraceCodes []string
 }
 
 // Date is the settlement date: discharge for inpatient and maternity.
@@ -384,14 +387,17 @@ func decodeItems(l *lexer, r *SettleRequest) error {
 	if l.peek() != '[' {
 		return invalidType(l, "items", "an array")
 	}
-	var seenCodes map[string]struct{}
+	var seen codeSet
+	if r.Items == nil {
+		r.Items = make([]Item, 0, 32) // most bills: one allocation
+	}
 	return l.array(func(i int) error {
 		if i >= MaxItems {
 			return invalid("items", "a bill has at most %d lines", MaxItems)
 		}
 		r.Items = append(r.Items, Item{})
 		it := &r.Items[len(r.Items)-1]
-		if err := decodeItem(l, it, &seenCodes); err != nil {
+		if err := decodeItem(l, it, &r.TraceCodes, &seen); err != nil {
 			// Fields of a line are named relative to it while decoding, so
 			// that the common, valid case builds no "items[i]" strings.
 			var e *Error
@@ -413,7 +419,7 @@ func decodeItems(l *lexer, r *SettleRequest) error {
 
 // decodeItem decodes one bill line; its errors name fields relative to the
 // line ("amount", "trace_codes[1]").
-func decodeItem(l *lexer, it *Item, seenCodes *map[string]struct{}) error {
+func decodeItem(l *lexer, it *Item, codes *[]string, seen *codeSet) error {
 	if l.peek() != '{' {
 		if err := l.skip(); err != nil {
 			return err
@@ -439,6 +445,12 @@ func decodeItem(l *lexer, it *Item, seenCodes *map[string]struct{}) error {
 			if l.peek() != '[' {
 				return invalidType(l, "trace_codes", "an array of strings")
 			}
+			first := len(*codes)
+			defer func() {
+				// A part of the bill's list: appending a later line's codes
+				// never writes over this line's.
+				it.TraceCodes = (*codes)[first:len(*codes):len(*codes)]
+			}()
 			return l.array(func(j int) error {
 				if j >= MaxTraceCodes {
 					return invalid("trace_codes", "at most %d trace codes a line", MaxTraceCodes)
@@ -453,14 +465,10 @@ func decodeItem(l *lexer, it *Item, seenCodes *map[string]struct{}) error {
 					}
 					return err
 				}
-				if *seenCodes == nil {
-					*seenCodes = make(map[string]struct{})
-				}
-				if _, dup := (*seenCodes)[c]; dup {
+				if !seen.add(*codes, c) {
 					return invalid("trace_codes["+strconv.Itoa(j)+"]", "trace code %s appears twice in this bill", c)
 				}
-				(*seenCodes)[c] = struct{}{}
-				it.TraceCodes = append(it.TraceCodes, c)
+				*codes = append(*codes, c)
 				return nil
 			})
 		}
@@ -557,4 +565,35 @@ func decodeReversal(body []byte) (*ReversalRequest, *Error) {
 		return nil, missing("request_id")
 	}
 	return r, nil
+}
+
+// codeSet finds a trace code repeated within a bill. A bill has a few dozen
+// codes at most in practice: they are compared with the codes so far, and
+// only a bill with more builds a map.
+type codeSet struct{ m map[string]struct{} }
+
+const codeSetLinear = 64
+
+// add reports whether c is not among codes (the bill's codes so far) and
+// records it.
+func (s *codeSet) add(codes []string, c string) bool {
+	if len(codes) < codeSetLinear {
+		for _, x := range codes {
+			if x == c {
+				return false
+			}
+		}
+		return true
+	}
+	if s.m == nil {
+		s.m = make(map[string]struct{}, 2*len(codes))
+		for _, x := range codes {
+			s.m[x] = struct{}{}
+		}
+	}
+	if _, dup := s.m[c]; dup {
+		return false
+	}
+	s.m[c] = struct{}{}
+	return true
 }

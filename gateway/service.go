@@ -191,9 +191,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	for i, l := range in.Lines {
 		e.Lines[i] = ledger.Line(l)
 	}
-	for i := range req.Items {
-		e.TraceCodes = append(e.TraceCodes, req.Items[i].TraceCodes...)
-	}
+	e.TraceCodes = req.TraceCodes // the lines' codes in order (decodeItems)
 	fund := out.FundTotal()
 	e.Amounts = ledger.Amounts{
 		Total: in.Sums.Total, FullSelfPay: in.Sums.FullSelfPay, OverLimit: in.Sums.OverLimit,
