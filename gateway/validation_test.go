@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -133,5 +134,61 @@ func TestValidationErrors(t *testing.T) {
 	})
 	if h.head() != 0 {
 		t.Fatalf("ledger head %d after only refused requests", h.head())
+	}
+}
+
+// TestDecodeTraceCodes checks the bill's list of trace codes, each line's
+// part of it, and the repeat check on both sides of codeSetLinear.
+func TestDecodeTraceCodes(t *testing.T) {
+	line := func(codes ...string) string {
+		q := make([]string, len(codes))
+		for i, c := range codes {
+			q[i] = `"` + c + `"`
+		}
+		return `{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00","trace_codes":[` + strings.Join(q, ",") + `]}`
+	}
+	body := func(lines ...string) []byte {
+		return []byte(`{"request_id":"T-1","person":{"id":"EMP1","insured_region":"371600"},"visit":{"type":"chronic","visit_date":"2025-06-01"},"items":[` + strings.Join(lines, ",") + `]}`)
+	}
+	codes := func(from, n int) []string {
+		var out []string
+		for i := from; i < from+n; i++ {
+			out = append(out, "8390000000000000"+strconv.Itoa(1000+i))
+		}
+		return out
+	}
+
+	r, e := decodeSettle(body(line(codes(0, 2)...), line(), line(codes(2, 3)...)), false)
+	if e != nil {
+		t.Fatal(e)
+	}
+	if got, want := strings.Join(r.TraceCodes, ","), strings.Join(codes(0, 5), ","); got != want {
+		t.Fatalf("bill codes %s, want %s", got, want)
+	}
+	for i, want := range [][]string{codes(0, 2), nil, codes(2, 3)} {
+		if got := r.Items[i].TraceCodes; strings.Join(got, ",") != strings.Join(want, ",") || cap(got) != len(got) {
+			t.Errorf("line %d codes %v (cap %d), want %v with no room to append into the next line's", i, got, cap(got), want)
+		}
+	}
+
+	for _, tt := range []struct {
+		name  string
+		lines []string
+		field string
+	}{
+		{"repeat in a line", []string{line("A1", "B2", "A1")}, "items[0].trace_codes[2]"},
+		{"repeat across lines", []string{line("A1", "B2"), line("C3", "B2")}, "items[1].trace_codes[1]"},
+		// Past codeSetLinear codes the set is a map.
+		{"repeat past the linear scan", []string{line(codes(0, 70)...), line(codes(68, 1)...)}, "items[1].trace_codes[0]"},
+		{"repeat as the map is built", []string{line(codes(0, codeSetLinear)...), line(codes(5, 1)...)}, "items[1].trace_codes[0]"},
+	} {
+		_, e := decodeSettle(body(tt.lines...), false)
+		if e == nil || e.Code != "invalid_field" || e.Field != tt.field || !strings.Contains(e.Message, "appears twice") {
+			t.Errorf("%s: got %+v, want invalid_field at %s", tt.name, e, tt.field)
+		}
+	}
+	// Many distinct codes pass, through the map too.
+	if _, e := decodeSettle(body(line(codes(0, 90)...), line(codes(90, 90)...)), false); e != nil {
+		t.Fatalf("180 distinct codes: %v", e)
 	}
 }
