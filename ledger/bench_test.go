@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -130,4 +131,19 @@ func BenchmarkReads(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkKeyFilter is a check and an add of a new key in a filter sized
+// for 16 million keys (32 MB, past the caches), as for a big ledger.
+func BenchmarkKeyFilter(b *testing.B) {
+	f := newKeyFilter(16 << 20)
+	var key []byte
+	i := 0
+	for b.Loop() {
+		key = strconv.AppendInt(append(key[:0], "8390"...), int64(i)*7919, 10)
+		if !f.mayContainBytes(key) {
+			f.add(key)
+		}
+		i++
+	}
 }

@@ -28,51 +28,72 @@ import (
 // key can never be in the store yet unknown to the filter by the time
 // another request may look for it. Words are set with atomic OR: lookups
 // run concurrently.
+//
+// The filter is blocked: all probes of a key fall in one 512-bit block, a
+// 64-byte cache line, so a check or an add costs one cache miss rather than
+// one per probe. At 10 million entries the trace-code filter alone is
+// ≈ 280 MB and every probe of a plain Bloom filter missed the caches; a
+// settlement checks and adds ≈ 30 keys. At 16 bits a key the false-positive
+// rate is ≈ 0.1 % (a plain filter: 0.05 %), and a false positive costs
+// only a lookup in the store.
 type keyFilter struct {
-	seed  maphash.Seed
-	words []atomic.Uint64
-	mask  uint64 // number of bits − 1 (a power of two)
+	seed   maphash.Seed
+	words  []atomic.Uint64 // blocks of keyFilterBlockWords words
+	blocks uint64          // a power of two
 }
 
-const keyFilterProbes = 7
+const (
+	keyFilterProbes     = 7
+	keyFilterBlockWords = 8 // 512 bits
+	keyFilterBlockBits  = 9 // log2(512): the bits of a probe
+)
 
 func newKeyFilter(expected int) *keyFilter {
 	bits := uint64(1 << 24) // 2 MiB at least
 	for bits < uint64(expected)*16 {
 		bits <<= 1
 	}
-	return &keyFilter{seed: maphash.MakeSeed(), words: make([]atomic.Uint64, bits/64), mask: bits - 1}
+	// Slices this large are page-aligned, so blocks are cache lines.
+	return &keyFilter{seed: maphash.MakeSeed(), words: make([]atomic.Uint64, bits/64), blocks: bits / 512}
 }
 
-func (f *keyFilter) hashes(code []byte) (uint64, uint64) {
-	h1 := maphash.Bytes(f.seed, code)
-	h2 := h1>>33 | h1<<31 | 1 // odd: every probe distinct
-	return h1, h2
+// locate returns the first word of key's block and the bits of its probes
+// (keyFilterProbes × 9 bits of a second, mixed hash).
+func (f *keyFilter) locate(key []byte) (block uint64, probes uint64) {
+	h := maphash.Bytes(f.seed, key)
+	// The block from the high 32 bits; the probes from all 64, through
+	// splitmix64's finalizer, so that they are independent of the block.
+	block = (h >> 32) * f.blocks >> 32 * keyFilterBlockWords
+	p := (h ^ h>>30) * 0xbf58476d1ce4e5b9
+	p = (p ^ p>>27) * 0x94d049bb133111eb
+	return block, p ^ p>>31
 }
 
-func (f *keyFilter) add(code []byte) {
-	h, d := f.hashes(code)
+func (f *keyFilter) add(key []byte) {
+	block, p := f.locate(key)
+	w := f.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
 	for i := 0; i < keyFilterProbes; i++ {
-		bit := h & f.mask
-		f.words[bit/64].Or(1 << (bit % 64))
-		h += d
+		bit := p & (1<<keyFilterBlockBits - 1)
+		w[bit/64].Or(1 << (bit % 64))
+		p >>= keyFilterBlockBits
 	}
 }
 
-func (f *keyFilter) addString(code string) { f.add([]byte(code)) }
+func (f *keyFilter) addString(key string) { f.add([]byte(key)) }
 
 // mayContain is false only for a key never added.
-func (f *keyFilter) mayContain(code string) bool { return f.mayContainBytes([]byte(code)) }
+func (f *keyFilter) mayContain(key string) bool { return f.mayContainBytes([]byte(key)) }
 
 // mayContainBytes is mayContain for a key in bytes.
-func (f *keyFilter) mayContainBytes(code []byte) bool {
-	h, d := f.hashes(code)
+func (f *keyFilter) mayContainBytes(key []byte) bool {
+	block, p := f.locate(key)
+	w := f.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
 	for i := 0; i < keyFilterProbes; i++ {
-		bit := h & f.mask
-		if f.words[bit/64].Load()&(1<<(bit%64)) == 0 {
+		bit := p & (1<<keyFilterBlockBits - 1)
+		if w[bit/64].Load()&(1<<(bit%64)) == 0 {
 			return false
 		}
-		h += d
+		p >>= keyFilterBlockBits
 	}
 	return true
 }
