@@ -17,7 +17,7 @@ import (
 // keys are random, so every L0 table overlaps them all, and the lookups
 // grew from microseconds to the gateway's main cost as the ledger grew
 // (bench/RESULTS.md). The filter answers "never written" from memory; only
-// a possible hit (a written key, or a false positive, about 1 % while the
+// a possible hit (a written key, or a false positive, about 0.1 % while the
 // store holds fewer keys than the filter was sized for) goes to the store.
 //
 // It is built when the store opens (a scan of the keys) and a key is added
