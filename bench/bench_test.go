@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,11 @@ func TestSmoke(t *testing.T) {
 	if len(res.Verdicts) != 3 {
 		t.Errorf("want the 3 headline verdicts, got %+v", res.Verdicts)
 	}
-	paths, err := WriteReport(t.TempDir(), res)
+	if d := res.Disk; d == nil || d.Writes != 200 || d.Sync.P50 <= 0 || d.Sync.P50 > d.Sync.P99 || d.Sync.P99 > d.Sync.Max {
+		t.Errorf("disk sync figures: %+v", res.Disk)
+	}
+	dir := t.TempDir()
+	paths, err := WriteReport(dir, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +57,31 @@ func TestSmoke(t *testing.T) {
 		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 			t.Errorf("report file %s missing or empty: %v", p, err)
 		}
+	}
+	if table, err := os.ReadFile(filepath.Join(dir, "table.txt")); err != nil || !strings.Contains(string(table), "write + fdatasync of 2500 B, 200 times") {
+		t.Errorf("the table does not give the disk's sync latency: %v\n%s", err, table)
+	}
+}
+
+// TestMeasureDiskSync: every write is timed, the file is removed, and
+// nonsense is refused.
+func TestMeasureDiskSync(t *testing.T) {
+	dir := t.TempDir()
+	d, err := MeasureDiskSync(dir, 20, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Writes != 20 || d.Bytes != 100 || d.Sync.P50 <= 0 || d.Sync.Max < d.Sync.P99 {
+		t.Errorf("figures: %+v", d)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if _, err := MeasureDiskSync(dir, 0, 100); err == nil {
+		t.Error("0 writes accepted")
+	}
+	if _, err := MeasureDiskSync(filepath.Join(dir, "missing"), 5, 100); err == nil {
+		t.Error("a missing directory accepted")
 	}
 }
 

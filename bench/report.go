@@ -120,6 +120,10 @@ func WriteReport(dir string, r *Result) ([]string, error) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s\ncommit %s (dirty tree: %v), %s\nmachine: %d CPUs, %s, kernel %s, %s\n\n",
 		r.Command, r.Commit, r.Dirty, r.Date, r.Machine.CPUs, r.Machine.CPU, r.Machine.Kernel, r.Machine.GoVersion)
+	if d := r.Disk; d != nil {
+		fmt.Fprintf(&sb, "ledger disk (%s): write + fdatasync of %d B, %d times: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n\n",
+			r.Settings.LedgerFS, d.Bytes, d.Writes, d.Sync.P50, d.Sync.P99, d.Sync.P999, d.Sync.Max)
+	}
 	if err := WriteTable(&sb, r); err != nil {
 		return nil, err
 	}

@@ -64,6 +64,10 @@ type Config struct {
 	// QuietWait is how long to wait, once every target is warm, for the
 	// machine to be nearly idle (see WaitQuiet); 0: do not wait.
 	QuietWait time.Duration
+	// DiskSyncWrites is how many synced writes measure the ledger disk's
+	// own sync latency before the targets start (DiskSync; default 2,000,
+	// about a second or two; negative: not measured).
+	DiskSyncWrites int
 	// Progress receives status lines and the live progress line.
 	Progress io.Writer
 }
@@ -105,6 +109,9 @@ func (c *Config) ensureDefaults() error {
 	if c.OpenDuration == 0 {
 		c.OpenDuration = c.Duration
 	}
+	if c.DiskSyncWrites == 0 {
+		c.DiskSyncWrites = 2000
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -121,6 +128,7 @@ func Smoke(cfg *Config) {
 	cfg.OpenDuration = 2 * time.Second
 	cfg.Rounds = 2
 	cfg.QuietWait = 0
+	cfg.DiskSyncWrites = 200
 	if cfg.OpenFraction == 0 {
 		cfg.OpenFraction = 0.5
 	}
@@ -133,6 +141,9 @@ type Result struct {
 	Dirty   bool    `json:"dirty_tree"`
 	Command string  `json:"command,omitempty"`
 	Machine Machine `json:"machine"`
+	// Disk is the ledger disk's own sync latency, measured before the
+	// targets (nil: not measured).
+	Disk *DiskSync `json:"disk_sync,omitempty"`
 	// Settings are the run's effective knobs.
 	Settings Settings       `json:"settings"`
 	Targets  []TargetResult `json:"targets"`
@@ -241,6 +252,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Settings.ZipfS, res.Settings.ZipfV = tcfg.ZipfS, tcfg.ZipfV
 	if res.Settings.PersonsPerRegion == 0 {
 		res.Settings.PersonsPerRegion = 20000
+	}
+	if cfg.DiskSyncWrites > 0 {
+		// A settlement's record is ≈ 2.5 KB in the WAL.
+		if res.Disk, err = MeasureDiskSync(cfg.Work, cfg.DiskSyncWrites, 2500); err != nil {
+			return nil, err
+		}
+		d := res.Disk.Sync
+		logf("bench: the disk's write+fdatasync (%d × %d B): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms",
+			res.Disk.Writes, res.Disk.Bytes, d.P50, d.P99, d.P999, d.Max)
 	}
 	if res.Targets, err = runTargets(ctx, &cfg, world, logf); err != nil {
 		return nil, err

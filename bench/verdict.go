@@ -65,6 +65,10 @@ func Verdicts(r *Result) []Verdict {
 		} else {
 			v.Margin = fmt.Sprintf("missed by %.2f ms (%.1f× the target)", v.Value-v.Target, v.Value/v.Target)
 		}
+		if r.Disk != nil {
+			// A commit waits for up to two syncs: the one under way, then its own.
+			v.Margin += fmt.Sprintf("; the disk's own write+sync: p99 %.2f ms, p99.9 %.2f ms", r.Disk.Sync.P99, r.Disk.Sync.P999)
+		}
 		vs = append(vs, v)
 	}
 	return vs

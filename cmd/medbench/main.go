@@ -94,6 +94,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fl.StringVar(&cfg.Modules, "modules", "", "policy module directory (default: build/policies when fresh, else built)")
 	fl.StringVar(&cfg.Work, "work", "", "scratch directory for world, binary and ledgers (default: a temporary one under bench/)")
 	fl.DurationVar(&cfg.QuietWait, "quiet-wait", 2*time.Minute, "before measuring, wait at most this long for the machine to be nearly idle (0: don't)")
+	fl.IntVar(&cfg.DiskSyncWrites, "disk-sync-writes", 2000, "synced writes that measure the ledger disk's own sync latency before the targets (negative: skip)")
 	fl.StringVar(&cfg.ProfileDir, "profile", "", "write CPU and allocation profiles of each gateway target's closed loop into this `directory` (via its --admin-listen pprof; adds profiling overhead to the figures)")
 	fl.BoolVar(&cfg.KeepWork, "keep", false, "keep the scratch directory (ledgers, server logs)")
 	smoke := fl.Bool("smoke", false, "a seconds-long run on a small world (overrides -persons, -connections and the durations) that fails unless every request was answered 200 as expected and every phase had throughput")
