@@ -130,14 +130,13 @@ type writer struct {
 // (Pebble syncs them together), so the serial part of a commit is building
 // and applying a batch, not the disk's sync latency.
 //
-// The queue is deep enough to ride out a slow sync: at a moderate load each
-// request is a batch of its own, and with a shallow queue (8 was tried) a
-// sync of a few milliseconds fills it, the writer stops taking requests, and
-// those that arrive meanwhile miss the next sync too (at 1,800 settlements/s
-// the wait to reach the writer had a p99 of 14 ms with 8, 2–3 ms with 64).
-// The batches in flight cost little: their memory, and the reads of the
-// counters and balances look through their pending values (read).
-const maxInFlight = 64
+// Its depth was measured against 64 (bench/RESULTS.md): with 64 the
+// requests that arrive during a slow sync no longer wait to reach the
+// writer, but the writer then builds batches of 1.1 entries instead of 2.9
+// under full load, which cost ≈ 4 % of the closed-loop throughput, and the
+// open-loop p99 at 1,800/s did not improve (7 runs each, both 10–42 ms,
+// spread by the disk's sync latency).
+const maxInFlight = 8
 
 func (db *DB) run() {
 	defer close(db.writerDone)
