@@ -88,3 +88,69 @@ func FuzzOutput(f *testing.F) {
 		}
 	})
 }
+
+// TestInputLines checks the bill lines both ways the decoder reads them (a
+// whole valid line at once, anything else field by field): copied and
+// shared strings, an empty code, a bad bool and a line cut short.
+func TestInputLines(t *testing.T) {
+	in := sampleInput()
+	in.Lines = append(in.Lines, Line{Code: "", Class: ClassC, Amount: 7, FullSelfPay: 7},
+		Line{Code: "XD9999", Class: ClassA, Listed: true, Amount: 1 << 40, OverLimit: -3, Eligible: 1<<40 + 3})
+	b := in.AppendBinary(nil)
+	for _, shared := range []bool{false, true} {
+		var got Input
+		if err := got.decode(b, shared); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(in, &got) {
+			t.Fatalf("shared %v: round trip:\n%+v\n%+v", shared, in.Lines, got.Lines)
+		}
+	}
+	// The listed byte of the last line (5 × 8 amounts after it) set to 2.
+	bad := append([]byte(nil), b...)
+	tail := len(appendCounters(nil, in.Counters))
+	listed := len(bad) - tail - 5*8 - 1
+	if bad[listed] != 1 {
+		t.Fatalf("test bug: byte %d is %d, not the listed flag", listed, bad[listed])
+	}
+	bad[listed] = 2
+	var got Input
+	if err := got.Decode(bad); err != ErrBool {
+		t.Fatalf("listed = 2: %v, want ErrBool", err)
+	}
+	// Cut inside the last line's amounts.
+	if err := got.Decode(b[:listed+9]); err != ErrTruncated {
+		t.Fatalf("cut line: %v, want ErrTruncated", err)
+	}
+}
+
+// TestNoteBytes: notes added from a reused buffer keep their text while the
+// storage grows, encode like Note's, and the storage is reused after Reset
+// without allocating.
+func TestNoteBytes(t *testing.T) {
+	var o, want Output
+	buf := make([]byte, 0, 64)
+	for i := 0; i < 40; i++ { // past the first 512 bytes: the storage grows
+		buf = append(buf[:0], "note number "...)
+		buf = append(buf, byte('A'+i%26), byte('a'+i/26))
+		buf = append(buf, bytes.Repeat([]byte{'.'}, i)...)
+		o.NoteBytes(buf)
+		want.Note(string(buf))
+	}
+	o.NoteBytes(nil)
+	want.Note("")
+	if !reflect.DeepEqual(o.Notes, want.Notes) {
+		t.Fatalf("notes:\n%q\nwant\n%q", o.Notes, want.Notes)
+	}
+	if got, exp := o.AppendBinary(nil), want.AppendBinary(nil); !bytes.Equal(got, exp) {
+		t.Fatal("NoteBytes notes encode differently from Note's")
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		o.Reset()
+		for i := 0; i < 10; i++ {
+			o.NoteBytes(buf)
+		}
+	}); allocs != 0 {
+		t.Fatalf("%v allocations a call after Reset, want 0", allocs)
+	}
+}

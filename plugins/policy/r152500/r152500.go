@@ -74,7 +74,7 @@ func V1(in *abi.Input, out *abi.Output) {
 	case wait:
 		b := append([]byte("waiting period until "), rules.DateString(rules.BenefitsStart(&in.Person))...)
 		b = append(b, ": no deductible, basic fund or serious illness"...)
-		c.Note(string(b))
+		c.Out.NoteBytes(b)
 	default:
 		adj := c.Adjustment()
 		bp := resInpatientBP[lvl]

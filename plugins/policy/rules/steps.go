@@ -85,7 +85,7 @@ func New(in *abi.Input, out *abi.Output) Calc {
 func (c *Calc) b() []byte { return c.buf[:0] }
 
 // note appends b as a note.
-func (c *Calc) note(b []byte) { c.Out.Note(string(b)) }
+func (c *Calc) note(b []byte) { c.Out.NoteBytes(b) } // no allocation: see abi.Output.NoteBytes
 
 // Note appends a fixed note.
 func (c *Calc) Note(s string) { c.Out.Note(s) }
