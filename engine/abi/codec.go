@@ -256,12 +256,7 @@ func (d *decoder) line(lines *[]Line) bool {
 		PreSelfPay:  int64(le.Uint64(f[26:])),
 		Eligible:    int64(le.Uint64(f[34:])),
 	})
-	l := &(*lines)[len(*lines)-1]
-	if d.shared && n > 0 {
-		l.Code = unsafe.String(&code[0], n)
-	} else {
-		l.Code = string(code)
-	}
+	(*lines)[len(*lines)-1].Code = d.string(code)
 	d.b = b[2+n+fixed:]
 	return true
 }
@@ -330,7 +325,11 @@ func (d *decoder) str() string {
 	if n > MaxString && d.err == nil {
 		d.err = ErrTooLarge
 	}
-	b := d.take(n)
+	return d.string(d.take(n))
+}
+
+// string is b as a string: aliasing the message when shared, else a copy.
+func (d *decoder) string(b []byte) string {
 	if d.shared && len(b) > 0 {
 		return unsafe.String(&b[0], len(b))
 	}
