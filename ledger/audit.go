@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -141,7 +142,7 @@ func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
 	}
 	snap := db.pdb.NewSnapshot()
 	defer snap.Close()
-	if err := auditIndexes(snap, rep, visit); err != nil {
+	if err := auditIndexes(snap, db.bshift, rep, visit); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -156,6 +157,9 @@ func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (*AuditReport, error)
 		return nil, err
 	}
 	defer db.pdb.Close()
+	if db.format != storeFormat {
+		return nil, fmt.Errorf("ledger: %s has the store format %d of an older gateway: start the gateway on it once to upgrade it, then audit", dir, db.format)
+	}
 	return db.Audit(visit)
 }
 
@@ -191,8 +195,9 @@ type auditMonth struct {
 
 type auditor struct {
 	rep      *AuditReport
-	idem     map[string][40]byte // idempotency key -> expected value
-	traces   map[string]auditTrace
+	shift    uint8                       // the store's bucket shift (bucketed.go)
+	idem     map[string][40]byte         // idempotency key without bucket -> expected value
+	traces   map[string]auditTrace       // trace code -> its latest state
 	settled  map[uint64]*auditSettlement // settlements (all, for reversals)
 	counters map[auditCounterKey]map[string]int64
 	balances map[auditPersonKey]int64 // Σ BalanceChange
@@ -202,9 +207,10 @@ type auditor struct {
 	commits  []int64           // CommittedAt by seq-1
 }
 
-func auditIndexes(r pebble.Reader, rep *AuditReport, visit func(*Entry)) error {
+func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, visit func(*Entry)) error {
 	a := &auditor{
 		rep:      rep,
+		shift:    shift,
 		idem:     map[string][40]byte{},
 		traces:   map[string]auditTrace{},
 		settled:  map[uint64]*auditSettlement{},
@@ -285,13 +291,14 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 
 func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
 	rep := a.rep
-	*key = appendIdemKey((*key)[:0], e.Hospital, e.RequestID)
-	if _, dup := a.idem[string(*key)]; dup {
+	*key = appendIdemKey((*key)[:0], 0, e.Hospital, e.RequestID)
+	name := string((*key)[bucketKeyLen:])
+	if _, dup := a.idem[name]; dup {
 		rep.problem("entry %d reuses request id %q of hospital %s", seq, e.RequestID, e.Hospital)
 	}
 	var iv [40]byte
 	copy(iv[:], appendIdemValue(nil, e.BodyHash, seq))
-	a.idem[string(*key)] = iv
+	a.idem[name] = iv
 
 	year := e.Date.Year()
 	var reverses uint64
@@ -393,41 +400,81 @@ func (a *auditor) checkIdem(r pebble.Reader) error {
 	lo, hi := prefixRange(pfxIdem)
 	err := scan(r, lo, hi, func(k, v []byte) {
 		a.rep.Checked.IdempotencyKeys++
-		want, ok := a.idem[string(k)]
-		if !ok {
-			a.rep.problem("idempotency key %q names no entry", k[1:])
+		if len(k) < bucketKeyLen {
+			a.rep.problem("idempotency key %x is cut short", k)
 			return
 		}
-		delete(a.idem, string(k))
+		name := string(k[bucketKeyLen:])
+		want, ok := a.idem[name]
+		if !ok {
+			a.rep.problem("idempotency key %q names no entry", name)
+			return
+		}
+		delete(a.idem, name)
+		seq := be.Uint64(want[32:])
 		if !bytes.Equal(v, want[:]) {
 			got, _ := decodeIdemValue(v)
-			a.rep.problem("idempotency key %q maps to seq %d, the entry is %d (or its body hash differs)", k[1:], got.Seq, be.Uint64(want[32:]))
+			a.rep.problem("idempotency key %q maps to seq %d, the entry is %d (or its body hash differs)", name, got.Seq, seq)
+		} else if b := be.Uint32(k[1:]); uint64(b) != seq>>a.shift {
+			a.rep.problem("idempotency key %q of entry %d is in bucket %d, not %d", name, seq, b, seq>>a.shift)
 		}
 	})
 	for k, v := range a.idem {
-		a.rep.problem("idempotency key %q of entry %d is missing", k[1:], be.Uint64(v[32:]))
+		a.rep.problem("idempotency key %q of entry %d is missing", k, be.Uint64(v[32:]))
 	}
 	return err
 }
 
+// checkTraces checks the trace-code records. Lookups read a code's newest
+// record only (bucketed.go), so that one must be the code's state as the
+// entries make it, in its owner's bucket. A code settled again after a
+// reversal in a later bucket also keeps its older records; each must be a
+// freed claim — its owner settled the code and was reversed by the entry
+// that freed it — and sit in its owner's bucket. (A store upgraded from
+// format 2 kept only the newest record of each code.)
 func (a *auditor) checkTraces(r pebble.Reader) error {
+	type rec struct {
+		bucket         uint32
+		owner, freedBy uint64
+	}
+	newest := make(map[string]rec, len(a.traces))
+	stale := func(code string, t rec) {
+		s := a.settled[t.owner]
+		if t.freedBy == 0 || s == nil || s.reversedBy != t.freedBy || !slices.Contains(s.codes, code) {
+			a.rep.problem("trace code %q: a stale record in bucket %d says owner %d freed by %d, which no settlement and reversal of it did", code, t.bucket, t.owner, t.freedBy)
+		}
+	}
 	lo, hi := prefixRange(pfxTrace)
 	err := scan(r, lo, hi, func(k, v []byte) {
 		a.rep.Checked.TraceCodes++
-		code := string(k[1:])
-		want, ok := a.traces[code]
-		if !ok {
-			a.rep.problem("trace code %q was settled by no entry", code)
+		owner, freedBy, err := decodeTraceValue(v)
+		if len(k) < bucketKeyLen || err != nil {
+			a.rep.problem("trace code record %x: bad key or value", k)
 			return
 		}
-		delete(a.traces, code)
-		owner, freed, err := decodeTraceValue(v)
-		if err != nil || owner != want.owner || freed != want.freedBy {
-			a.rep.problem("trace code %q: stored owner %d freed by %d, recomputed %d freed by %d", code, owner, freed, want.owner, want.freedBy)
+		t := rec{be.Uint32(k[1:]), owner, freedBy}
+		code := string(k[bucketKeyLen:])
+		if uint64(t.bucket) != owner>>a.shift {
+			a.rep.problem("trace code %q: the record of owner %d is in bucket %d, not %d", code, owner, t.bucket, owner>>a.shift)
 		}
+		if old, ok := newest[code]; ok {
+			stale(code, old) // keys come bucket by bucket: t is newer
+		}
+		newest[code] = t
 	})
+	for code, t := range newest {
+		want, ok := a.traces[code]
+		switch {
+		case !ok:
+			a.rep.problem("trace code %q was settled by no entry", code)
+		case t.owner != want.owner || t.freedBy != want.freedBy:
+			a.rep.problem("trace code %q: stored owner %d freed by %d, recomputed %d freed by %d", code, t.owner, t.freedBy, want.owner, want.freedBy)
+		}
+	}
 	for c, t := range a.traces {
-		a.rep.problem("trace code %q of entry %d is missing", c, t.owner)
+		if _, ok := newest[c]; !ok {
+			a.rep.problem("trace code %q of entry %d is missing", c, t.owner)
+		}
 	}
 	return err
 }

@@ -131,13 +131,13 @@ func TestAuditDetectsTampering(t *testing.T) {
 			set(t, db, appendOpeningKey(nil, region, "P3"), be.AppendUint64(nil, 10))
 		}, "balance of 152500/P3"},
 		{"trace code freed", func(t *testing.T, db *DB) {
-			set(t, db, appendTraceKey(nil, "TC004"), appendTraceValue(nil, 4, 31))
+			set(t, db, appendTraceKey(nil, 0, "TC004"), appendTraceValue(nil, 4, 31))
 		}, `trace code "TC004"`},
-		{"trace code lost", func(t *testing.T, db *DB) { del(t, db, appendTraceKey(nil, "TD010")) }, `trace code "TD010" of entry 10 is missing`},
+		{"trace code lost", func(t *testing.T, db *DB) { del(t, db, appendTraceKey(nil, 0, "TD010")) }, `trace code "TD010" of entry 10 is missing`},
 		{"idempotency key", func(t *testing.T, db *DB) {
-			set(t, db, appendIdemKey(nil, hospital, req(3)), appendIdemValue(nil, [32]byte{1}, 3))
+			set(t, db, appendIdemKey(nil, 0, hospital, req(3)), appendIdemValue(nil, [32]byte{1}, 3))
 		}, "idempotency key"},
-		{"idempotency key lost", func(t *testing.T, db *DB) { del(t, db, appendIdemKey(nil, hospital, req(7))) }, "of entry 7 is missing"},
+		{"idempotency key lost", func(t *testing.T, db *DB) { del(t, db, appendIdemKey(nil, 0, hospital, req(7))) }, "of entry 7 is missing"},
 		{"reversal marker lost", func(t *testing.T, db *DB) { del(t, db, appendReversedKey(nil, 5)) }, "settlement 5 reversed by"},
 		{"month totals", func(t *testing.T, db *DB) {
 			set(t, db, appendPairKey(nil, MakeMonth(2026, 10), region, "370102"), appendPairValue(nil, &PairTotals{Settlements: 1}))
@@ -191,7 +191,7 @@ func del(t *testing.T, db *DB, k []byte) {
 
 func TestOpeningPrefixDistinct(t *testing.T) {
 	for _, p := range []byte{pfxMeta, pfxEntry, pfxIdem, pfxTrace, pfxReversed, pfxCounters, pfxBalance, pfxPerson,
-		pfxHospital, pfxCatalog, pfxCredit, pfxPair, pfxMonth, pfxClosed, pfxHospRow, pfxTree} {
+		pfxHospital, pfxCatalog, pfxCredit, pfxPair, pfxMonth, pfxClosed, pfxHospRow, pfxTree, pfxTraceFlat, pfxIdemFlat} {
 		if p == pfxOpening {
 			t.Fatalf("prefix %q is used twice", p)
 		}

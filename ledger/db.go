@@ -22,6 +22,10 @@ type Options struct {
 	Logger   zerolog.Logger   // also receives pebble's own log lines
 	Now      func() time.Time // nil: time.Now; stamps Entry.CommittedAt
 	MaxBatch int              // entries per group commit; 0: 512
+
+	// bucketShift, when not 0, is the bucket shift of a store created or
+	// upgraded by this Open (bucketed.go): tests use small buckets.
+	bucketShift uint8
 }
 
 // Idem is what an idempotency key (hospital, request id) maps to.
@@ -57,6 +61,13 @@ type DB struct {
 	// entry's, or the end of the last closed month if later. Owned by the
 	// writer goroutine (set by load before it starts).
 	floor int64
+
+	// bshift is the store's bucket shift, sealed the seq of the last entry
+	// the writer sealed (bucketed.go).
+	bshift uint8
+	sealed atomic.Uint64
+	// format is the store's layout version (keys.go: storeFormat).
+	format byte
 
 	// traces are the trace codes of entries being appended (tracecodes.go).
 	traces traceReservations
@@ -128,6 +139,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		hot:        newHotCache(),
+		bshift:     opts.bucketShift,
+	}
+	if db.bshift == 0 {
+		db.bshift = defaultBucketShift
 	}
 	if db.now == nil {
 		db.now = time.Now
@@ -193,27 +208,31 @@ func Open(dir string, opts Options) (*DB, error) {
 
 // load reads the format marker, the chain head and the in-memory registry.
 func (db *DB) load() error {
-	v, err := db.get(keyFormat)
-	rebuild := false
+	_, err := db.get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		b := db.pdb.NewBatch()
-		_ = b.Set(keyFormat, []byte{storeFormat}, nil)
+		_ = b.Set(keyFormat, []byte{storeFormat, db.bshift}, nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			return fmt.Errorf("ledger: init: %w", err)
 		}
 		_ = b.Close()
+		db.format = storeFormat
 	case err != nil:
 		return fmt.Errorf("ledger: read format: %w", err)
-	case len(v) == 1 && v[0] == 1:
-		// Written before derived state existed: rebuilt below.
-		rebuild = true
-	case len(v) != 1 || v[0] != storeFormat:
-		return fmt.Errorf("ledger: unsupported store format %v", v)
+	default:
+		shift := db.bshift // for an upgrade: this Open's
+		if err := db.readFormat(); err != nil {
+			return err
+		}
+		if db.format != storeFormat {
+			// An older layout: upgraded below, once the head is known.
+			db.bshift = shift
+		}
 	}
 
 	h := &headState{}
-	v, err = db.get(keyHead)
+	v, err := db.get(keyHead)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
@@ -245,10 +264,12 @@ func (db *DB) load() error {
 		return fmt.Errorf("%w: entry %d exists beyond the head", ErrCorrupt, h.seq+1)
 	}
 	db.head.Store(h)
-	if rebuild {
-		if err := db.rebuildDerived(h.seq); err != nil {
+	db.sealed.Store(h.seq)
+	if db.format != storeFormat {
+		if err := db.upgrade(db.format, h.seq); err != nil {
 			return err
 		}
+		db.format = storeFormat
 	}
 	closedEnd, err := lastClosedEnd(db.pdb)
 	if err != nil {

@@ -226,10 +226,10 @@ func getFrom(r pebble.Reader, key []byte, fn func(v []byte) error) (found bool, 
 var derivedPrefixes = []byte{pfxPair, pfxMonth, pfxHospRow, pfxTree}
 
 // rebuildDerived recomputes every derived record from the entries, in
-// batches, and writes the store format last: a store opened with an older
-// format (written before derived state existed) is upgraded on Open, and a
-// crash in the middle simply runs it again. Closed months are not touched
-// (a format-1 store has none).
+// batches: a store of format 1 (written before derived state existed) is
+// upgraded on Open, and a crash in the middle simply runs it again, as the
+// format is written only once every step of the upgrade is done
+// (upgrade.go). Closed months are not touched (a format-1 store has none).
 func (db *DB) rebuildDerived(head uint64) error {
 	b := db.pdb.NewIndexedBatch()
 	for _, p := range derivedPrefixes {
@@ -272,9 +272,6 @@ func (db *DB) rebuildDerived(head uint64) error {
 		}
 		return nil
 	})
-	if err == nil {
-		err = b.Set(keyFormat, []byte{storeFormat}, nil)
-	}
 	if err == nil {
 		err = commit()
 	}

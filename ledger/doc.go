@@ -94,11 +94,11 @@
 // is s preceded by its length as a uvarint, so that a variable-length
 // component cannot run into the next one.
 //
-//	mformat                              -> byte 2 (layout version, storeFormat)
+//	mformat                              -> byte 3 (layout version, storeFormat) | bucket shift
 //	mhead                                -> seq (8) | hash (32) of the last entry
 //	e | seq(8)                           -> encoded Entry (see AppendEntry)
-//	k | lp(hospital) | request id        -> body sha256 (32) | seq (8)
-//	t | trace code                       -> owner seq (8) | freeing reversal seq (8), 0 while in use
+//	K | bucket(4) | lp(hospital) | request id -> body sha256 (32) | seq (8)
+//	T | bucket(4) | trace code           -> owner seq (8) | freeing reversal seq (8), 0 while in use
 //	r | settlement seq(8)                -> seq of its reversal (8)
 //	c | lp(region) | lp(person) | year   -> counters blob: uvarint n, n × (lp(name), uvarint value), sorted by name, no zeros
 //	b | lp(region) | person              -> balance, int64 (8)
@@ -127,6 +127,13 @@
 // writer never stamps an entry earlier than the previous one nor inside a
 // closed month (DB.floor), so a month's entries are one contiguous seq
 // range and a closed month receives nothing.
+//
+// The bucket of a "K" or "T" record is the seq of the entry that wrote it
+// shifted right by the store's bucket shift (2^20 entries a bucket), so
+// that these random keys are merged by compactions only with the recent
+// ones; lookups search the buckets newest first (bucketed.go). Formats 1
+// and 2 kept them without bucket under "k" and "t"; Open moves them
+// (upgrade.go).
 //
 // The year in counter keys is 4 bytes, the int32 with its sign bit flipped.
 // There is no settlement-id index: ids are "S" + the seq in at least 12

@@ -102,18 +102,19 @@ func (f *keyFilter) mayContainBytes(key []byte) bool {
 // the keys in the store.
 func (db *DB) loadFilters() error {
 	var err error
-	if db.tfilter, err = db.loadFilter(pfxTrace, "trace codes"); err != nil {
+	if db.tfilter, err = db.loadFilter(pfxTrace, bucketKeyLen, "trace codes"); err != nil {
 		return err
 	}
-	if db.ifilter, err = db.loadFilter(pfxIdem, "idempotency keys"); err != nil {
+	if db.ifilter, err = db.loadFilter(pfxIdem, bucketKeyLen, "idempotency keys"); err != nil {
 		return err
 	}
-	db.cfilter, err = db.loadFilter(pfxCounters, "counters keys")
+	db.cfilter, err = db.loadFilter(pfxCounters, 1, "counters keys")
 	return err
 }
 
-// loadFilter builds a filter over the keys with prefix p (without it).
-func (db *DB) loadFilter(p byte, what string) (*keyFilter, error) {
+// loadFilter builds a filter over the keys with prefix p, without their
+// first header bytes (the prefix, and a bucket: bucketed.go).
+func (db *DB) loadFilter(p byte, header int, what string) (*keyFilter, error) {
 	began := time.Now()
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
 	if err != nil {
@@ -127,7 +128,7 @@ func (db *DB) loadFilter(p byte, what string) (*keyFilter, error) {
 	}
 	f := newKeyFilter(n + 1_000_000)
 	for ok := it.First(); ok; ok = it.Next() {
-		f.add(it.Key()[1:])
+		f.add(it.Key()[header:])
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("ledger: %s filter: %w", what, err)

@@ -10,8 +10,8 @@ import (
 const (
 	pfxMeta     = 'm'
 	pfxEntry    = 'e'
-	pfxIdem     = 'k'
-	pfxTrace    = 't'
+	pfxIdem     = 'K'
+	pfxTrace    = 'T'
 	pfxReversed = 'r'
 	pfxCounters = 'c'
 	pfxBalance  = 'b'
@@ -25,10 +25,16 @@ var (
 	keyFormat = []byte("mformat")
 )
 
-// storeFormat is the layout version written under keyFormat. Format 1 had
-// no derived state (month totals, hospital rows, Merkle tree); Open
-// upgrades it by rebuilding that state from the entries.
-const storeFormat = 2
+// storeFormat is the layout version written under keyFormat, followed by
+// the store's bucket shift. Format 1 had no derived state (month totals,
+// hospital rows, Merkle tree); formats 1 and 2 kept trace codes and
+// idempotency keys unbucketed (under 't' and 'k'). Open upgrades both
+// (upgrade.go).
+const storeFormat = 3
+
+// defaultBucketShift: a new store puts the trace codes and idempotency
+// keys of 2^20 consecutive entries in one bucket (see bucketed.go).
+const defaultBucketShift = 20
 
 var be = binary.BigEndian
 
@@ -42,14 +48,25 @@ func appendEntryKey(b []byte, seq uint64) []byte {
 	return be.AppendUint64(b, seq)
 }
 
-func appendIdemKey(b []byte, hospital, requestID string) []byte {
-	b = append(b, pfxIdem)
+// bucketKeyLen is the length of a bucketed key's header: prefix and bucket.
+const bucketKeyLen = 5
+
+func appendBucketHeader(b []byte, pfx byte, bucket uint32) []byte {
+	b = append(b, pfx)
+	return be.AppendUint32(b, bucket)
+}
+
+// appendIdemKey appends the idempotency key of (hospital, requestID) in
+// bucket; key[bucketKeyLen:] is the key's name, what the filter holds.
+func appendIdemKey(b []byte, bucket uint32, hospital, requestID string) []byte {
+	b = appendBucketHeader(b, pfxIdem, bucket)
 	b = appendLP(b, hospital)
 	return append(b, requestID...)
 }
 
-func appendTraceKey(b []byte, code string) []byte {
-	b = append(b, pfxTrace)
+// appendTraceKey appends the record key of trace code code in bucket.
+func appendTraceKey(b []byte, bucket uint32, code string) []byte {
+	b = appendBucketHeader(b, pfxTrace, bucket)
 	return append(b, code...)
 }
 

@@ -705,14 +705,14 @@ func TestReadsWaitForDurability(t *testing.T) {
 	e.Hash = EntryHash(e.PrevHash, body)
 	b := db.pdb.NewBatch()
 	_ = b.Set(appendEntryKey(nil, 2), append(body, e.Hash[:]...), nil)
-	_ = b.Set(appendIdemKey(nil, hospital, "r2"), appendIdemValue(nil, e.BodyHash, 2), nil)
-	_ = b.Set(appendTraceKey(nil, "T1"), appendTraceValue(nil, 1, 2), nil)
+	_ = b.Set(appendIdemKey(nil, 0, hospital, "r2"), appendIdemValue(nil, e.BodyHash, 2), nil)
+	_ = b.Set(appendTraceKey(nil, 0, "T1"), appendTraceValue(nil, 1, 2), nil)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	// As the writer does, the idempotency key is in the filter before the
 	// store.
-	db.ifilter.add(appendIdemKey(nil, hospital, "r2")[1:])
+	db.ifilter.add(appendIdemKey(nil, 0, hospital, "r2")[bucketKeyLen:])
 
 	type result struct {
 		what string

@@ -328,7 +328,8 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 	for name, p := range map[string]byte{"meta": pfxMeta, "entry": pfxEntry, "idem": pfxIdem, "trace": pfxTrace,
 		"reversed": pfxReversed, "counters": pfxCounters, "balance": pfxBalance, "person": pfxPerson,
 		"hospital": pfxHospital, "catalog": pfxCatalog, "credit": pfxCredit, "pair": pfxPair, "month": pfxMonth,
-		"closed": pfxClosed, "hospital row": pfxHospRow, "tree": pfxTree} {
+		"closed": pfxClosed, "hospital row": pfxHospRow, "tree": pfxTree,
+		"trace (formats 1, 2)": pfxTraceFlat, "idem (formats 1, 2)": pfxIdemFlat} {
 		if other, dup := seen[p]; dup {
 			t.Errorf("prefix %q is used by %s and %s", p, name, other)
 		}

@@ -41,17 +41,17 @@ func (db *DB) lookup(kb *keyBuf, fn func(v []byte) error) (found bool, err error
 // once durable.
 func (db *DB) Idempotency(hospital, requestID string) (Idem, bool, error) {
 	kb := getKeyBuf()
-	kb.b = appendIdemKey(kb.b[:0], hospital, requestID)
+	kb.b = appendIdemKey(kb.b[:0], 0, hospital, requestID)
 	if db.closed.Load() {
 		putKeyBuf(kb)
 		return Idem{}, false, ErrClosed
 	}
-	if !db.ifilter.mayContainBytes(kb.b[1:]) {
+	if !db.ifilter.mayContainBytes(kb.b[bucketKeyLen:]) {
 		putKeyBuf(kb)
 		return Idem{}, false, nil // never used: no need to ask the store
 	}
 	var id Idem
-	found, err := db.lookup(kb, func(v []byte) (err error) {
+	found, err := probe(db.pdb, kb.b, db.topBucket(), func(v []byte) (err error) {
 		id, err = decodeIdemValue(v)
 		return err
 	})
@@ -78,9 +78,9 @@ func (db *DB) TraceCodeOwner(code string) (settlementID string, inUse bool, err 
 		return "", false, nil
 	}
 	kb := getKeyBuf()
-	kb.b = appendTraceKey(kb.b[:0], code)
+	kb.b = appendTraceKey(kb.b[:0], 0, code)
 	var owner, freedBy uint64
-	found, err := db.lookup(kb, func(v []byte) (err error) {
+	found, err := probe(db.pdb, kb.b, db.topBucket(), func(v []byte) (err error) {
 		owner, freedBy, err = decodeTraceValue(v)
 		return err
 	})

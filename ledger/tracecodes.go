@@ -1,11 +1,6 @@
 package ledger
 
-import (
-	"errors"
-	"sync"
-
-	"github.com/cockroachdb/pebble/v2"
-)
+import "sync"
 
 // Trace codes are checked by the appending goroutine, not by the writer.
 //
@@ -67,22 +62,18 @@ func (db *DB) checkTraceCodes(codes []string) error {
 		if !db.tfilter.mayContain(c) {
 			continue // never marked: no need to ask the store
 		}
-		kb.b = appendTraceKey(kb.b[:0], c)
-		v, closer, err := db.pdb.Get(kb.b)
-		if errors.Is(err, pebble.ErrNotFound) {
-			continue
-		}
+		// The latest record of the code decides (bucketed.go).
+		var owner, freedBy uint64
+		kb.b = appendTraceKey(kb.b[:0], 0, c)
+		found, err := probe(db.pdb, kb.b, db.topBucket(), func(v []byte) (err error) {
+			owner, freedBy, err = decodeTraceValue(v)
+			return err
+		})
 		if err != nil {
 			db.traces.release(codes)
 			return err
 		}
-		owner, freedBy, derr := decodeTraceValue(v)
-		_ = closer.Close()
-		if derr != nil {
-			db.traces.release(codes)
-			return derr
-		}
-		if freedBy == 0 {
+		if found && freedBy == 0 {
 			db.traces.release(codes)
 			return &TraceCodeError{Code: c, SettlementID: SettlementID(owner)}
 		}

@@ -55,13 +55,7 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
 		}
 		return rep, nil
 	}
-	format, closer, err := db.pdb.Get(keyFormat)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: store format: %w", err)
-	}
-	old := len(format) == 1 && format[0] == 1
-	_ = closer.Close()
-	if old {
+	if db.format == 1 {
 		rep.TreeErr = errors.New("ledger: store format 1 has no Merkle tree yet (it is built when the gateway opens it)")
 		return rep, nil
 	}
@@ -123,6 +117,10 @@ func openReadOnly(dir string, fs vfs.FS) (*DB, error) {
 		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
 	}
 	db := &DB{pdb: pdb}
+	if err := db.readFormat(); err != nil {
+		pdb.Close()
+		return nil, err
+	}
 	h := &headState{}
 	v, closer, err := pdb.Get(keyHead)
 	switch {
@@ -139,5 +137,28 @@ func openReadOnly(dir string, fs vfs.FS) (*DB, error) {
 		}
 	}
 	db.head.Store(h)
+	db.sealed.Store(h.seq)
 	return db, nil
+}
+
+// readFormat reads a stopped store's format and bucket shift.
+func (db *DB) readFormat() error {
+	v, closer, err := db.pdb.Get(keyFormat)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		db.format, db.bshift = storeFormat, defaultBucketShift // empty
+		return nil
+	case err != nil:
+		return fmt.Errorf("ledger: store format: %w", err)
+	}
+	defer closer.Close()
+	switch {
+	case len(v) == 1 && (v[0] == 1 || v[0] == 2):
+		db.format, db.bshift = v[0], defaultBucketShift
+	case len(v) == 2 && v[0] == storeFormat && v[1] > 0 && v[1] < 64:
+		db.format, db.bshift = v[0], v[1]
+	default:
+		return fmt.Errorf("ledger: unsupported store format %v", v)
+	}
+	return nil
 }

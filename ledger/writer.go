@@ -494,8 +494,8 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	seq := st.seq + 1
 
 	// Idempotency: a key the filter never saw is new.
-	w.key = appendIdemKey(w.key[:0], e.Hospital, e.RequestID)
-	if w.db.ifilter.mayContainBytes(w.key[1:]) {
+	w.key = appendIdemKey(w.key[:0], 0, e.Hospital, e.RequestID)
+	if w.db.ifilter.mayContainBytes(w.key[bucketKeyLen:]) {
 		if err := w.checkDuplicate(b, e); err != nil {
 			return err
 		}
@@ -568,27 +568,31 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 			werr = b.Set(k, v, nil)
 		}
 	}
+	// The records of seq's bucket may be visible from now on (bucketed.go).
+	w.db.sealed.Store(seq)
 	w.key = appendEntryKey(w.key[:0], seq)
 	set(w.key, w.enc)
-	w.key = appendIdemKey(w.key[:0], e.Hospital, e.RequestID)
+	bucket := w.db.bucket(seq)
+	w.key = appendIdemKey(w.key[:0], bucket, e.Hospital, e.RequestID)
 	w.val = appendIdemValue(w.val[:0], e.BodyHash, seq)
 	set(w.key, w.val)
 	// Known to the filter before it can be in the store (keyfilter.go); if
 	// the batch fails, it is only a false positive.
-	w.db.ifilter.add(w.key[1:])
+	w.db.ifilter.add(w.key[bucketKeyLen:])
 	if e.Kind == KindSettlement {
 		w.val = appendTraceValue(w.val[:0], seq, 0)
 		for _, c := range e.TraceCodes {
-			w.key = appendTraceKey(w.key[:0], c)
+			w.key = appendTraceKey(w.key[:0], bucket, c)
 			set(w.key, w.val)
 		}
 	} else {
 		w.key = appendReversedKey(w.key[:0], origSeq)
 		w.val = be.AppendUint64(w.val[:0], seq)
 		set(w.key, w.val)
+		// Freed where they are: in the settlement's bucket.
 		w.val = appendTraceValue(w.val[:0], origSeq, seq)
 		for _, c := range w.freed {
-			w.key = appendTraceKey(w.key[:0], c)
+			w.key = appendTraceKey(w.key[:0], w.db.bucket(origSeq), c)
 			set(w.key, w.val)
 		}
 	}
@@ -662,11 +666,12 @@ func (w *writer) checkDuplicate(b *pebble.Batch, e *Entry) error {
 	var dup Idem
 	var found bool
 	var err error
+	decode := func(v []byte) (err error) {
+		dup, err = decodeIdemValue(v)
+		return err
+	}
 	if w.indexed {
-		found, err = getIn(b, w.key, func(v []byte) (err error) {
-			dup, err = decodeIdemValue(v)
-			return err
-		})
+		found, err = probe(b, w.key, w.db.topBucket(), decode)
 	} else {
 		for _, a := range w.applied {
 			if a.Hospital == e.Hospital && a.RequestID == e.RequestID {
@@ -675,10 +680,7 @@ func (w *writer) checkDuplicate(b *pebble.Batch, e *Entry) error {
 			}
 		}
 		if !found {
-			found, err = getFrom(w.db.pdb, w.key, func(v []byte) (err error) {
-				dup, err = decodeIdemValue(v)
-				return err
-			})
+			found, err = probe(w.db.pdb, w.key, w.db.topBucket(), decode)
 		}
 	}
 	if err != nil {
@@ -743,7 +745,9 @@ func (w *writer) checkReversal(b *pebble.Batch, e *Entry, origSeq *uint64) error
 		return fmt.Errorf("%w: counter changes do not negate the settlement's", ErrReversalMismatch)
 	}
 	for _, c := range orig.TraceCodes {
-		w.key = appendTraceKey(w.key[:0], c)
+		// A code the settlement still holds has its record in the
+		// settlement's bucket (bucketed.go).
+		w.key = appendTraceKey(w.key[:0], w.db.bucket(oseq), c)
 		var owner, freedBy uint64
 		found, err := getIn(b, w.key, func(v []byte) (err error) {
 			owner, freedBy, err = decodeTraceValue(v)
