@@ -1,11 +1,14 @@
 package ledger
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
-	"hash/maphash"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -17,8 +20,8 @@ import (
 // keys are random, so every L0 table overlaps them all, and the lookups
 // grew from microseconds to the gateway's main cost as the ledger grew
 // (bench/RESULTS.md). The filter answers "never written" from memory; only
-// a possible hit (a written key, or a false positive, about 0.1 % while the
-// store holds fewer keys than the filter was sized for) goes to the store.
+// a possible hit (a written key, or a false positive, about 0.1 % for each
+// link of the filter, see below) goes to the store.
 //
 // It is built when the store opens (a scan of the keys) and a key is added
 // no later than it becomes visible: a settlement's trace codes after its
@@ -36,47 +39,131 @@ import (
 // settlement checks and adds ≈ 30 keys. At 16 bits a key the false-positive
 // rate is ≈ 0.1 % (a plain filter: 0.05 %), and a false positive costs
 // only a lookup in the store.
+//
+// It grows: a filter is a chain of such Bloom filters (links). Keys are
+// added to the newest link; once it holds the number of keys it was sized
+// for, a new link twice the size of all before it is started, and a lookup
+// asks every link. Without growth a gateway that runs long enough saturates
+// its filter (a filter sized at open for a million more codes, filled with
+// four million, answers "maybe" for a fifth of new codes), and every
+// "maybe" is a search of the store (bucketed.go).
+//
+// It hashes with a seeded xxhash rather than hash/maphash so that it can be
+// saved and loaded again (keyfilter_file.go).
 type keyFilter struct {
-	seed   maphash.Seed
-	words  []atomic.Uint64 // blocks of keyFilterBlockWords words
-	blocks uint64          // a power of two
+	seed  uint64
+	links atomic.Pointer[[]*filterLink] // oldest first
+	grow  sync.Mutex                    // serializes adding a link
+}
+
+// filterLink is one blocked Bloom filter of a keyFilter.
+type filterLink struct {
+	words    []atomic.Uint64 // blocks of keyFilterBlockWords words
+	blocks   uint64
+	capacity int64        // keys it was sized for, at keyFilterBitsPerKey
+	n        atomic.Int64 // keys added (a key added twice counts twice)
 }
 
 const (
 	keyFilterProbes     = 7
 	keyFilterBlockWords = 8 // 512 bits
 	keyFilterBlockBits  = 9 // log2(512): the bits of a probe
+	keyFilterBitsPerKey = 16
+	// keyFilterMinKeys is the least a filter is sized for (2 MiB).
+	keyFilterMinKeys = 1 << 20
 )
 
+// newKeyFilter returns an empty filter sized for expected keys (at least
+// keyFilterMinKeys).
 func newKeyFilter(expected int) *keyFilter {
-	bits := uint64(1 << 24) // 2 MiB at least
-	for bits < uint64(expected)*16 {
-		bits <<= 1
+	return newKeyFilterOf(max(int64(expected), keyFilterMinKeys))
+}
+
+// newKeyFilterOf returns an empty filter whose first link holds capacity.
+func newKeyFilterOf(capacity int64) *keyFilter {
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		panic(err) // crypto/rand does not fail
 	}
+	f := &keyFilter{seed: binary.LittleEndian.Uint64(seed[:])}
+	links := []*filterLink{newFilterLink(capacity)}
+	f.links.Store(&links)
+	return f
+}
+
+func newFilterLink(capacity int64) *filterLink {
+	blocks := (uint64(capacity)*keyFilterBitsPerKey + 511) / 512
 	// Slices this large are page-aligned, so blocks are cache lines.
-	return &keyFilter{seed: maphash.MakeSeed(), words: make([]atomic.Uint64, bits/64), blocks: bits / 512}
+	return &filterLink{words: make([]atomic.Uint64, blocks*keyFilterBlockWords), blocks: blocks, capacity: capacity}
 }
 
-// locate returns the first word of key's block and the bits of its probes
-// (keyFilterProbes × 9 bits of a second, mixed hash).
-func (f *keyFilter) locate(key []byte) (block uint64, probes uint64) {
-	h := maphash.Bytes(f.seed, key)
-	// The block from the high 32 bits; the probes from all 64, through
-	// splitmix64's finalizer, so that they are independent of the block.
-	block = (h >> 32) * f.blocks >> 32 * keyFilterBlockWords
-	p := (h ^ h>>30) * 0xbf58476d1ce4e5b9
-	p = (p ^ p>>27) * 0x94d049bb133111eb
-	return block, p ^ p>>31
+// hash is the key's 64-bit hash under the filter's seed.
+func (f *keyFilter) hash(key []byte) uint64 {
+	h := xxhash.Sum64(key) ^ f.seed
+	// splitmix64's finalizer: every bit of h depends on every bit of the
+	// seed, so the seed decides where a key's block is.
+	h = (h ^ h>>30) * 0xbf58476d1ce4e5b9
+	h = (h ^ h>>27) * 0x94d049bb133111eb
+	return h ^ h>>31
 }
 
-func (f *keyFilter) add(key []byte) {
-	block, p := f.locate(key)
-	w := f.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
+// locate returns the first word of h's block in l and the bits of its
+// probes (keyFilterProbes × 9 bits of a second mix of h).
+func (l *filterLink) locate(h uint64) (block uint64, probes uint64) {
+	block = (h >> 32) * l.blocks >> 32 * keyFilterBlockWords
+	p := (h ^ h>>33) * 0xff51afd7ed558ccd // murmur3's finalizer
+	p = (p ^ p>>33) * 0xc4ceb9fe1a85ec53
+	return block, p ^ p>>33
+}
+
+func (l *filterLink) add(h uint64) {
+	block, p := l.locate(h)
+	w := l.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
 	for i := 0; i < keyFilterProbes; i++ {
 		bit := p & (1<<keyFilterBlockBits - 1)
 		w[bit/64].Or(1 << (bit % 64))
 		p >>= keyFilterBlockBits
 	}
+}
+
+func (l *filterLink) has(h uint64) bool {
+	block, p := l.locate(h)
+	w := l.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
+	for i := 0; i < keyFilterProbes; i++ {
+		bit := p & (1<<keyFilterBlockBits - 1)
+		if w[bit/64].Load()&(1<<(bit%64)) == 0 {
+			return false
+		}
+		p >>= keyFilterBlockBits
+	}
+	return true
+}
+
+func (f *keyFilter) add(key []byte) {
+	links := *f.links.Load()
+	l := links[len(links)-1]
+	l.add(f.hash(key))
+	if l.n.Add(1) == l.capacity {
+		f.extend(l)
+	}
+}
+
+// extend starts a new link after full, if full is still the newest: twice
+// as big as all links so far, so that a filter grown from a million keys
+// to a billion has eleven links.
+func (f *keyFilter) extend(full *filterLink) {
+	f.grow.Lock()
+	defer f.grow.Unlock()
+	links := *f.links.Load()
+	if links[len(links)-1] != full {
+		return
+	}
+	var total int64
+	for _, l := range links {
+		total += l.capacity
+	}
+	grown := append(links[:len(links):len(links)], newFilterLink(2*total))
+	f.links.Store(&grown)
 }
 
 func (f *keyFilter) addString(key string) { f.add([]byte(key)) }
@@ -86,16 +173,14 @@ func (f *keyFilter) mayContain(key string) bool { return f.mayContainBytes([]byt
 
 // mayContainBytes is mayContain for a key in bytes.
 func (f *keyFilter) mayContainBytes(key []byte) bool {
-	block, p := f.locate(key)
-	w := f.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
-	for i := 0; i < keyFilterProbes; i++ {
-		bit := p & (1<<keyFilterBlockBits - 1)
-		if w[bit/64].Load()&(1<<(bit%64)) == 0 {
-			return false
+	h := f.hash(key)
+	links := *f.links.Load()
+	for i := len(links) - 1; i >= 0; i-- {
+		if links[i].has(h) {
+			return true
 		}
-		p >>= keyFilterBlockBits
 	}
-	return true
+	return false
 }
 
 // loadFilters builds the trace-code, idempotency and counters filters from
@@ -126,7 +211,9 @@ func (db *DB) loadFilter(p byte, header int, what string) (*keyFilter, error) {
 	for ok := it.First(); ok; ok = it.Next() {
 		n++
 	}
-	f := newKeyFilter(n + 1_000_000)
+	// Room for half as many again (at least four million) before the
+	// filter grows a link.
+	f := newKeyFilter(n + max(n/2, 4*keyFilterMinKeys))
 	for ok := it.First(); ok; ok = it.Next() {
 		f.add(it.Key()[header:])
 	}

@@ -948,6 +948,60 @@ func TestKeyFilterAtCapacity(t *testing.T) {
 	}
 }
 
+// TestKeyFilterGrows: filled with 200 times the keys its first link was
+// sized for, by eight goroutines while others look keys up, the filter has
+// grown links, finds every key added, and keeps its false-positive rate
+// near 0.1 % a full link (without growth it would answer "maybe" for
+// nearly every key).
+func TestKeyFilterGrows(t *testing.T) {
+	const first, n, writers = 4096, 200 * 4096, 8
+	f := newKeyFilterOf(first)
+	key := func(prefix byte, i int) []byte {
+		return strconv.AppendInt([]byte{prefix}, int64(i)*7919, 10)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += writers {
+				f.add(key('a', i))
+				if !f.mayContainBytes(key('a', i)) {
+					t.Errorf("key %d not found right after its add", i)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += writers {
+				f.mayContainBytes(key('b', i))
+			}
+		}()
+	}
+	wg.Wait()
+	links := *f.links.Load()
+	if len(links) != 6 { // capacities 1, 2, 6, 18, 54 and 162 × first
+		t.Errorf("%d links after %d keys, want 6", len(links), n)
+	}
+	for i := 0; i < n; i++ {
+		if !f.mayContainBytes(key('a', i)) {
+			t.Fatalf("key %d added but not found", i)
+		}
+	}
+	fp := 0
+	for i := 0; i < n; i++ {
+		if f.mayContainBytes(key('b', i)) {
+			fp++
+		}
+	}
+	if rate := float64(fp) / n; rate > 0.008 {
+		t.Fatalf("false-positive rate %.4f with %d links, want < 0.8 %%", rate, len(links))
+	} else {
+		t.Logf("false-positive rate with %d links: %.4f %%", len(links), 100*rate)
+	}
+}
+
 // TestTraceCodeAfterRestart: the filter is rebuilt from the store, so a
 // settled code is still refused after a restart.
 func TestTraceCodeAfterRestart(t *testing.T) {
