@@ -38,6 +38,8 @@ type Idem struct {
 // DB is the ledger. All methods are safe for concurrent use.
 type DB struct {
 	pdb      *pebble.DB
+	fs       vfs.FS
+	dir      string
 	log      zerolog.Logger
 	now      func() time.Time
 	maxBatch int
@@ -140,6 +142,8 @@ func Open(dir string, opts Options) (*DB, error) {
 		writerDone: make(chan struct{}),
 		hot:        newHotCache(),
 		bshift:     opts.bucketShift,
+		fs:         fs,
+		dir:        dir,
 	}
 	if db.bshift == 0 {
 		db.bshift = defaultBucketShift
@@ -349,6 +353,12 @@ func (db *DB) Close() error {
 		close(db.quit)
 		<-db.writerDone
 		db.broadcast()
+		if !db.failed.Load() {
+			// Not fatal: the next Open builds them from the keys.
+			if err := db.saveFilters(); err != nil {
+				db.log.Warn().Err(err).Msg("ledger: the next open rebuilds the key filters")
+			}
+		}
 		db.closeErr = db.closePebble()
 		h := db.head.Load()
 		db.log.Info().Uint64("head_seq", h.seq).Err(db.closeErr).Msg("ledger closed")

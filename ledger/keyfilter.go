@@ -143,14 +143,20 @@ func (f *keyFilter) add(key []byte) {
 	links := *f.links.Load()
 	l := links[len(links)-1]
 	l.add(f.hash(key))
-	if l.n.Add(1) == l.capacity {
+	switch n := l.n.Add(1); {
+	case n == l.capacity/4*3:
+		// Allocating and zeroing a link of hundreds of megabytes takes
+		// a while: not on the caller's time (the writer adds keys)...
+		go f.extend(l)
+	case n >= l.capacity:
+		// ... unless it has not happened yet: then every add waits for
+		// it, so that no link is filled much past its capacity.
 		f.extend(l)
 	}
 }
 
-// extend starts a new link after full, if full is still the newest: twice
-// as big as all links so far, so that a filter grown from a million keys
-// to a billion has eleven links.
+// extend starts a new link after full, if full is still the newest: twice as big as all links so far, so that a
+// filter grown from a million keys to a billion has eleven links.
 func (f *keyFilter) extend(full *filterLink) {
 	f.grow.Lock()
 	defer f.grow.Unlock()
@@ -186,7 +192,13 @@ func (f *keyFilter) mayContainBytes(key []byte) bool {
 // loadFilters builds the trace-code, idempotency and counters filters from
 // the keys in the store.
 func (db *DB) loadFilters() error {
-	var err error
+	err := db.loadSavedFilters()
+	if err == nil {
+		return nil
+	}
+	if err != errNoFilterFile {
+		db.log.Warn().Err(err).Msg("ledger: saved key filters not used; building them from the keys")
+	}
 	if db.tfilter, err = db.loadFilter(pfxTrace, bucketKeyLen, "trace codes"); err != nil {
 		return err
 	}
@@ -211,9 +223,8 @@ func (db *DB) loadFilter(p byte, header int, what string) (*keyFilter, error) {
 	for ok := it.First(); ok; ok = it.Next() {
 		n++
 	}
-	// Room for half as many again (at least four million) before the
-	// filter grows a link.
-	f := newKeyFilter(n + max(n/2, 4*keyFilterMinKeys))
+	// Room for half as many again before the filter grows a link.
+	f := newKeyFilter(n + n/2)
 	for ok := it.First(); ok; ok = it.Next() {
 		f.add(it.Key()[header:])
 	}

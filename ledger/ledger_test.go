@@ -981,8 +981,10 @@ func TestKeyFilterGrows(t *testing.T) {
 	}
 	wg.Wait()
 	links := *f.links.Load()
-	if len(links) != 6 { // capacities 1, 2, 6, 18, 54 and 162 × first
-		t.Errorf("%d links after %d keys, want 6", len(links), n)
+	// Capacities 1, 2, 6, 18, 54 and 162 × first: six links, or seven
+	// if the last is three quarters full (links are added concurrently).
+	if len(links) < 6 || len(links) > 7 {
+		t.Errorf("%d links after %d keys, want 6 or 7", len(links), n)
 	}
 	for i := 0; i < n; i++ {
 		if !f.mayContainBytes(key('a', i)) {

@@ -1,0 +1,162 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"medgate/engine/abi"
+)
+
+// openLogged opens the ledger in fs with its log going to buf.
+func openLogged(t *testing.T, fs vfs.FS, buf *bytes.Buffer) *DB {
+	t.Helper()
+	o := testOptions(fs)
+	buf.Reset()
+	o.Logger = zerolog.New(buf)
+	db, err := Open("ledger", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// wantKnown checks that the keys written by the entries of filterHistory
+// up to n are known: their trace codes refused, their request ids
+// duplicates, their counters read.
+func wantKnown(t *testing.T, db *DB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 1; i <= n; i++ {
+		var te *TraceCodeError
+		if err := db.Append(ctx, settlement("other-"+req(i), "P1", testDate, nil, 0, "TC"+req(i))); !errors.As(err, &te) {
+			t.Fatalf("code of entry %d settled again: %v", i, err)
+		}
+		var de *DuplicateError
+		if err := db.Append(ctx, settlement(req(i), "P1", testDate, nil, 0)); !errors.As(err, &de) {
+			t.Fatalf("request of entry %d accepted again: %v", i, err)
+		}
+	}
+	if got := counters(t, db, "P1", 2026)["n"]; got != int64(n) {
+		t.Fatalf("counter n = %d, want %d", got, n)
+	}
+}
+
+func filterHistory(t *testing.T, db *DB, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		mustAppend(t, db, settlement(req(i), "P1", testDate, []abi.Counter{{Name: "n", Value: 1}}, 0, "TC"+req(i)))
+	}
+}
+
+// TestKeyFiltersSaved: a clean close saves the filters, the next open loads
+// them instead of scanning, and after a crash the next open adds the keys
+// of the entries written since.
+func TestKeyFiltersSaved(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	var log bytes.Buffer
+	db := openLogged(t, fs, &log)
+	filterHistory(t, db, 1, 20)
+	seed := db.tfilter.seed
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "key filters saved") {
+		t.Fatalf("no filters saved at close: %s", log.String())
+	}
+
+	db = openLogged(t, fs, &log)
+	if !strings.Contains(log.String(), "key filters loaded") || db.tfilter.seed != seed {
+		t.Fatalf("filters not loaded: %s", log.String())
+	}
+	wantKnown(t, db, 20)
+
+	// Entries after the save, then a crash: the file still says 20.
+	filterHistory(t, db, 21, 30)
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	_ = db.Close()
+	db = openLogged(t, crashed, &log)
+	if !strings.Contains(log.String(), `"saved_at":20,"head_seq":30`) {
+		t.Fatalf("filters not loaded from entry 20 up to 30: %s", log.String())
+	}
+	wantKnown(t, db, 30)
+	_ = db.Close()
+}
+
+// TestKeyFiltersNotUsed: a damaged file, or one of another chain, is not
+// used; the filters are built from the keys.
+func TestKeyFiltersNotUsed(t *testing.T) {
+	for _, tc := range []struct {
+		name, why string
+		spoil     func(t *testing.T, fs vfs.FS)
+	}{
+		{"damaged", "checksum mismatch", func(t *testing.T, fs vfs.FS) {
+			b := readFile(t, fs, "ledger/"+filterFileName)
+			b[len(b)/2] ^= 1
+			writeFile(t, fs, "ledger/"+filterFileName, b)
+		}},
+		{"cut", "", func(t *testing.T, fs vfs.FS) {
+			b := readFile(t, fs, "ledger/"+filterFileName)
+			writeFile(t, fs, "ledger/"+filterFileName, b[:len(b)-100])
+		}},
+		{"another chain", "of another chain", func(t *testing.T, fs vfs.FS) {
+			other := memFS()
+			var log bytes.Buffer
+			db := openLogged(t, other, &log)
+			for i := 1; i <= 5; i++ {
+				mustAppend(t, db, settlement("x"+req(i), "P1", testDate, nil, 0))
+			}
+			_ = db.Close()
+			writeFile(t, fs, "ledger/"+filterFileName, readFile(t, other, "ledger/"+filterFileName))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := memFS()
+			var log bytes.Buffer
+			db := openLogged(t, fs, &log)
+			filterHistory(t, db, 1, 10)
+			_ = db.Close()
+			tc.spoil(t, fs)
+			db = openLogged(t, fs, &log)
+			defer db.Close()
+			if !strings.Contains(log.String(), "saved key filters not used") || !strings.Contains(log.String(), tc.why) {
+				t.Fatalf("want the file refused (%s): %s", tc.why, log.String())
+			}
+			wantKnown(t, db, 10)
+		})
+	}
+}
+
+func readFile(t *testing.T, fs vfs.FS, name string) []byte {
+	t.Helper()
+	f, err := fs.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeFile(t *testing.T, fs vfs.FS, name string, b []byte) {
+	t.Helper()
+	f, err := fs.Create(name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
