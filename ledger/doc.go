@@ -170,7 +170,9 @@
 // replay is durable, so the head is also the durable watermark. All indexes
 // live in Pebble, written in the entry's batch, so they are exactly as they
 // were; hospitals and catalogs are reloaded into memory, the key filters
-// are rebuilt from the keys and the hot cache is preloaded.
+// are loaded from the file saved at the last clean close and brought up to
+// the head from the entries written since (or, without a usable file,
+// built from the keys: keyfilter_file.go), and the hot cache is preloaded.
 //
 // Entry values (the bulk of the bytes, never changed) are stored apart from
 // the keys in Pebble's blob files (value separation), so compactions move
