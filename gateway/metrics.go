@@ -249,6 +249,8 @@ var (
 		"Group commits of the ledger since it was opened.", nil, nil)
 	descStalls = prometheus.NewDesc("medgate_ledger_write_stalls_total",
 		"Pebble write stalls (a commit waited for a flush or compaction).", nil, nil)
+	descRebuilds = prometheus.NewDesc("medgate_ledger_filter_rebuilds",
+		"Key filters being rebuilt in the background from the store (after they grew several links).", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -257,6 +259,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReadOnly
 	ch <- descCommits
 	ch <- descStalls
+	ch <- descRebuilds
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -280,6 +283,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, ro)
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
+		ch <- prometheus.MustNewConstMetric(descRebuilds, prometheus.GaugeValue, float64(s.db.FilterRebuilds()))
 	}
 }
 

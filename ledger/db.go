@@ -77,6 +77,15 @@ type DB struct {
 	// idempotency key ever used, cfilter every counters key ever written
 	// (keyfilter.go).
 	tfilter, ifilter, cfilter *keyFilter
+	// rebuilds counts the filter rebuilds under way (keyfilter.go); once
+	// rebuildStop is set (by Close) no more start.
+	rebuildMu   sync.Mutex
+	rebuildStop bool
+	rebuilds    sync.WaitGroup
+	rebuilding  atomic.Int32
+	// rebuildHook, set by tests, is called as a rebuild starts adding keys
+	// to the new filter (1) and once its scan's snapshot is taken (2).
+	rebuildHook func(stage int)
 	// hot caches persons, balances and counters (hotcache.go).
 	hot *hotCache
 
@@ -353,6 +362,7 @@ func (db *DB) Close() error {
 		close(db.quit)
 		<-db.writerDone
 		db.broadcast()
+		db.stopRebuilds()
 		if !db.failed.Load() {
 			// Not fatal: the next Open builds them from the keys.
 			if err := db.saveFilters(); err != nil {

@@ -48,12 +48,28 @@ import (
 // four million, answers "maybe" for a fifth of new codes), and every
 // "maybe" is a search of the store (bucketed.go).
 //
+// A chain of many links answers "maybe" more often (about 0.1 % a full
+// link) and costs a cache miss a link for every new key, so once a filter
+// has maxFilterLinks links it is rebuilt in the background into one link
+// from the keys in the store (rebuildFilter), then swapped in.
+//
 // It hashes with a seeded xxhash rather than hash/maphash so that it can be
 // saved and loaded again (keyfilter_file.go).
 type keyFilter struct {
+	state atomic.Pointer[filterState]
+	grow  sync.Mutex // serializes replacing state
+	// next, while the filter is being rebuilt, is the new state: every key
+	// added goes to it too.
+	next atomic.Pointer[filterState]
+	// onFull, if set, is called once the filter has maxFilterLinks links,
+	// and again each time it gains one after that; it must not block.
+	onFull func()
+}
+
+// filterState is a filter's hash seed and links, replaced whole.
+type filterState struct {
 	seed  uint64
-	links atomic.Pointer[[]*filterLink] // oldest first
-	grow  sync.Mutex                    // serializes adding a link
+	links []*filterLink // oldest first
 }
 
 // filterLink is one blocked Bloom filter of a keyFilter.
@@ -71,6 +87,8 @@ const (
 	keyFilterBitsPerKey = 16
 	// keyFilterMinKeys is the least a filter is sized for (2 MiB).
 	keyFilterMinKeys = 1 << 20
+	// maxFilterLinks is the number of links that starts a rebuild.
+	maxFilterLinks = 3
 )
 
 // newKeyFilter returns an empty filter sized for expected keys (at least
@@ -81,14 +99,18 @@ func newKeyFilter(expected int) *keyFilter {
 
 // newKeyFilterOf returns an empty filter whose first link holds capacity.
 func newKeyFilterOf(capacity int64) *keyFilter {
+	f := &keyFilter{}
+	f.state.Store(newFilterState(capacity))
+	return f
+}
+
+// newFilterState returns a new seed and one empty link of capacity.
+func newFilterState(capacity int64) *filterState {
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		panic(err) // crypto/rand does not fail
 	}
-	f := &keyFilter{seed: binary.LittleEndian.Uint64(seed[:])}
-	links := []*filterLink{newFilterLink(capacity)}
-	f.links.Store(&links)
-	return f
+	return &filterState{seed: binary.LittleEndian.Uint64(seed[:]), links: []*filterLink{newFilterLink(capacity)}}
 }
 
 func newFilterLink(capacity int64) *filterLink {
@@ -97,14 +119,24 @@ func newFilterLink(capacity int64) *filterLink {
 	return &filterLink{words: make([]atomic.Uint64, blocks*keyFilterBlockWords), blocks: blocks, capacity: capacity}
 }
 
-// hash is the key's 64-bit hash under the filter's seed.
-func (f *keyFilter) hash(key []byte) uint64 {
-	h := xxhash.Sum64(key) ^ f.seed
+// hash is the key's 64-bit hash under the seed.
+func (st *filterState) hash(key []byte) uint64 {
+	h := xxhash.Sum64(key) ^ st.seed
 	// splitmix64's finalizer: every bit of h depends on every bit of the
 	// seed, so the seed decides where a key's block is.
 	h = (h ^ h>>30) * 0xbf58476d1ce4e5b9
 	h = (h ^ h>>27) * 0x94d049bb133111eb
 	return h ^ h>>31
+}
+
+// keys is the number of keys added to all links (an upper bound of the
+// distinct keys).
+func (st *filterState) keys() int64 {
+	var n int64
+	for _, l := range st.links {
+		n += l.n.Load()
+	}
+	return n
 }
 
 // locate returns the first word of h's block in l and the bits of its
@@ -116,7 +148,7 @@ func (l *filterLink) locate(h uint64) (block uint64, probes uint64) {
 	return block, p ^ p>>33
 }
 
-func (l *filterLink) add(h uint64) {
+func (l *filterLink) add(h uint64) int64 {
 	block, p := l.locate(h)
 	w := l.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
 	for i := 0; i < keyFilterProbes; i++ {
@@ -124,6 +156,7 @@ func (l *filterLink) add(h uint64) {
 		w[bit/64].Or(1 << (bit % 64))
 		p >>= keyFilterBlockBits
 	}
+	return l.n.Add(1)
 }
 
 func (l *filterLink) has(h uint64) bool {
@@ -140,10 +173,9 @@ func (l *filterLink) has(h uint64) bool {
 }
 
 func (f *keyFilter) add(key []byte) {
-	links := *f.links.Load()
-	l := links[len(links)-1]
-	l.add(f.hash(key))
-	switch n := l.n.Add(1); {
+	st := f.state.Load()
+	l := st.links[len(st.links)-1]
+	switch n := l.add(st.hash(key)); {
 	case n == l.capacity/4*3:
 		// Allocating and zeroing a link of hundreds of megabytes takes
 		// a while: not on the caller's time (the writer adds keys)...
@@ -153,23 +185,30 @@ func (f *keyFilter) add(key []byte) {
 		// it, so that no link is filled much past its capacity.
 		f.extend(l)
 	}
+	if next := f.next.Load(); next != nil {
+		next.links[0].add(next.hash(key))
+	}
 }
 
-// extend starts a new link after full, if full is still the newest: twice as big as all links so far, so that a
-// filter grown from a million keys to a billion has eleven links.
+// extend starts a new link after full, if full is still the newest: twice
+// as big as all links so far, so that a filter grown from a million keys
+// to a billion has eleven links (if it is not rebuilt meanwhile).
 func (f *keyFilter) extend(full *filterLink) {
 	f.grow.Lock()
 	defer f.grow.Unlock()
-	links := *f.links.Load()
-	if links[len(links)-1] != full {
+	st := f.state.Load()
+	if st.links[len(st.links)-1] != full {
 		return
 	}
 	var total int64
-	for _, l := range links {
+	for _, l := range st.links {
 		total += l.capacity
 	}
-	grown := append(links[:len(links):len(links)], newFilterLink(2*total))
-	f.links.Store(&grown)
+	links := append(st.links[:len(st.links):len(st.links)], newFilterLink(2*total))
+	f.state.Store(&filterState{seed: st.seed, links: links})
+	if len(links) >= maxFilterLinks && f.onFull != nil {
+		f.onFull()
+	}
 }
 
 func (f *keyFilter) addString(key string) { f.add([]byte(key)) }
@@ -179,41 +218,170 @@ func (f *keyFilter) mayContain(key string) bool { return f.mayContainBytes([]byt
 
 // mayContainBytes is mayContain for a key in bytes.
 func (f *keyFilter) mayContainBytes(key []byte) bool {
-	h := f.hash(key)
-	links := *f.links.Load()
-	for i := len(links) - 1; i >= 0; i-- {
-		if links[i].has(h) {
+	st := f.state.Load()
+	h := st.hash(key)
+	for i := len(st.links) - 1; i >= 0; i-- {
+		if st.links[i].has(h) {
 			return true
 		}
 	}
 	return false
 }
 
-// loadFilters builds the trace-code, idempotency and counters filters from
-// the keys in the store.
-func (db *DB) loadFilters() error {
-	err := db.loadSavedFilters()
-	if err == nil {
+// beginRebuild makes every key added from now on go also to a new state of
+// one link sized for capacity, and returns it; nil if a rebuild is
+// already under way.
+func (f *keyFilter) beginRebuild(capacity int64) *filterState {
+	f.grow.Lock()
+	defer f.grow.Unlock()
+	if f.next.Load() != nil {
 		return nil
 	}
-	if err != errNoFilterFile {
-		db.log.Warn().Err(err).Msg("ledger: saved key filters not used; building them from the keys")
-	}
-	if db.tfilter, err = db.loadFilter(pfxTrace, bucketKeyLen, "trace codes"); err != nil {
-		return err
-	}
-	if db.ifilter, err = db.loadFilter(pfxIdem, bucketKeyLen, "idempotency keys"); err != nil {
-		return err
-	}
-	db.cfilter, err = db.loadFilter(pfxCounters, 1, "counters keys")
-	return err
+	next := newFilterState(capacity)
+	f.next.Store(next)
+	return next
 }
 
-// loadFilter builds a filter over the keys with prefix p, without their
-// first header bytes (the prefix, and a bucket: bucketed.go).
-func (db *DB) loadFilter(p byte, header int, what string) (*keyFilter, error) {
+// endRebuild swaps next in (if ok: it holds every key) or drops it.
+func (f *keyFilter) endRebuild(next *filterState, ok bool) {
+	f.grow.Lock()
+	defer f.grow.Unlock()
+	if ok {
+		// Adds between these two stores go to next twice: harmless.
+		f.state.Store(next)
+	}
+	f.next.Store(nil)
+}
+
+// filterKind is where the keys of a filter are: under prefix, each
+// without its first header bytes (the prefix, and a bucket: bucketed.go).
+type filterKind struct {
+	prefix byte
+	header int
+	what   string
+}
+
+var (
+	traceFilterKind    = filterKind{pfxTrace, bucketKeyLen, "trace codes"}
+	idemFilterKind     = filterKind{pfxIdem, bucketKeyLen, "idempotency keys"}
+	countersFilterKind = filterKind{pfxCounters, 1, "counters keys"}
+)
+
+// loadFilters loads the trace-code, idempotency and counters filters
+// (keyfilter_file.go) or builds them from the keys in the store, and
+// arranges for each to be rebuilt once it has grown maxFilterLinks links.
+func (db *DB) loadFilters() error {
+	err := db.loadSavedFilters()
+	if err != nil {
+		if err != errNoFilterFile {
+			db.log.Warn().Err(err).Msg("ledger: saved key filters not used; building them from the keys")
+		}
+		if db.tfilter, err = db.loadFilter(traceFilterKind); err != nil {
+			return err
+		}
+		if db.ifilter, err = db.loadFilter(idemFilterKind); err != nil {
+			return err
+		}
+		if db.cfilter, err = db.loadFilter(countersFilterKind); err != nil {
+			return err
+		}
+	}
+	for _, kf := range []struct {
+		f    *keyFilter
+		kind filterKind
+	}{{db.tfilter, traceFilterKind}, {db.ifilter, idemFilterKind}, {db.cfilter, countersFilterKind}} {
+		f, kind := kf.f, kf.kind
+		f.onFull = func() { db.startRebuild(f, kind) }
+		if len(f.state.Load().links) >= maxFilterLinks {
+			f.onFull()
+		}
+	}
+	return nil
+}
+
+// startRebuild rebuilds f in the background, unless the store is closing.
+func (db *DB) startRebuild(f *keyFilter, kind filterKind) {
+	db.rebuildMu.Lock()
+	defer db.rebuildMu.Unlock()
+	if db.rebuildStop {
+		return
+	}
+	db.rebuilds.Add(1)
+	db.rebuilding.Add(1)
+	go func() {
+		defer db.rebuilds.Done()
+		defer db.rebuilding.Add(-1)
+		db.rebuildFilter(f, kind)
+	}()
+}
+
+// FilterRebuilds is the number of key filters being rebuilt.
+func (db *DB) FilterRebuilds() int { return int(db.rebuilding.Load()) }
+
+// rebuildFilter rebuilds f into one link from the keys in the store, while
+// keys go on being added, and swaps it in. It gives up (keeping f as it
+// is) if the store closes or fails meanwhile.
+func (db *DB) rebuildFilter(f *keyFilter, kind filterKind) {
 	began := time.Now()
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+	old := f.state.Load()
+	next := f.beginRebuild(max(2*old.keys(), keyFilterMinKeys))
+	if next == nil {
+		return // under way
+	}
+	ok := false
+	defer func() { f.endRebuild(next, ok) }()
+	// From here on every key added goes to next too. A key added before
+	// is in the store by the time the entries sealed so far are durable:
+	// the writer adds an idempotency or counters key while it builds the
+	// batch, after sealing its entry; Append adds trace codes after the
+	// commit. So the scan starts after that.
+	if db.rebuildHook != nil {
+		db.rebuildHook(1)
+	}
+	if err := db.waitDurable(db.sealed.Load()); err != nil {
+		return
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kind.prefix}, UpperBound: []byte{kind.prefix + 1}})
+	if err != nil {
+		return
+	}
+	if db.rebuildHook != nil {
+		db.rebuildHook(2)
+	}
+	l := next.links[0]
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		l.add(next.hash(it.Key()[kind.header:]))
+		if n++; n%(1<<16) == 0 {
+			select {
+			case <-db.quit:
+				_ = it.Close()
+				return
+			default:
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		db.log.Warn().Err(err).Str("kind", kind.what).Msg("ledger: key filter rebuild failed")
+		return
+	}
+	ok = true
+	db.log.Info().Str("kind", kind.what).Int("links_before", len(old.links)).Int("keys", n).
+		Int64("capacity", l.capacity).Dur("took", time.Since(began)).Msg("ledger: key filter rebuilt")
+}
+
+// stopRebuilds stops the filter rebuilds under way and waits for them.
+func (db *DB) stopRebuilds() {
+	db.rebuildMu.Lock()
+	db.rebuildStop = true
+	db.rebuildMu.Unlock()
+	db.rebuilds.Wait()
+}
+
+// loadFilter builds a filter over the keys of kind.
+func (db *DB) loadFilter(kind filterKind) (*keyFilter, error) {
+	began := time.Now()
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kind.prefix}, UpperBound: []byte{kind.prefix + 1}})
 	if err != nil {
 		return nil, err
 	}
@@ -226,13 +394,13 @@ func (db *DB) loadFilter(p byte, header int, what string) (*keyFilter, error) {
 	// Room for half as many again before the filter grows a link.
 	f := newKeyFilter(n + n/2)
 	for ok := it.First(); ok; ok = it.Next() {
-		f.add(it.Key()[header:])
+		f.add(it.Key()[kind.header:])
 	}
 	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("ledger: %s filter: %w", what, err)
+		return nil, fmt.Errorf("ledger: %s filter: %w", kind.what, err)
 	}
 	if n > 0 {
-		db.log.Info().Int("keys", n).Str("kind", what).Dur("took", time.Since(began)).Msg("ledger: key filter built")
+		db.log.Info().Int("keys", n).Str("kind", kind.what).Dur("took", time.Since(began)).Msg("ledger: key filter built")
 	}
 	return f, nil
 }

@@ -61,8 +61,9 @@ func (db *DB) saveFilters() error {
 	filters := []*keyFilter{db.tfilter, db.ifilter, db.cfilter}
 	buf = append(buf, byte(len(filters)))
 	for _, kf := range filters {
-		links := *kf.links.Load()
-		buf = le.AppendUint64(buf, kf.seed)
+		st := kf.state.Load()
+		links := st.links
+		buf = le.AppendUint64(buf, st.seed)
 		buf = le.AppendUint32(buf, uint32(len(links)))
 		for _, l := range links {
 			buf = le.AppendUint64(buf, uint64(l.capacity))
@@ -160,7 +161,7 @@ func (db *DB) loadSavedFilters() error {
 		return fmt.Errorf("%d filters, want 3", len(filters))
 	}
 	for i := range filters {
-		kf := &keyFilter{seed: r.u64()}
+		st := &filterState{seed: r.u64()}
 		links := make([]*filterLink, r.u32())
 		if len(links) == 0 || len(links) > 64 {
 			return fmt.Errorf("filter %d has %d links", i, len(links))
@@ -176,8 +177,9 @@ func (db *DB) loadSavedFilters() error {
 			r.words(l.words)
 			links[j] = l
 		}
-		kf.links.Store(&links)
-		filters[i] = kf
+		st.links = links
+		filters[i] = &keyFilter{}
+		filters[i].state.Store(st)
 	}
 	if r.err != nil {
 		return r.err
@@ -211,7 +213,8 @@ func (db *DB) loadSavedFilters() error {
 		db.tfilter, db.ifilter, db.cfilter = nil, nil, nil
 		return err
 	}
-	db.log.Info().Uint64("saved_at", seq).Uint64("head_seq", head).Dur("took", time.Since(began)).
+	db.log.Info().Uint64("saved_at", seq).Uint64("head_seq", head).
+		Int("trace_links", len(db.tfilter.state.Load().links)).Dur("took", time.Since(began)).
 		Msg("ledger: key filters loaded")
 	return nil
 }

@@ -63,7 +63,7 @@ func TestKeyFiltersSaved(t *testing.T) {
 	var log bytes.Buffer
 	db := openLogged(t, fs, &log)
 	filterHistory(t, db, 1, 20)
-	seed := db.tfilter.seed
+	seed := db.tfilter.state.Load().seed
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestKeyFiltersSaved(t *testing.T) {
 	}
 
 	db = openLogged(t, fs, &log)
-	if !strings.Contains(log.String(), "key filters loaded") || db.tfilter.seed != seed {
+	if !strings.Contains(log.String(), "key filters loaded") || db.tfilter.state.Load().seed != seed {
 		t.Fatalf("filters not loaded: %s", log.String())
 	}
 	wantKnown(t, db, 20)
@@ -158,5 +158,50 @@ func writeFile(t *testing.T, fs vfs.FS, name string, b []byte) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeyFilterRebuild: a filter of many links is rebuilt into one from
+// the store while settlements go on, before the rebuild's scan and after
+// its snapshot, and ends up knowing every key.
+func TestKeyFilterRebuild(t *testing.T) {
+	db, _ := openMem(t)
+	filterHistory(t, db, 1, 10) // in the store before the rebuild
+	// Stand-ins for filters that grew: three links, every key so far.
+	small := func(kind filterKind) *keyFilter {
+		f := newKeyFilterOf(4)
+		it := rawRecordsOf(t, db.pdb, kind.prefix)
+		for k := range it {
+			f.add([]byte(k)[kind.header:])
+		}
+		for len(f.state.Load().links) < maxFilterLinks {
+			f.add([]byte("padding"))
+		}
+		return f
+	}
+	db.tfilter, db.ifilter, db.cfilter = small(traceFilterKind), small(idemFilterKind), small(countersFilterKind)
+	stage := 0
+	db.rebuildHook = func(s int) {
+		// Settlements while the new filter is being filled: before the
+		// scan's snapshot (1) and after it (2).
+		filterHistory(t, db, 11+10*stage, 20+10*stage)
+		stage++
+	}
+	for _, kf := range []struct {
+		f    *keyFilter
+		kind filterKind
+	}{{db.tfilter, traceFilterKind}, {db.ifilter, idemFilterKind}, {db.cfilter, countersFilterKind}} {
+		stage = 0
+		before := kf.f.state.Load()
+		db.rebuildFilter(kf.f, kf.kind)
+		after := kf.f.state.Load()
+		if after == before || len(after.links) != 1 || kf.f.next.Load() != nil {
+			t.Fatalf("%s: %d links after the rebuild (state replaced: %v)", kf.kind.what, len(after.links), after != before)
+		}
+		db.rebuildHook = func(s int) {} // settle only during the first
+	}
+	wantKnown(t, db, 30)
+	if got, _ := db.Head(); got != 30 {
+		t.Fatalf("head %d, want 30", got)
 	}
 }

@@ -980,7 +980,7 @@ func TestKeyFilterGrows(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	links := *f.links.Load()
+	links := f.state.Load().links
 	// Capacities 1, 2, 6, 18, 54 and 162 × first: six links, or seven
 	// if the last is three quarters full (links are added concurrently).
 	if len(links) < 6 || len(links) > 7 {
