@@ -212,6 +212,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	ch := make(chan struct{})
 	db.notify.Store(&ch)
 	go db.run()
+	db.watchFilters()
 	h := db.head.Load()
 	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
 		Int("hospitals", len(*db.hospitals.Load())).Int("catalogs", len(*db.catalogs.Load())).

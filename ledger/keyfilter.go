@@ -268,8 +268,7 @@ var (
 )
 
 // loadFilters loads the trace-code, idempotency and counters filters
-// (keyfilter_file.go) or builds them from the keys in the store, and
-// arranges for each to be rebuilt once it has grown maxFilterLinks links.
+// (keyfilter_file.go) or builds them from the keys in the store.
 func (db *DB) loadFilters() error {
 	err := db.loadSavedFilters()
 	if err != nil {
@@ -286,17 +285,26 @@ func (db *DB) loadFilters() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// watchFilters arranges for each filter to be rebuilt once it has
+// maxFilterLinks links, starting with those that have them already. The
+// writer must be running (a rebuild waits for its batches).
+func (db *DB) watchFilters() {
 	for _, kf := range []struct {
 		f    *keyFilter
 		kind filterKind
 	}{{db.tfilter, traceFilterKind}, {db.ifilter, idemFilterKind}, {db.cfilter, countersFilterKind}} {
 		f, kind := kf.f, kf.kind
+		f.grow.Lock()
 		f.onFull = func() { db.startRebuild(f, kind) }
-		if len(f.state.Load().links) >= maxFilterLinks {
-			f.onFull()
+		full := len(f.state.Load().links) >= maxFilterLinks
+		f.grow.Unlock()
+		if full {
+			db.startRebuild(f, kind)
 		}
 	}
-	return nil
 }
 
 // startRebuild rebuilds f in the background, unless the store is closing.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
@@ -167,19 +168,7 @@ func writeFile(t *testing.T, fs vfs.FS, name string, b []byte) {
 func TestKeyFilterRebuild(t *testing.T) {
 	db, _ := openMem(t)
 	filterHistory(t, db, 1, 10) // in the store before the rebuild
-	// Stand-ins for filters that grew: three links, every key so far.
-	small := func(kind filterKind) *keyFilter {
-		f := newKeyFilterOf(4)
-		it := rawRecordsOf(t, db.pdb, kind.prefix)
-		for k := range it {
-			f.add([]byte(k)[kind.header:])
-		}
-		for len(f.state.Load().links) < maxFilterLinks {
-			f.add([]byte("padding"))
-		}
-		return f
-	}
-	db.tfilter, db.ifilter, db.cfilter = small(traceFilterKind), small(idemFilterKind), small(countersFilterKind)
+	db.tfilter, db.ifilter, db.cfilter = small(t, db, traceFilterKind), small(t, db, idemFilterKind), small(t, db, countersFilterKind)
 	stage := 0
 	db.rebuildHook = func(s int) {
 		// Settlements while the new filter is being filled: before the
@@ -204,4 +193,46 @@ func TestKeyFilterRebuild(t *testing.T) {
 	if got, _ := db.Head(); got != 30 {
 		t.Fatalf("head %d, want 30", got)
 	}
+}
+
+// small is a stand-in for a filter that grew: three links, every key of
+// kind in the store.
+func small(t *testing.T, db *DB, kind filterKind) *keyFilter {
+	t.Helper()
+	f := newKeyFilterOf(4)
+	for k := range rawRecordsOf(t, db.pdb, kind.prefix) {
+		f.add([]byte(k)[kind.header:])
+	}
+	for len(f.state.Load().links) < maxFilterLinks {
+		f.add([]byte("padding"))
+	}
+	return f
+}
+
+// TestKeyFilterRebuildAtOpen: filters saved with many links are rebuilt
+// after the next open, in the background, while settlements go on.
+func TestKeyFilterRebuildAtOpen(t *testing.T) {
+	fs := memFS()
+	var log bytes.Buffer
+	db := openLogged(t, fs, &log)
+	filterHistory(t, db, 1, 10)
+	db.tfilter, db.ifilter = small(t, db, traceFilterKind), small(t, db, idemFilterKind)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openLogged(t, fs, &log)
+	defer db.Close()
+	filterHistory(t, db, 11, 20)
+	for db.FilterRebuilds() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if n := strings.Count(log.String(), "key filter rebuilt"); n != 2 {
+		t.Fatalf("%d filters rebuilt, want 2: %s", n, log.String())
+	}
+	for _, f := range []*keyFilter{db.tfilter, db.ifilter, db.cfilter} {
+		if n := len(f.state.Load().links); n != 1 {
+			t.Fatalf("%d links after the rebuild", n)
+		}
+	}
+	wantKnown(t, db, 20)
 }
