@@ -77,7 +77,7 @@ type filterLink struct {
 	words    []atomic.Uint64 // blocks of keyFilterBlockWords words
 	blocks   uint64
 	capacity int64        // keys it was sized for, at keyFilterBitsPerKey
-	n        atomic.Int64 // keys added (a key added twice counts twice)
+	n        atomic.Int64 // keys added (see keyFilter.add)
 }
 
 const (
@@ -129,8 +129,8 @@ func (st *filterState) hash(key []byte) uint64 {
 	return h ^ h>>31
 }
 
-// keys is the number of keys added to all links (an upper bound of the
-// distinct keys).
+// keys is the number of keys added to all links: the distinct keys, but for
+// false positives and for a key added twice at once or to two links.
 func (st *filterState) keys() int64 {
 	var n int64
 	for _, l := range st.links {
@@ -159,6 +159,15 @@ func (l *filterLink) add(h uint64) int64 {
 	return l.n.Add(1)
 }
 
+// addNew adds h unless l has it already, and returns the keys l holds
+// then, or 0 if h was not added.
+func (l *filterLink) addNew(h uint64) int64 {
+	if l.has(h) {
+		return 0
+	}
+	return l.add(h)
+}
+
 func (l *filterLink) has(h uint64) bool {
 	block, p := l.locate(h)
 	w := l.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
@@ -172,10 +181,18 @@ func (l *filterLink) has(h uint64) bool {
 	return true
 }
 
+// add adds key. A key the newest link already answers "maybe" for is not
+// added again (the counters key of a person's year is added by every
+// settlement): adding it would set no bit, and counting it would make
+// the filter grow as if it held more keys.
 func (f *keyFilter) add(key []byte) {
+	if next := f.next.Load(); next != nil {
+		next.links[0].addNew(next.hash(key))
+	}
 	st := f.state.Load()
 	l := st.links[len(st.links)-1]
-	switch n := l.add(st.hash(key)); {
+	switch n := l.addNew(st.hash(key)); {
+	case n == 0:
 	case n == l.capacity/4*3:
 		// Allocating and zeroing a link of hundreds of megabytes takes
 		// a while: not on the caller's time (the writer adds keys)...
@@ -184,9 +201,6 @@ func (f *keyFilter) add(key []byte) {
 		// ... unless it has not happened yet: then every add waits for
 		// it, so that no link is filled much past its capacity.
 		f.extend(l)
-	}
-	if next := f.next.Load(); next != nil {
-		next.links[0].add(next.hash(key))
 	}
 }
 

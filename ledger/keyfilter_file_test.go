@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -203,8 +204,8 @@ func small(t *testing.T, db *DB, kind filterKind) *keyFilter {
 	for k := range rawRecordsOf(t, db.pdb, kind.prefix) {
 		f.add([]byte(k)[kind.header:])
 	}
-	for len(f.state.Load().links) < maxFilterLinks {
-		f.add([]byte("padding"))
+	for i := 0; len(f.state.Load().links) < maxFilterLinks; i++ {
+		f.add(strconv.AppendInt([]byte("padding-"), int64(i), 10))
 	}
 	return f
 }

@@ -1004,6 +1004,18 @@ func TestKeyFilterGrows(t *testing.T) {
 	}
 }
 
+// TestKeyFilterCountsKeysOnce: a key added again and again (a person's
+// counters key, by every settlement) counts once and grows nothing.
+func TestKeyFilterCountsKeysOnce(t *testing.T) {
+	f := newKeyFilterOf(1000)
+	for i := 0; i < 10_000; i++ {
+		f.add([]byte("152500/P1/2026"))
+	}
+	if st := f.state.Load(); len(st.links) != 1 || st.keys() != 1 {
+		t.Fatalf("%d links, %d keys after one key added 10,000 times", len(st.links), st.keys())
+	}
+}
+
 // TestTraceCodeAfterRestart: the filter is rebuilt from the store, so a
 // settled code is still refused after a restart.
 func TestTraceCodeAfterRestart(t *testing.T) {
