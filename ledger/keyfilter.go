@@ -273,12 +273,13 @@ type filterKind struct {
 	prefix byte
 	header int
 	what   string
+	room   int // keys a filter built at open has room for, at least
 }
 
 var (
-	traceFilterKind    = filterKind{pfxTrace, bucketKeyLen, "trace codes"}
-	idemFilterKind     = filterKind{pfxIdem, bucketKeyLen, "idempotency keys"}
-	countersFilterKind = filterKind{pfxCounters, 1, "counters keys"}
+	traceFilterKind    = filterKind{pfxTrace, bucketKeyLen, "trace codes", 16 << 20}    // 32 MB
+	idemFilterKind     = filterKind{pfxIdem, bucketKeyLen, "idempotency keys", 2 << 20} // 4 MB
+	countersFilterKind = filterKind{pfxCounters, 1, "counters keys", keyFilterMinKeys}  // 2 MB
 )
 
 // loadFilters loads the trace-code, idempotency and counters filters
@@ -372,15 +373,19 @@ func (db *DB) rebuildFilter(f *keyFilter, kind filterKind) {
 	}
 	l := next.links[0]
 	n := 0
+	chunk := time.Now()
 	for valid := it.First(); valid; valid = it.Next() {
 		l.add(next.hash(it.Key()[kind.header:]))
 		if n++; n%(1<<16) == 0 {
+			// At most half of one core: the gateway goes on serving (a
+			// rebuild of 140 M keys scans for two minutes at full speed).
 			select {
 			case <-db.quit:
 				_ = it.Close()
 				return
-			default:
+			case <-time.After(time.Since(chunk)):
 			}
+			chunk = time.Now()
 		}
 	}
 	if err := it.Close(); err != nil {
@@ -413,8 +418,10 @@ func (db *DB) loadFilter(kind filterKind) (*keyFilter, error) {
 	for ok := it.First(); ok; ok = it.Next() {
 		n++
 	}
-	// Room for half as many again before the filter grows a link.
-	f := newKeyFilter(n + n/2)
+	// Room for half as many again before the filter grows a link, and at
+	// least kind.room: a new ledger's first million settlements should
+	// not grow (and then rebuild) its filters.
+	f := newKeyFilter(n + max(n/2, kind.room))
 	for ok := it.First(); ok; ok = it.Next() {
 		f.add(it.Key()[kind.header:])
 	}
