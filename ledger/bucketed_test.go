@@ -92,15 +92,23 @@ func bucketHistory(t *testing.T, db *DB) {
 	wantDuplicate(settlement(req(8), "P1", testDate, nil, 0), 8)
 }
 
-// TestBuckets: trace codes and idempotency keys found and freed across
-// buckets, by the writer and by readers, before and after a restart.
-func TestBuckets(t *testing.T) {
-	fs := memFS()
+// openBucketHistory opens a new store in fs with bucketOptions and writes
+// bucketHistory into it.
+func openBucketHistory(t *testing.T, fs vfs.FS) *DB {
+	t.Helper()
 	db, err := Open("ledger", bucketOptions(fs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	bucketHistory(t, db)
+	return db
+}
+
+// TestBuckets: trace codes and idempotency keys found and freed across
+// buckets, by the writer and by readers, before and after a restart.
+func TestBuckets(t *testing.T) {
+	fs := memFS()
+	db := openBucketHistory(t, fs)
 	auditOK(t, db)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -109,7 +117,7 @@ func TestBuckets(t *testing.T) {
 	// The shift is the store's: another option does not change it.
 	o := testOptions(fs)
 	o.bucketShift = 7
-	db, err = Open("ledger", o)
+	db, err := Open("ledger", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +140,7 @@ func TestBuckets(t *testing.T) {
 // TestBucketKeys: the records sit in the buckets bucketed.go says.
 func TestBucketKeys(t *testing.T) {
 	fs := memFS()
-	db, err := Open("ledger", bucketOptions(fs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bucketHistory(t, db)
+	db := openBucketHistory(t, fs)
 	_ = db.Close()
 	got := rawRecords(t, fs, pfxTrace)
 	want := map[string]string{
@@ -173,11 +177,7 @@ func TestBucketKeys(t *testing.T) {
 func TestUpgradeFlatIndexes(t *testing.T) {
 	for _, half := range []bool{false, true} {
 		fs := memFS()
-		db, err := Open("ledger", bucketOptions(fs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bucketHistory(t, db)
+		db := openBucketHistory(t, fs)
 		_ = db.Close()
 
 		// Rewrite it as format 2 stored it: one record per code (its
