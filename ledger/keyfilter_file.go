@@ -156,6 +156,7 @@ func (db *DB) loadSavedFilters() error {
 	}
 	seq := r.u64()
 	hash := [32]byte(r.bytes(32))
+	left := size // bytes of the file not yet claimed by a link's words
 	filters := make([]*keyFilter, r.byte())
 	if len(filters) != 3 {
 		return fmt.Errorf("%d filters, want 3", len(filters))
@@ -168,10 +169,11 @@ func (db *DB) loadSavedFilters() error {
 		}
 		for j := range links {
 			capacity, n, blocks := int64(r.u64()), int64(r.u64()), r.u64()
-			// Checked against the file's size before allocating.
-			if r.err != nil || capacity <= 0 || blocks == 0 || blocks >= 1<<32 || blocks*keyFilterBlockWords*8 > uint64(size) {
+			// Checked against what is left of the file before allocating.
+			if r.err != nil || capacity <= 0 || blocks == 0 || blocks >= 1<<32 || blocks*keyFilterBlockWords*8 > uint64(left) {
 				return fmt.Errorf("filter %d link %d: capacity %d, %d blocks", i, j, capacity, blocks)
 			}
+			left -= int64(blocks * keyFilterBlockWords * 8)
 			l := &filterLink{words: make([]atomic.Uint64, blocks*keyFilterBlockWords), blocks: blocks, capacity: capacity}
 			l.n.Store(n)
 			r.words(l.words)
