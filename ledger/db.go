@@ -83,6 +83,8 @@ type DB struct {
 	rebuildStop bool
 	rebuilds    sync.WaitGroup
 	rebuilding  atomic.Int32
+	// appending counts the Appends under way (writer.go).
+	appending atomic.Int64
 	// rebuildHook, set by tests, is called as a rebuild starts adding keys
 	// to the new filter (1) and once its scan's snapshot is taken (2).
 	rebuildHook func(stage int)
@@ -364,7 +366,7 @@ func (db *DB) Close() error {
 		<-db.writerDone
 		db.broadcast()
 		db.stopRebuilds()
-		if !db.failed.Load() {
+		if !db.failed.Load() && db.appendsDone(5*time.Second) {
 			// Not fatal: the next Open builds them from the keys.
 			if err := db.saveFilters(); err != nil {
 				db.log.Warn().Err(err).Msg("ledger: the next open rebuilds the key filters")
@@ -378,6 +380,23 @@ func (db *DB) Close() error {
 		return nil
 	}
 	return db.closeErr
+}
+
+// appendsDone waits (up to d) for the Appends under way to return: one the
+// writer answered adds its entry's trace codes to the filter afterwards
+// (tracecodes.go), and a saved filter must hold the codes of every entry up
+// to the head it names. If they do not drain, Close saves nothing: the file
+// of an earlier close, if any, stays valid (Open adds the entries since).
+func (db *DB) appendsDone(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for db.appending.Load() > 0 {
+		if time.Now().After(deadline) {
+			db.log.Warn().Msg("ledger: appends still under way at close; key filters not saved")
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 func (db *DB) closePebble() (err error) {

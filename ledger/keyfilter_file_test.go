@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,4 +237,51 @@ func TestKeyFilterRebuildAtOpen(t *testing.T) {
 		}
 	}
 	wantKnown(t, db, 20)
+}
+
+// TestKeyFiltersSavedUnderLoad: a Close while settlements are under way
+// saves filters that know the trace codes of every acknowledged entry
+// (an Append adds them after the writer answered it).
+func TestKeyFiltersSavedUnderLoad(t *testing.T) {
+	fs := memFS()
+	var log bytes.Buffer
+	db := openLogged(t, fs, &log)
+	var mu sync.Mutex
+	var acked []string
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				code := "LOAD-" + strconv.Itoa(g) + "-" + strconv.Itoa(i)
+				err := db.Append(context.Background(), settlement(code, "P"+strconv.Itoa(g), testDate, nil, 0, code))
+				if err != nil {
+					return // closed
+				}
+				mu.Lock()
+				acked = append(acked, code)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	db = openLogged(t, fs, &log)
+	defer db.Close()
+	if !strings.Contains(log.String(), "key filters loaded") {
+		t.Fatalf("filters not loaded: %s", log.String())
+	}
+	if len(acked) == 0 {
+		t.Fatal("nothing acknowledged")
+	}
+	for _, code := range acked {
+		if !db.tfilter.mayContain(code) {
+			t.Fatalf("trace code %s of an acknowledged entry unknown to the saved filter", code)
+		}
+	}
+	t.Logf("%d entries acknowledged before the close", len(acked))
 }

@@ -39,6 +39,10 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	if e == nil {
 		return invalidEntry("nil entry")
 	}
+	// Counted before closed is read: Close saves the filters only once no
+	// Append is left that may still add a committed entry's trace codes.
+	db.appending.Add(1)
+	defer db.appending.Add(-1)
 	if db.failed.Load() {
 		return ErrWriteFailed
 	}
