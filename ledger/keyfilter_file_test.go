@@ -17,8 +17,32 @@ import (
 	"medgate/engine/abi"
 )
 
+// logBuffer is a log the ledger's goroutines write to and a test reads.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
 // openLogged opens the ledger in fs with its log going to buf.
-func openLogged(t *testing.T, fs vfs.FS, buf *bytes.Buffer) *DB {
+func openLogged(t *testing.T, fs vfs.FS, buf *logBuffer) *DB {
 	t.Helper()
 	o := testOptions(fs)
 	buf.Reset()
@@ -63,7 +87,7 @@ func filterHistory(t *testing.T, db *DB, from, to int) {
 // of the entries written since.
 func TestKeyFiltersSaved(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	var log bytes.Buffer
+	var log logBuffer
 	db := openLogged(t, fs, &log)
 	filterHistory(t, db, 1, 20)
 	seed := db.tfilter.state.Load().seed
@@ -110,7 +134,7 @@ func TestKeyFiltersNotUsed(t *testing.T) {
 		}},
 		{"another chain", "of another chain", func(t *testing.T, fs vfs.FS) {
 			other := memFS()
-			var log bytes.Buffer
+			var log logBuffer
 			db := openLogged(t, other, &log)
 			for i := 1; i <= 5; i++ {
 				mustAppend(t, db, settlement("x"+req(i), "P1", testDate, nil, 0))
@@ -121,7 +145,7 @@ func TestKeyFiltersNotUsed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := memFS()
-			var log bytes.Buffer
+			var log logBuffer
 			db := openLogged(t, fs, &log)
 			filterHistory(t, db, 1, 10)
 			_ = db.Close()
@@ -215,7 +239,7 @@ func small(t *testing.T, db *DB, kind filterKind) *keyFilter {
 // after the next open, in the background, while settlements go on.
 func TestKeyFilterRebuildAtOpen(t *testing.T) {
 	fs := memFS()
-	var log bytes.Buffer
+	var log logBuffer
 	db := openLogged(t, fs, &log)
 	filterHistory(t, db, 1, 10)
 	db.tfilter, db.ifilter = small(t, db, traceFilterKind), small(t, db, idemFilterKind)
@@ -244,7 +268,7 @@ func TestKeyFilterRebuildAtOpen(t *testing.T) {
 // (an Append adds them after the writer answered it).
 func TestKeyFiltersSavedUnderLoad(t *testing.T) {
 	fs := memFS()
-	var log bytes.Buffer
+	var log logBuffer
 	db := openLogged(t, fs, &log)
 	var mu sync.Mutex
 	var acked []string
