@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
@@ -308,4 +309,60 @@ func TestKeyFiltersSavedUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d entries acknowledged before the close", len(acked))
+}
+
+// TestKeyFilterSavedCapacity: a saved link whose capacity its blocks
+// cannot hold, or that claims far more keys than its capacity (the file's
+// checksum is right), is refused. Taken as it is, the next link the filter
+// grows, or the link a rebuild sizes from its keys, is sized from an
+// overflowing number (a link of no blocks), and every later add and lookup
+// panics.
+func TestKeyFilterSavedCapacity(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		capacity, n uint64 // 0: as saved
+		what        string
+	}{
+		{"capacity", 1 << 61, 1 << 61, "growing it"},
+		{"keys", 0, 1 << 57, "rebuilding it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := memFS()
+			var log logBuffer
+			db := openLogged(t, fs, &log)
+			filterHistory(t, db, 1, 3)
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			b := readFile(t, fs, "ledger/"+filterFileName)
+			// The trace filter's first link: capacity and keys added.
+			off := len(filterFileMagic) + 8 + 32 + 1 + 8 + 4
+			if tc.capacity != 0 {
+				le.PutUint64(b[off:], tc.capacity)
+			}
+			le.PutUint64(b[off+8:], tc.n)
+			le.PutUint64(b[len(b)-8:], xxhash.Sum64(b[:len(b)-8]))
+			writeFile(t, fs, "ledger/"+filterFileName, b)
+
+			db = openLogged(t, fs, &log)
+			defer db.Close()
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("%s: the loaded trace filter panics: %v", tc.what, r)
+					}
+				}()
+				db.tfilter.addString("new code")
+				db.tfilter.addString("another code")
+				db.rebuildFilter(db.tfilter, traceFilterKind)
+				db.tfilter.addString("a third code")
+				db.tfilter.mayContain("new code")
+			}()
+			if !strings.Contains(log.String(), "saved key filters not used") {
+				t.Fatalf("a link of capacity %d in %d blocks holding %d keys accepted: %s", le.Uint64(b[off:]),
+					le.Uint64(b[off+16:]), tc.n, log.String())
+			}
+			wantKnown(t, db, 3)
+		})
+	}
 }
