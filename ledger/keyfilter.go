@@ -78,6 +78,8 @@ type filterLink struct {
 	blocks   uint64
 	capacity int64        // keys it was sized for, at keyFilterBitsPerKey
 	n        atomic.Int64 // keys added (see keyFilter.add)
+	// extending is set once a background extend was started for it.
+	extending atomic.Bool
 }
 
 const (
@@ -193,9 +195,12 @@ func (f *keyFilter) add(key []byte) {
 	l := st.links[len(st.links)-1]
 	switch n := l.addNew(st.hash(key)); {
 	case n == 0:
-	case n == l.capacity/4*3:
+	case n >= l.capacity/4*3 && n < l.capacity && l.extending.CompareAndSwap(false, true):
 		// Allocating and zeroing a link of hundreds of megabytes takes
 		// a while: not on the caller's time (the writer adds keys)...
+		// Once per link, and also for a link that a rebuild filled
+		// past three quarters before it was swapped in (its adds
+		// during the rebuild are not counted here).
 		go f.extend(l)
 	case n >= l.capacity:
 		// ... unless it has not happened yet: then every add waits for

@@ -1034,3 +1034,31 @@ func TestTraceCodeAfterRestart(t *testing.T) {
 		t.Fatalf("reused code after restart: %v", err)
 	}
 }
+
+// A link that a rebuild filled past three quarters before it was swapped
+// in (adds to a rebuild's state are not counted against its growth) is
+// still extended in the background, not only once it is full, on the
+// writer's time.
+func TestKeyFilterExtendsRebuiltLink(t *testing.T) {
+	const capacity = 4096
+	f := newKeyFilterOf(capacity)
+	next := f.beginRebuild(capacity)
+	if next == nil {
+		t.Fatal("beginRebuild = nil")
+	}
+	for i := 0; i < capacity*7/8; i++ {
+		f.add(strconv.AppendInt([]byte("a"), int64(i), 10))
+	}
+	f.endRebuild(next, true)
+	if n := len(f.state.Load().links); n != 1 {
+		t.Fatalf("after the swap: %d links, want 1", n)
+	}
+	f.add([]byte("one more"))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.state.Load().links) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new link 5 s after an add to a link %d/%d full", next.links[0].n.Load(), capacity)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
