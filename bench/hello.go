@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -16,6 +18,9 @@ import (
 // helloEnv, when set in a process's environment, makes MaybeRunHelloChild
 // serve hello-world on its value (an address) instead of returning.
 const helloEnv = "MEDBENCH_HELLO_LISTEN"
+
+// helloProcsEnv sets the hello-world child's GOMAXPROCS (see StartHello).
+const helloProcsEnv = "MEDBENCH_HELLO_PROCS"
 
 var helloBody = []byte(`{"ok":true}`)
 
@@ -46,6 +51,9 @@ func MaybeRunHelloChild() {
 	addr := os.Getenv(helloEnv)
 	if addr == "" {
 		return
+	}
+	if n, _ := strconv.Atoi(os.Getenv(helloProcsEnv)); n > 0 {
+		runtime.GOMAXPROCS(n)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

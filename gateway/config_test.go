@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,38 @@ func TestAdminHandler(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
 			t.Errorf("%s: %d %.200s", path, resp.StatusCode, b)
 		}
+	}
+}
+
+func TestProcsFor(t *testing.T) {
+	noEnv := func(string) (string, bool) { return "", false }
+	withEnv := func(k string) (string, bool) {
+		if k == "GOMAXPROCS" {
+			return "3", true
+		}
+		return "", false
+	}
+	twice := 2 * runtime.GOMAXPROCS(0)
+	for _, c := range []struct {
+		name  string
+		procs int
+		env   func(string) (string, bool)
+		want  int
+	}{
+		{"default: twice the CPUs", 0, noEnv, twice},
+		{"GOMAXPROCS in the environment: left to the runtime", 0, withEnv, 0},
+		{"--procs wins over the environment", 5, withEnv, 5},
+		{"--procs", 1, noEnv, 1},
+	} {
+		s := DefaultSettings()
+		s.Procs = c.procs
+		if got := s.ProcsFor(c.env); got != c.want {
+			t.Errorf("%s: ProcsFor = %d, want %d", c.name, got, c.want)
+		}
+	}
+	s := DefaultSettings()
+	s.Procs = -1
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--procs") {
+		t.Errorf("Validate with --procs -1 = %v, want an error naming --procs", err)
 	}
 }

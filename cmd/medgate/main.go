@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -103,6 +104,10 @@ func serveContext(ctx context.Context, args []string, lookupEnv func(string) (st
 		return exitOK
 	}
 	log := s.Logger(stderr)
+	if n := s.ProcsFor(lookupEnv); n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+	log.Info().Int("gomaxprocs", runtime.GOMAXPROCS(0)).Int("cpus", runtime.NumCPU()).Msg("schedulers")
 	cfg := s.Config(log)
 	cfg.Ready = ready
 	if s.NativePolicies {
