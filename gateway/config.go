@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,9 +30,21 @@ type Settings struct {
 	ConfigFile  string // --config: the file itself (flag or environment only)
 	PrintConfig bool   // --print-config: print the resolved settings and exit (flag only)
 
-	Listen          string
-	AdminListen     string
-	MaxInflight     int
+	Listen      string
+	AdminListen string
+	MaxInflight int
+	// Procs, if set, is the GOMAXPROCS the server sets; 0 leaves it to
+	// the Go runtime (GOMAXPROCS from the environment, or the CPUs it
+	// may use). Why a setting and not a fixed rule: with more Ps than
+	// CPUs a woken goroutine gets a P at once and the kernel shares the
+	// CPUs with its shorter time slices, instead of the goroutine waiting
+	// up to 10 ms for Go to take a P from a long-running one (a
+	// compaction, a flush). On this project's 2-CPU machine, 4 Ps cut the
+	// open-loop p99 at 3,000 settlements a second from 14–46 ms to
+	// 12–20 ms in six alternating standalone pairs, but in three `make
+	// bench` runs the p99 at half max did not move and the wasm policies
+	// lost ground to the native ones (0.77–0.86 of native against
+	// 0.83–0.88), so the default stays Go's (bench/RESULTS.md).
 	Procs           int
 	ShutdownTimeout time.Duration
 
@@ -93,7 +104,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.StringVar(&s.Listen, "listen", "127.0.0.1:8080", "`address` of the API (hospitals, regions, clearing; also /healthz, /metrics, /openapi.yaml)")
 	fl.StringVar(&s.AdminListen, "admin-listen", "", "`address` of the admin listener: /debug/pprof/ and /metrics (empty: off)")
 	fl.IntVar(&s.MaxInflight, "max-inflight", 4096, "requests worked on at once; beyond, 503 with Retry-After")
-	fl.IntVar(&s.Procs, "procs", 0, "Go schedulers (GOMAXPROCS) for the server (0: twice the CPUs Go finds, or GOMAXPROCS when set in the environment; see Procs)")
+	fl.IntVar(&s.Procs, "procs", 0, "Go schedulers (GOMAXPROCS) for the server (0: Go's default, the CPUs it may use, or GOMAXPROCS from the environment)")
 	fl.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 
 	fl.StringVar(&s.DB, "db", "medgate-data", "the ledger's Pebble `directory` (also holds the policy store and the compiled-module cache)")
@@ -412,30 +423,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-// Procs is the GOMAXPROCS the server runs with: --procs if set; else
-// GOMAXPROCS from the environment (lookupEnv, as os.LookupEnv) if set, which
-// the Go runtime already applied (0 is returned: nothing to change); else
-// twice the CPUs Go found (runtime.GOMAXPROCS(0), which honours a cgroup
-// CPU limit).
-//
-// Why twice: Go hands a CPU to a runnable goroutine only when one of its Ps
-// is free, and takes it from a goroutine that keeps it only after 10 ms.
-// The gateway's background work (Pebble's flushes and compactions, the
-// garbage collector) holds a P for such stretches, and on a machine of two
-// CPUs a settlement woken at its commit then waited for one: with one P
-// per CPU the open-loop p99 at half the maximum throughput was 14–46 ms,
-// with two per CPU 12–20 ms, at the same closed-loop throughput
-// (bench/RESULTS.md). Our reading: with more Ps than CPUs a woken
-// goroutine gets a P at once, and the kernel, with its shorter time
-// slices, shares the CPUs among the threads instead.
-func (s *Settings) ProcsFor(lookupEnv func(string) (string, bool)) int {
-	if s.Procs > 0 {
-		return s.Procs
-	}
-	if v, ok := lookupEnv("GOMAXPROCS"); ok && v != "" {
-		return 0
-	}
-	return 2 * runtime.GOMAXPROCS(0)
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -158,33 +157,17 @@ func TestAdminHandler(t *testing.T) {
 	}
 }
 
-func TestProcsFor(t *testing.T) {
-	noEnv := func(string) (string, bool) { return "", false }
-	withEnv := func(k string) (string, bool) {
-		if k == "GOMAXPROCS" {
-			return "3", true
-		}
-		return "", false
+func TestProcsSetting(t *testing.T) {
+	s, err := LoadSettings([]string{"--procs", "3"}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
 	}
-	twice := 2 * runtime.GOMAXPROCS(0)
-	for _, c := range []struct {
-		name  string
-		procs int
-		env   func(string) (string, bool)
-		want  int
-	}{
-		{"default: twice the CPUs", 0, noEnv, twice},
-		{"GOMAXPROCS in the environment: left to the runtime", 0, withEnv, 0},
-		{"--procs wins over the environment", 5, withEnv, 5},
-		{"--procs", 1, noEnv, 1},
-	} {
-		s := DefaultSettings()
-		s.Procs = c.procs
-		if got := s.ProcsFor(c.env); got != c.want {
-			t.Errorf("%s: ProcsFor = %d, want %d", c.name, got, c.want)
-		}
+	if s.Procs != 3 || s.Source["procs"] != "flag" {
+		t.Errorf("--procs 3: Procs = %d from %q", s.Procs, s.Source["procs"])
 	}
-	s := DefaultSettings()
+	if d := DefaultSettings(); d.Procs != 0 {
+		t.Errorf("default Procs = %d, want 0 (Go's own)", d.Procs)
+	}
 	s.Procs = -1
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--procs") {
 		t.Errorf("Validate with --procs -1 = %v, want an error naming --procs", err)

@@ -104,8 +104,8 @@ func serveContext(ctx context.Context, args []string, lookupEnv func(string) (st
 		return exitOK
 	}
 	log := s.Logger(stderr)
-	if n := s.ProcsFor(lookupEnv); n > 0 {
-		runtime.GOMAXPROCS(n)
+	if s.Procs > 0 {
+		runtime.GOMAXPROCS(s.Procs)
 	}
 	log.Info().Int("gomaxprocs", runtime.GOMAXPROCS(0)).Int("cpus", runtime.NumCPU()).Msg("schedulers")
 	cfg := s.Config(log)
