@@ -148,7 +148,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		log:        opts.Logger,
 		now:        opts.Now,
 		maxBatch:   opts.MaxBatch,
-		reqs:       make(chan *request, requestQueue),
+		reqs:       make(chan *request),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		hot:        newHotCache(),

@@ -69,11 +69,7 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 		requestPool.Put(r)
 		return ctx.Err()
 	}
-	if !db.answered(r) {
-		// Left in the queue of a writer that is gone: not written, and
-		// not to be reused (the queue still holds it).
-		return ErrClosed
-	}
+	<-r.done
 	err := r.err
 	*r = request{done: r.done}
 	requestPool.Put(r)
@@ -96,34 +92,8 @@ func (db *DB) submit(r *request) (int, error) {
 	case <-db.quit:
 		return 0, ErrClosed
 	}
-	if !db.answered(r) {
-		return 0, ErrClosed
-	}
+	<-r.done
 	return r.n, r.err
-}
-
-// answered waits for the writer to answer r, which is in db.reqs; false if
-// the writer stopped without taking it.
-//
-// db.reqs is buffered so that a request is queued without its goroutine
-// parking twice (once until the writer takes it, once until the answer):
-// with an unbuffered queue every request cost one more wake-up, and each
-// wake-up waits for a CPU (on two cores under load, half a millisecond on
-// average: bench/RESULTS.md). The price is this wait: a request can be
-// queued after the writer's last drain at Close, and then nobody answers.
-func (db *DB) answered(r *request) bool {
-	select {
-	case <-r.done:
-		return true
-	case <-db.writerDone:
-		// The writer may have answered r just before it stopped.
-		select {
-		case <-r.done:
-			return true
-		default:
-			return false
-		}
-	}
 }
 
 // writer is the writer goroutine's private state.
@@ -171,11 +141,6 @@ type writer struct {
 // open-loop p99 at 1,800/s did not improve (7 runs each, both 10–42 ms,
 // spread by the disk's sync latency).
 const maxInFlight = 8
-
-// requestQueue is how many requests may wait for the writer before Append
-// blocks (see DB.answered); more than the gateway's connections, so that
-// under load a request is handed over without waiting.
-const requestQueue = 1024
 
 func (db *DB) run() {
 	defer close(db.writerDone)
