@@ -278,24 +278,40 @@ func TestOverload(t *testing.T) {
 	sort.Slice(ok, func(i, j int) bool { return ok[i] < ok[j] })
 	sort.Slice(shed, func(i, j int) bool { return shed[i] < shed[j] })
 	t.Logf("capacity at %d in flight: %.0f settlements/s, p50 %v p99 %v", limit, capacity, pct(base, 0.5), b99)
-	t.Logf("offered %.0f/s for %v: %d admitted (%.0f/s, p50 %v p99 %v), %d shed with 503 + Retry-After (p50 %v p99 %v)",
-		rate, d, len(ok), float64(len(ok))/time.Since(began).Seconds(), pct(ok, 0.5), pct(ok, 0.99), len(shed), pct(shed, 0.5), pct(shed, 0.99))
+	t.Logf("offered %.0f/s for %v: %d admitted (%.0f/s, p50 %v p90 %v p99 %v), %d shed with 503 + Retry-After (p50 %v p90 %v p99 %v)",
+		rate, d, len(ok), float64(len(ok))/time.Since(began).Seconds(), pct(ok, 0.5), pct(ok, 0.9), pct(ok, 0.99),
+		len(shed), pct(shed, 0.5), pct(shed, 0.9), pct(shed, 0.99))
 	if len(shed) == 0 {
 		t.Error("nothing was shed at twice the capacity")
 	}
 	if len(ok) == 0 {
 		t.Fatal("nothing was admitted")
 	}
-	if bound := 5*b99 + 50*time.Millisecond; pct(ok, 0.99) > bound {
-		t.Errorf("admitted p99 %v above %v (5 × the p99 at capacity + 50 ms)", pct(ok, 0.99), bound)
+	// Admitted requests wait for at most the requests in flight, not for
+	// a queue. Held like the 503s below: the p90 to 5 × the p99 at
+	// capacity + 50 ms, the p99 (the client's tail on two shared CPUs:
+	// 46 ms in a CI run with a p99 at capacity of 4.4 ms) to half a
+	// second, which requests queued at twice the capacity would pass.
+	if bound := 5*b99 + 50*time.Millisecond; pct(ok, 0.90) > bound {
+		t.Errorf("admitted p90 %v above %v (5 × the p99 at capacity + 50 ms)", pct(ok, 0.90), bound)
 	}
-	// A 503 must be quick: its median is microseconds; its tail is the
+	if o99 := pct(ok, 0.99); o99 > 500*time.Millisecond {
+		t.Errorf("admitted p99 %v above 500 ms: admitted requests waited as if queued", o99)
+	}
+	// A 503 must be quick: its median is microseconds. Its tail is the
 	// client's (this open loop starts a goroutine per request on the same
-	// two CPUs), so it is held to the admitted requests' bound.
+	// two CPUs, beside the other packages' tests): the p90 is held to the
+	// admitted requests' bound, and the p99 to half a second, which a 503
+	// that waited in a queue would pass (at twice the capacity for 1.5 s
+	// the last ones would wait about 0.75 s). The p99 was held to the
+	// admitted bound before and failed CI once at 165 ms, p50 12 µs.
 	if s50 := pct(shed, 0.5); s50 > b99 {
 		t.Errorf("shed p50 %v: a 503 must be quick (p99 at capacity %v)", s50, b99)
 	}
-	if s99, bound := pct(shed, 0.99), 5*b99+50*time.Millisecond; s99 > bound {
-		t.Errorf("shed p99 %v above %v (5 × the p99 at capacity + 50 ms)", s99, bound)
+	if s90, bound := pct(shed, 0.90), 5*b99+50*time.Millisecond; s90 > bound {
+		t.Errorf("shed p90 %v above %v (5 × the p99 at capacity + 50 ms)", s90, bound)
+	}
+	if s99 := pct(shed, 0.99); s99 > 500*time.Millisecond {
+		t.Errorf("shed p99 %v above 500 ms: 503s waited as if queued", s99)
 	}
 }
