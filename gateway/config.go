@@ -42,9 +42,8 @@ type Settings struct {
 	// compaction, a flush). On this project's 2-CPU machine, 4 Ps cut the
 	// open-loop p99 at 3,000 settlements a second from 14–46 ms to
 	// 12–20 ms in six alternating standalone pairs, but in three `make
-	// bench` runs the p99 at half max did not move and the wasm policies
-	// lost ground to the native ones (0.77–0.86 of native against
-	// 0.83–0.88), so the default stays Go's (bench/RESULTS.md).
+	// bench` runs the p99 at half max did not move, so the default stays
+	// Go's (bench/RESULTS.md).
 	Procs           int
 	ShutdownTimeout time.Duration
 

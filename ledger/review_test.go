@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"math/rand"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,7 +194,7 @@ func TestReviewBucketsModel(t *testing.T) {
 }
 
 func reviewBucketsModel(t *testing.T, shift uint8, seed int64, reopen bool) {
-	rnd := newReviewRand(seed)
+	rnd := rand.New(rand.NewSource(seed))
 	fs := vfs.NewCrashableMem()
 	open := func(fs vfs.FS) *DB {
 		o := testOptions(fs)
@@ -213,7 +214,7 @@ func reviewBucketsModel(t *testing.T, shift uint8, seed int64, reopen bool) {
 	reqs := map[string]uint64{}   // request id -> seq
 	n := 0
 	for step := 0; step < 200; step++ {
-		op := rnd.intn(58)
+		op := rnd.Intn(58)
 		if reopen && (step == 70 || step == 140) {
 			op = 58 + step/140 // a clean reopen, then a crash
 		}
@@ -223,8 +224,8 @@ func reviewBucketsModel(t *testing.T, shift uint8, seed int64, reopen bool) {
 			r := "m-" + strconv.Itoa(n)
 			var codes []string
 			seen := map[string]bool{}
-			for j := rnd.intn(3) + 1; j > 0; j-- {
-				c := "C" + strconv.Itoa(rnd.intn(25))
+			for j := rnd.Intn(3) + 1; j > 0; j-- {
+				c := "C" + strconv.Itoa(rnd.Intn(25))
 				if !seen[c] {
 					seen[c] = true
 					codes = append(codes, c)
@@ -255,7 +256,7 @@ func reviewBucketsModel(t *testing.T, shift uint8, seed int64, reopen bool) {
 				reqs[r] = e.Seq
 			}
 		case op < 35 && len(settled) > 0: // a reversal
-			s := settled[rnd.intn(len(settled))]
+			s := settled[rnd.Intn(len(settled))]
 			n++
 			r := "m-" + strconv.Itoa(n)
 			err := db.Append(ctx, reversal(r, s))
@@ -276,7 +277,7 @@ func reviewBucketsModel(t *testing.T, shift uint8, seed int64, reopen bool) {
 				reqs[r] = seq
 			}
 		case op < 45 && len(reqs) > 0: // a retry
-			k := rnd.intn(n) + 1
+			k := rnd.Intn(n) + 1
 			r := "m-" + strconv.Itoa(k)
 			seq, ok := reqs[r]
 			id, found, err := db.Idempotency(hospital, r)
@@ -310,18 +311,6 @@ func reviewBucketsModel(t *testing.T, shift uint8, seed int64, reopen bool) {
 		}
 	}
 	auditOK(t, db)
-}
-
-// reviewRand is a tiny deterministic generator (xorshift).
-type reviewRand struct{ s uint64 }
-
-func newReviewRand(seed int64) *reviewRand { return &reviewRand{uint64(seed)*0x9e3779b97f4a7c15 + 1} }
-
-func (r *reviewRand) intn(n int) int {
-	r.s ^= r.s << 13
-	r.s ^= r.s >> 7
-	r.s ^= r.s << 17
-	return int(r.s % uint64(n))
 }
 
 // TestReviewFailedWritesReappear: entries whose commit failed (the client
