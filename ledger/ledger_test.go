@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -1060,5 +1061,62 @@ func TestKeyFilterExtendsRebuiltLink(t *testing.T) {
 			t.Fatalf("no new link 5 s after an add to a link %d/%d full", next.links[0].n.Load(), capacity)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestKeyFilterEach: the batched forms (addEach, mayContainEach) never
+// lose a key, and mayContainEach answers as mayContain does, key by key,
+// across a filter grown to several links, for batches of every size from
+// 0 to filterBatch; addEach takes more keys than a batch.
+func TestKeyFilterEach(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const first = 4096
+	f := newKeyFilterOf(first)
+	isAdded := map[string]struct{}{}
+	var added []string
+	key := func() string { return fmt.Sprintf("XD%018d", r.Uint64()%1e18) }
+	for len(added) < 40*first {
+		keys := make([]string, r.IntN(3*filterBatch))
+		for i := range keys {
+			keys[i] = key()
+			isAdded[keys[i]] = struct{}{}
+		}
+		f.addEach(keys)
+		added = append(added, keys...)
+	}
+	if n := len(f.state.Load().links); n < 3 {
+		t.Fatalf("%d links after %d keys, want ≥ 3", n, len(added))
+	}
+	var fp, tried int
+	for tried < 50_000 {
+		keys := make([]string, r.IntN(filterBatch+1))
+		for i := range keys {
+			if r.IntN(2) == 0 {
+				keys[i] = added[r.IntN(len(added))]
+			} else {
+				keys[i] = key()
+			}
+		}
+		maybe := f.mayContainEach(keys)
+		for i, k := range keys {
+			got := maybe&(1<<i) != 0
+			if got != f.mayContain(k) {
+				t.Fatalf("key %q: mayContainEach %v, mayContain %v", k, got, !got)
+			}
+			_, ok := isAdded[k]
+			if ok && !got {
+				t.Fatalf("key %q added but not found", k)
+			}
+			if got && !ok {
+				fp++
+			}
+		}
+		if maybe>>len(keys) != 0 && len(keys) < filterBatch {
+			t.Fatalf("bits beyond the %d keys set: %b", len(keys), maybe)
+		}
+		tried += len(keys)
+	}
+	if fp > tried/100 {
+		t.Fatalf("%d false positives in %d lookups", fp, tried)
 	}
 }

@@ -58,8 +58,12 @@ func (db *DB) checkTraceCodes(codes []string) error {
 	}
 	kb := getKeyBuf()
 	defer putKeyBuf(kb)
-	for _, c := range codes {
-		if !db.tfilter.mayContain(c) {
+	var maybe uint64
+	for i, c := range codes {
+		if i%filterBatch == 0 {
+			maybe = db.tfilter.mayContainEach(codes[i:min(len(codes), i+filterBatch)])
+		}
+		if maybe&(1<<(i%filterBatch)) == 0 {
 			continue // never marked: no need to ask the store
 		}
 		// The latest record of the code decides (bucketed.go).

@@ -75,9 +75,7 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	requestPool.Put(r)
 	if err == nil && e.Kind == KindSettlement {
 		// Before the deferred release: see keyfilter.go.
-		for _, c := range e.TraceCodes {
-			db.tfilter.addString(c)
-		}
+		db.tfilter.addEach(e.TraceCodes)
 	}
 	return err
 }
