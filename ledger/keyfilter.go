@@ -24,12 +24,12 @@ import (
 // link of the filter, see below) goes to the store.
 //
 // It is built when the store opens (a scan of the keys) and a key is added
-// no later than it becomes visible: a settlement's trace codes after its
-// commit and before their reservations are released (tracecodes.go), an
-// idempotency or counters key when the writer puts it into a batch
-// (writer.go). So a
-// key can never be in the store yet unknown to the filter by the time
-// another request may look for it. Words are set with atomic OR: lookups
+// no later than it becomes visible: a settlement's trace codes when they
+// are checked, before the commit (and again after it if the filter was
+// rebuilt meanwhile), always before their reservations are released
+// (tracecodes.go); an idempotency or counters key when the writer puts it
+// into a batch (writer.go). So a key can never be in the store yet unknown
+// to the filter by the time another request may look for it. Words are set with atomic OR: lookups
 // run concurrently.
 //
 // The filter is blocked: all probes of a key fall in one 512-bit block, a
@@ -304,34 +304,73 @@ func (f *keyFilter) addEach(keys []string) {
 // other. Here every key's block is loaded first (independent loads, which
 // the CPU keeps in flight together), then tested.
 func (f *keyFilter) mayContainEach(keys []string) uint64 {
-	if len(keys) > filterBatch {
-		panic("ledger: mayContainEach: too many keys")
+	st := f.state.Load()
+	var hs [filterBatch]uint64
+	return st.mayContainHashes(hashAll(st, keys, &hs))
+}
+
+// mayContainThenAdd is mayContainEach(keys) followed by addEach(keys), at
+// the cost of one cache miss a key instead of two: the add finds the
+// newest link's blocks in the cache.
+func (f *keyFilter) mayContainThenAdd(keys []string) uint64 {
+	if f.next.Load() != nil {
+		maybe := f.mayContainEach(keys)
+		f.addEach(keys)
+		return maybe
 	}
 	st := f.state.Load()
-	var hs, first [filterBatch]uint64
+	var hs [filterBatch]uint64
+	h := hashAll(st, keys, &hs)
+	maybe := st.mayContainHashes(h)
+	l := st.links[len(st.links)-1]
+	for i := range h {
+		f.addTo(l, h[i])
+	}
+	return maybe
+}
+
+// hashAll hashes keys (at most filterBatch) into hs under st's seed.
+func hashAll(st *filterState, keys []string, hs *[filterBatch]uint64) []uint64 {
+	if len(keys) > filterBatch {
+		panic("ledger: key filter: more than filterBatch keys at once")
+	}
 	for i, k := range keys {
 		hs[i] = st.hash([]byte(k))
 	}
-	unknown := uint64(1)<<len(keys) - 1 // keys no link has answered "maybe" for
-	if len(keys) == filterBatch {
+	return hs[:len(keys)]
+}
+
+// mayContainHashes is mayContainEach for keys of hashes hs.
+func (st *filterState) mayContainHashes(hs []uint64) uint64 {
+	var first [filterBatch]uint64
+	unknown := uint64(1)<<len(hs) - 1 // keys no link has answered "maybe" for
+	if len(hs) == filterBatch {
 		unknown = ^uint64(0)
 	}
 	var maybe uint64
 	for li := len(st.links) - 1; li >= 0 && unknown != 0; li-- {
 		l := st.links[li]
-		for i := range keys {
+		for i, h := range hs {
 			if unknown&(1<<i) != 0 {
-				first[i] = l.touch(hs[i])
+				first[i] = l.touch(h)
 			}
 		}
-		for i := range keys {
-			if unknown&(1<<i) != 0 && l.hasGiven(hs[i], first[i]) {
+		for i, h := range hs {
+			if unknown&(1<<i) != 0 && l.hasGiven(h, first[i]) {
 				maybe |= 1 << i
 				unknown &^= 1 << i
 			}
 		}
 	}
 	return maybe
+}
+
+// changedSince reports whether a key added to st may be missing from the
+// filter now or after a rebuild under way: the filter was rebuilt or grown
+// since st, or a rebuild (which scans the store, see beginRebuild) is under
+// way. A key added before its commit (tracecodes.go) is added again then.
+func (f *keyFilter) changedSince(st *filterState) bool {
+	return f.next.Load() != nil || f.state.Load() != st
 }
 
 // mayContain is false only for a key never added.

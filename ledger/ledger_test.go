@@ -1064,10 +1064,11 @@ func TestKeyFilterExtendsRebuiltLink(t *testing.T) {
 	}
 }
 
-// TestKeyFilterEach: the batched forms (addEach, mayContainEach) never
-// lose a key, and mayContainEach answers as mayContain does, key by key,
-// across a filter grown to several links, for batches of every size from
-// 0 to filterBatch; addEach takes more keys than a batch.
+// TestKeyFilterEach: the batched forms (addEach, mayContainEach,
+// mayContainThenAdd) never lose a key, mayContainEach answers as
+// mayContain does, key by key, and mayContainThenAdd as mayContainEach
+// before it, across a filter grown to several links, for batches of every
+// size from 0 to filterBatch; addEach takes more keys than a batch.
 func TestKeyFilterEach(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const first = 4096
@@ -1081,7 +1082,14 @@ func TestKeyFilterEach(t *testing.T) {
 			keys[i] = key()
 			isAdded[keys[i]] = struct{}{}
 		}
-		f.addEach(keys)
+		if r.IntN(2) == 0 || len(keys) > filterBatch {
+			f.addEach(keys)
+		} else {
+			before := f.mayContainEach(keys)
+			if got := f.mayContainThenAdd(keys); got != before {
+				t.Fatalf("mayContainThenAdd answered %b, mayContainEach before it %b", got, before)
+			}
+		}
 		added = append(added, keys...)
 	}
 	if n := len(f.state.Load().links); n < 3 {

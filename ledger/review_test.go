@@ -380,3 +380,78 @@ func TestReviewFailedWritesReappear(t *testing.T) {
 		t.Fatalf("counter n = %d, want %d", got, seq)
 	}
 }
+
+// TestFilterAddBeforeStoreUnderRebuild: the trace codes' protocol
+// (tracecodes.go): a key is added before it is stored, and added again
+// after if the filter changed since (changedSince). With rebuilds swapping
+// the state and links being added all along, every stored key is known
+// right after its second step and at the end. Without the second add, a
+// rebuild that scanned the store before the key was stored loses it.
+func TestFilterAddBeforeStoreUnderRebuild(t *testing.T) {
+	f := newKeyFilterOf(4)
+	var mu sync.Mutex
+	var store []string
+	stop := make(chan struct{})
+	var rebuilds atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // rebuilds, as rebuildFilter does, but small
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			next := f.beginRebuild(4 + int64(rebuilds.Load()%3))
+			if next == nil {
+				continue
+			}
+			mu.Lock()
+			snap := append([]string(nil), store...)
+			mu.Unlock()
+			for _, k := range snap {
+				next.links[0].add(next.hash([]byte(k)))
+			}
+			f.endRebuild(next, true)
+			rebuilds.Add(1)
+		}
+	}()
+	var failed atomic.Value
+	var adders sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		adders.Add(1)
+		go func() {
+			defer adders.Done()
+			for i := 0; i < 3000; i++ {
+				keys := []string{"k" + strconv.Itoa(g) + "-" + strconv.Itoa(i), "j" + strconv.Itoa(g) + "-" + strconv.Itoa(i)}
+				st := f.state.Load()
+				f.mayContainThenAdd(keys)
+				mu.Lock()
+				store = append(store, keys...)
+				mu.Unlock()
+				if f.changedSince(st) {
+					f.addEach(keys)
+				}
+				for _, k := range keys {
+					if !f.mayContain(k) {
+						failed.Store(k)
+						return
+					}
+				}
+			}
+		}()
+	}
+	adders.Wait()
+	close(stop)
+	wg.Wait()
+	if k := failed.Load(); k != nil {
+		t.Fatalf("key %s unknown right after it was stored", k)
+	}
+	for _, k := range store {
+		if !f.mayContain(k) {
+			t.Fatalf("key %s unknown at the end (%d rebuilds)", k, rebuilds.Load())
+		}
+	}
+	t.Logf("%d rebuilds, %d links", rebuilds.Load(), len(f.state.Load().links))
+}

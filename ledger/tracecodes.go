@@ -14,6 +14,13 @@ import "sync"
 // the store by the time its reservation is released (the writer answers
 // after its commit), so the writer only marks codes and never reads them.
 // Pebble is one process's, so the in-memory reservation sees every writer.
+//
+// The check also adds the codes to the trace-code filter (keyfilter.go),
+// before the commit rather than after it: the check has just brought their
+// filter blocks into the cache, and a code of an entry that then fails is
+// only a false positive. A filter rebuilt meanwhile from the store's keys
+// may miss them, so Append adds them again after the commit if the filter
+// changed since the check (keyFilter.changedSince).
 
 // traceReservations are the codes of entries between check and commit.
 type traceReservations struct {
@@ -49,8 +56,9 @@ func (t *traceReservations) release(codes []string) {
 	t.mu.Unlock()
 }
 
-// checkTraceCodes reserves e's codes and checks them against the committed
-// store. On success the caller must release them after the writer answered.
+// checkTraceCodes reserves e's codes, checks them against the committed
+// store and adds them to the trace-code filter. On success the caller must
+// release them after the writer answered.
 func (db *DB) checkTraceCodes(codes []string) error {
 	if code, ok := db.traces.reserve(codes); !ok {
 		// In flight in another entry, or twice in this one.
@@ -61,7 +69,7 @@ func (db *DB) checkTraceCodes(codes []string) error {
 	var maybe uint64
 	for i, c := range codes {
 		if i%filterBatch == 0 {
-			maybe = db.tfilter.mayContainEach(codes[i:min(len(codes), i+filterBatch)])
+			maybe = db.tfilter.mayContainThenAdd(codes[i:min(len(codes), i+filterBatch)])
 		}
 		if maybe&(1<<(i%filterBatch)) == 0 {
 			continue // never marked: no need to ask the store

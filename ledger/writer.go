@@ -49,8 +49,10 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
+	var traceFilter *filterState
 	if e.Kind == KindSettlement && len(e.TraceCodes) > 0 {
 		// See tracecodes.go: checked here, in parallel, not in the writer.
+		traceFilter = db.tfilter.state.Load() // before the codes are added
 		if err := db.checkTraceCodes(e.TraceCodes); err != nil {
 			return err
 		}
@@ -73,8 +75,8 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	err := r.err
 	*r = request{done: r.done}
 	requestPool.Put(r)
-	if err == nil && e.Kind == KindSettlement {
-		// Before the deferred release: see keyfilter.go.
+	if err == nil && traceFilter != nil && db.tfilter.changedSince(traceFilter) {
+		// Before the deferred release: see tracecodes.go.
 		db.tfilter.addEach(e.TraceCodes)
 	}
 	return err
