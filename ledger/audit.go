@@ -258,7 +258,11 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 	var key []byte
 	var prevAt int64
 	for it.First(); it.Valid(); it.Next() {
-		seq := be.Uint64(it.Key()[1:])
+		seq, ok := entryKeySeq(it.Key())
+		if !ok {
+			a.rep.problem("entry key %x malformed", it.Key())
+			continue
+		}
 		if seq != want {
 			a.rep.problem("entry %d missing", want)
 			want = seq

@@ -521,7 +521,14 @@ func (db *DB) rebuildFilter(f *keyFilter, kind filterKind) {
 	n := 0
 	chunk := time.Now()
 	for valid := it.First(); valid; valid = it.Next() {
-		l.add(next.hash(it.Key()[kind.header:]))
+		k := it.Key()
+		if len(k) < kind.header {
+			// A damaged store; loadFilter refuses it at the next open.
+			_ = it.Close()
+			db.log.Error().Hex("key", k).Str("kind", kind.what).Msg("ledger: key filter rebuild stopped: a key shorter than its header")
+			return
+		}
+		l.add(next.hash(k[kind.header:]))
 		if n++; n%(1<<16) == 0 {
 			// At most half of one core: the gateway goes on serving (a
 			// rebuild of 140 M keys scans for two minutes at full speed).
@@ -569,7 +576,12 @@ func (db *DB) loadFilter(kind filterKind) (*keyFilter, error) {
 	// not grow (and then rebuild) its filters.
 	f := newKeyFilter(n + max(n/2, kind.room))
 	for ok := it.First(); ok; ok = it.Next() {
-		f.add(it.Key()[kind.header:])
+		k := it.Key()
+		if len(k) < kind.header {
+			_ = it.Close()
+			return nil, fmt.Errorf("%w: %s key %x is shorter than its %d-byte header", ErrCorrupt, kind.what, k, kind.header)
+		}
+		f.add(k[kind.header:])
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("ledger: %s filter: %w", kind.what, err)

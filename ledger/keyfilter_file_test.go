@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
@@ -363,6 +364,51 @@ func TestKeyFilterSavedCapacity(t *testing.T) {
 					le.Uint64(b[off+16:]), tc.n, log.String())
 			}
 			wantKnown(t, db, 3)
+		})
+	}
+}
+
+// TestKeyFilterShortKey: a trace-code or idempotency record key too short
+// to hold its bucket (a damaged store) makes Open fail with ErrCorrupt when
+// it builds the filters, and stops a background rebuild, instead of
+// panicking the process.
+func TestKeyFilterShortKey(t *testing.T) {
+	for _, kind := range []filterKind{traceFilterKind, idemFilterKind} {
+		t.Run(kind.what, func(t *testing.T) {
+			fs := memFS()
+			db, err := Open("ledger", testOptions(fs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			filterHistory(t, db, 1, 3)
+			if err := db.pdb.Set([]byte{kind.prefix, 0, 0}, []byte{1}, pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			// The rebuild (as run in the background) gives up and keeps
+			// the filter it had.
+			before := db.tfilter.state.Load()
+			f := db.tfilter
+			if kind.prefix == pfxIdem {
+				f, before = db.ifilter, db.ifilter.state.Load()
+			}
+			db.rebuildFilter(f, kind)
+			if f.state.Load() != before || f.next.Load() != nil {
+				t.Fatal("the rebuild swapped in a filter built over a damaged store")
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := fs.Remove("ledger/" + filterFileName); err != nil {
+				t.Fatal(err) // so that Open builds the filters from the keys
+			}
+			db, err = Open("ledger", testOptions(fs))
+			if err == nil {
+				_ = db.Close()
+				t.Fatal("Open accepted a store with a short key")
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), kind.what) {
+				t.Fatalf("Open: %v; want ErrCorrupt naming the %s", err, kind.what)
+			}
 		})
 	}
 }

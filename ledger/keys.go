@@ -48,6 +48,15 @@ func appendEntryKey(b []byte, seq uint64) []byte {
 	return be.AppendUint64(b, seq)
 }
 
+// entryKeySeq is the sequence number of entry key k; ok is false if k is
+// not one (a damaged store).
+func entryKeySeq(k []byte) (seq uint64, ok bool) {
+	if len(k) != 9 || k[0] != pfxEntry {
+		return 0, false
+	}
+	return be.Uint64(k[1:]), true
+}
+
 // bucketKeyLen is the length of a bucketed key's header: prefix and bucket.
 const bucketKeyLen = 5
 

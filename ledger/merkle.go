@@ -157,9 +157,9 @@ func (db *DB) VerifyTree() (size uint64, root tlog.Hash, err error) {
 	rd := hashReader{db.pdb}
 	want := uint64(1)
 	for it.First(); it.Valid(); it.Next() {
-		seq := be.Uint64(it.Key()[1:])
+		seq, ok := entryKeySeq(it.Key())
 		v := it.Value()
-		if seq != want || len(v) < 32 {
+		if !ok || seq != want || len(v) < 32 {
 			return 0, root, &TreeError{Seq: want, Reason: "entry missing or truncated (run the chain check)"}
 		}
 		hs, err := tlog.StoredHashes(int64(seq-1), v[len(v)-32:], rd)
