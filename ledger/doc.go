@@ -31,8 +31,9 @@
 // it takes from that state first (pending, in flight, then the hot cache
 // and the store). Batches of settlements need no index for that; batches
 // with a registry operation or a reversal, which read arbitrary keys back,
-// are indexed batches, and a registry operation's batch is waited for
-// before the next one is built.
+// are indexed batches (the writer's own reads go through the batch only in
+// an operation's, whose writes its state does not hold), and a registry
+// operation's batch is waited for before the next one is built.
 //
 // A settlement's trace codes are the exception: Append reserves them in
 // memory and looks them up in the committed store before handing the entry

@@ -512,6 +512,43 @@ func TestBatchWithFailures(t *testing.T) {
 	}
 }
 
+// TestBatchReversalThenSettlement: in one batch, a reversal gives back a
+// settlement's account payment and counters, and the settlements after it
+// in the batch see them (the writer reads its own state, not the batch,
+// in a batch with reversals), as do those of the next batch.
+func TestBatchReversalThenSettlement(t *testing.T) {
+	db, _ := openMem(t)
+	if _, err := db.PutPersons([]Person{person("P1", 1000)}); err != nil {
+		t.Fatal(err)
+	}
+	s0 := settlement("r0", "P1", 20261109, []abi.Counter{{Name: "n", Value: 5}}, -700)
+	mustAppend(t, db, s0)
+	rev := reversal("r1", s0) // +700, n −5
+	rev.Changes = []abi.Counter{{Name: "n", Value: -5}}
+	spend := settlement("r2", "P1", 20261109, []abi.Counter{{Name: "n", Value: 1}}, -1000) // needs the 700 back
+	over := settlement("r3", "P1", 20261109, nil, -1)                                      // nothing left
+	errs := runBatch(db, rev, spend, over)
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrInsufficientBalance) {
+		t.Fatalf("errs = %v", errs)
+	}
+	if b := balance(t, db, "P1"); b != 0 {
+		t.Fatalf("balance = %d, want 0", b)
+	}
+	if got := counters(t, db, "P1", 2026); got["n"] != 1 {
+		t.Fatalf("counters = %v, want n=1", got)
+	}
+	errs = runBatch(db, settlement("r4", "P1", 20261109, []abi.Counter{{Name: "n", Value: 1}}, 0))
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if got := counters(t, db, "P1", 2026); got["n"] != 2 {
+		t.Fatalf("counters = %v, want n=2", got)
+	}
+	if n, err := db.Verify(); n != 4 || err != nil {
+		t.Fatalf("Verify = %d %v", n, err)
+	}
+}
+
 func TestRestart(t *testing.T) {
 	fs := memFS()
 	db, err := Open("data", testOptions(fs))

@@ -109,8 +109,11 @@ type writer struct {
 	orig  Entry
 	// indexed is whether the current batch is indexed, so that reads see
 	// the batch's own writes: only batches with a registry operation or a
-	// reversal are (see build).
-	indexed bool
+	// reversal are (see build). viaBatch is whether the writer's own reads
+	// (counters, balances, idempotency keys, derived state) go through it
+	// too: only a registry operation's batch, whose writes the writer's
+	// state does not hold.
+	indexed, viaBatch bool
 	// applied are the entries accepted into the current batch.
 	applied []*Entry
 	// pending are the hot-cache keys written by the current batch and
@@ -262,9 +265,15 @@ func (w *writer) build() *flight {
 	// derived state) it finds in its own state first (pending, applied,
 	// in flight, the deriver's caches). Registry operations and reversals
 	// read arbitrary keys through the batch, so their batches are indexed.
-	w.indexed = false
+	// A reversal's entries write only what the writer's state holds, so
+	// the writer's own reads go through the batch only for an operation's:
+	// reading through an indexed batch costs a Pebble iterator a read
+	// (≈ 0.1 ms), against a map lookup.
+	w.indexed, w.viaBatch = false, false
 	for _, r := range f.reqs {
-		if r.e == nil || r.e.Kind != KindSettlement {
+		if r.e == nil {
+			w.indexed, w.viaBatch = true, true
+		} else if r.e.Kind != KindSettlement {
 			w.indexed = true
 		}
 	}
@@ -632,7 +641,7 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 
 // reader is what the derived state reads the store through.
 func (w *writer) reader(b *pebble.Batch) pebble.Reader {
-	if w.indexed {
+	if w.viaBatch {
 		return b
 	}
 	return w.db.pdb
@@ -640,7 +649,7 @@ func (w *writer) reader(b *pebble.Batch) pebble.Reader {
 
 // read reads a hot-cache key (counters, balance) as of the batch so far.
 func (w *writer) read(b *pebble.Batch, key []byte, fn func(v []byte) error) (bool, error) {
-	if w.indexed {
+	if w.viaBatch {
 		return getIn(b, key, fn)
 	}
 	if v, ok := w.pending[string(key)]; ok {
@@ -674,7 +683,7 @@ func (w *writer) checkDuplicate(b *pebble.Batch, e *Entry) error {
 		dup, err = decodeIdemValue(v)
 		return err
 	}
-	if w.indexed {
+	if w.viaBatch {
 		found, err = probe(b, w.key, w.db.topBucket(), decode)
 	} else {
 		for _, a := range w.applied {
