@@ -298,20 +298,20 @@ func TestOverload(t *testing.T) {
 	if o99 := pct(ok, 0.99); o99 > 500*time.Millisecond {
 		t.Errorf("admitted p99 %v above 500 ms: admitted requests waited as if queued", o99)
 	}
-	// A 503 must be quick: its median is microseconds. Its tail is the
-	// client's (this open loop starts a goroutine per request on the same
-	// two CPUs, beside the other packages' tests): the p90 is held to the
-	// admitted requests' bound, and the p99 to half a second, which a 503
-	// that waited in a queue would pass (at twice the capacity for 1.5 s
-	// the last ones would wait about 0.75 s). The p99 was held to the
-	// admitted bound before and failed CI once at 165 ms, p50 12 µs.
+	// A 503 must be quick: its median is microseconds, and it is held to
+	// the p99 at capacity, which a 503 that waited in a queue would miss by
+	// far (at twice the capacity for 1.5 s, a queue would hold half of
+	// them for 0.375 s or more). Its tail is the client's (this open loop
+	// starts a goroutine per request on the same two CPUs, beside the other
+	// packages' tests): the p90 is held to half a second, which a queue
+	// would exceed (its p90 ≈ 0.68 s), and the p99 is only logged. Tighter
+	// tail bounds failed CI twice with medians of 12 and 18 µs: a p99 of
+	// 165 ms against 72 ms, then a p90 of 165 ms against 74 ms with a p99
+	// of 481 ms.
 	if s50 := pct(shed, 0.5); s50 > b99 {
 		t.Errorf("shed p50 %v: a 503 must be quick (p99 at capacity %v)", s50, b99)
 	}
-	if s90, bound := pct(shed, 0.90), 5*b99+50*time.Millisecond; s90 > bound {
-		t.Errorf("shed p90 %v above %v (5 × the p99 at capacity + 50 ms)", s90, bound)
-	}
-	if s99 := pct(shed, 0.99); s99 > 500*time.Millisecond {
-		t.Errorf("shed p99 %v above 500 ms: 503s waited as if queued", s99)
+	if s90 := pct(shed, 0.90); s90 > 500*time.Millisecond {
+		t.Errorf("shed p90 %v above 500 ms: 503s waited as if queued", s90)
 	}
 }
