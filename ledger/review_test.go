@@ -17,82 +17,6 @@ import (
 	"medgate/engine/abi"
 )
 
-// TestReviewFilterNoFalseNegativeUnderGrowthAndRebuild: a key whose add has
-// returned is known to every later lookup while links are added (the filter
-// starts at 4 keys) and rebuilds swap the state; a rebuild's scan sees the
-// keys stored before it began, as a store scan would.
-func TestReviewFilterNoFalseNegativeUnderGrowthAndRebuild(t *testing.T) {
-	f := newKeyFilterOf(4)
-	var mu sync.Mutex
-	var store []string // keys "in the store": stored before they are added
-	stop := make(chan struct{})
-	var rebuilds atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // rebuilds, as rebuildFilter does, but small
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			next := f.beginRebuild(4 + int64(rebuilds.Load()%3))
-			if next == nil {
-				continue
-			}
-			mu.Lock()
-			snap := append([]string(nil), store...)
-			mu.Unlock()
-			for _, k := range snap {
-				next.links[0].add(next.hash([]byte(k)))
-			}
-			f.endRebuild(next, true)
-			rebuilds.Add(1)
-		}
-	}()
-	var failed atomic.Value
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 3000; i++ {
-				k := "k" + strconv.Itoa(g) + "-" + strconv.Itoa(i)
-				mu.Lock()
-				store = append(store, k)
-				mu.Unlock()
-				f.addString(k)
-				if !f.mayContain(k) {
-					failed.Store(k)
-					return
-				}
-			}
-		}()
-	}
-	time.Sleep(10 * time.Millisecond)
-	for {
-		// Let the adders finish, then stop the rebuilds.
-		mu.Lock()
-		n := len(store)
-		mu.Unlock()
-		if n == 8*3000 || failed.Load() != nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if k := failed.Load(); k != nil {
-		t.Fatalf("key %s unknown right after its add", k)
-	}
-	for _, k := range store {
-		if !f.mayContain(k) {
-			t.Fatalf("key %s unknown at the end", k)
-		}
-	}
-	t.Logf("%d rebuilds, %d links", rebuilds.Load(), len(f.state.Load().links))
-}
-
 // TestReviewRebuildUnderLoad: filters rebuilt over and over while
 // settlements go on concurrently; every acknowledged trace code, request id
 // and counters key is known at once and stays known.
@@ -381,35 +305,108 @@ func TestReviewFailedWritesReappear(t *testing.T) {
 	}
 }
 
-// TestFilterAddBeforeStoreUnderRebuild: the trace codes' protocol
-// (tracecodes.go): a key is added before it is stored, and added again
-// after if the filter changed since (changedSince). With rebuilds swapping
-// the state and links being added all along, every stored key is known
-// right after its second step and at the end. Without the second add, a
-// rebuild that scanned the store before the key was stored loses it.
-func TestFilterAddBeforeStoreUnderRebuild(t *testing.T) {
-	f := newKeyFilterOf(4)
-	var mu sync.Mutex
-	var store []string
-	stop := make(chan struct{})
+// TestFilterNoFalseNegativeUnderRebuild: while links are added (the filter
+// starts at 4 keys) and rebuilds swap the state — a rebuild's scan sees the
+// keys stored before it began, as a store scan would — every stored key is
+// known right after it is stored and added, and at the end, for both ways
+// keys reach the filter:
+//   - stored, then added (idempotency and counters keys, writer.go);
+//   - added, then stored, then added again if the filter changed since
+//     (changedSince): the trace codes' protocol (tracecodes.go). Without
+//     the second add, a rebuild that scanned the store before the key was
+//     stored loses it (this case then fails).
+func TestFilterNoFalseNegativeUnderRebuild(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(f *keyFilter, m *filterModel, keys []string)
+	}{
+		{"stored then added", func(f *keyFilter, m *filterModel, keys []string) {
+			m.put(keys...)
+			for _, k := range keys {
+				f.addString(k)
+			}
+		}},
+		{"added, stored, added again if changed", func(f *keyFilter, m *filterModel, keys []string) {
+			st := f.state.Load()
+			f.mayContainThenAdd(keys)
+			m.put(keys...)
+			if f.changedSince(st) {
+				f.addEach(keys)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newKeyFilterOf(4)
+			m := &filterModel{}
+			stopRebuilds := m.rebuildOver(f)
+			var failed atomic.Value
+			var adders sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				adders.Add(1)
+				go func() {
+					defer adders.Done()
+					for i := 0; i < 3000; i++ {
+						keys := []string{"k" + strconv.Itoa(g) + "-" + strconv.Itoa(i), "j" + strconv.Itoa(g) + "-" + strconv.Itoa(i)}
+						tc.store(f, m, keys)
+						for _, k := range keys {
+							if !f.mayContain(k) {
+								failed.Store(k)
+								return
+							}
+						}
+					}
+				}()
+			}
+			adders.Wait()
+			rebuilds := stopRebuilds()
+			if k := failed.Load(); k != nil {
+				t.Fatalf("key %s unknown right after it was stored", k)
+			}
+			for _, k := range m.keys {
+				if !f.mayContain(k) {
+					t.Fatalf("key %s unknown at the end (%d rebuilds)", k, rebuilds)
+				}
+			}
+			t.Logf("%d rebuilds, %d links", rebuilds, len(f.state.Load().links))
+		})
+	}
+}
+
+// filterModel is a store of keys for filter tests: rebuildOver rebuilds a
+// filter from it over and over, as rebuildFilter does from the store.
+type filterModel struct {
+	mu   sync.Mutex
+	keys []string // guarded by mu
+}
+
+func (m *filterModel) put(keys ...string) {
+	m.mu.Lock()
+	m.keys = append(m.keys, keys...)
+	m.mu.Unlock()
+}
+
+// rebuildOver rebuilds f from m (into links of 4 to 6 keys) until the
+// returned stop is called; stop returns the number of rebuilds.
+func (m *filterModel) rebuildOver(f *keyFilter) (stop func() int64) {
+	quit := make(chan struct{})
 	var rebuilds atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // rebuilds, as rebuildFilter does, but small
+	go func() {
 		defer wg.Done()
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			default:
 			}
-			next := f.beginRebuild(4 + int64(rebuilds.Load()%3))
+			next := f.beginRebuild(4 + rebuilds.Load()%3)
 			if next == nil {
 				continue
 			}
-			mu.Lock()
-			snap := append([]string(nil), store...)
-			mu.Unlock()
+			m.mu.Lock()
+			snap := append([]string(nil), m.keys...)
+			m.mu.Unlock()
 			for _, k := range snap {
 				next.links[0].add(next.hash([]byte(k)))
 			}
@@ -417,41 +414,9 @@ func TestFilterAddBeforeStoreUnderRebuild(t *testing.T) {
 			rebuilds.Add(1)
 		}
 	}()
-	var failed atomic.Value
-	var adders sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		adders.Add(1)
-		go func() {
-			defer adders.Done()
-			for i := 0; i < 3000; i++ {
-				keys := []string{"k" + strconv.Itoa(g) + "-" + strconv.Itoa(i), "j" + strconv.Itoa(g) + "-" + strconv.Itoa(i)}
-				st := f.state.Load()
-				f.mayContainThenAdd(keys)
-				mu.Lock()
-				store = append(store, keys...)
-				mu.Unlock()
-				if f.changedSince(st) {
-					f.addEach(keys)
-				}
-				for _, k := range keys {
-					if !f.mayContain(k) {
-						failed.Store(k)
-						return
-					}
-				}
-			}
-		}()
+	return func() int64 {
+		close(quit)
+		wg.Wait()
+		return rebuilds.Load()
 	}
-	adders.Wait()
-	close(stop)
-	wg.Wait()
-	if k := failed.Load(); k != nil {
-		t.Fatalf("key %s unknown right after it was stored", k)
-	}
-	for _, k := range store {
-		if !f.mayContain(k) {
-			t.Fatalf("key %s unknown at the end (%d rebuilds)", k, rebuilds.Load())
-		}
-	}
-	t.Logf("%d rebuilds, %d links", rebuilds.Load(), len(f.state.Load().links))
 }
