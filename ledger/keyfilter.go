@@ -29,8 +29,8 @@ import (
 // rebuilt meanwhile), always before their reservations are released
 // (tracecodes.go); an idempotency or counters key when the writer puts it
 // into a batch (writer.go). So a key can never be in the store yet unknown
-// to the filter by the time another request may look for it. Words are set with atomic OR: lookups
-// run concurrently.
+// to the filter by the time another request may look for it. Words are set
+// with atomic OR: lookups run concurrently.
 //
 // The filter is blocked: all probes of a key fall in one 512-bit block, a
 // 64-byte cache line, so a check or an add costs one cache miss rather than
@@ -277,8 +277,8 @@ func (f *keyFilter) addEach(keys []string) {
 		return
 	}
 	// A rebuild begun from here on scans the store for these keys, which
-	// are in it already (they are added after their commit), just as for
-	// a key added by add after its check of next.
+	// are in it already (Append adds them here after their commit), just
+	// as for a key added by add after its check of next.
 	var hs [filterBatch]uint64
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), filterBatch)]
