@@ -215,10 +215,10 @@ func (db *DB) Verify() (n uint64, err error) {
 	)
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		if len(k) != 9 {
+		seq, ok := entryKeySeq(k)
+		if !ok {
 			return n, &ChainError{Seq: want, Reason: fmt.Sprintf("malformed entry key %x", k)}
 		}
-		seq := be.Uint64(k[1:])
 		if seq != want {
 			return n, &ChainError{Seq: want, Reason: "entry missing"}
 		}
