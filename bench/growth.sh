@@ -4,12 +4,21 @@
 # writer, without HTTP or policies; default 50,000,000) and against an
 # empty one, twice, each on a freshly started gateway.
 # Usage: make bench-growth [ENTRIES=50000000] [MEASURE=20s] [WORK=dir]
+#        [STEPS="10000000 20000000 ..."]
 # The prefilled ledger takes about 2.5 KB an entry (125 GB for 50 M):
 # WORK must be on a disk with room for it. Writes $OUT (default
 # bench/out/growth) with the logs and a summary.
+# With STEPS, the ledger is grown in stages instead, and each stage is
+# measured (big, then a fresh empty ledger) before the next is added: a
+# curve of throughput against ledger size. It stops early, saying so, when
+# the disk would keep less than 10 GiB free after the next stage
+# (measured at the size reached so far, not guessed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENTRIES=${ENTRIES:-50000000}
+if [ -n "${STEPS:-}" ]; then
+  ENTRIES=${STEPS%% *} # the first stage must fit to begin with
+fi
 MEASURE=${MEASURE:-20s}
 OUT=${OUT:-bench/out/growth}
 ADDR=127.0.0.1:18181
@@ -49,6 +58,38 @@ run() { # db duration label
 }
 : >"$OUT/summary.txt"
 echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $ENTRIES prefilled entries, measure $MEASURE" | tee -a "$OUT/summary.txt"
+head_of() { # the head of ledger $1 (0 when it does not exist yet)
+  if [ -d "$1" ]; then
+    "$WORK/medbench" prefill -world "$WORK/world" -db "$1" -entries 0 2>/dev/null | sed -E 's/.*ledger head ([0-9]+).*/\1/'
+  else
+    echo 0
+  fi
+}
+if [ -n "${STEPS:-}" ]; then
+  for step in $STEPS; do
+    # The measurement passes append to the big ledger too: ask its head.
+    have=$(head_of "$WORK/big")
+    if [ "$have" -ge "$step" ]; then
+      continue
+    fi
+    if [ "$have" -gt 0 ]; then
+      used=$(du -sk "$WORK/big" | awk '{print $1}')
+      per=$((used * 1024 / have)) # bytes an entry
+      need=$((per * (step - have) / 1024 + 10 * 1024 * 1024))
+      free=$(df -Pk "$WORK" | awk 'NR==2{print $4}')
+      if [ "$free" -lt "$need" ]; then
+        echo "stopped before $step entries: the ledger takes $per bytes an entry, $((free / 1024 / 1024)) GiB are free" | tee -a "$OUT/summary.txt"
+        break
+      fi
+    fi
+    "$WORK/medbench" prefill -world "$WORK/world" -db "$WORK/big" -entries "$((step - have))" 2>>"$OUT/prefill-progress.log" | tee -a "$OUT/summary.txt"
+    du -sh "$WORK/big" | tee -a "$OUT/summary.txt"
+    run "$WORK/big" "$MEASURE" "big-$step"
+    rm -rf "$WORK/empty"
+    run "$WORK/empty" "$MEASURE" "empty-$step"
+  done
+  exit 0
+fi
 if [ ! -e "$WORK/big.prefilled" ]; then
   "$WORK/medbench" prefill -world "$WORK/world" -db "$WORK/big" -entries "$ENTRIES" 2>"$OUT/prefill-progress.log" | tee -a "$OUT/summary.txt"
   touch "$WORK/big.prefilled"
