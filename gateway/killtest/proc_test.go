@@ -59,6 +59,16 @@ var (
 	binErr  error
 )
 
+// TestMain removes the binary that binary built: it is per test process,
+// and each run otherwise left 32 MB in the temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // binary builds cmd/medgate once per test binary.
 func binary(t *testing.T) string {
 	t.Helper()

@@ -87,11 +87,12 @@ func Engine(tb testing.TB) (*engine.Engine, map[string]engine.Version) {
 	tb.Helper()
 	dir := ModuleDir(tb)
 	engOnce.Do(func() {
-		cache, err := os.MkdirTemp("", "medgate-wasm-cache-")
-		if err != nil {
-			engErr = err
-			return
-		}
+		// One cache for every test process, not a temporary directory per
+		// process: a process-wide engine has no moment to remove its
+		// directory, and each run left 34 MB behind. Sharing is safe:
+		// wazero names an entry by the module's hash and its own version
+		// and writes it atomically (a temporary file, then a rename).
+		cache := filepath.Join(os.TempDir(), "medgate-test-wasm-cache")
 		eng, engErr = engine.New(context.Background(), engine.Config{CacheDir: cache, Logger: zerolog.Nop()})
 		if engErr != nil {
 			return
