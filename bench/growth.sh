@@ -22,6 +22,7 @@ fi
 MEASURE=${MEASURE:-20s}
 OUT=${OUT:-bench/out/growth}
 ADDR=127.0.0.1:18181
+ADMIN=127.0.0.1:18182 # pprof: each pass saves a CPU profile of its load
 mkdir -p "$OUT"
 if [ -z "${WORK:-}" ]; then
   WORK=$(mktemp -d)
@@ -39,7 +40,7 @@ go build -o "$WORK/medbench" ./cmd/medbench
 "$WORK/medbench" world -out "$WORK/world" >/dev/null
 run() { # db duration label
   local began=$SECONDS
-  "$WORK/medgate" serve --world "$WORK/world" --db "$1" --listen "$ADDR" --log-level info --modules build/policies >"$OUT/serve-$3.log" 2>&1 &
+  "$WORK/medgate" serve --world "$WORK/world" --db "$1" --listen "$ADDR" --admin-listen "$ADMIN" --log-level info --modules build/policies >"$OUT/serve-$3.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 3600); do curl -sf "http://$ADDR/healthz" >/dev/null && break; sleep 1; done
   local ready=$((SECONDS - began))
@@ -50,7 +51,12 @@ run() { # db duration label
     sleep 1
   done
   local rebuilt=$((SECONDS - began))
+  local secs=${2%s} prof
+  prof=$((secs > 8 ? secs - 5 : secs / 2))
+  (sleep 3; curl -s -o "$OUT/cpu-$3.prof" "http://$ADMIN/debug/pprof/profile?seconds=$prof") &
+  local profiler=$!
   "$WORK/medbench" load -addr "$ADDR" -world "$WORK/world" -mode closed -connections 64 -duration "$2" >"$OUT/load-$3.log" 2>&1
+  wait "$profiler" || true
   local head
   head=$(curl -s "http://$ADDR/metrics" | awk '/^medgate_ledger_head_seq/{print $2}')
   kill -TERM "$pid"; wait "$pid" || true
