@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,10 @@ func Prefill(ctx context.Context, w *World, cfg PrefillConfig) (*PrefillResult, 
 		return nil, err
 	}
 	defer db.Close()
-	start, _ := db.Head()
+	start, err := prefillStart(db)
+	if err != nil {
+		return nil, err
+	}
 	began := time.Now()
 	var next, done, codes atomic.Int64
 	var firstErr error
@@ -132,6 +136,34 @@ func Prefill(ctx context.Context, w *World, cfg PrefillConfig) (*PrefillResult, 
 		res.BytesPerEntry = float64(res.BytesOnDisk) / float64(head)
 	}
 	return res, nil
+}
+
+// prefillStart is the number after the last entry an earlier prefill of
+// db may have written. Entries are numbered when a goroutine takes them,
+// not when they commit: a prefill that was stopped may have committed
+// numbers above the ledger's head (up to one per goroutine in flight), and
+// reusing them would repeat their trace codes. So the newest entries are
+// read back, and numbering resumes after the highest "pf-<n>" among them.
+func prefillStart(db *ledger.DB) (uint64, error) {
+	head, _ := db.Head()
+	start := head
+	const window = 1 << 16 // far more than the writers ever in flight
+	from := uint64(1)
+	if head > window {
+		from = head - window
+	}
+	err := db.Scan(from, func(e *ledger.Entry) error {
+		if n, ok := strings.CutPrefix(e.RequestID, "pf-"); ok {
+			if v, err := strconv.ParseUint(n, 10, 64); err == nil && v > start {
+				start = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prefill: read the newest entries: %w", err)
+	}
+	return start, nil
 }
 
 // prefillGen makes the entries of one prefill goroutine.
