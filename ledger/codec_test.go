@@ -138,6 +138,34 @@ func TestOtherCodecs(t *testing.T) {
 	}
 }
 
+// A trace code's record: 8 bytes while in use, 16 once freed, and the
+// 16-byte in-use records of earlier versions still read as in use.
+func TestTraceValue(t *testing.T) {
+	if v := appendTraceValue(nil, 7, 0); len(v) != 8 {
+		t.Fatalf("in-use record of %d bytes, want 8", len(v))
+	}
+	old := append(be.AppendUint64(nil, 7), make([]byte, 8)...)
+	for _, c := range []struct {
+		name         string
+		v            []byte
+		owner, freed uint64
+	}{
+		{"in use", appendTraceValue(nil, 7, 0), 7, 0},
+		{"freed", appendTraceValue(nil, 7, 9), 7, 9},
+		{"in use, written by an earlier version", old, 7, 0},
+	} {
+		owner, freed, err := decodeTraceValue(c.v)
+		if err != nil || owner != c.owner || freed != c.freed {
+			t.Errorf("%s: decode = %d, %d, %v; want %d, %d", c.name, owner, freed, err, c.owner, c.freed)
+		}
+	}
+	for _, n := range []int{0, 7, 9, 15, 17, 24} {
+		if _, _, err := decodeTraceValue(make([]byte, n)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("a record of %d bytes: err = %v, want ErrCorrupt", n, err)
+		}
+	}
+}
+
 // FuzzEntryCodec: decode(encode(x)) == x for entries built from the fuzz
 // input, and DecodeEntry never panics on arbitrary bytes; whatever it
 // accepts re-encodes to the same bytes.

@@ -99,7 +99,7 @@
 //	mhead                                -> seq (8) | hash (32) of the last entry
 //	e | seq(8)                           -> encoded Entry (see AppendEntry)
 //	K | bucket(4) | lp(hospital) | request id -> body sha256 (32) | seq (8)
-//	T | bucket(4) | trace code           -> owner seq (8) | freeing reversal seq (8), 0 while in use
+//	T | bucket(4) | trace code           -> owner seq (8), then the freeing reversal's seq (8) once freed
 //	r | settlement seq(8)                -> seq of its reversal (8)
 //	c | lp(region) | lp(person) | year   -> counters blob: uvarint n, n × (lp(name), uvarint value), sorted by name, no zeros
 //	b | lp(region) | person              -> balance, int64 (8)

@@ -117,6 +117,29 @@ func TestIdempotencyDuplicate(t *testing.T) {
 	}
 }
 
+// A ledger written by an earlier version keeps 16-byte in-use trace-code
+// records (a zero second half): they still hold their code, and a
+// reversal still frees it.
+func TestTraceCodesOldRecordFormat(t *testing.T) {
+	db, _ := openMem(t)
+	s1 := settlement("r1", "P1", 20261109, nil, 0, "A", "B")
+	mustAppend(t, db, s1)
+	old := append(be.AppendUint64(nil, s1.Seq), make([]byte, 8)...)
+	set(t, db, appendTraceKey(nil, db.bucket(s1.Seq), "A"), old)
+
+	err := db.Append(context.Background(), settlement("r2", "P2", 20261109, nil, 0, "A"))
+	var tce *TraceCodeError
+	if !errors.As(err, &tce) || tce.Code != "A" || tce.SettlementID != s1.SettlementID {
+		t.Fatalf("reuse of a code held by an old record: err = %v", err)
+	}
+	mustAppend(t, db, reversal("r3", s1))
+	s4 := settlement("r4", "P2", 20261109, nil, 0, "A")
+	mustAppend(t, db, s4)
+	if id, inUse, err := db.TraceCodeOwner("A"); err != nil || !inUse || id != s4.SettlementID {
+		t.Fatalf("owner(A) after the reversal = %q %v %v", id, inUse, err)
+	}
+}
+
 func TestTraceCodes(t *testing.T) {
 	db, _ := openMem(t)
 	s1 := settlement("r1", "P1", 20261109, nil, 0, "A", "B")
