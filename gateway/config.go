@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
+
+	"medgate/ledger"
 )
 
 // Settings is what an operator sets for `medgate serve`. Every setting has
@@ -48,6 +50,7 @@ type Settings struct {
 	ShutdownTimeout time.Duration
 
 	DB            string
+	LedgerCacheMB int64
 	World         string
 	Modules       string
 	CheckpointKey string
@@ -76,7 +79,7 @@ var settingGroups = []struct {
 }{
 	{"Settings", []string{"config", "print-config"}},
 	{"Listening", []string{"listen", "admin-listen", "max-inflight", "procs", "shutdown-timeout"}},
-	{"Data", []string{"db", "world", "modules", "checkpoint-key"}},
+	{"Data", []string{"db", "ledger-cache-mb", "world", "modules", "checkpoint-key"}},
 	{"Policies (the regions' WebAssembly modules)", []string{"policy-fuel", "policy-deadline", "policy-timeout", "policy-memory-pages", "policy-instances", "native-policies"}},
 	{"Logs", []string{"log-level", "log-format", "access-log-burst", "access-log-every"}},
 }
@@ -107,6 +110,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 
 	fl.StringVar(&s.DB, "db", "medgate-data", "the ledger's Pebble `directory` (also holds the policy store and the compiled-module cache)")
+	fl.Int64Var(&s.LedgerCacheMB, "ledger-cache-mb", ledger.DefaultCacheSize>>20, "`MiB` of the ledger's block cache (Pebble's), taken as blocks are read; big ledgers want their tables' bloom filters to fit")
 	fl.StringVar(&s.World, "world", "", "world `directory` to load at start (empty: the embedded reference world)")
 	fl.StringVar(&s.Modules, "modules", "build/policies", "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
 	fl.StringVar(&s.CheckpointKey, "checkpoint-key", "", "`file` holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (empty: a public demo key, never for production)")
@@ -274,6 +278,9 @@ func (s *Settings) Validate() error {
 	} else if fi, err := os.Stat(s.DB); err == nil && !fi.IsDir() {
 		bad("db", "%s is not a directory", s.DB)
 	}
+	if s.LedgerCacheMB < 1 || s.LedgerCacheMB > 1<<20 {
+		bad("ledger-cache-mb", "must be 1 to 1048576 (1 TiB), not %d", s.LedgerCacheMB)
+	}
 	if s.World != "" {
 		if fi, err := os.Stat(s.World); err != nil || !fi.IsDir() {
 			bad("world", "%s is not a directory", s.World)
@@ -334,6 +341,7 @@ func (s *Settings) Config(log zerolog.Logger) Config {
 		Listen:          s.Listen,
 		AdminListen:     s.AdminListen,
 		DBDir:           s.DB,
+		LedgerCache:     s.LedgerCacheMB << 20,
 		ModuleDirs:      []fs.FS{os.DirFS(s.Modules)},
 		Logger:          log,
 		ShutdownTimeout: s.ShutdownTimeout,

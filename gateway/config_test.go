@@ -13,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"medgate/ledger"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -28,7 +32,8 @@ func TestSettingsDefaults(t *testing.T) {
 		t.Fatalf("the defaults do not validate: %v", err)
 	}
 	if s.Listen != "127.0.0.1:8080" || s.DB != "medgate-data" || s.PolicyTimeout != 200*time.Millisecond || s.AdminListen != "" ||
-		s.LogLevel != "info" || s.PolicyMemoryPages != 1024 || s.Source["listen"] != "default" {
+		s.LogLevel != "info" || s.PolicyMemoryPages != 1024 || s.Source["listen"] != "default" ||
+		s.LedgerCacheMB<<20 != ledger.DefaultCacheSize || s.Config(zerolog.Nop()).LedgerCache != ledger.DefaultCacheSize {
 		t.Fatalf("defaults: %+v", s)
 	}
 }
@@ -37,7 +42,7 @@ func TestSettingsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "medgate.yaml")
 	os.WriteFile(file, []byte("listen: 0.0.0.0:9000\nlog-level: debug\npolicy_timeout: 300ms\npolicy-memory-pages: 512\nnative-policies: true\nadmin-listen: 127.0.0.1:9100\n"), 0o644)
-	env := envOf(map[string]string{"MEDGATE_CONFIG": file, "MEDGATE_LOG_LEVEL": "warn", "MEDGATE_LISTEN": "127.0.0.1:9001", "MEDGATE_DB": ""})
+	env := envOf(map[string]string{"MEDGATE_CONFIG": file, "MEDGATE_LOG_LEVEL": "warn", "MEDGATE_LISTEN": "127.0.0.1:9001", "MEDGATE_DB": "", "MEDGATE_LEDGER_CACHE_MB": "64"})
 	s, err := LoadSettings([]string{"--listen", "127.0.0.1:9002", "-max-inflight=10"}, env)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +63,7 @@ func TestSettingsPrecedence(t *testing.T) {
 	}
 	cfg := s.Config(s.Logger(io.Discard))
 	if cfg.Listen != "127.0.0.1:9002" || cfg.AdminListen != "127.0.0.1:9100" || cfg.Engine.CallTimeout != 300*time.Millisecond ||
-		cfg.Engine.MemoryLimitPages != 512 || cfg.MaxInflight != 10 || cfg.World != nil {
+		cfg.Engine.MemoryLimitPages != 512 || cfg.MaxInflight != 10 || cfg.World != nil || cfg.LedgerCache != 64<<20 {
 		t.Errorf("config: %+v", cfg)
 	}
 
@@ -101,8 +106,9 @@ func TestSettingsErrors(t *testing.T) {
 	s := DefaultSettings()
 	s.Listen, s.AdminListen, s.MaxInflight, s.LogLevel, s.LogFormat = "nohost", "nohost", 0, "loud", "xml"
 	s.PolicyMemoryPages, s.AccessLogEvery, s.World, s.CheckpointKey = 70000, 0, filepath.Join(dir, "none"), filepath.Join(dir, "none.key")
+	s.LedgerCacheMB = 0
 	err = s.Validate()
-	for _, name := range []string{"listen", "admin-listen", "max-inflight", "log-level", "log-format", "policy-memory-pages", "access-log-every", "world", "checkpoint-key"} {
+	for _, name := range []string{"listen", "admin-listen", "max-inflight", "log-level", "log-format", "policy-memory-pages", "access-log-every", "world", "checkpoint-key", "ledger-cache-mb"} {
 		if err == nil || !strings.Contains(err.Error(), "--"+name+":") {
 			t.Errorf("Validate does not name --%s: %v", name, err)
 		}

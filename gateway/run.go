@@ -20,6 +20,9 @@ import (
 type Config struct {
 	Listen string // default "127.0.0.1:8080"
 	DBDir  string // the Pebble directory; default "./medgate-data"
+	// LedgerCache is the ledger's block cache in bytes (0: the ledger's
+	// default, ledger.DefaultCacheSize).
+	LedgerCache int64
 	// World is the world directory loaded at start (nil: none).
 	World fs.FS
 	// ModuleDirs are searched for <region>/<version>.wasm when a world
@@ -76,7 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DBDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: db dir: %w", err)
 	}
-	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log})
+	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log, CacheSize: cfg.LedgerCache})
 	if err != nil {
 		return err
 	}

@@ -16,12 +16,27 @@ import (
 	"medgate/engine/abi"
 )
 
+// DefaultCacheSize is the block cache of a ledger opened without
+// Options.CacheSize: 1 GiB.
+//
+// Why that much: a lookup that the in-memory key filters cannot answer (a
+// false positive, a retried request) asks Pebble once per bucket
+// (bucketed.go), and each ask reads the bloom filter block of a table of
+// that bucket, megabytes for a large table. At 10 million entries the
+// tables' filter blocks alone are ≈ 175 MB; with the former 128 MB cache
+// they were read from the files again and again, 4 % of the gateway's CPU
+// (bench/RESULTS.md, "Growth curve"). The cache only takes memory as
+// blocks are read: an empty ledger uses little of it.
+const DefaultCacheSize = 1 << 30
+
 // Options configure Open.
 type Options struct {
 	FS       vfs.FS           // nil: the real disk (vfs.Default)
 	Logger   zerolog.Logger   // also receives pebble's own log lines
 	Now      func() time.Time // nil: time.Now; stamps Entry.CommittedAt
 	MaxBatch int              // entries per group commit; 0: 512
+	// CacheSize is the bytes of Pebble's block cache; 0: DefaultCacheSize.
+	CacheSize int64
 
 	// bucketShift, when not 0, is the bucket shift of a store created or
 	// upgraded by this Open (bucketed.go): tests use small buckets.
@@ -173,8 +188,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		// (a new idempotency key, trace codes never sold): bloom filters
 		// answer those without reading data blocks. A larger cache and
 		// memtable keep the recent entries and indexes in memory.
-		CacheSize:    128 << 20,
+		CacheSize:    opts.CacheSize,
 		MemTableSize: 64 << 20,
+	}
+	if popts.CacheSize <= 0 {
+		popts.CacheSize = DefaultCacheSize
 	}
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
