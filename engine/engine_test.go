@@ -206,8 +206,17 @@ func testHostileCalls(t *testing.T, e *Engine) {
 			if ce.Kind != tt.wantKind || ce.Rule != tt.wantRule {
 				t.Fatalf("Call = %v (kind %v rule %q), want kind %v rule %q", err, ce.Kind, ce.Rule, tt.wantKind, tt.wantRule)
 			}
-			if elapsed > time.Second {
-				t.Fatalf("failure took %v", elapsed)
+			// A runaway recursion ends when wazero's stack, grown by
+			// copying, overflows: memory-bound, 0.04–1.0 s on the 2-CPU
+			// VM while other tests and a ledger prefill ran (2.3 s once).
+			// The bound is that it ends, not how fast a busy machine
+			// copies a stack.
+			limit := time.Second
+			if tt.name == "runaway recursion" {
+				limit = 5 * time.Second
+			}
+			if elapsed > limit {
+				t.Fatalf("failure took %v (limit %v)", elapsed, limit)
 			}
 			if tt.wantKind != FailCheck && tt.wantKind != FailRefused && m.Live() != 0 {
 				t.Fatalf("a failed instance must be discarded; live = %d", m.Live())
