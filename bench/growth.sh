@@ -8,6 +8,11 @@
 # The prefilled ledger takes about 2.5 KB an entry (125 GB for 50 M):
 # WORK must be on a disk with room for it. Writes $OUT (default
 # bench/out/growth) with the logs and a summary.
+# A pass measures the steady state: after the key filters' background
+# rebuild, and (unless SETTLE=0) after Pebble's compactions have paid the
+# debt a fast prefill leaves (medgate_ledger_compaction_debt_bytes 0 and
+# none running; at most SETTLE_MAX seconds, default 1800). The summary
+# says how long each wait took and what debt there was.
 # With STEPS, the ledger is grown in stages instead, and each stage is
 # measured (big, then a fresh empty ledger) before the next is added: a
 # curve of throughput against ledger size. It stops early, saying so, when
@@ -21,8 +26,8 @@ if [ -n "${STEPS:-}" ]; then
 fi
 MEASURE=${MEASURE:-20s}
 OUT=${OUT:-bench/out/growth}
-ADDR=127.0.0.1:18181
-ADMIN=127.0.0.1:18182 # pprof: each pass saves a CPU profile of its load
+ADDR=${ADDR:-127.0.0.1:18181}
+ADMIN=${ADMIN:-127.0.0.1:18182} # pprof: each pass saves a CPU profile of its load
 mkdir -p "$OUT"
 if [ -z "${WORK:-}" ]; then
   WORK=$(mktemp -d)
@@ -38,6 +43,9 @@ fi
 go build -o "$WORK/medgate" ./cmd/medgate
 go build -o "$WORK/medbench" ./cmd/medbench
 "$WORK/medbench" world -out "$WORK/world" >/dev/null
+metric() { # the value of a gauge of the running gateway, as an integer
+  curl -s "http://$ADDR/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'
+}
 run() { # db duration label
   local began=$SECONDS
   "$WORK/medgate" serve --world "$WORK/world" --db "$1" --listen "$ADDR" --admin-listen "$ADMIN" --log-level info --modules build/policies >"$OUT/serve-$3.log" 2>&1 &
@@ -51,6 +59,16 @@ run() { # db duration label
     sleep 1
   done
   local rebuilt=$((SECONDS - began))
+  local debt0 debt
+  debt0=$(metric medgate_ledger_compaction_debt_bytes)
+  if [ "${SETTLE:-1}" != 0 ]; then
+    for _ in $(seq 1 "${SETTLE_MAX:-1800}"); do
+      debt=$(metric medgate_ledger_compaction_debt_bytes)
+      [ "${debt:-0}" = 0 ] && [ "$(metric medgate_ledger_compactions_running)" = 0 ] && break
+      sleep 1
+    done
+  fi
+  local settled=$((SECONDS - began))
   local secs=${2%s} prof
   prof=$((secs > 8 ? secs - 5 : secs / 2))
   (sleep 3; curl -s -o "$OUT/cpu-$3.prof" "http://$ADMIN/debug/pprof/profile?seconds=$prof") &
@@ -58,9 +76,9 @@ run() { # db duration label
   "$WORK/medbench" load -addr "$ADDR" -world "$WORK/world" -mode closed -connections 64 -duration "$2" >"$OUT/load-$3.log" 2>&1
   wait "$profiler" || true
   local head
-  head=$(curl -s "http://$ADDR/metrics" | awk '/^medgate_ledger_head_seq/{print $2}')
+  head=$(metric medgate_ledger_head_seq)
   kill -TERM "$pid"; wait "$pid" || true
-  printf '%-7s %11s entries  ready in %4ss  filters rebuilt in %4ss  %s\n' "$3" "$head" "$ready" "$rebuilt" "$(tail -1 "$OUT/load-$3.log" | tr '\r' '\n' | tail -1)" | tee -a "$OUT/summary.txt"
+  printf '%-7s %11s entries  ready in %4ss  filters rebuilt in %4ss  compaction debt %s bytes, settled in %4ss  %s\n' "$3" "$head" "$ready" "$rebuilt" "${debt0:-?}" "$settled" "$(tail -1 "$OUT/load-$3.log" | tr '\r' '\n' | tail -1)" | tee -a "$OUT/summary.txt"
 }
 : >"$OUT/summary.txt"
 echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, $ENTRIES prefilled entries, measure $MEASURE" | tee -a "$OUT/summary.txt"

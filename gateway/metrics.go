@@ -251,6 +251,12 @@ var (
 		"Pebble write stalls (a commit waited for a flush or compaction).", nil, nil)
 	descRebuilds = prometheus.NewDesc("medgate_ledger_filter_rebuilds",
 		"Key filters being rebuilt in the background from the store (after they grew several links).", nil, nil)
+	descDebt = prometheus.NewDesc("medgate_ledger_compaction_debt_bytes",
+		"Bytes Pebble estimates its compactions must still rewrite to bring the levels within their target sizes.", nil, nil)
+	descCompacting = prometheus.NewDesc("medgate_ledger_compactions_running",
+		"Pebble compactions in progress.", nil, nil)
+	descL0 = prometheus.NewDesc("medgate_ledger_l0_tables",
+		"Tables in Pebble's level 0, where memtable flushes land.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -260,6 +266,9 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descCommits
 	ch <- descStalls
 	ch <- descRebuilds
+	ch <- descDebt
+	ch <- descCompacting
+	ch <- descL0
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -284,6 +293,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
 		ch <- prometheus.MustNewConstMetric(descRebuilds, prometheus.GaugeValue, float64(s.db.FilterRebuilds()))
+		c := s.db.Compactions()
+		ch <- prometheus.MustNewConstMetric(descDebt, prometheus.GaugeValue, float64(c.DebtBytes))
+		ch <- prometheus.MustNewConstMetric(descCompacting, prometheus.GaugeValue, float64(c.Running))
+		ch <- prometheus.MustNewConstMetric(descL0, prometheus.GaugeValue, float64(c.L0Tables))
 	}
 }
 

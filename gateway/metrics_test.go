@@ -47,6 +47,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`medgate_ledger_commit_entries_sum 2`,
 		`medgate_ledger_head_seq 2`,
 		`medgate_ledger_read_only 0`,
+		`medgate_ledger_compaction_debt_bytes`,
+		`medgate_ledger_compactions_running`,
+		`medgate_ledger_l0_tables`,
 		`medgate_http_inflight_requests`,
 		`go_goroutines`,
 	} {

@@ -38,3 +38,26 @@ func (db *DB) events() *pebble.EventListener {
 
 // Stalls is the number of write stalls since Open.
 func (db *DB) Stalls() uint64 { return db.stalls.Load() }
+
+// Compactions is the store's compaction state: what a ledger owes its
+// levels and how much of it is being paid now.
+type Compactions struct {
+	// DebtBytes is Pebble's estimate of the bytes compactions must still
+	// rewrite to bring every level within its target size. A ledger grown
+	// faster than it compacts (a bulk load, a burst) owes a lot, and pays
+	// it with CPU that settlements would otherwise get.
+	DebtBytes uint64
+	// Running is the number of compactions in progress.
+	Running int64
+	// L0Tables is the number of tables in level 0, where flushes land.
+	L0Tables int64
+}
+
+// Compactions returns the store's compaction state (zero once closed).
+func (db *DB) Compactions() Compactions {
+	if db.closed.Load() {
+		return Compactions{}
+	}
+	m := db.pdb.Metrics()
+	return Compactions{DebtBytes: m.Compact.EstimatedDebt, Running: m.Compact.NumInProgress, L0Tables: m.Levels[0].TablesCount}
+}

@@ -1188,3 +1188,24 @@ func TestKeyFilterEach(t *testing.T) {
 		t.Fatalf("%d false positives in %d lookups", fp, tried)
 	}
 }
+
+// Compactions reports the store's level 0 once a flush put a table there,
+// and nothing once the ledger is closed.
+func TestCompactionsState(t *testing.T) {
+	db, _ := openMem(t)
+	for i := 0; i < 20; i++ {
+		mustAppend(t, db, settlement(req(i), "P1", 20261109, nil, 0))
+	}
+	if err := db.pdb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if c := db.Compactions(); c.L0Tables < 1 {
+		t.Fatalf("after a flush: %+v, want a table in level 0", c)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c := db.Compactions(); c != (Compactions{}) {
+		t.Fatalf("closed: %+v", c)
+	}
+}
