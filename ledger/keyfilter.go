@@ -285,12 +285,12 @@ func (f *keyFilter) addEach(keys []string) {
 		keys = keys[len(chunk):]
 		st := f.state.Load()
 		l := st.links[len(st.links)-1]
-		for i, k := range chunk {
-			hs[i] = st.hash([]byte(k))
-			l.touch(hs[i])
+		h := hashAll(st, chunk, &hs)
+		for _, x := range h {
+			l.touch(x)
 		}
-		for i := range chunk {
-			f.addTo(l, hs[i])
+		for _, x := range h {
+			f.addTo(l, x)
 		}
 	}
 }
