@@ -10,30 +10,47 @@ import (
 	"medgate/engine/abi"
 )
 
-// EntryFormat is the first byte of every encoded entry.
-const EntryFormat = 1
+// EntryFormat is the format of the entries Append writes, the first byte of
+// their encoding. Entries of format 1 are still read, and re-encode as
+// format 1 (their hash covers those bytes).
+const EntryFormat = 2
+
+// entryFormat1 stored the policy input as its ABI bytes and the bill's
+// lines a second time; format 2 stores both once.
+const entryFormat1 = 1
 
 // MaxEntrySize bounds an encoded entry; Append refuses larger entries and
 // DecodeEntry refuses larger input.
 const MaxEntrySize = 16 << 20
 
-// Entry encoding, version 1 (all integers are minimal varints: "u" unsigned,
+// Entry encoding, format 2 (all integers are minimal varints: "u" unsigned,
 // "s" zigzag signed; "str" is a u length and the bytes; "h" 32 raw bytes):
 //
-//	byte 1 | u Seq | byte Kind | str SettlementID | str Reverses | str RequestID
+//	byte 2 | u Seq | byte Kind | str SettlementID | str Reverses | str RequestID
 //	h BodyHash | str Hospital | str TreatingRegion | str InsuredRegion
 //	str PersonID | s CommittedAt | s Date | byte VisitType | str PolicyVersion
-//	h ModuleSHA256 | str Input | h InputHash | 13 × s Amounts (field order)
-//	u #Lines, each: str Code, byte Class, byte Listed (0/1), s Amount,
-//	  s FullSelfPay, s OverLimit, s PreSelfPay, s Eligible
+//	h ModuleSHA256
+//	byte InputForm: 0 no Input | 1 compact input (codec_input.go) | 2 str Input
+//	h InputHash | 13 × s Amounts (field order)
+//	byte LinesForm: 0 listed: u #Lines, each: str Code, byte Class,
+//	  byte Listed (0/1), s Amount, s FullSelfPay, s OverLimit, s PreSelfPay,
+//	  s Eligible | 1 the lines of the compact input
 //	u #Changes, each: str Name, s Value
 //	s BalanceChange | u #TraceCodes, str each | u #Notes, str each
 //	h PrevHash
 //	--- the "body" ends here ---
 //	h Hash = sha256(PrevHash || body)
 //
-// The decoder is strict (minimal varints, booleans 0/1, no trailing bytes),
-// so an accepted encoding re-encodes to the same bytes.
+// Input is compact exactly when it is a valid ABI input (what the gateway
+// always stores for a settlement), and the lines come from it exactly when
+// they equal its lines (a settlement's always do): the input is stored
+// once, at about a third of its ABI size, and the lines are not repeated.
+// Format 1 is format 2 with "str Input" in place of the InputForm and the
+// listed lines without the LinesForm byte.
+//
+// The decoder is strict (minimal varints, booleans 0/1, no trailing bytes,
+// each form only where the encoder would choose it), so an accepted
+// encoding re-encodes to the same bytes.
 
 // AppendEntry appends the canonical encoding of e (Hash included, last) to b.
 func AppendEntry(b []byte, e *Entry) []byte {
@@ -53,7 +70,40 @@ func EntryHash(prev [32]byte, body []byte) [32]byte {
 }
 
 func appendEntryBody(b []byte, e *Entry) []byte {
-	b = append(b, EntryFormat)
+	var in abi.Input
+	return appendEntryBodyIn(b, e, &in)
+}
+
+// appendEntryBodyIn is appendEntryBody with in as scratch space for the
+// decoded policy input (the writer reuses one).
+func appendEntryBodyIn(b []byte, e *Entry, in *abi.Input) []byte {
+	format := e.format
+	if format == 0 {
+		format = EntryFormat
+	}
+	if format == entryFormat1 {
+		return appendEntryBodyForms(b, e, format, nil, 0, linesListed)
+	}
+	inputForm, linesForm := byte(inputNone), byte(linesListed)
+	switch {
+	case len(e.Input) == 0:
+	case in.DecodeShared(e.Input) == nil:
+		inputForm = inputCompact
+		if sameLines(e.Lines, in.Lines) {
+			linesForm = linesFromInput
+		}
+	default:
+		inputForm = inputRaw
+	}
+	return appendEntryBodyForms(b, e, format, in, inputForm, linesForm)
+}
+
+// appendEntryBodyForms appends e's body in the given format and, for
+// format 2, forms; in is e.Input decoded when inputForm is inputCompact.
+// Only appendEntryBodyIn chooses the forms (tests force others, to check
+// that the decoder refuses them).
+func appendEntryBodyForms(b []byte, e *Entry, format byte, in *abi.Input, inputForm, linesForm byte) []byte {
+	b = append(b, format)
 	b = binary.AppendUvarint(b, e.Seq)
 	b = append(b, byte(e.Kind))
 	b = appendStr(b, e.SettlementID)
@@ -69,8 +119,17 @@ func appendEntryBody(b []byte, e *Entry) []byte {
 	b = append(b, byte(e.VisitType))
 	b = appendStr(b, e.PolicyVersion)
 	b = append(b, e.ModuleSHA256[:]...)
-	b = binary.AppendUvarint(b, uint64(len(e.Input)))
-	b = append(b, e.Input...)
+	if format == entryFormat1 {
+		b = appendBytes(b, e.Input)
+	} else {
+		b = append(b, inputForm)
+		switch inputForm {
+		case inputCompact:
+			b = appendCompactInput(b, in)
+		case inputRaw:
+			b = appendBytes(b, e.Input)
+		}
+	}
 	b = append(b, e.InputHash[:]...)
 	a := &e.Amounts
 	for _, v := range [...]int64{a.Total, a.FullSelfPay, a.OverLimit, a.PreSelfPay,
@@ -78,17 +137,14 @@ func appendEntryBody(b []byte, e *Entry) []byte {
 		a.FundTotal, a.PersonalAccount, a.Cash, a.PersonalTotal} {
 		b = binary.AppendVarint(b, v)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.Lines)))
-	for i := range e.Lines {
-		l := &e.Lines[i]
-		b = appendStr(b, l.Code)
-		b = append(b, byte(l.Class))
-		b = appendBool(b, l.Listed)
-		b = binary.AppendVarint(b, l.Amount)
-		b = binary.AppendVarint(b, l.FullSelfPay)
-		b = binary.AppendVarint(b, l.OverLimit)
-		b = binary.AppendVarint(b, l.PreSelfPay)
-		b = binary.AppendVarint(b, l.Eligible)
+	if format != entryFormat1 {
+		b = append(b, linesForm)
+	}
+	if linesForm == linesListed {
+		b = binary.AppendUvarint(b, uint64(len(e.Lines)))
+		for i := range e.Lines {
+			b = appendLine(b, &e.Lines[i])
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Changes)))
 	for i := range e.Changes {
@@ -113,12 +169,13 @@ func DecodeEntry(data []byte, e *Entry) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty entry", ErrCorrupt)
 	}
-	if data[0] != EntryFormat {
+	format := data[0]
+	if format != EntryFormat && format != entryFormat1 {
 		return fmt.Errorf("%w: unknown entry format %d", ErrCorrupt, data[0])
 	}
 	// All strings are substrings of one copy of data: one allocation.
 	d := decoder{b: data, s: string(data), off: 1}
-	*e = Entry{}
+	*e = Entry{format: format}
 	e.Seq = d.uvarint()
 	e.Kind = Kind(d.byte())
 	e.SettlementID = d.str()
@@ -134,8 +191,30 @@ func DecodeEntry(data []byte, e *Entry) error {
 	e.VisitType = abi.VisitType(d.byte())
 	e.PolicyVersion = d.str()
 	e.ModuleSHA256 = d.hash()
-	if in := d.raw(); len(in) > 0 {
-		e.Input = append([]byte(nil), in...)
+	var in *abi.Input // the compact input, when there is one
+	if format == entryFormat1 {
+		if raw := d.raw(); len(raw) > 0 {
+			e.Input = append([]byte(nil), raw...)
+		}
+	} else {
+		switch d.byte() {
+		case inputNone:
+		case inputCompact:
+			in = new(abi.Input)
+			d.compactInput(in)
+			if d.err == nil {
+				e.Input = in.AppendBinary(nil)
+			}
+		case inputRaw:
+			raw := d.raw()
+			var check abi.Input
+			if len(raw) == 0 || check.DecodeShared(raw) == nil {
+				d.fail("input stored raw that is empty or an ABI input")
+			}
+			e.Input = append([]byte(nil), raw...)
+		default:
+			d.fail("bad input form")
+		}
 	}
 	e.InputHash = d.hash()
 	a := &e.Amounts
@@ -144,19 +223,30 @@ func DecodeEntry(data []byte, e *Entry) error {
 		&a.FundTotal, &a.PersonalAccount, &a.Cash, &a.PersonalTotal} {
 		*p = d.varint()
 	}
-	if n := d.count(1 + 1 + 1 + 5); n > 0 {
-		e.Lines = make([]Line, n)
-		for i := range e.Lines {
-			l := &e.Lines[i]
-			l.Code = d.str()
-			l.Class = abi.Class(d.byte())
-			l.Listed = d.bool()
-			l.Amount = d.varint()
-			l.FullSelfPay = d.varint()
-			l.OverLimit = d.varint()
-			l.PreSelfPay = d.varint()
-			l.Eligible = d.varint()
+	linesForm := byte(linesListed)
+	if format != entryFormat1 {
+		linesForm = d.byte()
+	}
+	switch {
+	case linesForm == linesFromInput && in != nil:
+		if len(in.Lines) > 0 {
+			e.Lines = make([]Line, len(in.Lines))
+			for i := range in.Lines {
+				e.Lines[i] = Line(in.Lines[i])
+			}
 		}
+	case linesForm == linesListed:
+		if n := d.count(lineMinSize); n > 0 {
+			e.Lines = make([]Line, n)
+			for i := range e.Lines {
+				d.line(&e.Lines[i])
+			}
+		}
+		if in != nil && d.err == nil && sameLines(e.Lines, in.Lines) {
+			d.fail("lines listed that are the input's")
+		}
+	default:
+		d.fail("bad lines form")
 	}
 	if n := d.count(2); n > 0 {
 		e.Changes = make([]abi.Counter, n)
@@ -180,6 +270,11 @@ func DecodeEntry(data []byte, e *Entry) error {
 	return nil
 }
 
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -191,6 +286,35 @@ func appendStrs(b []byte, list []string) []byte {
 		b = appendStr(b, s)
 	}
 	return b
+}
+
+func appendVarint(b []byte, v int64) []byte   { return binary.AppendVarint(b, v) }
+func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+// lineMinSize is the least a listed line takes: an empty code, class,
+// Listed and five one-byte varints.
+const lineMinSize = 1 + 1 + 1 + 5
+
+func appendLine(b []byte, l *Line) []byte {
+	b = appendStr(b, l.Code)
+	b = append(b, byte(l.Class))
+	b = appendBool(b, l.Listed)
+	b = binary.AppendVarint(b, l.Amount)
+	b = binary.AppendVarint(b, l.FullSelfPay)
+	b = binary.AppendVarint(b, l.OverLimit)
+	b = binary.AppendVarint(b, l.PreSelfPay)
+	return binary.AppendVarint(b, l.Eligible)
+}
+
+func (d *decoder) line(l *Line) {
+	l.Code = d.str()
+	l.Class = abi.Class(d.byte())
+	l.Listed = d.bool()
+	l.Amount = d.varint()
+	l.FullSelfPay = d.varint()
+	l.OverLimit = d.varint()
+	l.PreSelfPay = d.varint()
+	l.Eligible = d.varint()
 }
 
 func appendBool(b []byte, v bool) []byte {

@@ -57,7 +57,6 @@ func settlement(req, person string, date abi.Date, changes []abi.Counter, balanc
 		VisitType:      abi.VisitInpatient,
 		PolicyVersion:  "v1",
 		ModuleSHA256:   sha256.Sum256([]byte("module")),
-		Input:          []byte("input " + req),
 		Amounts:        Amounts{Total: 10000, Eligible: 9000, BasicFund: 6000, FundTotal: 6000, PersonalAccount: -balance, Cash: 4000 + balance, PersonalTotal: 4000},
 		Lines: []Line{
 			{Code: "XA10BAA001", Class: abi.ClassA, Listed: true, Amount: 2500, Eligible: 2500},
@@ -68,6 +67,16 @@ func settlement(req, person string, date abi.Date, changes []abi.Counter, balanc
 		TraceCodes:    codes,
 		Notes:         []string{"deductible 800.00"},
 	}
+	// The policy input the gateway would store: its lines are the entry's.
+	in := abi.Input{Date: date, Person: abi.Person{AccountBalance: 100000, Groups: []string{"retired"}},
+		Visit:    abi.Visit{Type: abi.VisitInpatient, AdmittedOn: date - 3, DischargedOn: date},
+		Hospital: abi.Hospital{Level: 3, Offsite: true, TreatingRegion: "370102", InsuredRegion: region},
+		Sums:     abi.Sums{Total: 10000, FullSelfPay: 7500, Eligible: 2500},
+		Counters: []abi.Counter{{Name: "basic.paid", Value: 5000}}}
+	for _, l := range e.Lines {
+		in.Lines = append(in.Lines, abi.Line(l))
+	}
+	e.Input = in.AppendBinary(nil)
 	e.InputHash = sha256.Sum256(e.Input)
 	return e
 }
@@ -135,6 +144,9 @@ func balance(t testing.TB, db *DB, person string) int64 {
 // normalize turns empty slices into nil so that entries compare with
 // reflect.DeepEqual after a round trip.
 func normalize(e Entry) Entry {
+	if e.format == 0 {
+		e.format = EntryFormat
+	}
 	if len(e.Input) == 0 {
 		e.Input = nil
 	}

@@ -80,6 +80,11 @@ type Entry struct {
 
 	PrevHash [32]byte // Hash of entry Seq−1; zero for Seq 1
 	Hash     [32]byte // sha256 over PrevHash and the canonical encoding
+
+	// format is the encoding format the entry was decoded from, so that it
+	// re-encodes to the bytes its Hash covers; 0 (a new entry) means
+	// EntryFormat.
+	format byte
 }
 
 // Hospital is a designated hospital (定点医疗机构) of a treating region.

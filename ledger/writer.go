@@ -97,12 +97,17 @@ func (db *DB) submit(r *request) (int, error) {
 }
 
 // writer is the writer goroutine's private state.
+// writeFormat is the format the writer gives new entries: 0, EntryFormat.
+// Tests set it to entryFormat1 to make the ledger of an earlier version.
+var writeFormat byte
+
 type writer struct {
 	db    *DB
 	reqs  []*request
 	key   []byte
 	val   []byte
 	enc   []byte
+	input abi.Input // scratch for the entry encoder
 	cblob []byte
 	cs    []abi.Counter
 	freed []string
@@ -561,7 +566,8 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	// into a closed month (db.floor), whatever the clock does.
 	e.CommittedAt = max(w.db.now().UnixNano(), w.db.floor)
 	e.Hash = [32]byte{}
-	w.enc = appendEntryBody(w.enc[:0], e)
+	e.format = writeFormat // whatever format the caller's copy came from
+	w.enc = appendEntryBodyIn(w.enc[:0], e, &w.input)
 	if len(w.enc)+32 > MaxEntrySize {
 		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt = 0, "", [32]byte{}, 0
 		return ErrEntryTooLarge
