@@ -191,7 +191,8 @@ func DecodeEntry(data []byte, e *Entry) error {
 	e.VisitType = abi.VisitType(d.byte())
 	e.PolicyVersion = d.str()
 	e.ModuleSHA256 = d.hash()
-	var in *abi.Input // the compact input, when there is one
+	var compact abi.Input
+	var in *abi.Input // &compact, when the input is compact
 	if format == entryFormat1 {
 		if raw := d.raw(); len(raw) > 0 {
 			e.Input = append([]byte(nil), raw...)
@@ -200,10 +201,10 @@ func DecodeEntry(data []byte, e *Entry) error {
 		switch d.byte() {
 		case inputNone:
 		case inputCompact:
-			in = new(abi.Input)
+			in = &compact
 			d.compactInput(in)
 			if d.err == nil {
-				e.Input = in.AppendBinary(nil)
+				e.Input = in.AppendBinary(make([]byte, 0, in.Size()))
 			}
 		case inputRaw:
 			raw := d.raw()

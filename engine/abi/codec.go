@@ -83,6 +83,32 @@ func (in *Input) AppendBinary(b []byte) []byte {
 	return appendCounters(b, in.Counters)
 }
 
+// Size is the length of in's encoding: len(in.AppendBinary(nil)).
+func (in *Input) Size() int {
+	n := 4 + 4 + 1 + // version, date, use account
+		4 + 5*4 + 8 + stringsSize(in.Person.Groups) + stringsSize(in.Person.Conditions) +
+		1 + 1 + 4*4 + stringsSize(in.Visit.Diagnoses) +
+		3 + stringSize(in.Hospital.TreatingRegion) + stringSize(in.Hospital.InsuredRegion) +
+		5*8 + 4 + 4
+	for i := range in.Lines {
+		n += stringSize(in.Lines[i].Code) + 1 + 1 + 5*8
+	}
+	for i := range in.Counters {
+		n += stringSize(in.Counters[i].Name) + 8
+	}
+	return n
+}
+
+func stringSize(s string) int { return 2 + min(len(s), MaxString) }
+
+func stringsSize(list []string) int {
+	n := 2
+	for _, s := range list {
+		n += stringSize(s)
+	}
+	return n
+}
+
 // Decode parses data into in, reusing in's slices. On error in is unspecified.
 func (in *Input) Decode(data []byte) error { return in.decode(data, false) }
 

@@ -42,6 +42,18 @@ func TestInputRoundTrip(t *testing.T) {
 	}
 }
 
+// TestInputSize: Size is the encoding's length, a string over the limit
+// counted as the encoder cuts it.
+func TestInputSize(t *testing.T) {
+	long := sampleInput()
+	long.Person.Groups = append(long.Person.Groups, string(make([]byte, MaxString+5)))
+	for _, in := range []*Input{{}, sampleInput(), long} {
+		if got, want := in.Size(), len(in.AppendBinary(nil)); got != want {
+			t.Errorf("Size() = %d, encoding has %d bytes", got, want)
+		}
+	}
+}
+
 func TestOutputRoundTrip(t *testing.T) {
 	out := &Output{Refusal: "", Deductible: 80000, Basic: 154000, Serious: 1, Assistance: 94800, Account: 53700,
 		Changes: []Counter{{Name: "cap.basic", Value: 154000}}, Notes: []string{"deductible 800.00 (L3 admission)", "医疗救助"}}
