@@ -82,7 +82,7 @@ func appendCompactInput(b []byte, in *abi.Input) []byte {
 	return b
 }
 
-// decodeCompactInput reads a compact input into in, overwriting it; its
+// compactInput reads a compact input into in, overwriting it; its
 // strings are d's (see decoder.str).
 func (d *decoder) compactInput(in *abi.Input) {
 	*in = abi.Input{}
