@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"medgate/engine/abi"
 	"medgate/ledger"
 )
 
@@ -86,6 +88,22 @@ func TestCheckpointsAndProofs(t *testing.T) {
 	getJSON(t, h, "/v1/clearing/proofs/inclusion/"+ids[2], "tok-clearing", &inc)
 	if _, e, err := inc.Verify(v); err != nil || e.SettlementID != ids[2] || inc.TreeSize != 6 {
 		t.Fatalf("inclusion of %s: %v", ids[2], err)
+	}
+	// What the gateway stores as a settlement's policy input is the ABI
+	// input, whose lines are the entry's: the ledger keeps it compact and
+	// the lines once (entry format 2, ledger/codec_input.go).
+	_, e, _ := inc.Verify(v)
+	var in abi.Input
+	if err := in.Decode(e.Input); err != nil || len(e.Lines) == 0 || len(in.Lines) != len(e.Lines) {
+		t.Fatalf("stored input: %v; %d lines, the entry %d", err, len(in.Lines), len(e.Lines))
+	}
+	for i := range e.Lines {
+		if ledger.Line(in.Lines[i]) != e.Lines[i] {
+			t.Fatalf("line %d: input %+v, entry %+v", i, in.Lines[i], e.Lines[i])
+		}
+	}
+	if raw, err := base64.StdEncoding.DecodeString(inc.Entry); err != nil || raw[0] != ledger.EntryFormat {
+		t.Fatalf("entry format: %v", err)
 	}
 	var own ledger.InclusionDoc
 	getJSON(t, h, "/v1/settlements/"+ids[1]+"/proof?tree_size=4", "tok-H3716210001", &own)
