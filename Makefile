@@ -71,5 +71,5 @@ fuzz-short: ## run every fuzzer for FUZZ_TIME (10s each, CI); a crasher lands in
 fuzz: ## every fuzzer for 5 minutes
 	$(MAKE) fuzz-short FUZZ_TIME=5m
 
-bench-growth: policies ## throughput on a ledger pre-filled with ENTRIES (default 50M; ~1.5 KB each, WORK=dir on a big disk) against an empty one; STEPS="10000000 20000000 ..." draws a curve
+bench-growth: policies ## throughput on a ledger pre-filled with ENTRIES (default 50M; ~1.1 KB each, WORK=dir on a big disk; a WORK already prefilled is measured again) against an empty one; STEPS="10000000 20000000 ..." draws a curve
 	bash bench/growth.sh
