@@ -2,12 +2,9 @@ package ledger
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"math/bits"
-	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"unsafe"
@@ -64,20 +61,9 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkEntryCodec(b *testing.B) {
 	b.Run("sample", func(b *testing.B) { benchEntryCodec(b, sampleEntry()) })
 	// A settlement the gateway wrote (12 lines), in both formats.
-	raw, err := os.ReadFile("testdata/entry-format1-settlement.hex")
-	if err != nil {
-		b.Fatal(err)
-	}
-	enc1, err := hex.DecodeString(strings.TrimSpace(string(raw)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var e1 Entry
-	if err := DecodeEntry(enc1, &e1); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("settlement-format1", func(b *testing.B) { benchEntryCodec(b, &e1) })
-	e2 := e1
+	_, e1 := format1Settlement(b)
+	b.Run("settlement-format1", func(b *testing.B) { benchEntryCodec(b, e1) })
+	e2 := *e1
 	e2.format = 0
 	b.Run("settlement-format2", func(b *testing.B) { benchEntryCodec(b, &e2) })
 }
