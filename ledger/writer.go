@@ -96,11 +96,11 @@ func (db *DB) submit(r *request) (int, error) {
 	return r.n, r.err
 }
 
-// writer is the writer goroutine's private state.
 // writeFormat is the format the writer gives new entries: 0, EntryFormat.
 // Tests set it to entryFormat1 to make the ledger of an earlier version.
 var writeFormat byte
 
+// writer is the writer goroutine's private state.
 type writer struct {
 	db    *DB
 	reqs  []*request
