@@ -631,16 +631,37 @@ func appendPerson(b []byte, p *Person) []byte {
 	b = appendStr(b, p.ID)
 	b = appendStr(b, p.Region)
 	f := &p.Facts
-	b = append(b, byte(f.Scheme), byte(f.Employment), byte(f.Registration))
-	b = appendBool(b, f.InConcentratedPeriod)
-	b = binary.AppendVarint(b, int64(f.EnrolledOn))
-	b = binary.AppendVarint(b, int64(f.LapsedYears))
-	b = binary.AppendVarint(b, int64(f.RepaidYears))
-	b = binary.AppendVarint(b, int64(f.ContinuousYears))
-	b = binary.AppendVarint(b, int64(f.ZeroClaimYears))
+	b = appendPersonFacts(b, f)
 	b = appendStrs(b, f.Groups)
 	b = appendStrs(b, f.Conditions)
 	return binary.AppendVarint(b, p.OpeningBalance)
+}
+
+// appendPersonFacts appends the fixed fields of a person's facts, Scheme
+// to ZeroClaimYears (a person record and a compact input share them):
+// byte Scheme | byte Employment | byte Registration |
+// byte InConcentratedPeriod | s EnrolledOn | s LapsedYears | s RepaidYears |
+// s ContinuousYears | s ZeroClaimYears.
+func appendPersonFacts(b []byte, f *abi.Person) []byte {
+	b = append(b, byte(f.Scheme), byte(f.Employment), byte(f.Registration))
+	b = appendBool(b, f.InConcentratedPeriod)
+	for _, v := range [...]int32{int32(f.EnrolledOn), f.LapsedYears, f.RepaidYears, f.ContinuousYears, f.ZeroClaimYears} {
+		b = binary.AppendVarint(b, int64(v))
+	}
+	return b
+}
+
+// personFacts reads what appendPersonFacts wrote into f.
+func (d *decoder) personFacts(f *abi.Person) {
+	f.Scheme = abi.Scheme(d.byte())
+	f.Employment = abi.Employment(d.byte())
+	f.Registration = abi.Registration(d.byte())
+	f.InConcentratedPeriod = d.bool()
+	f.EnrolledOn = abi.Date(d.int32())
+	f.LapsedYears = d.int32()
+	f.RepaidYears = d.int32()
+	f.ContinuousYears = d.int32()
+	f.ZeroClaimYears = d.int32()
 }
 
 func decodePerson(v []byte) (Person, error) {
@@ -652,15 +673,7 @@ func decodePerson(v []byte) (Person, error) {
 	p.ID = d.str()
 	p.Region = d.str()
 	f := &p.Facts
-	f.Scheme = abi.Scheme(d.byte())
-	f.Employment = abi.Employment(d.byte())
-	f.Registration = abi.Registration(d.byte())
-	f.InConcentratedPeriod = d.bool()
-	f.EnrolledOn = abi.Date(d.int32())
-	f.LapsedYears = d.int32()
-	f.RepaidYears = d.int32()
-	f.ContinuousYears = d.int32()
-	f.ZeroClaimYears = d.int32()
+	d.personFacts(f)
 	f.Groups = d.strs()
 	f.Conditions = d.strs()
 	p.OpeningBalance = d.varint()

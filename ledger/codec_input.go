@@ -45,12 +45,8 @@ func appendCompactInput(b []byte, in *abi.Input) []byte {
 	b = appendVarint(b, int64(in.Date))
 	b = appendBool(b, in.UseAccount)
 	p := &in.Person
-	b = append(b, byte(p.Scheme), byte(p.Employment), byte(p.Registration))
-	b = appendBool(b, p.InConcentratedPeriod)
-	for _, v := range [...]int64{int64(p.EnrolledOn), int64(p.LapsedYears), int64(p.RepaidYears),
-		int64(p.ContinuousYears), int64(p.ZeroClaimYears), p.AccountBalance} {
-		b = appendVarint(b, v)
-	}
+	b = appendPersonFacts(b, p)
+	b = appendVarint(b, p.AccountBalance)
 	b = appendStrs(b, p.Groups)
 	b = appendStrs(b, p.Conditions)
 	v := &in.Visit
@@ -89,15 +85,7 @@ func (d *decoder) compactInput(in *abi.Input) {
 	in.Date = abi.Date(d.int32())
 	in.UseAccount = d.bool()
 	p := &in.Person
-	p.Scheme = abi.Scheme(d.byte())
-	p.Employment = abi.Employment(d.byte())
-	p.Registration = abi.Registration(d.byte())
-	p.InConcentratedPeriod = d.bool()
-	p.EnrolledOn = abi.Date(d.int32())
-	p.LapsedYears = d.int32()
-	p.RepaidYears = d.int32()
-	p.ContinuousYears = d.int32()
-	p.ZeroClaimYears = d.int32()
+	d.personFacts(p)
 	p.AccountBalance = d.varint()
 	p.Groups = d.abiStrs()
 	p.Conditions = d.abiStrs()
