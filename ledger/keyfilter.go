@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,9 +117,21 @@ func newFilterState(capacity int64) *filterState {
 }
 
 func newFilterLink(capacity int64) *filterLink {
-	blocks := (uint64(capacity)*keyFilterBitsPerKey + 511) / 512
-	// Slices this large are page-aligned, so blocks are cache lines.
-	return &filterLink{words: make([]atomic.Uint64, blocks*keyFilterBlockWords), blocks: blocks, capacity: capacity}
+	return newFilterLinkOf((uint64(capacity)*keyFilterBitsPerKey+511)/512, capacity)
+}
+
+// newFilterLinkOf returns an empty link of blocks, sized for capacity keys.
+// Its words are outside the Go heap (mapWords) and are released once the
+// link is unreachable; every method that reads the words keeps the link
+// alive until it is done with them (runtime.KeepAlive).
+func newFilterLinkOf(blocks uint64, capacity int64) *filterLink {
+	// Mappings are page-aligned, so blocks are cache lines.
+	words, mem := mapWords(blocks * keyFilterBlockWords)
+	l := &filterLink{words: words, blocks: blocks, capacity: capacity}
+	if mem != nil {
+		runtime.AddCleanup(l, unmapWords, mem)
+	}
+	return l
 }
 
 // hash is the key's 64-bit hash under the seed.
@@ -175,7 +188,9 @@ func (l *filterLink) addNew(h uint64) int64 {
 func (l *filterLink) touch(h uint64) uint64 {
 	block, p := l.locate(h)
 	bit := p & (1<<keyFilterBlockBits - 1)
-	return l.words[block+bit/64].Load()
+	w := l.words[block+bit/64].Load()
+	runtime.KeepAlive(l)
+	return w
 }
 
 // hasGiven is has(h), given first, the word touch(h) returned: that
@@ -185,6 +200,7 @@ func (l *filterLink) hasGiven(h, first uint64) bool {
 	if bit := p & (1<<keyFilterBlockBits - 1); first&(1<<(bit%64)) == 0 {
 		return false
 	}
+	defer runtime.KeepAlive(l)
 	w := l.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
 	for i := 1; i < keyFilterProbes; i++ {
 		p >>= keyFilterBlockBits
@@ -198,6 +214,7 @@ func (l *filterLink) hasGiven(h, first uint64) bool {
 
 func (l *filterLink) has(h uint64) bool {
 	block, p := l.locate(h)
+	defer runtime.KeepAlive(l)
 	w := l.words[block : block+keyFilterBlockWords : block+keyFilterBlockWords]
 	for i := 0; i < keyFilterProbes; i++ {
 		bit := p & (1<<keyFilterBlockBits - 1)

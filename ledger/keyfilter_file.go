@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,7 @@ func (db *DB) saveFilters() error {
 					buf = buf[:0]
 				}
 			}
+			runtime.KeepAlive(l) // its words are unmapped once it is unreachable
 		}
 	}
 	_, err = w.Write(buf)
@@ -179,7 +181,7 @@ func (db *DB) loadSavedFilters() error {
 				return fmt.Errorf("filter %d link %d: capacity %d, %d keys, %d blocks", i, j, capacity, n, blocks)
 			}
 			left -= int64(blocks * keyFilterBlockWords * 8)
-			l := &filterLink{words: make([]atomic.Uint64, blocks*keyFilterBlockWords), blocks: blocks, capacity: capacity}
+			l := newFilterLinkOf(blocks, capacity)
 			l.n.Store(n)
 			r.words(l.words)
 			links[j] = l

@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package ledger
+
+func madviseHugePages([]byte) {}

@@ -1,0 +1,50 @@
+//go:build unix
+
+package ledger
+
+import (
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// mapWords returns n zeroed words of anonymous memory mapped outside the Go
+// heap, and the mapping to pass to unmapWords once nothing refers to the
+// words; or, if the mapping fails, n words of the Go heap and a nil mapping.
+//
+// Key filters live here because they are large, live as long as the store
+// and hold no pointers: in the Go heap they only raise the collector's goal.
+// At 50 million entries they are ≈ 2 GiB, the default GOGC lets the heap
+// grow by as much again between collections, and every short-lived
+// allocation of a request then lands in memory that has fallen out of the
+// caches and must be zeroed anew: mallocgc's share of the CPU tripled
+// (bench/RESULTS.md). Outside the heap they cost the collector nothing
+// (VictoriaMetrics' fastcache keeps its buckets off the heap for the same
+// reason).
+//
+// The mapping asks for transparent huge pages (MADV_HUGEPAGE, a hint): a
+// filter's probes are random, and with 4 KiB pages each one that misses
+// the caches misses the TLB too.
+func mapWords(n uint64) ([]atomic.Uint64, []byte) {
+	if n == 0 {
+		return nil, nil
+	}
+	size := n * 8
+	if size/8 != n || size > 1<<46 {
+		panic("ledger: key filter size overflows")
+	}
+	mem, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return make([]atomic.Uint64, n), nil
+	}
+	madviseHugePages(mem)
+	return unsafe.Slice((*atomic.Uint64)(unsafe.Pointer(unsafe.SliceData(mem))), n), mem
+}
+
+// unmapWords releases a mapping mapWords returned. It runs as a cleanup of
+// the filterLink that held the words (newFilterLinkOf), so no lookup can be
+// using them.
+func unmapWords(mem []byte) {
+	// Only an invalid mapping fails to unmap: there is nothing to do.
+	_ = syscall.Munmap(mem)
+}
