@@ -125,6 +125,8 @@ if [ ! -e "$WORK/big.prefilled" ]; then
   touch "$WORK/big.prefilled"
 fi
 du -sh "$WORK/big" | tee -a "$OUT/summary.txt"
+# Each empty pass starts from a fresh ledger (an earlier run left entries).
+rm -rf "$WORK/empty" "$WORK/empty2"
 run "$WORK/big" "$MEASURE" big
 run "$WORK/empty" "$MEASURE" empty
 run "$WORK/big" "$MEASURE" big2
