@@ -77,10 +77,14 @@ run() { # db duration label
   local settled=$((SECONDS - began))
   local secs=${2%s} prof
   prof=$((secs > 8 ? secs - 5 : secs / 2))
+  # Pebble's per-level report before and after the load: where the
+  # compactions' bytes went during it (cumulative since the start).
+  curl -s -o "$OUT/ledger-$3-before.txt" "http://$ADMIN/debug/ledger" || true
   (sleep 3; curl -s -o "$OUT/cpu-$3.prof" "http://$ADMIN/debug/pprof/profile?seconds=$prof") &
   local profiler=$!
   "$WORK/medbench" load -addr "$ADDR" -world "$WORK/world" -mode closed -connections 64 -duration "$2" >"$OUT/load-$3.log" 2>&1
   wait "$profiler" || true
+  curl -s -o "$OUT/ledger-$3-after.txt" "http://$ADMIN/debug/ledger" || true
   local head
   head=$(metric medgate_ledger_head_seq)
   kill -TERM "$pid"; wait "$pid" || true

@@ -13,8 +13,10 @@ import (
 )
 
 // adminHandler serves the operators' admin listener (--admin-listen, off by
-// default): the Go profiler under /debug/pprof/ and the metrics at
-// /metrics. It has no authentication: bind it to a loopback or private
+// default): the Go profiler under /debug/pprof/, the metrics at /metrics,
+// and at /debug/ledger the ledger store's own report (Pebble's per-level
+// table of sizes, compactions and write amplification), which says where a
+// big ledger's background work goes. It has no authentication: bind it to a loopback or private
 // interface only.
 func adminHandler(m *Metrics) http.Handler {
 	mux := http.NewServeMux()
@@ -24,12 +26,21 @@ func adminHandler(m *Metrics) http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/ledger", func(w http.ResponseWriter, r *http.Request) {
+		text := m.storeText.Load()
+		if text == nil {
+			http.Error(w, "no ledger", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, (*text)())
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
-		fmt.Fprint(w, "medgate admin: /debug/pprof/ /metrics\n")
+		fmt.Fprint(w, "medgate admin: /debug/pprof/ /debug/ledger /metrics\n")
 	})
 	return mux
 }

@@ -161,6 +161,33 @@ func TestAdminHandler(t *testing.T) {
 			t.Errorf("%s: %d %.200s", path, resp.StatusCode, b)
 		}
 	}
+	// Not bound to a server with a ledger: /debug/ledger has nothing to say.
+	if code, body := get(t, srv.URL+"/debug/ledger"); code != http.StatusNotFound {
+		t.Errorf("/debug/ledger unbound: %d %.200s, want 404", code, body)
+	}
+}
+
+// TestAdminLedgerReport: bound to a server with a ledger, /debug/ledger is
+// Pebble's per-level report of that ledger's store.
+func TestAdminLedgerReport(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	srv := httptest.NewServer(adminHandler(h.srv.metrics))
+	defer srv.Close()
+	code, body := get(t, srv.URL+"/debug/ledger")
+	if code != 200 || !strings.Contains(body, "level") || !strings.Contains(body, "WAL") {
+		t.Errorf("/debug/ledger: %d %.300s, want Pebble's metrics table", code, body)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func TestProcsSetting(t *testing.T) {

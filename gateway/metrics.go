@@ -46,6 +46,9 @@ type Metrics struct {
 	calls sync.Map // engine.Runner → prometheus.Observer
 
 	bound atomic.Bool
+	// storeText, once bound to a server with a ledger, is its store's
+	// metrics as text (the admin listener's /debug/ledger).
+	storeText atomic.Pointer[func() string]
 }
 
 // Statuses the gateway answers, each with a cached counter per route; any
@@ -149,6 +152,8 @@ func (m *Metrics) bind(s *Server) {
 	)
 	if s.db != nil {
 		s.db.ObserveCommits(m.observeCommit)
+		text := s.db.StoreMetrics
+		m.storeText.Store(&text)
 	}
 }
 

@@ -61,3 +61,13 @@ func (db *DB) Compactions() Compactions {
 	m := db.pdb.Metrics()
 	return Compactions{DebtBytes: m.Compact.EstimatedDebt, Running: m.Compact.NumInProgress, L0Tables: m.Levels[0].TablesCount}
 }
+
+// StoreMetrics is Pebble's report on the store as text: each level's
+// tables, bytes, compactions and write amplification, the caches and the
+// WAL ("" once closed).
+func (db *DB) StoreMetrics() string {
+	if db.closed.Load() {
+		return ""
+	}
+	return db.pdb.Metrics().String()
+}
