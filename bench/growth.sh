@@ -8,7 +8,8 @@
 # The prefilled ledger takes about 1.1 KB an entry (1,060–1,122 bytes
 # measured at 25 and 50 M with entry format 2, 49.3 GiB for 50 M; format 1
 # took 1,508–1,550): WORK must be on a disk with room for it. Writes $OUT (default
-# bench/out/growth) with the logs and a summary.
+# bench/out/growth) with the logs, CPU profiles, Pebble's per-level report
+# before and after each pass's load (ledger-*.txt), and a summary.
 # A pass measures the steady state: after the key filters' background
 # rebuild, and (unless SETTLE=0) after Pebble's compactions have paid the
 # debt a fast prefill leaves (medgate_ledger_compaction_debt_bytes 0, or
