@@ -57,7 +57,7 @@ func serveAdmin(addr string, m *Metrics, log zerolog.Logger) (stop func(), err e
 			log.Error().Err(err).Msg("admin listener stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("admin listener: /debug/pprof/, /metrics")
+	log.Info().Str("addr", ln.Addr().String()).Msg("admin listener: /debug/pprof/, /debug/ledger, /metrics")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
