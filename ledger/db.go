@@ -196,7 +196,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		// persons' counters), so every compaction from L0 rewrites nearly
 		// all of the base level. Gathering 8 flushes instead of Pebble's 4
 		// before one halves how often that happens: on a 50-million-entry
-		// ledger, compactions wrote 3.3–4.0 bytes for each flushed byte
+		// ledger, compactions wrote 3.2–4.0 bytes for each flushed byte
 		// instead of 4.3–7.5, and a settlement cost 8 % less CPU (12 % on
 		// an empty ledger; four alternating pairs, bench/RESULTS.md).
 		// Lookups check up to 8 L0 sublevels; their bloom filters keep that
