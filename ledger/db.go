@@ -191,19 +191,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		// memtable keep the recent entries and indexes in memory.
 		CacheSize:    opts.CacheSize,
 		MemTableSize: 64 << 20,
-		// Every flush spans the whole key space of the records an entry
-		// writes (random trace codes and request ids in the newest bucket,
-		// persons' counters), so every compaction from L0 rewrites nearly
-		// all of the base level. Gathering 8 flushes instead of Pebble's 4
-		// before one halves how often that happens: on a 50-million-entry
-		// ledger, compactions wrote 3.2–4.0 bytes for each flushed byte
-		// instead of 4.3–7.5, and a settlement cost 8 % less CPU (12 % on
-		// an empty ledger; four alternating pairs, bench/RESULTS.md).
-		// Lookups check up to 8 L0 sublevels; their bloom filters keep that
-		// cheap. Writes stop at 24 (Pebble: 12) so that the larger L0 does
-		// not stall them.
-		L0CompactionThreshold: 8,
-		L0StopWritesThreshold: 24,
+		// L0CompactionThreshold stays Pebble's 4. With 8, compactions
+		// wrote a third fewer bytes and a settlement cost 8–12 % less CPU
+		// in 60 s closed loops, but each compaction out of L0 grew, and
+		// make bench's open-loop p99 rose from 20–23 to 38–39 ms
+		// (bench/RESULTS.md, 2026-12-04).
 	}
 	if popts.CacheSize <= 0 {
 		popts.CacheSize = DefaultCacheSize
