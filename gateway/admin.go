@@ -16,8 +16,8 @@ import (
 // default): the Go profiler under /debug/pprof/, the metrics at /metrics,
 // and at /debug/ledger the ledger store's own report (Pebble's per-level
 // table of sizes, compactions and write amplification), which says where a
-// big ledger's background work goes. It has no authentication: bind it to a loopback or private
-// interface only.
+// big ledger's background work goes. It has no authentication: bind it to
+// a loopback or private interface only.
 func adminHandler(m *Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
