@@ -151,18 +151,12 @@ func TestAdminHandler(t *testing.T) {
 	srv := httptest.NewServer(adminHandler(m))
 	defer srv.Close()
 	for path, want := range map[string]string{"/metrics": "go_goroutines", "/debug/pprof/": "goroutine", "/debug/pprof/cmdline": ""} {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
-			t.Errorf("%s: %d %.200s", path, resp.StatusCode, b)
+		if code, body := httpGet(t, srv.URL+path); code != 200 || !strings.Contains(body, want) {
+			t.Errorf("%s: %d %.200s", path, code, body)
 		}
 	}
 	// Not bound to a server with a ledger: /debug/ledger has nothing to say.
-	if code, body := get(t, srv.URL+"/debug/ledger"); code != http.StatusNotFound {
+	if code, body := httpGet(t, srv.URL+"/debug/ledger"); code != http.StatusNotFound {
 		t.Errorf("/debug/ledger unbound: %d %.200s, want 404", code, body)
 	}
 }
@@ -173,13 +167,13 @@ func TestAdminLedgerReport(t *testing.T) {
 	h := newHarness(t, refWorld(t, nil))
 	srv := httptest.NewServer(adminHandler(h.srv.metrics))
 	defer srv.Close()
-	code, body := get(t, srv.URL+"/debug/ledger")
+	code, body := httpGet(t, srv.URL+"/debug/ledger")
 	if code != 200 || !strings.Contains(body, "level") || !strings.Contains(body, "WAL") {
 		t.Errorf("/debug/ledger: %d %.300s, want Pebble's metrics table", code, body)
 	}
 }
 
-func get(t *testing.T, url string) (int, string) {
+func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
