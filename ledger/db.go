@@ -111,11 +111,7 @@ type DB struct {
 	catalogs  atomic.Pointer[map[string]*Catalog]
 	names     interner
 
-	// cmu guards cm's queue and builder's role (commit.go); active
-	// counts the requests queued or being committed.
-	cmu        sync.Mutex
-	cm         committer
-	active     sync.WaitGroup
+	reqs       chan *request
 	quit       chan struct{}
 	writerDone chan struct{}
 	closeOnce  sync.Once
@@ -168,6 +164,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		log:        opts.Logger,
 		now:        opts.Now,
 		maxBatch:   opts.MaxBatch,
+		reqs:       make(chan *request),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		hot:        newHotCache(),
@@ -240,8 +237,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	ch := make(chan struct{})
 	db.notify.Store(&ch)
-	db.cm.w = &writer{db: db, reqs: make([]*request, 0, db.maxBatch)}
-	db.cm.slots = make(chan struct{}, maxInFlight+2)
+	go db.run()
 	db.watchFilters()
 	h := db.head.Load()
 	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
@@ -391,12 +387,7 @@ func (db *DB) Close() error {
 		first = true
 		db.closed.Store(true)
 		close(db.quit)
-		// Let what is queued be committed, then no more.
-		db.cmu.Lock()
-		db.cm.stopping = true
-		db.cmu.Unlock()
-		db.active.Wait()
-		close(db.writerDone)
+		<-db.writerDone
 		db.broadcast()
 		db.stopRebuilds()
 		if !db.failed.Load() && db.appendsDone(5*time.Second) {
