@@ -412,3 +412,52 @@ func TestKeyFilterShortKey(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyFiltersSavedAtSixteenBits: a file saved by a version that sized
+// links at 16 bits a key (before 24) is loaded as it is, not refused and
+// rebuilt by a scan of every key; it knows every key, and the link it
+// grows next is sized at 24 bits a key.
+func TestKeyFiltersSavedAtSixteenBits(t *testing.T) {
+	fs := memFS()
+	var log logBuffer
+	db := openLogged(t, fs, &log)
+	const n = 20
+	filterHistory(t, db, 1, n)
+	// The trace filter as an older version held it: one link of 16 bits a
+	// key, with the same seed and the same codes.
+	old := db.tfilter.state.Load()
+	const capacity = keyFilterMinKeys
+	l := newFilterLinkOf((capacity*minLoadedBitsPerKey+511)/512, capacity)
+	st := &filterState{seed: old.seed, links: []*filterLink{l}}
+	for i := 1; i <= n; i++ {
+		l.add(st.hash([]byte("TC" + req(i))))
+	}
+	db.tfilter.state.Store(st)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openLogged(t, fs, &log)
+	defer db.Close()
+	if !strings.Contains(log.String(), "key filters loaded") {
+		t.Fatalf("a file with a 16-bit link not loaded: %s", log.String())
+	}
+	links := db.tfilter.state.Load().links
+	if len(links) != 1 || links[0].blocks != l.blocks || links[0].capacity != capacity {
+		t.Fatalf("loaded %d links, the first of %d blocks for %d keys; want the saved one of %d blocks", len(links), links[0].blocks, links[0].capacity, l.blocks)
+	}
+	wantKnown(t, db, n)
+
+	// Filled past its capacity, it grows a link at 24 bits a key.
+	for i := 0; i < capacity; i++ {
+		db.tfilter.addString("fill-" + strconv.Itoa(i))
+	}
+	links = db.tfilter.state.Load().links
+	if len(links) != 2 {
+		t.Fatalf("%d links after %d more keys, want 2", len(links), capacity)
+	}
+	if got, want := links[1].blocks, (uint64(links[1].capacity)*keyFilterBitsPerKey+511)/512; got != want {
+		t.Fatalf("grown link has %d blocks for %d keys, want %d (24 bits a key)", got, links[1].capacity, want)
+	}
+	wantKnown(t, db, n)
+}
