@@ -33,7 +33,11 @@ func TestSmoke(t *testing.T) {
 	}
 	cfg := Config{Work: t.TempDir()}
 	Smoke(&cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The run itself takes ≈ 25 s, but its builds (the gateway, the native
+	// policies) share the machine with every other package's tests under
+	// `go test ./...`: once, with another build beside it, 3 minutes were
+	// not enough. The bound is for a hang, not for speed.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, cfg)
 	if err != nil {
