@@ -146,7 +146,7 @@ func BenchmarkReads(b *testing.B) {
 }
 
 // BenchmarkKeyFilter is a check and an add of a new key in a filter sized
-// for 16 million keys (48 MB, past the caches), as for a big ledger.
+// for 16 million keys (32 MB, past the caches), as for a big ledger.
 func BenchmarkKeyFilter(b *testing.B) {
 	f := newKeyFilter(16 << 20)
 	var key []byte
@@ -162,7 +162,7 @@ func BenchmarkKeyFilter(b *testing.B) {
 
 // BenchmarkTraceCodeFilter: the filter's part of a settlement's trace
 // codes — check 14 new codes, then add them — in a trace-code filter the
-// size of a 10-million-entry ledger's (≈ 140 M codes, 420 MB), filled to
+// size of a 10-million-entry ledger's (≈ 140 M codes, 280 MB), filled to
 // a tenth. "loop" is mayContain and add code by code; "each" the batched
 // forms (their cache misses overlap); "checkThenAdd" the one pass the
 // settlement path makes (tracecodes.go). All make their new codes the same
@@ -195,7 +195,7 @@ func BenchmarkTraceCodeFilter(b *testing.B) {
 			codes := newBill()
 			for _, c := range codes {
 				if f.mayContain(c) {
-					found++ // a false positive: ≈ 0.01 %
+					found++ // a false positive: ≈ 0.1 %
 				}
 			}
 			for _, c := range codes {

@@ -23,7 +23,7 @@ import "github.com/cockroachdb/pebble/v2"
 // first record found is the latest. The in-memory filters (keyfilter.go)
 // hold the keys without their bucket and answer nearly every lookup (a key
 // never written) without the store; only a key that exists — a retried
-// request, found in the newest buckets — or a false positive (≈ 0.01 %)
+// request, found in the newest buckets — or a false positive (≈ 0.1 %)
 // searches, and a bucket without the key is mostly ruled out by the tables'
 // bloom filters. A new store uses 2^20 entries a bucket (defaultBucketShift):
 // 48 buckets at 50 million entries.

@@ -21,8 +21,8 @@ import (
 // keys are random, so every L0 table overlaps them all, and the lookups
 // grew from microseconds to the gateway's main cost as the ledger grew
 // (bench/RESULTS.md). The filter answers "never written" from memory; only
-// a possible hit (a written key, or a false positive, about 0.012 % for
-// each full link of the filter, see below) goes to the store.
+// a possible hit (a written key, or a false positive, about 0.1 % for each
+// link of the filter, see below) goes to the store.
 //
 // It is built when the store opens (a scan of the keys) and a key is added
 // no later than it becomes visible: a settlement's trace codes when they
@@ -36,21 +36,10 @@ import (
 // The filter is blocked: all probes of a key fall in one 512-bit block, a
 // 64-byte cache line, so a check or an add costs one cache miss rather than
 // one per probe. At 10 million entries the trace-code filter alone is
-// ≈ 420 MB and every probe of a plain Bloom filter missed the caches; a
-// settlement checks and adds ≈ 30 keys. At 24 bits a key the false-positive
-// rate of a full link is ≈ 0.012 % (0.1 % at 16 bits).
-//
-// Why 24 and not 16: a false positive is a lookup of the key in every
-// bucket of the store (bucketed.go), and on a big ledger that is what the
-// filter was for: at 50 million entries (50 buckets) such a lookup took
-// ≈ 390 µs of CPU under load, and at 16 bits a key (0.048 % measured on
-// that ledger's two links) the trace codes' false positives cost 5.5 µs a
-// settlement, the largest single cost a big ledger added to a request
-// (bench/RESULTS.md). Eight more bits a key make them eight times rarer
-// for half as much memory again (≈ 700 MB more at 50 million entries); the
-// check still touches one cache line a link. Links saved at 16 bits a key
-// by older versions are loaded as they are (keyfilter_file.go) and replaced
-// at the next rebuild.
+// ≈ 280 MB and every probe of a plain Bloom filter missed the caches; a
+// settlement checks and adds ≈ 30 keys. At 16 bits a key the false-positive
+// rate is ≈ 0.1 % (a plain filter: 0.05 %), and a false positive costs
+// only a lookup in the store.
 //
 // It grows: a filter is a chain of such Bloom filters (links). Keys are
 // added to the newest link; once it holds the number of keys it was sized
@@ -60,7 +49,7 @@ import (
 // four million, answers "maybe" for a fifth of new codes), and every
 // "maybe" is a search of the store (bucketed.go).
 //
-// A chain of many links answers "maybe" more often (about 0.012 % a full
+// A chain of many links answers "maybe" more often (about 0.1 % a full
 // link) and costs a cache miss a link for every new key, so once a filter
 // has maxFilterLinks links it is rebuilt in the background into one link
 // from the keys in the store (rebuildFilter), then swapped in.
@@ -98,11 +87,8 @@ const (
 	keyFilterProbes     = 7
 	keyFilterBlockWords = 8 // 512 bits
 	keyFilterBlockBits  = 9 // log2(512): the bits of a probe
-	keyFilterBitsPerKey = 24
-	// minLoadedBitsPerKey is the fewest bits a key a saved link may have:
-	// versions before 24 sized links at 16.
-	minLoadedBitsPerKey = 16
-	// keyFilterMinKeys is the least a filter is sized for (3 MiB).
+	keyFilterBitsPerKey = 16
+	// keyFilterMinKeys is the least a filter is sized for (2 MiB).
 	keyFilterMinKeys = 1 << 20
 	// maxFilterLinks is the number of links that starts a rebuild.
 	maxFilterLinks = 3
@@ -454,9 +440,9 @@ type filterKind struct {
 }
 
 var (
-	traceFilterKind    = filterKind{pfxTrace, bucketKeyLen, "trace codes", 16 << 20}    // 48 MB
-	idemFilterKind     = filterKind{pfxIdem, bucketKeyLen, "idempotency keys", 2 << 20} // 6 MB
-	countersFilterKind = filterKind{pfxCounters, 1, "counters keys", keyFilterMinKeys}  // 3 MB
+	traceFilterKind    = filterKind{pfxTrace, bucketKeyLen, "trace codes", 16 << 20}    // 32 MB
+	idemFilterKind     = filterKind{pfxIdem, bucketKeyLen, "idempotency keys", 2 << 20} // 4 MB
+	countersFilterKind = filterKind{pfxCounters, 1, "counters keys", keyFilterMinKeys}  // 2 MB
 )
 
 // loadFilters loads the trace-code, idempotency and counters filters

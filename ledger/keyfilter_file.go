@@ -172,13 +172,12 @@ func (db *DB) loadSavedFilters() error {
 		for j := range links {
 			capacity, n, blocks := int64(r.u64()), int64(r.u64()), r.u64()
 			// Checked against what is left of the file before allocating;
-			// the capacity against what the blocks hold (at the fewest bits
-			// a key any version sized links at) and the keys against the
-			// capacity, so that the links that growth and rebuilds size
-			// from them (extend, rebuildFilter) can neither overflow nor
-			// outgrow the file.
+			// the capacity against what the blocks hold (as newFilterLink
+			// sizes them) and the keys against the capacity, so that the
+			// links that growth and rebuilds size from them (extend,
+			// rebuildFilter) can neither overflow nor outgrow the file.
 			if r.err != nil || capacity <= 0 || blocks == 0 || blocks >= 1<<32 || blocks*keyFilterBlockWords*8 > uint64(left) ||
-				uint64(capacity) > blocks*512/minLoadedBitsPerKey || n < 0 || n > 2*capacity {
+				uint64(capacity) > blocks*512/keyFilterBitsPerKey || n < 0 || n > 2*capacity {
 				return fmt.Errorf("filter %d link %d: capacity %d, %d keys, %d blocks", i, j, capacity, n, blocks)
 			}
 			left -= int64(blocks * keyFilterBlockWords * 8)

@@ -16,7 +16,7 @@ import (
 // heap (so the collector's goal does not grow with the ledger), that they
 // work as words, and that they are released once the filter is gone.
 func TestFilterOffHeap(t *testing.T) {
-	const capacity = 16 << 20 // keys: 48 MiB of words
+	const capacity = 16 << 20 // keys: 32 MiB of words
 	const size = capacity * keyFilterBitsPerKey / 8
 	var before, after runtime.MemStats
 	runtime.GC()
