@@ -42,6 +42,9 @@ type Options struct {
 	// bucketShift, when not 0, is the bucket shift of a store created or
 	// upgraded by this Open (bucketed.go): tests use small buckets.
 	bucketShift uint8
+	// yield, when not nil, replaces runtime.Gosched after each write to a
+	// table or blob file (yieldfs.go): tests count the calls.
+	yield func()
 }
 
 // Idem is what an idempotency key (hospital, request id) maps to.
@@ -182,7 +185,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.maxBatch = 512
 	}
 	popts := &pebble.Options{
-		FS:                 fs,
+		FS:                 newYieldFS(fs, opts.yield), // yieldfs.go
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
 		// Most reads on the settlement path look for keys that do not exist
