@@ -3,9 +3,9 @@
 # the variant's own saved key-filter file in place, runs exp.sh (a fresh
 # medgate serve, compactions settled, DUR closed loop of 64 connections,
 # CPU profile), then keeps the file the server saved at close for the
-# variant's next pass. Empty passes use a fresh ledger each. (exp.sh is the
-# one beside this file, kept at /work/growth/exp.sh when run; the 24-bit
-# binary was built from 092428e.)
+# variant's next pass. Empty passes use a fresh ledger each. (exp.sh is
+# results/2026-12-04-tuning/exp.sh with W=/work/growth/g1, kept at
+# /work/growth/exp.sh when run; the 24-bit binary was built from 092428e.)
 #   ROUNDS=3 DUR=60s ab.sh
 set -u
 G=/work/growth
