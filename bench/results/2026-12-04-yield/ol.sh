@@ -2,15 +2,17 @@
 # Open-loop A/B of one binary with an environment toggle, one server at a
 # time on a fresh ledger: 4 s closed-loop warm-up, then RATE/s open loop
 # for DUR. Prints the client's latency line and the server's CPU a request.
-#   ol.sh BIN "ENV_A" "ENV_B" ROUNDS
+#   ol.sh BIN "ENV_A" "ENV_B" ROUNDS   (BIN_B=other binary for B; RATE, DUR)
 BIN=$1; EA=$2; EB=$3; N=${4:-3}
+BB=${BIN_B:-$BIN} # B may be another binary
 W=/work/growth/g1
 O=/work/growth/yield
 R=${RATE:-3600}; D=${DUR:-30s}
 cd /work/main
 one() { # env label
   rm -rf $O/db
-  env $1 $BIN serve --world $W/world --db $O/db --listen 127.0.0.1:18191 --modules /work/main/build/policies --log-level warn > $O/serve-$2.log 2>&1 &
+  bin=$BIN; case $2 in B*) bin=$BB;; esac
+  env $1 $bin serve --world $W/world --db $O/db --listen 127.0.0.1:18191 --modules /work/main/build/policies --log-level warn > $O/serve-$2.log 2>&1 &
   p=$!
   for i in $(seq 1 60); do curl -sf http://127.0.0.1:18191/healthz >/dev/null && break; sleep 0.5; done
   $W/medbench load -addr 127.0.0.1:18191 -world $W/world -mode closed -connections 32 -duration 4s > /dev/null 2>&1
