@@ -14,10 +14,11 @@ import (
 // a running goroutine only after 10 ms. On a 2-core machine, while
 // compactions hold both processors, each goroutine a settlement wakes
 // (connection, writer, syncer, connection again) can wait that long for a
-// processor, and the waits add up in the tail. A block is ≈ 32 KB, well
-// under a millisecond of work, so yielding after each one lets woken
+// processor, and the waits add up in the tail. A table block is 4 KB
+// (Pebble's default) and Pebble writes through a 4 KB buffer, so a write
+// is a few KB, microseconds of work, and yielding after each one lets woken
 // goroutines run first at the cost of one trip through the scheduler a
-// block. Open loop at 3,600 settlements/s on this 2-core VM: p99 11–23 ms
+// write. Open loop at 3,600 settlements/s on this 2-core VM: p99 11–23 ms
 // against 17–57 ms without, in 4 of 4 alternating pairs, at the same CPU a
 // settlement (bench/RESULTS.md, 2026-12-04).
 //
