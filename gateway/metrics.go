@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -128,9 +129,22 @@ func NewMetrics() *Metrics {
 	m.unmatched = &routeStats{route: "unmatched", method: "*"}
 	m.Registry.MustRegister(m.requests, m.latency, m.settlements, m.policyTime, m.policyFail,
 		m.commitTime, m.commitSize, m.commitFail,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		goCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// goCollector is the Go runtime collector plus two of the runtime's
+// histograms that explain a latency tail the handlers' own timers cannot:
+// how long goroutines wait for a processor once runnable
+// (go_sched_latencies_seconds; a settlement wakes four or five goroutines
+// on its way: connection, writer, Pebble's WAL flusher, syncer) and how long
+// the collector stops the world (go_sched_pauses_total_gc_seconds).
+func goCollector() prometheus.Collector {
+	return collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: schedMetrics}))
+}
+
+var schedMetrics = regexp.MustCompile(`^/sched/(latencies|pauses/total/gc):seconds$`)
 
 // bind registers the instruments that read the server's state (in-flight
 // requests, the ledger head, policy instance pools) and observes the

@@ -52,6 +52,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`medgate_ledger_l0_tables`,
 		`medgate_http_inflight_requests`,
 		`go_goroutines`,
+		`go_sched_latencies_seconds_bucket{le=`,
+		`go_sched_pauses_total_gc_seconds_bucket{le=`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
