@@ -294,8 +294,11 @@ func TestInputBufferReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	inCap := func() uint32 {
-		inst := <-m.idle
-		defer func() { m.idle <- inst }()
+		inst, err := m.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.put(inst)
 		return inst.inCap
 	}
 	in, enc := testInput()

@@ -34,9 +34,16 @@ type Module struct {
 	compiled wazero.CompiledModule
 	hasInit  bool
 
-	slots chan struct{}  // one token per live instance allowed
-	idle  chan *instance // ready instances
-	live  atomic.Int64
+	slots chan struct{} // one token per live instance allowed
+	// Idle instances: a stack, so that a call gets the instance used last,
+	// whose memory is still in a CPU's cache (a queue would cycle through
+	// every instance the pool ever grew to). handoff takes an instance
+	// straight to a caller waiting for one (all live, none idle).
+	mu      sync.Mutex
+	stack   []*instance // guarded by mu
+	waiting int         // callers in get's slow path; guarded by mu
+	handoff chan *instance
+	live    atomic.Int64
 	// Failures counts calls that trapped, timed out or broke a host check.
 	Failures atomic.Int64
 	closed   atomic.Bool
@@ -116,7 +123,7 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 		e:        e,
 		compiled: compiled,
 		slots:    make(chan struct{}, e.cfg.MaxInstances),
-		idle:     make(chan *instance, e.cfg.MaxInstances),
+		handoff:  make(chan *instance, e.cfg.MaxInstances),
 	}
 	if fails := m.checkShape(); len(fails) > 0 {
 		compiled.Close(ctx)
@@ -260,13 +267,30 @@ func (m *Module) abiVersion(ctx context.Context, inst *instance) (uint32, error)
 // get borrows an instance, creating one when none is idle and the limit
 // allows; otherwise it waits for one to come back.
 func (m *Module) get(ctx context.Context) (*instance, error) {
+	m.mu.Lock()
+	if n := len(m.stack); n > 0 {
+		inst := m.stack[n-1]
+		m.stack[n-1] = nil
+		m.stack = m.stack[:n-1]
+		m.mu.Unlock()
+		return inst, nil
+	}
+	m.waiting++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.waiting--
+		m.mu.Unlock()
+	}()
+	// An instance may have been handed off to a waiter that took a fresh
+	// slot instead: it waits in handoff, so look there first.
 	select {
-	case inst := <-m.idle:
+	case inst := <-m.handoff:
 		return inst, nil
 	default:
 	}
 	select {
-	case inst := <-m.idle:
+	case inst := <-m.handoff:
 		return inst, nil
 	case m.slots <- struct{}{}:
 		return m.instantiate(ctx)
@@ -277,11 +301,27 @@ func (m *Module) get(ctx context.Context) (*instance, error) {
 
 // put returns a healthy instance to the pool.
 func (m *Module) put(inst *instance) {
+	m.mu.Lock()
 	if m.closed.Load() {
+		m.mu.Unlock()
 		m.discard(inst)
 		return
 	}
-	m.idle <- inst // never blocks: idle has room for every slot
+	if m.waiting == 0 {
+		m.stack = append(m.stack, inst)
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.handoff <- inst // never blocks: handoff has room for every slot
+	if m.closed.Load() {
+		// Close may have emptied handoff before the send.
+		select {
+		case inst := <-m.handoff:
+			m.discard(inst)
+		default:
+		}
+	}
 }
 
 // discard closes an instance for good and frees its slot.
@@ -398,12 +438,20 @@ func classify(err error, fn string) *CallError {
 // Close withdraws the module: idle instances are closed now, borrowed ones
 // when they come back, then the compiled code is released.
 func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock() // put checks closed under mu: nothing is pushed after the drain
 	if m.closed.Swap(true) {
+		m.mu.Unlock()
 		return nil
+	}
+	idle := m.stack
+	m.stack = nil
+	m.mu.Unlock()
+	for _, inst := range idle {
+		m.discard(inst)
 	}
 	for {
 		select {
-		case inst := <-m.idle:
+		case inst := <-m.handoff:
 			m.discard(inst)
 		default:
 			return m.compiled.Close(ctx)
