@@ -277,26 +277,31 @@ func (m *Module) get(ctx context.Context) (*instance, error) {
 	}
 	m.waiting++
 	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.waiting--
-		m.mu.Unlock()
-	}()
 	// An instance may have been handed off to a waiter that took a fresh
 	// slot instead: it waits in handoff, so look there first.
+	var inst *instance
+	var err error
+	fresh := false
 	select {
-	case inst := <-m.handoff:
-		return inst, nil
+	case inst = <-m.handoff:
 	default:
+		select {
+		case inst = <-m.handoff:
+		case m.slots <- struct{}{}:
+			fresh = true
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 	}
-	select {
-	case inst := <-m.handoff:
-		return inst, nil
-	case m.slots <- struct{}{}:
+	// No longer waiting: while this one instantiates, returned instances
+	// go back on the stack.
+	m.mu.Lock()
+	m.waiting--
+	m.mu.Unlock()
+	if fresh {
 		return m.instantiate(ctx)
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return inst, err
 }
 
 // put returns a healthy instance to the pool.
