@@ -236,7 +236,16 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 	case errors.As(err, &dup):
 		// Another request with the same key won the race; answer as it.
 		return s.replay(hospital, requestID, bodyHash)
-	case errors.As(err, &tc):
+	case errors.As(err, &tc), errors.As(err, &ar):
+		// A retry that overlapped its first attempt waited for the
+		// person's lock and finds the codes (or the reversal) taken by
+		// that very attempt: it is a replay, not a conflict.
+		if res, rerr := s.replay(hospital, requestID, bodyHash); res != nil || rerr != nil {
+			return res, rerr
+		}
+		if ar != nil {
+			return nil, conflict("already_reversed", "", "the settlement was already reversed by %s", ar.ReversalID)
+		}
 		field := ""
 		if req != nil {
 			for i := range req.Items {
@@ -251,8 +260,6 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 			return nil, conflict("trace_code_reused", field, "trace code %s is being settled by another request", tc.Code)
 		}
 		return nil, conflict("trace_code_reused", field, "trace code %s was already settled (%s) and not reversed", tc.Code, tc.SettlementID)
-	case errors.As(err, &ar):
-		return nil, conflict("already_reversed", "", "the settlement was already reversed by %s", ar.ReversalID)
 	case errors.Is(err, ledger.ErrWriteFailed):
 		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later with the same request_id (a write that reached the disk before the failure is then answered as a replay)", Cause: err}
 	case errors.Is(err, ledger.ErrCounterRange), errors.Is(err, ledger.ErrInsufficientBalance):
@@ -323,6 +330,11 @@ func (s *Service) Reverse(ctx context.Context, hospital, id string, req *Reversa
 	if rid, done, err := s.db.ReversedBy(id); err != nil {
 		return nil, err
 	} else if done {
+		// Perhaps by this very request, sent again while its first
+		// attempt held the lock: then it is a replay.
+		if res, err := s.replay(hospital, req.RequestID, bodyHash); res != nil || err != nil {
+			return res, err
+		}
 		return nil, conflict("already_reversed", "", "settlement %s was already reversed by %s", id, rid)
 	}
 	e := &ledger.Entry{

@@ -268,3 +268,63 @@ func TestConcurrentSettlementsOfOnePerson(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+// TestOverlappingRetries sends one settlement (with trace codes) and then
+// one reversal many times at once, as a hospital system that times out and
+// resends does: every copy gets the one answer, none a conflict with its
+// own first attempt (which holds the person's lock while the copies wait).
+func TestOverlappingRetries(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	items := `[{"code":"XA01","unit_price":"10.00","quantity":"1","amount":"10.00","trace_codes":["83900000000000000101","83900000000000000102"]}]`
+	const n = 8
+	send := func(path string, body []byte) []answer {
+		out := make([]answer, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range out {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				status, b := h.do("POST", path, "tok-H3716020001", body)
+				if status != 200 {
+					t.Errorf("copy %d of %s: %d %s", i, path, status, b)
+				}
+				out[i] = decodeAnswer(t, b)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		return out
+	}
+	for round := range 5 {
+		head := h.head()
+		got := send("/v1/settlements", settleBody(fmt.Sprintf("OV-%d", round), "EMP1", "371600", chronicVisit, items))
+		first := 0
+		for _, a := range got {
+			if !a.Replayed {
+				first++
+			}
+			if a.SettlementID != got[0].SettlementID {
+				t.Fatalf("round %d: copies answered %s and %s", round, got[0].SettlementID, a.SettlementID)
+			}
+		}
+		if first != 1 || h.head() != head+1 {
+			t.Fatalf("round %d: %d first answers, head moved by %d", round, first, h.head()-head)
+		}
+		id := got[0].SettlementID
+		rev := send("/v1/settlements/"+id+"/reversal", []byte(fmt.Sprintf(`{"request_id":"OVR-%d"}`, round)))
+		first = 0
+		for _, a := range rev {
+			if !a.Replayed {
+				first++
+			}
+			if a.SettlementID != rev[0].SettlementID || a.Reverses != id {
+				t.Fatalf("round %d: reversal copies answered %s and %s (of %s)", round, rev[0].SettlementID, a.SettlementID, a.Reverses)
+			}
+		}
+		if first != 1 || h.head() != head+2 {
+			t.Fatalf("round %d: %d first reversal answers, head moved by %d", round, first, h.head()-head)
+		}
+	}
+}
