@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	randv2 "math/rand/v2"
 	"net"
 	"sort"
 	"strings"
@@ -313,5 +314,49 @@ func TestOverload(t *testing.T) {
 	}
 	if s90 := pct(shed, 0.90); s90 > 500*time.Millisecond {
 		t.Errorf("shed p90 %v above 500 ms: 503s waited as if queued", s90)
+	}
+}
+
+// TestCloseMonthRetryAfterFailedSync: a close whose sync failed is applied
+// in memory but not on disk. A retry must not be told "closed" from that
+// record (a power cut would take it away and reopen the month); after the
+// power cut and a restart, the month is open and closes for good.
+func TestCloseMonthRetryAfterFailedSync(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T02:00:00Z")
+	mem := vfs.NewCrashableMem()
+	fault := walFault("sync")
+	w := refWorld(t, map[string][]string{"371600": {empActive, resident}})
+	h := &harness{tb: t, fs: errorfs.Wrap(mem, fault), dir: "ledger", policies: &engine.Policies{}, world: w, now: clk.now}
+	h.versions = referenceVersions(t, h.policies)
+	h.start()
+	if status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("OK-1", "EMP1", "371600", chronicVisit, oneLine)); status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	clk.set("2026-11-02T02:00:00Z")
+	fault.On()
+	for i := range 2 {
+		status, body := h.do("POST", "/v1/clearing/months/2026-10/close", "tok-clearing", nil)
+		if a := decodeAnswer(t, body); status != 503 || a.Error.Code != "ledger_unavailable" {
+			t.Fatalf("close %d while syncs fail: %d %s, want 503 ledger_unavailable", i, status, body)
+		}
+		status, body = h.do("GET", "/v1/clearing/months/2026-10", "tok-clearing", nil)
+		if status == 200 && strings.Contains(string(body), `"closed":true`) {
+			t.Fatalf("GET %d while syncs fail says closed: %s", i, body)
+		}
+	}
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0, RNG: randv2.New(randv2.NewPCG(1, 1))})
+	h.stopAfterFailure()
+	h2 := &harness{tb: t, fs: crashed, dir: "ledger", policies: &engine.Policies{}, world: w, now: clk.now}
+	h2.versions = referenceVersions(t, h2.policies)
+	h2.start()
+	defer h2.stop()
+	status, body := h2.do("GET", "/v1/clearing/months/2026-10", "tok-clearing", nil)
+	if status != 200 || !strings.Contains(string(body), `"closed":false`) {
+		t.Fatalf("GET after the power cut: %d %s, want the month open", status, body)
+	}
+	status, body = h2.do("POST", "/v1/clearing/months/2026-10/close", "tok-clearing", nil)
+	if status != 200 || !strings.Contains(string(body), `"closed":true`) {
+		t.Fatalf("close after the restart: %d %s", status, body)
 	}
 }

@@ -122,6 +122,9 @@ type DB struct {
 
 	// observer, when set, is told of every commit (stats.go).
 	observer atomic.Pointer[CommitObserver]
+	// closedSynced holds the months whose close is known to be on disk
+	// (months.go: closeSynced).
+	closedSynced sync.Map
 }
 
 type headState struct {

@@ -298,7 +298,31 @@ func (db *DB) Closed(m Month) (*ClosedMonth, bool, error) {
 	if err != nil || !found {
 		return nil, false, err
 	}
+	if err := db.closeSynced(m); err != nil {
+		return nil, false, err
+	}
 	return c, true, nil
+}
+
+// closeSynced makes sure that month m's close, just read from the store, is
+// on disk before anyone is told the month is closed. The writer applies a
+// close before its sync, so a reader may see it while the sync is under
+// way, or after the sync failed: a retried close would then be answered
+// "closed" by a record a power cut can still take away. A sync of the WAL
+// after the read covers it (the WAL is written in order); once one has
+// succeeded the month is remembered and costs nothing more.
+func (db *DB) closeSynced(m Month) error {
+	if _, ok := db.closedSynced.Load(m); ok {
+		return nil
+	}
+	if db.failed.Load() {
+		return ErrWriteFailed
+	}
+	if err := db.pdb.LogData([]byte{0}, pebble.Sync); err != nil {
+		return fmt.Errorf("%w: syncing the close of %s: %v", ErrWriteFailed, m, err)
+	}
+	db.closedSynced.Store(m, struct{}{})
+	return nil
 }
 
 // CloseMonth freezes month m: through the writer (so that no entry can
