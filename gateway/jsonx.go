@@ -20,7 +20,15 @@ type lexer struct {
 	// owned is set when b is the decoder's own copy, never modified: then
 	// strings may alias it (see string).
 	owned bool
+	// depth is how many arrays and objects skip is inside.
+	depth int
 }
+
+// maxSkipDepth bounds the nesting of a value skip consumes. No field of any
+// request nests more than a few levels; without a bound, a body of 1 MiB
+// of brackets made skip recurse half a million deep (hundreds of MB of
+// stack for one request).
+const maxSkipDepth = 64
 
 // string returns s as a string: without copying when s is part of an owned
 // b (an unescaped string), copied otherwise.
@@ -276,9 +284,15 @@ func (l *lexer) integer() (int64, bool) {
 // skip consumes any value (used only to describe its kind in errors).
 func (l *lexer) skip() error {
 	switch c := l.peek(); {
-	case c == '{':
-		return l.object(func([]byte) error { return l.skip() })
-	case c == '[':
+	case c == '{' || c == '[':
+		if l.depth >= maxSkipDepth {
+			return badRequest("malformed_json", "", "the body nests arrays and objects more than %d deep (near byte %d)", maxSkipDepth, l.i)
+		}
+		l.depth++
+		defer func() { l.depth-- }()
+		if c == '{' {
+			return l.object(func([]byte) error { return l.skip() })
+		}
 		return l.array(func(int) error { return l.skip() })
 	case c == '"':
 		_, err := l.str()

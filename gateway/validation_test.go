@@ -40,6 +40,11 @@ func TestValidationErrors(t *testing.T) {
 		{"malformed json", "", `{"request_id":`, 400, "malformed_json", ""},
 		{"not an object", "", `[1,2]`, 400, "malformed_json", ""},
 		{"trailing data", "", good + `{}`, 400, "malformed_json", ""},
+		// An unknown field's value is skipped to the bound on nesting, not
+		// recursed into without end (jsonx.go: maxSkipDepth).
+		{"unknown field nested to the bound", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","x":`+strings.Repeat("[", 63)+strings.Repeat("]", 63)), 400, "unknown_field", "x"},
+		{"unknown field nested too deep", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","x":`+strings.Repeat("[", 500000)+strings.Repeat("]", 500000)), 400, "malformed_json", ""},
+		{"wrong type nested too deep", "", rep(`"request_id":"V-1"`, `"request_id":`+strings.Repeat(`{"a":`, 100)+`1`+strings.Repeat("}", 100)), 400, "malformed_json", ""},
 		{"empty body", "", ``, 400, "malformed_json", ""},
 		{"unknown field", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","colour":"red"`), 400, "unknown_field", "colour"},
 		{"missing request_id", "", rep(`"request_id":"V-1",`, ``), 400, "missing_field", "request_id"},
