@@ -154,7 +154,13 @@ func (s *Server) consistencyProof(ctx *fasthttp.RequestCtx, _ Principal, _ []str
 	}
 	doc, err := s.db.NewConsistencyDoc(from, to, signer, s.clearingNow())
 	if err != nil {
-		return treeErr(err, "from")
+		// A size past the ledger's head is to's fault; otherwise from's
+		// (it must not exceed to).
+		field := "from"
+		if head, _ := s.db.Head(); to > head {
+			field = "to"
+		}
+		return treeErr(err, field)
 	}
 	return s.writeJSON(ctx, fasthttp.StatusOK, doc)
 }

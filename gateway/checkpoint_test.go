@@ -160,9 +160,11 @@ func TestCheckpointsAndProofs(t *testing.T) {
 	if _, _, err := bad.Verify(v); err == nil {
 		t.Fatal("a tampered consistency proof verified")
 	}
-	for _, q := range []string{"", "?from=8", "?from=3&to=2", "?from=1&to=9"} {
-		if status, body := h.do("GET", "/v1/clearing/proofs/consistency"+q, "tok-clearing", nil); status != 400 {
-			t.Fatalf("consistency%s: %d %s", q, status, body)
+	// Each refusal names the parameter at fault.
+	for q, field := range map[string]string{"": "from", "?from=8": "from", "?from=3&to=2": "from", "?from=1&to=9": "to"} {
+		status, body := h.do("GET", "/v1/clearing/proofs/consistency"+q, "tok-clearing", nil)
+		if a := decodeAnswer(t, body); status != 400 || a.Error.Field != field {
+			t.Fatalf("consistency%s: %d %s, want 400 naming %s", q, status, body, field)
 		}
 	}
 
