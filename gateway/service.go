@@ -148,7 +148,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 			}
 			if inUse {
 				return nil, conflict("trace_code_reused", "items["+strconv.Itoa(i)+"].trace_codes["+strconv.Itoa(j)+"]",
-					"trace code %s was already settled (%s) and not reversed", code, owner)
+					"trace code %s was already settled%s and not reversed", code, s.ownSettlement(h.ID, owner))
 			}
 		}
 	}
@@ -259,13 +259,24 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 		if tc.SettlementID == "" {
 			return nil, conflict("trace_code_reused", field, "trace code %s is being settled by another request", tc.Code)
 		}
-		return nil, conflict("trace_code_reused", field, "trace code %s was already settled (%s) and not reversed", tc.Code, tc.SettlementID)
+		return nil, conflict("trace_code_reused", field, "trace code %s was already settled%s and not reversed", tc.Code, s.ownSettlement(hospital, tc.SettlementID))
 	case errors.Is(err, ledger.ErrWriteFailed):
 		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later with the same request_id (a write that reached the disk before the failure is then answered as a replay)", Cause: err}
 	case errors.Is(err, ledger.ErrCounterRange), errors.Is(err, ledger.ErrInsufficientBalance):
 		return nil, conflict("accumulator_conflict", "", "the person's accumulators or balance changed meanwhile; nothing was settled, retry")
 	}
 	return nil, err
+}
+
+// ownSettlement is " (id)" when settlement id is hospital's own, and
+// nothing otherwise: a trace-code refusal tells another hospital that the
+// code is taken, not which settlement took it (its existence is not that
+// hospital's business, as in Get).
+func (s *Service) ownSettlement(hospital, id string) string {
+	if e, ok, err := s.db.EntryByID(id); err == nil && ok && e.Hospital == hospital {
+		return " (" + id + ")"
+	}
+	return ""
 }
 
 func (s *Service) policyError(err error) error {

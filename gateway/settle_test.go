@@ -113,6 +113,15 @@ func TestTraceCodes(t *testing.T) {
 		if status != 409 || a.Error.Code != "trace_code_reused" || a.Error.Field != "items[1].trace_codes[0]" || !strings.Contains(a.Error.Message, "83900000000000000003") {
 			t.Fatalf("%s with a settled code = %d %s", path, status, body)
 		}
+		// Not which settlement holds it: that is another hospital's.
+		if strings.Contains(a.Error.Message, first.SettlementID) {
+			t.Fatalf("%s: the refusal names another hospital's settlement: %s", path, body)
+		}
+		// The hospital that settled it is told which of its settlements.
+		status, body = h.do("POST", path, "tok-H3716020001", settleBody("T-3", "RES1", "371600", chronicVisit, reuse))
+		if a := decodeAnswer(t, body); status != 409 || !strings.Contains(a.Error.Message, "("+first.SettlementID+")") {
+			t.Fatalf("%s at the owning hospital = %d %s", path, status, body)
+		}
 	}
 	if h.head() != head {
 		t.Fatal("refusals wrote to the ledger")
