@@ -120,7 +120,7 @@ func validVersion(v string) bool {
 func decodeUpload(body []byte, p Principal, region string, signed bool) (*Upload, []byte, []cases.Case, abi.Date, error) {
 	var up Upload
 	if err := strictJSON(body, &up); err != nil {
-		return nil, nil, nil, 0, badRequest("malformed_json", "", "the upload is not valid JSON: %v", err)
+		return nil, nil, nil, 0, bodyJSONError(err, "upload")
 	}
 	if !validVersion(up.Version) {
 		return nil, nil, nil, 0, invalid("version", "version must be 1 to 32 characters of letters, digits, '.', '_' or '-'")
@@ -301,7 +301,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		Top     int    `json:"top"`
 	}
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+		return bodyJSONError(err, "body")
 	}
 	from, ok1 := ParseDate([]byte(req.From))
 	to, ok2 := ParseDate([]byte(req.To))
@@ -518,7 +518,7 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, region string) error {
 	}
 	if body := ctx.PostBody(); len(body) > 0 {
 		if err := strictJSON(body, &req); err != nil {
-			return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+			return bodyJSONError(err, "body")
 		}
 	}
 	checked, skipped, mm, err := s.Replay(context.Background(), region, req.FromSeq, req.ToSeq)

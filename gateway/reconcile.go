@@ -158,7 +158,7 @@ func (s *Server) reconcileTotals(ctx *fasthttp.RequestCtx, p Principal, _ []stri
 	}
 	var req TotalsRequest
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+		return bodyJSONError(err, "body")
 	}
 	rg, err := parseRange(req.From, req.To)
 	if err != nil {
@@ -307,7 +307,7 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 	}
 	var req DetailsRequest
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+		return bodyJSONError(err, "body")
 	}
 	rg, err := parseRange(req.From, req.To)
 	if err != nil {

@@ -172,6 +172,12 @@ func TestReconciliation(t *testing.T) {
 		{"totals", `{"from":"2025-01-01","to":"2026-11-03","count":1,"total":"1","fund_total":"0","personal_account":"0"}`, "to", 400},
 		{"details", `{"from":"2026-11-02","to":"2026-11-03","settlements":[` + row("S1", "1", "1", "1") + `,` + row("S1", "1", "1", "1") + `]}`, "settlements[1].settlement_id", 400},
 		{"details", `{"from":"2026-11-02","to":"2026-11-03"}`, "settlements", 400},
+		// A key twice is refused (which one wins differs between parsers),
+		// and so is anything after the object.
+		{"details", `{"from":"2026-11-02","to":"2026-11-03","settlements":[` + row("S1", "1", "1", "1") + `],"settlements":[]}`, "settlements", 400},
+		{"details", `{"from":"2026-11-02","to":"2026-11-03","settlements":[` + row("S1", "1", "1", "1") + `,{"settlement_id":"S2","settlement_id":"S3"}]}`, "settlements[1].settlement_id", 400},
+		{"totals", `{"from":"2026-11-02","to":"2026-11-03","count":1,"total":"1","fund_total":"0","personal_account":"0","count":5}`, "count", 400},
+		{"totals", `{"from":"2026-11-02","to":"2026-11-03","count":1,"total":"1","fund_total":"0","personal_account":"0"}{"x":1}`, "", 400},
 	} {
 		status, body := h.do("POST", "/v1/reconciliation/"+c.path, "tok-"+h1, []byte(c.body))
 		if a := decodeAnswer(t, body); status != c.status || a.Error == nil || a.Error.Field != c.field {

@@ -181,7 +181,7 @@ func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []s
 		Amount    string `json:"amount"`
 	}
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return badRequest("malformed_json", "", "the body is not valid JSON: %v", err)
+		return bodyJSONError(err, "body")
 	}
 	if req.Reference == "" || len(req.Reference) > MaxIDLen {
 		return invalid("reference", "reference must be 1 to %d characters", MaxIDLen)

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"medgate/engine/abi"
@@ -118,10 +120,117 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	return w, nil
 }
 
+// strictJSON decodes one JSON value from b into v, refusing unknown fields,
+// anything after the value, and a key given twice in one object (a
+// *duplicateKeyError): encoding/json lets the last one win, and parsers
+// differ on that, so the sender and the gateway could read different
+// requests (as request_dup.go refuses for settlements).
 func strictJSON(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("unexpected data after the JSON value at byte %d", dec.InputOffset())
+	}
+	return checkDuplicateKeys(b)
+}
+
+// duplicateKeyError names a key given twice in one object, by its path
+// (e.g. settlements[2].amount).
+type duplicateKeyError struct{ path string }
+
+func (e *duplicateKeyError) Error() string { return e.path + " appears twice" }
+
+// checkDuplicateKeys walks the tokens of the valid JSON value b and
+// returns a *duplicateKeyError for the first key repeated in an object.
+func checkDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	type frame struct {
+		path   string
+		object bool
+		keys   map[string]bool
+		index  int
+		key    bool // in an object, the next string token is a key
+	}
+	var stack []*frame
+	// child is the path of the value about to start in the innermost frame.
+	child := func(name string) string {
+		if len(stack) == 0 {
+			return ""
+		}
+		f := stack[len(stack)-1]
+		if f.object {
+			if f.path == "" {
+				return name
+			}
+			return f.path + "." + name
+		}
+		return f.path + "[" + strconv.Itoa(f.index) + "]"
+	}
+	var key string
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 {
+				p := stack[len(stack)-1]
+				if p.object {
+					p.key = true
+				} else {
+					p.index++
+				}
+			}
+			continue
+		}
+		if top != nil && top.object && top.key {
+			key = tok.(string)
+			if top.keys[key] {
+				return &duplicateKeyError{path: child(key)}
+			}
+			top.keys[key] = true
+			top.key = false
+			continue
+		}
+		// A value: in an object under key, in an array at index.
+		name := key
+		if d, ok := tok.(json.Delim); ok {
+			f := &frame{path: child(name), object: d == '{', key: d == '{'}
+			if f.object {
+				f.keys = map[string]bool{}
+			}
+			stack = append(stack, f)
+			continue
+		}
+		if top != nil {
+			if top.object {
+				top.key = true
+			} else {
+				top.index++
+			}
+		}
+	}
+}
+
+// bodyJSONError is the answer to a body strictJSON refused.
+func bodyJSONError(err error, what string) error {
+	var dup *duplicateKeyError
+	if errors.As(err, &dup) {
+		return badRequest("duplicate_field", dup.path, "%s appears twice in the %s", dup.path, what)
+	}
+	return badRequest("malformed_json", "", "the %s is not valid JSON: %v", what, err)
 }
 
 // eachNDJSON calls fn for every non-empty line of dir/<region>.ndjson.

@@ -1,0 +1,26 @@
+package gateway
+
+import "testing"
+
+// checkDuplicateKeys names the first repeated key by its path, and lets
+// the same key in different objects pass.
+func TestCheckDuplicateKeys(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1,"b":[{"x":1},{"x":2,"y":[1,2],"x":3}]}`: "b[1].x",
+		`{"a":1,"a":2}`: "a",
+		`{"a":{"b":{"c":1}},"d":[[{"e":1,"e":2}]]}`: "d[0][0].e",
+		`{"a":[1,2,{"k":1}],"b":{"k":1},"k":1}`:     "",
+		`[{"a":1},{"a":1}]`:                         "",
+	} {
+		err := checkDuplicateKeys([]byte(in))
+		got := ""
+		if d, ok := err.(*duplicateKeyError); ok {
+			got = d.path
+		} else if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+}
