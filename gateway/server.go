@@ -72,6 +72,9 @@ func NewServer(cfg ServerConfig) *Server {
 	if s.svc != nil && s.svc.metrics == nil {
 		s.svc.metrics = cfg.Metrics
 	}
+	if s.svc != nil && s.svc.now == nil {
+		s.svc.now = cfg.Now
+	}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.http = &fasthttp.Server{
 		Handler: s.Handle,

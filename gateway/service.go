@@ -27,6 +27,9 @@ type Service struct {
 	policies *engine.Policies
 	log      zerolog.Logger
 	metrics  *Metrics // set by NewServer; nil: not measured
+	// now is the clock that says which settlement dates are still to come
+	// (set by NewServer from its Now; nil: time.Now).
+	now func() time.Time
 
 	seed  maphash.Seed
 	locks [1024]sync.Mutex // person stripes, held from reading a person's state until its entry is synced
@@ -81,6 +84,9 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		}
 	}
 
+	if err := s.checkNotFuture(req); err != nil {
+		return nil, err
+	}
 	person, ok, err := s.db.Person(req.InsuredRegion, req.PersonID)
 	if err != nil {
 		return nil, err
@@ -207,6 +213,30 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		return s.appendError(err, h.ID, req.RequestID, bodyHash, req)
 	}
 	return &Result{Entry: e}, nil
+}
+
+// checkNotFuture refuses a bill dated after today (UTC+8, with a day's
+// grace for clocks around midnight). Its date picks the calendar year whose
+// deductible and caps it counts against (policies.md §2), so a slip such as
+// 2062 for 2026 would give the person a fresh year's deductible and caps;
+// and a visit that has not happened cannot be settled. Checked after the
+// replay, so that a retry of a settlement already written is still answered.
+func (s *Service) checkNotFuture(req *SettleRequest) error {
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	t := now().In(ledger.ChinaTime).AddDate(0, 0, 1)
+	latest := abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
+	if d := req.Date(); d > latest {
+		field := "visit.visit_date"
+		if req.Visit.Type == abi.VisitInpatient || req.Visit.Type == abi.VisitMaternity {
+			field = "visit.discharged_on"
+		}
+		return invalid(field, "%s %s is in the future (today is %s in UTC+8): only a visit that has happened is settled",
+			field, AppendDate(nil, d), now().In(ledger.ChinaTime).Format("2006-01-02"))
+	}
+	return nil
 }
 
 // replay answers a request whose idempotency key was already used: the

@@ -337,3 +337,37 @@ func TestOverlappingRetries(t *testing.T) {
 		}
 	}
 }
+
+// TestFutureDatesRefused: a bill dated after today (UTC+8, with a day's
+// grace) is refused for settlement and quote alike, naming the date, and
+// nothing is written; its date would pick the year whose deductible and
+// caps it counts against.
+func TestFutureDatesRefused(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T17:00:00Z") // 01:00 on 11 October, UTC+8
+	h := newClockHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}), clk)
+	head := h.head()
+	for _, c := range []struct {
+		visit, field string
+	}{
+		{`{"type":"outpatient","visit_date":"2026-10-13"}`, "visit.visit_date"},
+		{`{"type":"inpatient","admitted_on":"2026-10-01","discharged_on":"2062-10-09"}`, "visit.discharged_on"},
+	} {
+		for _, path := range []string{"/v1/settlements", "/v1/settlements/quote"} {
+			status, body := h.do("POST", path, "tok-H3716020001", settleBody("F-1", "EMP1", "371600", c.visit, oneLine))
+			if a := decodeAnswer(t, body); status != 400 || a.Error.Code != "invalid_field" || a.Error.Field != c.field {
+				t.Fatalf("%s %s: %d %s, want 400 naming %s", path, c.visit, status, body, c.field)
+			}
+		}
+	}
+	if h.head() != head {
+		t.Fatal("a refused future bill was written")
+	}
+	// Today and tomorrow (the grace day) in UTC+8 are fine.
+	for i, d := range []string{"2026-10-11", "2026-10-12"} {
+		visit := `{"type":"outpatient","visit_date":"` + d + `"}`
+		if status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody(fmt.Sprintf("F-%d", i+2), "EMP1", "371600", visit, oneLine)); status != 200 {
+			t.Fatalf("a bill of %s: %d %s", d, status, body)
+		}
+	}
+}
