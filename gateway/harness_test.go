@@ -123,15 +123,7 @@ func (h *harness) start() {
 		tb.Fatal(err)
 	}
 	h.db = db
-	if err := db.PutHospitals(h.world.Hospitals); err != nil {
-		tb.Fatal(err)
-	}
-	for r, entries := range h.world.Catalogs {
-		if err := db.PutCatalog(r, entries, true); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if _, err := db.PutPersons(h.world.Persons); err != nil {
+	if err := h.world.ApplyRegistry(db); err != nil {
 		tb.Fatal(err)
 	}
 	principals, err := NewPrincipals(h.world.Principals)

@@ -19,6 +19,7 @@ import (
 	"medgate/engine/abi"
 	"medgate/engine/wasmgen"
 	"medgate/gateway/internal/testenv"
+	"medgate/ledger"
 )
 
 func demoKey(region string) ed25519.PrivateKey {
@@ -491,5 +492,56 @@ func TestReplayRandomRun(t *testing.T) {
 		if e.VisitType != abi.VisitTwoDisease || (m.Field != "basic_fund" && m.Field != "fund_total" && m.Field != "cash" && m.Field != "changes" && m.Field != "notes") {
 			t.Fatalf("unexpected mismatch %+v", m)
 		}
+	}
+}
+
+// TestWorldNotReappliedOverRegionChanges: a restart with the same world
+// directory writes nothing (api.md), so what a region changed through the
+// API since — a catalog code, a person's registration — stays; a world
+// file that changed is applied again (its catalog replaces the region's).
+func TestWorldNotReappliedOverRegionChanges(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	if status, out := h.do("POST", "/v1/regions/371600/catalog", "tok-region-371600", []byte(`{"code":"ZZ99","class":"A"}`)); status != 200 {
+		t.Fatalf("catalog upsert: %d %s", status, out)
+	}
+	p, ok, err := h.db.Person("371600", "EMP1")
+	if err != nil || !ok {
+		t.Fatalf("EMP1: %v %v", ok, err)
+	}
+	line := (`{"id":"EMP1","scheme":"employee","employment":"active","registration":"referral","enrolled_on":"2010-01-01","account_balance":"0.00","groups":[],"conditions":[]}`)
+	if status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(line)); status != 200 {
+		t.Fatalf("person upsert: %d %s", status, out)
+	}
+	changed := func() (code bool, reg abi.Registration) {
+		cat, ok := h.db.Catalog("371600")
+		if ok {
+			_, code = cat.Lookup("ZZ99")
+		}
+		p, _, err := h.db.Person("371600", "EMP1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, p.Facts.Registration
+	}
+	if code, reg := changed(); !code || reg != abi.RegistrationReferral || reg == p.Facts.Registration {
+		t.Fatalf("before the restart: code %v, registration %v (world's %v)", code, reg, p.Facts.Registration)
+	}
+	h.restart()
+	if code, reg := changed(); !code || reg != abi.RegistrationReferral {
+		t.Fatalf("the restart undid the region's changes: code %v, registration %v", code, reg)
+	}
+	// The operator changes the region's catalog file: it is applied.
+	h.world.Catalogs["371600"] = append(h.world.Catalogs["371600"][:len(h.world.Catalogs["371600"]):len(h.world.Catalogs["371600"])],
+		ledger.CatalogEntry{Code: "ZZ98", Class: abi.ClassA})
+	h.restart()
+	cat, _ := h.db.Catalog("371600")
+	if _, ok := cat.Lookup("ZZ98"); !ok {
+		t.Fatal("a changed world catalog was not applied")
+	}
+	if _, ok := cat.Lookup("ZZ99"); ok {
+		t.Fatal("the changed world catalog did not replace the region's")
+	}
+	if _, reg := changed(); reg != abi.RegistrationReferral {
+		t.Fatalf("an unchanged persons file was applied again: registration %v", reg)
 	}
 }

@@ -3,9 +3,11 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"path"
@@ -267,7 +269,13 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 	return nil
 }
 
-// ApplyRegistry upserts hospitals, catalogs and persons into db.
+// ApplyRegistry writes the world's hospitals, catalogs and persons into db.
+// A region's catalog file replaces that region's catalog and its persons
+// file upserts those persons, but only when the file differs from the one
+// last applied (ledger.Applied keeps a digest of each): a restart with the
+// same world writes nothing (api.md), so what regions changed since
+// through the API (catalog codes, persons' registration or groups) stays.
+// Hospitals have no API: they are written every time.
 func (w *World) ApplyRegistry(db *ledger.DB) error {
 	if err := db.PutHospitals(w.Hospitals); err != nil {
 		return fmt.Errorf("world: hospitals: %w", err)
@@ -278,12 +286,55 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 	}
 	sort.Strings(regions)
 	for _, r := range regions {
-		if err := db.PutCatalog(r, w.Catalogs[r], true); err != nil {
+		entries := w.Catalogs[r]
+		h := sha256.New()
+		for i := range entries {
+			fmt.Fprintf(h, "%q %d %d %d %t\n", entries[i].Code, entries[i].Class, entries[i].SelfpayProp, entries[i].PriceCap, entries[i].HasPriceCap)
+		}
+		if err := applyOnce(db, "catalog/"+r, h, func() error {
+			return db.PutCatalog(r, entries, true)
+		}); err != nil {
 			return fmt.Errorf("world: catalog %s: %w", r, err)
 		}
 	}
-	if _, err := db.PutPersons(w.Persons); err != nil {
-		return fmt.Errorf("world: persons: %w", err)
+	byRegion := map[string][]ledger.Person{}
+	for _, p := range w.Persons {
+		byRegion[p.Region] = append(byRegion[p.Region], p)
+	}
+	regions = regions[:0]
+	for r := range byRegion {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	for _, r := range regions {
+		ps := byRegion[r]
+		h := sha256.New()
+		for i := range ps {
+			fmt.Fprintf(h, "%q %d %+v\n", ps[i].ID, ps[i].OpeningBalance, ps[i].Facts)
+		}
+		if err := applyOnce(db, "persons/"+r, h, func() error {
+			_, err := db.PutPersons(ps)
+			return err
+		}); err != nil {
+			return fmt.Errorf("world: persons %s: %w", r, err)
+		}
 	}
 	return nil
+}
+
+// applyOnce runs apply unless the digest in h is the one recorded under
+// name, and records it after apply succeeded. A crash in between only
+// applies the same records again at the next start.
+func applyOnce(db *ledger.DB, name string, h hash.Hash, apply func() error) error {
+	var digest [32]byte
+	h.Sum(digest[:0])
+	if last, ok, err := db.Applied(name); err != nil {
+		return err
+	} else if ok && last == digest {
+		return nil
+	}
+	if err := apply(); err != nil {
+		return err
+	}
+	return db.SetApplied(name, digest)
 }

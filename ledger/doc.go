@@ -107,6 +107,7 @@
 //	p | lp(region) | person id           -> encoded Person
 //	h | hospital id                      -> encoded Hospital
 //	g | lp(region) | code                -> encoded CatalogEntry
+//	w | name                             -> sha256 of the outside records last applied under name (applied.go)
 //
 // Derived from the entries, written by the writer in the entry's batch
 // (derive.go; Open rebuilds them for a store of format 1):
