@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
+	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/engine/money"
 )
@@ -203,8 +205,15 @@ func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 		}
 		err = p.Call(ctx, in, in.AppendBinary(nil), &out)
 		if c.Expect.Refusal {
-			if err == nil {
+			// Only a deliberate refusal: a trap, a timeout or an answer
+			// that breaks a host check is the module failing, which would
+			// fail settlements instead of refusing them cleanly.
+			var ce *engine.CallError
+			switch {
+			case err == nil:
 				fails = append(fails, Failure{Case: name, Differences: []string{"expected a refusal, got an answer"}})
+			case !errors.As(err, &ce) || ce.Kind != engine.FailRefused:
+				fails = append(fails, Failure{Case: name, Error: "expected a refusal, got a failure: " + err.Error()})
 			}
 			continue
 		}

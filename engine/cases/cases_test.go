@@ -1,0 +1,48 @@
+package cases
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"testing"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+)
+
+type failing struct{ err error }
+
+func (f failing) Call(context.Context, *abi.Input, []byte, *abi.Output) error { return f.err }
+
+// A case that expects a refusal is met only by a deliberate refusal: a
+// module that traps, runs out of time or breaks a host check there would
+// fail settlements instead of refusing them, and must not pass its check.
+func TestRefusalCaseNeedsARefusal(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/cases/371600-v2024.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Case
+	if err := json.Unmarshal(b, &all); err != nil {
+		t.Fatal(err)
+	}
+	c := all[0]
+	c.Expect = Expect{Refusal: true}
+	for _, tc := range []struct {
+		err  error
+		pass bool
+	}{
+		{&engine.CallError{Kind: engine.FailRefused, Err: errors.New("waiting period")}, true},
+		{&engine.CallError{Kind: engine.FailTrap, Err: errors.New("unreachable")}, false},
+		{&engine.CallError{Kind: engine.FailTimeout, Err: errors.New("fuel")}, false},
+		{&engine.CallError{Kind: engine.FailCheck, Rule: "R1", Err: errors.New("sum")}, false},
+		{errors.New("something else"), false},
+		{nil, false},
+	} {
+		fails := Run(context.Background(), failing{tc.err}, []Case{c})
+		if (len(fails) == 0) != tc.pass {
+			t.Errorf("%v: failures %+v, want pass %v", tc.err, fails, tc.pass)
+		}
+	}
+}
