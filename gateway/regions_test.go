@@ -545,3 +545,57 @@ func TestWorldNotReappliedOverRegionChanges(t *testing.T) {
 		t.Fatalf("an unchanged persons file was applied again: registration %v", reg)
 	}
 }
+
+// TestRegionLinesStrict: an NDJSON line holding two objects, a key twice
+// (in any case) or a line of any length is that line's rejection, listed,
+// and the lines after it are still read; a credit with a key twice is
+// refused whole.
+func TestRegionLinesStrict(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	person := func(id string) string { return strings.Replace(empActive, "EMP1", id, 1) }
+	body := strings.Join([]string{
+		person("L1"),
+		person("L2") + person("L2B"),
+		strings.Replace(person("L3"), `"account_balance":"1000.00"`, `"account_balance":"1.00","account_balance":"5000.00"`, 1),
+		strings.Replace(person("L4"), `"scheme":"employee"`, `"scheme":"employee","SCHEME":"resident"`, 1),
+		person(strings.Repeat("X", 1<<20)),
+		person("L6"),
+	}, "\n")
+	status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(body))
+	var res struct {
+		Written  int
+		Rejected []LineError
+	}
+	json.Unmarshal(out, &res)
+	if status != 200 || res.Written != 2 || len(res.Rejected) != 4 {
+		t.Fatalf("persons upsert = %d %.600s", status, out)
+	}
+	for i, want := range []int{2, 3, 4, 5} {
+		if res.Rejected[i].Line != want {
+			t.Errorf("rejected[%d] = line %d, want %d", i, res.Rejected[i].Line, want)
+		}
+	}
+	for id, want := range map[string]bool{"L1": true, "L2": false, "L2B": false, "L3": false, "L4": false, "L6": true} {
+		if _, ok, _ := h.db.Person("371600", id); ok != want {
+			t.Errorf("person %s written: %v, want %v", id, ok, want)
+		}
+	}
+	status, out = h.do("POST", "/v1/regions/371600/catalog", "tok-region-371600",
+		[]byte(`{"code":"QQ01","class":"A"}{"code":"QQ02","class":"A"}`+"\n"+`{"code":"QQ03","class":"A","CLASS":"C"}`+"\n"+`{"code":"QQ04","class":"A"}`))
+	if status != 200 || !strings.Contains(string(out), `"line":1`) || !strings.Contains(string(out), `"line":2`) {
+		t.Fatalf("catalog upsert = %d %s", status, out)
+	}
+	cat, _ := h.db.Catalog("371600")
+	for code, want := range map[string]bool{"QQ01": false, "QQ02": false, "QQ03": false, "QQ04": true} {
+		if _, ok := cat.Lookup(code); ok != want {
+			t.Errorf("catalog code %s written: %v, want %v", code, ok, want)
+		}
+	}
+	status, out = h.do("POST", "/v1/regions/371600/persons/EMP1/credits", "tok-region-371600", []byte(`{"reference":"CR-9","amount":"1.00","AMOUNT":"5000.00"}`))
+	if a := decodeAnswer(t, out); status != 400 || a.Error.Code != "duplicate_field" || a.Error.Field != "AMOUNT" {
+		t.Fatalf("credit with amount twice = %d %s", status, out)
+	}
+	if bal, _ := h.db.Balance("371600", "EMP1"); bal != 1000_00 {
+		t.Fatalf("balance %d after a refused credit", bal)
+	}
+}

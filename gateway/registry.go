@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -34,9 +32,7 @@ var knownGroups = map[string]bool{"destitute": true, "subsistence": true, "low_i
 // ParsePerson parses and validates one person line of region.
 func ParsePerson(region string, line []byte) (ledger.Person, error) {
 	var r PersonRecord
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictJSON(line, &r); err != nil {
 		return ledger.Person{}, fmt.Errorf("not a valid person object: %v", err)
 	}
 	p := ledger.Person{ID: r.ID, Region: region}
@@ -122,9 +118,7 @@ type CatalogRecord struct {
 // decimals.
 func ParseCatalogEntry(line []byte) (ledger.CatalogEntry, error) {
 	var r CatalogRecord
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictJSON(line, &r); err != nil {
 		return ledger.CatalogEntry{}, fmt.Errorf("not a valid catalog object: %v", err)
 	}
 	e := ledger.CatalogEntry{Code: r.Code}

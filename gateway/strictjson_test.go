@@ -11,6 +11,9 @@ func TestCheckDuplicateKeys(t *testing.T) {
 		`{"a":{"b":{"c":1}},"d":[[{"e":1,"e":2}]]}`: "d[0][0].e",
 		`{"a":[1,2,{"k":1}],"b":{"k":1},"k":1}`:     "",
 		`[{"a":1},{"a":1}]`:                         "",
+		// Keys that encoding/json would match to the same field.
+		`{"amount":"1","AMOUNT":"5"}`:              "AMOUNT",
+		`{"settlements":[],"\u017fettlements":[]}`: "\u017fettlements",
 	} {
 		err := checkDuplicateKeys([]byte(in))
 		got := ""

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"medgate/engine/abi"
 	"medgate/ledger"
@@ -199,10 +200,13 @@ func checkDuplicateKeys(b []byte) error {
 		}
 		if top != nil && top.object && top.key {
 			key = tok.(string)
-			if top.keys[key] {
+			// encoding/json matches a key to a field ignoring case, so
+			// "amount" and "AMOUNT" are the same field given twice.
+			folded := foldKey(key)
+			if top.keys[folded] {
 				return &duplicateKeyError{path: child(key)}
 			}
-			top.keys[key] = true
+			top.keys[folded] = true
 			top.key = false
 			continue
 		}
@@ -224,6 +228,12 @@ func checkDuplicateKeys(b []byte) error {
 			}
 		}
 	}
+}
+
+// foldKey folds key the way encoding/json's field matching does (Unicode
+// simple case folding: "ſ" and "s", "K" (Kelvin) and "k" are the same).
+func foldKey(key string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, key)
 }
 
 // bodyJSONError is the answer to a body strictJSON refused.
