@@ -133,13 +133,48 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 			"error":    map[string]string{"code": "invalid_catalog", "message": "a catalog replacement must be valid in full; nothing was written"},
 			"rejected": bad})
 	}
+	_, hadOwn := s.db.Catalog(region)
+	parent := parentCatalog(s.db, region)
 	if replace && len(good) == 0 {
-		return badRequest("invalid_catalog", "", "a catalog replacement must have at least one line")
+		// An empty replacement removes the region's own catalog, so that
+		// its hospitals use the one above it again (policies.md §1): only
+		// when there is one, or every code would become class C.
+		if parent == "" {
+			return badRequest("invalid_catalog", "", "a catalog replacement must have at least one line (an empty one removes a region's own catalog only where a prefecture's or province's catalog is there to fall back on)")
+		}
+		if err := s.db.PutCatalog(region, nil, true); err != nil {
+			return err
+		}
+		return s.writeJSON(ctx, 200, map[string]any{"region": region, "replaced": true, "written": 0, "rejected": []LineError{},
+			"note": "removed " + region + "'s own catalog: its hospitals use " + parent + "'s"})
 	}
 	if err := s.db.PutCatalog(region, good, replace); err != nil {
 		return err
 	}
-	return s.writeJSON(ctx, 200, map[string]any{"region": region, "replaced": replace, "written": len(good), "rejected": nonNil(bad)})
+	res := map[string]any{"region": region, "replaced": replace, "written": len(good), "rejected": nonNil(bad)}
+	if !hadOwn && len(good) > 0 && parent != "" {
+		// Say so: from now on this catalog, not the one above, decides
+		// for the region's hospitals, however few codes it has.
+		res["note"] = "created " + region + "'s own catalog: its hospitals no longer use " + parent + "'s (an empty PUT removes it)"
+	}
+	return s.writeJSON(ctx, 200, res)
+}
+
+// parentCatalog is the region above region whose catalog its hospitals
+// would use without one of their own (prefecture, then province), or "".
+func parentCatalog(db *ledger.DB, region string) string {
+	if len(region) != 6 {
+		return ""
+	}
+	for _, r := range []string{region[:4] + "00", region[:2] + "0000"} {
+		if r == region {
+			continue
+		}
+		if _, ok := db.Catalog(r); ok {
+			return r
+		}
+	}
+	return ""
 }
 
 func nonNil[T any](s []T) []T {

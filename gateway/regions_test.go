@@ -599,3 +599,37 @@ func TestRegionLinesStrict(t *testing.T) {
 		t.Fatalf("balance %d after a refused credit", bal)
 	}
 }
+
+// TestSubRegionCatalogRemovable: a region under another gets its own
+// catalog by an upsert (the answer says its hospitals leave the one above),
+// and loses it by an empty PUT (they use the one above again); an empty PUT
+// where nothing would take over is refused.
+func TestSubRegionCatalogRemovable(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	if _, ok := h.db.Catalog("371623"); ok {
+		t.Fatal("371623 has a catalog in the test world; pick another region")
+	}
+	// The prefecture's catalog, which 371623's hospitals use to begin with.
+	if status, out := h.do("PUT", "/v1/regions/371600/catalog", "tok-region-371600", []byte(`{"code":"XA01","class":"A"}`)); status != 200 || strings.Contains(string(out), "note") {
+		t.Fatalf("prefecture catalog = %d %s", status, out)
+	}
+	status, out := h.do("POST", "/v1/regions/371623/catalog", "tok-region-371600", []byte(`{"code":"QQ01","class":"A"}`))
+	if status != 200 || !strings.Contains(string(out), `"note":"created 371623's own catalog`) {
+		t.Fatalf("upsert creating a sub-region catalog = %d %s", status, out)
+	}
+	if c, ok := catalogFor(h.db, "371623"); !ok || c.Region() != "371623" {
+		t.Fatal("the new catalog does not decide for 371623")
+	}
+	status, out = h.do("PUT", "/v1/regions/371623/catalog", "tok-region-371600", nil)
+	if status != 200 || !strings.Contains(string(out), `"note":"removed 371623's own catalog: its hospitals use 371600's"`) {
+		t.Fatalf("empty PUT = %d %s", status, out)
+	}
+	if c, ok := catalogFor(h.db, "371623"); !ok || c.Region() != "371600" {
+		t.Fatalf("after the removal 371623 uses %v", c)
+	}
+	// Nothing above a province.
+	status, out = h.do("PUT", "/v1/regions/370000/catalog", "tok-region-370000", nil)
+	if a := decodeAnswer(t, out); status != 400 || a.Error == nil || a.Error.Code != "invalid_catalog" {
+		t.Fatalf("empty PUT with nothing above = %d %s", status, out)
+	}
+}
