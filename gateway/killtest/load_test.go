@@ -172,11 +172,11 @@ func (l *load) settleBody(rng *rand.Rand, id string, p personRef) []byte {
 	month, day := 1+rng.Intn(12), 1+rng.Intn(28)
 	switch rng.Intn(4) {
 	case 0:
-		fmt.Fprintf(&b, `{"type":"inpatient","admitted_on":"2026-%02d-%02d","discharged_on":"2026-%02d-%02d","diagnoses":["I10"]}`, month, max(1, day-3), month, day)
+		fmt.Fprintf(&b, `{"type":"inpatient","admitted_on":"2025-%02d-%02d","discharged_on":"2025-%02d-%02d","diagnoses":["I10"]}`, month, max(1, day-3), month, day)
 	case 1:
-		fmt.Fprintf(&b, `{"type":"chronic","visit_date":"2026-%02d-%02d","diagnoses":["I10"]}`, month, day)
+		fmt.Fprintf(&b, `{"type":"chronic","visit_date":"2025-%02d-%02d","diagnoses":["I10"]}`, month, day)
 	default:
-		fmt.Fprintf(&b, `{"type":"outpatient","visit_date":"2026-%02d-%02d"}`, month, day)
+		fmt.Fprintf(&b, `{"type":"outpatient","visit_date":"2025-%02d-%02d"}`, month, day)
 	}
 	fmt.Fprintf(&b, `,"use_personal_account":%v,"items":[`, rng.Intn(3) > 0)
 	n := 1 + rng.Intn(5)
