@@ -9,15 +9,21 @@ import (
 	"medgate/engine/abi"
 )
 
-// A call borrows the instance returned last: its memory is the likeliest to
-// be in a CPU's cache (module.go).
-func TestPoolLendsLastReturned(t *testing.T) {
-	e := newTestEngine(t)
+// loadAnswering loads a module answering Basic 1 into e.
+func loadAnswering(t *testing.T, e *Engine) *Module {
+	t.Helper()
 	want := abi.Output{Basic: 1}
 	m, err := e.Load(context.Background(), "371600", "v1", answering(&want))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// A call borrows the instance returned last: its memory is the likeliest to
+// be in a CPU's cache (module.go).
+func TestPoolLendsLastReturned(t *testing.T) {
+	m := loadAnswering(t, newTestEngine(t))
 	ctx := context.Background()
 	a, err := m.get(ctx)
 	if err != nil {
@@ -55,11 +61,7 @@ func TestPoolWaitersGetReturnedInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	want := abi.Output{Basic: 1}
-	m, err := e.Load(context.Background(), "371600", "v1", answering(&want))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadAnswering(t, e)
 	ctx := context.Background()
 	lent := make([]*instance, 2)
 	for i := range lent {
@@ -117,12 +119,7 @@ func TestPoolWaitersGetReturnedInstances(t *testing.T) {
 
 // Close closes the idle instances now and the lent ones when they come back.
 func TestPoolCloseDiscardsInstances(t *testing.T) {
-	e := newTestEngine(t)
-	want := abi.Output{Basic: 1}
-	m, err := e.Load(context.Background(), "371600", "v1", answering(&want))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadAnswering(t, newTestEngine(t))
 	ctx := context.Background()
 	a, _ := m.get(ctx)
 	b, err := m.get(ctx)
