@@ -322,6 +322,9 @@ func (db *DB) load() error {
 		return fmt.Errorf("ledger: closed months: %w", err)
 	}
 	db.floor = max(db.floor, closedEnd)
+	if err := db.loadClosedSynced(); err != nil {
+		return fmt.Errorf("ledger: closed months: %w", err)
+	}
 
 	hs := map[string]Hospital{}
 	cats := map[string]*Catalog{}

@@ -304,25 +304,44 @@ func (db *DB) Closed(m Month) (*ClosedMonth, bool, error) {
 	return c, true, nil
 }
 
-// closeSynced makes sure that month m's close, just read from the store, is
-// on disk before anyone is told the month is closed. The writer applies a
-// close before its sync, so a reader may see it while the sync is under
-// way, or after the sync failed: a retried close would then be answered
-// "closed" by a record a power cut can still take away. A sync of the WAL
-// after the read covers it (the WAL is written in order); once one has
-// succeeded the month is remembered and costs nothing more.
+// closeSynced waits until month m's close, just read from the store, is
+// known to be on disk, before anyone is told the month is closed. The
+// writer applies a close before its sync, so a reader may see it while the
+// sync is under way, or after the sync failed: a retried close would then
+// be answered "closed" by a record a power cut can still take away. A close
+// is known synced once its flight finished (CloseMonth's after) or when it
+// was in the store at Open.
 func (db *DB) closeSynced(m Month) error {
-	if _, ok := db.closedSynced.Load(m); ok {
-		return nil
+	for {
+		ch := *db.notify.Load()
+		if _, ok := db.closedSynced.Load(m); ok {
+			return nil
+		}
+		if db.failed.Load() {
+			return ErrWriteFailed
+		}
+		if db.closed.Load() {
+			return ErrClosed
+		}
+		<-ch
 	}
-	if db.failed.Load() {
-		return ErrWriteFailed
+}
+
+// loadClosedSynced marks the closes in the store at Open as synced.
+func (db *DB) loadClosedSynced() error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{pfxClosed}, UpperBound: []byte{pfxClosed + 1}})
+	if err != nil {
+		return err
 	}
-	if err := db.pdb.LogData([]byte{0}, pebble.Sync); err != nil {
-		return fmt.Errorf("%w: syncing the close of %s: %v", ErrWriteFailed, m, err)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 5 {
+			_ = it.Close()
+			return fmt.Errorf("%w: closed month key %x", ErrCorrupt, k)
+		}
+		db.closedSynced.Store(Month(be.Uint32(k[1:])), struct{}{})
 	}
-	db.closedSynced.Store(m, struct{}{})
-	return nil
+	return it.Close()
 }
 
 // CloseMonth freezes month m: through the writer (so that no entry can
@@ -369,6 +388,11 @@ func (db *DB) CloseMonth(m Month, render func(*MonthTotals) ([]byte, error)) (c 
 		db.floor = max(db.floor, end)
 		c, created = nc, true
 		return 1, nil
+	}
+	r.after = func() {
+		// Synced (finish runs after only then): readers may say closed.
+		db.closedSynced.Store(m, struct{}{})
+		db.broadcast()
 	}
 	if _, err := db.submit(r); err != nil {
 		return nil, false, err

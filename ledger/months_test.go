@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rs/zerolog"
 
 	"medgate/engine/abi"
@@ -334,5 +336,75 @@ func TestKeyPrefixesDistinct(t *testing.T) {
 			t.Errorf("prefix %q is used by %s and %s", p, name, other)
 		}
 		seen[p] = name
+	}
+}
+
+// TestClosedWaitsForTheCloseSync: the writer applies a close before its
+// WAL sync, so the record is readable while the sync is under way; Closed
+// must not report the month closed until the sync is done (a power cut
+// before it would take the close away).
+func TestClosedWaitsForTheCloseSync(t *testing.T) {
+	var armed atomic.Bool
+	release := make(chan struct{})
+	blocking := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if armed.Load() && strings.HasSuffix(op.Path, ".log") &&
+			(op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData || op.Kind == errorfs.OpFileSyncTo) {
+			<-release
+		}
+		return nil
+	})
+	fs := errorfs.Wrap(vfs.NewMem(), blocking)
+	db, err := Open("ledger", testOptions(fs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, db, settlement(req(1), "P1", abi.MakeDate(2026, 8, 1), nil, 0))
+	aug := MakeMonth(2026, 8)
+	armed.Store(true)
+	closed := make(chan error, 1)
+	go func() {
+		_, _, err := db.CloseMonth(aug, func(*MonthTotals) ([]byte, error) { return []byte("{}"), nil })
+		closed <- err
+	}()
+	// Wait until the close is applied (readable) while its sync hangs.
+	key := appendMonthKey(nil, pfxClosed, aug)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, c, err := db.pdb.Get(key); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the close never became readable")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	answered := make(chan bool, 1)
+	go func() {
+		_, ok, err := db.Closed(aug)
+		answered <- ok && err == nil
+	}()
+	select {
+	case <-answered:
+		t.Fatal("Closed answered while the close's sync was still under way")
+	case <-time.After(100 * time.Millisecond):
+	}
+	armed.Store(false)
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if ok := <-answered; !ok {
+		t.Fatal("Closed did not report the month closed once synced")
+	}
+	// A reopened store knows its closes.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open("ledger", testOptions(fs)); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, ok, err := db.Closed(aug); !ok || err != nil {
+		t.Fatalf("after reopening: closed %v, %v", ok, err)
 	}
 }
