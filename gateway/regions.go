@@ -142,6 +142,10 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 		if parent == "" {
 			return badRequest("invalid_catalog", "", "a catalog replacement must have at least one line (an empty one removes a region's own catalog only where a prefecture's or province's catalog is there to fall back on)")
 		}
+		if !hadOwn {
+			return s.writeJSON(ctx, 200, map[string]any{"region": region, "replaced": false, "written": 0, "rejected": []LineError{},
+				"note": region + " has no catalog of its own: nothing was removed; its hospitals use " + parent + "'s"})
+		}
 		if err := s.db.PutCatalog(region, nil, true); err != nil {
 			return err
 		}

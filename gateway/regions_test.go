@@ -627,6 +627,10 @@ func TestSubRegionCatalogRemovable(t *testing.T) {
 	if c, ok := catalogFor(h.db, "371623"); !ok || c.Region() != "371600" {
 		t.Fatalf("after the removal 371623 uses %v", c)
 	}
+	status, out = h.do("PUT", "/v1/regions/371623/catalog", "tok-region-371600", nil)
+	if status != 200 || !strings.Contains(string(out), `"note":"371623 has no catalog of its own: nothing was removed`) {
+		t.Fatalf("empty PUT with no own catalog = %d %s", status, out)
+	}
 	// Nothing above a province.
 	status, out = h.do("PUT", "/v1/regions/370000/catalog", "tok-region-370000", nil)
 	if a := decodeAnswer(t, out); status != 400 || a.Error == nil || a.Error.Code != "invalid_catalog" {

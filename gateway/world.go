@@ -148,31 +148,40 @@ func (e *duplicateKeyError) Error() string { return e.path + " appears twice" }
 
 // checkDuplicateKeys walks the tokens of the valid JSON value b and
 // returns a *duplicateKeyError for the first key repeated in an object.
+// Frames point to their parent and the path is built only for the error,
+// so memory stays linear in the nesting (encoding/json allows 10,000
+// levels, e.g. inside a json.RawMessage).
 func checkDuplicateKeys(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	type frame struct {
-		path   string
+		parent *frame
+		name   string // the key this value has in its parent object
+		at     int    // or its index in its parent array
 		object bool
 		keys   map[string]bool
-		index  int
-		key    bool // in an object, the next string token is a key
+		index  int  // arrays: the next element's index
+		key    bool // objects: the next string token is a key
 	}
-	var stack []*frame
-	// child is the path of the value about to start in the innermost frame.
-	child := func(name string) string {
-		if len(stack) == 0 {
-			return ""
+	path := func(f *frame, last string) string {
+		var parts []string
+		if last != "" {
+			parts = append(parts, "."+last)
 		}
-		f := stack[len(stack)-1]
-		if f.object {
-			if f.path == "" {
-				return name
+		for ; f != nil && f.parent != nil; f = f.parent {
+			if f.parent.object {
+				parts = append(parts, "."+f.name)
+			} else {
+				parts = append(parts, "["+strconv.Itoa(f.at)+"]")
 			}
-			return f.path + "." + name
 		}
-		return f.path + "[" + strconv.Itoa(f.index) + "]"
+		var sb strings.Builder
+		for i := len(parts) - 1; i >= 0; i-- {
+			sb.WriteString(parts[i])
+		}
+		return strings.TrimPrefix(sb.String(), ".")
 	}
+	var top *frame
 	var key string
 	for {
 		tok, err := dec.Token()
@@ -182,18 +191,13 @@ func checkDuplicateKeys(b []byte) error {
 		if err != nil {
 			return err
 		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
 		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:len(stack)-1]
-			if len(stack) > 0 {
-				p := stack[len(stack)-1]
-				if p.object {
-					p.key = true
+			top = top.parent
+			if top != nil {
+				if top.object {
+					top.key = true
 				} else {
-					p.index++
+					top.index++
 				}
 			}
 			continue
@@ -204,20 +208,22 @@ func checkDuplicateKeys(b []byte) error {
 			// "amount" and "AMOUNT" are the same field given twice.
 			folded := foldKey(key)
 			if top.keys[folded] {
-				return &duplicateKeyError{path: child(key)}
+				return &duplicateKeyError{path: path(top, key)}
 			}
 			top.keys[folded] = true
 			top.key = false
 			continue
 		}
-		// A value: in an object under key, in an array at index.
-		name := key
+		// A value: in an object under key, in an array at its index.
 		if d, ok := tok.(json.Delim); ok {
-			f := &frame{path: child(name), object: d == '{', key: d == '{'}
+			f := &frame{parent: top, object: d == '{', key: d == '{'}
+			if top != nil {
+				f.name, f.at = key, top.index
+			}
 			if f.object {
 				f.keys = map[string]bool{}
 			}
-			stack = append(stack, f)
+			top = f
 			continue
 		}
 		if top != nil {
