@@ -108,7 +108,7 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 			return fail("compile", err)
 		}
 	}
-	compiled, err := e.runtime.CompileModule(ctx, code)
+	compiled, err := compileModule(ctx, e.runtime, code)
 	if err != nil {
 		if strings.Contains(err.Error(), "section memory") {
 			return fail("memory", err) // e.g. a minimum over the limit
@@ -152,6 +152,21 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 	}
 	m.put(inst)
 	return m, nil
+}
+
+// compileModule is rt.CompileModule, with a panic inside wazero turned
+// into an error. wazero's validator (v1.12.0) panics on some malformed
+// code (an index out of range in func_validation.go, found by
+// FuzzInstrumentValid): a module uploaded by a region must cost that
+// region its upload, not the gateway its process. The panic happens while
+// validating the new module, before it is compiled or cached.
+func compileModule(ctx context.Context, rt wazero.Runtime, code []byte) (cm wazero.CompiledModule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cm, err = nil, fmt.Errorf("the module is malformed (the validator failed on it: %v)", r)
+		}
+	}()
+	return rt.CompileModule(ctx, code)
 }
 
 // checkShape verifies imports, memory and exports without running

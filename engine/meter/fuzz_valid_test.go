@@ -51,8 +51,10 @@ func FuzzInstrumentValid(f *testing.F) {
 		if meter.CheckBounds(wasm) != nil {
 			return
 		}
-		cm, err := rt.CompileModule(ctx, wasm)
-		if err != nil {
+		// wazero's validator panics on some malformed code (the engine
+		// turns that into a refusal): such an input is one wazero refuses.
+		cm, err, panicked := compile(ctx, rt, wasm)
+		if err != nil || panicked != nil {
 			return
 		}
 		cm.Close(ctx)
@@ -60,7 +62,10 @@ func FuzzInstrumentValid(f *testing.F) {
 		if err != nil {
 			return
 		}
-		cm, err = rt.CompileModule(ctx, out)
+		cm, err, panicked = compile(ctx, rt, out)
+		if panicked != nil {
+			t.Fatalf("the instrumented module makes wazero panic: %v", panicked)
+		}
 		if err != nil {
 			t.Fatalf("the instrumented module does not compile: %v", err)
 		}
@@ -70,4 +75,15 @@ func FuzzInstrumentValid(f *testing.F) {
 			t.Fatalf("instrumenting twice differs (%v)", err)
 		}
 	})
+}
+
+// compile is rt.CompileModule, reporting a panic inside wazero apart.
+func compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (cm wazero.CompiledModule, err error, panicked any) {
+	defer func() {
+		if r := recover(); r != nil {
+			cm, err, panicked = nil, nil, r
+		}
+	}()
+	cm, err = rt.CompileModule(ctx, wasm)
+	return cm, err, nil
 }
