@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -161,7 +162,13 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 	var errs []error
 	set := func(name, value, source string) {
 		if err := out.Set(name, value); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", source, err))
+			// flag's own errors ("parse error") name neither the value nor
+			// its form: say both (the default shows the form, e.g. 30s).
+			hint := ""
+			if f := out.Lookup(name); f != nil && f.DefValue != "" {
+				hint = fmt.Sprintf(" (a value like %q)", f.DefValue)
+			}
+			errs = append(errs, fmt.Errorf("%s: %q is not valid%s: %v", source, value, hint, err))
 			return
 		}
 		s.Source[name] = strings.Fields(source)[0]
@@ -216,11 +223,32 @@ func readSettingsFile(file string) (map[string]string, error) {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
 	var raw map[string]any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("config file %s: %v", file, err)
+	}
+	// A second document ("---") would be ignored by a plain decode, and
+	// with it every setting below it: refuse it instead.
+	var more any
+	if err := dec.Decode(&more); err != io.EOF {
+		return nil, fmt.Errorf("config file %s: more than one YAML document (a \"---\" line): put every setting in one", file)
 	}
 	out := map[string]string{}
 	var errs []error
+	// max_inflight and max-inflight are one setting: given both, the file
+	// says two things (as a key given twice, which YAML refuses).
+	spelled := map[string]string{}
+	for k := range raw {
+		canon := strings.ReplaceAll(k, "_", "-")
+		if other, dup := spelled[canon]; dup {
+			a, b := other, k
+			if a > b {
+				a, b = b, a
+			}
+			errs = append(errs, fmt.Errorf("config file %s: %q and %q are the same setting", file, a, b))
+		}
+		spelled[canon] = k
+	}
 	for k, v := range raw {
 		switch v := v.(type) {
 		case string:

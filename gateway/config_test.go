@@ -95,6 +95,18 @@ func TestSettingsErrors(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
+	// A second YAML document would be ignored, two spellings of one
+	// setting would let one win silently, and a bad value names itself.
+	for body, want := range map[string]string{
+		"listen: 127.0.0.1:18081\n---\nbogus: 1\n": "more than one YAML document",
+		"max_inflight: 10\nmax-inflight: 20\n":     `"max-inflight" and "max_inflight" are the same setting`,
+		"shutdown-timeout: 30\n":                   `"30" is not valid (a value like`,
+	} {
+		os.WriteFile(file, []byte(body), 0o644)
+		if _, err := LoadSettings([]string{"--config", file}, envOf(nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one saying %s", body, err, want)
+		}
+	}
 	if _, err := LoadSettings([]string{"--help"}, envOf(nil)); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)
 	}
