@@ -10,18 +10,30 @@ import (
 // own, else its prefecture's (XXXX00), else its province's (XX0000)
 // (policies.md §1). ok is false when none of them has a catalog.
 func catalogFor(db *ledger.DB, region string) (*ledger.Catalog, bool) {
-	if c, ok := db.Catalog(region); ok {
-		return c, true
-	}
-	if len(region) == 6 {
-		if c, ok := db.Catalog(region[:4] + "00"); ok {
-			return c, true
-		}
-		if c, ok := db.Catalog(region[:2] + "0000"); ok {
+	chain, n := catalogChain(region)
+	for _, r := range chain[:n] {
+		if c, ok := db.Catalog(r); ok {
 			return c, true
 		}
 	}
 	return nil, false
+}
+
+// catalogChain is the regions whose catalog a hospital of region uses, in
+// order: its own, then its prefecture's and its province's (policies.md
+// §1); n of them. An array, not a slice: it is on every settlement's path.
+func catalogChain(region string) (chain [3]string, n int) {
+	chain[0], n = region, 1
+	if len(region) != 6 {
+		return chain, n
+	}
+	for _, r := range [2]string{region[:4] + "00", region[:2] + "0000"} {
+		if r != chain[n-1] {
+			chain[n] = r
+			n++
+		}
+	}
+	return chain, n
 }
 
 // splitLine is the catalog step for one line (policies.md §1).

@@ -167,13 +167,8 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 // parentCatalog is the region above region whose catalog its hospitals
 // would use without one of their own (prefecture, then province), or "".
 func parentCatalog(db *ledger.DB, region string) string {
-	if len(region) != 6 {
-		return ""
-	}
-	for _, r := range []string{region[:4] + "00", region[:2] + "0000"} {
-		if r == region {
-			continue
-		}
+	chain, n := catalogChain(region)
+	for _, r := range chain[1:n] {
 		if _, ok := db.Catalog(r); ok {
 			return r
 		}

@@ -55,6 +55,14 @@ func (r *SettleRequest) Date() abi.Date {
 	return r.Visit.VisitDate
 }
 
+// dateField is the field Date comes from.
+func (r *SettleRequest) dateField() string {
+	if r.Visit.Type == abi.VisitInpatient || r.Visit.Type == abi.VisitMaternity {
+		return "visit.discharged_on"
+	}
+	return "visit.visit_date"
+}
+
 var visitTypes = map[string]abi.VisitType{
 	"inpatient": abi.VisitInpatient, "outpatient": abi.VisitOutpatient, "chronic": abi.VisitChronic,
 	"two_disease": abi.VisitTwoDisease, "maternity": abi.VisitMaternity,

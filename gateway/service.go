@@ -229,10 +229,7 @@ func (s *Service) checkNotFuture(req *SettleRequest) error {
 	t := now().In(ledger.ChinaTime).AddDate(0, 0, 1)
 	latest := abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
 	if d := req.Date(); d > latest {
-		field := "visit.visit_date"
-		if req.Visit.Type == abi.VisitInpatient || req.Visit.Type == abi.VisitMaternity {
-			field = "visit.discharged_on"
-		}
+		field := req.dateField()
 		return invalid(field, "%s %s is in the future (today is %s in UTC+8): only a visit that has happened is settled",
 			field, AppendDate(nil, d), now().In(ledger.ChinaTime).Format("2006-01-02"))
 	}
