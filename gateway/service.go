@@ -424,7 +424,8 @@ func negateAmounts(a ledger.Amounts) ledger.Amounts {
 // key order or spacing hashes the same, any change of content does not.
 func (r *SettleRequest) appendCanonical(b []byte) []byte {
 	str := func(b []byte, s string) []byte {
-		return append(strconv.AppendInt(b, int64(len(s)), 10), append([]byte{':'}, s...)...)
+		b = append(strconv.AppendInt(b, int64(len(s)), 10), ':')
+		return append(b, s...)
 	}
 	num := func(b []byte, v int64) []byte { return append(strconv.AppendInt(b, v, 10), ';') }
 	b = append(b, "settle\x00"...)
