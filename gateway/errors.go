@@ -15,6 +15,9 @@ type Error struct {
 	Message string
 	Field   string
 	Cause   error
+	// Allow, for a 405, lists the methods the path takes (the Allow
+	// header, which RFC 9110 requires with a 405).
+	Allow string
 }
 
 func (e *Error) Error() string {

@@ -76,7 +76,8 @@ func (s *Server) match(method, path []byte, params []string) (*Route, []string, 
 		allowed = append(allowed, r.Method)
 	}
 	if len(allowed) > 0 {
-		return nil, nil, &Error{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "use " + strings.Join(allowed, " or ")}
+		return nil, nil, &Error{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "use " + strings.Join(allowed, " or "),
+			Allow: strings.Join(allowed, ", ")}
 	}
 	return nil, nil, notFound("no such endpoint")
 }

@@ -291,6 +291,9 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
 	b := appendError((*bp)[:0], e)
 	ctx.SetContentType("application/json")
 	ctx.SetStatusCode(e.Status)
+	if e.Allow != "" {
+		ctx.Response.Header.Set("Allow", e.Allow)
+	}
 	ctx.SetBody(b)
 	*bp = b
 	s.bufs.Put(bp)

@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestValidationErrors sends every kind of bad request and checks its
@@ -195,5 +198,27 @@ func TestDecodeTraceCodes(t *testing.T) {
 	// Many distinct codes pass, through the map too.
 	if _, e := decodeSettle(body(line(codes(0, 90)...), line(codes(90, 90)...)), false); e != nil {
 		t.Fatalf("180 distinct codes: %v", e)
+	}
+}
+
+// TestMethodNotAllowed: a known path with another method is 405 with the
+// Allow header RFC 9110 (§15.5.6) requires, naming what the path takes.
+func TestMethodNotAllowed(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	for _, tt := range []struct{ method, path, allow string }{
+		{"PUT", "/v1/settlements", "POST"},
+		{"GET", "/v1/settlements", "POST"},
+		{"DELETE", "/v1/settlements/S000000000001", "GET"},
+		{"GET", "/v1/settlements/S000000000001/reversal", "POST"},
+	} {
+		resp, err := h.roundTrip(tt.method, tt.path, "tok-H3716020001", "application/json", []byte(`{}`), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, allow, body := resp.StatusCode(), string(resp.Header.Peek("Allow")), string(resp.Body())
+		fasthttp.ReleaseResponse(resp)
+		if status != 405 || allow != tt.allow || !strings.Contains(body, "method_not_allowed") {
+			t.Errorf("%s %s: %d Allow %q %s, want 405 Allow %q", tt.method, tt.path, status, allow, body, tt.allow)
+		}
 	}
 }
