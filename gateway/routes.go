@@ -62,18 +62,32 @@ func init() {
 }
 
 // match finds the route for method and path. It returns 404 when no
-// pattern matches and 405 when one matches with another method.
+// pattern matches and 405 when one matches with another method. A pattern
+// with fewer parameters is the more specific: /v1/settlements/quote is that
+// path, not a settlement named "quote", whatever the method.
 func (s *Server) match(method, path []byte, params []string) (*Route, []string, error) {
 	var allowed []string
+	var found *Route
+	var foundParams []string
+	scratch := params[:0]
+	best := -1 // the fewest parameters of a pattern matching path so far
 	for _, r := range routes {
-		ps, ok := matchPath(r.segs, path, params[:0])
-		if !ok {
+		ps, ok := matchPath(r.segs, path, scratch)
+		if !ok || best >= 0 && len(ps) > best {
 			continue
 		}
-		if string(method) == r.Method {
-			return r, ps, nil
+		if best < 0 || len(ps) < best {
+			best, allowed, found = len(ps), allowed[:0], nil
 		}
-		allowed = append(allowed, r.Method)
+		if string(method) != r.Method {
+			allowed = append(allowed, r.Method)
+			continue
+		}
+		// Later matches append past these parameters, not over them.
+		found, foundParams, scratch = r, ps, ps[len(ps):]
+	}
+	if found != nil {
+		return found, foundParams, nil
 	}
 	if len(allowed) > 0 {
 		return nil, nil, &Error{Status: fasthttp.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "use " + strings.Join(allowed, " or "),

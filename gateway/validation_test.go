@@ -210,6 +210,8 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"GET", "/v1/settlements", "POST"},
 		{"DELETE", "/v1/settlements/S000000000001", "GET"},
 		{"GET", "/v1/settlements/S000000000001/reversal", "POST"},
+		// The literal path of the quote, not a settlement named "quote".
+		{"GET", "/v1/settlements/quote", "POST"},
 	} {
 		resp, err := h.roundTrip(tt.method, tt.path, "tok-H3716020001", "application/json", []byte(`{}`), 10*time.Second)
 		if err != nil {
