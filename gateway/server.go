@@ -294,6 +294,10 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
 	if e.Allow != "" {
 		ctx.Response.Header.Set("Allow", e.Allow)
 	}
+	if e.Status == fasthttp.StatusUnauthorized {
+		// RFC 9110 §15.5.2: a 401 names the scheme to authenticate with.
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="medgate"`)
+	}
 	ctx.SetBody(b)
 	*bp = b
 	s.bufs.Put(bp)

@@ -224,3 +224,21 @@ func TestMethodNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestUnauthorizedChallenge: a 401 carries the WWW-Authenticate challenge
+// RFC 9110 (§15.5.2) requires, so that an HTTP client library knows to
+// send its bearer token.
+func TestUnauthorizedChallenge(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	for _, token := range []string{"", "tok-nobody"} {
+		resp, err := h.roundTrip("POST", "/v1/settlements", token, "application/json", []byte(`{}`), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, challenge := resp.StatusCode(), string(resp.Header.Peek("WWW-Authenticate"))
+		fasthttp.ReleaseResponse(resp)
+		if status != 401 || !strings.HasPrefix(challenge, "Bearer") {
+			t.Errorf("token %q: %d WWW-Authenticate %q, want 401 with a Bearer challenge", token, status, challenge)
+		}
+	}
+}
