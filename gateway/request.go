@@ -78,6 +78,9 @@ func decodeSettle(body []byte, quote bool) (*SettleRequest, *Error) {
 	l := &lexer{b: append([]byte(nil), body...), owned: true}
 	var seen struct{ requestID, person, visit, items bool }
 	err := l.objectOnce("", settleFields, func(key []byte) error {
+		if l.nullField(settleFields, key) {
+			return nil // absent: missing below if it is required
+		}
 		switch string(key) {
 		case "request_id":
 			seen.requestID = true
@@ -181,6 +184,9 @@ func decodePerson(l *lexer, r *SettleRequest) error {
 		return invalidType(l, "person", "an object")
 	}
 	return l.objectOnce("person.", personFields, func(key []byte) error {
+		if l.nullField(personFields, key) {
+			return nil // absent: missing in decodeSettle
+		}
 		switch string(key) {
 		case "id":
 			return l.ident(&r.PersonID, "person.id")
@@ -221,6 +227,9 @@ func decodeVisit(l *lexer, v *abi.Visit) error {
 		return invalidType(l, "visit", "an object")
 	}
 	return l.objectOnce("visit.", visitFields, func(key []byte) error {
+		if l.nullField(visitFields, key) {
+			return nil // absent: validateVisit says if it is required
+		}
 		switch string(key) {
 		case "type":
 			if l.peek() != '"' {
@@ -250,9 +259,6 @@ func decodeVisit(l *lexer, v *abi.Visit) error {
 			v.Emergency = b
 			return nil
 		case "birth_order":
-			if l.null() {
-				return nil
-			}
 			n, ok := l.integer()
 			if !ok {
 				return invalidType(l, "visit.birth_order", "an integer")
@@ -436,6 +442,9 @@ func decodeItem(l *lexer, it *Item, codes *[]string, seen *codeSet) error {
 	}
 	var have struct{ code, price, qty, amount bool }
 	err := l.objectOnce("", itemFields, func(key []byte) error {
+		if l.nullField(itemFields, key) {
+			return nil // absent: missing below if it is required
+		}
 		switch string(key) {
 		case "code":
 			have.code = true
@@ -546,6 +555,9 @@ func decodeReversal(body []byte) (*ReversalRequest, *Error) {
 	l := &lexer{b: body}
 	seen := false
 	err := l.objectOnce("", reversalFields, func(key []byte) error {
+		if l.nullField(reversalFields, key) {
+			return nil // absent: missing below if it is required
+		}
 		switch string(key) {
 		case "request_id":
 			seen = true

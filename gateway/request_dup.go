@@ -36,3 +36,16 @@ func (l *lexer) objectOnce(prefix string, fields []string, fn func(key []byte) e
 		return fn(key)
 	})
 }
+
+// nullField consumes a null value of key, one of fields, and reports
+// whether it did: a field sent as null is absent, as JSON serializers that
+// write every member send an optional one they have no value for. An
+// unknown key's null is left to be refused as unknown.
+func (l *lexer) nullField(fields []string, key []byte) bool {
+	for _, f := range fields {
+		if string(key) == f {
+			return l.null()
+		}
+	}
+	return false
+}

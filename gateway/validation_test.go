@@ -50,6 +50,10 @@ func TestValidationErrors(t *testing.T) {
 		{"wrong type nested too deep", "", rep(`"request_id":"V-1"`, `"request_id":`+strings.Repeat(`{"a":`, 100)+`1`+strings.Repeat("}", 100)), 400, "malformed_json", ""},
 		{"empty body", "", ``, 400, "malformed_json", ""},
 		{"unknown field", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","colour":"red"`), 400, "unknown_field", "colour"},
+		{"unknown field null", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","colour":null`), 400, "unknown_field", "colour"},
+		{"null person", "", rep(`{"id":"EMP1","insured_region":"371600"}`, `null`), 400, "missing_field", "person"},
+		{"null person id", "", rep(`"id":"EMP1"`, `"id":null`), 400, "missing_field", "person.id"},
+		{"null amount", "", rep(`"amount":"25.00"`, `"amount":null`), 400, "missing_field", "items[0].amount"},
 		{"missing request_id", "", rep(`"request_id":"V-1",`, ``), 400, "missing_field", "request_id"},
 		{"missing person id", "", rep(`"id":"EMP1",`, ``), 400, "missing_field", "person.id"},
 		{"bad insured region", "", rep(`"insured_region":"371600"`, `"insured_region":"3716"`), 400, "invalid_field", "person.insured_region"},
@@ -240,5 +244,38 @@ func TestUnauthorizedChallenge(t *testing.T) {
 		if status != 401 || !strings.HasPrefix(challenge, "Bearer") {
 			t.Errorf("token %q: %d WWW-Authenticate %q, want 401 with a Bearer challenge", token, status, challenge)
 		}
+	}
+}
+
+// TestNullOptionalFields: an optional field sent as null is absent, for
+// every optional field alike (the dates and birth_order already were), as
+// JSON serializers that write null members send them; a required one sent
+// as null is missing.
+func TestNullOptionalFields(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	plain := `{"request_id":"N-1","person":{"id":"EMP1","insured_region":"371600"},"visit":{"type":"chronic","visit_date":"2025-06-01"},"items":[{"code":"XA01","unit_price":"10.00","quantity":"1","amount":"10.00"}]}`
+	nulls := `{"request_id":"N-1","person":{"id":"EMP1","insured_region":"371600"},"use_personal_account":null,
+	  "visit":{"type":"chronic","visit_date":"2025-06-01","admitted_on":null,"discharged_on":null,"emergency":null,"birth_order":null,"diagnoses":null},
+	  "items":[{"code":"XA01","unit_price":"10.00","quantity":"1","amount":"10.00","trace_codes":null}]}`
+	status, body := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", []byte(strings.Replace(nulls, `"N-1"`, "null", 1)))
+	if status != 200 {
+		t.Fatalf("quote with null optional fields: %d %s", status, body)
+	}
+	status, body = h.do("POST", "/v1/settlements", "tok-H3716020001", []byte(plain))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	first := decodeAnswer(t, body)
+	status, body = h.do("POST", "/v1/settlements", "tok-H3716020001", []byte(nulls))
+	if a := decodeAnswer(t, body); status != 200 || !a.Replayed || a.SettlementID != first.SettlementID {
+		t.Fatalf("the same bill with null optional fields: %d %s, want a replay of %s", status, body, first.SettlementID)
+	}
+	status, body = h.do("POST", "/v1/settlements/"+first.SettlementID+"/reversal", "tok-H3716020001", []byte(`{"request_id":"N-R","reason":null}`))
+	if status != 200 {
+		t.Fatalf("reversal with a null reason: %d %s", status, body)
+	}
+	status, body = h.do("POST", "/v1/settlements", "tok-H3716020001", []byte(strings.Replace(plain, `"N-1"`, "null", 1)))
+	if a := decodeAnswer(t, body); status != 400 || a.Error.Code != "missing_field" || a.Error.Field != "request_id" {
+		t.Fatalf("settle with a null request_id: %d %s, want 400 missing_field request_id", status, body)
 	}
 }
