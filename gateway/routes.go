@@ -61,8 +61,9 @@ func init() {
 	)
 }
 
-// match finds the route for method and path. It returns 404 when no
-// pattern matches and 405 when one matches with another method. A pattern
+// match finds the route for method and path (HEAD takes a GET route:
+// fasthttp leaves the body out). It returns 404 when no pattern matches
+// and 405 when one matches with another method. A pattern
 // with fewer parameters is the more specific: /v1/settlements/quote is that
 // path, not a settlement named "quote", whatever the method.
 func (s *Server) match(method, path []byte, params []string) (*Route, []string, error) {
@@ -79,8 +80,11 @@ func (s *Server) match(method, path []byte, params []string) (*Route, []string, 
 		if best < 0 || len(ps) < best {
 			best, allowed, found = len(ps), allowed[:0], nil
 		}
-		if string(method) != r.Method {
+		if string(method) != r.Method && (r.Method != "GET" || string(method) != "HEAD") {
 			allowed = append(allowed, r.Method)
+			if r.Method == "GET" {
+				allowed = append(allowed, "HEAD") // answered as GET, without the body
+			}
 			continue
 		}
 		// Later matches append past these parameters, not over them.

@@ -212,7 +212,7 @@ func TestMethodNotAllowed(t *testing.T) {
 	for _, tt := range []struct{ method, path, allow string }{
 		{"PUT", "/v1/settlements", "POST"},
 		{"GET", "/v1/settlements", "POST"},
-		{"DELETE", "/v1/settlements/S000000000001", "GET"},
+		{"DELETE", "/v1/settlements/S000000000001", "GET, HEAD"},
 		{"GET", "/v1/settlements/S000000000001/reversal", "POST"},
 		// The literal path of the quote, not a settlement named "quote".
 		{"GET", "/v1/settlements/quote", "POST"},
@@ -277,5 +277,36 @@ func TestNullOptionalFields(t *testing.T) {
 	status, body = h.do("POST", "/v1/settlements", "tok-H3716020001", []byte(strings.Replace(plain, `"N-1"`, "null", 1)))
 	if a := decodeAnswer(t, body); status != 400 || a.Error.Code != "missing_field" || a.Error.Field != "request_id" {
 		t.Fatalf("settle with a null request_id: %d %s, want 400 missing_field request_id", status, body)
+	}
+}
+
+// TestHead: HEAD is answered wherever GET is (RFC 9110 §9.1: a
+// general-purpose server must support both), as load balancers' health
+// checks send it: the GET's status and headers, no body.
+func TestHead(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("HD-1", "EMP1", "371600", chronicVisit, oneLine))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	id := decodeAnswer(t, body).SettlementID
+	for _, tt := range []struct{ path, token string }{{"/healthz", ""}, {"/v1/settlements/" + id, "tok-H3716020001"}} {
+		resp, err := h.roundTrip("HEAD", tt.path, tt.token, "", nil, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, n := resp.StatusCode(), len(resp.Body())
+		fasthttp.ReleaseResponse(resp)
+		if status != 200 || n != 0 {
+			t.Errorf("HEAD %s: %d with %d body bytes, want 200 without a body", tt.path, status, n)
+		}
+	}
+	resp, err := h.roundTrip("DELETE", "/v1/settlements/"+id, "tok-H3716020001", "", nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	if allow := string(resp.Header.Peek("Allow")); resp.StatusCode() != 405 || allow != "GET, HEAD" {
+		t.Errorf("DELETE: %d Allow %q, want 405 Allow \"GET, HEAD\"", resp.StatusCode(), allow)
 	}
 }
