@@ -153,6 +153,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, r *Route, params []string) (Pri
 		return Principal{}, &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
 			Message: "the request body exceeds " + strconv.Itoa(limit>>20) + " MiB"}
 	}
+	if ce := ctx.Request.Header.ContentEncoding(); len(ctx.PostBody()) > 0 && len(ce) > 0 && !bytes.EqualFold(ce, []byte("identity")) {
+		// Bodies are read as sent: a compressed one would only be
+		// "not valid JSON" about bytes the client never wrote.
+		return Principal{}, &Error{Status: fasthttp.StatusUnsupportedMediaType, Code: "unsupported_content_encoding",
+			Message: "the request body must not be compressed (Content-Encoding " + string(ce) + ")"}
+	}
 	var p Principal
 	if r.Role != "" {
 		var err error

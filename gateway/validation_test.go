@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"compress/gzip"
 	"strconv"
 	"strings"
 	"testing"
@@ -308,5 +309,35 @@ func TestHead(t *testing.T) {
 	defer fasthttp.ReleaseResponse(resp)
 	if allow := string(resp.Header.Peek("Allow")); resp.StatusCode() != 405 || allow != "GET, HEAD" {
 		t.Errorf("DELETE: %d Allow %q, want 405 Allow \"GET, HEAD\"", resp.StatusCode(), allow)
+	}
+}
+
+// TestContentEncodingRefused: a compressed body is 415 saying so, not a
+// 400 "not valid JSON" about bytes the hospital never wrote; nothing is
+// written.
+func TestContentEncodingRefused(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(settleBody("CE-1", "EMP1", "371600", chronicVisit, oneLine))
+	zw.Close()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://gateway/v1/settlements")
+	req.Header.Set("Authorization", "Bearer tok-H3716020001")
+	req.Header.SetContentType("application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	req.SetBody(gz.Bytes())
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a := decodeAnswer(t, resp.Body()); resp.StatusCode() != 415 || a.Error == nil || a.Error.Code != "unsupported_content_encoding" {
+		t.Fatalf("gzip body: %d %s, want 415 unsupported_content_encoding", resp.StatusCode(), resp.Body())
+	}
+	if h.head() != 0 {
+		t.Fatal("a refused body was written")
 	}
 }
