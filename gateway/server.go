@@ -97,12 +97,21 @@ func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 // Shutdown stops accepting and waits for in-flight requests to finish.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
 
+// transportError answers a request fasthttp could not read, with the
+// status fasthttp's own error handler (which this one replaces) would give.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "the request body exceeds 1 MiB"})
-		return
+	case errors.As(err, &small):
+		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Code: "header_too_large", Message: "the request line and headers are too large"})
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestTimeout, Code: "request_timeout", Message: "the request was not received in time"})
+	default:
+		s.writeError(ctx, badRequest("malformed_request", "", "the HTTP request could not be read"))
 	}
-	s.writeError(ctx, badRequest("malformed_request", "", "the HTTP request could not be read"))
 }
 
 // Handle serves one request, then counts it (metrics) and logs it (the

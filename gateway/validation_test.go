@@ -3,6 +3,9 @@ package gateway
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -339,5 +342,42 @@ func TestContentEncodingRefused(t *testing.T) {
 	}
 	if h.head() != 0 {
 		t.Fatal("a refused body was written")
+	}
+}
+
+// TestTransportErrors: a request fasthttp cannot read is answered with the
+// status that says why, as fasthttp's own handler would (which medgate's
+// replaces to answer JSON): headers past the read buffer 431, a read that
+// timed out 408, a body past the limit 413; anything else 400.
+func TestTransportErrors(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod("GET")
+	req.SetRequestURI("http://gateway/v1/settlements/S000000000001")
+	req.Header.Set("Authorization", "Bearer tok-H3716020001")
+	req.Header.Set("X-Padding", strings.Repeat("x", 8<<10))
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if a := decodeAnswer(t, resp.Body()); resp.StatusCode() != 431 || a.Error == nil || a.Error.Code != "header_too_large" {
+		t.Errorf("8 KiB header: %d %s, want 431 header_too_large", resp.StatusCode(), resp.Body())
+	}
+	for _, tt := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, 408, "request_timeout"},
+		{fasthttp.ErrBodyTooLarge, 413, "body_too_large"},
+		{errors.New("cannot parse"), 400, "malformed_request"},
+	} {
+		var ctx fasthttp.RequestCtx
+		h.srv.transportError(&ctx, tt.err)
+		if a := decodeAnswer(t, ctx.Response.Body()); ctx.Response.StatusCode() != tt.status || a.Error == nil || a.Error.Code != tt.code {
+			t.Errorf("%v: %d %s, want %d %s", tt.err, ctx.Response.StatusCode(), ctx.Response.Body(), tt.status, tt.code)
+		}
 	}
 }
