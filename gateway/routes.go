@@ -89,6 +89,9 @@ func (s *Server) match(method, path []byte, params []string) (*Route, []string, 
 		}
 		// Later matches append past these parameters, not over them.
 		found, foundParams, scratch = r, ps, ps[len(ps):]
+		if best == 0 {
+			break // no pattern is more specific than a literal path
+		}
 	}
 	if found != nil {
 		return found, foundParams, nil
