@@ -200,6 +200,7 @@ type answer struct {
 	Seq          uint64            `json:"seq"`
 	Replayed     bool              `json:"replayed"`
 	Reverses     string            `json:"reverses"`
+	ReversedBy   string            `json:"reversed_by"`
 	Policy       map[string]string `json:"policy"`
 	Amounts      map[string]string `json:"amounts"`
 	Lines        []map[string]any  `json:"lines"`

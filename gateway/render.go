@@ -29,6 +29,10 @@ func appendResult(b []byte, r *Result) []byte {
 		b = append(b, `,"reverses":`...)
 		b = appendString(b, e.Reverses)
 	}
+	if r.ReversedBy != "" {
+		b = append(b, `,"reversed_by":`...)
+		b = appendString(b, r.ReversedBy)
+	}
 	if !r.Quote {
 		b = append(b, `,"committed_at":`...)
 		b = appendString(b, formatTime(e.CommittedAt))

@@ -57,6 +57,9 @@ type Result struct {
 	Entry    *ledger.Entry
 	Replayed bool
 	Quote    bool
+	// ReversedBy is the reversal of a settlement that was reversed, as
+	// GET shows it (a hospital queries before it reverses, domain.md §0).
+	ReversedBy string
 }
 
 func (s *Service) lockPerson(region, id string) *sync.Mutex {
@@ -340,7 +343,17 @@ func (s *Service) Get(hospital, id string) (*Result, error) {
 		// existence is not this hospital's business.
 		return nil, notFound("no settlement %s for this hospital", id)
 	}
-	return &Result{Entry: e}, nil
+	res := &Result{Entry: e}
+	if e.Kind == ledger.KindSettlement {
+		rid, reversed, err := s.db.ReversedBy(e.SettlementID)
+		if err != nil {
+			return nil, err
+		}
+		if reversed {
+			res.ReversedBy = rid
+		}
+	}
+	return res, nil
 }
 
 // Reverse books the reversal of hospital's settlement id (policies.md §6).

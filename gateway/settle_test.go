@@ -161,6 +161,10 @@ func TestReversalRestoresState(t *testing.T) {
 		t.Fatalf("settle: %d %s", status, body)
 	}
 	a := decodeAnswer(t, body)
+	status, body = h.do("GET", "/v1/settlements/"+a.SettlementID, "tok-H3716020001", nil)
+	if g := decodeAnswer(t, body); status != 200 || g.ReversedBy != "" || strings.Contains(string(body), "reversed_by") {
+		t.Fatalf("GET before the reversal = %d %s", status, body)
+	}
 	bal1, cs1 := state()
 	if bal1 >= bal0 || len(cs1) == 0 {
 		t.Fatalf("settlement moved nothing: balance %d -> %d, counters %v", bal0, bal1, cs1)
@@ -213,6 +217,12 @@ func TestReversalRestoresState(t *testing.T) {
 	status, body = h.do("GET", "/v1/settlements/"+r.SettlementID, "tok-H3716020001", nil)
 	if g := decodeAnswer(t, body); status != 200 || g.Reverses != a.SettlementID {
 		t.Fatalf("GET reversal = %d %s", status, body)
+	}
+	// A hospital queries before it reverses (domain.md §0): the settlement
+	// says it was reversed, and by which reversal.
+	status, body = h.do("GET", "/v1/settlements/"+a.SettlementID, "tok-H3716020001", nil)
+	if g := decodeAnswer(t, body); status != 200 || g.ReversedBy != r.SettlementID {
+		t.Fatalf("GET of the reversed settlement = %d %s, want reversed_by %s", status, body, r.SettlementID)
 	}
 	if h.head() != head {
 		t.Fatal("refused reversals wrote to the ledger")
