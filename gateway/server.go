@@ -79,16 +79,61 @@ func NewServer(cfg ServerConfig) *Server {
 	s.http = &fasthttp.Server{
 		Handler: s.Handle,
 		Name:    "medgate",
-		// fasthttp cuts the connection past its own limit; below it the
-		// handler answers bodies over MaxBodyBytes with a JSON 413.
+		// Each request's limit is bodyLimit's (HeaderReceived).
 		MaxRequestBodySize: MaxUploadBytes + MaxBodyBytes,
+		// Connection-level errors (a body past its limit, a reset) are
+		// answered or counted already: logged at debug level only.
+		Logger: fasthttpLogger{cfg.Logger},
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       30 * time.Second,
 		IdleTimeout:        120 * time.Second,
 		ErrorHandler:       s.transportError,
+		HeaderReceived:     s.bodyLimit,
 		NoDefaultDate:      false,
 	}
 	return s
+}
+
+// readSlack is how many times MaxBodyBytes the server still reads on a
+// route that takes no uploads: a body a little too large is read whole and
+// answered 413 by the route (the connection stays open, and a client that
+// writes the whole body before it reads gets the answer); past it fasthttp
+// stops reading, transportError answers 413 and the connection closes.
+const readSlack = 2
+
+// bodyLimit is fasthttp's HeaderReceived: how many body bytes the server
+// reads for a request, decided from its header before any is read. Only
+// the routes that take uploads (Route.MaxBody) read more than MaxBodyBytes,
+// and only for a token of their role: otherwise anyone could make the
+// gateway buffer 33 MiB on every connection before it checks a token.
+// The path is matched as sent (query removed); a path that only matches
+// once fasthttp normalizes it gets the common limit.
+func (s *Server) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	conf := fasthttp.RequestConfig{MaxRequestBodySize: readSlack * MaxBodyBytes}
+	if m := h.Method(); string(m) == fasthttp.MethodGet || string(m) == fasthttp.MethodHead {
+		return conf
+	}
+	if r := s.uploadRoute(h); r != nil {
+		if _, err := s.authHeader(h, r.Role); err == nil {
+			conf.MaxRequestBodySize = r.MaxBody
+		}
+	}
+	return conf
+}
+
+// uploadRoute is the route of a request whose body may be larger than
+// MaxBodyBytes, or nil.
+func (s *Server) uploadRoute(h *fasthttp.RequestHeader) *Route {
+	path := h.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	var buf [4]string
+	r, _, err := s.match(h.Method(), path, buf[:0])
+	if err != nil || r.MaxBody <= MaxBodyBytes {
+		return nil
+	}
+	return r
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -104,7 +149,18 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	var netErr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "the request body exceeds 1 MiB"})
+		limit := MaxBodyBytes // what the route allows, not readSlack's
+		if r := s.uploadRoute(&ctx.Request.Header); r != nil {
+			if _, err := s.authHeader(&ctx.Request.Header, r.Role); err != nil {
+				// An upload's own limit is only for its role's tokens:
+				// the token is what is wrong.
+				s.writeError(ctx, s.toError(ctx, err))
+				return
+			}
+			limit = r.MaxBody
+		}
+		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Message: "the request body exceeds " + strconv.Itoa(limit>>20) + " MiB"})
 	case errors.As(err, &small):
 		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Code: "header_too_large", Message: "the request line and headers are too large"})
 	case errors.As(err, &netErr) && netErr.Timeout():
@@ -180,7 +236,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, r *Route, params []string) (Pri
 
 // auth returns the token's principal, requiring role.
 func (s *Server) auth(ctx *fasthttp.RequestCtx, role Role) (Principal, error) {
-	h := ctx.Request.Header.Peek("Authorization")
+	return s.authHeader(&ctx.Request.Header, role)
+}
+
+// authHeader is auth from the request's header alone.
+func (s *Server) authHeader(hdr *fasthttp.RequestHeader, role Role) (Principal, error) {
+	h := hdr.Peek("Authorization")
 	const prefix = "Bearer "
 	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
 		return Principal{}, &Error{Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "an Authorization: Bearer <token> header is required"}
@@ -316,4 +377,11 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
 	ctx.SetBody(b)
 	*bp = b
 	s.bufs.Put(bp)
+}
+
+// fasthttpLogger writes fasthttp's own messages into the gateway's log.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug().Str("component", "fasthttp").Msgf(format, args...)
 }

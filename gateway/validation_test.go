@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -379,5 +380,62 @@ func TestTransportErrors(t *testing.T) {
 		if a := decodeAnswer(t, ctx.Response.Body()); ctx.Response.StatusCode() != tt.status || a.Error == nil || a.Error.Code != tt.code {
 			t.Errorf("%v: %d %s, want %d %s", tt.err, ctx.Response.StatusCode(), ctx.Response.Body(), tt.status, tt.code)
 		}
+	}
+}
+
+// TestBodyLimitBeforeReading checks that the gateway decides how much body
+// it reads from the request's header: a body larger than MaxBodyBytes is
+// read only on an upload route and only for a token of its role. The
+// requests below announce 30 MB and send none of it: an answer proves
+// the server did not wait to buffer it.
+func TestBodyLimitBeforeReading(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	ask := func(method, path, token string) (int, string) {
+		t.Helper()
+		c, err := h.ln.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req := method + " " + path + " HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n"
+		if token != "" {
+			req += "Authorization: Bearer " + token + "\r\n"
+		}
+		if _, err := c.Write([]byte(req + "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(c)); err != nil {
+			t.Fatalf("%s %s with %q: no answer before the body: %v", method, path, token, err)
+		}
+		return resp.StatusCode(), string(resp.Body())
+	}
+	for _, tt := range []struct {
+		method, path, token string
+		status              int
+		want                string
+	}{
+		{"POST", "/v1/settlements", "tok-H3716020001", 413, "exceeds 1 MiB"},
+		{"POST", "/v1/settlements", "", 413, "exceeds 1 MiB"},
+		{"POST", "/v1/regions/371600/policies", "", 401, "unauthorized"},
+		{"POST", "/v1/regions/371600/policies", "not-a-token", 401, "unauthorized"},
+		{"POST", "/v1/regions/371600/policies?x=1", "tok-H3716020001", 403, "forbidden"},
+		{"PUT", "/v1/regions/371600/catalog", "", 401, "unauthorized"},
+	} {
+		status, body := ask(tt.method, tt.path, tt.token)
+		if status != tt.status || !strings.Contains(body, tt.want) {
+			t.Errorf("%s %s with %q: %d %s, want %d %s", tt.method, tt.path, tt.token, status, body, tt.status, tt.want)
+		}
+	}
+	// A region's own token may send a body past 1 MiB to its upload route.
+	big := bytes.Repeat([]byte(" "), 2<<20)
+	status, body := h.do("PUT", "/v1/regions/371600/catalog", "tok-region-371600", big)
+	if status == 413 {
+		t.Errorf("a region's 2 MiB catalog: %d %s, want it read", status, body)
+	}
+	status, body = h.do("PUT", "/v1/regions/371600/catalog", "tok-H3716020001", big)
+	if status != 403 {
+		t.Errorf("a hospital's 2 MiB catalog: %d %s, want 403", status, body)
 	}
 }
