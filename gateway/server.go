@@ -83,13 +83,13 @@ func NewServer(cfg ServerConfig) *Server {
 		MaxRequestBodySize: MaxUploadBytes + MaxBodyBytes,
 		// Connection-level errors (a body past its limit, a reset) are
 		// answered or counted already: logged at debug level only.
-		Logger: fasthttpLogger{cfg.Logger},
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       30 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		ErrorHandler:       s.transportError,
-		HeaderReceived:     s.bodyLimit,
-		NoDefaultDate:      false,
+		Logger:         fasthttpLogger{cfg.Logger},
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		ErrorHandler:   s.transportError,
+		HeaderReceived: s.bodyLimit,
+		NoDefaultDate:  false,
 	}
 	return s
 }
