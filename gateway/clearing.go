@@ -227,6 +227,9 @@ func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string)
 	if err != nil {
 		return err
 	}
+	if from > 0 && to > 0 && from > to {
+		return invalid("to_seq", "to_seq %d is before from_seq %d", to, from)
+	}
 	head, _ := s.db.Head()
 	from = max(from, 1)
 	if to == 0 || to > head {

@@ -250,3 +250,28 @@ func TestCloseMonthFreezes(t *testing.T) {
 	h.restart()
 	check("after a restart")
 }
+
+// An export whose from_seq is past its to_seq asks for nothing that can
+// exist: refused, like a consistency proof's from past its to, rather than
+// answered as an empty ledger.
+func TestExportRefusesAnInvertedRange(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T02:00:00Z")
+	h := newClockHarness(t, refWorld(t, nil), clk)
+	for _, r := range []string{"A", "B", "C"} {
+		bookEntry(t, h, r, "H3701020001", "370102", "152500", yuan(100, 90, 50, 0, 0, 10))
+	}
+	status, body := h.do("GET", "/v1/clearing/export?from_seq=3&to_seq=2", "tok-clearing", nil)
+	if a := decodeAnswer(t, body); status != 400 || a.Error == nil || a.Error.Field != "to_seq" {
+		t.Fatalf("export 3..2: %d %s, want 400 naming to_seq", status, body)
+	}
+	// Past the head is no error: nothing new yet.
+	status, body = h.do("GET", "/v1/clearing/export?from_seq=4", "tok-clearing", nil)
+	if status != 200 || len(body) != 0 {
+		t.Fatalf("export from 4: %d %s", status, body)
+	}
+	status, body = h.do("GET", "/v1/clearing/export?from_seq=2&to_seq=2", "tok-clearing", nil)
+	if status != 200 || bytes.Count(body, []byte("\n")) != 1 {
+		t.Fatalf("export 2..2: %d %s", status, body)
+	}
+}
