@@ -214,6 +214,10 @@ func seqParam(ctx *fasthttp.RequestCtx, name string) (uint64, error) {
 	return n, nil
 }
 
+// exportEntryWriteTime is the time an export may take per entry beyond the
+// server's write timeout: a client must read at least 100 entries a second.
+const exportEntryWriteTime = 10 * time.Millisecond
+
 // exportLedger streams entries from_seq..to_seq (default: all, up to the
 // head when the request came) as NDJSON, one ledger.ExportRecord a line.
 // The headers X-Ledger-From-Seq and X-Ledger-To-Seq say which entries the
@@ -244,6 +248,14 @@ func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string)
 	ctx.Response.Header.Set("X-Ledger-To-Seq", strconv.FormatUint(to, 10))
 	if to == 0 {
 		return nil
+	}
+	// The server's write timeout bounds a whole response, and an export
+	// streams for as long as its range is long: it gets the timeout plus
+	// exportEntryWriteTime an entry, so that only a client reading slower
+	// than that (or not at all) is cut off.
+	if wt := s.http.WriteTimeout; wt > 0 {
+		// Without a connection to set it on, the server's own applies.
+		_ = ctx.SetWriteDeadline(time.Now().Add(wt + time.Duration(to-from+1)*exportEntryWriteTime))
 	}
 	db, log := s.db, s.log
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {

@@ -6,10 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"medgate/engine/abi"
 	"medgate/engine/money"
@@ -273,5 +277,58 @@ func TestExportRefusesAnInvertedRange(t *testing.T) {
 	status, body = h.do("GET", "/v1/clearing/export?from_seq=2&to_seq=2", "tok-clearing", nil)
 	if status != 200 || bytes.Count(body, []byte("\n")) != 1 {
 		t.Fatalf("export 2..2: %d %s", status, body)
+	}
+}
+
+// The server's write timeout bounds a whole response, and an export
+// streams for as long as the ledger is big: a full export of a large
+// ledger took longer than the timeout and was cut mid-body. An export gets
+// the timeout plus a bounded time per entry, so a client reading at a
+// steady pace receives every entry.
+func TestExportOutlivesTheWriteTimeout(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T02:00:00Z")
+	h := newClockHarness(t, refWorld(t, nil), clk)
+	const n = 60
+	for i := range n {
+		bookEntry(t, h, fmt.Sprint("E", i), "H3701020001", "370102", "152500", yuan(100, 90, 50, 0, 0, 10))
+	}
+	principals, err := NewPrincipals(h.world.Principals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ServerConfig{DB: h.db, Versions: h.versions, Principals: principals, Logger: zerolog.Nop()})
+	srv.http.WriteTimeout = 150 * time.Millisecond // the whole body takes longer to read
+	ln := fasthttputil.NewInmemoryListener()
+	go srv.Serve(ln)
+	defer func() { srv.Shutdown(context.Background()); ln.Close() }()
+
+	conn, err := ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /v1/clearing/export HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-clearing\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// A client that reads steadily, 1 KiB every 4 ms (≈ 250 KiB/s).
+	var got []byte
+	buf := make([]byte, 1024)
+	began := time.Now()
+	for !bytes.HasSuffix(got, []byte("\r\n0\r\n\r\n")) {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := conn.Read(buf)
+		got = append(got, buf[:k]...)
+		if err != nil {
+			break
+		}
+		time.Sleep(4 * time.Millisecond)
+	}
+	took := time.Since(began)
+	if lines := bytes.Count(got, []byte(`"settlement_id"`)); lines != n || !bytes.HasSuffix(got, []byte("\r\n0\r\n\r\n")) {
+		t.Fatalf("export read in %v: %d of %d entries, complete %v", took, lines, n, bytes.HasSuffix(got, []byte("\r\n0\r\n\r\n")))
+	}
+	if took < srv.http.WriteTimeout {
+		t.Fatalf("the export was read in %v, within the write timeout: the test proves nothing", took)
 	}
 }
