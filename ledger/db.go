@@ -125,6 +125,9 @@ type DB struct {
 	// closedSynced holds the months whose close is known to be on disk
 	// (months.go: closeSynced).
 	closedSynced sync.Map
+	// scanMu is held (read) while Scan and ScanRaw read a page of entries;
+	// Close takes it before closing the store (read.go: readPage).
+	scanMu sync.RWMutex
 }
 
 type headState struct {
@@ -405,7 +408,11 @@ func (db *DB) Close() error {
 				db.log.Warn().Err(err).Msg("ledger: the next open rebuilds the key filters")
 			}
 		}
+		// No scan reads a page from here on (it sees closed), and none
+		// holds an iterator between pages.
+		db.scanMu.Lock()
 		db.closeErr = db.closePebble()
+		db.scanMu.Unlock()
 		h := db.head.Load()
 		db.log.Info().Uint64("head_seq", h.seq).Err(db.closeErr).Msg("ledger closed")
 	})

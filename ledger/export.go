@@ -10,7 +10,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"medgate/engine/abi"
@@ -93,7 +92,9 @@ func NewExportRecord(e *Entry, enc []byte) *ExportRecord {
 
 // ScanRaw calls fn with each entry from seq from to seq to (inclusive; 0:
 // the durable head as of the call) and its stored encoding (valid only
-// during the call), in order, stopping at fn's first error.
+// during the call), in order, stopping at fn's first error. fn may block:
+// no iterator is held while it runs, and once the ledger is closed the scan
+// ends with ErrClosed (read.go: scanValues).
 func (db *DB) ScanRaw(from, to uint64, fn func(e *Entry, enc []byte) error) error {
 	if db.closed.Load() {
 		return ErrClosed
@@ -102,25 +103,13 @@ func (db *DB) ScanRaw(from, to uint64, fn func(e *Entry, enc []byte) error) erro
 	if to == 0 || to > head {
 		to = head
 	}
-	from = max(from, 1)
-	if from > to {
-		return nil
-	}
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: appendEntryKey(nil, from), UpperBound: appendEntryKey(nil, to+1)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
 	var e Entry
-	for it.First(); it.Valid(); it.Next() {
-		if err := DecodeEntry(it.Value(), &e); err != nil {
-			return fmt.Errorf("ledger: entry %d: %w", be.Uint64(it.Key()[1:]), err)
+	return db.scanValues(max(from, 1), to, func(seq uint64, v []byte) error {
+		if err := DecodeEntry(v, &e); err != nil {
+			return fmt.Errorf("ledger: entry %d: %w", seq, err)
 		}
-		if err := fn(&e, it.Value()); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(&e, v)
+	})
 }
 
 // ExportError names the first line of an export that does not verify.

@@ -408,3 +408,42 @@ func TestClosedWaitsForTheCloseSync(t *testing.T) {
 		t.Fatalf("after reopening: closed %v, %v", ok, err)
 	}
 }
+
+// An export (ScanRaw) or a replay (Scan) may wait on its client between
+// entries for as long as it likes; a Close meanwhile closed the store under
+// its open iterator ("leaked iterators", and the scan then read a closed
+// store). Close must find no iterator open, and the scan must end with
+// ErrClosed.
+func TestCloseDuringAScan(t *testing.T) {
+	for _, raw := range []bool{true, false} {
+		db, _ := openMem(t)
+		for i := range 300 { // more than a page
+			mustAppend(t, db, pairEntry(fmt.Sprint("e", i), "152500", "370102", 100, 50, 0))
+		}
+		in, release := make(chan struct{}), make(chan struct{})
+		done := make(chan error, 1)
+		n := 0
+		wait := func() error {
+			if n++; n == 3 {
+				close(in)
+				<-release
+			}
+			return nil
+		}
+		go func() {
+			if raw {
+				done <- db.ScanRaw(1, 0, func(*Entry, []byte) error { return wait() })
+			} else {
+				done <- db.Scan(1, func(*Entry) error { return wait() })
+			}
+		}()
+		<-in
+		if err := db.Close(); err != nil {
+			t.Fatalf("raw %v: closing while a scan waits: %v", raw, err)
+		}
+		close(release)
+		if err := <-done; !errors.Is(err, ErrClosed) || n > scanPageEntries {
+			t.Fatalf("raw %v: the scan went on after the close: %v after %d entries", raw, err, n)
+		}
+	}
+}

@@ -163,30 +163,79 @@ func (db *DB) Scan(from uint64, fn func(*Entry) error) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
-	from = max(from, 1)
-	head := db.head.Load().seq
-	if from > head {
-		return nil
-	}
-	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: appendEntryKey(nil, from),
-		UpperBound: appendEntryKey(nil, head+1),
+	return db.scanValues(max(from, 1), db.head.Load().seq, func(seq uint64, v []byte) error {
+		e := new(Entry)
+		if err := DecodeEntry(v, e); err != nil {
+			return fmt.Errorf("ledger: entry %d: %w", seq, err)
+		}
+		return fn(e)
 	})
+}
+
+// Pages of scanValues: at most this many entries, or bytes once past it.
+const (
+	scanPageEntries = 256
+	scanPageBytes   = 1 << 20
+)
+
+// scanPage is a page of stored entries: seqs[i]'s value is
+// buf[ends[i-1]:ends[i]].
+type scanPage struct {
+	seqs []uint64
+	ends []int
+	buf  []byte
+}
+
+// scanValues calls fn with each stored entry from seq from to seq to
+// (inclusive) and its stored value (valid only during the call), in order,
+// stopping at fn's first error. It reads a page at a time and closes its
+// iterator before calling fn, so fn may block (an export waiting for its
+// client) without holding an iterator that Close would find open; once the
+// ledger is closed it returns ErrClosed instead of reading on.
+func (db *DB) scanValues(from, to uint64, fn func(seq uint64, v []byte) error) error {
+	var p scanPage
+	for from <= to {
+		if err := db.readPage(&p, from, to); err != nil {
+			return err
+		}
+		if len(p.seqs) == 0 {
+			return nil
+		}
+		start := 0
+		for i, seq := range p.seqs {
+			if err := fn(seq, p.buf[start:p.ends[i]]); err != nil {
+				return err
+			}
+			start = p.ends[i]
+		}
+		from = p.seqs[len(p.seqs)-1] + 1
+	}
+	return nil
+}
+
+// readPage reads the next page of entries from..to into p, under scanMu.
+func (db *DB) readPage(p *scanPage, from, to uint64) (err error) {
+	db.scanMu.RLock()
+	defer db.scanMu.RUnlock()
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	p.seqs, p.ends, p.buf = p.seqs[:0], p.ends[:0], p.buf[:0]
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: appendEntryKey(nil, from), UpperBound: appendEntryKey(nil, to+1)})
 	if err != nil {
 		return err
 	}
-	for it.First(); it.Valid(); it.Next() {
-		e := new(Entry)
-		if err := DecodeEntry(it.Value(), e); err != nil {
-			_ = it.Close()
-			return fmt.Errorf("ledger: entry %d: %w", be.Uint64(it.Key()[1:]), err)
+	defer func() {
+		if cerr := it.Close(); err == nil {
+			err = cerr
 		}
-		if err := fn(e); err != nil {
-			_ = it.Close()
-			return err
-		}
+	}()
+	for ok := it.First(); ok && len(p.seqs) < scanPageEntries && len(p.buf) < scanPageBytes; ok = it.Next() {
+		p.seqs = append(p.seqs, be.Uint64(it.Key()[1:]))
+		p.buf = append(p.buf, it.Value()...)
+		p.ends = append(p.ends, len(p.buf))
 	}
-	return it.Close()
+	return it.Error()
 }
 
 // Verify walks the whole chain up to the durable head and checks that the
