@@ -332,3 +332,20 @@ func TestExportOutlivesTheWriteTimeout(t *testing.T) {
 		t.Fatalf("the export was read in %v, within the write timeout: the test proves nothing", took)
 	}
 }
+
+// A replay whose from_seq is past its to_seq checks nothing: it answered
+// "identical": true, which a clearing house reads as a verified range.
+func TestReplayRefusesAnInvertedRange(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T02:00:00Z")
+	h := newClockHarness(t, refWorld(t, nil), clk)
+	for _, r := range []string{"A", "B", "C"} {
+		bookEntry(t, h, r, "H3701020001", "370102", "152500", yuan(100, 90, 50, 0, 0, 10))
+	}
+	for path, token := range map[string]string{"/v1/ledger/replay": "tok-clearing", "/v1/regions/152500/replay": "tok-region-152500"} {
+		status, body := h.do("POST", path, token, []byte(`{"from_seq":3,"to_seq":2}`))
+		if a := decodeAnswer(t, body); status != 400 || a.Error == nil || a.Error.Field != "to_seq" {
+			t.Fatalf("%s 3..2: %d %s, want 400 naming to_seq", path, status, body)
+		}
+	}
+}

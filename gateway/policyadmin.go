@@ -521,6 +521,9 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, region string) error {
 			return bodyJSONError(err, "body")
 		}
 	}
+	if req.FromSeq > 0 && req.ToSeq > 0 && req.FromSeq > req.ToSeq {
+		return invalid("to_seq", "to_seq %d is before from_seq %d", req.ToSeq, req.FromSeq)
+	}
 	checked, skipped, mm, err := s.Replay(context.Background(), region, req.FromSeq, req.ToSeq)
 	if err != nil {
 		return err
