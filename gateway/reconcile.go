@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"strings"
 	"time"
 
@@ -67,8 +68,23 @@ func parseRange(from, to string) (reconRange, error) {
 	if hi.Sub(lo) > maxReconcileDays*24*time.Hour {
 		return r, invalid("to", "a reconciliation covers at most %d days", maxReconcileDays)
 	}
-	r.lo, r.hi = lo.UnixNano(), hi.UnixNano()
+	r.lo, r.hi = clampedUnixNano(lo), clampedUnixNano(hi)
 	return r, nil
+}
+
+// lastCommitTime is the latest commit time a ledger entry can have: commit
+// times are int64 Unix nanoseconds.
+var lastCommitTime = time.Unix(0, math.MaxInt64)
+
+// clampedUnixNano is t in Unix nanoseconds, or the largest int64 for a t
+// past what it can hold (after 2262), instead of a value wrapped around
+// 2^64 ns (584 years) into the dates of real entries. Dates (from 1900)
+// are never before the smallest.
+func clampedUnixNano(t time.Time) int64 {
+	if t.After(lastCommitTime) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // parseSignedAmount parses a yuan amount with at most two decimals and an

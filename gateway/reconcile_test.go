@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"medgate/engine/money"
+	"medgate/ledger"
 )
 
 func fen(t *testing.T, s string) int64 {
@@ -186,5 +188,28 @@ func TestReconciliation(t *testing.T) {
 	}
 	if status, _ := h.do("POST", "/v1/reconciliation/totals", "tok-clearing", totalsBody(0, 0, 0, 0)); status != 403 {
 		t.Fatalf("the clearing token reconciles a hospital: %d", status)
+	}
+}
+
+// A date past 2262 has no Unix time in int64 nanoseconds: the range's
+// bounds wrapped around 2^64 ns (584 years) and a reconciliation of a day
+// in 2611 counted the hospital's rows of 2026.
+func TestReconciliationFarDatesDoNotWrap(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T02:00:00Z")
+	h := newClockHarness(t, refWorld(t, nil), clk)
+	e := bookEntry(t, h, "A", "H3701020001", "370102", "152500", yuan(100, 90, 50, 0, 0, 10))
+	// The day whose start, in int64 nanoseconds, wraps to e's commit time.
+	at := time.Unix(0, e.CommittedAt).In(ledger.ChinaTime)
+	far := time.Unix(at.Unix()+18446744073, int64(at.Nanosecond())+709551616).In(ledger.ChinaTime)
+	day := far.Format("2006-01-02")
+	if got := time.Date(far.Year(), far.Month(), far.Day(), 0, 0, 0, 0, ledger.ChinaTime).UnixNano(); got > e.CommittedAt || got+24*3600e9 <= e.CommittedAt {
+		t.Fatalf("test: %s starts at %d, the entry is at %d", day, got, e.CommittedAt)
+	}
+	body := fmt.Sprintf(`{"from":%q,"to":%q,"count":0,"total":"0","fund_total":"0","personal_account":"0"}`, day, day)
+	status, resp := h.do("POST", "/v1/reconciliation/totals", "tok-H3701020001", []byte(body))
+	var ta TotalsAnswer
+	if err := json.Unmarshal(resp, &ta); err != nil || status != 200 || ta.Gateway.Count != 0 || ta.Result != "balanced" {
+		t.Fatalf("totals of %s: %d %s", day, status, resp)
 	}
 }
