@@ -349,3 +349,36 @@ func TestReplayRefusesAnInvertedRange(t *testing.T) {
 		}
 	}
 }
+
+// A month before 1678 has no Unix time in int64 nanoseconds: its end
+// wrapped around 2^64 ns (584 years), so the ledger said 1600-01 was not
+// over, and closed 1442's months at a wrapped end inside 2026, after which
+// the audit reported the 2026 entries as booked into a closed month.
+func TestCloseMonthsBeforeNanosecondTime(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T02:00:00Z")
+	h := newClockHarness(t, refWorld(t, nil), clk)
+	e := bookEntry(t, h, "A", "H3701020001", "370102", "152500", yuan(100, 90, 50, 0, 0, 10))
+	clk.set("2026-11-20T02:00:00Z")
+	now := clk.now().UnixNano()
+	var wrapped ledger.Month
+	for m := ledger.MakeMonth(1441, 1); m < ledger.MakeMonth(1444, 1); m = m.Next() {
+		if end := m.End().UnixNano(); end > e.CommittedAt && end <= now {
+			wrapped = m
+		}
+	}
+	if wrapped == 0 {
+		t.Fatal("test: no month of 1441-1443 wraps into the ledger's dates")
+	}
+	for _, m := range []string{"1600-01", wrapped.String()} {
+		status, body := h.do("POST", "/v1/clearing/months/"+m+"/close", "tok-clearing", nil)
+		var st Statement
+		if err := json.Unmarshal(body, &st); status != 200 || err != nil || !st.Closed || st.LedgerSeq != 0 || len(st.Pairs) != 0 {
+			t.Fatalf("closing %s: %d %s", m, status, body)
+		}
+	}
+	rep, err := h.db.Audit(nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("audit after closing %s: %v %v", wrapped, err, rep.Err())
+	}
+}

@@ -764,7 +764,7 @@ func (a *auditor) checkClosed(r pebble.Reader) error {
 			a.rep.problem("closed month %s: %v", m, err)
 			return
 		}
-		end := m.End().UnixNano()
+		end := m.endNano()
 		n := uint64(len(a.commits))
 		switch {
 		case c.Seq > n:

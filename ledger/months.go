@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -62,6 +63,25 @@ func (m Month) Start() time.Time {
 
 // End is the first instant of the next month.
 func (m Month) End() time.Time { return m.Next().Start() }
+
+// Commit times are int64 Unix nanoseconds: the instants they can hold.
+var (
+	firstNanoTime = time.Unix(0, math.MinInt64)
+	lastNanoTime  = time.Unix(0, math.MaxInt64)
+)
+
+// endNano is End in Unix nanoseconds, clamped to the int64 range
+// (time.UnixNano wraps around 2^64 ns outside 1678-2262).
+func (m Month) endNano() int64 {
+	switch e := m.End(); {
+	case e.Before(firstNanoTime):
+		return math.MinInt64
+	case e.After(lastNanoTime):
+		return math.MaxInt64
+	default:
+		return e.UnixNano()
+	}
+}
 
 // Next is the following month.
 func (m Month) Next() Month {
@@ -369,7 +389,7 @@ func (db *DB) CloseMonth(m Month, render func(*MonthTotals) ([]byte, error)) (c 
 			return 0, err
 		}
 		now := db.now().UnixNano()
-		end := m.End().UnixNano()
+		end := m.endNano()
 		if now < end {
 			return 0, ErrMonthNotOver
 		}
@@ -414,7 +434,7 @@ func lastClosedEnd(r pebble.Reader) (int64, error) {
 	if len(k) != 5 {
 		return 0, fmt.Errorf("%w: closed month key %x", ErrCorrupt, k)
 	}
-	return Month(be.Uint32(k[1:])).End().UnixNano(), nil
+	return Month(be.Uint32(k[1:])).endNano(), nil
 }
 
 // HospitalRow is one entry of a hospital, as reconciliation needs it.
