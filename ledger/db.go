@@ -125,8 +125,9 @@ type DB struct {
 	// closedSynced holds the months whose close is known to be on disk
 	// (months.go: closeSynced).
 	closedSynced sync.Map
-	// scanMu is held (read) while Scan and ScanRaw read a page of entries;
-	// Close takes it before closing the store (read.go: readPage).
+	// scanMu is held (read) while Scan and ScanRaw read a page of entries
+	// and while HospitalRows reads; Close takes it before closing the store
+	// (read.go: readPage).
 	scanMu sync.RWMutex
 }
 

@@ -461,8 +461,11 @@ func appendHospitalRowValue(b []byte, e *Entry, reverses uint64) []byte {
 // HospitalRows calls fn, in commit order, for each entry of hospital
 // committed in [from, to) (unix nanoseconds) and durable when the call
 // began, from an index the writer keeps per hospital (no other entry is
-// read). It returns the durable head it covers.
+// read). It returns the durable head it covers. fn must not block: Close
+// waits for the rows being read (scanMu).
 func (db *DB) HospitalRows(hospital string, from, to int64, fn func(*HospitalRow) error) (head uint64, err error) {
+	db.scanMu.RLock()
+	defer db.scanMu.RUnlock()
 	if db.closed.Load() {
 		return 0, ErrClosed
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -445,5 +446,49 @@ func TestCloseDuringAScan(t *testing.T) {
 		if err := <-done; !errors.Is(err, ErrClosed) || n > scanPageEntries {
 			t.Fatalf("raw %v: the scan went on after the close: %v after %d entries", raw, err, n)
 		}
+	}
+}
+
+// A reconciliation reading a hospital's rows while the ledger closes: Close
+// closed the store under the open iterator ("leaked iterators"). It waits
+// for the rows instead (their fn must not block), and rows asked for after
+// the close are ErrClosed.
+func TestCloseDuringHospitalRows(t *testing.T) {
+	db, _ := openMem(t)
+	for i := range 5 {
+		mustAppend(t, db, pairEntry(fmt.Sprint("e", i), "152500", "370102", 100, 50, 0))
+	}
+	in, release := make(chan struct{}), make(chan struct{})
+	rows := make(chan error, 1)
+	go func() {
+		n := 0
+		_, err := db.HospitalRows(hospital, 0, math.MaxInt64, func(*HospitalRow) error {
+			if n++; n == 2 {
+				close(in)
+				<-release
+			}
+			return nil
+		})
+		rows <- err
+	}()
+	<-in
+	closed := make(chan error, 1)
+	go func() { closed <- db.Close() }()
+	var err error
+	select {
+	case err = <-closed: // it did not wait
+		close(release)
+	case <-time.After(5 * time.Second): // Close waits for the rows
+		close(release)
+		err = <-closed
+	}
+	if err != nil {
+		t.Fatalf("closing while a hospital's rows are read: %v", err)
+	}
+	if err := <-rows; err != nil {
+		t.Fatalf("the rows read before the close: %v", err)
+	}
+	if _, err := db.HospitalRows(hospital, 0, math.MaxInt64, func(*HospitalRow) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("rows after the close: %v", err)
 	}
 }
