@@ -155,7 +155,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 					continue // called last, after every refusal
 				}
 				n++
-				status, body := h.do(r.Method, e.path, p.token, e.body(n))
+				do := h.do
+				if want == 401 {
+					do = h.doEarly // may be answered before the body is read
+				}
+				status, body := do(r.Method, e.path, p.token, e.body(n))
 				if status != want {
 					t.Errorf("%s as %s: %d %.200s, want %d", name, p.who, status, body, want)
 				}

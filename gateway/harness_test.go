@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -228,3 +230,32 @@ func (h *harness) head() uint64 {
 }
 
 func newMemFS() vfs.FS { return vfs.NewMem() }
+
+// doEarly is do for a request the server may answer before it has read
+// the body (a refused token on an upload route): like net/http's client,
+// it reads the answer while it writes the body.
+func (h *harness) doEarly(method, path, token string, body []byte) (int, []byte) {
+	h.tb.Helper()
+	c, err := h.ln.Dial()
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	head := method + " " + path + " HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n"
+	if token != "" {
+		head += "Authorization: Bearer " + token + "\r\n"
+	}
+	go func() {
+		// A write error is the server closing after its answer.
+		if _, err := c.Write([]byte(head + "\r\n")); err == nil {
+			c.Write(body)
+		}
+	}()
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		h.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
+}

@@ -104,8 +104,9 @@ const readSlack = 2
 // bodyLimit is fasthttp's HeaderReceived: how many body bytes the server
 // reads for a request, decided from its header before any is read. Only
 // the routes that take uploads (Route.MaxBody) read more than MaxBodyBytes,
-// and only for a token of their role: otherwise anyone could make the
-// gateway buffer 33 MiB on every connection before it checks a token.
+// and only for a known token: otherwise anyone could make the gateway
+// buffer 33 MiB on every connection before it checks a token. Past the
+// limit, an unknown token is answered 401 and the connection closes.
 // The path is matched as sent (query removed); a path that only matches
 // once fasthttp normalizes it gets the common limit.
 func (s *Server) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
@@ -113,12 +114,19 @@ func (s *Server) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	if m := h.Method(); string(m) == fasthttp.MethodGet || string(m) == fasthttp.MethodHead {
 		return conf
 	}
-	if r := s.uploadRoute(h); r != nil {
-		if _, err := s.authHeader(h, r.Role); err == nil {
-			conf.MaxRequestBodySize = r.MaxBody
-		}
+	if r := s.uploadRoute(h); r != nil && s.knownToken(h) {
+		// A token of another role is refused (403) once the body is read:
+		// its memory is a known principal's.
+		conf.MaxRequestBodySize = r.MaxBody
 	}
 	return conf
+}
+
+// knownToken reports whether the request carries a principal's token.
+func (s *Server) knownToken(h *fasthttp.RequestHeader) bool {
+	_, err := s.authHeader(h, "")
+	var e *Error
+	return !errors.As(err, &e) || e.Status != fasthttp.StatusUnauthorized
 }
 
 // uploadRoute is the route of a request whose body may be larger than

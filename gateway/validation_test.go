@@ -390,7 +390,7 @@ func TestTransportErrors(t *testing.T) {
 // the server did not wait to buffer it.
 func TestBodyLimitBeforeReading(t *testing.T) {
 	h := newHarness(t, refWorld(t, nil))
-	ask := func(method, path, token string) (int, string) {
+	ask := func(method, path, token string, length int) (int, string) {
 		t.Helper()
 		c, err := h.ln.Dial()
 		if err != nil {
@@ -398,7 +398,7 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		req := method + " " + path + " HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n"
+		req := method + " " + path + " HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(length) + "\r\n"
 		if token != "" {
 			req += "Authorization: Bearer " + token + "\r\n"
 		}
@@ -415,15 +415,19 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 		method, path, token string
 		status              int
 		want                string
+		length              int
 	}{
-		{"POST", "/v1/settlements", "tok-H3716020001", 413, "exceeds 1 MiB"},
-		{"POST", "/v1/settlements", "", 413, "exceeds 1 MiB"},
-		{"POST", "/v1/regions/371600/policies", "", 401, "unauthorized"},
-		{"POST", "/v1/regions/371600/policies", "not-a-token", 401, "unauthorized"},
-		{"POST", "/v1/regions/371600/policies?x=1", "tok-H3716020001", 403, "forbidden"},
-		{"PUT", "/v1/regions/371600/catalog", "", 401, "unauthorized"},
+		{"POST", "/v1/settlements", "tok-H3716020001", 413, "exceeds 1 MiB", 30e6},
+		{"POST", "/v1/settlements", "", 413, "exceeds 1 MiB", 30e6},
+		{"POST", "/v1/regions/371600/policies", "", 401, "unauthorized", 30e6},
+		{"POST", "/v1/regions/371600/policies", "not-a-token", 401, "unauthorized", 30e6},
+		{"PUT", "/v1/regions/371600/catalog", "", 401, "unauthorized", 30e6},
+		// A known token may send up to the upload limit (and is then
+		// refused for its role); past it, it is refused at once.
+		{"POST", "/v1/regions/371600/policies?x=1", "tok-H3716020001", 403, "forbidden", 40e6},
+		{"POST", "/v1/regions/371600/policies", "tok-region-371600", 413, "exceeds 32 MiB", 40e6},
 	} {
-		status, body := ask(tt.method, tt.path, tt.token)
+		status, body := ask(tt.method, tt.path, tt.token, tt.length)
 		if status != tt.status || !strings.Contains(body, tt.want) {
 			t.Errorf("%s %s with %q: %d %s, want %d %s", tt.method, tt.path, tt.token, status, body, tt.status, tt.want)
 		}
