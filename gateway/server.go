@@ -363,6 +363,11 @@ func (s *Server) toError(ctx *fasthttp.RequestCtx, err error) *Error {
 	if errors.Is(err, ledger.ErrWriteFailed) {
 		return &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later", Cause: err}
 	}
+	if errors.Is(err, ledger.ErrClosed) {
+		// Shutting down: a request still running when the ledger closed.
+		ctx.Response.Header.Set("Retry-After", "1")
+		return &Error{Status: 503, Code: "shutting_down", Message: "the gateway is shutting down; retry shortly", Cause: err}
+	}
 	// The cause may quote stored records: long digit runs (ids) are masked.
 	s.log.Error().Str("error", redactIDs(err.Error())).Uint64("req", ctx.ID()).Msg("internal error")
 	return &Error{Status: fasthttp.StatusInternalServerError, Code: "internal", Message: "internal error", Cause: err}

@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"medgate/ledger"
 
 	"github.com/valyala/fasthttp"
 )
@@ -441,5 +444,17 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 	status, body = h.do("PUT", "/v1/regions/371600/catalog", "tok-H3716020001", big)
 	if status != 403 {
 		t.Errorf("a hospital's 2 MiB catalog: %d %s, want 403", status, body)
+	}
+}
+
+// TestClosedLedgerIs503 checks that a request that finds the ledger closed
+// (one still running at shutdown) is told to retry, not that the gateway
+// has a bug.
+func TestClosedLedgerIs503(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	var ctx fasthttp.RequestCtx
+	e := h.srv.toError(&ctx, fmt.Errorf("export: %w", ledger.ErrClosed))
+	if e.Status != 503 || e.Code != "shutting_down" || string(ctx.Response.Header.Peek("Retry-After")) == "" {
+		t.Errorf("closed ledger: %d %s (Retry-After %q), want 503 shutting_down", e.Status, e.Code, ctx.Response.Header.Peek("Retry-After"))
 	}
 }
