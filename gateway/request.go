@@ -462,6 +462,9 @@ func decodeItem(l *lexer, it *Item, codes *[]string, seen *codeSet) error {
 			if l.peek() != '[' {
 				return invalidType(l, "trace_codes", "an array of strings")
 			}
+			if *codes == nil {
+				*codes = make([]string, 0, 32) // most bills: one allocation
+			}
 			first := len(*codes)
 			defer func() {
 				// A part of the bill's list: appending a later line's codes
