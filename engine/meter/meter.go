@@ -40,6 +40,8 @@ const Global = "medgate.fuel"
 var ErrMalformed = errors.New("meter: malformed module")
 
 const (
+	secType     = 1
+	secFunction = 3
 	secImport   = 2
 	secGlobal   = 6
 	secExport   = 7
@@ -91,6 +93,29 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 	}
 	fuel := uint32(importedGlobals + definedGlobals)
 	m := &metering{step: checkSequence(fuel, 1), host: checkSequence(fuel, HostCallCost), grow: checkSequence(fuel, GrowCost), importedFuncs: importedFuncs}
+	// The bulk helper (see bulkHelper) is appended after the module's own
+	// types and functions, so that no existing index changes.
+	var types, funcs uint32
+	haveTypes, haveFuncs := false, false
+	for _, s := range secs {
+		if s.id != secType && s.id != secFunction {
+			continue
+		}
+		vr := reader{b: s.content}
+		n := vr.u32()
+		if vr.err != nil {
+			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, s.id, vr.err)
+		}
+		if s.id == secType {
+			types, haveTypes = n, true
+		} else {
+			funcs, haveFuncs = n, true
+		}
+	}
+	withHelper := haveTypes && haveFuncs
+	if withHelper {
+		m.bulk = append([]byte{0x10}, appendU32(nil, importedFuncs+funcs)...) // call $bulk
+	}
 
 	newGlobal := []byte{valI64, 1, opI64Const}
 	newGlobal = appendS64(newGlobal, initFuel)
@@ -117,6 +142,14 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 	for _, s := range secs {
 		var err error
 		switch s.id {
+		case secType:
+			if withHelper {
+				s.content, err = appendToVec(s.content, bulkHelperType)
+			}
+		case secFunction:
+			if withHelper {
+				s.content, err = appendToVec(s.content, appendU32(nil, types))
+			}
 		case secGlobal:
 			s.content, err = appendToVec(s.content, newGlobal)
 			haveGlobal = true
@@ -127,6 +160,10 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		case secCode:
 			addExport()
 			s.content, err = m.instrumentCode(s.content)
+			if err == nil && withHelper {
+				body := bulkHelper(fuel)
+				s.content, err = appendToVec(s.content, append(appendU32(nil, uint32(len(body))), body...))
+			}
 		case 8, 9, 12, 11: // start, elem, datacount, data come after export
 			addExport()
 		}
@@ -152,6 +189,42 @@ const (
 	HostCallCost = 1000
 	GrowCost     = 100_000
 )
+
+// BulkShift sets what the bulk instructions (memory.copy, memory.fill,
+// memory.init, table.copy, table.init) cost: one step per 2^BulkShift
+// bytes (elements) they touch. They run inside the compiled code without a
+// metered point, so at one step each, a loop copying 64 MiB an iteration
+// would run its budget for hours; charged by length, a step's worth of
+// copying costs about what a loop iteration does.
+const BulkShift = 6
+
+// bulkHelperType is the helper's signature: (i32 i32 i32) -> (i32 i32 i32).
+var bulkHelperType = []byte{0x60, 3, 0x7F, 0x7F, 0x7F, 3, 0x7F, 0x7F, 0x7F}
+
+// bulkHelper is the body of the function called before every bulk
+// instruction: it takes the instruction's three operands, charges
+// len >> BulkShift steps (trapping as checkSequence does when less is
+// left) and gives the operands back unchanged.
+//
+//	global.get $fuel; local.get 2; i64.extend_i32_u; i64.const s; i64.shr_u; i64.lt_u
+//	if; i64.const 0; global.set $fuel; unreachable; end
+//	global.get $fuel; local.get 2; i64.extend_i32_u; i64.const s; i64.shr_u; i64.sub; global.set $fuel
+//	local.get 0; local.get 1; local.get 2
+func bulkHelper(fuel uint32) []byte {
+	g := appendU32(nil, fuel)
+	cost := []byte{0x20, 2, 0xAD /* i64.extend_i32_u */, opI64Const, BulkShift, 0x88 /* i64.shr_u */}
+	b := []byte{0} // no locals
+	b = append(append(b, opGlobalGet), g...)
+	b = append(b, cost...)
+	b = append(b, 0x54 /* i64.lt_u */, 0x04 /* if */, 0x40, opI64Const, 0, 0x24 /* global.set */)
+	b = append(b, g...)
+	b = append(b, 0x00 /* unreachable */, opEnd)
+	b = append(append(b, opGlobalGet), g...)
+	b = append(b, cost...)
+	b = append(b, 0x7D /* i64.sub */, 0x24 /* global.set */)
+	b = append(b, g...)
+	return append(b, 0x20, 0, 0x20, 1, 0x20, 2, opEnd)
+}
 
 // checkSequence is the metering inserted at a metered point of the given
 // cost: when less than cost is left, the fuel is zeroed and the call traps;
@@ -179,6 +252,7 @@ func checkSequence(fuel uint32, cost int64) []byte {
 type metering struct {
 	step, host    []byte // checks of cost 1 and HostCallCost
 	grow          []byte // check of cost GrowCost
+	bulk          []byte // call of the bulk helper; nil: the module has no functions
 	importedFuncs uint32 // calls of a function index below this call the host
 }
 
@@ -271,6 +345,13 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		op := r.byte()
 		if op == 0x40 { // memory.grow: charged before it runs
 			out = append(out, m.grow...)
+		}
+		if op == 0xFC && m.bulk != nil { // a bulk instruction: charged by its length
+			rest := reader{b: r.b}
+			switch sub := rest.u32(); {
+			case rest.err == nil && (sub == 8 || sub == 10 || sub == 11 || sub == 12 || sub == 14):
+				out = append(out, m.bulk...)
+			}
 		}
 		if op == 0x10 || op == 0x12 { // call, return_call: a host function?
 			rest := reader{b: r.b}

@@ -46,6 +46,9 @@ type Module struct {
 	NoMemory  bool
 	Start     *uint32 // function index of the start function
 	Data      []Data
+	// Passive are passive data segments (for memory.init), numbered
+	// after Data's active ones.
+	Passive [][]byte
 }
 
 // Data is an active data segment at a constant offset of memory 0.
@@ -122,8 +125,11 @@ func (m *Module) Bytes() []byte {
 		out = append(out, U32(uint32(len(s)))...)
 		out = append(out, s...)
 	}
+	if len(m.Passive) > 0 {
+		out = section(out, 12, len(m.Data)+len(m.Passive), nil) // data count
+	}
 	out = section(out, 10, len(m.Funcs), code)
-	if len(m.Data) > 0 {
+	if len(m.Data)+len(m.Passive) > 0 {
 		var data []byte
 		for _, d := range m.Data {
 			data = append(data, 0x00, OpI32Const)
@@ -132,7 +138,12 @@ func (m *Module) Bytes() []byte {
 			data = append(data, U32(uint32(len(d.Bytes)))...)
 			data = append(data, d.Bytes...)
 		}
-		out = section(out, 11, len(m.Data), data)
+		for _, d := range m.Passive {
+			data = append(data, 0x01)
+			data = append(data, U32(uint32(len(d)))...)
+			data = append(data, d...)
+		}
+		out = section(out, 11, len(m.Data)+len(m.Passive), data)
 	}
 	return out
 }
