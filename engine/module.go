@@ -379,14 +379,18 @@ func (m *Module) Call(ctx context.Context, in *abi.Input, encoded []byte, out *a
 		err.Region, err.Version = m.Region, m.Version
 		return err
 	}
-	m.put(inst)
 	if out.Refusal != "" {
+		m.put(inst)
 		return &CallError{Region: m.Region, Version: m.Version, Kind: FailRefused, Err: errors.New(out.Refusal)}
 	}
 	if err := Check(in, out); err != nil {
+		// An answer that breaks a host check is a failure like a trap
+		// (ABI.md): the instance is discarded, not lent again.
+		m.discard(inst)
 		m.Failures.Add(1)
 		return &CallError{Region: m.Region, Version: m.Version, Kind: FailCheck, Rule: err.Rule, Err: err}
 	}
+	m.put(inst)
 	return nil
 }
 
