@@ -104,6 +104,9 @@ type Engine struct {
 	log     zerolog.Logger
 	runtime wazero.Runtime
 	cache   wazero.CompilationCache
+	// scratch compiles candidates (LoadCandidate) without the on-disk
+	// cache; it is runtime itself when there is no cache.
+	scratch wazero.Runtime
 }
 
 // New starts an engine with cfg (defaults applied).
@@ -127,6 +130,21 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		rc = rc.WithCompilationCache(cache)
 	}
+	r, err := newRuntime(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, runtime: r, cache: cache, scratch: r}
+	if cache != nil {
+		if e.scratch, err = newRuntime(ctx, rc.WithCompilationCache(nil)); err != nil {
+			r.Close(ctx)
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func newRuntime(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
 	// WASI is the only host module. wazero's defaults give a guest no files,
 	// no args, no environment, a fake clock and a fixed random source.
@@ -134,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		r.Close(ctx)
 		return nil, fmt.Errorf("engine: instantiate wasi: %w", err)
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, runtime: r, cache: cache}, nil
+	return r, nil
 }
 
 // Config returns the engine's effective configuration.
@@ -143,6 +161,11 @@ func (e *Engine) Config() Config { return e.cfg }
 // Close releases the runtime and every module compiled by it.
 func (e *Engine) Close(ctx context.Context) error {
 	err := e.runtime.Close(ctx)
+	if e.scratch != e.runtime {
+		if serr := e.scratch.Close(ctx); err == nil {
+			err = serr
+		}
+	}
 	if e.cache != nil {
 		if cerr := e.cache.Close(ctx); err == nil {
 			err = cerr

@@ -31,6 +31,7 @@ type Module struct {
 	Size    int
 
 	e        *Engine
+	rt       wazero.Runtime // the runtime compiled belongs to
 	compiled wazero.CompiledModule
 	hasInit  bool
 
@@ -88,6 +89,19 @@ const minInputBuffer = 16 << 10
 // kept as the first pooled instance. The error is a *LoadError naming the
 // failed check.
 func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) (*Module, error) {
+	return e.load(ctx, e.runtime, region, version, wasm)
+}
+
+// LoadCandidate is Load for a module that is only checked or tried (an
+// upload's check, a what-if run): its compiled code is not written to the
+// on-disk cache, so that modules sent again and again, refused or never
+// published, leave nothing on the disk the ledger shares. A candidate that
+// is then published runs as loaded; a restart compiles it into the cache.
+func (e *Engine) LoadCandidate(ctx context.Context, region, version string, wasm []byte) (*Module, error) {
+	return e.load(ctx, e.scratch, region, version, wasm)
+}
+
+func (e *Engine) load(ctx context.Context, rt wazero.Runtime, region, version string, wasm []byte) (*Module, error) {
 	fail := func(check string, err error) (*Module, error) {
 		return nil, &LoadError{Region: region, Version: version, Check: check, Err: err,
 			All: []CheckFailure{{Check: check, Message: err.Error()}}}
@@ -108,7 +122,7 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 			return fail("compile", err)
 		}
 	}
-	compiled, err := compileModule(ctx, e.runtime, code)
+	compiled, err := compileModule(ctx, rt, code)
 	if err != nil {
 		if strings.Contains(err.Error(), "section memory") {
 			return fail("memory", err) // e.g. a minimum over the limit
@@ -121,6 +135,7 @@ func (e *Engine) Load(ctx context.Context, region, version string, wasm []byte) 
 		SHA256:   sha256.Sum256(wasm),
 		Size:     len(wasm),
 		e:        e,
+		rt:       rt,
 		compiled: compiled,
 		slots:    make(chan struct{}, e.cfg.MaxInstances),
 		handoff:  make(chan *instance, e.cfg.MaxInstances),
@@ -239,7 +254,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	} else {
 		cfg = cfg.WithStartFunctions()
 	}
-	mod, err := m.e.runtime.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		<-m.slots
 		ce := classify(err, "instantiate")

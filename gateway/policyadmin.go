@@ -73,7 +73,7 @@ func CheckVersion(ctx context.Context, eng *engine.Engine, region, version strin
 	rep := CheckReport{Checks: []engine.CheckFailure{}, Cases: []cases.Failure{}, Total: len(cs)}
 	sum := sha256.Sum256(wasm)
 	rep.SHA256 = hex.EncodeToString(sum[:])
-	m, err := eng.Load(ctx, region, version, wasm)
+	m, err := eng.LoadCandidate(ctx, region, version, wasm)
 	if err != nil {
 		var le *engine.LoadError
 		if errors.As(err, &le) {
@@ -320,7 +320,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		if err != nil {
 			return invalid("module", "module must be base64")
 		}
-		m, err := s.versions.eng.Load(bg, region, "shadow", wasm)
+		m, err := s.versions.eng.LoadCandidate(bg, region, "shadow", wasm)
 		if err != nil {
 			return unprocessable("policy_check_failed", "module", "%v", err)
 		}
