@@ -63,3 +63,45 @@ func TestBulkMemoryIsMetered(t *testing.T) {
 		})
 	}
 }
+
+// TestTablesAreBounded: a table's references live outside the memory limit
+// (eight bytes each), so a module must not declare millions of them nor
+// grow or fill one from its code: table.grow took a module to 32 GiB, and
+// a table.fill loop ran its budget for hours as the bulk instructions did.
+func TestTablesAreBounded(t *testing.T) {
+	e := newTestEngine(t)
+	grow := wasmgen.Concat([]byte{0xD0, 0x70}, wasmgen.I32Const(1<<24), []byte{0xFC, 15, 0, wasmgen.OpDrop}, wasmgen.I64Const(0))
+	fill := wasmgen.Concat([]byte{wasmgen.OpLoop, wasmgen.BlockVoid}, wasmgen.I32Const(0), []byte{0xD0, 0x70}, wasmgen.I32Const(1<<20),
+		[]byte{0xFC, 17, 0, wasmgen.OpBr, 0, wasmgen.OpEnd}, wasmgen.I64Const(0))
+	for _, tc := range []struct {
+		name string
+		min  uint32
+		body []byte
+	}{
+		{"a table of 2^27 references", 1 << 27, wasmgen.Answer(0, 0)},
+		{"table.grow", 0, grow},
+		{"table.fill", 1 << 20, fill},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mod := wasmgen.Policy(1, 8192, tc.body)
+			mod.Table = &wasmgen.Limits{Min: tc.min}
+			m, err := e.Load(context.Background(), "152500", "tables", mod.Bytes())
+			if err == nil {
+				m.Close(context.Background())
+				t.Fatal("loaded")
+			}
+			var le *LoadError
+			if !errors.As(err, &le) || le.Check != "compile" {
+				t.Fatalf("Load = %v, want a refusal at compile", err)
+			}
+		})
+	}
+	// A table the size Go's toolchain emits still loads.
+	mod := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+	mod.Table = &wasmgen.Limits{Min: 6000}
+	m, err := e.Load(context.Background(), "152500", "table", mod.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close(context.Background())
+}

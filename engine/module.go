@@ -115,12 +115,15 @@ func (e *Engine) load(ctx context.Context, rt wazero.Runtime, region, version st
 	if err := meter.CheckBounds(wasm); err != nil {
 		return fail("compile", err)
 	}
+	// Instrumenting also refuses what no limit would bound (table.grow):
+	// in Deadline mode too, where its output is not used.
+	instrumented, err := meter.Instrument(wasm, e.cfg.InitFuel)
+	if err != nil {
+		return fail("compile", err)
+	}
 	code := wasm
 	if !e.cfg.Deadline {
-		var err error
-		if code, err = meter.Instrument(wasm, e.cfg.InitFuel); err != nil {
-			return fail("compile", err)
-		}
+		code = instrumented
 	}
 	compiled, err := compileModule(ctx, rt, code)
 	if err != nil {

@@ -5,6 +5,12 @@ import (
 	"fmt"
 )
 
+// MaxTableElements bounds the references a module's tables declare in
+// all. A reference takes eight bytes outside the memory limit, and wazero
+// allows 2^27 a table. The standard Go toolchain declares one table of a
+// few thousand.
+const MaxTableElements = 1 << 20
+
 // MaxLocals bounds the locals of one function (as browsers do: V8 allows
 // 50,000). The standard Go toolchain's functions declare a few dozen.
 const MaxLocals = 50_000
@@ -84,6 +90,7 @@ func checkSection(id byte, content []byte) error {
 	default:
 		return fmt.Errorf("unknown section")
 	}
+	var tableElems uint64
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		var err error
 		switch id {
@@ -94,7 +101,11 @@ func checkSection(id byte, content []byte) error {
 			r.name() // field
 			err = r.importDesc()
 		case 4:
-			err = r.table()
+			var min uint64
+			min, err = r.table()
+			if tableElems += min; err == nil && tableElems > MaxTableElements {
+				err = fmt.Errorf("tables declare %d references in all, limit %d", tableElems, MaxTableElements)
+			}
 		case 6:
 			err = r.valType()
 			r.byte() // mutability
@@ -156,7 +167,8 @@ func (r *reader) importDesc() error {
 	case 0:
 		r.u32()
 	case 1:
-		return r.tableType()
+		_, err := r.tableType()
+		return err
 	case 2:
 		r.memLimits()
 	case 3:
@@ -176,30 +188,40 @@ func (r *reader) importDesc() error {
 	return r.err
 }
 
-func (r *reader) tableType() error {
+// tableType reads a table type and returns its minimum size.
+func (r *reader) tableType() (uint64, error) {
 	if err := r.valType(); err != nil {
-		return err
+		return 0, err
 	}
-	r.memLimits()
-	return r.err
+	min := r.memLimits()
+	return min, r.err
 }
 
-// memLimits reads limits with any flags (shared, 64-bit).
-func (r *reader) memLimits() {
+// memLimits reads limits with any flags (shared, 64-bit) and returns the
+// minimum.
+func (r *reader) memLimits() uint64 {
 	flag := r.byte()
-	r.s64()
+	var min uint64
+	if flag&4 != 0 { // 64-bit limits
+		min = uint64(r.s64())
+	} else {
+		min = uint64(r.u32())
+	}
 	if flag&1 != 0 {
 		r.s64()
 	}
+	return min
 }
 
-func (r *reader) table() error {
+// table reads a table and returns its minimum size.
+func (r *reader) table() (uint64, error) {
 	if len(r.b) >= 2 && r.b[0] == 0x40 && r.b[1] == 0x00 { // a table with an initializer
 		r.b = r.b[2:]
-		if err := r.tableType(); err != nil {
-			return err
+		min, err := r.tableType()
+		if err != nil {
+			return 0, err
 		}
-		return r.constExpr()
+		return min, r.constExpr()
 	}
 	return r.tableType()
 }

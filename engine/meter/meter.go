@@ -346,10 +346,16 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		if op == 0x40 { // memory.grow: charged before it runs
 			out = append(out, m.grow...)
 		}
-		if op == 0xFC && m.bulk != nil { // a bulk instruction: charged by its length
+		if op == 0xFC { // a bulk instruction: charged by its length
 			rest := reader{b: r.b}
 			switch sub := rest.u32(); {
-			case rest.err == nil && (sub == 8 || sub == 10 || sub == 11 || sub == 12 || sub == 14):
+			case rest.err != nil:
+			case sub == 15 || sub == 17:
+				// table.grow and table.fill (reference types, outside
+				// ABI v1): a table lives outside the memory limit and
+				// filling one would need a helper per reference type.
+				return nil, fmt.Errorf("meter: table.grow and table.fill are not supported (tables are bounded)")
+			case m.bulk != nil && (sub == 8 || sub == 10 || sub == 11 || sub == 12 || sub == 14):
 				out = append(out, m.bulk...)
 			}
 		}

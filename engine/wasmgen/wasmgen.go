@@ -46,9 +46,17 @@ type Module struct {
 	NoMemory  bool
 	Start     *uint32 // function index of the start function
 	Data      []Data
+	// Table, when set, declares one funcref table with these limits.
+	Table *Limits
 	// Passive are passive data segments (for memory.init), numbered
 	// after Data's active ones.
 	Passive [][]byte
+}
+
+// Limits are a table's limits; Max nil: none.
+type Limits struct {
+	Min uint32
+	Max *uint32
 }
 
 // Data is an active data segment at a constant offset of memory 0.
@@ -108,6 +116,14 @@ func (m *Module) Bytes() []byte {
 		out = section(out, 2, len(m.Imports), imports)
 	}
 	out = section(out, 3, len(m.Funcs), funcs)
+	if m.Table != nil {
+		lim := append([]byte{0x70, 0x00}, U32(m.Table.Min)...)
+		if m.Table.Max != nil {
+			lim = append([]byte{0x70, 0x01}, U32(m.Table.Min)...)
+			lim = append(lim, U32(*m.Table.Max)...)
+		}
+		out = section(out, 4, 1, lim)
+	}
 	if !m.NoMemory {
 		var lim []byte
 		if m.MemoryMax != nil {
