@@ -105,3 +105,29 @@ func TestTablesAreBounded(t *testing.T) {
 	}
 	m.Close(context.Background())
 }
+
+// TestFuelGlobalIsNotTheModules: the fuel global is added after the
+// module's own globals, so a module naming one global past its own is
+// invalid as uploaded but would, once instrumented, set its own budget
+// and loop forever. Such a module is refused, as an uploaded module that
+// calls a function past its own is.
+func TestFuelGlobalIsNotTheModules(t *testing.T) {
+	e := newTestEngine(t)
+	refuel := wasmgen.Concat(wasmgen.I64Const(1<<62), []byte{0x24, 0}, wasmgen.Answer(0, 0))
+	callPast := wasmgen.Concat(wasmgen.I32Const(0), wasmgen.I32Const(0), wasmgen.I32Const(0), []byte{wasmgen.OpCall, 3, wasmgen.OpDrop, wasmgen.OpDrop, wasmgen.OpDrop}, wasmgen.Answer(0, 0))
+	for name, body := range map[string][]byte{"global.set past its globals": refuel, "call past its functions": callPast} {
+		t.Run(name, func(t *testing.T) {
+			for _, deadline := range []bool{false, true} {
+				e := e
+				if deadline {
+					e = newTestEngine(t, true)
+				}
+				m, err := e.Load(context.Background(), "152500", "refuel", wasmgen.Policy(1, 8192, body).Bytes())
+				if err == nil {
+					m.Close(context.Background())
+					t.Fatalf("deadline %v: an invalid module was loaded", deadline)
+				}
+			}
+		})
+	}
+}

@@ -113,6 +113,7 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		}
 	}
 	withHelper := haveTypes && haveFuncs
+	m.globals, m.funcs = fuel, importedFuncs+funcs
 	if withHelper {
 		m.bulk = append([]byte{0x10}, appendU32(nil, importedFuncs+funcs)...) // call $bulk
 	}
@@ -250,10 +251,14 @@ func checkSequence(fuel uint32, cost int64) []byte {
 
 // metering holds what is inserted where.
 type metering struct {
-	step, host    []byte // checks of cost 1 and HostCallCost
-	grow          []byte // check of cost GrowCost
-	bulk          []byte // call of the bulk helper; nil: the module has no functions
-	importedFuncs uint32 // calls of a function index below this call the host
+	step, host []byte // checks of cost 1 and HostCallCost
+	grow       []byte // check of cost GrowCost
+	bulk       []byte // call of the bulk helper; nil: the module has no functions
+	// The module's own globals and functions: the fuel global and the
+	// bulk helper come after them, so code naming an index past them,
+	// invalid as uploaded, would reach those (and set its own budget).
+	globals, funcs uint32
+	importedFuncs  uint32 // calls of a function index below this call the host
 }
 
 func countImports(secs []section) (funcs uint32, globals int, err error) {
@@ -363,6 +368,16 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 			rest := reader{b: r.b}
 			if idx := rest.u32(); rest.err == nil && idx < m.importedFuncs {
 				out = append(out, m.host...)
+			}
+		}
+		if op == 0x10 || op == 0x12 || op == 0xD2 || op == 0x23 || op == 0x24 {
+			rest := reader{b: r.b}
+			idx, limit, what := rest.u32(), m.funcs, "function"
+			if op == 0x23 || op == 0x24 {
+				limit, what = m.globals, "global"
+			}
+			if rest.err == nil && idx >= limit {
+				return nil, fmt.Errorf("%w: %s index %d out of range (the module has %d)", ErrMalformed, what, idx, limit)
 			}
 		}
 		if err := r.skipImmediates(op); err != nil {
