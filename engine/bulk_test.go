@@ -131,3 +131,49 @@ func TestFuelGlobalIsNotTheModules(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowModuleQueueIsBounded: after a call ran out of time, the module's
+// calls run one at a time; callers beyond a few are refused at once
+// rather than queue behind it, so a region whose module loops can neither
+// make its own settlements wait without bound nor pile up requests until
+// the gateway's in-flight limit refuses every region's.
+func TestSlowModuleQueueIsBounded(t *testing.T) {
+	e, err := New(context.Background(), Config{MaxInstances: 4}) // the default budget: a call of tens of ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	m, err := e.Load(context.Background(), "152500", "loop", wasmgen.Policy(1, 8192, wasmgen.Concat(wasmgen.Forever(), wasmgen.I64Const(0))).Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	in, enc := testInput()
+	var out abi.Output
+	began := time.Now()
+	if err := m.Call(context.Background(), in, enc, &out); err == nil {
+		t.Fatal("a looping call answered")
+	}
+	one := time.Since(began)
+	const callers = 200
+	took := make(chan time.Duration, callers)
+	for i := 0; i < callers; i++ {
+		go func() {
+			var out abi.Output
+			began := time.Now()
+			err := m.Call(context.Background(), in, enc, &out)
+			var ce *CallError
+			if !errors.As(err, &ce) || (ce.Kind != FailTimeout && ce.Kind != FailUnavailable) {
+				t.Errorf("Call = %v", err)
+			}
+			took <- time.Since(began)
+		}()
+	}
+	var longest time.Duration
+	for i := 0; i < callers; i++ {
+		longest = max(longest, <-took)
+	}
+	if limit := time.Duration(2*e.cfg.MaxInstances+2)*one + 50*time.Millisecond; longest > limit {
+		t.Fatalf("a caller waited %v behind the looping module (one call takes %v; limit %v)", longest, one, limit)
+	}
+}

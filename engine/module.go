@@ -55,6 +55,11 @@ type Module struct {
 	// other regions keep the rest.
 	slowUntil atomic.Int64
 	serial    sync.Mutex
+	// serialQueue counts calls running or waiting serially: beyond
+	// MaxInstances a call is refused at once instead of queueing, so that
+	// a looping module's region cannot make its settlements wait without
+	// bound, nor pile up requests that take every region's in-flight slots.
+	serialQueue atomic.Int64
 }
 
 // slowPenalty is how long a module that ran out of time runs serially.
@@ -375,6 +380,11 @@ func (m *Module) discard(inst *instance) {
 // anything; the caller may write once it returns nil.
 func (m *Module) Call(ctx context.Context, in *abi.Input, encoded []byte, out *abi.Output) error {
 	if u := m.slowUntil.Load(); u != 0 && u > time.Now().UnixNano() {
+		defer m.serialQueue.Add(-1)
+		if m.serialQueue.Add(1) > int64(m.e.cfg.MaxInstances) {
+			return &CallError{Region: m.Region, Version: m.Version, Kind: FailUnavailable,
+				Err: errors.New("the policy ran out of time recently and runs one call at a time; too many calls are waiting for it")}
+		}
 		m.serial.Lock()
 		defer m.serial.Unlock()
 	}

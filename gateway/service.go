@@ -326,7 +326,7 @@ func (s *Service) policyError(err error) error {
 		ev.Str("rule", ce.Rule).Err(ce.Err).Msg("policy answer broke a host check")
 		return &Error{Status: 422, Code: "policy_answer_invalid", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " gave an answer that breaks rule " + ce.Rule + "; nothing was settled", Cause: err}
 	case engine.FailUnavailable:
-		return &Error{Status: 503, Code: "policy_unavailable", Message: "no policy instance was available; retry", Cause: err}
+		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", Cause: err}
 	}
 	ev.Err(ce.Err).Msg("policy call failed")
 	return &Error{Status: 422, Code: "policy_failed", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " failed (" + ce.Kind.String() + "); nothing was settled", Cause: err}
