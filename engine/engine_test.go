@@ -101,6 +101,11 @@ func testLoadRefusals(t *testing.T, e *Engine) {
 			m.Imports = []wasmgen.Import{{Module: "wasi_unstable", Name: "sock_open", Results: []byte{wasmgen.I32}}}
 			return m.Bytes()
 		}(), "imports"},
+		{"imported global", func() []byte {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+			m.Imports = []wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: "clock", Global: wasmgen.I64}}
+			return m.Bytes()
+		}(), "imports"},
 		{"4 GiB memory", func() []byte {
 			m := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
 			m.MemoryMin, m.MemoryMax = big, &big

@@ -120,6 +120,22 @@ func (e *Engine) load(ctx context.Context, rt wazero.Runtime, region, version st
 	if err := meter.CheckBounds(wasm); err != nil {
 		return fail("compile", err)
 	}
+	// Only functions may be imported (ABI.md): an imported global, table
+	// or memory is named here rather than failing instantiation.
+	imports, err := meter.Imports(wasm)
+	if err != nil {
+		return fail("compile", err)
+	}
+	var bad []CheckFailure
+	for _, im := range imports {
+		if im.Kind != 0 {
+			bad = append(bad, CheckFailure{Check: "imports", Message: fmt.Sprintf("imported %s %s.%s is not allowed (%s functions only)",
+				meter.KindName(im.Kind), im.Module, im.Name, allowedImportModule)})
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &LoadError{Region: region, Version: version, Check: "imports", Err: errors.New(bad[0].Message), All: bad}
+	}
 	// Instrumenting also refuses what no limit would bound (table.grow):
 	// in Deadline mode too, where its output is not used.
 	instrumented, err := meter.Instrument(wasm, e.cfg.InitFuel)

@@ -335,3 +335,60 @@ func (r *reader) dataSegment() error {
 	r.bytes(int(r.bounded(1, "data bytes")))
 	return r.err
 }
+
+// Import is an entry of a module's import section.
+type Import struct {
+	Module, Name string
+	Kind         byte // 0 function, 1 table, 2 memory, 3 global, 4 tag
+}
+
+// KindName names an import kind.
+func KindName(kind byte) string {
+	switch kind {
+	case 0:
+		return "function"
+	case 1:
+		return "table"
+	case 2:
+		return "memory"
+	case 3:
+		return "global"
+	case 4:
+		return "tag"
+	}
+	return "unknown"
+}
+
+// Imports lists the imports of wasm, which must have passed CheckBounds.
+func Imports(wasm []byte) ([]Import, error) {
+	var out []Import
+	r := reader{b: wasm[min(8, len(wasm)):]}
+	for !r.done() {
+		id := r.byte()
+		content := r.bytes(int(r.u32()))
+		if r.err != nil || id != 2 {
+			continue
+		}
+		ir := reader{b: content}
+		n := ir.u32()
+		for i := uint32(0); i < n && ir.err == nil; i++ {
+			mod := string(ir.bytes(int(ir.u32())))
+			name := string(ir.bytes(int(ir.u32())))
+			if ir.err != nil || len(ir.b) == 0 {
+				break
+			}
+			kind := ir.b[0]
+			if err := ir.importDesc(); err != nil {
+				return nil, fmt.Errorf("%w: import section: %v", ErrMalformed, err)
+			}
+			out = append(out, Import{Module: mod, Name: name, Kind: kind})
+		}
+		if ir.err != nil {
+			return nil, fmt.Errorf("%w: import section: %v", ErrMalformed, ir.err)
+		}
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, r.err)
+	}
+	return out, nil
+}

@@ -31,10 +31,12 @@ type Func struct {
 	Export          string
 }
 
-// Import is an imported function.
+// Import is an imported function, or with Global set an imported
+// immutable global of that value type.
 type Import struct {
 	Module, Name    string
 	Params, Results []byte
+	Global          byte
 }
 
 // Module describes a module to assemble.
@@ -81,12 +83,17 @@ func (m *Module) Bytes() []byte {
 		return uint32(len(types) - 1)
 	}
 	var imports, funcs, exports, code []byte
-	nImports := uint32(len(m.Imports))
+	nImports := uint32(0) // imported functions
 	for _, im := range m.Imports {
 		imports = append(imports, name(im.Module)...)
 		imports = append(imports, name(im.Name)...)
+		if im.Global != 0 {
+			imports = append(imports, 0x03, im.Global, 0x00)
+			continue
+		}
 		imports = append(imports, 0x00)
 		imports = append(imports, U32(typeIndex(im.Params, im.Results))...)
+		nImports++
 	}
 	nExports := 0
 	for i, f := range m.Funcs {
