@@ -192,11 +192,17 @@ type Failure struct {
 func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 	var fails []Failure
 	var out abi.Output
+	timedOut := "" // the case the module ran out of time on
 	for i := range cs {
 		c := &cs[i]
 		name := c.Name
 		if name == "" {
 			name = "case " + strconv.Itoa(i)
+		}
+		if timedOut != "" {
+			// Each further case could cost the whole time limit again.
+			fails = append(fails, Failure{Case: name, Error: "not run: the module ran out of time on " + timedOut})
+			continue
 		}
 		in, err := c.ABI()
 		if err != nil {
@@ -204,6 +210,9 @@ func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 			continue
 		}
 		err = p.Call(ctx, in, in.AppendBinary(nil), &out)
+		if ce := (*engine.CallError)(nil); errors.As(err, &ce) && ce.Kind == engine.FailTimeout {
+			timedOut = name
+		}
 		if c.Expect.Refusal {
 			// Only a deliberate refusal: a trap, a timeout or an answer
 			// that breaks a host check is the module failing, which would

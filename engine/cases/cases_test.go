@@ -46,3 +46,40 @@ func TestRefusalCaseNeedsARefusal(t *testing.T) {
 		}
 	}
 }
+
+type counting struct {
+	calls int
+	err   error
+}
+
+func (c *counting) Call(context.Context, *abi.Input, []byte, *abi.Output) error {
+	c.calls++
+	return c.err
+}
+
+// A module that runs out of time on a case is not run on the cases after
+// it: each would cost the whole time limit, so an upload shipping
+// thousands of cases with a looping module would hold a CPU for as many
+// limits. The cases not run are still each reported.
+func TestCasesStopAfterATimeout(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/cases/371600-v2024.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Case
+	if err := json.Unmarshal(b, &all); err != nil {
+		t.Fatal(err)
+	}
+	cs := make([]Case, 1000)
+	for i := range cs {
+		cs[i] = all[0]
+	}
+	p := &counting{err: &engine.CallError{Kind: engine.FailTimeout, Err: errors.New("step budget exhausted")}}
+	fails := Run(context.Background(), p, cs)
+	if p.calls != 1 {
+		t.Errorf("the module was called %d times after running out of time", p.calls)
+	}
+	if len(fails) != len(cs) {
+		t.Errorf("%d failures reported for %d cases", len(fails), len(cs))
+	}
+}
