@@ -3,8 +3,11 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -12,6 +15,7 @@ import (
 
 	"medgate/engine"
 	"medgate/engine/abi"
+	"medgate/engine/wasmgen"
 )
 
 // TestCandidatesLeaveNoCompiledCode: a module that is only checked (the
@@ -66,5 +70,34 @@ func TestCandidatesLeaveNoCompiledCode(t *testing.T) {
 	}
 	if after := files(); after != before {
 		t.Fatalf("checked and tried modules left %d files in the compiled-code cache", after-before)
+	}
+}
+
+// TestShadowStopsOnALoopingCandidate: a what-if run of a module that runs
+// out of time stops there instead of spending the time limit again on
+// every settlement of the region's date range (a year of a region's
+// settlements, at tens of ms each, would hold a CPU for hours, and a few
+// such requests every CPU).
+func TestShadowStopsOnALoopingCandidate(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	for i := 0; i < 20; i++ {
+		if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001",
+			settleBody(fmt.Sprintf("SH-%d", i), "EMP1", "371600", chronicVisit, `[{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"}]`)); status != 200 {
+			t.Fatalf("settle: %d %s", status, out)
+		}
+	}
+	loop := wasmgen.Policy(1, 8192, wasmgen.Concat(wasmgen.Forever(), wasmgen.I64Const(0))).Bytes()
+	status, out := h.do("POST", "/v1/regions/371600/shadow", "tok-region-371600",
+		[]byte(`{"module":"`+base64.StdEncoding.EncodeToString(loop)+`","from":"2025-01-01","to":"2025-12-31"}`))
+	var rep struct {
+		Settlements int                 `json:"settlements"`
+		Failed      int                 `json:"failed"`
+		Failures    []map[string]string `json:"failures"`
+	}
+	if err := json.Unmarshal(out, &rep); status != 200 || err != nil {
+		t.Fatalf("shadow: %d %s", status, out)
+	}
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0]["error"], "time") {
+		t.Fatalf("shadow ran the looping module %d times: %s", len(rep.Failures), out)
 	}
 }

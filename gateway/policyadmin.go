@@ -361,6 +361,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		failures   = []map[string]string{}
 		in         abi.Input
 		out        abi.Output
+		stopped    string
 	)
 	err := s.db.Scan(1, func(e *ledger.Entry) error {
 		if e.Kind != ledger.KindSettlement || e.InsuredRegion != region || e.Date < from || e.Date > to {
@@ -377,6 +378,12 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		}
 		if err := cand.Call(bg, &in, e.Input, &out); err != nil {
 			failures = append(failures, map[string]string{"settlement_id": e.SettlementID, "error": err.Error()})
+			var ce *engine.CallError
+			if errors.As(err, &ce) && ce.Kind == engine.FailTimeout {
+				// Each further settlement could cost the time limit again.
+				stopped = "the candidate ran out of time on " + e.SettlementID + "; the settlements after it were not run"
+				return errStopScan
+			}
 			return nil
 		}
 		neu := amountsOf(e.Amounts.Total, &out)
@@ -401,7 +408,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errStopScan) {
 		return err
 	}
 	sort.SliceStable(changes, func(i, j int) bool {
@@ -417,9 +424,13 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 	for i, f := range shadowFields {
 		totals[f] = mkDiff(oldT[i], newT[i])
 	}
-	return s.writeJSON(ctx, 200, map[string]any{"region": region, "candidate": candName, "from": req.From, "to": req.To,
+	res := map[string]any{"region": region, "candidate": candName, "from": req.From, "to": req.To,
 		"settlements": n, "changed": changed, "failed": len(failures), "totals": totals, "largest_changes": nonNil(changes),
-		"failures": failures, "note": "reversed settlements are left out; nothing was written"})
+		"failures": failures, "note": "reversed settlements are left out; nothing was written"}
+	if stopped != "" {
+		res["stopped"] = stopped
+	}
+	return s.writeJSON(ctx, 200, res)
 }
 
 // Mismatch is a replayed entry whose output differs from what was recorded.
