@@ -87,7 +87,8 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 	for _, region := range regions {
 		recs, err := v.store.Versions(region)
 		if err != nil {
-			return err
+			v.log.Error().Err(err).Str("region", region).Msg("policy version records unreadable; the region's uploaded versions are not loaded")
+			continue
 		}
 		for _, r := range recs {
 			if r.Source != "upload" || r.State != engine.StateActive {
@@ -95,7 +96,10 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 			}
 			wasm, err := v.store.Module(r.SHA256)
 			if err != nil {
-				return err
+				// One region's missing module costs that region its
+				// version, not every region the gateway's start.
+				v.log.Error().Err(err).Str("region", r.Region).Str("version", r.Version).Msg("stored policy module unreadable; the version is not loaded")
+				continue
 			}
 			m, err := v.load(ctx, r.Region, r.Version, wasm)
 			if err != nil {
