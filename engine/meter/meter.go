@@ -96,8 +96,9 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 	// The bulk helper (see bulkHelper) is appended after the module's own
 	// types and functions, so that no existing index changes.
 	var types, funcs uint32
-	haveTypes, haveFuncs := false, false
+	haveTypes, haveFuncs, haveCode := false, false, false
 	for _, s := range secs {
+		haveCode = haveCode || s.id == secCode
 		if s.id != secType && s.id != secFunction {
 			continue
 		}
@@ -112,7 +113,7 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 			funcs, haveFuncs = n, true
 		}
 	}
-	withHelper := haveTypes && haveFuncs
+	withHelper := haveTypes && haveFuncs && haveCode
 	m.globals, m.funcs = fuel, importedFuncs+funcs
 	if withHelper {
 		m.bulk = append([]byte{0x10}, appendU32(nil, importedFuncs+funcs)...) // call $bulk
