@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -175,5 +176,25 @@ func TestSlowModuleQueueIsBounded(t *testing.T) {
 	}
 	if limit := time.Duration(2*e.cfg.MaxInstances+2)*one + 50*time.Millisecond; longest > limit {
 		t.Fatalf("a caller waited %v behind the looping module (one call takes %v; limit %v)", longest, one, limit)
+	}
+}
+
+// TestCheckBoundsCountersPerYear: an Input carries at most 256 counters
+// (ABI.md), so an answer must not give the person a 257th for the year:
+// every later settlement's Input would break the ABI and the region's
+// modules, even a good version rolled back to, could no longer settle
+// that person.
+func TestCheckBoundsCountersPerYear(t *testing.T) {
+	in, _ := testInput()
+	in.Counters = nil
+	for i := 0; i < abi.MaxCounters; i++ {
+		in.Counters = append(in.Counters, abi.Counter{Name: fmt.Sprintf("c%03d", i), Value: 1})
+	}
+	if err := Check(in, &abi.Output{Changes: []abi.Counter{{Name: "c000", Value: 1}}}); err != nil {
+		t.Fatalf("a change of an existing counter: %v", err)
+	}
+	err := Check(in, &abi.Output{Changes: []abi.Counter{{Name: "new", Value: 1}}})
+	if err == nil || err.Rule != "counter_range" {
+		t.Fatalf("a 257th counter: %v, want counter_range", err)
 	}
 }

@@ -47,6 +47,7 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 	if len(out.Notes) > abi.MaxNotes {
 		return fail("notes", "%d notes, limit %d", len(out.Notes), abi.MaxNotes)
 	}
+	counters := len(in.Counters) // the person's for the year, after this answer
 	for i := range out.Changes {
 		c := &out.Changes[i]
 		if !abi.ValidName(c.Name) {
@@ -60,6 +61,13 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 		v, ok := abi.AddChecked(in.Counter(c.Name), c.Value)
 		if !ok || v < 0 {
 			return fail("counter_range", "counter %q would become negative or overflow", c.Name)
+		}
+		if !in.HasCounter(c.Name) {
+			// An Input carries at most MaxCounters: a person with more
+			// could not be settled again this year.
+			if counters++; counters > abi.MaxCounters {
+				return fail("counter_range", "counter %q would be the person's %dth this year, limit %d", c.Name, counters, abi.MaxCounters)
+			}
 		}
 	}
 	return nil

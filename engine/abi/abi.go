@@ -177,6 +177,16 @@ type Input struct {
 	Counters []Counter
 }
 
+// HasCounter reports whether the person has counter name this year.
+func (in *Input) HasCounter(name string) bool {
+	for i := range in.Counters {
+		if in.Counters[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Counter returns the value of the named accumulator, 0 when absent.
 func (in *Input) Counter(name string) int64 {
 	for i := range in.Counters {
