@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
@@ -99,5 +100,60 @@ func TestShadowStopsOnALoopingCandidate(t *testing.T) {
 	}
 	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0]["error"], "time") {
 		t.Fatalf("shadow ran the looping module %d times: %s", len(rep.Failures), out)
+	}
+}
+
+// busyModule answers out after counting to n in memory on every call: a
+// call of n steps, under the budget.
+func busyModule(n int32, out abi.Output) []byte {
+	b := out.AppendBinary(nil)
+	body := wasmgen.Concat([]byte{wasmgen.OpLoop, wasmgen.BlockVoid},
+		wasmgen.I32Const(0), wasmgen.I32Const(0), []byte{0x28, 2, 0}, wasmgen.I32Const(1), []byte{0x6A, 0x36, 2, 0}, // mem[0]++
+		wasmgen.I32Const(0), []byte{0x28, 2, 0}, wasmgen.I32Const(n), []byte{0x49, 0x0D, 0, wasmgen.OpEnd}, // while mem[0] < n
+		wasmgen.I32Const(0), wasmgen.I32Const(0), []byte{0x36, 2, 0}, // mem[0] = 0
+		wasmgen.Answer(1024, uint32(len(b))))
+	m := wasmgen.Policy(1, 8192, body)
+	m.Data = []wasmgen.Data{{Offset: 1024, Bytes: b}}
+	return m.Bytes()
+}
+
+// TestRegionPolicyWorkOneAtATime: a region's checks, uploads, shadow and
+// replay runs execute modules for as long as their cases or settlements
+// last; one region runs one of them at a time (429 region_busy for the
+// next meanwhile), so that it cannot take every CPU from the others.
+func TestRegionPolicyWorkOneAtATime(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	var one []json.RawMessage
+	if err := json.Unmarshal(readCases(t, "371600-v2023.json"), &one); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]json.RawMessage, 300)
+	for i := range many {
+		many[i] = one[0]
+	}
+	cases, _ := json.Marshal(many)
+	slow := upload("371600", "c", "2030-01-01", busyModule(4_000_000, abi.Output{}), cases, demoKey("371600"))
+	first := make(chan int, 1)
+	go func() {
+		status, _ := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600", slow)
+		first <- status
+	}()
+	time.Sleep(100 * time.Millisecond)
+	status, out := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600", slow)
+	if status != 429 || !strings.Contains(string(out), "region_busy") {
+		t.Errorf("a second check while the first runs: %d %.300s, want 429 region_busy", status, out)
+	}
+	// Another region is not held up by it.
+	if status, out := h.do("POST", "/v1/regions/152500/policies/check", "tok-region-152500",
+		upload("152500", "c", "2030-01-01", answerModule(abi.Output{}), readCases(t, "152500-v1.json"), demoKey("152500"))); status != 422 {
+		t.Errorf("another region's check: %d %.300s", status, out)
+	}
+	if status := <-first; status != 422 {
+		t.Fatalf("the first check: %d", status)
+	}
+	// Once it has answered, the region may check again.
+	if status, out := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600",
+		upload("371600", "c", "2030-01-01", answerModule(abi.Output{}), readCases(t, "371600-v2023.json"), demoKey("371600"))); status != 422 {
+		t.Fatalf("a check after the first: %d %.300s", status, out)
 	}
 }

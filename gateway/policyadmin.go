@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -159,11 +160,31 @@ func decodeUpload(body []byte, p Principal, region string, signed bool) (*Upload
 	return &up, wasm, cs, eff, nil
 }
 
+// regionWork lets one policy check, upload, shadow or replay run of a
+// region at a time (the caller has checked the region is the token's):
+// each runs modules for as long as its cases or settlements last, and a
+// region running many at once would take every CPU from the other regions'
+// settlements. A second one meanwhile is 429 region_busy.
+func (s *Server) regionWork(region string) (release func(), err error) {
+	v, _ := s.regionBusy.LoadOrStore(region, new(sync.Mutex))
+	mu := v.(*sync.Mutex)
+	if !mu.TryLock() {
+		return nil, &Error{Status: fasthttp.StatusTooManyRequests, Code: "region_busy",
+			Message: "another policy check, upload, shadow or replay of region " + region + " is running; retry once it has answered"}
+	}
+	return mu.Unlock, nil
+}
+
 func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 	region := params[0]
 	if err := ownRegion(p, region); err != nil {
 		return err
 	}
+	release, err := s.regionWork(region)
+	if err != nil {
+		return err
+	}
+	defer release()
 	up, wasm, cs, eff, err := decodeUpload(ctx.PostBody(), p, region, true)
 	if err != nil {
 		return err
@@ -195,6 +216,11 @@ func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []str
 	if err := ownRegion(p, region); err != nil {
 		return err
 	}
+	release, err := s.regionWork(region)
+	if err != nil {
+		return err
+	}
+	defer release()
 	up, wasm, cs, _, err := decodeUpload(ctx.PostBody(), p, region, false)
 	if err != nil {
 		return err
@@ -293,6 +319,11 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 	if err := ownRegion(p, region); err != nil {
 		return err
 	}
+	release, err := s.regionWork(region)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var req struct {
 		Version string `json:"version"` // an uploaded or world version of the region
 		Module  string `json:"module"`  // or a module in base64, not uploaded
@@ -363,7 +394,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		out        abi.Output
 		stopped    string
 	)
-	err := s.db.Scan(1, func(e *ledger.Entry) error {
+	err = s.db.Scan(1, func(e *ledger.Entry) error {
 		if e.Kind != ledger.KindSettlement || e.InsuredRegion != region || e.Date < from || e.Date > to {
 			return nil
 		}
@@ -546,6 +577,11 @@ func (s *Server) replayRegion(ctx *fasthttp.RequestCtx, p Principal, params []st
 	if err := ownRegion(p, params[0]); err != nil {
 		return err
 	}
+	release, err := s.regionWork(params[0])
+	if err != nil {
+		return err
+	}
+	defer release()
 	return s.replay(ctx, params[0])
 }
 

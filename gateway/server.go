@@ -34,6 +34,7 @@ type Server struct {
 	inflight    atomic.Int64
 	maxInflight int64
 	bufs        sync.Pool
+	regionBusy  sync.Map // region → *sync.Mutex, see regionWork
 }
 
 // ServerConfig configures a Server.
