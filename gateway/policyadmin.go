@@ -314,6 +314,24 @@ func recordedAmounts(a *ledger.Amounts) [7]int64 {
 // shadow re-executes a candidate version over the region's recorded
 // settlements in a date range, each on the input and accumulator state
 // recorded for it, and reports what would change. Nothing is written.
+// maxShadowFailures is how many failed settlements a shadow run lists
+// (all are counted).
+const maxShadowFailures = 100
+
+// monthBefore is the clearing month of the day before d. A settlement
+// dated d was committed on d - 1 or later (a bill dated after tomorrow,
+// UTC+8, is refused), and commit times never go back: a scan for bills
+// dated d or later can start at that month's first entry.
+func monthBefore(d abi.Date) ledger.Month {
+	y, m := int(d.Year()), int(d.Month())
+	if d.Day() == 1 {
+		if m--; m == 0 {
+			y, m = y-1, 12
+		}
+	}
+	return ledger.MakeMonth(y, m)
+}
+
 func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 	region := params[0]
 	if err := ownRegion(p, region); err != nil {
@@ -386,15 +404,36 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		abs          int64
 	}
 	var (
-		n, changed int
-		oldT, newT [7]int64
-		changes    []change
-		failures   = []map[string]string{}
-		in         abi.Input
-		out        abi.Output
-		stopped    string
+		n, changed, failed int
+		oldT, newT         [7]int64
+		changes            []change
+		failures           = []map[string]string{}
+		in                 abi.Input
+		out                abi.Output
+		stopped            string
 	)
-	err = s.db.Scan(1, func(e *ledger.Entry) error {
+	// Only the largest changes are answered: keep at most about twice Top
+	// in memory, however many settlements changed.
+	byAbs := func(i, j int) bool {
+		if changes[i].abs != changes[j].abs {
+			return changes[i].abs > changes[j].abs
+		}
+		return changes[i].Seq < changes[j].Seq
+	}
+	fail := func(id, msg string) {
+		if failed++; len(failures) < maxShadowFailures {
+			failures = append(failures, map[string]string{"settlement_id": id, "error": msg})
+		}
+	}
+	start, found, err := s.db.FirstSeqFrom(monthBefore(from))
+	if err != nil {
+		return err
+	}
+	if !found {
+		head, _ := s.db.Head()
+		start = head + 1 // nothing committed since: nothing to run
+	}
+	err = s.db.Scan(start, func(e *ledger.Entry) error {
 		if e.Kind != ledger.KindSettlement || e.InsuredRegion != region || e.Date < from || e.Date > to {
 			return nil
 		}
@@ -404,11 +443,11 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		n++
 		old := recordedAmounts(&e.Amounts)
 		if err := in.Decode(e.Input); err != nil {
-			failures = append(failures, map[string]string{"settlement_id": e.SettlementID, "error": "recorded input unreadable: " + err.Error()})
+			fail(e.SettlementID, "recorded input unreadable: "+err.Error())
 			return nil
 		}
 		if err := cand.Call(bg, &in, e.Input, &out); err != nil {
-			failures = append(failures, map[string]string{"settlement_id": e.SettlementID, "error": err.Error()})
+			fail(e.SettlementID, err.Error())
 			var ce *engine.CallError
 			if errors.As(err, &ce) && ce.Kind == engine.FailTimeout {
 				// Each further settlement could cost the time limit again.
@@ -436,18 +475,17 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 				c.abs = -c.abs
 			}
 			changes = append(changes, c)
+			if len(changes) >= 2*req.Top+8 {
+				sort.SliceStable(changes, byAbs)
+				changes = changes[:req.Top]
+			}
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopScan) {
 		return err
 	}
-	sort.SliceStable(changes, func(i, j int) bool {
-		if changes[i].abs != changes[j].abs {
-			return changes[i].abs > changes[j].abs
-		}
-		return changes[i].Seq < changes[j].Seq
-	})
+	sort.SliceStable(changes, byAbs)
 	if len(changes) > req.Top {
 		changes = changes[:req.Top]
 	}
@@ -456,7 +494,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		totals[f] = mkDiff(oldT[i], newT[i])
 	}
 	res := map[string]any{"region": region, "candidate": candName, "from": req.From, "to": req.To,
-		"settlements": n, "changed": changed, "failed": len(failures), "totals": totals, "largest_changes": nonNil(changes),
+		"settlements": n, "changed": changed, "failed": failed, "totals": totals, "largest_changes": nonNil(changes),
 		"failures": failures, "note": "reversed settlements are left out; nothing was written"}
 	if stopped != "" {
 		res["stopped"] = stopped

@@ -436,6 +436,29 @@ func TestShadowTwoDisease(t *testing.T) {
 	if again := run(); string(again) != string(out) {
 		t.Fatal("shadow is not deterministic")
 	}
+	// A smaller top keeps only the largest changes in memory while it
+	// runs (more than 2×top+8 changed here), and answers the same ones.
+	for _, top := range []int{1, 2} {
+		status, small := h.do("POST", "/v1/regions/371600/shadow", "tok-region-371600",
+			[]byte(fmt.Sprintf(`{"version":"v2024","from":"2023-01-01","to":"2023-12-31","top":%d}`, top)))
+		var got struct {
+			Changed int
+			Largest []json.RawMessage `json:"largest_changes"`
+		}
+		json.Unmarshal(small, &got)
+		var all struct {
+			Largest []json.RawMessage `json:"largest_changes"`
+		}
+		json.Unmarshal(out, &all)
+		if status != 200 || got.Changed != n2d || len(got.Largest) != top {
+			t.Fatalf("top %d: %d %s", top, status, small)
+		}
+		for i := range got.Largest {
+			if string(got.Largest[i]) != string(all.Largest[i]) {
+				t.Errorf("top %d: change %d is %s, want %s", top, i, got.Largest[i], all.Largest[i])
+			}
+		}
+	}
 	if h.head() != 30 {
 		t.Fatal("shadow wrote to the ledger")
 	}
@@ -635,5 +658,23 @@ func TestSubRegionCatalogRemovable(t *testing.T) {
 	status, out = h.do("PUT", "/v1/regions/370000/catalog", "tok-region-370000", nil)
 	if a := decodeAnswer(t, out); status != 400 || a.Error == nil || a.Error.Code != "invalid_catalog" {
 		t.Fatalf("empty PUT with nothing above = %d %s", status, out)
+	}
+}
+
+// TestMonthBefore checks the month a shadow run's scan starts in: that of
+// the day before its first date.
+func TestMonthBefore(t *testing.T) {
+	for _, tt := range []struct {
+		d    abi.Date
+		want ledger.Month
+	}{
+		{20260315, ledger.MakeMonth(2026, 3)},
+		{20260301, ledger.MakeMonth(2026, 2)},
+		{20260101, ledger.MakeMonth(2025, 12)},
+		{20261231, ledger.MakeMonth(2026, 12)},
+	} {
+		if got := monthBefore(tt.d); got != tt.want {
+			t.Errorf("monthBefore(%d) = %s, want %s", tt.d, got, tt.want)
+		}
 	}
 }

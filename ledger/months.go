@@ -510,3 +510,30 @@ func (db *DB) HospitalRows(hospital string, from, to int64, fn func(*HospitalRow
 	}
 	return head, it.Error()
 }
+
+// FirstSeqFrom returns the first entry committed in month m or later (in
+// clearing time, UTC+8), and false if there is none. Commit times never go
+// back (the writer's floor), so every entry from it on was committed in m
+// or later, and none before it was: a scan of recent entries can start
+// there instead of at entry 1.
+func (db *DB) FirstSeqFrom(m Month) (uint64, bool, error) {
+	if db.closed.Load() {
+		return 0, false, ErrClosed
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: appendMonthKey(nil, pfxMonth, m),
+		UpperBound: []byte{pfxMonth + 1},
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	meta, err := decodeMonthMeta(it.Value())
+	if err != nil {
+		return 0, false, err
+	}
+	return meta.first, true, nil
+}

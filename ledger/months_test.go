@@ -492,3 +492,34 @@ func TestCloseDuringHospitalRows(t *testing.T) {
 		t.Fatalf("rows after the close: %v", err)
 	}
 }
+
+// TestFirstSeqFrom checks the first entry committed in a month or later,
+// in clearing time: an entry at 16:30 UTC on the last day of a month
+// belongs to the next month (UTC+8).
+func TestFirstSeqFrom(t *testing.T) {
+	clk := newTestClock(utc("2026-09-15T10:00:00Z"))
+	db := openClock(t, memFS(), clk)
+	if _, ok, err := db.FirstSeqFrom(MakeMonth(2026, 1)); err != nil || ok {
+		t.Fatalf("empty ledger: %v %v, want none", ok, err)
+	}
+	for i, at := range []string{"2026-09-15T10:00:00Z", "2026-09-30T15:59:00Z", "2026-09-30T16:30:00Z", "2026-11-02T00:00:00Z"} {
+		clk.set(utc(at))
+		mustAppend(t, db, settlement(req(i), "P1", 20000, nil, 0))
+	}
+	for _, tt := range []struct {
+		m    Month
+		want uint64
+		ok   bool
+	}{
+		{MakeMonth(2025, 12), 1, true},
+		{MakeMonth(2026, 9), 1, true},
+		{MakeMonth(2026, 10), 3, true}, // 2026-10-01 00:30 in UTC+8
+		{MakeMonth(2026, 11), 4, true},
+		{MakeMonth(2026, 12), 0, false},
+	} {
+		got, ok, err := db.FirstSeqFrom(tt.m)
+		if err != nil || ok != tt.ok || got != tt.want {
+			t.Errorf("FirstSeqFrom(%s) = %d %v %v, want %d %v", tt.m, got, ok, err, tt.want, tt.ok)
+		}
+	}
+}
