@@ -678,3 +678,22 @@ func TestMonthBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestCreditErrorsNameTheField: a credit refused for one field names it
+// (api.md: `field` when one field is to blame), as a settlement's does: an
+// amount sent as a number, a misspelt reference.
+func TestCreditErrorsNameTheField(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	for _, tc := range []struct{ body, code, field string }{
+		{`{"reference":"CR-1","amount":100}`, "invalid_field", "amount"},
+		{`{"refrence":"CR-1","amount":"100.00"}`, "unknown_field", "refrence"},
+	} {
+		status, out := h.do("POST", "/v1/regions/371600/persons/EMP1/credits", "tok-region-371600", []byte(tc.body))
+		if a := decodeAnswer(t, out); status != 400 || a.Error == nil || a.Error.Code != tc.code || a.Error.Field != tc.field {
+			t.Errorf("credit %s = %d %s, want 400 %s naming %s", tc.body, status, out, tc.code, tc.field)
+		}
+	}
+	if bal, _ := h.db.Balance("371600", "EMP1"); bal != 1000_00 {
+		t.Fatalf("balance %d after refused credits", bal)
+	}
+}

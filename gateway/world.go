@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,13 +243,41 @@ func foldKey(key string) string {
 	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, key)
 }
 
-// bodyJSONError is the answer to a body strictJSON refused.
+// bodyJSONError is the answer to a body strictJSON refused. A field to
+// blame is named (api.md), as a settlement's decoder does: one of the wrong
+// type, or one the body may not have.
 func bodyJSONError(err error, what string) error {
 	var dup *duplicateKeyError
 	if errors.As(err, &dup) {
 		return badRequest("duplicate_field", dup.path, "%s appears twice in the %s", dup.path, what)
 	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) && typ.Field != "" {
+		return invalid(typ.Field, "%s must be a JSON %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)
+	}
+	// encoding/json has no error type for it, only this message.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if field, err := strconv.Unquote(name); err == nil {
+			return badRequest("unknown_field", field, "unknown field %q in the %s", field, what)
+		}
+	}
 	return badRequest("malformed_json", "", "the %s is not valid JSON: %v", what, err)
+}
+
+// jsonKind names the JSON value that decodes into t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	default:
+		return "number"
+	}
 }
 
 // eachNDJSON calls fn for every non-empty line of dir/<region>.ndjson.
