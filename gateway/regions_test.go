@@ -697,3 +697,38 @@ func TestCreditErrorsNameTheField(t *testing.T) {
 		t.Fatalf("balance %d after refused credits", bal)
 	}
 }
+
+// TestWorldChangeKeepsOtherPersons: an operator who changes one line of a
+// region's persons file (here: adds a person) changes that person only; a
+// person the region changed through the API since, whose line is the same,
+// keeps the region's change. A person whose line the operator changed gets
+// the new line.
+func TestWorldChangeKeepsOtherPersons(t *testing.T) {
+	emp2 := strings.Replace(empActive, "EMP1", "EMP2", 1)
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive, emp2}}))
+	line := strings.Replace(empActive, `"registration":"long_term"`, `"registration":"referral"`, 1)
+	if status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(line)); status != 200 {
+		t.Fatalf("person upsert: %d %s", status, out)
+	}
+	added, err := ParsePerson("371600", []byte(strings.Replace(empActive, "EMP1", "EMP3", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := ParsePerson("371600", []byte(strings.Replace(emp2, `"registration":"long_term"`, `"registration":"temporary"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range h.world.Persons {
+		if p.ID == "EMP2" {
+			h.world.Persons[i] = changed
+		}
+	}
+	h.world.Persons = append(h.world.Persons, added)
+	h.restart()
+	for id, want := range map[string]abi.Registration{"EMP1": abi.RegistrationReferral, "EMP2": abi.RegistrationTemporary, "EMP3": abi.RegistrationLongTerm} {
+		p, ok, err := h.db.Person("371600", id)
+		if err != nil || !ok || p.Facts.Registration != want {
+			t.Errorf("%s after the world changed: %v %v registration %v, want %v", id, ok, err, p.Facts.Registration, want)
+		}
+	}
+}

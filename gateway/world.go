@@ -316,8 +316,8 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 
 // ApplyRegistry writes the world's hospitals, catalogs and persons into db.
 // A region's catalog file replaces that region's catalog and its persons
-// file upserts those persons, but only when the file differs from the one
-// last applied (ledger.Applied keeps a digest of each): a restart with the
+// file upserts the persons whose lines changed, but only when the file
+// differs from the one last applied (ledger.Applied keeps a digest of each): a restart with the
 // same world writes nothing (api.md), so what regions changed since
 // through the API (catalog codes, persons' registration or groups) stays.
 // Hospitals have no API: they are written every time.
@@ -354,12 +354,41 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 	for _, r := range regions {
 		ps := byRegion[r]
 		h := sha256.New()
+		lines := map[string]hash.Hash{} // each person's lines
 		for i := range ps {
 			fmt.Fprintf(h, "%q %d %+v\n", ps[i].ID, ps[i].OpeningBalance, ps[i].Facts)
+			ph := lines[ps[i].ID]
+			if ph == nil {
+				ph = sha256.New()
+				lines[ps[i].ID] = ph
+			}
+			fmt.Fprintf(ph, "%d %+v\n", ps[i].OpeningBalance, ps[i].Facts)
 		}
 		if err := applyOnce(db, "persons/"+r, h, func() error {
-			_, err := db.PutPersons(ps)
-			return err
+			// A file that changed is applied for the persons whose lines
+			// changed only: the others may have been changed through the
+			// API since, and their unchanged lines must not undo that.
+			changed := map[string][32]byte{}
+			for id, ph := range lines {
+				var digest [32]byte
+				ph.Sum(digest[:0])
+				name := "person/" + r + "/" + id
+				if last, ok, err := db.Applied(name); err != nil {
+					return err
+				} else if !ok || last != digest {
+					changed[name] = digest
+				}
+			}
+			var todo []ledger.Person
+			for i := range ps {
+				if _, ok := changed["person/"+r+"/"+ps[i].ID]; ok {
+					todo = append(todo, ps[i])
+				}
+			}
+			if _, err := db.PutPersons(todo); err != nil {
+				return err
+			}
+			return db.SetAppliedAll(changed)
 		}); err != nil {
 			return fmt.Errorf("world: persons %s: %w", r, err)
 		}

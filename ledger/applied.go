@@ -51,3 +51,32 @@ func (db *DB) SetApplied(name string, digest [32]byte) error {
 	_, err := db.submit(r)
 	return err
 }
+
+// SetAppliedAll records every digest of recs under its name, in one batch
+// through the writer, synced.
+func (db *DB) SetAppliedAll(recs map[string][32]byte) error {
+	for name := range recs {
+		if name == "" {
+			return invalidRecord("applied record: empty name")
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	type rec struct{ k, v []byte }
+	rs := make([]rec, 0, len(recs))
+	for name, d := range recs {
+		rs = append(rs, rec{appendAppliedKey(nil, name), append([]byte(nil), d[:]...)})
+	}
+	r := &request{done: make(chan struct{}, 1)}
+	r.op = func(b *pebble.Batch) (int, error) {
+		for _, x := range rs {
+			if err := b.Set(x.k, x.v, nil); err != nil {
+				return 0, err
+			}
+		}
+		return len(rs), nil
+	}
+	_, err := db.submit(r)
+	return err
+}
