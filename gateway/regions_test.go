@@ -521,7 +521,7 @@ func TestReplayRandomRun(t *testing.T) {
 // TestWorldNotReappliedOverRegionChanges: a restart with the same world
 // directory writes nothing (api.md), so what a region changed through the
 // API since — a catalog code, a person's registration — stays; a world
-// file that changed is applied again (its catalog replaces the region's).
+// file that changed is applied again (its changed lines are upserted).
 func TestWorldNotReappliedOverRegionChanges(t *testing.T) {
 	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
 	if status, out := h.do("POST", "/v1/regions/371600/catalog", "tok-region-371600", []byte(`{"code":"ZZ99","class":"A"}`)); status != 200 {
@@ -561,8 +561,8 @@ func TestWorldNotReappliedOverRegionChanges(t *testing.T) {
 	if _, ok := cat.Lookup("ZZ98"); !ok {
 		t.Fatal("a changed world catalog was not applied")
 	}
-	if _, ok := cat.Lookup("ZZ99"); ok {
-		t.Fatal("the changed world catalog did not replace the region's")
+	if _, ok := cat.Lookup("ZZ99"); !ok {
+		t.Fatal("the changed world catalog undid the region's code")
 	}
 	if _, reg := changed(); reg != abi.RegistrationReferral {
 		t.Fatalf("an unchanged persons file was applied again: registration %v", reg)
@@ -730,5 +730,40 @@ func TestWorldChangeKeepsOtherPersons(t *testing.T) {
 		if err != nil || !ok || p.Facts.Registration != want {
 			t.Errorf("%s after the world changed: %v %v registration %v, want %v", id, ok, err, p.Facts.Registration, want)
 		}
+	}
+}
+
+// TestWorldCatalogChangeKeepsRegionCodes: a world catalog file is upserted
+// (api.md): when the operator changes a line of it, the codes the region
+// added or changed through the API since stay as the region left them,
+// and the changed lines apply. A region whose own catalog the region had
+// removed gets the whole file back, not a catalog of the changed lines.
+func TestWorldCatalogChangeKeepsRegionCodes(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	for _, req := range []struct{ method, region, body string }{
+		{"POST", "371602", `{"code":"ZZ99","class":"A"}` + "\n" + `{"code":"XA01","class":"B","selfpay_prop":"0.20"}`},
+		{"PUT", "371600", `{"code":"XA01","class":"A"}`}, // a prefecture catalog to fall back on
+		{"PUT", "371621", ``}, // 371621's own catalog removed
+	} {
+		if status, out := h.do(req.method, "/v1/regions/"+req.region+"/catalog", "tok-region-371600", []byte(req.body)); status != 200 {
+			t.Fatalf("%s %s catalog: %d %s", req.method, req.region, status, out)
+		}
+	}
+	for _, r := range []string{"371602", "371621"} {
+		h.world.Catalogs[r] = append(h.world.Catalogs[r][:len(h.world.Catalogs[r]):len(h.world.Catalogs[r])],
+			ledger.CatalogEntry{Code: "ZZ98", Class: abi.ClassA})
+	}
+	h.restart()
+	cat, ok := h.db.Catalog("371602")
+	if !ok {
+		t.Fatal("371602 lost its catalog")
+	}
+	for code, want := range map[string]abi.Class{"ZZ98": abi.ClassA, "ZZ99": abi.ClassA, "XA01": abi.ClassB, "XB01": abi.ClassB} {
+		if e, ok := cat.Lookup(code); !ok || e.Class != want {
+			t.Errorf("371602 %s after the world changed: %v %+v, want class %v", code, ok, e, want)
+		}
+	}
+	if c, ok := h.db.Catalog("371621"); !ok || c.Len() != len(h.world.Catalogs["371621"]) {
+		t.Errorf("371621 after its world file changed: %v, want the file's %d codes", c, len(h.world.Catalogs["371621"]))
 	}
 }

@@ -315,11 +315,12 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 }
 
 // ApplyRegistry writes the world's hospitals, catalogs and persons into db.
-// A region's catalog file replaces that region's catalog and its persons
-// file upserts the persons whose lines changed, but only when the file
-// differs from the one last applied (ledger.Applied keeps a digest of each): a restart with the
-// same world writes nothing (api.md), so what regions changed since
-// through the API (catalog codes, persons' registration or groups) stays.
+// A region's catalog file upserts the codes whose lines changed and its
+// persons file the persons whose lines changed, but only when the file
+// differs from the one last applied (ledger.Applied keeps a digest of
+// each file and line): a restart with the same world writes nothing
+// (api.md), and what regions changed since through the API (catalog
+// codes, persons' registration or groups) stays unless its line changed.
 // Hospitals have no API: they are written every time.
 func (w *World) ApplyRegistry(db *ledger.DB) error {
 	if err := db.PutHospitals(w.Hospitals); err != nil {
@@ -333,11 +334,44 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 	for _, r := range regions {
 		entries := w.Catalogs[r]
 		h := sha256.New()
+		lines := map[string]hash.Hash{} // each code's lines
 		for i := range entries {
-			fmt.Fprintf(h, "%q %d %d %d %t\n", entries[i].Code, entries[i].Class, entries[i].SelfpayProp, entries[i].PriceCap, entries[i].HasPriceCap)
+			e := &entries[i]
+			fmt.Fprintf(h, "%q %d %d %d %t\n", e.Code, e.Class, e.SelfpayProp, e.PriceCap, e.HasPriceCap)
+			ch := lines[e.Code]
+			if ch == nil {
+				ch = sha256.New()
+				lines[e.Code] = ch
+			}
+			fmt.Fprintf(ch, "%d %d %d %t\n", e.Class, e.SelfpayProp, e.PriceCap, e.HasPriceCap)
 		}
 		if err := applyOnce(db, "catalog/"+r, h, func() error {
-			return db.PutCatalog(r, entries, true)
+			// Upserted like the persons: only the codes whose lines
+			// changed, so that what the region changed through the API
+			// since stays; the whole file where the region has no catalog
+			// of its own (any more), which a few codes would not replace.
+			_, own := db.Catalog(r)
+			changed := map[string][32]byte{}
+			for code, ch := range lines {
+				var digest [32]byte
+				ch.Sum(digest[:0])
+				name := "code/" + r + "/" + code
+				if last, ok, err := db.Applied(name); err != nil {
+					return err
+				} else if !own || !ok || last != digest {
+					changed[name] = digest
+				}
+			}
+			var todo []ledger.CatalogEntry
+			for i := range entries {
+				if _, ok := changed["code/"+r+"/"+entries[i].Code]; ok {
+					todo = append(todo, entries[i])
+				}
+			}
+			if err := db.PutCatalog(r, todo, false); err != nil {
+				return err
+			}
+			return db.SetAppliedAll(changed)
 		}); err != nil {
 			return fmt.Errorf("world: catalog %s: %w", r, err)
 		}
