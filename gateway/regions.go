@@ -233,6 +233,8 @@ func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []s
 		return notFound("region %s has no person %s", region, person)
 	case errors.As(err, &ce):
 		return conflict("idempotency_conflict", "reference", "%v", err)
+	case errors.Is(err, ledger.ErrCounterRange):
+		return unprocessable("balance_out_of_range", "amount", "this credit would take the balance past what an account can hold; nothing was credited")
 	case err != nil:
 		return err
 	}
