@@ -789,3 +789,26 @@ func TestCreditPastTheLargestBalance(t *testing.T) {
 		t.Fatalf("balance %d after a refused credit", bal)
 	}
 }
+
+// TestPersonIDsReachableByPath: every person an upsert accepts can be
+// credited through the credits route. "." and ".." are path segments that
+// HTTP normalizes away (/persons/../credits is /credits), so a person so
+// named would have an account no region could credit: refused as ids.
+func TestPersonIDsReachableByPath(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	for _, id := range []string{".", ".."} {
+		line := strings.Replace(empActive, `"id":"EMP1"`, `"id":"`+id+`"`, 1)
+		status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(line))
+		var res struct{ Written int }
+		json.Unmarshal(out, &res)
+		if status != 200 {
+			t.Fatalf("upsert %q = %d %s", id, status, out)
+		}
+		if res.Written == 0 {
+			continue
+		}
+		if status, out := h.do("POST", "/v1/regions/371600/persons/"+id+"/credits", "tok-region-371600", []byte(`{"reference":"CR-`+id+`","amount":"1.00"}`)); status != 200 {
+			t.Errorf("person %q was accepted but cannot be credited: %d %s", id, status, out)
+		}
+	}
+}

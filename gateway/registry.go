@@ -36,8 +36,10 @@ func ParsePerson(region string, line []byte) (ledger.Person, error) {
 		return ledger.Person{}, fmt.Errorf("not a valid person object: %v", err)
 	}
 	p := ledger.Person{ID: r.ID, Region: region}
-	if r.ID == "" || len(r.ID) > MaxIDLen || strings.ContainsAny(r.ID, " \t\r\n/") {
-		return p, fmt.Errorf("id must be 1 to %d characters without spaces or slashes", MaxIDLen)
+	// The id is a segment of the credits path: "." and ".." would be
+	// normalized away by HTTP, leaving an account no region can credit.
+	if r.ID == "" || len(r.ID) > MaxIDLen || strings.ContainsAny(r.ID, " \t\r\n/") || r.ID == "." || r.ID == ".." {
+		return p, fmt.Errorf("id must be 1 to %d characters without spaces or slashes, other than . and ..", MaxIDLen)
 	}
 	f := &p.Facts
 	switch r.Scheme {
