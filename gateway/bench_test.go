@@ -16,6 +16,8 @@ import (
 	"medgate/gateway/internal/testenv"
 	"medgate/ledger"
 	"medgate/plugins/conformance"
+
+	"github.com/valyala/fasthttp"
 )
 
 // benchBody is a 20-line inpatient bill, the median of the load generator.
@@ -190,4 +192,20 @@ func BenchmarkSettleHTTP(b *testing.B) {
 	}
 	b.ReportMetric(float64(maxLatency.Load())/1e6, "max-ms")
 	b.ReportMetric(float64(h.db.Stalls()), "stalls")
+}
+
+// BenchmarkBodyLimit is the work fasthttp's HeaderReceived adds to every
+// settlement: the body limit decided from the header.
+func BenchmarkBodyLimit(b *testing.B) {
+	h := newHarness(b, refWorld(b, nil))
+	var hdr fasthttp.RequestHeader
+	hdr.SetMethod("POST")
+	hdr.SetRequestURI("/v1/settlements")
+	hdr.Set("Authorization", "Bearer tok-H3716020001")
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := h.srv.bodyLimit(&hdr); c.MaxRequestBodySize != readSlack*MaxBodyBytes {
+			b.Fatal(c.MaxRequestBodySize)
+		}
+	}
 }

@@ -137,13 +137,32 @@ func (s *Server) uploadRoute(h *fasthttp.RequestHeader) *Route {
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
+	// Only the upload routes are tried (no literal route shares their
+	// shape): a settlement's header is checked against a few patterns
+	// instead of the whole table.
 	var buf [4]string
-	r, _, err := s.match(h.Method(), path, buf[:0])
-	if err != nil || r.MaxBody <= MaxBodyBytes {
-		return nil
+	for _, r := range uploadRoutes() {
+		if string(h.Method()) != r.Method {
+			continue
+		}
+		if _, ok := matchPath(r.segs, path, buf[:0]); ok {
+			return r
+		}
 	}
-	return r
+	return nil
 }
+
+// uploadRoutes are the routes whose body may exceed MaxBodyBytes, listed
+// once the route table is complete (at the first request).
+var uploadRoutes = sync.OnceValue(func() []*Route {
+	var rs []*Route
+	for _, r := range routes {
+		if r.MaxBody > MaxBodyBytes {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+})
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }

@@ -435,6 +435,18 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 			t.Errorf("%s %s with %q: %d %s, want %d %s", tt.method, tt.path, tt.token, status, body, tt.status, tt.want)
 		}
 	}
+	// uploadRoute tries only the upload routes: each must be what the
+	// whole table matches for its own shape.
+	if len(uploadRoutes()) == 0 {
+		t.Fatal("no upload routes")
+	}
+	for _, r := range uploadRoutes() {
+		path := "/" + strings.ReplaceAll(strings.Join(r.segs, "/"), "{}", "371600")
+		var buf [4]string
+		if got, _, err := h.srv.match([]byte(r.Method), []byte(path), buf[:0]); err != nil || got != r {
+			t.Errorf("%s %s: the table matches %v %v, uploadRoute tries %s", r.Method, path, got, err, r.Pattern)
+		}
+	}
 	// A region's own token may send a body past 1 MiB to its upload route.
 	big := bytes.Repeat([]byte(" "), 2<<20)
 	status, body := h.do("PUT", "/v1/regions/371600/catalog", "tok-region-371600", big)
