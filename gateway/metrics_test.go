@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -125,5 +126,33 @@ func TestHandleOverheadAllocations(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, serve); n != 0 {
 		t.Fatalf("Handle allocates %.1f times around the handler", n)
+	}
+}
+
+// TestTransportErrorsCounted: a request answered before its body was read
+// (a body past the limit, headers too large) is counted in
+// medgate_http_requests_total like any other answer: a flood of 413s must
+// show on the dashboard.
+func TestTransportErrorsCounted(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	c, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nContent-Length: 30000000\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil || resp.StatusCode() != 413 {
+		t.Fatalf("oversized body: %d %v", resp.StatusCode(), err)
+	}
+	if len(resp.Header.Peek("X-Request-Id")) == 0 {
+		t.Error("the 413 has no X-Request-Id")
+	}
+	_, body := h.do("GET", "/metrics", "", nil)
+	if want := `medgate_http_requests_total{method="POST",route="/v1/settlements",status="413"} 1`; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

@@ -173,6 +173,24 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWit
 // transportError answers a request fasthttp could not read, with the
 // status fasthttp's own error handler (which this one replaces) would give.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	e := s.transportErrorAnswer(ctx, err)
+	s.writeError(ctx, e)
+	// Counted and logged like any answer (Handle): a flood of oversized
+	// or unreadable requests must show on the dashboard and in the logs.
+	// Its duration is 0: it was answered without being read, and
+	// fasthttp's ctx.Time() is then the connection's or the previous
+	// request's time, not this one's.
+	buf := paramBufs.Get().(*[4]string)
+	r, _, _ := s.match(ctx.Method(), ctx.Path(), buf[:0])
+	*buf = [4]string{}
+	paramBufs.Put(buf)
+	setRequestID(ctx)
+	s.metrics.observeRequest(r, e.Status, 0)
+	s.logAccess(ctx, r, Principal{}, e.Status, e.Code, 0)
+}
+
+// transportErrorAnswer is the answer to a request fasthttp could not read.
+func (s *Server) transportErrorAnswer(ctx *fasthttp.RequestCtx, err error) *Error {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
@@ -182,19 +200,18 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 			if _, err := s.authHeader(&ctx.Request.Header, r.Role); err != nil {
 				// An upload's own limit is only for its role's tokens:
 				// the token is what is wrong.
-				s.writeError(ctx, s.toError(ctx, err))
-				return
+				return s.toError(ctx, err)
 			}
 			limit = r.MaxBody
 		}
-		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
-			Message: "the request body exceeds " + strconv.Itoa(limit>>20) + " MiB"})
+		return &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Message: "the request body exceeds " + strconv.Itoa(limit>>20) + " MiB"}
 	case errors.As(err, &small):
-		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Code: "header_too_large", Message: "the request line and headers are too large"})
+		return &Error{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Code: "header_too_large", Message: "the request line and headers are too large"}
 	case errors.As(err, &netErr) && netErr.Timeout():
-		s.writeError(ctx, &Error{Status: fasthttp.StatusRequestTimeout, Code: "request_timeout", Message: "the request was not received in time"})
+		return &Error{Status: fasthttp.StatusRequestTimeout, Code: "request_timeout", Message: "the request was not received in time"}
 	default:
-		s.writeError(ctx, badRequest("malformed_request", "", "the HTTP request could not be read"))
+		return badRequest("malformed_request", "", "the HTTP request could not be read")
 	}
 }
 
