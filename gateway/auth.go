@@ -57,6 +57,12 @@ func NewPrincipals(records []PrincipalRecord) (*Principals, error) {
 		if r.Role != RoleClearing && r.ID == "" {
 			return nil, fmt.Errorf("gateway: principals[%d].id is required for role %s", i, r.Role)
 		}
+		if r.Role == RoleRegion && !isRegion(r.ID) {
+			return nil, fmt.Errorf("gateway: principals[%d].id %q is not a 6-digit region code", i, r.ID)
+		}
+		if r.Role == RoleHospital && len(r.ID) > MaxIDLen {
+			return nil, fmt.Errorf("gateway: principals[%d].id is longer than %d characters", i, MaxIDLen)
+		}
 		var pub ed25519.PublicKey
 		if r.PublicKey != "" {
 			k, err := hex.DecodeString(r.PublicKey)

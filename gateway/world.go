@@ -47,6 +47,9 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	w := &World{Catalogs: map[string][]ledger.CatalogEntry{}}
 	if b, err := fs.ReadFile(fsys, "principals.json"); err == nil {
 		if err := strictJSON(b, &w.Principals); err != nil {
+			return nil, fmt.Errorf("world: principals.json: %w", withLine(b, err))
+		}
+		if _, err := NewPrincipals(w.Principals); err != nil {
 			return nil, fmt.Errorf("world: principals.json: %w", err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -55,21 +58,32 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	if b, err := fs.ReadFile(fsys, "hospitals.json"); err == nil {
 		var recs []HospitalRecord
 		if err := strictJSON(b, &recs); err != nil {
-			return nil, fmt.Errorf("world: hospitals.json: %w", err)
+			return nil, fmt.Errorf("world: hospitals.json: %w", withLine(b, err))
 		}
+		seen := map[string]int{}
 		for i, r := range recs {
 			h, err := r.Hospital()
 			if err != nil {
 				return nil, fmt.Errorf("world: hospitals.json[%d]: %w", i, err)
 			}
+			if prev, dup := seen[h.ID]; dup {
+				return nil, fmt.Errorf("world: hospitals.json[%d]: hospital %s is also hospitals.json[%d]", i, h.ID, prev)
+			}
+			seen[h.ID] = i
 			w.Hospitals = append(w.Hospitals, h)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	// A key twice in one file is refused, as the regions' API refuses it:
+	// only the last line would count, silently.
+	codes := map[string]map[string]int{}
 	err := eachNDJSON(fsys, "catalogs", func(region string, n int, line []byte) error {
 		e, err := ParseCatalogEntry(line)
 		if err != nil {
+			return err
+		}
+		if err := once(codes, region, e.Code, n, "code"); err != nil {
 			return err
 		}
 		w.Catalogs[region] = append(w.Catalogs[region], e)
@@ -78,9 +92,13 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
+	ids := map[string]map[string]int{}
 	err = eachNDJSON(fsys, "persons", func(region string, n int, line []byte) error {
 		p, err := ParsePerson(region, line)
 		if err != nil {
+			return err
+		}
+		if err := once(ids, region, p.ID, n, "person"); err != nil {
 			return err
 		}
 		w.Persons = append(w.Persons, p)
@@ -101,7 +119,10 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 			EffectiveFrom string `json:"effective_from"`
 		}
 		if err := strictJSON(b, &m); err != nil {
-			return nil, fmt.Errorf("world: %s: %w", meta, err)
+			return nil, fmt.Errorf("world: %s: %w", meta, withLine(b, err))
+		}
+		if !validVersion(version) {
+			return nil, fmt.Errorf("world: %s: the version name %q is not 1 to 32 of A-Z a-z 0-9 . _ -", meta, version)
 		}
 		d, ok := ParseDate([]byte(m.EffectiveFrom))
 		if !ok || !isRegion(region) {
@@ -122,6 +143,39 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 		w.Policies = append(w.Policies, pf)
 	}
 	return w, nil
+}
+
+// once records key as seen on line n of region's file in seen, or returns
+// an error naming the line it was seen on first.
+func once(seen map[string]map[string]int, region, key string, n int, what string) error {
+	keys := seen[region]
+	if keys == nil {
+		keys = map[string]int{}
+		seen[region] = keys
+	}
+	if prev, dup := keys[key]; dup {
+		return fmt.Errorf("%s %s is also on line %d", what, key, prev)
+	}
+	keys[key] = n
+	return nil
+}
+
+// withLine prefixes a JSON syntax or type error in b with its line.
+func withLine(b []byte, err error) error {
+	var off int64
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		off = syntax.Offset
+	case errors.As(err, &typ):
+		off = typ.Offset
+	default:
+		return err
+	}
+	// The offset is just past the byte at fault.
+	off = min(max(off-1, 0), int64(len(b)))
+	return fmt.Errorf("line %d: %w", 1+bytes.Count(b[:off], []byte("\n")), err)
 }
 
 // strictJSON decodes one JSON value from b into v, refusing unknown fields,

@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"medgate/testdata"
+)
+
+// TestWorldFilesValidated: a world file an operator got wrong stops the
+// start with an error naming the file and the line (or entry), instead of
+// being half applied: a key twice (which the regions' API refuses, and of
+// which only the last would silently count), a JSON syntax or type error, a
+// principal whose id cannot be what its role names, a policy version name
+// the upload API would refuse.
+func TestWorldFilesValidated(t *testing.T) {
+	ref, err := fs.Sub(testdata.World, "world")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := fs.ReadFile(ref, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if _, err := ReadWorld(ref); err != nil {
+		t.Fatalf("the reference world: %v", err)
+	}
+	person := `{"id": "P1", "scheme": "employee", "employment": "active", "registration": "long_term", "account_balance": "0.00", "enrolled_on": "2010-01-01"}`
+	hospitals := read("hospitals.json")
+	principals := read("principals.json")
+	for _, tt := range []struct {
+		name  string
+		files fstest.MapFS
+		want  []string // each in the error
+	}{
+		{"person twice", fstest.MapFS{"persons/371600.ndjson": {Data: []byte(person + "\n" + strings.Replace(person, "0.00", "900.00", 1) + "\n")}},
+			[]string{"persons/371600.ndjson", "line 2", "line 1"}},
+		{"catalog code twice", fstest.MapFS{"catalogs/371600.ndjson": {Data: []byte(`{"code": "XA01", "class": "A"}` + "\n\n" + `{"code": "XA01", "class": "C"}` + "\n")}},
+			[]string{"catalogs/371600.ndjson", "line 3", "line 1"}},
+		{"hospital twice", fstest.MapFS{"hospitals.json": {Data: []byte(`[{"id": "H1", "region": "371602", "level": 3}, {"id": "H1", "region": "110105", "level": 1}]`)}},
+			[]string{"hospitals.json[1]", "H1", "hospitals.json[0]"}},
+		{"hospitals syntax", fstest.MapFS{"hospitals.json": {Data: []byte(strings.Replace(hospitals, `"level": 3,`, `"level": 3`, 1))}},
+			[]string{"hospitals.json", "line 6"}},
+		{"hospitals type", fstest.MapFS{"hospitals.json": {Data: []byte(strings.Replace(hospitals, `"level": 3,`, `"level": "3",`, 1))}},
+			[]string{"hospitals.json", "line 5"}},
+		{"principals role", fstest.MapFS{"principals.json": {Data: []byte(strings.Replace(principals, `"role": "hospital"`, `"role": "hopsital"`, 1))}},
+			[]string{"principals.json", "principals[0]", "hopsital"}},
+		{"region principal id", fstest.MapFS{"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "region", "id": "37160"}]`)}},
+			[]string{"principals.json", "principals[0]", "37160"}},
+		{"policy version name", fstest.MapFS{"policies/371600/v 2025.json": {Data: []byte(`{"effective_from": "2025-01-01"}`)}},
+			[]string{"policies/371600/v 2025.json", "version"}},
+	} {
+		_, err := ReadWorld(tt.files)
+		if err == nil {
+			t.Errorf("%s: the world was accepted", tt.name)
+			continue
+		}
+		for _, want := range tt.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", tt.name, err, want)
+			}
+		}
+	}
+}
