@@ -107,6 +107,15 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A module without its .json (its effective date) would never load,
+	// and nothing would say so.
+	modules, _ := fs.Glob(fsys, "policies/*/*.wasm")
+	for _, m := range modules {
+		meta := strings.TrimSuffix(m, ".wasm") + ".json"
+		if _, err := fs.Stat(fsys, meta); err != nil {
+			return nil, fmt.Errorf("world: %s: no %s next to it (its effective_from): %w", m, path.Base(meta), err)
+		}
+	}
 	metas, _ := fs.Glob(fsys, "policies/*/*.json")
 	for _, meta := range metas {
 		region := path.Base(path.Dir(meta))

@@ -52,6 +52,8 @@ func TestWorldFilesValidated(t *testing.T) {
 			[]string{"principals.json", "principals[0]", "hopsital"}},
 		{"region principal id", fstest.MapFS{"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "region", "id": "37160"}]`)}},
 			[]string{"principals.json", "principals[0]", "37160"}},
+		{"module without its json", fstest.MapFS{"policies/371600/v2025.wasm": {Data: []byte("\x00asm")}},
+			[]string{"policies/371600/v2025.wasm", "v2025.json"}},
 		{"policy version name", fstest.MapFS{"policies/371600/v 2025.json": {Data: []byte(`{"effective_from": "2025-01-01"}`)}},
 			[]string{"policies/371600/v 2025.json", "version"}},
 	} {
