@@ -358,7 +358,9 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for n := 1; sc.Scan(); n++ {
+		n := 0
+		for sc.Scan() {
+			n++
 			line := bytes.TrimSpace(sc.Bytes())
 			if len(line) == 0 {
 				continue
@@ -371,7 +373,8 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 		err = sc.Err()
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("world: %s: %w", name, err)
+			// The line the scanner stopped at (e.g. one past its limit).
+			return fmt.Errorf("world: %s line %d: %w", name, n+1, err)
 		}
 	}
 	return nil

@@ -54,6 +54,8 @@ func TestWorldFilesValidated(t *testing.T) {
 			[]string{"principals.json", "principals[0]", "37160"}},
 		{"module without its json", fstest.MapFS{"policies/371600/v2025.wasm": {Data: []byte("\x00asm")}},
 			[]string{"policies/371600/v2025.wasm", "v2025.json"}},
+		{"overlong line", fstest.MapFS{"catalogs/371600.ndjson": {Data: []byte(`{"code": "XA01", "class": "A"}` + "\n" + `{"code": "` + strings.Repeat("X", 2<<20) + `", "class": "A"}` + "\n")}},
+			[]string{"catalogs/371600.ndjson", "line 2"}},
 		{"policy version name", fstest.MapFS{"policies/371600/v 2025.json": {Data: []byte(`{"effective_from": "2025-01-01"}`)}},
 			[]string{"policies/371600/v 2025.json", "version"}},
 	} {
