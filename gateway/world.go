@@ -78,6 +78,19 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	// A key twice in one file is refused, as the regions' API refuses it:
 	// only the last line would count, silently.
 	codes := map[string]map[string]int{}
+	if _, err := fs.Stat(fsys, "hospitals.json"); err == nil {
+		// A hospital's token without its hospital would be refused on
+		// every call (403): the operator forgot a hospitals.json row.
+		ids := make(map[string]bool, len(w.Hospitals))
+		for _, h := range w.Hospitals {
+			ids[h.ID] = true
+		}
+		for i, p := range w.Principals {
+			if p.Role == RoleHospital && !ids[p.ID] {
+				return nil, fmt.Errorf("world: principals.json: principals[%d] is hospital %s, which hospitals.json does not list", i, p.ID)
+			}
+		}
+	}
 	err := eachNDJSON(fsys, "catalogs", func(region string, n int, line []byte) error {
 		e, err := ParseCatalogEntry(line)
 		if err != nil {

@@ -52,6 +52,10 @@ func TestWorldFilesValidated(t *testing.T) {
 			[]string{"principals.json", "principals[0]", "hopsital"}},
 		{"region principal id", fstest.MapFS{"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "region", "id": "37160"}]`)}},
 			[]string{"principals.json", "principals[0]", "37160"}},
+		{"hospital token without its hospital", fstest.MapFS{
+			"hospitals.json":  {Data: []byte(`[{"id": "H1", "region": "371602", "level": 3}]`)},
+			"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "hospital", "id": "H9"}]`)}},
+			[]string{"principals.json", "principals[0]", "H9", "hospitals.json"}},
 		{"module without its json", fstest.MapFS{"policies/371600/v2025.wasm": {Data: []byte("\x00asm")}},
 			[]string{"policies/371600/v2025.wasm", "v2025.json"}},
 		{"overlong line", fstest.MapFS{"catalogs/371600.ndjson": {Data: []byte(`{"code": "XA01", "class": "A"}` + "\n" + `{"code": "` + strings.Repeat("X", 2<<20) + `", "class": "A"}` + "\n")}},
