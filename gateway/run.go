@@ -102,6 +102,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		if len(w.Principals) == 0 {
+			// Tokens live only in the world: without one every request
+			// would be 401 (a --world naming the wrong directory).
+			return errors.New("world: principals.json is missing or empty: no token would be accepted")
+		}
 		if principals, err = NewPrincipals(w.Principals); err != nil {
 			return err
 		}
