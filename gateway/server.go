@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -224,7 +226,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	r, params, err := s.match(ctx.Method(), ctx.Path(), buf[:0])
 	var p Principal
 	if err == nil {
-		p, err = s.route(ctx, r, params)
+		p, err = s.routeRecovered(ctx, r, params)
 	}
 	*buf = [4]string{}
 	paramBufs.Put(buf)
@@ -242,6 +244,20 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 }
 
 var paramBufs = sync.Pool{New: func() any { return new([4]string) }}
+
+// routeRecovered is route with a panic (a bug) turned into that request's
+// 500 internal, logged with its stack: fasthttp does not recover a
+// handler's panic, which would end the process and every request in
+// flight with it. Handlers release what they hold (person locks, trace
+// code reservations, policy instances) with defer.
+func (s *Server) routeRecovered(ctx *fasthttp.RequestCtx, r *Route, params []string) (p Principal, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return s.route(ctx, r, params)
+}
 
 // route runs a matched route: the in-flight limit, the body limit, the
 // token, the handler. Routes without a role (health, metrics, the OpenAPI
