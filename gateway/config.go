@@ -276,7 +276,16 @@ func readSettingsFile(file string) (map[string]string, error) {
 func (s *Settings) Validate() error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("--%s: %s", name, fmt.Sprintf(format, args...)))
+		// Say where the value came from: an operator who never typed
+		// --world looks for the variable or the file that set it.
+		from := ""
+		switch s.Source[name] {
+		case "env":
+			from = " (set by env " + EnvName(name) + ")"
+		case "file":
+			from = " (set by file " + s.ConfigFile + ")"
+		}
+		errs = append(errs, fmt.Errorf("--%s: %s%s", name, fmt.Sprintf(format, args...), from))
 	}
 	checkAddr := func(name, addr string) {
 		if _, port, err := net.SplitHostPort(addr); err != nil {

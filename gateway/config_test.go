@@ -212,3 +212,22 @@ func TestProcsSetting(t *testing.T) {
 		t.Errorf("Validate with --procs -1 = %v, want an error naming --procs", err)
 	}
 }
+
+// TestValidateNamesTheSource: a setting refused by Validate says where its
+// value came from, so that an operator who never typed --world finds the
+// MEDGATE_WORLD or the config file line that set it.
+func TestValidateNamesTheSource(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "medgate.yaml")
+	os.WriteFile(file, []byte("max-inflight: 0\n"), 0o644)
+	s, err := LoadSettings([]string{"--log-level", "loud"}, envOf(map[string]string{"MEDGATE_CONFIG": file, "MEDGATE_WORLD": filepath.Join(dir, "none")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Validate()
+	for _, want := range []string{"--world:", "env MEDGATE_WORLD", "--max-inflight:", "file " + file, "--log-level:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not say %q: %v", want, err)
+		}
+	}
+}
