@@ -325,6 +325,12 @@ func (s *Settings) Validate() error {
 	}
 	if s.Modules == "" {
 		bad("modules", "must name a directory")
+	} else if s.Source["modules"] != "default" {
+		// The default may be missing (the demo says how to build it);
+		// a directory given on purpose must be there.
+		if fi, err := os.Stat(s.Modules); err != nil || !fi.IsDir() {
+			bad("modules", "%s is not a directory", s.Modules)
+		}
 	}
 	if s.CheckpointKey != "" {
 		if _, err := os.Stat(s.CheckpointKey); err != nil {

@@ -231,3 +231,27 @@ func TestValidateNamesTheSource(t *testing.T) {
 		}
 	}
 }
+
+// TestModulesDirChecked: a --modules directory that is not there would
+// start a gateway whose world policies all fail to load ("module file not
+// found", every settlement 422 no_policy); one given explicitly is checked
+// like --world. The default (build/policies) may be missing: the embedded
+// demo then says how to build it.
+func TestModulesDirChecked(t *testing.T) {
+	s, err := LoadSettings([]string{"--modules", filepath.Join(t.TempDir(), "none")}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--modules:") {
+		t.Errorf("Validate with a missing --modules = %v", err)
+	}
+	d, err := LoadSettings([]string{"--db", t.TempDir()}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Modules = filepath.Join(t.TempDir(), "none")
+	d.Source["modules"] = "default"
+	if err := d.Validate(); err != nil {
+		t.Errorf("a missing default modules directory: %v", err)
+	}
+}
