@@ -147,6 +147,15 @@ func (e *Engine) load(ctx context.Context, rt wazero.Runtime, region, version st
 		code = instrumented
 	}
 	compiled, err := compileModule(ctx, rt, code)
+	if err != nil && rt == e.runtime && e.scratch != e.runtime && strings.Contains(err.Error(), "compilationcache") {
+		// A damaged file of the on-disk cache, which wazero reports but
+		// neither discards nor recompiles: the cache must not cost the
+		// region its policy. Compile without it, as a candidate is.
+		e.log.Warn().Str("region", region).Str("version", version).Str("cache_dir", e.cfg.CacheDir).Str("error", err.Error()).
+			Msg("engine: compiled-module cache file damaged; compiled without the cache (delete the directory to rebuild it)")
+		rt = e.scratch
+		compiled, err = compileModule(ctx, rt, code)
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), "section memory") {
 			return fail("memory", err) // e.g. a minimum over the limit
