@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -229,6 +230,11 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	popts.EventListener = db.events()
 	pdb, err := pebble.Open(dir, popts)
+	if errors.Is(err, syscall.EAGAIN) {
+		// The directory's LOCK is another process's: say so rather than
+		// "resource temporarily unavailable".
+		return nil, fmt.Errorf("ledger: open %s: locked by another process (is another gateway, or medgate audit, using it?): %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", dir, err)
 	}

@@ -1,9 +1,14 @@
 package ledger
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -418,5 +423,39 @@ func (m *filterModel) rebuildOver(f *keyFilter) (stop func() int64) {
 		close(quit)
 		wg.Wait()
 		return rebuilds.Load()
+	}
+}
+
+// TestOpenTwiceSaysWhy: a second gateway started on a directory another
+// process holds is told so, not "resource temporarily unavailable".
+func TestOpenTwiceSaysWhy(t *testing.T) {
+	if dir := os.Getenv("MEDGATE_TEST_HOLD_LEDGER"); dir != "" {
+		// The other process: hold the ledger until stdin closes.
+		db, err := Open(dir, Options{})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
+		db.Close()
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOpenTwiceSaysWhy$")
+	cmd.Env = append(os.Environ(), "MEDGATE_TEST_HOLD_LEDGER="+dir)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("the other process: %q", line)
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("Open of a ledger another process holds: %v", err)
 	}
 }
