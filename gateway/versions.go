@@ -69,6 +69,13 @@ func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 			log.Error().Err(err).Str("check", check).Msg("policy module refused")
 			continue
 		}
+		if found && (rec.SHA256 != m.SHA256Hex() || rec.EffectiveFrom != pf.EffectiveFrom) {
+			// Applied as the world says, but not silently: the version's
+			// settlements so far keep the module they recorded.
+			log.Warn().Str("was_sha256", rec.SHA256).Str("was_effective_from", string(AppendDate(nil, rec.EffectiveFrom))).
+				Str("sha256", m.SHA256Hex()).Str("effective_from", string(AppendDate(nil, pf.EffectiveFrom))).
+				Msg("policy version changed in the world since it was recorded: its module or effective date is replaced")
+		}
 		if err := v.record0(pf.Region, pf.Version, pf.EffectiveFrom, m.SHA256Hex(), "world"); err != nil {
 			log.Error().Err(err).Msg("policy store unwritable")
 			continue

@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
 
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/engine/abi"
 	"medgate/testdata"
 )
 
@@ -73,5 +78,43 @@ func TestWorldFilesValidated(t *testing.T) {
 				t.Errorf("%s: %q does not say %q", tt.name, err, want)
 			}
 		}
+	}
+}
+
+// TestWorldVersionChangedIsLogged: a world policy version whose module or
+// effective date changed since it was recorded (a rebuilt module, an edited
+// .json) is applied, as the operator's world says, but not silently: an
+// uploaded version is never changed under its name, and an operator reading
+// the log after a restart must see that one was.
+func TestWorldVersionChangedIsLogged(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Config{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	store, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	load := func(basic int64, eff string) {
+		w, err := ReadWorld(fstest.MapFS{
+			"policies/371600/v1.json": {Data: []byte(`{"effective_from": "` + eff + `"}`)},
+			"policies/371600/v1.wasm": {Data: answerModule(abi.Output{Basic: basic})},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		NewVersions(eng, store, &engine.Policies{}, zerolog.New(&logs)).LoadWorld(ctx, w)
+	}
+	load(1, "2024-01-01")
+	load(1, "2024-01-01")
+	if strings.Contains(logs.String(), `"level":"warn"`) {
+		t.Fatalf("an unchanged world version is reported as changed:\n%s", logs.String())
+	}
+	load(2, "2025-01-01")
+	if !strings.Contains(logs.String(), `"level":"warn"`) || !strings.Contains(logs.String(), "2024-01-01") {
+		t.Fatalf("a changed world version is not reported:\n%s", logs.String())
 	}
 }
