@@ -88,3 +88,22 @@ func (n *Native) Close(context.Context) error { return nil }
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// Unavailable stands for a version that is in force but cannot run: its
+// stored module is missing or no longer loads. Every call fails with
+// FailUnavailable, so the bills of its dates are refused (and can be
+// retried once the module is back) rather than settled under the version
+// before it.
+type Unavailable struct {
+	Region, Version string
+	SHA256          [32]byte
+	Cause           error
+}
+
+func (u *Unavailable) Call(context.Context, *abi.Input, []byte, *abi.Output) error {
+	return &CallError{Region: u.Region, Version: u.Version, Kind: FailUnavailable, Err: u.Cause}
+}
+
+func (u *Unavailable) Sum() [32]byte { return u.SHA256 }
+
+func (u *Unavailable) Close(context.Context) error { return nil }

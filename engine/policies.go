@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ type Version struct {
 	Name          string
 	EffectiveFrom abi.Date
 	Module        Runner
+	// blocking: the region's versions are unknown (see Block).
+	blocking bool
 }
 
 // Region is the insured region the version belongs to.
@@ -22,6 +25,8 @@ func (v Version) Region() string {
 	case *Module:
 		return m.Region
 	case *Native:
+		return m.Region
+	case *Unavailable:
 		return m.Region
 	}
 	return ""
@@ -42,6 +47,9 @@ func (p *Policies) Lookup(region string, date abi.Date) (Version, bool) {
 		return Version{}, false
 	}
 	vs := (*m)[region]
+	if len(vs) > 0 && vs[0].blocking {
+		return vs[0], true
+	}
 	for i := len(vs) - 1; i >= 0; i-- {
 		if vs[i].EffectiveFrom <= date {
 			return vs[i], true
@@ -69,6 +77,13 @@ func (p *Policies) Put(region string, v Version) (old Version, replaced bool) {
 	next[region] = vs
 	p.snap.Store(&next)
 	return old, replaced
+}
+
+// Block makes every date of region resolve to r, whatever versions it
+// has: for a region whose version records cannot be read, so that none of
+// its bills is settled under a version an unknown later one replaced.
+func (p *Policies) Block(region string, r Runner) {
+	p.Put(region, Version{Name: "(unavailable)", EffectiveFrom: math.MinInt32, Module: r, blocking: true})
 }
 
 // Remove withdraws version name of region, so the previous one applies again.

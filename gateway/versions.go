@@ -94,23 +94,35 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 	for _, region := range regions {
 		recs, err := v.store.Versions(region)
 		if err != nil {
-			v.log.Error().Err(err).Str("region", region).Msg("policy version records unreadable; the region's uploaded versions are not loaded")
+			// Which versions are in force is unknown: the region's bills
+			// are refused (503) until its records are readable again.
+			v.log.Error().Err(err).Str("region", region).Msg("policy version records unreadable; the region's bills are refused until they are readable")
+			v.policies.Block(region, &engine.Unavailable{Region: region, Version: "(unknown)", Cause: err})
 			continue
 		}
 		for _, r := range recs {
 			if r.Source != "upload" || r.State != engine.StateActive {
 				continue
 			}
+			// One region's missing or refused module costs that region
+			// its version, not every region the gateway's start; the
+			// version stays in force as unavailable, so that its dates
+			// are refused (503) rather than settled under the one before.
+			unavailable := func(err error, msg string) {
+				v.log.Error().Err(err).Str("region", r.Region).Str("version", r.Version).Msg(msg)
+				var sum [32]byte
+				hex.Decode(sum[:], []byte(r.SHA256))
+				v.policies.Put(r.Region, engine.Version{Name: r.Version, EffectiveFrom: r.EffectiveFrom,
+					Module: &engine.Unavailable{Region: r.Region, Version: r.Version, SHA256: sum, Cause: err}})
+			}
 			wasm, err := v.store.Module(r.SHA256)
 			if err != nil {
-				// One region's missing module costs that region its
-				// version, not every region the gateway's start.
-				v.log.Error().Err(err).Str("region", r.Region).Str("version", r.Version).Msg("stored policy module unreadable; the version is not loaded")
+				unavailable(err, "stored policy module unreadable; the version's bills are refused until it is back")
 				continue
 			}
 			m, err := v.load(ctx, r.Region, r.Version, wasm)
 			if err != nil {
-				v.log.Error().Err(err).Str("region", r.Region).Str("version", r.Version).Msg("stored policy no longer loads")
+				unavailable(err, "stored policy no longer loads; the version's bills are refused until it does")
 				continue
 			}
 			v.policies.Put(r.Region, engine.Version{Name: r.Version, EffectiveFrom: r.EffectiveFrom, Module: m})
