@@ -121,7 +121,7 @@ func validVersion(v string) bool {
 func decodeUpload(body []byte, p Principal, region string, signed bool) (*Upload, []byte, []cases.Case, abi.Date, error) {
 	var up Upload
 	if err := strictJSON(body, &up); err != nil {
-		return nil, nil, nil, 0, bodyJSONError(err, "upload")
+		return nil, nil, nil, 0, bodyJSONError(err, body, "upload")
 	}
 	if !validVersion(up.Version) {
 		return nil, nil, nil, 0, invalid("version", "version must be 1 to 32 characters of letters, digits, '.', '_' or '-'")
@@ -350,7 +350,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		Top     int    `json:"top"`
 	}
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return bodyJSONError(err, "body")
+		return bodyJSONError(err, ctx.PostBody(), "body")
 	}
 	from, ok1 := ParseDate([]byte(req.From))
 	to, ok2 := ParseDate([]byte(req.To))
@@ -598,7 +598,7 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, region string) error {
 	}
 	if body := ctx.PostBody(); len(body) > 0 {
 		if err := strictJSON(body, &req); err != nil {
-			return bodyJSONError(err, "body")
+			return bodyJSONError(err, body, "body")
 		}
 	}
 	if req.FromSeq > 0 && req.ToSeq > 0 && req.FromSeq > req.ToSeq {

@@ -174,7 +174,7 @@ func (s *Server) reconcileTotals(ctx *fasthttp.RequestCtx, p Principal, _ []stri
 	}
 	var req TotalsRequest
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return bodyJSONError(err, "body")
+		return bodyJSONError(err, ctx.PostBody(), "body")
 	}
 	rg, err := parseRange(req.From, req.To)
 	if err != nil {
@@ -323,7 +323,7 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 	}
 	var req DetailsRequest
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return bodyJSONError(err, "body")
+		return bodyJSONError(err, ctx.PostBody(), "body")
 	}
 	rg, err := parseRange(req.From, req.To)
 	if err != nil {

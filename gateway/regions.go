@@ -215,7 +215,7 @@ func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []s
 		Amount    string `json:"amount"`
 	}
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
-		return bodyJSONError(err, "body")
+		return bodyJSONError(err, ctx.PostBody(), "body")
 	}
 	if req.Reference == "" || len(req.Reference) > MaxIDLen {
 		return invalid("reference", "reference must be 1 to %d characters", MaxIDLen)

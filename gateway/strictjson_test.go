@@ -52,3 +52,34 @@ func TestCheckDuplicateKeysDeep(t *testing.T) {
 		t.Fatalf("duplicate deep inside: %v", err)
 	}
 }
+
+// TestBodyErrorsNameThePath checks that a refused field of a JSON body is
+// named by its path with array indexes (api.md: items[3].amount), not as
+// encoding/json names it (settlements.total) or by its key alone.
+func TestBodyErrorsNameThePath(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	row := `{"settlement_id":"S000000000001","total":"1.00","fund_total":"0.00","personal_account":"0.00"}`
+	for _, tt := range []struct{ second, code, field string }{
+		{`{"settlement_id":"S000000000002","total":5}`, "invalid_field", "settlements[1].total"},
+		{`{"settlement_id":"S000000000002","bogus":1}`, "unknown_field", "settlements[1].bogus"},
+	} {
+		body := `{"from":"2025-01-01","to":"2025-01-31","settlements":[` + row + `,` + tt.second + `]}`
+		status, out := h.do("POST", "/v1/reconciliation/details", "tok-H3716020001", []byte(body))
+		if a := decodeAnswer(t, out); status != 400 || a.Error == nil || a.Error.Code != tt.code || a.Error.Field != tt.field {
+			t.Errorf("%s: %d %s, want 400 %s naming %s", tt.second, status, out, tt.code, tt.field)
+		}
+	}
+	for _, tt := range []struct {
+		body string
+		off  int64
+		want string
+	}{
+		{`{"a":[1,{"b":"x"}]}`, 15, "a[1].b"},
+		{`[1,2,3]`, 4, "[1]"},
+		{`{"a":1}`, 6, "a"},
+	} {
+		if got := valuePath([]byte(tt.body), tt.off, "?"); got != tt.want {
+			t.Errorf("valuePath(%s, %d) = %s, want %s", tt.body, tt.off, got, tt.want)
+		}
+	}
+}

@@ -225,40 +225,78 @@ func (e *duplicateKeyError) Error() string { return e.path + " appears twice" }
 
 // checkDuplicateKeys walks the tokens of the valid JSON value b and
 // returns a *duplicateKeyError for the first key repeated in an object.
-// Frames point to their parent and the path is built only for the error,
-// so memory stays linear in the nesting (encoding/json allows 10,000
-// levels, e.g. inside a json.RawMessage).
 func checkDuplicateKeys(b []byte) error {
+	return walkJSON(b, func(f *jsonFrame, key string) error {
+		// encoding/json matches a key to a field ignoring case, so
+		// "amount" and "AMOUNT" are the same field given twice.
+		folded := foldKey(key)
+		if f.keys == nil {
+			f.keys = map[string]bool{}
+		}
+		if f.keys[folded] {
+			return &duplicateKeyError{path: f.path(key)}
+		}
+		f.keys[folded] = true
+		return nil
+	}, nil)
+}
+
+// jsonFrame is an object or array walkJSON is in. Frames point to their
+// parent and a path is built only when asked for, so memory stays linear
+// in the nesting (encoding/json allows 10,000 levels, e.g. inside a
+// json.RawMessage).
+type jsonFrame struct {
+	parent *jsonFrame
+	name   string // the key this value has in its parent object
+	at     int    // or its index in its parent array
+	object bool
+	keys   map[string]bool // checkDuplicateKeys' folded keys
+	index  int             // arrays: the next element's index
+	key    bool            // objects: the next string token is a key
+}
+
+// path is the path of f's member last ("" for f itself), e.g.
+// settlements[2].amount.
+func (f *jsonFrame) path(last string) string {
+	var parts []string
+	if last != "" {
+		parts = append(parts, "."+last)
+	}
+	for ; f != nil && f.parent != nil; f = f.parent {
+		if f.parent.object {
+			parts = append(parts, "."+f.name)
+		} else {
+			parts = append(parts, "["+strconv.Itoa(f.at)+"]")
+		}
+	}
+	var sb strings.Builder
+	for i := len(parts) - 1; i >= 0; i-- {
+		sb.WriteString(parts[i])
+	}
+	return strings.TrimPrefix(sb.String(), ".")
+}
+
+// member is the path of the value f is about to read: under key in an
+// object, at the next index in an array.
+func (f *jsonFrame) member(key string) string {
+	if f == nil {
+		return ""
+	}
+	if f.object {
+		return f.path(key)
+	}
+	p := f.path("") + "[" + strconv.Itoa(f.index) + "]"
+	return p
+}
+
+// walkJSON walks the tokens of the valid JSON value b: onKey sees every
+// object key with its object, onValue (if not nil) every value's first
+// token, with the frame it is in, its key there and the input offset just
+// past that token. The first error either returns ends the walk.
+func walkJSON(b []byte, onKey func(f *jsonFrame, key string) error, onValue func(f *jsonFrame, key string, end int64) error) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	type frame struct {
-		parent *frame
-		name   string // the key this value has in its parent object
-		at     int    // or its index in its parent array
-		object bool
-		keys   map[string]bool
-		index  int  // arrays: the next element's index
-		key    bool // objects: the next string token is a key
-	}
-	path := func(f *frame, last string) string {
-		var parts []string
-		if last != "" {
-			parts = append(parts, "."+last)
-		}
-		for ; f != nil && f.parent != nil; f = f.parent {
-			if f.parent.object {
-				parts = append(parts, "."+f.name)
-			} else {
-				parts = append(parts, "["+strconv.Itoa(f.at)+"]")
-			}
-		}
-		var sb strings.Builder
-		for i := len(parts) - 1; i >= 0; i-- {
-			sb.WriteString(parts[i])
-		}
-		return strings.TrimPrefix(sb.String(), ".")
-	}
-	var top *frame
+	var top *jsonFrame
 	var key string
 	for {
 		tok, err := dec.Token()
@@ -281,24 +319,22 @@ func checkDuplicateKeys(b []byte) error {
 		}
 		if top != nil && top.object && top.key {
 			key = tok.(string)
-			// encoding/json matches a key to a field ignoring case, so
-			// "amount" and "AMOUNT" are the same field given twice.
-			folded := foldKey(key)
-			if top.keys[folded] {
-				return &duplicateKeyError{path: path(top, key)}
+			if err := onKey(top, key); err != nil {
+				return err
 			}
-			top.keys[folded] = true
 			top.key = false
 			continue
 		}
 		// A value: in an object under key, in an array at its index.
+		if onValue != nil {
+			if err := onValue(top, key, dec.InputOffset()); err != nil {
+				return err
+			}
+		}
 		if d, ok := tok.(json.Delim); ok {
-			f := &frame{parent: top, object: d == '{', key: d == '{'}
+			f := &jsonFrame{parent: top, object: d == '{', key: d == '{'}
 			if top != nil {
 				f.name, f.at = key, top.index
-			}
-			if f.object {
-				f.keys = map[string]bool{}
 			}
 			top = f
 			continue
@@ -313,6 +349,36 @@ func checkDuplicateKeys(b []byte) error {
 	}
 }
 
+// errFound ends a walkJSON that found what it looked for.
+var errFound = errors.New("found")
+
+// keyPath is the path of the first key named key in b, or key itself.
+func keyPath(b []byte, key string) string {
+	p := key
+	walkJSON(b, func(f *jsonFrame, k string) error {
+		if k == key {
+			p = f.path(k)
+			return errFound
+		}
+		return nil
+	}, nil)
+	return p
+}
+
+// valuePath is the path of the value b holds at input offset off (that
+// of an encoding/json UnmarshalTypeError), or def.
+func valuePath(b []byte, off int64, def string) string {
+	p := def
+	walkJSON(b, func(*jsonFrame, string) error { return nil }, func(f *jsonFrame, key string, end int64) error {
+		if end >= off {
+			p = f.member(key)
+			return errFound
+		}
+		return nil
+	})
+	return p
+}
+
 // foldKey folds key the way encoding/json's field matching does (Unicode
 // simple case folding: "ſ" and "s", "K" (Kelvin) and "k" are the same).
 func foldKey(key string) string {
@@ -322,18 +388,22 @@ func foldKey(key string) string {
 // bodyJSONError is the answer to a body strictJSON refused. A field to
 // blame is named (api.md), as a settlement's decoder does: one of the wrong
 // type, or one the body may not have.
-func bodyJSONError(err error, what string) error {
+func bodyJSONError(err error, body []byte, what string) error {
 	var dup *duplicateKeyError
 	if errors.As(err, &dup) {
 		return badRequest("duplicate_field", dup.path, "%s appears twice in the %s", dup.path, what)
 	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) && typ.Field != "" {
-		return invalid(typ.Field, "%s must be a JSON %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)
+		// encoding/json names the field without array indexes
+		// (settlements.total): the path is read from the body.
+		field := valuePath(body, typ.Offset, typ.Field)
+		return invalid(field, "%s must be a JSON %s, not %s", field, jsonKind(typ.Type), typ.Value)
 	}
 	// encoding/json has no error type for it, only this message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		if field, err := strconv.Unquote(name); err == nil {
+		if key, err := strconv.Unquote(name); err == nil {
+			field := keyPath(body, key)
 			return badRequest("unknown_field", field, "unknown field %q in the %s", field, what)
 		}
 	}
