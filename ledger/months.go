@@ -517,6 +517,10 @@ func (db *DB) HospitalRows(hospital string, from, to int64, fn func(*HospitalRow
 // or later, and none before it was: a scan of recent entries can start
 // there instead of at entry 1.
 func (db *DB) FirstSeqFrom(m Month) (uint64, bool, error) {
+	// Under scanMu, as a scan's page: Close does not close the store
+	// under this iterator.
+	db.scanMu.RLock()
+	defer db.scanMu.RUnlock()
 	if db.closed.Load() {
 		return 0, false, ErrClosed
 	}

@@ -522,4 +522,10 @@ func TestFirstSeqFrom(t *testing.T) {
 			t.Errorf("FirstSeqFrom(%s) = %d %v %v, want %d %v", tt.m, got, ok, err, tt.want, tt.ok)
 		}
 	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.FirstSeqFrom(MakeMonth(2026, 9)); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
 }
