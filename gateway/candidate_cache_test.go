@@ -17,6 +17,8 @@ import (
 	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/engine/wasmgen"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestCandidatesLeaveNoCompiledCode: a module that is only checked (the
@@ -139,10 +141,15 @@ func TestRegionPolicyWorkOneAtATime(t *testing.T) {
 		first <- status
 	}()
 	time.Sleep(100 * time.Millisecond)
-	status, out := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600", slow)
-	if status != 429 || !strings.Contains(string(out), "region_busy") {
-		t.Errorf("a second check while the first runs: %d %.300s, want 429 region_busy", status, out)
+	resp, err := h.roundTrip("POST", "/v1/regions/371600/policies/check", "tok-region-371600", "application/json", slow, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if resp.StatusCode() != 429 || !strings.Contains(string(resp.Body()), "region_busy") || len(resp.Header.Peek("Retry-After")) == 0 {
+		t.Errorf("a second check while the first runs: %d %.300s (Retry-After %q), want 429 region_busy with Retry-After",
+			resp.StatusCode(), resp.Body(), resp.Header.Peek("Retry-After"))
+	}
+	fasthttp.ReleaseResponse(resp)
 	// Another region is not held up by it.
 	if status, out := h.do("POST", "/v1/regions/152500/policies/check", "tok-region-152500",
 		upload("152500", "c", "2030-01-01", answerModule(abi.Output{}), readCases(t, "152500-v1.json"), demoKey("152500"))); status != 422 {

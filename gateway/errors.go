@@ -18,6 +18,8 @@ type Error struct {
 	// Allow, for a 405, lists the methods the path takes (the Allow
 	// header, which RFC 9110 requires with a 405).
 	Allow string
+	// RetryAfter, if set, is the Retry-After header (seconds).
+	RetryAfter string
 }
 
 func (e *Error) Error() string {

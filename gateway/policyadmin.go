@@ -169,7 +169,7 @@ func (s *Server) regionWork(region string) (release func(), err error) {
 	v, _ := s.regionBusy.LoadOrStore(region, new(sync.Mutex))
 	mu := v.(*sync.Mutex)
 	if !mu.TryLock() {
-		return nil, &Error{Status: fasthttp.StatusTooManyRequests, Code: "region_busy",
+		return nil, &Error{Status: fasthttp.StatusTooManyRequests, Code: "region_busy", RetryAfter: "1",
 			Message: "another policy check, upload, shadow or replay of region " + region + " is running; retry once it has answered"}
 	}
 	return mu.Unlock, nil

@@ -436,6 +436,9 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
 	if e.Allow != "" {
 		ctx.Response.Header.Set("Allow", e.Allow)
 	}
+	if e.RetryAfter != "" {
+		ctx.Response.Header.Set("Retry-After", e.RetryAfter)
+	}
 	if e.Status == fasthttp.StatusUnauthorized {
 		// RFC 9110 §15.5.2: a 401 names the scheme to authenticate with.
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="medgate"`)
