@@ -214,10 +214,6 @@ func seqParam(ctx *fasthttp.RequestCtx, name string) (uint64, error) {
 	return n, nil
 }
 
-// exportEntryWriteTime is the time an export may take per entry beyond the
-// server's write timeout: a client must read at least 100 entries a second.
-const exportEntryWriteTime = 10 * time.Millisecond
-
 // exportLedger streams entries from_seq..to_seq (default: all, up to the
 // head when the request came) as NDJSON, one ledger.ExportRecord a line.
 // The headers X-Ledger-From-Seq and X-Ledger-To-Seq say which entries the
@@ -250,18 +246,29 @@ func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string)
 		return nil
 	}
 	// The server's write timeout bounds a whole response, and an export
-	// streams for as long as its range is long: it gets the timeout plus
-	// exportEntryWriteTime an entry, so that only a client reading slower
-	// than that (or not at all) is cut off.
-	if wt := s.http.WriteTimeout; wt > 0 {
+	// streams for as long as its range is long: the deadline moves on
+	// while the client reads, so the timeout bounds how long the export
+	// waits for a client that stopped reading, not how long it may take.
+	wt := s.http.WriteTimeout
+	renewed := time.Now()
+	renew := func() {
 		// Without a connection to set it on, the server's own applies.
-		_ = ctx.SetWriteDeadline(time.Now().Add(wt + time.Duration(to-from+1)*exportEntryWriteTime))
+		_ = ctx.SetWriteDeadline(renewed.Add(wt))
+	}
+	if wt > 0 {
+		renew()
 	}
 	db, log := s.db, s.log
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		enc := json.NewEncoder(w)
 		n := 0
 		err := db.ScanRaw(from, to, func(e *ledger.Entry, raw []byte) error {
+			// Every entry may fill the buffer and write: renewed often
+			// enough that a client reading steadily is never cut off.
+			if now := time.Now(); wt > 0 && now.Sub(renewed) > wt/8 {
+				renewed = now
+				renew()
+			}
 			if err := enc.Encode(ledger.NewExportRecord(e, raw)); err != nil {
 				return err
 			}

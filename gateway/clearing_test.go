@@ -331,6 +331,33 @@ func TestExportOutlivesTheWriteTimeout(t *testing.T) {
 	if took < srv.http.WriteTimeout {
 		t.Fatalf("the export was read in %v, within the write timeout: the test proves nothing", took)
 	}
+
+	// A client that stops reading is cut off once the write timeout has
+	// passed without progress, however long its range would take.
+	stalled, err := ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if _, err := stalled.Write([]byte("GET /v1/clearing/export HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-clearing\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stalled.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * srv.http.WriteTimeout) // 600 ms: within 150 ms + 10 ms an entry
+	var rest []byte
+	for {
+		stalled.SetReadDeadline(time.Now().Add(2 * time.Second))
+		k, err := stalled.Read(buf)
+		rest = append(rest, buf[:k]...)
+		if err != nil {
+			break
+		}
+	}
+	if bytes.HasSuffix(rest, []byte("\r\n0\r\n\r\n")) {
+		t.Fatalf("an export whose client stopped reading for %v went on to its end", 4*srv.http.WriteTimeout)
+	}
 }
 
 // A replay whose from_seq is past its to_seq checks nothing: it answered
