@@ -553,7 +553,7 @@ func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (ch
 				add(e, "reverses", e.Reverses, "missing")
 				return nil
 			}
-			if negateAmounts(orig.Amounts) != e.Amounts {
+			if orig.Amounts.Negated() != e.Amounts {
 				add(e, "amounts", fmt.Sprint(e.Amounts), "not the negation of "+orig.SettlementID)
 			}
 			return nil

@@ -401,7 +401,7 @@ func (s *Service) Reverse(ctx context.Context, hospital, id string, req *Reversa
 		VisitType:      orig.VisitType,
 		PolicyVersion:  orig.PolicyVersion,
 		ModuleSHA256:   orig.ModuleSHA256,
-		Amounts:        negateAmounts(orig.Amounts),
+		Amounts:        orig.Amounts.Negated(),
 		Lines:          make([]ledger.Line, len(orig.Lines)),
 		Changes:        make([]abi.Counter, len(orig.Changes)),
 		BalanceChange:  -orig.BalanceChange,
@@ -422,15 +422,6 @@ func (s *Service) Reverse(ctx context.Context, hospital, id string, req *Reversa
 		return s.appendError(err, hospital, req.RequestID, bodyHash, nil)
 	}
 	return &Result{Entry: e}, nil
-}
-
-func negateAmounts(a ledger.Amounts) ledger.Amounts {
-	return ledger.Amounts{
-		Total: -a.Total, FullSelfPay: -a.FullSelfPay, OverLimit: -a.OverLimit, PreSelfPay: -a.PreSelfPay,
-		Eligible: -a.Eligible, Deductible: -a.Deductible, BasicFund: -a.BasicFund, SeriousIllness: -a.SeriousIllness,
-		MedicalAssistance: -a.MedicalAssistance, FundTotal: -a.FundTotal, PersonalAccount: -a.PersonalAccount,
-		Cash: -a.Cash, PersonalTotal: -a.PersonalTotal,
-	}
 }
 
 // appendCanonical appends a canonical form of r: the same request in any

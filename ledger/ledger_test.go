@@ -259,6 +259,19 @@ func TestCountersAndReversalYear(t *testing.T) {
 	if err := db.Append(context.Background(), bad); !errors.Is(err, ErrReversalMismatch) {
 		t.Fatalf("reversal with other changes: %v", err)
 	}
+	// Clearing books a reversal against its pair and hospital, with its
+	// own amounts: they must mirror the settlement's.
+	for name, spoil := range map[string]func(e *Entry){
+		"another hospital":        func(e *Entry) { e.Hospital = "H9999999999" },
+		"another treating region": func(e *Entry) { e.TreatingRegion = "110105" },
+		"amounts not negated":     func(e *Entry) { e.Amounts.FundTotal++ },
+	} {
+		bad = reversal("rv0", s1)
+		spoil(bad)
+		if err := db.Append(context.Background(), bad); !errors.Is(err, ErrReversalMismatch) {
+			t.Fatalf("reversal with %s: %v", name, err)
+		}
+	}
 	bad = reversal("rv0", s1)
 	bad.Changes = append(bad.Changes[1:], abi.Counter{Name: "admissions", Value: 0}, bad.Changes[0])
 	bad.BalanceChange = 1

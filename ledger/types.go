@@ -28,6 +28,16 @@ type Amounts struct {
 	PersonalTotal     int64 // psn_part_amt
 }
 
+// Negated is a, every amount negated: a reversal's amounts.
+func (a Amounts) Negated() Amounts {
+	return Amounts{
+		Total: -a.Total, FullSelfPay: -a.FullSelfPay, OverLimit: -a.OverLimit, PreSelfPay: -a.PreSelfPay,
+		Eligible: -a.Eligible, Deductible: -a.Deductible, BasicFund: -a.BasicFund, SeriousIllness: -a.SeriousIllness,
+		MedicalAssistance: -a.MedicalAssistance, FundTotal: -a.FundTotal, PersonalAccount: -a.PersonalAccount,
+		Cash: -a.Cash, PersonalTotal: -a.PersonalTotal,
+	}
+}
+
 // Line is one bill line's split after the catalog step, in fen.
 type Line struct {
 	Code        string

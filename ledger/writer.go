@@ -754,6 +754,12 @@ func (w *writer) checkReversal(b *pebble.Batch, e *Entry, origSeq *uint64) error
 	switch {
 	case orig.InsuredRegion != e.InsuredRegion || orig.PersonID != e.PersonID:
 		return fmt.Errorf("%w: insured region or person differ", ErrReversalMismatch)
+	case orig.Hospital != e.Hospital || orig.TreatingRegion != e.TreatingRegion:
+		// Clearing and reconciliation book the reversal against its
+		// pair and hospital: they must be the settlement's.
+		return fmt.Errorf("%w: hospital or treating region differ", ErrReversalMismatch)
+	case e.Amounts != orig.Amounts.Negated():
+		return fmt.Errorf("%w: amounts do not negate the settlement's", ErrReversalMismatch)
 	case orig.Date.Year() != e.Date.Year():
 		return fmt.Errorf("%w: counters must be booked in %d, the settlement's year, not %d",
 			ErrReversalMismatch, orig.Date.Year(), e.Date.Year())
