@@ -43,13 +43,21 @@ func (v *Versions) Policies() *engine.Policies { return v.policies }
 func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 	for _, pf := range w.Policies {
 		log := v.log.With().Str("region", pf.Region).Str("version", pf.Version).Logger()
-		if pf.Wasm == nil {
-			log.Error().Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded")
-			continue
-		}
 		rec, found, err := v.record(pf.Region, pf.Version)
 		if err != nil {
 			log.Error().Err(err).Msg("policy store unreadable")
+			continue
+		}
+		if pf.Wasm == nil && found && rec.Source == "world" && rec.EffectiveFrom == pf.EffectiveFrom {
+			// Started from another directory, or --modules moved: the
+			// module this version was recorded with is in the store.
+			if wasm, err := v.store.Module(rec.SHA256); err == nil {
+				log.Warn().Str("sha256", rec.SHA256).Msg("policy module file not found; loaded the copy stored when the version was recorded")
+				pf.Wasm = wasm
+			}
+		}
+		if pf.Wasm == nil {
+			log.Error().Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded")
 			continue
 		}
 		if found && rec.State == engine.StateWithdrawn {

@@ -83,3 +83,38 @@ func TestLoadStoredSkipsAMissingModule(t *testing.T) {
 		t.Errorf("152500 in 2023 is under %s, want the older version still", ver.Name)
 	}
 }
+
+// TestLoadWorldFallsBackToTheStoredModule: a world version whose module
+// file is not found (the gateway started from another directory, or
+// --modules moved) is loaded from the copy stored when it was recorded,
+// not dropped (every settlement would be 422 no_policy).
+func TestLoadWorldFallsBackToTheStoredModule(t *testing.T) {
+	eng, _ := testenv.Engine(t)
+	store, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm := referenceWasm(t, "371600", "v2024")
+	pf := PolicyFile{Region: "371600", Version: "v2024", EffectiveFrom: 20240101, Wasm: wasm}
+	first := &engine.Policies{}
+	NewVersions(eng, store, first, zerolog.Nop()).LoadWorld(context.Background(), &World{Policies: []PolicyFile{pf}})
+	want, ok := first.Lookup("371600", 20250101)
+	if !ok {
+		t.Fatal("the world version was not loaded")
+	}
+	pf.Wasm = nil
+	var logs syncBuffer
+	again := &engine.Policies{}
+	NewVersions(eng, store, again, zerolog.New(&logs)).LoadWorld(context.Background(), &World{Policies: []PolicyFile{pf}})
+	got, ok := again.Lookup("371600", 20250101)
+	if !ok || got.Name != "v2024" || got.Module.Sum() != want.Module.Sum() {
+		t.Fatalf("without its module file: %v %+v, want v2024 from the store\n%s", ok, got, logs.String())
+	}
+	// A version never recorded has nothing to fall back on.
+	pf.Version = "v2099"
+	none := &engine.Policies{}
+	NewVersions(eng, store, none, zerolog.Nop()).LoadWorld(context.Background(), &World{Policies: []PolicyFile{pf}})
+	if v, ok := none.Lookup("371600", 20250101); ok {
+		t.Fatalf("an unrecorded version without its file was loaded: %s", v.Name)
+	}
+}
