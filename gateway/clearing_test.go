@@ -58,14 +58,10 @@ func bookEntry(t *testing.T, h *harness, req, hospital, treating, insured string
 
 func bookReversal(t *testing.T, h *harness, req string, orig *ledger.Entry) *ledger.Entry {
 	t.Helper()
-	a := orig.Amounts
 	e := &ledger.Entry{Kind: ledger.KindReversal, Reverses: orig.SettlementID, RequestID: req, BodyHash: sha256.Sum256([]byte(req)),
 		Hospital: orig.Hospital, TreatingRegion: orig.TreatingRegion, InsuredRegion: orig.InsuredRegion, PersonID: orig.PersonID,
 		Date: orig.Date, VisitType: orig.VisitType, PolicyVersion: orig.PolicyVersion,
-		Amounts: ledger.Amounts{Total: -a.Total, FullSelfPay: -a.FullSelfPay, OverLimit: -a.OverLimit, PreSelfPay: -a.PreSelfPay,
-			Eligible: -a.Eligible, Deductible: -a.Deductible, BasicFund: -a.BasicFund, SeriousIllness: -a.SeriousIllness,
-			MedicalAssistance: -a.MedicalAssistance, FundTotal: -a.FundTotal, PersonalAccount: -a.PersonalAccount,
-			Cash: -a.Cash, PersonalTotal: -a.PersonalTotal}}
+		Amounts: orig.Amounts.Negated()}
 	if err := h.db.Append(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}

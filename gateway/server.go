@@ -127,9 +127,21 @@ func (s *Server) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 
 // knownToken reports whether the request carries a principal's token.
 func (s *Server) knownToken(h *fasthttp.RequestHeader) bool {
-	_, err := s.authHeader(h, "")
-	var e *Error
-	return !errors.As(err, &e) || e.Status != fasthttp.StatusUnauthorized
+	token, ok := bearer(h)
+	if ok {
+		_, ok = s.principals.Lookup(token)
+	}
+	return ok
+}
+
+// bearer is the request's Bearer token, if it has one.
+func bearer(hdr *fasthttp.RequestHeader) ([]byte, bool) {
+	h := hdr.Peek("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
+		return nil, false
+	}
+	return bytes.TrimSpace(h[len(prefix):]), true
 }
 
 // uploadRoute is the route of a request whose body may be larger than
@@ -302,12 +314,11 @@ func (s *Server) auth(ctx *fasthttp.RequestCtx, role Role) (Principal, error) {
 
 // authHeader is auth from the request's header alone.
 func (s *Server) authHeader(hdr *fasthttp.RequestHeader, role Role) (Principal, error) {
-	h := hdr.Peek("Authorization")
-	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
+	token, ok := bearer(hdr)
+	if !ok {
 		return Principal{}, &Error{Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "an Authorization: Bearer <token> header is required"}
 	}
-	p, ok := s.principals.Lookup(bytes.TrimSpace(h[len(prefix):]))
+	p, ok := s.principals.Lookup(token)
 	if !ok {
 		return Principal{}, &Error{Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "the token is not known"}
 	}

@@ -285,8 +285,7 @@ func (f *jsonFrame) member(key string) string {
 	if f.object {
 		return f.path(key)
 	}
-	p := f.path("") + "[" + strconv.Itoa(f.index) + "]"
-	return p
+	return f.path("") + "[" + strconv.Itoa(f.index) + "]"
 }
 
 // walkJSON walks the tokens of the valid JSON value b: onKey sees every

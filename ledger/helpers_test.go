@@ -99,10 +99,7 @@ func reversal(req string, orig *Entry) *Entry {
 		BalanceChange:  -orig.BalanceChange,
 		TraceCodes:     orig.TraceCodes,
 	}
-	a := orig.Amounts
-	e.Amounts = Amounts{-a.Total, -a.FullSelfPay, -a.OverLimit, -a.PreSelfPay, -a.Eligible,
-		-a.Deductible, -a.BasicFund, -a.SeriousIllness, -a.MedicalAssistance, -a.FundTotal,
-		-a.PersonalAccount, -a.Cash, -a.PersonalTotal}
+	e.Amounts = orig.Amounts.Negated()
 	for _, c := range orig.Changes {
 		e.Changes = append(e.Changes, abi.Counter{Name: c.Name, Value: -c.Value})
 	}
