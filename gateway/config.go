@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,6 +53,10 @@ type Settings struct {
 
 	DB            string
 	LedgerCacheMB int64
+	// WALSync is how the ledger syncs its write-ahead log: "direct",
+	// "scheduler", or "auto" (direct with two or more Go processors);
+	// see ledger.Options.DirectWALSync.
+	WALSync       string
 	World         string
 	Modules       string
 	CheckpointKey string
@@ -80,7 +85,7 @@ var settingGroups = []struct {
 }{
 	{"Settings", []string{"config", "print-config"}},
 	{"Listening", []string{"listen", "admin-listen", "max-inflight", "procs", "shutdown-timeout"}},
-	{"Data", []string{"db", "ledger-cache-mb", "world", "modules", "checkpoint-key"}},
+	{"Data", []string{"db", "ledger-cache-mb", "wal-sync", "world", "modules", "checkpoint-key"}},
 	{"Policies (the regions' WebAssembly modules)", []string{"policy-fuel", "policy-deadline", "policy-timeout", "policy-memory-pages", "policy-instances", "native-policies"}},
 	{"Logs", []string{"log-level", "log-format", "access-log-burst", "access-log-every"}},
 }
@@ -112,6 +117,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 
 	fl.StringVar(&s.DB, "db", "medgate-data", "the ledger's Pebble `directory` (also holds the policy store and the compiled-module cache)")
 	fl.Int64Var(&s.LedgerCacheMB, "ledger-cache-mb", ledger.DefaultCacheSize>>20, "`MiB` of the ledger's block cache (Pebble's), taken as blocks are read; big ledgers want their tables' bloom filters to fit")
+	fl.StringVar(&s.WALSync, "wal-sync", "auto", "how the ledger syncs its write-ahead log: direct (a system call that keeps its Go processor: less CPU, a shorter tail; but a disk whose sync hangs stops the whole process), scheduler (Go's ordinary system call), auto (direct with two or more processors, on Linux)")
 	fl.StringVar(&s.World, "world", "", "world `directory` to load at start (empty: the embedded reference world)")
 	fl.StringVar(&s.Modules, "modules", "build/policies", "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
 	fl.StringVar(&s.CheckpointKey, "checkpoint-key", "", "`file` holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (empty: a public demo key, never for production)")
@@ -318,6 +324,11 @@ func (s *Settings) Validate() error {
 	if s.LedgerCacheMB < 1 || s.LedgerCacheMB > 1<<20 {
 		bad("ledger-cache-mb", "must be 1 to 1048576 (1 TiB), not %d", s.LedgerCacheMB)
 	}
+	switch s.WALSync {
+	case "auto", "direct", "scheduler":
+	default:
+		bad("wal-sync", "must be auto, direct or scheduler, not %q", s.WALSync)
+	}
 	if s.World != "" {
 		if fi, err := os.Stat(s.World); err != nil || !fi.IsDir() {
 			bad("world", "%s is not a directory", s.World)
@@ -385,6 +396,7 @@ func (s *Settings) Config(log zerolog.Logger) Config {
 		AdminListen:     s.AdminListen,
 		DBDir:           s.DB,
 		LedgerCache:     s.LedgerCacheMB << 20,
+		DirectWALSync:   s.WALSync == "direct" || s.WALSync == "auto" && runtime.GOMAXPROCS(0) >= 2,
 		ModuleDirs:      []fs.FS{os.DirFS(s.Modules)},
 		Logger:          log,
 		ShutdownTimeout: s.ShutdownTimeout,

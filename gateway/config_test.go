@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -118,9 +119,9 @@ func TestSettingsErrors(t *testing.T) {
 	s := DefaultSettings()
 	s.Listen, s.AdminListen, s.MaxInflight, s.LogLevel, s.LogFormat = "nohost", "nohost", 0, "loud", "xml"
 	s.PolicyMemoryPages, s.AccessLogEvery, s.World, s.CheckpointKey = 70000, 0, filepath.Join(dir, "none"), filepath.Join(dir, "none.key")
-	s.LedgerCacheMB = 0
+	s.LedgerCacheMB, s.WALSync = 0, "fast"
 	err = s.Validate()
-	for _, name := range []string{"listen", "admin-listen", "max-inflight", "log-level", "log-format", "policy-memory-pages", "access-log-every", "world", "checkpoint-key", "ledger-cache-mb"} {
+	for _, name := range []string{"listen", "admin-listen", "max-inflight", "log-level", "log-format", "policy-memory-pages", "access-log-every", "world", "checkpoint-key", "ledger-cache-mb", "wal-sync"} {
 		if err == nil || !strings.Contains(err.Error(), "--"+name+":") {
 			t.Errorf("Validate does not name --%s: %v", name, err)
 		}
@@ -210,6 +211,33 @@ func TestProcsSetting(t *testing.T) {
 	s.Procs = -1
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--procs") {
 		t.Errorf("Validate with --procs -1 = %v, want an error naming --procs", err)
+	}
+}
+
+// TestWALSyncSetting: --wal-sync=auto makes the ledger's WAL syncs direct
+// only with two or more Go processors; direct and scheduler are what they
+// say whatever the processors.
+func TestWALSyncSetting(t *testing.T) {
+	if d := DefaultSettings(); d.WALSync != "auto" {
+		t.Fatalf("default --wal-sync = %q, want auto", d.WALSync)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct {
+		value string
+		procs int
+		want  bool
+	}{
+		{"auto", 1, false}, {"auto", 2, true}, {"auto", 4, true},
+		{"direct", 1, true}, {"scheduler", 2, false},
+	} {
+		s, err := LoadSettings([]string{"--wal-sync", c.value}, envOf(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.GOMAXPROCS(c.procs)
+		if got := s.Config(zerolog.Nop()).DirectWALSync; got != c.want {
+			t.Errorf("--wal-sync %s with %d processors: DirectWALSync = %v, want %v", c.value, c.procs, got, c.want)
+		}
 	}
 }
 

@@ -23,6 +23,8 @@ type Config struct {
 	// LedgerCache is the ledger's block cache in bytes (0: the ledger's
 	// default, ledger.DefaultCacheSize).
 	LedgerCache int64
+	// DirectWALSync: see ledger.Options.DirectWALSync.
+	DirectWALSync bool
 	// World is the world directory loaded at start (nil: none).
 	World fs.FS
 	// ModuleDirs are searched for <region>/<version>.wasm when a world
@@ -79,7 +81,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DBDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: db dir: %w", err)
 	}
-	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log, CacheSize: cfg.LedgerCache})
+	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log, CacheSize: cfg.LedgerCache, DirectWALSync: cfg.DirectWALSync})
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,11 @@ type Options struct {
 	MaxBatch int              // entries per group commit; 0: 512
 	// CacheSize is the bytes of Pebble's block cache; 0: DefaultCacheSize.
 	CacheSize int64
+	// DirectWALSync makes the write-ahead log's syncs direct system calls
+	// that keep their Go processor (walsync.go): less CPU and a shorter
+	// tail with two or more processors, but a sync that never returns
+	// then stops the whole process. Linux only; ignored elsewhere.
+	DirectWALSync bool
 
 	// bucketShift, when not 0, is the bucket shift of a store created or
 	// upgraded by this Open (bucketed.go): tests use small buckets.
@@ -192,8 +197,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	if db.maxBatch <= 0 {
 		db.maxBatch = 512
 	}
+	var pfs vfs.FS = newYieldFS(fs, opts.yield) // yieldfs.go
+	if opts.DirectWALSync {
+		pfs = directSyncFS{pfs} // walsync.go
+	}
 	popts := &pebble.Options{
-		FS:                 newYieldFS(fs, opts.yield), // yieldfs.go
+		FS:                 pfs,
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
 		// Most reads on the settlement path look for keys that do not exist
@@ -258,6 +267,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	h := db.head.Load()
 	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
 		Int("hospitals", len(*db.hospitals.Load())).Int("catalogs", len(*db.catalogs.Load())).
+		Bool("direct_wal_sync", opts.DirectWALSync && directSyncSupported).
 		Msg("ledger opened")
 	return db, nil
 }
