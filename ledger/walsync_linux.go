@@ -49,3 +49,8 @@ func (f directSyncFile) sync(trap uintptr, op string) error {
 		return fmt.Errorf("ledger: %s %s: %w", op, f.name, errno)
 	}
 }
+
+func isDirectSyncFile(f vfs.File) bool {
+	_, ok := f.(directSyncFile)
+	return ok
+}

@@ -16,3 +16,5 @@ const directSyncSupported = false
 var directSyncs atomic.Int64
 
 func newDirectSyncFile(f vfs.File, name string) vfs.File { return f }
+
+func isDirectSyncFile(vfs.File) bool { return false }

@@ -72,7 +72,7 @@ func TestDirectSyncFileReportsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.(directSyncFile); !ok {
+	if !isDirectSyncFile(f) {
 		t.Fatalf("a WAL file on disk is %T, not a directSyncFile", f)
 	}
 	if _, err := f.Write([]byte("record")); err != nil {
@@ -97,7 +97,7 @@ func TestDirectSyncFileReportsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if _, ok := other.(directSyncFile); ok {
+	if isDirectSyncFile(other) {
 		t.Fatal("a table file got direct syncs")
 	}
 }
