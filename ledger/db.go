@@ -42,7 +42,8 @@ type Options struct {
 	// DirectWALSync makes the write-ahead log's syncs direct system calls
 	// that keep their Go processor (walsync.go): less CPU and a shorter
 	// tail with two or more processors, but a sync that never returns
-	// then stops the whole process. Linux only; ignored elsewhere.
+	// then stops the whole process. Linux and the real disk (FS nil or
+	// vfs.Default) only; ignored otherwise.
 	DirectWALSync bool
 
 	// bucketShift, when not 0, is the bucket shift of a store created or
@@ -198,7 +199,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.maxBatch = 512
 	}
 	var pfs vfs.FS = newYieldFS(fs, opts.yield) // yieldfs.go
-	if opts.DirectWALSync {
+	if opts.DirectWALSync && fs == vfs.Default {
+		// Only the operating system's files: a filesystem given in
+		// Options.FS (tests injecting faults) keeps its own syncs.
 		pfs = directSyncFS{pfs} // walsync.go
 	}
 	popts := &pebble.Options{
@@ -267,7 +270,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	h := db.head.Load()
 	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
 		Int("hospitals", len(*db.hospitals.Load())).Int("catalogs", len(*db.catalogs.Load())).
-		Bool("direct_wal_sync", opts.DirectWALSync && directSyncSupported).
+		Bool("direct_wal_sync", opts.DirectWALSync && fs == vfs.Default && directSyncSupported).
 		Msg("ledger opened")
 	return db, nil
 }

@@ -10,7 +10,8 @@ import (
 
 // TestDirectWALSync: with DirectWALSync every settlement's WAL sync on Linux
 // is a direct one (walsync.go), what was answered survives a reopen, and
-// without the option no sync is made directly.
+// without the option, or through a filesystem of the caller's, no sync is
+// made directly.
 func TestDirectWALSync(t *testing.T) {
 	dir := t.TempDir()
 	open := func(direct bool) *DB {
@@ -50,10 +51,27 @@ func TestDirectWALSync(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A filesystem of the caller's own (tests injecting faults) keeps its
+	// syncs, even over the real disk.
+	o := testOptions(struct{ vfs.FS }{vfs.Default})
+	o.DirectWALSync = true
+	db, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = directSyncs.Load()
+	mustAppend(t, db, settlement(req(2+n), "P1", 20261109, nil, 0))
+	if got := directSyncs.Load() - before; got != 0 {
+		t.Fatalf("%d direct syncs through a filesystem given in Options.FS", got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	db = open(false)
 	defer db.Close()
-	if seq, _ := db.Head(); seq != 1+n {
-		t.Fatalf("head after reopen = %d, want %d", seq, 1+n)
+	if seq, _ := db.Head(); seq != 2+n {
+		t.Fatalf("head after reopen = %d, want %d", seq, 2+n)
 	}
 	if _, ok, err := db.EntryByID(SettlementID(1 + n)); err != nil || !ok {
 		t.Fatalf("last entry after reopen: %v %v", ok, err)
