@@ -117,7 +117,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 
 	fl.StringVar(&s.DB, "db", "medgate-data", "the ledger's Pebble `directory` (also holds the policy store and the compiled-module cache)")
 	fl.Int64Var(&s.LedgerCacheMB, "ledger-cache-mb", ledger.DefaultCacheSize>>20, "`MiB` of the ledger's block cache (Pebble's), taken as blocks are read; big ledgers want their tables' bloom filters to fit")
-	fl.StringVar(&s.WALSync, "wal-sync", "auto", "how the ledger syncs its write-ahead log: direct (a system call that keeps its Go processor: less CPU, a shorter tail; but a disk whose sync hangs stops the whole process), scheduler (Go's ordinary system call), auto (direct with two or more processors, on Linux)")
+	fl.StringVar(&s.WALSync, "wal-sync", "auto", "how the ledger syncs its write-ahead log: direct (a system call that keeps its Go processor: less CPU a settlement at moderate load, but a disk whose sync hangs stops the whole process), scheduler (Go's ordinary system call), auto (direct with two or more processors, on Linux)")
 	fl.StringVar(&s.World, "world", "", "world `directory` to load at start (empty: the embedded reference world)")
 	fl.StringVar(&s.Modules, "modules", "build/policies", "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
 	fl.StringVar(&s.CheckpointKey, "checkpoint-key", "", "`file` holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (empty: a public demo key, never for production)")

@@ -40,9 +40,9 @@ type Options struct {
 	// CacheSize is the bytes of Pebble's block cache; 0: DefaultCacheSize.
 	CacheSize int64
 	// DirectWALSync makes the write-ahead log's syncs direct system calls
-	// that keep their Go processor (walsync.go): less CPU and a shorter
-	// tail with two or more processors, but a sync that never returns
-	// then stops the whole process. Linux and the real disk (FS nil or
+	// that keep their Go processor (walsync.go): less CPU a settlement at
+	// moderate load with two or more processors, but a sync that never
+	// returns then stops the whole process. Linux and the real disk (FS nil or
 	// vfs.Default) only; ignored otherwise.
 	DirectWALSync bool
 

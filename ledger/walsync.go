@@ -16,9 +16,9 @@ import (
 // for the syncing thread to find no P when it returns and park, and for
 // sysmon itself to poll every 20 µs while it keeps finding such Ps: each of
 // those is a thread wake-up or sleep, which a VM makes expensive. At 3,000
-// settlements a second (half of this machine's maximum) that was about 16 %
-// of the server's CPU, and the wake-ups lengthened the tail
-// (bench/RESULTS.md, "WAL syncs made directly").
+// settlements a second (about half of this machine's maximum) direct syncs
+// took 15–18 % off the server's CPU a settlement (bench/RESULTS.md, "WAL
+// syncs made directly").
 //
 // A direct sync is the same fdatasync made with syscall.RawSyscall: the
 // thread keeps its P, so nothing is handed off or woken, and the P runs
