@@ -42,6 +42,9 @@ func (l *lexer) objectOnce(prefix string, fields []string, fn func(key []byte) e
 // write every member send an optional one they have no value for. An
 // unknown key's null is left to be refused as unknown.
 func (l *lexer) nullField(fields []string, key []byte) bool {
+	if l.peek() != 'n' {
+		return false // not a null: no need to look the key up
+	}
 	for _, f := range fields {
 		if string(key) == f {
 			return l.null()
