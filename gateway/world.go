@@ -499,20 +499,14 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 			// since stays; the whole file where the region has no catalog
 			// of its own (any more), which a few codes would not replace.
 			_, own := db.Catalog(r)
-			changed := map[string][32]byte{}
-			for code, ch := range lines {
-				var digest [32]byte
-				ch.Sum(digest[:0])
-				name := "code/" + r + "/" + code
-				if last, ok, err := db.Applied(name); err != nil {
-					return err
-				} else if !own || !ok || last != digest {
-					changed[name] = digest
-				}
+			prefix := "code/" + r + "/"
+			changed, err := changedLines(db, prefix, lines, !own)
+			if err != nil {
+				return err
 			}
 			var todo []ledger.CatalogEntry
 			for i := range entries {
-				if _, ok := changed["code/"+r+"/"+entries[i].Code]; ok {
+				if _, ok := changed[prefix+entries[i].Code]; ok {
 					todo = append(todo, entries[i])
 				}
 			}
@@ -550,20 +544,14 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 			// A file that changed is applied for the persons whose lines
 			// changed only: the others may have been changed through the
 			// API since, and their unchanged lines must not undo that.
-			changed := map[string][32]byte{}
-			for id, ph := range lines {
-				var digest [32]byte
-				ph.Sum(digest[:0])
-				name := "person/" + r + "/" + id
-				if last, ok, err := db.Applied(name); err != nil {
-					return err
-				} else if !ok || last != digest {
-					changed[name] = digest
-				}
+			prefix := "person/" + r + "/"
+			changed, err := changedLines(db, prefix, lines, false)
+			if err != nil {
+				return err
 			}
 			var todo []ledger.Person
 			for i := range ps {
-				if _, ok := changed["person/"+r+"/"+ps[i].ID]; ok {
+				if _, ok := changed[prefix+ps[i].ID]; ok {
 					todo = append(todo, ps[i])
 				}
 			}
@@ -576,6 +564,24 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 		}
 	}
 	return nil
+}
+
+// changedLines returns, under prefix+key, the digest of each key's lines
+// whose digest differs from the one recorded under that name (all of them
+// when all is set): the records a changed world file must apply again.
+func changedLines(db *ledger.DB, prefix string, lines map[string]hash.Hash, all bool) (map[string][32]byte, error) {
+	changed := map[string][32]byte{}
+	for key, h := range lines {
+		var digest [32]byte
+		h.Sum(digest[:0])
+		name := prefix + key
+		if last, ok, err := db.Applied(name); err != nil {
+			return nil, err
+		} else if all || !ok || last != digest {
+			changed[name] = digest
+		}
+	}
+	return changed, nil
 }
 
 // applyOnce runs apply unless the digest in h is the one recorded under

@@ -19,14 +19,7 @@ func (f failing) Call(context.Context, *abi.Input, []byte, *abi.Output) error { 
 // module that traps, runs out of time or breaks a host check there would
 // fail settlements instead of refusing them, and must not pass its check.
 func TestRefusalCaseNeedsARefusal(t *testing.T) {
-	b, err := os.ReadFile("../../testdata/cases/371600-v2024.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []Case
-	if err := json.Unmarshal(b, &all); err != nil {
-		t.Fatal(err)
-	}
+	all := referenceCases(t)
 	c := all[0]
 	c.Expect = Expect{Refusal: true}
 	for _, tc := range []struct {
@@ -62,14 +55,7 @@ func (c *counting) Call(context.Context, *abi.Input, []byte, *abi.Output) error 
 // thousands of cases with a looping module would hold a CPU for as many
 // limits. The cases not run are still each reported.
 func TestCasesStopAfterATimeout(t *testing.T) {
-	b, err := os.ReadFile("../../testdata/cases/371600-v2024.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []Case
-	if err := json.Unmarshal(b, &all); err != nil {
-		t.Fatal(err)
-	}
+	all := referenceCases(t)
 	cs := make([]Case, 1000)
 	for i := range cs {
 		cs[i] = all[0]
@@ -82,4 +68,18 @@ func TestCasesStopAfterATimeout(t *testing.T) {
 	if len(fails) != len(cs) {
 		t.Errorf("%d failures reported for %d cases", len(fails), len(cs))
 	}
+}
+
+// referenceCases are region 371600's reference cases for v2024.
+func referenceCases(t *testing.T) []Case {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/cases/371600-v2024.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Case
+	if err := json.Unmarshal(b, &all); err != nil {
+		t.Fatal(err)
+	}
+	return all
 }
