@@ -214,11 +214,18 @@ func Open(dir string, opts Options) (*DB, error) {
 		// memtable keep the recent entries and indexes in memory.
 		CacheSize:    opts.CacheSize,
 		MemTableSize: 64 << 20,
-		// L0CompactionThreshold stays Pebble's 4. With 8, compactions
-		// wrote a third fewer bytes and a settlement cost 8–12 % less CPU
-		// in 60 s closed loops, but each compaction out of L0 grew, and
-		// make bench's open-loop p99 rose from 20–23 to 38–39 ms
-		// (bench/RESULTS.md, 2026-12-04).
+		// A compaction out of L0 waits for 8 flushes (Pebble's default
+		// is 4): every flush spans the whole newest bucket's key space, so
+		// each L0 compaction rewrites most of the base level, and with 8
+		// it does so half as often. Writes stop at 24 sublevels: three
+		// times the threshold, as Pebble's 12 is of its 4.
+		// Before compactions yielded (yieldfs.go) the larger compactions
+		// doubled make bench's open-loop p99; since they yield, 90 s at
+		// 3,600/s (about half the closed-loop maximum) had a lower p99
+		// with 8 in 5 of 5 pairs, at 4 % less CPU (bench/RESULTS.md,
+		// "L0 compactions after 8 flushes, again").
+		L0CompactionThreshold: 8,
+		L0StopWritesThreshold: 24,
 	}
 	if popts.CacheSize <= 0 {
 		popts.CacheSize = DefaultCacheSize
