@@ -210,14 +210,16 @@ func Open(dir string, opts Options) (*DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		// Most reads on the settlement path look for keys that do not exist
 		// (a new idempotency key, trace codes never sold): bloom filters
-		// answer those without reading data blocks. A larger cache and
-		// memtable keep the recent entries and indexes in memory.
+		// answer those without reading data blocks. A larger cache keeps
+		// the recent entries and indexes in memory.
 		CacheSize: opts.CacheSize,
 		// 32 MiB, not 64: a settlement's ≈ 20 keys go into a smaller
-		// skiplist, and with two servers side by side at 1,800/s each a
-		// settlement cost 5.8 % less CPU (4 of 4 pairs) with a lower p50
-		// in 8 of 8 open- and closed-loop pairs (bench/RESULTS.md, "L0
-		// compactions after 8 flushes, again"). 256 MiB cost 15 % more.
+		// skiplist. With two servers side by side (both with the L0
+		// threshold below) a settlement cost 5.8 % less CPU at 1,800/s
+		// each (4 of 4 pairs), the closed loop served 0.7–8.3 % more
+		// (4 of 4), and the p50 was lower in 8 of 8 (bench/RESULTS.md,
+		// "L0 compactions after 8 flushes, again"). 256 MiB cost 15 %
+		// more CPU.
 		MemTableSize: 32 << 20,
 		// A compaction out of L0 waits for 8 flushes (Pebble's default
 		// is 4): every flush spans the whole newest bucket's key space, so
