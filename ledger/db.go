@@ -199,9 +199,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		db.maxBatch = 512
 	}
 	var pfs vfs.FS = newYieldFS(fs, opts.yield) // yieldfs.go
-	if opts.DirectWALSync && fs == vfs.Default {
-		// Only the operating system's files: a filesystem given in
-		// Options.FS (tests injecting faults) keeps its own syncs.
+	// Only the operating system's files: a filesystem given in
+	// Options.FS (tests injecting faults) keeps its own syncs.
+	directSync := opts.DirectWALSync && fs == vfs.Default && directSyncSupported
+	if directSync {
 		pfs = directSyncFS{pfs} // walsync.go
 	}
 	popts := &pebble.Options{
@@ -286,7 +287,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	h := db.head.Load()
 	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
 		Int("hospitals", len(*db.hospitals.Load())).Int("catalogs", len(*db.catalogs.Load())).
-		Bool("direct_wal_sync", opts.DirectWALSync && fs == vfs.Default && directSyncSupported).
+		Bool("direct_wal_sync", directSync).
 		Msg("ledger opened")
 	return db, nil
 }
