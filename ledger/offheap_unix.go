@@ -47,4 +47,13 @@ func mapWords(n uint64) ([]atomic.Uint64, []byte) {
 func unmapWords(mem []byte) {
 	// Only an invalid mapping fails to unmap: there is nothing to do.
 	_ = syscall.Munmap(mem)
+	if f := unmapped.Load(); f != nil {
+		(*f)(uintptr(unsafe.Pointer(unsafe.SliceData(mem))))
+	}
 }
+
+// unmapped, when a test sets it, is told the address of every mapping
+// unmapWords has released. /proc/self/maps cannot tell: the kernel merges
+// adjacent anonymous mappings into one line, and reuses a released range
+// for the next mapping of the same size.
+var unmapped atomic.Pointer[func(addr uintptr)]
