@@ -56,6 +56,10 @@ func mergePhases(parts []*PhaseResult) *PhaseResult {
 			srv.CommitMs += s.CommitMs * n
 			srv.PolicyCallMs += s.PolicyCallMs * r
 			srv.HandlerMs += s.HandlerMs * r
+			srv.WriteStalls += s.WriteStalls
+			srv.WriteStallMs += s.WriteStallMs
+			srv.SlowCommits += s.SlowCommits
+			srv.SlowRequests += s.SlowRequests
 			srvReqs += r
 		}
 	}

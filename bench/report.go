@@ -72,12 +72,13 @@ func writeServerTable(w io.Writer, r *Result) error {
 				continue
 			}
 			if !header {
-				fmt.Fprintln(w, "\ngateway /metrics over each phase (means):")
-				fmt.Fprintln(tw, "target\tmode\tgroup commits\tentries/commit\tcommit+fsync ms\tpolicy call ms\tin-server ms\t")
+				fmt.Fprintln(w, "\ngateway /metrics over each phase (means; counts of what makes a tail):")
+				fmt.Fprintln(tw, "target\tmode\tgroup commits\tentries/commit\tcommit+fsync ms\tpolicy call ms\tin-server ms\tcommits > 10 ms\trequests > 10 ms\twrite stalls (ms)\t")
 				header = true
 			}
 			s := p.Server
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.3f\t%.2f\t\n", t.Name, p.Mode, s.Commits, s.EntriesPerCommit, s.CommitMs, s.PolicyCallMs, s.HandlerMs)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.3f\t%.2f\t%d\t%d\t%d (%.0f)\t\n", t.Name, p.Mode, s.Commits, s.EntriesPerCommit, s.CommitMs, s.PolicyCallMs, s.HandlerMs,
+				s.SlowCommits, s.SlowRequests, s.WriteStalls, s.WriteStallMs)
 		}
 	}
 	return tw.Flush()

@@ -268,6 +268,8 @@ var (
 		"Group commits of the ledger since it was opened.", nil, nil)
 	descStalls = prometheus.NewDesc("medgate_ledger_write_stalls_total",
 		"Pebble write stalls (a commit waited for a flush or compaction).", nil, nil)
+	descStallTime = prometheus.NewDesc("medgate_ledger_write_stall_seconds_total",
+		"Time Pebble write stalls lasted, in all (counted when each ends).", nil, nil)
 	descRebuilds = prometheus.NewDesc("medgate_ledger_filter_rebuilds",
 		"Key filters being rebuilt in the background from the store (after they grew several links).", nil, nil)
 	descDebt = prometheus.NewDesc("medgate_ledger_compaction_debt_bytes",
@@ -284,6 +286,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReadOnly
 	ch <- descCommits
 	ch <- descStalls
+	ch <- descStallTime
 	ch <- descRebuilds
 	ch <- descDebt
 	ch <- descCompacting
@@ -311,6 +314,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, ro)
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
+		ch <- prometheus.MustNewConstMetric(descStallTime, prometheus.CounterValue, s.db.StallTime().Seconds())
 		ch <- prometheus.MustNewConstMetric(descRebuilds, prometheus.GaugeValue, float64(s.db.FilterRebuilds()))
 		c := s.db.Compactions()
 		ch <- prometheus.MustNewConstMetric(descDebt, prometheus.GaugeValue, float64(c.DebtBytes))

@@ -51,6 +51,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`medgate_ledger_compaction_debt_bytes`,
 		`medgate_ledger_compactions_running`,
 		`medgate_ledger_l0_tables`,
+		`medgate_ledger_write_stalls_total 0`,
+		`medgate_ledger_write_stall_seconds_total 0`,
 		`medgate_http_inflight_requests`,
 		`go_goroutines`,
 		`go_sched_latencies_seconds_bucket{le=`,

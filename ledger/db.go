@@ -84,6 +84,8 @@ type DB struct {
 	commits atomic.Uint64
 	// stalls counts Pebble write stalls (events.go).
 	stalls atomic.Uint64
+	// stalled is the time commits spent in ended write stalls, in ns.
+	stalled atomic.Int64
 
 	// floor is the earliest commit time the writer may stamp: the previous
 	// entry's, or the end of the last closed month if later. Owned by the

@@ -21,7 +21,9 @@ func (db *DB) events() *pebble.EventListener {
 			db.log.Warn().Str("reason", info.Reason).Msg("ledger: write stall began")
 		},
 		WriteStallEnd: func() {
-			db.log.Warn().Dur("took", time.Duration(time.Now().UnixNano()-stallBegan.Load())).Msg("ledger: write stall ended")
+			took := time.Duration(time.Now().UnixNano() - stallBegan.Load())
+			db.stalled.Add(int64(took))
+			db.log.Warn().Dur("took", took).Msg("ledger: write stall ended")
 		},
 		FlushEnd: func(info pebble.FlushInfo) {
 			if info.TotalDuration > slow {
@@ -38,6 +40,10 @@ func (db *DB) events() *pebble.EventListener {
 
 // Stalls is the number of write stalls since Open.
 func (db *DB) Stalls() uint64 { return db.stalls.Load() }
+
+// StallTime is how long the write stalls that have ended since Open
+// lasted, in all.
+func (db *DB) StallTime() time.Duration { return time.Duration(db.stalled.Load()) }
 
 // Compactions is the store's compaction state: what a ledger owes its
 // levels and how much of it is being paid now.

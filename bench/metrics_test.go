@@ -1,0 +1,57 @@
+package bench
+
+import "testing"
+
+func TestServerStatsFromMetrics(t *testing.T) {
+	before := parseMetrics([]byte(`# HELP medgate_ledger_commit_duration_seconds x
+medgate_ledger_commit_duration_seconds_bucket{le="0.005"} 90
+medgate_ledger_commit_duration_seconds_bucket{le="0.01"} 95
+medgate_ledger_commit_duration_seconds_bucket{le="+Inf"} 100
+medgate_ledger_commit_duration_seconds_sum 0.5
+medgate_ledger_commit_duration_seconds_count 100
+medgate_ledger_commit_entries_sum 150
+medgate_ledger_commit_entries_count 100
+medgate_http_request_duration_seconds_bucket{class="2xx",method="POST",route="/v1/settlements",le="0.01"} 180
+medgate_http_request_duration_seconds_bucket{class="2xx",method="POST",route="/v1/settlements",le="+Inf"} 200
+medgate_http_request_duration_seconds_sum{class="2xx",method="POST",route="/v1/settlements"} 1
+medgate_http_request_duration_seconds_count{class="2xx",method="POST",route="/v1/settlements"} 200
+medgate_http_request_duration_seconds_bucket{class="4xx",method="GET",route="/v1/a b",le="0.01"} 10
+medgate_http_request_duration_seconds_count{class="4xx",method="GET",route="/v1/a b"} 10
+medgate_ledger_write_stalls_total 1
+medgate_ledger_write_stall_seconds_total 0.05
+`))
+	after := parseMetrics([]byte(`medgate_ledger_commit_duration_seconds_bucket{le="0.01"} 195
+medgate_ledger_commit_duration_seconds_bucket{le="+Inf"} 210
+medgate_ledger_commit_duration_seconds_sum 1.5
+medgate_ledger_commit_duration_seconds_count 210
+medgate_ledger_commit_entries_sum 370
+medgate_ledger_commit_entries_count 210
+medgate_http_request_duration_seconds_bucket{class="2xx",method="POST",route="/v1/settlements",le="0.01"} 400
+medgate_http_request_duration_seconds_bucket{class="2xx",method="POST",route="/v1/settlements",le="+Inf"} 430
+medgate_http_request_duration_seconds_sum{class="2xx",method="POST",route="/v1/settlements"} 2
+medgate_http_request_duration_seconds_count{class="2xx",method="POST",route="/v1/settlements"} 430
+medgate_http_request_duration_seconds_bucket{class="4xx",method="GET",route="/v1/a b",le="0.01"} 12
+medgate_http_request_duration_seconds_count{class="4xx",method="GET",route="/v1/a b"} 13
+medgate_ledger_write_stalls_total 3
+medgate_ledger_write_stall_seconds_total 0.2
+`))
+	s := serverStats(before, after)
+	if s == nil {
+		t.Fatal("no stats")
+	}
+	check := func(name string, got, want float64) {
+		t.Helper()
+		if d := got - want; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("commits", float64(s.Commits), 110)
+	check("entries/commit", s.EntriesPerCommit, 2)
+	check("commit ms", s.CommitMs, 1000.0/110)
+	// 110 commits, 100 of them within 10 ms.
+	check("commits over 10 ms", float64(s.SlowCommits), 10)
+	// 233 requests, 222 within 10 ms (both label sets).
+	check("requests over 10 ms", float64(s.SlowRequests), 11)
+	check("write stalls", float64(s.WriteStalls), 2)
+	check("write stall ms", s.WriteStallMs, 150)
+}
