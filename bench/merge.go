@@ -60,6 +60,9 @@ func mergePhases(parts []*PhaseResult) *PhaseResult {
 			srv.WriteStallMs += s.WriteStallMs
 			srv.SlowCommits += s.SlowCommits
 			srv.SlowRequests += s.SlowRequests
+			srv.Wakeups += s.Wakeups
+			srv.WakeupsLate += s.WakeupsLate
+			srv.WakeupBoundMs = max(srv.WakeupBoundMs, s.WakeupBoundMs)
 			srvReqs += r
 		}
 	}

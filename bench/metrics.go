@@ -33,6 +33,15 @@ type ServerStats struct {
 	WriteStallMs float64 `json:"write_stall_ms"`
 	SlowCommits  int64   `json:"commits_over_10ms"`
 	SlowRequests int64   `json:"requests_over_10ms"`
+	// Wakeups is how many times a goroutine of the server became runnable
+	// (the runtime's go_sched_latencies_seconds); WakeupsLate how many of
+	// them then waited longer than WakeupBoundMs for a processor: the
+	// runtime's own bucket bound nearest under 1 ms. A request wakes four
+	// or five goroutines on its way, so such waits make a tail the
+	// handler's timer does not see.
+	Wakeups       int64   `json:"wakeups,omitempty"`
+	WakeupsLate   int64   `json:"wakeups_late,omitempty"`
+	WakeupBoundMs float64 `json:"wakeup_bound_ms,omitempty"`
 }
 
 // The histograms read from /metrics (_sum and _count, summed over their
@@ -58,6 +67,13 @@ var scrapedAt10ms = []string{
 }
 
 const le10ms = `le="0.01"`
+
+// schedHist is the runtime's histogram of runnable-to-running waits; its
+// buckets are read as schedBucket+le.
+const (
+	schedHist   = "go_sched_latencies_seconds"
+	schedBucket = schedHist + "_bucket@"
+)
 
 // scrapeMetrics reads the _sum and _count of the scraped histograms from
 // GET /metrics; nil when the server has none.
@@ -102,6 +118,14 @@ func parseMetrics(body []byte) map[string]float64 {
 				add(name)
 			}
 		}
+		if name == schedHist+"_count" {
+			add(name)
+		}
+		if name == schedHist+"_bucket" {
+			if le, ok := labelValue(labels, "le"); ok {
+				add(schedBucket + le)
+			}
+		}
 		for _, h := range scrapedAt10ms {
 			if name == h+"_bucket" && strings.Contains(labels, le10ms) {
 				add(h + "_bucket_10ms")
@@ -112,6 +136,39 @@ func parseMetrics(body []byte) map[string]float64 {
 		return nil
 	}
 	return m
+}
+
+// labelValue is the value of label name in a {…} label set.
+func labelValue(labels, name string) (string, bool) {
+	_, v, ok := strings.Cut(labels, name+`="`)
+	if !ok {
+		return "", false
+	}
+	v, _, ok = strings.Cut(v, `"`)
+	return v, ok
+}
+
+// lateWakeups is how many wake-ups between the scrapes waited longer than
+// the largest bucket bound of the runtime's histogram not above 1 ms, and
+// that bound in ms; 0, 0 without the histogram.
+func lateWakeups(before, after map[string]float64) (late int64, boundMs float64) {
+	var bound float64
+	var key string
+	for k := range after {
+		le, ok := strings.CutPrefix(k, schedBucket)
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(le, 64)
+		if err == nil && v <= 0.001 && v > bound {
+			bound, key = v, k
+		}
+	}
+	if key == "" {
+		return 0, 0
+	}
+	n := (after[schedHist+"_count"] - before[schedHist+"_count"]) - (after[key] - before[key])
+	return int64(n), bound * 1000
 }
 
 // serverStats is what happened between two scrapes.
@@ -128,7 +185,7 @@ func serverStats(before, after map[string]float64) *ServerStats {
 		}
 		return d(h+"_sum") / n * scale
 	}
-	return &ServerStats{
+	st := &ServerStats{
 		Commits:          int64(d("medgate_ledger_commit_entries_count")),
 		EntriesPerCommit: mean("medgate_ledger_commit_entries", 1),
 		CommitMs:         mean("medgate_ledger_commit_duration_seconds", 1000),
@@ -138,5 +195,8 @@ func serverStats(before, after map[string]float64) *ServerStats {
 		WriteStallMs:     d("medgate_ledger_write_stall_seconds_total") * 1000,
 		SlowCommits:      int64(over10ms("medgate_ledger_commit_duration_seconds")),
 		SlowRequests:     int64(over10ms("medgate_http_request_duration_seconds")),
+		Wakeups:          int64(d(schedHist + "_count")),
 	}
+	st.WakeupsLate, st.WakeupBoundMs = lateWakeups(before, after)
+	return st
 }

@@ -19,6 +19,11 @@ medgate_http_request_duration_seconds_bucket{class="4xx",method="GET",route="/v1
 medgate_http_request_duration_seconds_count{class="4xx",method="GET",route="/v1/a b"} 10
 medgate_ledger_write_stalls_total 1
 medgate_ledger_write_stall_seconds_total 0.05
+go_sched_latencies_seconds_bucket{le="8.191999999999999e-05"} 900
+go_sched_latencies_seconds_bucket{le="0.0009175039999999999"} 990
+go_sched_latencies_seconds_bucket{le="0.010485759999999998"} 1000
+go_sched_latencies_seconds_bucket{le="+Inf"} 1000
+go_sched_latencies_seconds_count 1000
 `))
 	after := parseMetrics([]byte(`medgate_ledger_commit_duration_seconds_bucket{le="0.01"} 195
 medgate_ledger_commit_duration_seconds_bucket{le="+Inf"} 210
@@ -34,6 +39,11 @@ medgate_http_request_duration_seconds_bucket{class="4xx",method="GET",route="/v1
 medgate_http_request_duration_seconds_count{class="4xx",method="GET",route="/v1/a b"} 13
 medgate_ledger_write_stalls_total 3
 medgate_ledger_write_stall_seconds_total 0.2
+go_sched_latencies_seconds_bucket{le="8.191999999999999e-05"} 1800
+go_sched_latencies_seconds_bucket{le="0.0009175039999999999"} 1960
+go_sched_latencies_seconds_bucket{le="0.010485759999999998"} 1998
+go_sched_latencies_seconds_bucket{le="+Inf"} 2000
+go_sched_latencies_seconds_count 2000
 `))
 	s := serverStats(before, after)
 	if s == nil {
@@ -54,4 +64,8 @@ medgate_ledger_write_stall_seconds_total 0.2
 	check("requests over 10 ms", float64(s.SlowRequests), 11)
 	check("write stalls", float64(s.WriteStalls), 2)
 	check("write stall ms", s.WriteStallMs, 150)
+	// 1000 wake-ups, 970 within the bound nearest under 1 ms.
+	check("wake-ups", float64(s.Wakeups), 1000)
+	check("late wake-ups", float64(s.WakeupsLate), 30)
+	check("wake-up bound", s.WakeupBoundMs, 0.9175039999999999)
 }

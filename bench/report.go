@@ -73,12 +73,16 @@ func writeServerTable(w io.Writer, r *Result) error {
 			}
 			if !header {
 				fmt.Fprintln(w, "\ngateway /metrics over each phase (means; counts of what makes a tail):")
-				fmt.Fprintln(tw, "target\tmode\tgroup commits\tentries/commit\tcommit+fsync ms\tpolicy call ms\tin-server ms\tcommits > 10 ms\trequests > 10 ms\twrite stalls (ms)\t")
+				fmt.Fprintf(tw, "target\tmode\tgroup commits\tentries/commit\tcommit+fsync ms\tpolicy call ms\tin-server ms\tcommits > 10 ms\trequests > 10 ms\twrite stalls (ms)\twake-ups waiting > %.2f ms\t\n", p.Server.WakeupBoundMs)
 				header = true
 			}
 			s := p.Server
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.3f\t%.2f\t%d\t%d\t%d (%.0f)\t\n", t.Name, p.Mode, s.Commits, s.EntriesPerCommit, s.CommitMs, s.PolicyCallMs, s.HandlerMs,
-				s.SlowCommits, s.SlowRequests, s.WriteStalls, s.WriteStallMs)
+			late := "-"
+			if s.Wakeups > 0 {
+				late = fmt.Sprintf("%.2f %%", 100*float64(s.WakeupsLate)/float64(s.Wakeups))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.2f\t%.3f\t%.2f\t%d\t%d\t%d (%.0f)\t%s\t\n", t.Name, p.Mode, s.Commits, s.EntriesPerCommit, s.CommitMs, s.PolicyCallMs, s.HandlerMs,
+				s.SlowCommits, s.SlowRequests, s.WriteStalls, s.WriteStallMs, late)
 		}
 	}
 	return tw.Flush()
