@@ -33,10 +33,11 @@ type ServerStats struct {
 	WriteStallMs float64 `json:"write_stall_ms"`
 	SlowCommits  int64   `json:"commits_over_10ms"`
 	SlowRequests int64   `json:"requests_over_10ms"`
-	// Wakeups is how many times a goroutine of the server became runnable
-	// (the runtime's go_sched_latencies_seconds); WakeupsLate how many of
-	// them then waited longer than WakeupBoundMs for a processor: the
-	// runtime's own bucket bound nearest under 1 ms. A request wakes four
+	// Wakeups is how many times a goroutine of the server became runnable,
+	// as the runtime samples them (go_sched_latencies_seconds: about one in
+	// eight); WakeupsLate how many of those then waited longer than
+	// WakeupBoundMs for a processor: the runtime's own bucket bound
+	// nearest under 1 ms. A request wakes four
 	// or five goroutines on its way, so such waits make a tail the
 	// handler's timer does not see.
 	Wakeups       int64   `json:"wakeups,omitempty"`

@@ -69,3 +69,28 @@ go_sched_latencies_seconds_count 2000
 	check("late wake-ups", float64(s.WakeupsLate), 30)
 	check("wake-up bound", s.WakeupBoundMs, 0.9175039999999999)
 }
+
+// The open-loop verdict says what the server's own timers and the
+// runtime saw, so that a tail outside the handler can be told apart.
+func TestOpenVerdictNamesServerTail(t *testing.T) {
+	open := &PhaseResult{Requests: 1000, Latency: Latency{P99: 12.5},
+		Server: &ServerStats{SlowRequests: 3, Wakeups: 400, WakeupsLate: 20, WakeupBoundMs: 0.9175}}
+	r := &Result{Targets: []TargetResult{{Name: TargetWasm, Closed: &PhaseResult{}, Open: open}}}
+	var found bool
+	for _, v := range Verdicts(r) {
+		if v.Unit != "ms" {
+			continue
+		}
+		found = true
+		if v.Met {
+			t.Error("12.5 ms met a 5 ms target")
+		}
+		want := "missed by 7.50 ms (2.5× the target); in the server, 0.30 % of requests took over 10 ms and 5.00 % of its goroutines' wake-ups waited over 0.92 ms for a processor"
+		if v.Margin != want {
+			t.Errorf("margin\n got %s\nwant %s", v.Margin, want)
+		}
+	}
+	if !found {
+		t.Fatal("no open-loop verdict")
+	}
+}

@@ -69,6 +69,14 @@ func Verdicts(r *Result) []Verdict {
 			// A commit waits for up to two syncs: the one under way, then its own.
 			v.Margin += fmt.Sprintf("; the disk's own write+sync: p99 %.2f ms, p99.9 %.2f ms", r.Disk.Sync.P99, r.Disk.Sync.P999)
 		}
+		if s := wasm.Open.Server; s != nil && wasm.Open.Requests > 0 {
+			// What the server's own timers saw against what the client
+			// saw: a tail the handler does not see is waiting to run.
+			v.Margin += fmt.Sprintf("; in the server, %.2f %% of requests took over 10 ms", 100*float64(s.SlowRequests)/float64(wasm.Open.Requests))
+			if s.Wakeups > 0 {
+				v.Margin += fmt.Sprintf(" and %.2f %% of its goroutines' wake-ups waited over %.2f ms for a processor", 100*float64(s.WakeupsLate)/float64(s.Wakeups), s.WakeupBoundMs)
+			}
+		}
 		vs = append(vs, v)
 	}
 	return vs
