@@ -49,6 +49,19 @@ func TestSmoke(t *testing.T) {
 	if len(res.Verdicts) != 3 {
 		t.Errorf("want the 3 headline verdicts, got %+v", res.Verdicts)
 	}
+	for _, tr := range res.Targets {
+		// Every open phase says how late the client itself sent, and the
+		// gateway's what its own counters saw.
+		if o := tr.Open; o == nil || o.SendLag == nil || o.SendLag.P50 > o.SendLag.Max || o.SendLag.Max > o.Latency.Max {
+			t.Errorf("%s: open phase without a sane send lag: %+v", tr.Name, tr.Open)
+		}
+		if tr.Closed == nil || tr.Closed.SendLag != nil {
+			t.Errorf("%s: a closed phase has a send lag", tr.Name)
+		}
+		if tr.Name != TargetHello && (tr.Open.Server == nil || tr.Open.Server.Wakeups == 0 || tr.Open.Server.WakeupBoundMs <= 0) {
+			t.Errorf("%s: no wake-ups counted: %+v", tr.Name, tr.Open.Server)
+		}
+	}
 	if d := res.Disk; d == nil || d.Writes != 200 || d.Sync.P50 <= 0 || d.Sync.P50 > d.Sync.P99 || d.Sync.P99 > d.Sync.Max {
 		t.Errorf("disk sync figures: %+v", res.Disk)
 	}

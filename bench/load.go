@@ -99,6 +99,12 @@ type PhaseResult struct {
 	// time because every connection was busy (their latency includes the
 	// wait).
 	Late int64 `json:"late,omitempty"`
+	// SendLag (open loop) is how long after its due time each request was
+	// sent: a connection still busy, or the client's own goroutine waking
+	// late from its sleep on a machine it shares with the server. It is
+	// part of the latency (counted from the due time), and the part the
+	// server never saw.
+	SendLag *Latency `json:"send_lag,omitempty"`
 	// CPU is where the machine's CPU went during the phase.
 	CPU *CPU `json:"cpu,omitempty"`
 	// ReqPerCoreSec is ReqPerSec per core the measurement used (server,
@@ -110,6 +116,7 @@ type PhaseResult struct {
 	Timeline []TimelinePoint `json:"timeline"`
 
 	hist      *hdr.Histogram // for merging rounds
+	lag       *hdr.Histogram // SendLag's
 	committed int64
 }
 
@@ -261,6 +268,9 @@ loop:
 	}
 	if cfg.Mode == Open {
 		res.TargetRate = cfg.Rate
+		res.lag = total.lag
+		l := summarize(total.lag)
+		res.SendLag = &l
 	}
 	res.setPerCore()
 	if !cfg.CheckBodies {
@@ -323,6 +333,10 @@ func drive(ctx context.Context, cfg *LoadConfig, st *Stream, rec *recorder, traf
 		} else {
 			late = d < -time.Millisecond
 		}
+		lag := int64(-1)
+		if cfg.Mode == Open {
+			lag = max(time.Since(at).Microseconds(), 0)
+		}
 		err := hc.Do(req, resp)
 		micros := time.Since(at).Microseconds()
 		problem := "transport"
@@ -342,6 +356,6 @@ func drive(ctx context.Context, cfg *LoadConfig, st *Stream, rec *recorder, traf
 				body = []byte(err.Error())
 			}
 		}
-		rec.record(r.Kind, micros, problem, body, late)
+		rec.record(r.Kind, micros, lag, problem, body, late)
 	}
 }

@@ -16,6 +16,12 @@ func mergePhases(parts []*PhaseResult) *PhaseResult {
 	var srvReqs float64
 	for _, p := range parts {
 		m.hist.Merge(p.hist)
+		if p.lag != nil {
+			if m.lag == nil {
+				m.lag = newHistogram()
+			}
+			m.lag.Merge(p.lag)
+		}
 		for _, pt := range p.Timeline {
 			pt.Second += m.Seconds
 			m.Timeline = append(m.Timeline, pt)
@@ -71,6 +77,10 @@ func mergePhases(parts []*PhaseResult) *PhaseResult {
 		m.CommittedPerSec = float64(m.committed) / m.Seconds
 	}
 	m.Latency = summarize(m.hist)
+	if m.lag != nil {
+		l := summarize(m.lag)
+		m.SendLag = &l
+	}
 	m.Percentiles = percentileCurve(m.hist)
 	if len(m.ErrorSamples) > 5 {
 		m.ErrorSamples = m.ErrorSamples[:5]

@@ -73,7 +73,7 @@ go_sched_latencies_seconds_count 2000
 // The open-loop verdict says what the server's own timers and the
 // runtime saw, so that a tail outside the handler can be told apart.
 func TestOpenVerdictNamesServerTail(t *testing.T) {
-	open := &PhaseResult{Requests: 1000, Latency: Latency{P99: 12.5},
+	open := &PhaseResult{Requests: 1000, Latency: Latency{P99: 12.5}, SendLag: &Latency{P99: 4.25},
 		Server: &ServerStats{SlowRequests: 3, Wakeups: 400, WakeupsLate: 20, WakeupBoundMs: 0.9175}}
 	r := &Result{Targets: []TargetResult{{Name: TargetWasm, Closed: &PhaseResult{}, Open: open}}}
 	var found bool
@@ -85,7 +85,7 @@ func TestOpenVerdictNamesServerTail(t *testing.T) {
 		if v.Met {
 			t.Error("12.5 ms met a 5 ms target")
 		}
-		want := "missed by 7.50 ms (2.5× the target); in the server, 0.30 % of requests took over 10 ms and 5.00 % of its goroutines' wake-ups waited over 0.92 ms for a processor"
+		want := "missed by 7.50 ms (2.5× the target); the client sent its requests late by p99 4.25 ms; in the server, 0.30 % of requests took over 10 ms and 5.00 % of its goroutines' wake-ups waited over 0.92 ms for a processor"
 		if v.Margin != want {
 			t.Errorf("margin\n got %s\nwant %s", v.Margin, want)
 		}

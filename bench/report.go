@@ -13,23 +13,26 @@ import (
 // WriteTable prints every figure of r as a table, then the verdicts.
 func WriteTable(w io.Writer, r *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\treq/core-s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tRSS idle/max/HWM MiB\tCPU srv/cli/irq/other\t")
+	fmt.Fprintln(tw, "target\tmode\tconns\trate/s\treq/s\treq/core-s\tcommitted/s\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tlate\tsend lag p99 ms\tRSS idle/max/HWM MiB\tCPU srv/cli/irq/other\t")
 	for _, t := range r.Targets {
 		mem := fmt.Sprintf("%.0f/%.0f/%.0f", mib(t.IdleRSSKiB), mib(t.MaxRSSKiB), mib(t.HWMKiB))
 		for _, p := range []*PhaseResult{t.Closed, t.Open} {
 			if p == nil {
 				continue
 			}
-			rate, committed := "-", "-"
+			rate, committed, lag := "-", "-", "-"
 			if p.Mode == Open {
 				rate = fmt.Sprint(p.TargetRate)
+			}
+			if p.SendLag != nil {
+				lag = fmt.Sprintf("%.2f", p.SendLag.P99)
 			}
 			if t.Name != TargetHello {
 				committed = fmt.Sprintf("%.0f", p.CommittedPerSec)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%d\t%s\t%s\t%s\t\n",
 				t.Name, p.Mode, p.Connections, rate, p.ReqPerSec, p.ReqPerCoreSec, committed,
-				p.Latency.P50, p.Latency.P99, p.Latency.P999, p.Latency.Max, errorText(p), p.Late, mem, cpuText(p.CPU))
+				p.Latency.P50, p.Latency.P99, p.Latency.P999, p.Latency.Max, errorText(p), p.Late, lag, mem, cpuText(p.CPU))
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -18,21 +18,28 @@ func newHistogram() *hdr.Histogram { return hdr.New(1, 60_000_000, 3) }
 type recorder struct {
 	mu     sync.Mutex
 	hist   *hdr.Histogram
+	lag    *hdr.Histogram // open loop: send time − due time, µs
 	ok     [numKinds]int64
 	errs   map[string]int64
 	late   int64
 	sample []string
 }
 
-func newRecorder() *recorder { return &recorder{hist: newHistogram(), errs: map[string]int64{}} }
+func newRecorder() *recorder {
+	return &recorder{hist: newHistogram(), lag: newHistogram(), errs: map[string]int64{}}
+}
 
 // record adds one finished request; problem is "" for a good answer, else
 // the status or what was wrong with it.
 // late marks an open-loop request sent after its intended time because
-// every connection was busy.
-func (r *recorder) record(kind Kind, micros int64, problem string, body []byte, late bool) {
+// every connection was busy; lagMicros (open loop; negative: none) is how
+// long after its due time it was sent.
+func (r *recorder) record(kind Kind, micros, lagMicros int64, problem string, body []byte, late bool) {
 	r.mu.Lock()
 	_ = r.hist.RecordValue(max(micros, 1))
+	if lagMicros >= 0 {
+		_ = r.lag.RecordValue(lagMicros)
+	}
 	if late {
 		r.late++
 	}
@@ -57,19 +64,24 @@ func truncate(s string, n int) string {
 // window is what a set of recorders counted over some time.
 type window struct {
 	hist   *hdr.Histogram
+	lag    *hdr.Histogram
 	ok     [numKinds]int64
 	errs   map[string]int64
 	late   int64
 	sample []string
 }
 
-func newWindow() *window { return &window{hist: newHistogram(), errs: map[string]int64{}} }
+func newWindow() *window {
+	return &window{hist: newHistogram(), lag: newHistogram(), errs: map[string]int64{}}
+}
 
 // drain moves r's interval into w and resets r.
 func (w *window) drain(r *recorder) {
 	r.mu.Lock()
 	w.hist.Merge(r.hist)
 	r.hist.Reset()
+	w.lag.Merge(r.lag)
+	r.lag.Reset()
 	for k := range r.ok {
 		w.ok[k] += r.ok[k]
 		r.ok[k] = 0
@@ -89,6 +101,7 @@ func (w *window) drain(r *recorder) {
 
 func (w *window) add(o *window) {
 	w.hist.Merge(o.hist)
+	w.lag.Merge(o.lag)
 	for k := range o.ok {
 		w.ok[k] += o.ok[k]
 	}

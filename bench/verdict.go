@@ -69,6 +69,10 @@ func Verdicts(r *Result) []Verdict {
 			// A commit waits for up to two syncs: the one under way, then its own.
 			v.Margin += fmt.Sprintf("; the disk's own write+sync: p99 %.2f ms, p99.9 %.2f ms", r.Disk.Sync.P99, r.Disk.Sync.P999)
 		}
+		if l := wasm.Open.SendLag; l != nil {
+			// Counted in the latency, never seen by the server.
+			v.Margin += fmt.Sprintf("; the client sent its requests late by p99 %.2f ms", l.P99)
+		}
 		if s := wasm.Open.Server; s != nil && wasm.Open.Requests > 0 {
 			// What the server's own timers saw against what the client
 			// saw: a tail the handler does not see is waiting to run.
