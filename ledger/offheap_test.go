@@ -48,17 +48,11 @@ func TestFilterOffHeap(t *testing.T) {
 		t.Errorf("%d false positives in 10000", falsePos)
 	}
 
-	// Mapped: some line of /proc/self/maps covers the words (the kernel
-	// may have merged the mapping with a neighbour, so not an exact line).
+	// Its release is waited for through unmapWords' hook (other tests'
+	// filters are released meanwhile too), installed while the filter is
+	// surely alive (the KeepAlive below).
 	st := f.state.Load()
 	start := uintptr(unsafe.Pointer(&st.links[0].words[0]))
-	if !mappedRange(t, start, start+size) {
-		t.Fatalf("%x-%x is not mapped (/proc/self/maps)", start, start+size)
-	}
-
-	// Dropped, its mapping is released by the link's cleanup. (Other
-	// tests' filters are released meanwhile too, so this mapping's own
-	// release is waited for.)
 	released := make(chan struct{})
 	var once sync.Once
 	hook := func(addr uintptr) {
@@ -68,7 +62,17 @@ func TestFilterOffHeap(t *testing.T) {
 	}
 	unmapped.Store(&hook)
 	defer unmapped.Store(nil)
-	st, f = nil, nil
+
+	// Mapped: some line of /proc/self/maps covers the words (the kernel
+	// may have merged the mapping with a neighbour, so not an exact line).
+	if !mappedRange(t, start, start+size) {
+		t.Fatalf("%x-%x is not mapped (/proc/self/maps)", start, start+size)
+	}
+	runtime.KeepAlive(st)
+	runtime.KeepAlive(f)
+
+	// Dropped (nothing uses f or st after the KeepAlive), its mapping is
+	// released by the link's cleanup.
 	deadline := time.After(10 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
