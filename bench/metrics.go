@@ -37,9 +37,8 @@ type ServerStats struct {
 	// as the runtime samples them (go_sched_latencies_seconds: about one in
 	// eight); WakeupsLate how many of those then waited longer than
 	// WakeupBoundMs for a processor: the runtime's own bucket bound
-	// nearest under 1 ms. A request wakes four
-	// or five goroutines on its way, so such waits make a tail the
-	// handler's timer does not see.
+	// nearest under 1 ms. A request wakes four or five goroutines on its
+	// way, so such waits make a tail the handler's timer does not see.
 	Wakeups       int64   `json:"wakeups,omitempty"`
 	WakeupsLate   int64   `json:"wakeups_late,omitempty"`
 	WakeupBoundMs float64 `json:"wakeup_bound_ms,omitempty"`
@@ -76,8 +75,8 @@ const (
 	schedBucket = schedHist + "_bucket@"
 )
 
-// scrapeMetrics reads the _sum and _count of the scraped histograms from
-// GET /metrics; nil when the server has none.
+// scrapeMetrics reads the scraped series (see parseMetrics) from GET
+// /metrics; nil when the server has none.
 func scrapeMetrics(addr string) map[string]float64 {
 	status, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/metrics", 5*time.Second)
 	if err != nil || status != fasthttp.StatusOK {
@@ -86,7 +85,9 @@ func scrapeMetrics(addr string) map[string]float64 {
 	return parseMetrics(body)
 }
 
-// parseMetrics reads the scraped series from a Prometheus text exposition.
+// parseMetrics reads from a Prometheus text exposition the _sum and _count
+// of the scraped histograms, the scraped counters, the 10 ms buckets of
+// scrapedAt10ms and every bucket of the runtime's scheduling latencies.
 func parseMetrics(body []byte) map[string]float64 {
 	m := map[string]float64{}
 	sc := bufio.NewScanner(bytes.NewReader(body))
