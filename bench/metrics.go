@@ -53,10 +53,11 @@ var scraped = []string{
 	"medgate_http_request_duration_seconds",
 }
 
-// The counters read from /metrics as they are.
+// The series read from /metrics as they are (unlabelled).
 var scrapedCounters = []string{
 	"medgate_ledger_write_stalls_total",
 	"medgate_ledger_write_stall_seconds_total",
+	schedHist + "_count",
 }
 
 // The histograms whose bucket at 10 ms is read (summed over their other
@@ -119,9 +120,6 @@ func parseMetrics(body []byte) map[string]float64 {
 			if name == c {
 				add(name)
 			}
-		}
-		if name == schedHist+"_count" {
-			add(name)
 		}
 		if name == schedHist+"_bucket" {
 			if le, ok := labelValue(labels, "le"); ok {
