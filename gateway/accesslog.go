@@ -38,7 +38,7 @@ func (a AccessLogSampling) logger(base zerolog.Logger) zerolog.Logger {
 
 // logAccess writes the request's access log line. It holds no personal
 // data: the route pattern stands for the path, and no body is quoted.
-func (s *Server) logAccess(ctx *fasthttp.RequestCtx, r *Route, p Principal, status int, code string, took time.Duration) {
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, id uint64, r *Route, p Principal, status int, code string, took time.Duration) {
 	var ev *zerolog.Event
 	switch {
 	case status >= 500:
@@ -55,7 +55,7 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, r *Route, p Principal, stat
 	if r != nil {
 		route = r.Pattern
 	}
-	ev.Uint64("req", ctx.ID()).Bytes("method", ctx.Method()).Str("route", route).Int("status", status).Dur("took", took)
+	ev.Uint64("req", id).Bytes("method", ctx.Method()).Str("route", route).Int("status", status).Dur("took", took)
 	if code != "" {
 		ev.Str("code", code)
 	}
@@ -67,10 +67,15 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, r *Route, p Principal, stat
 
 // setRequestID answers the request's id (the access log's "req") in the
 // X-Request-Id header, so a caller can quote it.
-func setRequestID(ctx *fasthttp.RequestCtx) {
+func setRequestID(ctx *fasthttp.RequestCtx, id uint64) {
 	var b [20]byte
-	ctx.Response.Header.SetCanonical(headerRequestID, strconv.AppendUint(b[:0], ctx.ID(), 10))
+	ctx.Response.Header.SetCanonical(headerRequestID, strconv.AppendUint(b[:0], id, 10))
 }
+
+// refusedIDBit marks the ids of requests answered before they were read
+// (a body too large, a malformed request line): fasthttp's own ids are
+// the connection's number << 32 | the request's number on it, far below.
+const refusedIDBit = 1 << 63
 
 var headerRequestID = []byte("X-Request-Id")
 

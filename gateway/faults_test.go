@@ -126,6 +126,15 @@ func TestLedgerWriteFailure(t *testing.T) {
 				if d := time.Since(began); d > time.Second {
 					t.Errorf("%s refused after %v", w.path, d)
 				}
+				// A 503 says when to come back.
+				if resp, err := h.roundTrip("POST", w.path, w.token, "application/json", w.body, 5*time.Second); err != nil {
+					t.Errorf("%s: %v", w.path, err)
+				} else {
+					if resp.StatusCode() != 503 || string(resp.Header.Peek("Retry-After")) != "1" {
+						t.Errorf("%s during the fault: %d with Retry-After %q, want 503 with 1", w.path, resp.StatusCode(), resp.Header.Peek("Retry-After"))
+					}
+					fasthttp.ReleaseResponse(resp)
+				}
 				writes = append(writes, w)
 			}
 			if status, body := h.do("GET", "/healthz", "", nil); status != 200 || !strings.Contains(string(body), "degraded") {

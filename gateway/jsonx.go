@@ -204,15 +204,20 @@ func (l *lexer) strEscaped(start int) ([]byte, error) {
 				return nil, errSyntax
 			}
 			if utf16.IsSurrogate(r) {
-				if l.i+1 < len(l.b) && l.b[l.i] == '\\' && l.b[l.i+1] == 'u' {
-					l.i += 2
-					r2, ok := l.hex4()
-					if !ok {
-						return nil, errSyntax
-					}
-					r = utf16.DecodeRune(r, r2)
-				} else {
-					r = utf8.RuneError
+				// Only a high surrogate followed by a low one is a
+				// character. A lone surrogate is refused like invalid
+				// UTF-8, not replaced with U+FFFD as encoding/json does:
+				// two different request_ids must never read as one.
+				if r >= 0xdc00 || l.i+1 >= len(l.b) || l.b[l.i] != '\\' || l.b[l.i+1] != 'u' {
+					return nil, errSyntax
+				}
+				l.i += 2
+				r2, ok := l.hex4()
+				if !ok {
+					return nil, errSyntax
+				}
+				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
+					return nil, errSyntax
 				}
 			}
 			out = utf8.AppendRune(out, r)
@@ -266,8 +271,14 @@ func (l *lexer) integer() (int64, bool) {
 	if l.i < len(l.b) && l.b[l.i] == '-' {
 		l.i++
 	}
+	digits := l.i
 	for l.i < len(l.b) && l.b[l.i] >= '0' && l.b[l.i] <= '9' {
 		l.i++
+	}
+	// JSON allows no leading zero (01 is not a number).
+	if l.i-digits > 1 && l.b[digits] == '0' {
+		l.i = start
+		return 0, false
 	}
 	if l.i < len(l.b) && (l.b[l.i] == '.' || l.b[l.i] == 'e' || l.b[l.i] == 'E') {
 		l.i = start

@@ -143,18 +143,48 @@ func TestTransportErrorsCounted(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
+	// A request read and answered first on the same connection: fasthttp
+	// would hand the refused one its id (or 0), so the refused one must
+	// get an id of its own.
+	br := bufio.NewReader(c)
+	var resp fasthttp.Response
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Read(br); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("healthz: %d %v", resp.StatusCode(), err)
+	}
+	okID := string(resp.Header.Peek("X-Request-Id"))
 	if _, err := c.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nContent-Length: 30000000\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	var resp fasthttp.Response
-	if err := resp.Read(bufio.NewReader(c)); err != nil || resp.StatusCode() != 413 {
+	if err := resp.Read(br); err != nil || resp.StatusCode() != 413 {
 		t.Fatalf("oversized body: %d %v", resp.StatusCode(), err)
 	}
-	if len(resp.Header.Peek("X-Request-Id")) == 0 {
-		t.Error("the 413 has no X-Request-Id")
+	ids := map[string]bool{okID: true}
+	refusedID := string(resp.Header.Peek("X-Request-Id"))
+	if refusedID == "" || refusedID == "0" || ids[refusedID] {
+		t.Errorf("the 413 has X-Request-Id %q (the request before it: %q)", refusedID, okID)
+	}
+	ids[refusedID] = true
+	// Another refused request, on another connection: another id.
+	c2, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c2.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nContent-Length: 30000000\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Read(bufio.NewReader(c2)); err != nil || resp.StatusCode() != 413 {
+		t.Fatalf("oversized body: %d %v", resp.StatusCode(), err)
+	}
+	if id := string(resp.Header.Peek("X-Request-Id")); id == "" || id == "0" || ids[id] {
+		t.Errorf("the second 413 has X-Request-Id %q (ids so far: %v)", id, ids)
 	}
 	_, body := h.do("GET", "/metrics", "", nil)
-	if want := `medgate_http_requests_total{method="POST",route="/v1/settlements",status="413"} 1`; !strings.Contains(string(body), want) {
+	if want := `medgate_http_requests_total{method="POST",route="/v1/settlements",status="413"} 2`; !strings.Contains(string(body), want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 }

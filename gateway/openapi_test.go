@@ -304,6 +304,8 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	c.json("POST", "/v1/regions/371600/policies", region, upload("371600", "v2031", "2031-01-01", []byte("\x00asm junk"), cases, demoKey("371600")), 422)
 	c.json("POST", "/v1/regions/371600/policies", region, upload("371600", "v2032", "2031-01-01", wasm, cases, demoKey("152500")), 403)
 	c.json("POST", "/v1/regions/371600/policies", region, `{"version":"bad version"}`, 400)
+	c.json("POST", "/v1/regions/371600/policies", region, upload("371600", "..", "2031-01-01", wasm, cases, demoKey("371600")), 400)
+	c.json("POST", "/v1/regions/371600/policies", region, upload("371600", ".", "2031-01-01", wasm, cases, demoKey("371600")), 400)
 	c.json("POST", "/v1/regions/371600/policies/v2030/withdraw", region, nil, 200)
 	c.json("POST", "/v1/regions/371600/policies/v2030/withdraw", region, nil, 409)
 	c.json("POST", "/v1/regions/371600/policies/v1999/withdraw", region, nil, 404)

@@ -104,8 +104,11 @@ var versionChars = func() (t [256]bool) {
 	return
 }()
 
+// validVersion: 1–32 of [A-Za-z0-9._-], and not "." or "..", which a URL
+// path cannot carry as a segment (fasthttp normalises them away), so such
+// a version could never be withdrawn.
 func validVersion(v string) bool {
-	if v == "" || len(v) > 32 {
+	if v == "" || len(v) > 32 || v == "." || v == ".." {
 		return false
 	}
 	for i := 0; i < len(v); i++ {

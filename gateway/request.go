@@ -417,11 +417,9 @@ func decodeItems(l *lexer, r *SettleRequest) error {
 			var e *Error
 			if errors.As(err, &e) {
 				full := "items[" + strconv.Itoa(i) + "]"
+				e.Message = qualify(e.Message, e.Field, full)
 				if e.Field != "" {
 					full += "." + e.Field
-					e.Message = strings.Replace(e.Message, e.Field, full, 1)
-				} else {
-					e.Message = full + ": " + e.Message
 				}
 				e.Field = full
 			}
@@ -619,4 +617,21 @@ func (s *codeSet) add(codes []string, c string) bool {
 	}
 	s.m[c] = struct{}{}
 	return true
+}
+
+// qualify rewrites the message of an error found inside a bill line (field
+// relative to the line, line its path: "items[3]") so that it names the
+// line: the field where the message quotes it or starts with it, else the
+// line as a prefix. A plain substring replace would also hit words that
+// happen to spell the field ("unknown field \"field\"").
+func qualify(msg, field, line string) string {
+	if field != "" {
+		if q := strconv.Quote(field); strings.Contains(msg, q) {
+			return strings.Replace(msg, q, strconv.Quote(line+"."+field), 1)
+		}
+		if rest, ok := strings.CutPrefix(msg, field); ok && (rest == "" || rest[0] == ' ' || rest[0] == ':') {
+			return line + "." + field + rest
+		}
+	}
+	return line + ": " + msg
 }

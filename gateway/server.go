@@ -35,6 +35,7 @@ type Server struct {
 
 	inflight    atomic.Int64
 	maxInflight int64
+	refused     atomic.Uint64 // requests answered unread (transportError)
 	bufs        sync.Pool
 	regionBusy  sync.Map // region → *sync.Mutex, see regionWork
 }
@@ -198,9 +199,13 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	r, _, _ := s.match(ctx.Method(), ctx.Path(), buf[:0])
 	*buf = [4]string{}
 	paramBufs.Put(buf)
-	setRequestID(ctx)
+	// fasthttp numbers a request only once it has read it: its ID is 0
+	// here, or the connection's previous request's. Such a request gets
+	// an id of its own, marked by the top bit.
+	id := refusedIDBit | s.refused.Add(1)
+	setRequestID(ctx, id)
 	s.metrics.observeRequest(r, e.Status, 0)
-	s.logAccess(ctx, r, Principal{}, e.Status, e.Code, 0)
+	s.logAccess(ctx, id, r, Principal{}, e.Status, e.Code, 0)
 }
 
 // transportErrorAnswer is the answer to a request fasthttp could not read.
@@ -248,11 +253,11 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		code = e.Code
 		s.writeError(ctx, e)
 	}
-	setRequestID(ctx)
+	setRequestID(ctx, ctx.ID())
 	took := time.Since(began)
 	status := ctx.Response.StatusCode()
 	s.metrics.observeRequest(r, status, took)
-	s.logAccess(ctx, r, p, status, code, took)
+	s.logAccess(ctx, ctx.ID(), r, p, status, code, took)
 }
 
 var paramBufs = sync.Pool{New: func() any { return new([4]string) }}
@@ -425,7 +430,7 @@ func (s *Server) toError(ctx *fasthttp.RequestCtx, err error) *Error {
 		return e
 	}
 	if errors.Is(err, ledger.ErrWriteFailed) {
-		return &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later", Cause: err}
+		return &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later", RetryAfter: "1", Cause: err}
 	}
 	if errors.Is(err, ledger.ErrClosed) {
 		// Shutting down: a request still running when the ledger closed.

@@ -291,7 +291,7 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 		}
 		return nil, conflict("trace_code_reused", field, "trace code %s was already settled%s and not reversed", tc.Code, s.ownSettlement(hospital, tc.SettlementID))
 	case errors.Is(err, ledger.ErrWriteFailed):
-		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later with the same request_id (a write that reached the disk before the failure is then answered as a replay)", Cause: err}
+		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later with the same request_id (a write that reached the disk before the failure is then answered as a replay)", RetryAfter: "1", Cause: err}
 	case errors.Is(err, ledger.ErrCounterRange), errors.Is(err, ledger.ErrInsufficientBalance):
 		return nil, conflict("accumulator_conflict", "", "the person's accumulators or balance changed meanwhile; nothing was settled, retry")
 	}
@@ -326,7 +326,7 @@ func (s *Service) policyError(err error) error {
 		ev.Str("rule", ce.Rule).Err(ce.Err).Msg("policy answer broke a host check")
 		return &Error{Status: 422, Code: "policy_answer_invalid", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " gave an answer that breaks rule " + ce.Rule + "; nothing was settled", Cause: err}
 	case engine.FailUnavailable:
-		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", Cause: err}
+		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", RetryAfter: "1", Cause: err}
 	}
 	ev.Err(ce.Err).Msg("policy call failed")
 	return &Error{Status: 422, Code: "policy_failed", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " failed (" + ce.Kind.String() + "); nothing was settled", Cause: err}

@@ -83,3 +83,58 @@ func TestBodyErrorsNameThePath(t *testing.T) {
 		}
 	}
 }
+
+// TestLexerStrings checks the escapes of the hand-written lexer: a
+// surrogate pair is one character, and a lone surrogate is refused rather
+// than replaced, so that two different strings never decode alike.
+func TestLexerStrings(t *testing.T) {
+	for in, want := range map[string]string{
+		`"plain"`:                    "plain",
+		`"a\"b\\c\/d\n"`:             "a\"b\\c/d\n",
+		`"\u00e9t\u00e9"`:            "été",
+		`"x\ud83d\ude00y"`:           "x😀y",
+		`"\ufffd"`:                   "\ufffd",
+		`"\ud800"`:                   "",
+		`"\udfff"`:                   "",
+		`"\ud800x"`:                  "",
+		`"\ud800\u0041"`:             "",
+		`"\ud800\ud800"`:             "",
+		`"\ud83d\ude00\ud83d"`:       "",
+		`"\ud83d\`:                   "",
+		"\"\xff\"":                   "",
+		`"\u12"`:                     "",
+		`"tab` + "\t" + `inside"`:    "",
+		`"ends with an escape\u0041`: "",
+	} {
+		l := &lexer{b: []byte(in)}
+		got, err := l.str()
+		if want == "" {
+			if err == nil {
+				t.Errorf("%s: read %q, want an error", in, got)
+			}
+			continue
+		}
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestLexerIntegers checks that integers are JSON's: no leading zero, no
+// fraction or exponent, no plus sign.
+func TestLexerIntegers(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "7": 7, "-3": -3, "120": 120, "-0": 0} {
+		l := &lexer{b: []byte(in)}
+		if got, ok := l.integer(); !ok || got != want {
+			t.Errorf("%s: %d, %v; want %d", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"01", "-01", "00", "1.0", "1e2", "+1", "-", "", "x"} {
+		l := &lexer{b: []byte(in)}
+		if got, ok := l.integer(); ok {
+			t.Errorf("%s: read %d, want refused", in, got)
+		} else if l.i != 0 {
+			t.Errorf("%s: refused but consumed %d bytes", in, l.i)
+		}
+	}
+}

@@ -57,6 +57,13 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown field nested too deep", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","x":`+strings.Repeat("[", 500000)+strings.Repeat("]", 500000)), 400, "malformed_json", ""},
 		{"wrong type nested too deep", "", rep(`"request_id":"V-1"`, `"request_id":`+strings.Repeat(`{"a":`, 100)+`1`+strings.Repeat("}", 100)), 400, "malformed_json", ""},
 		{"empty body", "", ``, 400, "malformed_json", ""},
+		// A lone UTF-16 surrogate is no character: refused, not read as
+		// U+FFFD (which would make different request_ids one key).
+		{"lone high surrogate", "", rep(`"request_id":"V-1"`, `"request_id":"\ud800V-1"`), 400, "malformed_json", ""},
+		{"lone low surrogate", "", rep(`"request_id":"V-1"`, `"request_id":"\udc00V-1"`), 400, "malformed_json", ""},
+		{"high surrogate then no low one", "", rep(`"request_id":"V-1"`, `"request_id":"\ud800\u0041V-1"`), 400, "malformed_json", ""},
+		{"high surrogate at the end", "", rep(`"request_id":"V-1"`, `"request_id":"V-1\ud83d"`), 400, "malformed_json", ""},
+		{"integer with a leading zero", "", inpatient(`{"type":"maternity","admitted_on":"2025-06-01","discharged_on":"2025-06-03","birth_order":01}`), 400, "invalid_field", "visit.birth_order"},
 		{"unknown field", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","colour":"red"`), 400, "unknown_field", "colour"},
 		{"unknown field null", "", rep(`"request_id":"V-1"`, `"request_id":"V-1","colour":null`), 400, "unknown_field", "colour"},
 		{"null person", "", rep(`{"id":"EMP1","insured_region":"371600"}`, `null`), 400, "missing_field", "person"},
@@ -205,11 +212,35 @@ func TestDecodeTraceCodes(t *testing.T) {
 		_, e := decodeSettle(body(tt.lines...), false)
 		if e == nil || e.Code != "invalid_field" || e.Field != tt.field || !strings.Contains(e.Message, "appears twice") {
 			t.Errorf("%s: got %+v, want invalid_field at %s", tt.name, e, tt.field)
+		} else if line := tt.field[:strings.Index(tt.field, ".")]; !strings.HasPrefix(e.Message, line+": ") {
+			t.Errorf("%s: message %q does not name the line %s", tt.name, e.Message, line)
 		}
 	}
 	// Many distinct codes pass, through the map too.
 	if _, e := decodeSettle(body(line(codes(0, 90)...), line(codes(90, 90)...)), false); e != nil {
 		t.Fatalf("180 distinct codes: %v", e)
+	}
+}
+
+// TestLineErrorMessages: an error inside a bill line names the line in its
+// message as in its field, without rewriting words of the message that
+// happen to spell the field's name.
+func TestLineErrorMessages(t *testing.T) {
+	body := func(item string) []byte {
+		return []byte(`{"request_id":"M-1","person":{"id":"EMP1","insured_region":"371600"},"visit":{"type":"chronic","visit_date":"2025-06-01"},"items":[{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"},` + item + `]}`)
+	}
+	for _, tt := range []struct{ item, field, message string }{
+		{`{"code":"XA01","unit_price":"1","quantity":"1","amount":"1","field":1}`, "items[1].field", `unknown field "items[1].field"`},
+		{`{"code":"XA01","unit_price":"1","quantity":"1","amount":"1","unknown":1}`, "items[1].unknown", `unknown field "items[1].unknown"`},
+		{`{"code":"XA01","unit_price":"1","quantity":"0","amount":"0"}`, "items[1].quantity", `items[1].quantity must be positive`},
+		{`{"code":"XA01","unit_price":"1","quantity":"1"}`, "items[1].amount", `items[1].amount is required`},
+		{`{"code":"XA01","unit_price":"1","quantity":"1","amount":1}`, "items[1].amount", `items[1].amount must be`},
+		{`7`, "items[1]", `items[1]: `},
+	} {
+		_, e := decodeSettle(body(tt.item), false)
+		if e == nil || e.Field != tt.field || !strings.HasPrefix(e.Message, tt.message) && !strings.Contains(e.Message, tt.message) {
+			t.Errorf("%s: got %+v, want field %s and a message with %q", tt.item, e, tt.field, tt.message)
+		}
 	}
 }
 

@@ -67,6 +67,11 @@ func TestWorldFilesValidated(t *testing.T) {
 			[]string{"catalogs/371600.ndjson", "line 2"}},
 		{"policy version name", fstest.MapFS{"policies/371600/v 2025.json": {Data: []byte(`{"effective_from": "2025-01-01"}`)}},
 			[]string{"policies/371600/v 2025.json", "version"}},
+		// "." and ".." cannot be a URL path segment: never withdrawable.
+		{"policy version ..", fstest.MapFS{"policies/371600/...json": {Data: []byte(`{"effective_from": "2025-01-01"}`)}},
+			[]string{"policies/371600/...json", "version"}},
+		{"policy version .", fstest.MapFS{"policies/371600/..json": {Data: []byte(`{"effective_from": "2025-01-01"}`)}},
+			[]string{"policies/371600/..json", "version"}},
 	} {
 		_, err := ReadWorld(tt.files)
 		if err == nil {
