@@ -27,6 +27,11 @@ type Versions struct {
 
 	mu      sync.Mutex                 // guards modules and serializes uploads
 	modules map[[32]byte]engine.Runner // every loaded module by sha256, withdrawn ones included
+
+	// inWorld holds "region/version" of every policy file of the world
+	// loaded at this start (LoadWorld), loaded or refused: LoadStored
+	// brings back only recorded world versions the world no longer has.
+	inWorld map[string]bool
 }
 
 // NewVersions returns a manager over eng, store and policies.
@@ -41,7 +46,11 @@ func (v *Versions) Policies() *engine.Policies { return v.policies }
 // fails is refused with a logged reason and its region gets no policy from
 // it. A version a region has withdrawn is not brought back by a restart.
 func (v *Versions) LoadWorld(ctx context.Context, w *World) {
+	if v.inWorld == nil {
+		v.inWorld = make(map[string]bool, len(w.Policies))
+	}
 	for _, pf := range w.Policies {
+		v.inWorld[pf.Region+"/"+pf.Version] = true
 		log := v.log.With().Str("region", pf.Region).Str("version", pf.Version).Logger()
 		rec, found, err := v.record(pf.Region, pf.Version)
 		if err != nil {
@@ -93,7 +102,11 @@ func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 	}
 }
 
-// LoadStored loads every active uploaded version from the store.
+// LoadStored loads every active uploaded version from the store, and every
+// active version recorded from an earlier world that this start's world no
+// longer has: the world is upserted (api.md), so a policy file that
+// disappeared from it does not silently retire a version in force and hand
+// its dates to the version before; its region withdraws it through the API.
 func (v *Versions) LoadStored(ctx context.Context) error {
 	regions, err := v.store.Regions()
 	if err != nil {
@@ -109,8 +122,12 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 			continue
 		}
 		for _, r := range recs {
-			if r.Source != "upload" || r.State != engine.StateActive {
+			if r.State != engine.StateActive || r.Source != "upload" && (r.Source != "world" || v.inWorld[r.Region+"/"+r.Version]) {
 				continue
+			}
+			if r.Source == "world" {
+				v.log.Warn().Str("region", r.Region).Str("version", r.Version).Str("sha256", r.SHA256).
+					Msg("policy version recorded from the world is no longer in the world directory; loaded the copy stored when it was recorded (its region withdraws it through the API)")
 			}
 			// One region's missing or refused module costs that region
 			// its version, not every region the gateway's start; the

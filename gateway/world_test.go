@@ -123,3 +123,80 @@ func TestWorldVersionChangedIsLogged(t *testing.T) {
 		t.Fatalf("a changed world version is not reported:\n%s", logs.String())
 	}
 }
+
+// TestWorldVersionGoneStaysInForce: the world is upserted, so a version
+// recorded from it stays in force, from its stored module, when a later
+// start's world no longer has its files; a withdrawn one stays withdrawn.
+func TestWorldVersionGoneStaysInForce(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.New(ctx, engine.Config{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	store, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := fstest.MapFS{
+		"policies/371600/v1.json": {Data: []byte(`{"effective_from": "2023-01-01"}`)},
+		"policies/371600/v1.wasm": {Data: answerModule(abi.Output{Basic: 1})},
+		"policies/371600/v2.json": {Data: []byte(`{"effective_from": "2024-01-01"}`)},
+		"policies/371600/v2.wasm": {Data: answerModule(abi.Output{Basic: 2})},
+	}
+	var logs syncBuffer
+	start := func(fs fstest.MapFS) (*Versions, *engine.Policies) {
+		w, err := ReadWorld(fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol := &engine.Policies{}
+		v := NewVersions(eng, store, pol, zerolog.New(&logs))
+		v.LoadWorld(ctx, w)
+		if err := v.LoadStored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return v, pol
+	}
+	inForce := func(pol *engine.Policies) string {
+		ver, _ := pol.Lookup("371600", 20250601)
+		return ver.Name
+	}
+	if _, pol := start(files); inForce(pol) != "v2" {
+		t.Fatalf("first start: %q in force, want v2", inForce(pol))
+	}
+	if strings.Contains(logs.String(), "no longer in the world") {
+		t.Fatalf("a version still in the world is reported gone:\n%s", logs.String())
+	}
+	without := fstest.MapFS{}
+	for name, f := range files {
+		if !strings.Contains(name, "/v2.") {
+			without[name] = f
+		}
+	}
+	v, pol := start(without)
+	if inForce(pol) != "v2" {
+		t.Fatalf("v2's files gone: %q in force, want v2 from its stored module", inForce(pol))
+	}
+	if !strings.Contains(logs.String(), "no longer in the world") {
+		t.Fatalf("the version brought back from the store is not logged:\n%s", logs.String())
+	}
+	list, err := v.List("371600", 20250601)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vi := range list {
+		if vi.Version == "v2" && vi.Status != "in_force" {
+			t.Errorf("v2 listed %s, want in_force", vi.Status)
+		}
+	}
+	if _, err := v.Withdraw("371600", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, pol := start(without); inForce(pol) != "v1" {
+		t.Fatalf("v2 withdrawn, files gone: %q in force, want v1", inForce(pol))
+	}
+	if _, pol := start(files); inForce(pol) != "v1" {
+		t.Fatalf("v2 withdrawn, files back: %q in force, want v1", inForce(pol))
+	}
+}
