@@ -232,11 +232,13 @@ func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []str
 	if m != nil {
 		m.Close(context.Background())
 	}
-	status := 200
 	if !rep.OK {
-		status = 422
+		// An error like every other (api.md), shaped as a refused upload.
+		return s.writeJSON(ctx, 422, map[string]any{
+			"error":  map[string]string{"code": "policy_check_failed", "message": "the version failed its check (a dry run: nothing was published)"},
+			"report": rep})
 	}
-	return s.writeJSON(ctx, status, rep)
+	return s.writeJSON(ctx, 200, rep)
 }
 
 func today() abi.Date {

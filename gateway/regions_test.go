@@ -239,9 +239,12 @@ func TestPolicyUploadRefusals(t *testing.T) {
 	}
 	// The report lists every failed case, each with its difference.
 	_, out := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600", upload("371600", "c1", "2030-01-01", answers(abi.Output{}), cases, key))
-	var resp CheckReport
-	json.Unmarshal(out, &resp)
-	if resp.OK || len(resp.Cases) != 3 || resp.Passed != 0 {
+	var refused struct {
+		Error  *struct{ Code string }
+		Report CheckReport
+	}
+	json.Unmarshal(out, &refused)
+	if resp := refused.Report; refused.Error == nil || refused.Error.Code != "policy_check_failed" || resp.OK || len(resp.Cases) != 3 || resp.Passed != 0 {
 		t.Fatalf("check report: %s", out)
 	}
 	if list, _ := h.versions.List("371600", 20261123); len(list) != 2 {
