@@ -352,18 +352,27 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		Module  string `json:"module"`  // or a module in base64, not uploaded
 		From    string `json:"from"`
 		To      string `json:"to"`
-		Top     int    `json:"top"`
+		Top     *int   `json:"top"` // nil: 10
 	}
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
 		return bodyJSONError(err, ctx.PostBody(), "body")
 	}
-	from, ok1 := ParseDate([]byte(req.From))
-	to, ok2 := ParseDate([]byte(req.To))
-	if !ok1 || !ok2 || to < from {
-		return invalid("from", "from and to must be dates YYYY-MM-DD with from <= to")
+	from, ok := ParseDate([]byte(req.From))
+	if !ok {
+		return invalid("from", "from must be a date YYYY-MM-DD")
 	}
-	if req.Top <= 0 || req.Top > 100 {
-		req.Top = 10
+	to, ok := ParseDate([]byte(req.To))
+	if !ok {
+		return invalid("to", "to must be a date YYYY-MM-DD")
+	}
+	if to < from {
+		return invalid("to", "to must not be before from")
+	}
+	top := 10
+	if req.Top != nil {
+		if top = *req.Top; top < 1 || top > 100 {
+			return invalid("top", "top must be between 1 and 100 (absent: 10)")
+		}
 	}
 	bg := context.Background()
 	var cand engine.Runner
@@ -493,9 +502,9 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 				c.abs = -c.abs
 			}
 			changes = append(changes, c)
-			if len(changes) >= 2*req.Top+8 {
+			if len(changes) >= 2*top+8 {
 				sort.SliceStable(changes, byAbs)
-				changes = changes[:req.Top]
+				changes = changes[:top]
 			}
 		}
 		return nil
@@ -504,8 +513,8 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		return err
 	}
 	sort.SliceStable(changes, byAbs)
-	if len(changes) > req.Top {
-		changes = changes[:req.Top]
+	if len(changes) > top {
+		changes = changes[:top]
 	}
 	totals := map[string]fundDiff{}
 	for i, f := range shadowFields {

@@ -815,3 +815,34 @@ func TestPersonIDsReachableByPath(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowParameters: each bad parameter of a shadow run is named, and
+// top outside 1..100 is refused rather than quietly replaced.
+func TestShadowParameters(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	for _, tt := range []struct {
+		body, field string
+		status      int
+	}{
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31"}`, "", 200},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31","top":1}`, "", 200},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31","top":100}`, "", 200},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31","top":0}`, "top", 400},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31","top":101}`, "top", 400},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31","top":-1}`, "top", 400},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-12-31","top":2.5}`, "top", 400},
+		{`{"version":"v2024","from":"2025-13-01","to":"2025-12-31"}`, "from", 400},
+		{`{"version":"v2024","from":"2025-01-01","to":"2025-02-30"}`, "to", 400},
+		{`{"version":"v2024","from":"2025-01-01"}`, "to", 400},
+		{`{"version":"v2024","from":"2025-06-01","to":"2025-05-31"}`, "to", 400},
+	} {
+		status, out := h.do("POST", "/v1/regions/371600/shadow", "tok-region-371600", []byte(tt.body))
+		a := decodeAnswer(t, out)
+		if status != tt.status || tt.status != 200 && (a.Error == nil || a.Error.Field != tt.field) {
+			t.Errorf("%s: %d %s, want %d naming %q", tt.body, status, out, tt.status, tt.field)
+		}
+		if tt.status != 200 && a.Error != nil && strings.Contains(a.Error.Message, "JSON number") {
+			t.Errorf("%s: message %q", tt.body, a.Error.Message)
+		}
+	}
+}

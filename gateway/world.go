@@ -397,7 +397,7 @@ func bodyJSONError(err error, body []byte, what string) error {
 		// encoding/json names the field without array indexes
 		// (settlements.total): the path is read from the body.
 		field := valuePath(body, typ.Offset, typ.Field)
-		return invalid(field, "%s must be a JSON %s, not %s", field, jsonKind(typ.Type), typ.Value)
+		return invalid(field, "%s must be %s, not %s", field, jsonKind(typ.Type), typ.Value)
 	}
 	// encoding/json has no error type for it, only this message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
@@ -413,15 +413,19 @@ func bodyJSONError(err error, body []byte, what string) error {
 func jsonKind(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.String:
-		return "string"
+		return "a JSON string"
 	case reflect.Bool:
-		return "boolean"
+		return "a JSON boolean"
 	case reflect.Slice, reflect.Array:
-		return "array"
+		return "a JSON array"
 	case reflect.Struct, reflect.Map:
-		return "object"
+		return "a JSON object"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
 	default:
-		return "number"
+		return "a JSON number"
 	}
 }
 
