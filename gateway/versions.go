@@ -239,6 +239,10 @@ func (v *Versions) Adopt(m *engine.Module, wasm []byte, eff abi.Date) error {
 	}
 	v.mu.Lock()
 	v.modules[m.SHA256] = m
+	if v.inWorld == nil {
+		v.inWorld = map[string]bool{}
+	}
+	v.inWorld[m.Region+"/"+m.Version] = true // loaded: LoadStored leaves it
 	v.mu.Unlock()
 	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
 	return nil

@@ -411,6 +411,9 @@ func bodyJSONError(err error, body []byte, what string) error {
 
 // jsonKind names the JSON value that decodes into t.
 func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch t.Kind() {
 	case reflect.String:
 		return "a JSON string"
