@@ -86,6 +86,22 @@ func TestWorldFilesValidated(t *testing.T) {
 	}
 }
 
+// versionsStore returns an engine and an empty policy store, closed with
+// the test.
+func versionsStore(t *testing.T) (*engine.Engine, *engine.Store) {
+	t.Helper()
+	eng, err := engine.New(context.Background(), engine.Config{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	store, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, store
+}
+
 // TestWorldVersionChangedIsLogged: a world policy version whose module or
 // effective date changed since it was recorded (a rebuilt module, an edited
 // .json) is applied, as the operator's world says, but not silently: an
@@ -93,15 +109,7 @@ func TestWorldFilesValidated(t *testing.T) {
 // the log after a restart must see that one was.
 func TestWorldVersionChangedIsLogged(t *testing.T) {
 	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Config{Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
-	store, err := engine.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, store := versionsStore(t)
 	var logs syncBuffer
 	load := func(basic int64, eff string) {
 		w, err := ReadWorld(fstest.MapFS{
@@ -129,15 +137,7 @@ func TestWorldVersionChangedIsLogged(t *testing.T) {
 // start's world no longer has its files; a withdrawn one stays withdrawn.
 func TestWorldVersionGoneStaysInForce(t *testing.T) {
 	ctx := context.Background()
-	eng, err := engine.New(ctx, engine.Config{Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
-	store, err := engine.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, store := versionsStore(t)
 	files := fstest.MapFS{
 		"policies/371600/v1.json": {Data: []byte(`{"effective_from": "2023-01-01"}`)},
 		"policies/371600/v1.wasm": {Data: answerModule(abi.Output{Basic: 1})},
