@@ -31,14 +31,18 @@ type Config struct {
 	// MemoryLimitPages caps every instance's memory, in 64 KiB pages.
 	// Default 1024 (64 MiB).
 	MemoryLimitPages uint32
-	// CallFuel bounds one settle call in metered steps (loop iterations and
-	// function entries, see engine/meter). Default 5,000,000: a reference
-	// policy call takes at most about 5,000 (a thousandth of it); a module
-	// looping forever is stopped after it, in tens of milliseconds.
+	// CallFuel bounds one settle call in metered steps: the instructions
+	// it may run, counted statically per loop iteration and function entry
+	// (engine/meter), an upper bound. Default 100,000,000: a reference
+	// policy call is charged about 700,000 for a one-line bill and 14
+	// million for a bill of 1,000 lines (MaxItems), because the Go
+	// toolchain compiles a function into one dispatch loop charged whole;
+	// a module looping forever is stopped after it in a few hundred
+	// milliseconds, however long its loop's body.
 	CallFuel int64
 	// InitFuel bounds instantiation (start function, _initialize) likewise.
-	// Default 50,000,000 (the Go runtime's initialisation takes about
-	// 27,000).
+	// Default 500,000,000 (the Go runtime's initialisation is charged
+	// about 15 million).
 	InitFuel int64
 	// Deadline switches the time bound from metering to wall-clock
 	// deadlines (wazero's WithCloseOnContextDone, CallTimeout and
@@ -63,10 +67,10 @@ func (c *Config) EnsureDefaults() {
 		c.MemoryLimitPages = 1024
 	}
 	if c.CallFuel == 0 {
-		c.CallFuel = 5_000_000
+		c.CallFuel = 100_000_000
 	}
 	if c.InitFuel == 0 {
-		c.InitFuel = 50_000_000
+		c.InitFuel = 500_000_000
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = 200 * time.Millisecond

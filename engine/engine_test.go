@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -334,5 +335,49 @@ func TestInputBufferReused(t *testing.T) {
 	}
 	if got := inCap(); got != uint32(len(big)) {
 		t.Fatalf("input buffer of %d bytes after a %d-byte input", got, len(big))
+	}
+}
+
+// fatLoopPolicy is a settle export that loops forever over a body of k
+// stores.
+func fatLoopPolicy(k int) []byte {
+	store := wasmgen.Concat(wasmgen.I32Const(64), wasmgen.I32Const(7), []byte{0x36, 2, 0}) // i32.store
+	body := []byte{wasmgen.OpLoop, wasmgen.BlockVoid}
+	for i := 0; i < k; i++ {
+		body = append(body, store...)
+	}
+	body = append(body, wasmgen.OpBr, 0, wasmgen.OpEnd)
+	return wasmgen.Policy(1, 8192, wasmgen.Concat(body, wasmgen.I64Const(0))).Bytes()
+}
+
+// TestLongLoopBodyIsBounded: with the default budget, a loop whose body is
+// thousands of instructions is stopped as soon as a tight one is (within
+// a few hundred milliseconds on this project's machine), not after its
+// body's length times the budget (50 s here when an iteration cost one
+// step).
+func TestLongLoopBodyIsBounded(t *testing.T) {
+	e, err := New(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	in, enc := testInput()
+	for _, k := range []int{1, 10_000} {
+		m, err := e.Load(context.Background(), "152500", fmt.Sprintf("fat%d", k), fatLoopPolicy(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		err = m.Call(context.Background(), in, enc, &abi.Output{})
+		took := time.Since(began)
+		m.Close(context.Background())
+		var ce *CallError
+		if !errors.As(err, &ce) || ce.Kind != FailTimeout {
+			t.Fatalf("body of %d stores: %v, want a timeout", k, err)
+		}
+		if took > 5*time.Second {
+			t.Errorf("body of %d stores stopped after %v", k, took)
+		}
+		t.Logf("body of %d stores: stopped after %v", k, took)
 	}
 }

@@ -122,7 +122,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.StringVar(&s.Modules, "modules", "build/policies", "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
 	fl.StringVar(&s.CheckpointKey, "checkpoint-key", "", "`file` holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (empty: a public demo key, never for production)")
 
-	fl.Int64Var(&s.PolicyFuel, "policy-fuel", 5_000_000, "step budget of one policy call (loop iterations and function entries)")
+	fl.Int64Var(&s.PolicyFuel, "policy-fuel", 100_000_000, "step budget of one policy call (instructions, counted statically per loop iteration and function entry)")
 	fl.BoolVar(&s.PolicyDeadline, "policy-deadline", false, "bound policy calls by wall-clock deadlines instead of step budgets")
 	fl.DurationVar(&s.PolicyTimeout, "policy-timeout", 200*time.Millisecond, "time limit of one policy call with --policy-deadline")
 	fl.UintVar(&s.PolicyMemoryPages, "policy-memory-pages", 1024, "memory limit of one policy instance, in 64 KiB `pages`")

@@ -3,16 +3,21 @@
 // outside.
 //
 // Instrument adds one mutable i64 global, exported as Global, and at the
-// entry of every defined function and at the head of every loop inserts
+// entry of every defined function and at the head of every loop inserts a
+// check of that point's cost c:
 //
-//	global.get $fuel; i64.eqz; if; unreachable; end
-//	global.get $fuel; i64.const 1; i64.sub; global.set $fuel
+//	global.get $fuel; i64.const c; i64.lt_u; if; (zero the fuel) unreachable; end
+//	global.get $fuel; i64.const c; i64.sub; global.set $fuel
 //
 // Every unbounded execution passes through loop heads (the only backward
 // jumps) or function entries (recursion), so a call whose budget runs out
 // traps with `unreachable`, and the host, seeing the global at 0, knows the
-// trap was the budget. Straight-line code between two metered points is
-// bounded by the function's size, so the budget bounds the call's time too.
+// trap was the budget. A point's cost is the instructions that can run
+// before the next point (see scopeCosts) plus PointCost, so the budget
+// bounds the instructions a call runs, however long a loop's body is.
+// The count is static, so it is an upper bound: code compiled into one big
+// dispatch loop (the Go toolchain's) is charged its whole body an
+// iteration, some hundred times what runs.
 //
 // Why not wazero's WithCloseOnContextDone: it makes every loop iteration
 // leave the compiled code for a Go check and spawns a goroutine per call,
@@ -92,7 +97,7 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		}
 	}
 	fuel := uint32(importedGlobals + definedGlobals)
-	m := &metering{step: checkSequence(fuel, 1), host: checkSequence(fuel, HostCallCost), grow: checkSequence(fuel, GrowCost), importedFuncs: importedFuncs}
+	m := &metering{host: checkSequence(fuel, HostCallCost), grow: checkSequence(fuel, GrowCost), importedFuncs: importedFuncs}
 	// The bulk helper (see bulkHelper) is appended after the module's own
 	// types and functions, so that no existing index changes.
 	var types, funcs uint32
@@ -192,6 +197,11 @@ const (
 	GrowCost     = 100_000
 )
 
+// PointCost is what a metered point charges for its own check, on top of
+// its scope's instructions: the check is a dozen instructions, and a tight
+// loop is mostly its check.
+const PointCost = 10
+
 // BulkShift sets what the bulk instructions (memory.copy, memory.fill,
 // memory.init, table.copy, table.init) cost: one step per 2^BulkShift
 // bytes (elements) they touch. They run inside the compiled code without a
@@ -252,7 +262,8 @@ func checkSequence(fuel uint32, cost int64) []byte {
 
 // metering holds what is inserted where.
 type metering struct {
-	step, host []byte // checks of cost 1 and HostCallCost
+	costs      []int64 // scopeCosts' buffer, reused across functions
+	host       []byte  // check of cost HostCallCost
 	grow       []byte // check of cost GrowCost
 	bulk       []byte // call of the bulk helper; nil: the module has no functions
 	// The module's own globals and functions: the fuel global and the
@@ -345,7 +356,13 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		return nil, r.err
 	}
 	out = append(out, fn[:len(fn)-len(r.b)]...) // locals, verbatim
-	out = append(out, m.step...)
+	costs, err := scopeCosts(r.b, m.costs[:0])
+	m.costs = costs
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, checkSequence(m.globals, costs[0])...)
+	scope := 0
 	for !r.done() {
 		start := len(fn) - len(r.b)
 		op := r.byte()
@@ -389,10 +406,52 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		}
 		out = append(out, fn[start:len(fn)-len(r.b)]...)
 		if op == opLoop {
-			out = append(out, m.step...)
+			scope++
+			out = append(out, checkSequence(m.globals, costs[scope])...)
 		}
 	}
 	return out, nil
+}
+
+// scopeCosts returns what each metered point of a function body charges:
+// [0] for the function's entry, then one for each loop in the order the
+// loops appear. A point charges the instructions of its scope (the body,
+// or the loop's body) outside the loops nested in it.
+//
+// Why that bounds the work: between two metered points execution only
+// moves forward (the one backward jump is to a loop head, itself metered),
+// so on one entry of a function, or one iteration of a loop, each
+// instruction of that scope's own code runs at most once; code of a nested
+// loop runs under that loop's own charge, and code after a loop, reached by
+// falling out of it or by a branch past it, is the enclosing scope's own,
+// charged at that scope's last head. Charging one step a point instead let
+// a loop body of thousands of instructions run thousands of times longer
+// than its budget said.
+func scopeCosts(code []byte, costs []int64) ([]int64, error) {
+	r := reader{b: code}
+	costs = append(costs, PointCost)
+	var open []int // the scope each open block, if or loop returns to at its end
+	cur := 0
+	for !r.done() {
+		op := r.byte()
+		costs[cur]++
+		switch op {
+		case 0x02, 0x04: // block, if: part of the scope they are in
+			open = append(open, cur)
+		case opLoop:
+			open = append(open, cur)
+			costs = append(costs, PointCost)
+			cur = len(costs) - 1
+		case opEnd:
+			if n := len(open); n > 0 {
+				cur, open = open[n-1], open[:n-1]
+			}
+		}
+		if err := r.skipImmediates(op); err != nil {
+			return costs, err
+		}
+	}
+	return costs, r.err
 }
 
 // skipImmediates consumes the immediates of op.

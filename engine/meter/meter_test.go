@@ -39,13 +39,14 @@ func TestLoopStops(t *testing.T) {
 	}
 }
 
-// TestCountsSteps: a function without loops costs one step; the answer is
-// unchanged by metering.
+// TestCountsSteps: a function without loops costs its instructions
+// (input_buffer: i32.const, end) and its check; the answer is unchanged by
+// metering.
 func TestCountsSteps(t *testing.T) {
 	mod, fuel := instantiate(t, wasmgen.Policy(7, 1234, wasmgen.Answer(5, 6)).Bytes(), 100)
-	fuel.Set(10)
+	fuel.Set(100)
 	res, err := mod.ExportedFunction("input_buffer").Call(context.Background(), 1)
-	if err != nil || res[0] != 1234 || fuel.Get() != 9 {
+	if err != nil || res[0] != 1234 || fuel.Get() != 100-2-meter.PointCost {
 		t.Fatalf("res %v err %v fuel %d", res, err, fuel.Get())
 	}
 	res, _ = mod.ExportedFunction("abi_version").Call(context.Background())
@@ -67,8 +68,72 @@ func TestHostCallsCostMore(t *testing.T) {
 	if _, err := mod.ExportedFunction("settle").Call(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	if used := 500_000 - fuel.Get(); used != 1+meter.GrowCost {
+	// i32.const, memory.grow, drop, i64.const, end, the check; the growth.
+	if used := 500_000 - fuel.Get(); used != 5+meter.PointCost+meter.GrowCost {
 		t.Fatalf("used %d", used)
+	}
+}
+
+// fatLoop is a loop that counts its iterations at address 0, then stores
+// k times: one metered point an iteration, 3k+9 instructions.
+func fatLoop(k int) []byte {
+	count := wasmgen.Concat(wasmgen.I32Const(0), wasmgen.I32Const(0), []byte{0x28, 2, 0}, // i32.load
+		wasmgen.I32Const(1), []byte{0x6A, 0x36, 2, 0}) // i32.add, i32.store
+	store := wasmgen.Concat(wasmgen.I32Const(64), wasmgen.I32Const(7), []byte{0x36, 2, 0}) // i32.store
+	body := append([]byte{wasmgen.OpLoop, wasmgen.BlockVoid}, count...)
+	for i := 0; i < k; i++ {
+		body = append(body, store...)
+	}
+	return append(body, wasmgen.OpBr, 0, wasmgen.OpEnd)
+}
+
+// TestLoopChargesItsBody: an iteration costs the instructions of the
+// loop's body, so a long body runs its budget out in as many fewer
+// iterations: the budget bounds the work, not only the jumps. (Charged one
+// step an iteration, this loop ran 1,000,000 iterations of 1,000 stores.)
+func TestLoopChargesItsBody(t *testing.T) {
+	const k, budget = 1000, 1_000_000
+	mod, fuel := instantiate(t, wasmgen.Policy(1, 0, wasmgen.Concat(fatLoop(k), wasmgen.I64Const(0))).Bytes(), 100)
+	fuel.Set(budget)
+	if _, err := mod.ExportedFunction("settle").Call(context.Background(), 1); err == nil || fuel.Get() != 0 {
+		t.Fatalf("err %v, fuel left %d", err, fuel.Get())
+	}
+	// The entry charges 3 (loop, i64.const, end), each iteration 3k+9,
+	// and each its check.
+	iterations, _ := mod.Memory().ReadUint32Le(0)
+	if want := (budget - 3 - meter.PointCost) / (3*k + 9 + meter.PointCost); iterations != uint32(want) {
+		t.Fatalf("%d iterations on a budget of %d, want %d", iterations, budget, want)
+	}
+}
+
+// TestScopeCosts: the entry charges the function's own instructions, each
+// loop its body's, nested loops not counted in the loops around them, and
+// code after a nested loop (reached past it by a branch) in the enclosing
+// scope.
+func TestScopeCosts(t *testing.T) {
+	body := []byte{
+		0x02, 0x40, // block           (entry: 1)
+		0x41, 1, //     i32.const 1    (2)
+		0x0D, 0, //     br_if 0        (3): past the loop
+		0x03, 0x40, //  loop           (4)
+		0x41, 1, //       i32.const 1  (loop 1: 1)
+		0x0D, 0, //       br_if 0      (2)
+		0x03, 0x40, //    loop         (3)
+		0x0C, 0, //         br 0       (inner loop: 1)
+		0x0B, //          end          (2)
+		0x0B, //        end            (loop 1: 4)
+		0x01, //        nop            (entry: 5)
+		0x01, //        nop            (6)
+		0x0B, //      end              (7)
+		0x0B, //    end of the function (8)
+	}
+	got, err := meter.ScopeCosts(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := int64(meter.PointCost)
+	if want := []int64{8 + p, 4 + p, 2 + p}; len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("costs %v, want %v", got, want)
 	}
 }
 
