@@ -262,10 +262,10 @@ func checkSequence(fuel uint32, cost int64) []byte {
 
 // metering holds what is inserted where.
 type metering struct {
-	costs      []int64 // scopeCosts' buffer, reused across functions
-	host       []byte  // check of cost HostCallCost
-	grow       []byte // check of cost GrowCost
-	bulk       []byte // call of the bulk helper; nil: the module has no functions
+	costs []int64 // scopeCosts' buffer, reused across functions
+	host  []byte  // check of cost HostCallCost
+	grow  []byte  // check of cost GrowCost
+	bulk  []byte  // call of the bulk helper; nil: the module has no functions
 	// The module's own globals and functions: the fuel global and the
 	// bulk helper come after them, so code naming an index past them,
 	// invalid as uploaded, would reach those (and set its own budget).
