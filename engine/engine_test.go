@@ -381,3 +381,27 @@ func TestLongLoopBodyIsBounded(t *testing.T) {
 		t.Logf("body of %d stores: stopped after %v", k, took)
 	}
 }
+
+// TestProcExitIsATrap: whatever code a module passes to proc_exit, its
+// settlement fails as a trap; the codes wazero uses for its own deadline
+// and cancellation do not make it a timeout (and serial mode) or a 503.
+func TestProcExitIsATrap(t *testing.T) {
+	for _, deadline := range []bool{false, true} {
+		e := newTestEngine(t, deadline)
+		in, enc := testInput()
+		for _, code := range []uint32{0, 3, 0xffffffff, 0xefffffff} {
+			m := wasmgen.Policy(1, 8192, wasmgen.Concat(wasmgen.I32Const(int32(code)), []byte{wasmgen.OpCall, 0}, wasmgen.I64Const(0)))
+			m.Imports = []wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: "proc_exit", Params: []byte{wasmgen.I32}}}
+			mod, err := e.Load(context.Background(), "152500", fmt.Sprintf("exit%x", code), m.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = mod.Call(context.Background(), in, enc, &abi.Output{})
+			var ce *CallError
+			if !errors.As(err, &ce) || ce.Kind != FailTrap {
+				t.Errorf("deadline mode %v, proc_exit(%#x): %v, want a trap", deadline, code, err)
+			}
+			mod.Close(context.Background())
+		}
+	}
+}

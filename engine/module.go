@@ -290,7 +290,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		<-m.slots
-		ce := classify(err, "instantiate")
+		ce := classify(ctx, err, "instantiate")
 		if !m.e.cfg.Deadline && ce.Kind == FailTrap && strings.Contains(err.Error(), "unreachable") {
 			// The module is closed on a failed start, so its fuel cannot
 			// be read; a trap in the start functions of a module whose
@@ -322,7 +322,7 @@ func (m *Module) abiVersion(ctx context.Context, inst *instance) (uint32, error)
 	defer cancel()
 	res, err := inst.mod.ExportedFunction("abi_version").Call(ctx)
 	if err != nil {
-		return 0, classify(err, "abi_version")
+		return 0, classify(ctx, err, "abi_version")
 	}
 	return uint32(res[0]), nil
 }
@@ -459,7 +459,7 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 		size := max(len(encoded), minInputBuffer)
 		inst.stack[0] = uint64(size)
 		if err := inst.inputBuffer.CallWithStack(ctx, inst.stack[:]); err != nil {
-			return m.classifyCall(inst, err, "input_buffer")
+			return m.classifyCall(ctx, inst, err, "input_buffer")
 		}
 		inst.inPtr, inst.inCap = uint32(inst.stack[0]), uint32(size)
 	}
@@ -469,7 +469,7 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 	}
 	inst.stack[0] = uint64(len(encoded))
 	if err := inst.settle.CallWithStack(ctx, inst.stack[:]); err != nil {
-		return m.classifyCall(inst, err, "settle")
+		return m.classifyCall(ctx, inst, err, "settle")
 	}
 	packed := inst.stack[0]
 	optr, olen := uint32(packed>>32), uint32(packed)
@@ -486,27 +486,32 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 
 // classifyCall is classify, knowing that a trap with the fuel at 0 is the
 // step budget running out: a time limit, not a broken module.
-func (m *Module) classifyCall(inst *instance, err error, fn string) *CallError {
+func (m *Module) classifyCall(ctx context.Context, inst *instance, err error, fn string) *CallError {
 	if inst.fuel != nil && inst.fuel.Get() == 0 {
 		return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: step budget of %d exhausted", fn, m.e.cfg.CallFuel)}
 	}
-	return classify(err, fn)
+	return classify(ctx, err, fn)
 }
 
 // classify turns a wazero error into a CallError: an expired deadline is a
 // timeout, anything else (trap, proc_exit, closed module) a trap.
-func classify(err error, fn string) *CallError {
+//
+// wazero reports its own deadline and cancellation as exit codes a guest
+// can also pass to proc_exit, so those codes mean a timeout or a
+// cancellation only when ctx, the call's context, did end: a module must
+// not make its own failure read as "retry later" (503) or as a timeout.
+func classify(ctx context.Context, err error, fn string) *CallError {
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
+		switch code := exit.ExitCode(); {
+		case code == sys.ExitCodeDeadlineExceeded && ctx.Err() != nil:
 			return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: time limit exceeded", fn)}
-		case sys.ExitCodeContextCanceled:
+		case code == sys.ExitCodeContextCanceled && ctx.Err() != nil:
 			return &CallError{Kind: FailUnavailable, Err: fmt.Errorf("%s: canceled", fn)}
 		}
 		return &CallError{Kind: FailTrap, Err: fmt.Errorf("%s: module exited with code %d", fn, exit.ExitCode())}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: time limit exceeded", fn)}
 	}
 	return &CallError{Kind: FailTrap, Err: fmt.Errorf("%s: %w", fn, err)}

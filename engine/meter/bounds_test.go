@@ -51,3 +51,43 @@ func TestCheckBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestGlobalsAndElementsBounded: globals and element segments live outside
+// the memory limit in every instance, so their counts are bounded; at the
+// bounds a module passes.
+func TestGlobalsAndElementsBounded(t *testing.T) {
+	globals := func(n int) []byte {
+		g := wasmgen.U32(uint32(n))
+		for i := 0; i < n; i++ {
+			g = append(g, wasmgen.I32, 0, wasmgen.OpI32Const, 0, wasmgen.OpEnd)
+		}
+		// A module of its type section (one type, none used) and this
+		// global section: only the counts matter here.
+		b := []byte("\x00asm\x01\x00\x00\x00")
+		b = append(b, 6)
+		b = append(b, wasmgen.U32(uint32(len(g)))...)
+		return append(b, g...)
+	}
+	elements := func(n int) []byte {
+		m := wasmgen.Policy(1, 0, wasmgen.Answer(0, 0))
+		seg := append([]byte{1, 0}, wasmgen.U32(uint32(n))...) // passive, funcref indexes
+		seg = append(seg, make([]byte, n)...)                  // function 0, n times
+		m.Elements = [][]byte{seg}
+		return m.Bytes()
+	}
+	for _, tt := range []struct {
+		name string
+		wasm []byte
+		ok   bool
+	}{
+		{"MaxGlobals globals", globals(meter.MaxGlobals), true},
+		{"one global more", globals(meter.MaxGlobals + 1), false},
+		{"MaxElements references", elements(meter.MaxElements), true},
+		{"one reference more", elements(meter.MaxElements + 1), false},
+	} {
+		err := meter.CheckBounds(tt.wasm)
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, meter.ErrMalformed) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}

@@ -171,7 +171,10 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 				body := bulkHelper(fuel)
 				s.content, err = appendToVec(s.content, append(appendU32(nil, uint32(len(body))), body...))
 			}
-		case 8, 9, 12, 11: // start, elem, datacount, data come after export
+		case 9: // elements come after export
+			addExport()
+			err = m.checkElements(s.content)
+		case 8, 12, 11: // start, datacount, data come after export
 			addExport()
 		}
 		if err != nil {
@@ -388,6 +391,12 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 				out = append(out, m.host...)
 			}
 		}
+		if op == 0xD2 { // ref.func: a host function as a reference?
+			rest := reader{b: r.b}
+			if idx := rest.u32(); rest.err == nil && idx < m.importedFuncs {
+				return nil, errHostRef
+			}
+		}
 		if op == 0x10 || op == 0x12 || op == 0xD2 || op == 0x23 || op == 0x24 {
 			rest := reader{b: r.b}
 			idx, limit, what := rest.u32(), m.funcs, "function"
@@ -411,6 +420,64 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// errHostRef refuses a reference to an imported function: called through
+// a table (call_indirect), a host call would escape the charge a direct
+// call pays (HostCallCost), and a module has no need to.
+var errHostRef = errors.New("meter: a reference to an imported (host) function, in a table or by ref.func, is not supported (call host functions directly)")
+
+// checkElements refuses element segments holding imported functions.
+func (m *metering) checkElements(content []byte) error {
+	r := reader{b: content}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		if r.err != nil || flags > 7 {
+			return fmt.Errorf("%w: element segment %d: flags %d", ErrMalformed, i, flags)
+		}
+		if flags&3 == 2 {
+			r.u32() // table index
+		}
+		if flags&1 == 0 { // active: an offset
+			if err := r.constExpr(); err != nil {
+				return fmt.Errorf("%w: element segment %d: %v", ErrMalformed, i, err)
+			}
+		}
+		if flags&3 != 0 {
+			r.byte() // element kind or reference type
+		}
+		k := r.u32()
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			if flags&4 == 0 {
+				if idx := r.u32(); r.err == nil && idx < m.importedFuncs {
+					return errHostRef
+				}
+				continue
+			}
+			// An expression: ref.func idx or ref.null t (or global.get),
+			// then end.
+			for r.err == nil {
+				op := r.byte()
+				if op == opEnd {
+					break
+				}
+				if op == 0xD2 {
+					if idx := r.u32(); r.err == nil && idx < m.importedFuncs {
+						return errHostRef
+					}
+					continue
+				}
+				if err := r.skipImmediates(op); err != nil {
+					return fmt.Errorf("%w: element segment %d: %v", ErrMalformed, i, err)
+				}
+			}
+		}
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: element section: %v", ErrMalformed, r.err)
+	}
+	return nil
 }
 
 // scopeCosts returns what each metered point of a function body charges:

@@ -3,6 +3,7 @@ package meter_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -175,4 +176,36 @@ func TestRefusals(t *testing.T) {
 func FuzzInstrument(f *testing.F) {
 	f.Add(wasmgen.Policy(1, 0, wasmgen.Answer(0, 0)).Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) { meter.Instrument(b, 1) })
+}
+
+// TestHostFunctionReferencesRefused: an imported function may be called
+// directly only (charged HostCallCost), not put in a table, where
+// call_indirect would call it for one step.
+func TestHostFunctionReferencesRefused(t *testing.T) {
+	random := wasmgen.Import{Module: "wasi_snapshot_preview1", Name: "random_get", Params: []byte{wasmgen.I32, wasmgen.I32}, Results: []byte{wasmgen.I32}}
+	active := func(idx byte) []byte {
+		return wasmgen.Concat([]byte{0}, wasmgen.I32Const(0), []byte{wasmgen.OpEnd, 1, idx})
+	}
+	passiveExpr := func(idx byte) []byte { return []byte{5, 0x70, 1, 0xD2, idx, wasmgen.OpEnd} }
+	for _, tt := range []struct {
+		name    string
+		elems   [][]byte
+		body    []byte
+		refused bool
+	}{
+		{"table holds the import", [][]byte{active(0)}, nil, true},
+		{"passive expression names the import", [][]byte{passiveExpr(0)}, nil, true},
+		{"ref.func of the import", nil, []byte{0xD2, 0, wasmgen.OpDrop}, true},
+		{"table holds a defined function", [][]byte{active(1)}, nil, false},
+		{"ref.func of a defined function", nil, []byte{0xD2, 1, wasmgen.OpDrop}, false},
+	} {
+		m := wasmgen.Policy(1, 0, wasmgen.Concat(tt.body, wasmgen.I64Const(0)))
+		m.Imports = []wasmgen.Import{random}
+		m.Table = &wasmgen.Limits{Min: 1}
+		m.Elements = tt.elems
+		_, err := meter.Instrument(m.Bytes(), 100)
+		if refused := err != nil; refused != tt.refused || refused && !strings.Contains(err.Error(), "imported (host) function") {
+			t.Errorf("%s: %v, want refused %v", tt.name, err, tt.refused)
+		}
+	}
 }

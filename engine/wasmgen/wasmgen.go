@@ -50,6 +50,8 @@ type Module struct {
 	Data      []Data
 	// Table, when set, declares one funcref table with these limits.
 	Table *Limits
+	// Elements are element segments, each encoded whole (flags onward).
+	Elements [][]byte
 	// Passive are passive data segments (for memory.init), numbered
 	// after Data's active ones.
 	Passive [][]byte
@@ -147,6 +149,13 @@ func (m *Module) Bytes() []byte {
 		s := U32(*m.Start)
 		out = append(out, U32(uint32(len(s)))...)
 		out = append(out, s...)
+	}
+	if len(m.Elements) > 0 {
+		var elems []byte
+		for _, e := range m.Elements {
+			elems = append(elems, e...)
+		}
+		out = section(out, 9, len(m.Elements), elems)
 	}
 	if len(m.Passive) > 0 {
 		out = section(out, 12, len(m.Data)+len(m.Passive), nil) // data count
