@@ -82,7 +82,7 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		}
 		secs = append(secs, section{id, content})
 	}
-	importedFuncs, importedGlobals, err := countImports(secs)
+	importedFuncs, importedGlobals, hostFns, err := countImports(secs)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +120,36 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 	}
 	withHelper := haveTypes && haveFuncs && haveCode
 	m.globals, m.funcs = fuel, importedFuncs+funcs
+	var chargeTypes, chargeBodies [][]byte
 	if withHelper {
 		m.bulk = append([]byte{0x10}, appendU32(nil, importedFuncs+funcs)...) // call $bulk
+		// A charge helper for each host function whose work grows with
+		// an argument, called before it (see hostCharges).
+		var sigs [][]byte
+		for _, s := range secs {
+			if s.id == secType {
+				if sigs, err = funcTypes(s.content); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for i, h := range hostFns {
+			c, ok := hostCharges[h.module+"."+h.name]
+			if !ok || int(h.typ) >= len(sigs) {
+				continue
+			}
+			params, ok := i32Params(sigs[h.typ])
+			if !ok || c.param >= params {
+				continue // not the WASI signature: wazero refuses it at instantiation
+			}
+			if m.charge == nil {
+				m.charge = map[uint32][]byte{}
+			}
+			idx := importedFuncs + funcs + 1 + uint32(len(chargeBodies))
+			m.charge[uint32(i)] = append([]byte{0x10}, appendU32(nil, idx)...)
+			chargeTypes = append(chargeTypes, i32Type(params))
+			chargeBodies = append(chargeBodies, chargeHelper(fuel, params, c))
+		}
 	}
 
 	newGlobal := []byte{valI64, 1, opI64Const}
@@ -152,10 +180,20 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		case secType:
 			if withHelper {
 				s.content, err = appendToVec(s.content, bulkHelperType)
+				for _, t := range chargeTypes {
+					if err == nil {
+						s.content, err = appendToVec(s.content, t)
+					}
+				}
 			}
 		case secFunction:
 			if withHelper {
 				s.content, err = appendToVec(s.content, appendU32(nil, types))
+				for j := range chargeTypes {
+					if err == nil {
+						s.content, err = appendToVec(s.content, appendU32(nil, types+1+uint32(j)))
+					}
+				}
 			}
 		case secGlobal:
 			s.content, err = appendToVec(s.content, newGlobal)
@@ -170,6 +208,11 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 			if err == nil && withHelper {
 				body := bulkHelper(fuel)
 				s.content, err = appendToVec(s.content, append(appendU32(nil, uint32(len(body))), body...))
+				for _, body := range chargeBodies {
+					if err == nil {
+						s.content, err = appendToVec(s.content, append(appendU32(nil, uint32(len(body))), body...))
+					}
+				}
 			}
 		case 9: // elements come after export
 			addExport()
@@ -199,6 +242,97 @@ const (
 	HostCallCost = 1000
 	GrowCost     = 100_000
 )
+
+// A hostCharge charges a host function by one of its arguments: argument
+// param (an i32) shifted left by shl, in steps, on top of HostCallCost.
+type hostCharge struct{ param, shl int }
+
+// hostCharges are the WASI functions whose work grows with an argument:
+// random_get fills len bytes (about a step's time a byte: 64 MiB took 88
+// ms), the fd calls walk iovs_len buffers, poll_oneoff nsubscriptions
+// events. The rest take constant time or fail at once (no files, no
+// sockets). Without this a loop of random_get(buf, 64 MiB) ran for hours
+// on its budget.
+var hostCharges = map[string]hostCharge{
+	"wasi_snapshot_preview1.random_get":  {param: 1, shl: 0},
+	"wasi_snapshot_preview1.fd_write":    {param: 2, shl: 5},
+	"wasi_snapshot_preview1.fd_read":     {param: 2, shl: 5},
+	"wasi_snapshot_preview1.fd_pwrite":   {param: 2, shl: 5},
+	"wasi_snapshot_preview1.fd_pread":    {param: 2, shl: 5},
+	"wasi_snapshot_preview1.poll_oneoff": {param: 2, shl: 6},
+}
+
+// funcTypes returns each type of a type section as its encoding after the
+// 0x60 form byte (params vector, results vector); nil for other forms.
+func funcTypes(content []byte) ([][]byte, error) {
+	r := reader{b: content}
+	n := r.u32()
+	var out [][]byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if form := r.byte(); form != 0x60 {
+			return nil, fmt.Errorf("%w: type %d: form 0x%02X", ErrMalformed, i, form)
+		}
+		start := r.b
+		r.bytes(int(r.u32())) // params
+		r.bytes(int(r.u32())) // results
+		out = append(out, start[:len(start)-len(r.b)])
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: type section: %v", ErrMalformed, r.err)
+	}
+	return out, nil
+}
+
+// i32Params returns how many parameters sig has if they are all i32.
+func i32Params(sig []byte) (int, bool) {
+	r := reader{b: sig}
+	n := r.u32()
+	params := r.bytes(int(n))
+	if r.err != nil {
+		return 0, false
+	}
+	for _, p := range params {
+		if p != 0x7F {
+			return 0, false
+		}
+	}
+	return int(n), true
+}
+
+// i32Type is the type (i32 × n) -> (i32 × n).
+func i32Type(n int) []byte {
+	b := append([]byte{0x60}, appendU32(nil, uint32(n))...)
+	for range n {
+		b = append(b, 0x7F)
+	}
+	b = appendU32(b, uint32(n))
+	for range n {
+		b = append(b, 0x7F)
+	}
+	return b
+}
+
+// chargeHelper is the body of a function called before a host function of
+// n i32 parameters: it charges c's argument as bulkHelper charges a length
+// and gives the arguments back unchanged.
+func chargeHelper(fuel uint32, n int, c hostCharge) []byte {
+	g := appendU32(nil, fuel)
+	cost := []byte{0x20, byte(c.param), 0xAD /* i64.extend_i32_u */, opI64Const, byte(c.shl), 0x86 /* i64.shl */}
+	b := []byte{0} // no locals
+	b = append(append(b, opGlobalGet), g...)
+	b = append(b, cost...)
+	b = append(b, 0x54 /* i64.lt_u */, 0x04 /* if */, 0x40, opI64Const, 0, 0x24 /* global.set */)
+	b = append(b, g...)
+	b = append(b, 0x00 /* unreachable */, opEnd)
+	b = append(append(b, opGlobalGet), g...)
+	b = append(b, cost...)
+	b = append(b, 0x7D /* i64.sub */, 0x24 /* global.set */)
+	b = append(b, g...)
+	for i := range n {
+		b = append(b, 0x20, byte(i))
+	}
+	return append(b, opEnd)
+}
 
 // PointCost is what a metered point charges for its own check, on top of
 // its scope's instructions: the check is a dozen instructions, and a tight
@@ -265,7 +399,8 @@ func checkSequence(fuel uint32, cost int64) []byte {
 
 // metering holds what is inserted where.
 type metering struct {
-	costs []int64 // scopeCosts' buffer, reused across functions
+	costs  []int64           // scopeCosts' buffer, reused across functions
+	charge map[uint32][]byte // call of the charge helper of a host function, by its index
 	host  []byte  // check of cost HostCallCost
 	grow  []byte  // check of cost GrowCost
 	bulk  []byte  // call of the bulk helper; nil: the module has no functions
@@ -276,7 +411,13 @@ type metering struct {
 	importedFuncs  uint32 // calls of a function index below this call the host
 }
 
-func countImports(secs []section) (funcs uint32, globals int, err error) {
+// hostImport is an imported function: its name and type index.
+type hostImport struct {
+	module, name string
+	typ          uint32
+}
+
+func countImports(secs []section) (funcs uint32, globals int, fns []hostImport, err error) {
 	n := 0
 	for _, s := range secs {
 		if s.id != secImport {
@@ -285,11 +426,11 @@ func countImports(secs []section) (funcs uint32, globals int, err error) {
 		r := reader{b: s.content}
 		count := r.u32()
 		for i := uint32(0); i < count && r.err == nil; i++ {
-			r.name()
-			r.name()
+			module := string(r.bytes(int(r.u32())))
+			name := string(r.bytes(int(r.u32())))
 			switch kind := r.byte(); kind {
 			case 0: // func
-				r.u32()
+				fns = append(fns, hostImport{module, name, r.u32()})
 				funcs++
 			case 1: // table
 				r.byte()
@@ -301,14 +442,14 @@ func countImports(secs []section) (funcs uint32, globals int, err error) {
 				r.byte()
 				n++
 			default:
-				return 0, 0, fmt.Errorf("%w: import kind %d", ErrMalformed, kind)
+				return 0, 0, nil, fmt.Errorf("%w: import kind %d", ErrMalformed, kind)
 			}
 		}
 		if r.err != nil {
-			return 0, 0, fmt.Errorf("%w: import section: %v", ErrMalformed, r.err)
+			return 0, 0, nil, fmt.Errorf("%w: import section: %v", ErrMalformed, r.err)
 		}
 	}
-	return funcs, n, nil
+	return funcs, n, fns, nil
 }
 
 // appendToVec appends one element to a vector-shaped section.
@@ -351,7 +492,7 @@ func (m *metering) instrumentCode(content []byte) ([]byte, error) {
 func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 	r := reader{b: fn}
 	groups := r.u32()
-	for i := uint32(0); i < groups; i++ {
+	for i := uint32(0); i < groups && r.err == nil; i++ {
 		r.u32()
 		r.byte()
 	}
@@ -389,6 +530,7 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 			rest := reader{b: r.b}
 			if idx := rest.u32(); rest.err == nil && idx < m.importedFuncs {
 				out = append(out, m.host...)
+				out = append(out, m.charge[idx]...)
 			}
 		}
 		if op == 0xD2 { // ref.func: a host function as a reference?

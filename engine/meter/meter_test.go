@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"medgate/engine/meter"
 	"medgate/engine/wasmgen"
@@ -207,5 +208,40 @@ func TestHostFunctionReferencesRefused(t *testing.T) {
 		if refused := err != nil; refused != tt.refused || refused && !strings.Contains(err.Error(), "imported (host) function") {
 			t.Errorf("%s: %v, want refused %v", tt.name, err, tt.refused)
 		}
+	}
+}
+
+// TestHostCallsChargedByLength: a host function whose work grows with an
+// argument (random_get's length) is charged by it, on top of HostCallCost.
+func TestHostCallsChargedByLength(t *testing.T) {
+	const n = 1 << 20
+	body := wasmgen.Concat(wasmgen.I32Const(0), wasmgen.I32Const(n), []byte{wasmgen.OpCall, 0, wasmgen.OpDrop}, wasmgen.I64Const(0))
+	m := wasmgen.Policy(1, 0, body)
+	m.Imports = []wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: "random_get", Params: []byte{wasmgen.I32, wasmgen.I32}, Results: []byte{wasmgen.I32}}}
+	m.MemoryMin = 32
+	code, err := meter.Instrument(m.Bytes(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+	mod, err := r.InstantiateWithConfig(ctx, code, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fuel := mod.ExportedGlobal(meter.Global).(api.MutableGlobal)
+	settle := mod.ExportedFunction("settle")
+	// i32.const, i32.const, call, drop, i64.const, end; the check; the
+	// host call; its length.
+	want := uint64(6 + meter.PointCost + meter.HostCallCost + n)
+	fuel.Set(want)
+	if _, err := settle.Call(ctx, 1); err != nil || fuel.Get() != 0 {
+		t.Fatalf("on exactly its cost: %v, fuel left %d", err, fuel.Get())
+	}
+	fuel.Set(want - 1)
+	if _, err := settle.Call(ctx, 1); err == nil || fuel.Get() != 0 {
+		t.Fatalf("on one step less: %v, fuel left %d", err, fuel.Get())
 	}
 }
