@@ -401,9 +401,9 @@ func checkSequence(fuel uint32, cost int64) []byte {
 type metering struct {
 	costs  []int64           // scopeCosts' buffer, reused across functions
 	charge map[uint32][]byte // call of the charge helper of a host function, by its index
-	host  []byte  // check of cost HostCallCost
-	grow  []byte  // check of cost GrowCost
-	bulk  []byte  // call of the bulk helper; nil: the module has no functions
+	host   []byte            // check of cost HostCallCost
+	grow   []byte            // check of cost GrowCost
+	bulk   []byte            // call of the bulk helper; nil: the module has no functions
 	// The module's own globals and functions: the fuel global and the
 	// bulk helper come after them, so code naming an index past them,
 	// invalid as uploaded, would reach those (and set its own budget).
