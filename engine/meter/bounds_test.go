@@ -91,3 +91,26 @@ func TestGlobalsAndElementsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestFunctionBodyBounded: one function's code is bounded (compiling it
+// costs memory in proportion), and a body at the bound passes.
+func TestFunctionBodyBounded(t *testing.T) {
+	body := func(size int) []byte {
+		// i64.const 0 then nops up to size bytes with the locals count
+		// and the final end.
+		code := append(wasmgen.I64Const(0), make([]byte, size-1-len(wasmgen.I64Const(0))-1)...)
+		for i := len(wasmgen.I64Const(0)); i < len(code); i++ {
+			code[i] = 0x01 // nop
+		}
+		return code
+	}
+	for _, tt := range []struct {
+		size int
+		ok   bool
+	}{{meter.MaxFunctionBody, true}, {meter.MaxFunctionBody + 1, false}} {
+		err := meter.CheckBounds(wasmgen.Policy(1, 0, body(tt.size)).Bytes())
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, meter.ErrMalformed) {
+			t.Errorf("a body of %d bytes: %v", tt.size, err)
+		}
+	}
+}
