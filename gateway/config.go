@@ -53,6 +53,7 @@ type Settings struct {
 
 	DB            string
 	LedgerCacheMB int64
+	LedgerMinFree int64 // MiB
 	// WALSync is how the ledger syncs its write-ahead log: "direct",
 	// "scheduler", or "auto" (direct with two or more Go processors);
 	// see ledger.Options.DirectWALSync.
@@ -85,7 +86,7 @@ var settingGroups = []struct {
 }{
 	{"Settings", []string{"config", "print-config"}},
 	{"Listening", []string{"listen", "admin-listen", "max-inflight", "procs", "shutdown-timeout"}},
-	{"Data", []string{"db", "ledger-cache-mb", "wal-sync", "world", "modules", "checkpoint-key"}},
+	{"Data", []string{"db", "ledger-cache-mb", "ledger-min-free-mb", "wal-sync", "world", "modules", "checkpoint-key"}},
 	{"Policies (the regions' WebAssembly modules)", []string{"policy-fuel", "policy-deadline", "policy-timeout", "policy-memory-pages", "policy-instances", "native-policies"}},
 	{"Logs", []string{"log-level", "log-format", "access-log-burst", "access-log-every"}},
 }
@@ -116,6 +117,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 
 	fl.StringVar(&s.DB, "db", "medgate-data", "the ledger's Pebble `directory` (also holds the policy store and the compiled-module cache)")
+	fl.Int64Var(&s.LedgerMinFree, "ledger-min-free-mb", 1024, "`MiB` of free disk below which the ledger refuses writes (503 ledger_disk_full) until space is freed, rather than stall when the disk fills; 0: never")
 	fl.Int64Var(&s.LedgerCacheMB, "ledger-cache-mb", ledger.DefaultCacheSize>>20, "`MiB` of the ledger's block cache (Pebble's), taken as blocks are read; big ledgers want their tables' bloom filters to fit")
 	fl.StringVar(&s.WALSync, "wal-sync", "auto", "how the ledger syncs its write-ahead log: direct (a system call that keeps its Go processor: less CPU a settlement at moderate load, but a disk whose sync hangs stops the whole process), scheduler (Go's ordinary system call), auto (direct with two or more processors, on Linux)")
 	fl.StringVar(&s.World, "world", "", "world `directory` to load at start (empty: the embedded reference world)")
@@ -321,6 +323,9 @@ func (s *Settings) Validate() error {
 	} else if fi, err := os.Stat(s.DB); err == nil && !fi.IsDir() {
 		bad("db", "%s is not a directory", s.DB)
 	}
+	if s.LedgerMinFree < 0 || s.LedgerMinFree > 1<<30 {
+		bad("ledger-min-free-mb", "must be 0 to 1073741824, not %d", s.LedgerMinFree)
+	}
 	if s.LedgerCacheMB < 1 || s.LedgerCacheMB > 1<<20 {
 		bad("ledger-cache-mb", "must be 1 to 1048576 (1 TiB), not %d", s.LedgerCacheMB)
 	}
@@ -396,6 +401,7 @@ func (s *Settings) Config(log zerolog.Logger) Config {
 		AdminListen:     s.AdminListen,
 		DBDir:           s.DB,
 		LedgerCache:     s.LedgerCacheMB << 20,
+		LedgerMinFree:   uint64(s.LedgerMinFree) << 20,
 		DirectWALSync:   s.WALSync == "direct" || s.WALSync == "auto" && runtime.GOMAXPROCS(0) >= 2,
 		ModuleDirs:      []fs.FS{os.DirFS(s.Modules)},
 		Logger:          log,

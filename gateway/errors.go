@@ -60,3 +60,11 @@ func unavailable(code, format string, args ...any) *Error {
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// lowDisk is the answer to a write refused because the ledger's disk is
+// nearly full (ledger.ErrLowDisk): nothing was written, and the same
+// request may be sent again once an operator has freed space.
+func lowDisk(err error) *Error {
+	return &Error{Status: 503, Code: "ledger_disk_full", RetryAfter: "60", Cause: err,
+		Message: "the ledger's disk is nearly full: nothing was written; retry later with the same request_id"}
+}

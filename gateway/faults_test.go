@@ -369,3 +369,72 @@ func TestCloseMonthRetryAfterFailedSync(t *testing.T) {
 		t.Fatalf("close after the restart: %d %s", status, body)
 	}
 }
+
+// TestLowDiskIs503: while the ledger's disk is nearly full, a settlement,
+// a reversal and a registry write are answered 503 ledger_disk_full with
+// Retry-After at once and write nothing; quotes and reads keep working;
+// writes resume once there is room.
+func TestLowDiskIs503(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	h.stop()
+	h.minFree, h.freeSpace = 1<<30, func(string) (uint64, error) { return free.Load(), nil }
+	h.start()
+	status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("D-1", "EMP1", "371600", chronicVisit, oneLine))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, out)
+	}
+	first := decodeAnswer(t, out)
+
+	free.Store(1<<30 - 1)
+	for deadline := time.Now().Add(5 * time.Second); !h.db.LowDisk(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the low disk was not noticed in 5 s")
+		}
+	}
+	head := h.head()
+	for _, w := range []struct {
+		path, token string
+		body        []byte
+	}{
+		{"/v1/settlements", "tok-H3716020001", settleBody("D-2", "EMP1", "371600", chronicVisit, oneLine)},
+		{"/v1/settlements/" + first.SettlementID + "/reversal", "tok-H3716020001", []byte(`{"request_id":"D-rev"}`)},
+		{"/v1/regions/371600/persons/EMP1/credits", "tok-region-371600", []byte(`{"reference":"D-credit","amount":"5.00"}`)},
+	} {
+		resp, err := h.roundTrip("POST", w.path, w.token, "application/json", w.body, 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", w.path, err)
+		}
+		a := decodeAnswer(t, resp.Body())
+		if resp.StatusCode() != 503 || a.Error == nil || a.Error.Code != "ledger_disk_full" || string(resp.Header.Peek("Retry-After")) == "" {
+			t.Errorf("%s on a full disk: %d %s (Retry-After %q), want 503 ledger_disk_full", w.path, resp.StatusCode(), resp.Body(), resp.Header.Peek("Retry-After"))
+		}
+		fasthttp.ReleaseResponse(resp)
+	}
+	if h.head() != head {
+		t.Fatal("the ledger moved while its disk was full")
+	}
+	if status, out := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", settleBody("D-q", "EMP1", "371600", chronicVisit, oneLine)); status != 200 {
+		t.Errorf("quote on a full disk: %d %s", status, out)
+	}
+	if status, out := h.do("GET", "/v1/settlements/"+first.SettlementID, "tok-H3716020001", nil); status != 200 {
+		t.Errorf("read on a full disk: %d %s", status, out)
+	}
+	if status, body := h.do("GET", "/healthz", "", nil); status != 200 || !strings.Contains(string(body), `"disk_full"`) {
+		t.Errorf("healthz on a full disk: %d %s", status, body)
+	}
+	if _, body := h.do("GET", "/metrics", "", nil); !strings.Contains(string(body), "medgate_ledger_low_disk 1") {
+		t.Error("/metrics does not say the disk is low")
+	}
+
+	free.Store(1 << 30)
+	for deadline := time.Now().Add(5 * time.Second); h.db.LowDisk(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the room was not noticed in 5 s")
+		}
+	}
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("D-2", "EMP1", "371600", chronicVisit, oneLine)); status != 200 {
+		t.Fatalf("the same settlement once there is room: %d %s", status, out)
+	}
+}

@@ -37,6 +37,10 @@ type harness struct {
 	// now, when set before start, is the clock of the ledger (commit
 	// times) and of the clearing endpoints.
 	now func() time.Time
+	// minFree and freeSpace, when set before start, are the ledger's
+	// MinFreeBytes and FreeSpace.
+	minFree   uint64
+	freeSpace func(string) (uint64, error)
 }
 
 // worldJSON is a world fragment as the examples give it.
@@ -120,7 +124,7 @@ func newHarness(tb testing.TB, w *World) *harness {
 
 func (h *harness) start() {
 	tb := h.tb
-	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop(), Now: h.now})
+	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop(), Now: h.now, MinFreeBytes: h.minFree, FreeSpace: h.freeSpace})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -264,6 +264,8 @@ var (
 		"Sequence number of the last durable ledger entry.", nil, nil)
 	descReadOnly = prometheus.NewDesc("medgate_ledger_read_only",
 		"1 when a ledger write failed and the ledger refuses writes until restarted (sync failure), else 0.", nil, nil)
+	descLowDisk = prometheus.NewDesc("medgate_ledger_low_disk",
+		"1 while the ledger's disk has less free space than --ledger-min-free-mb and writes are refused (503 ledger_disk_full), else 0.", nil, nil)
 	descCommits = prometheus.NewDesc("medgate_ledger_commits_total",
 		"Group commits of the ledger since it was opened.", nil, nil)
 	descStalls = prometheus.NewDesc("medgate_ledger_write_stalls_total",
@@ -284,6 +286,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descInstances
 	ch <- descHead
 	ch <- descReadOnly
+	ch <- descLowDisk
 	ch <- descCommits
 	ch <- descStalls
 	ch <- descStallTime
@@ -312,6 +315,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ro = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, ro)
+		low := 0.0
+		if s.db.LowDisk() {
+			low = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descLowDisk, prometheus.GaugeValue, low)
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
 		ch <- prometheus.MustNewConstMetric(descStallTime, prometheus.CounterValue, s.db.StallTime().Seconds())

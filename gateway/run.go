@@ -23,6 +23,9 @@ type Config struct {
 	// LedgerCache is the ledger's block cache in bytes (0: the ledger's
 	// default, ledger.DefaultCacheSize).
 	LedgerCache int64
+	// LedgerMinFree: the ledger refuses writes (503 ledger_disk_full)
+	// while its disk has less free space, in bytes; 0: never.
+	LedgerMinFree uint64
 	// DirectWALSync: see ledger.Options.DirectWALSync.
 	DirectWALSync bool
 	// World is the world directory loaded at start (nil: none).
@@ -81,7 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DBDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: db dir: %w", err)
 	}
-	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log, CacheSize: cfg.LedgerCache, DirectWALSync: cfg.DirectWALSync})
+	db, err := ledger.Open(cfg.DBDir, ledger.Options{Logger: log, CacheSize: cfg.LedgerCache, DirectWALSync: cfg.DirectWALSync, MinFreeBytes: cfg.LedgerMinFree})
 	if err != nil {
 		return err
 	}

@@ -408,6 +408,10 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"degraded","ledger":"read_only"}`)
 		return
 	}
+	if s.db.LowDisk() {
+		ctx.SetBodyString(`{"status":"degraded","ledger":"disk_full"}`)
+		return
+	}
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
@@ -428,6 +432,9 @@ func (s *Server) toError(ctx *fasthttp.RequestCtx, err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if errors.Is(err, ledger.ErrLowDisk) {
+		return lowDisk(err)
 	}
 	if errors.Is(err, ledger.ErrWriteFailed) {
 		return &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later", RetryAfter: "1", Cause: err}

@@ -290,6 +290,8 @@ func (s *Service) appendError(err error, hospital, requestID string, bodyHash [3
 			return nil, conflict("trace_code_reused", field, "trace code %s is being settled by another request", tc.Code)
 		}
 		return nil, conflict("trace_code_reused", field, "trace code %s was already settled%s and not reversed", tc.Code, s.ownSettlement(hospital, tc.SettlementID))
+	case errors.Is(err, ledger.ErrLowDisk):
+		return nil, lowDisk(err)
 	case errors.Is(err, ledger.ErrWriteFailed):
 		return nil, &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later with the same request_id (a write that reached the disk before the failure is then answered as a replay)", RetryAfter: "1", Cause: err}
 	case errors.Is(err, ledger.ErrCounterRange), errors.Is(err, ledger.ErrInsufficientBalance):

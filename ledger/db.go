@@ -45,6 +45,13 @@ type Options struct {
 	// returns then stops the whole process. Linux and the real disk (FS nil or
 	// vfs.Default) only; ignored otherwise.
 	DirectWALSync bool
+	// MinFreeBytes: writes are refused with ErrLowDisk while the disk of
+	// the ledger's directory has less free space (diskfree.go); 0: never.
+	MinFreeBytes uint64
+	// FreeSpace, when not nil, replaces the reading of the free space
+	// (statfs) of the ledger's directory: tests, and file systems that
+	// report it otherwise.
+	FreeSpace func(dir string) (uint64, error)
 
 	// bucketShift, when not 0, is the bucket shift of a store created or
 	// upgraded by this Open (bucketed.go): tests use small buckets.
@@ -77,6 +84,11 @@ type DB struct {
 	notify atomic.Pointer[chan struct{}]
 	failed atomic.Bool
 	closed atomic.Bool
+	// lowDisk is set while the disk has less than minFree bytes free
+	// (diskfree.go).
+	lowDisk   atomic.Bool
+	minFree   uint64
+	freeSpace func(dir string) (uint64, error)
 	// syncFailed is set by the syncer (writer.go: finish) at the first
 	// failed batch; every batch after it fails too.
 	syncFailed bool
@@ -190,6 +202,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		bshift:     opts.bucketShift,
 		fs:         fs,
 		dir:        dir,
+		minFree:    opts.MinFreeBytes,
+		freeSpace:  opts.FreeSpace,
+	}
+	if db.freeSpace == nil {
+		db.freeSpace = diskFree
 	}
 	if db.bshift == 0 {
 		db.bshift = defaultBucketShift
@@ -286,6 +303,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.notify.Store(&ch)
 	go db.run()
 	db.watchFilters()
+	db.watchDisk()
 	h := db.head.Load()
 	db.log.Info().Str("dir", dir).Uint64("head_seq", h.seq).
 		Int("hospitals", len(*db.hospitals.Load())).Int("catalogs", len(*db.catalogs.Load())).
@@ -478,6 +496,10 @@ func (db *DB) appendsDone(d time.Duration) bool {
 	return true
 }
 
+// closeFlushWait bounds the flush Close makes: long enough for a memtable
+// of any size on a working disk.
+const closeFlushWait = 30 * time.Second
+
 func (db *DB) closePebble() (err error) {
 	defer func() {
 		// After a failed commit pebble may complain fatally while closing.
@@ -489,10 +511,21 @@ func (db *DB) closePebble() (err error) {
 			panic(r)
 		}
 	}()
-	if !db.failed.Load() {
+	if !db.failed.Load() && !db.lowDisk.Load() {
 		// Flush the memtable, so that the next Open has no WAL to replay:
-		// after a clean close, a start needs no recovery.
-		if err := db.pdb.Flush(); err != nil {
+		// after a clean close, a start needs no recovery. Not waited for
+		// without end: on a full disk a flush fails and is retried for as
+		// long as the disk stays full, and a stop must still stop (the
+		// WAL holds every answered entry either way).
+		done, err := db.pdb.AsyncFlush()
+		if err == nil {
+			select {
+			case <-done:
+			case <-time.After(closeFlushWait):
+				err = fmt.Errorf("not done after %v (is the disk full?)", closeFlushWait)
+			}
+		}
+		if err != nil {
 			db.log.Warn().Err(err).Msg("ledger: flush at close failed; the next open replays the WAL")
 		}
 	}

@@ -35,6 +35,10 @@ var (
 	// ErrWriteFailed: a write to the store failed; the ledger accepts no more
 	// writes until it is reopened. Reads keep working [503].
 	ErrWriteFailed = errors.New("ledger: write failed; ledger is read-only until restarted")
+	// ErrLowDisk: the ledger's disk has less free space than
+	// Options.MinFreeBytes; writes are refused until it has more. Reads
+	// keep working [503].
+	ErrLowDisk = errors.New("ledger: the disk is nearly full; writes are refused until space is freed")
 	// ErrClosed: the DB is closed [503].
 	ErrClosed = errors.New("ledger: closed")
 	// ErrCorrupt: a stored value could not be decoded.

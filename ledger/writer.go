@@ -49,6 +49,9 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
+	if db.lowDisk.Load() {
+		return ErrLowDisk
+	}
 	var traceFilter *filterState
 	if e.Kind == KindSettlement && len(e.TraceCodes) > 0 {
 		// See tracecodes.go: checked here, in parallel, not in the writer.
@@ -86,6 +89,9 @@ func (db *DB) Append(ctx context.Context, e *Entry) error {
 func (db *DB) submit(r *request) (int, error) {
 	if db.failed.Load() {
 		return 0, ErrWriteFailed
+	}
+	if db.lowDisk.Load() {
+		return 0, ErrLowDisk
 	}
 	select {
 	case db.reqs <- r:
