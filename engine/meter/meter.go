@@ -316,8 +316,19 @@ func i32Type(n int) []byte {
 // n i32 parameters: it charges c's argument as bulkHelper charges a length
 // and gives the arguments back unchanged.
 func chargeHelper(fuel uint32, n int, c hostCharge) []byte {
-	g := appendU32(nil, fuel)
 	cost := []byte{0x20, byte(c.param), 0xAD /* i64.extend_i32_u */, opI64Const, byte(c.shl), 0x86 /* i64.shl */}
+	b := chargeBy(fuel, cost)
+	for i := range n {
+		b = append(b, 0x20, byte(i))
+	}
+	return append(b, opEnd)
+}
+
+// chargeBy is the start of a helper's body (no locals) that charges the
+// steps the code cost leaves on the stack, trapping as checkSequence does
+// when fewer are left.
+func chargeBy(fuel uint32, cost []byte) []byte {
+	g := appendU32(nil, fuel)
 	b := []byte{0} // no locals
 	b = append(append(b, opGlobalGet), g...)
 	b = append(b, cost...)
@@ -327,11 +338,7 @@ func chargeHelper(fuel uint32, n int, c hostCharge) []byte {
 	b = append(append(b, opGlobalGet), g...)
 	b = append(b, cost...)
 	b = append(b, 0x7D /* i64.sub */, 0x24 /* global.set */)
-	b = append(b, g...)
-	for i := range n {
-		b = append(b, 0x20, byte(i))
-	}
-	return append(b, opEnd)
+	return append(b, g...)
 }
 
 // PointCost is what a metered point charges for its own check, on top of
@@ -360,19 +367,8 @@ var bulkHelperType = []byte{0x60, 3, 0x7F, 0x7F, 0x7F, 3, 0x7F, 0x7F, 0x7F}
 //	global.get $fuel; local.get 2; i64.extend_i32_u; i64.const s; i64.shr_u; i64.sub; global.set $fuel
 //	local.get 0; local.get 1; local.get 2
 func bulkHelper(fuel uint32) []byte {
-	g := appendU32(nil, fuel)
 	cost := []byte{0x20, 2, 0xAD /* i64.extend_i32_u */, opI64Const, BulkShift, 0x88 /* i64.shr_u */}
-	b := []byte{0} // no locals
-	b = append(append(b, opGlobalGet), g...)
-	b = append(b, cost...)
-	b = append(b, 0x54 /* i64.lt_u */, 0x04 /* if */, 0x40, opI64Const, 0, 0x24 /* global.set */)
-	b = append(b, g...)
-	b = append(b, 0x00 /* unreachable */, opEnd)
-	b = append(append(b, opGlobalGet), g...)
-	b = append(b, cost...)
-	b = append(b, 0x7D /* i64.sub */, 0x24 /* global.set */)
-	b = append(b, g...)
-	return append(b, 0x20, 0, 0x20, 1, 0x20, 2, opEnd)
+	return append(chargeBy(fuel, cost), 0x20, 0, 0x20, 1, 0x20, 2, opEnd)
 }
 
 // checkSequence is the metering inserted at a metered point of the given

@@ -23,6 +23,9 @@ func instantiate(t *testing.T, wasm []byte, fuel int64) (api.Module, api.Mutable
 	ctx := context.Background()
 	r := wazero.NewRuntime(ctx)
 	t.Cleanup(func() { r.Close(ctx) })
+	// The host functions a module may import; each test imports what it
+	// calls, if anything.
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
 	mod, err := r.InstantiateWithConfig(ctx, code, wazero.NewModuleConfig().WithName(""))
 	if err != nil {
 		t.Fatal(err)
@@ -219,20 +222,9 @@ func TestHostCallsChargedByLength(t *testing.T) {
 	m := wasmgen.Policy(1, 0, body)
 	m.Imports = []wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: "random_get", Params: []byte{wasmgen.I32, wasmgen.I32}, Results: []byte{wasmgen.I32}}}
 	m.MemoryMin = 32
-	code, err := meter.Instrument(m.Bytes(), 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	r := wazero.NewRuntime(ctx)
-	defer r.Close(ctx)
-	wasi_snapshot_preview1.MustInstantiate(ctx, r)
-	mod, err := r.InstantiateWithConfig(ctx, code, wazero.NewModuleConfig().WithName(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fuel := mod.ExportedGlobal(meter.Global).(api.MutableGlobal)
+	mod, fuel := instantiate(t, m.Bytes(), 1000)
 	settle := mod.ExportedFunction("settle")
+	ctx := context.Background()
 	// i32.const, i32.const, call, drop, i64.const, end; the check; the
 	// host call; its length.
 	want := uint64(6 + meter.PointCost + meter.HostCallCost + n)
