@@ -115,7 +115,12 @@ func Run(ctx context.Context, cfg Config) error {
 		if principals, err = NewPrincipals(w.Principals); err != nil {
 			return err
 		}
-		if err := w.ApplyRegistry(db); err != nil {
+		if err := w.ApplyRegistry(db); errors.Is(err, ledger.ErrLowDisk) {
+			// Serve what the ledger holds (reads, quotes, /healthz
+			// degraded) rather than not at all; the world is applied at
+			// the next start with room (it is upserted).
+			log.Error().Err(err).Msg("world: hospitals, catalogs and persons not applied: the ledger's disk is nearly full; serving what the ledger holds")
+		} else if err != nil {
 			return err
 		}
 		if len(cfg.Native) == 0 {

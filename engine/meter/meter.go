@@ -138,8 +138,8 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 			if !ok || int(h.typ) >= len(sigs) {
 				continue
 			}
-			params, ok := i32Params(sigs[h.typ])
-			if !ok || c.param >= params {
+			params, ok := paramTypes(sigs[h.typ])
+			if !ok || c.param >= len(params) || params[c.param] != 0x7F {
 				continue // not the WASI signature: wazero refuses it at instantiation
 			}
 			if m.charge == nil {
@@ -147,8 +147,8 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 			}
 			idx := importedFuncs + funcs + 1 + uint32(len(chargeBodies))
 			m.charge[uint32(i)] = append([]byte{0x10}, appendU32(nil, idx)...)
-			chargeTypes = append(chargeTypes, i32Type(params))
-			chargeBodies = append(chargeBodies, chargeHelper(fuel, params, c))
+			chargeTypes = append(chargeTypes, passThroughType(params))
+			chargeBodies = append(chargeBodies, chargeHelper(fuel, len(params), c))
 		}
 	}
 
@@ -196,8 +196,12 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 				}
 			}
 		case secGlobal:
-			s.content, err = appendToVec(s.content, newGlobal)
+			if err = m.checkConstRefs(s.id, s.content); err == nil {
+				s.content, err = appendToVec(s.content, newGlobal)
+			}
 			haveGlobal = true
+		case 4: // tables: an initializer may name a function
+			err = m.checkConstRefs(s.id, s.content)
 		case secExport:
 			addGlobal()
 			s.content, err = appendToVec(s.content, newExport)
@@ -283,38 +287,32 @@ func funcTypes(content []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// i32Params returns how many parameters sig has if they are all i32.
-func i32Params(sig []byte) (int, bool) {
+// paramTypes returns sig's parameter types, if they are all numbers.
+func paramTypes(sig []byte) ([]byte, bool) {
 	r := reader{b: sig}
-	n := r.u32()
-	params := r.bytes(int(n))
+	params := r.bytes(int(r.u32()))
 	if r.err != nil {
-		return 0, false
+		return nil, false
 	}
 	for _, p := range params {
-		if p != 0x7F {
-			return 0, false
+		if p < 0x7C || p > 0x7F { // f64, f32, i64, i32
+			return nil, false
 		}
 	}
-	return int(n), true
+	return params, true
 }
 
-// i32Type is the type (i32 × n) -> (i32 × n).
-func i32Type(n int) []byte {
-	b := append([]byte{0x60}, appendU32(nil, uint32(n))...)
-	for range n {
-		b = append(b, 0x7F)
-	}
-	b = appendU32(b, uint32(n))
-	for range n {
-		b = append(b, 0x7F)
-	}
-	return b
+// passThroughType is the type (params) -> (params).
+func passThroughType(params []byte) []byte {
+	b := append([]byte{0x60}, appendU32(nil, uint32(len(params)))...)
+	b = append(b, params...)
+	b = append(b, appendU32(nil, uint32(len(params)))...)
+	return append(b, params...)
 }
 
 // chargeHelper is the body of a function called before a host function of
-// n i32 parameters: it charges c's argument as bulkHelper charges a length
-// and gives the arguments back unchanged.
+// n parameters: it charges c's argument (an i32) as bulkHelper charges a
+// length and gives the arguments back unchanged.
 func chargeHelper(fuel uint32, n int, c hostCharge) []byte {
 	cost := []byte{0x20, byte(c.param), 0xAD /* i64.extend_i32_u */, opI64Const, byte(c.shl), 0x86 /* i64.shl */}
 	b := chargeBy(fuel, cost)
@@ -593,22 +591,8 @@ func (m *metering) checkElements(content []byte) error {
 				}
 				continue
 			}
-			// An expression: ref.func idx or ref.null t (or global.get),
-			// then end.
-			for r.err == nil {
-				op := r.byte()
-				if op == opEnd {
-					break
-				}
-				if op == 0xD2 {
-					if idx := r.u32(); r.err == nil && idx < m.importedFuncs {
-						return errHostRef
-					}
-					continue
-				}
-				if err := r.skipImmediates(op); err != nil {
-					return fmt.Errorf("%w: element segment %d: %v", ErrMalformed, i, err)
-				}
+			if err := m.constRefs(&r); err != nil {
+				return err
 			}
 		}
 	}
@@ -616,6 +600,66 @@ func (m *metering) checkElements(content []byte) error {
 		return fmt.Errorf("%w: element section: %v", ErrMalformed, r.err)
 	}
 	return nil
+}
+
+// checkConstRefs refuses a ref.func of an imported function in the
+// constant expressions of a table section (initializers) or a global
+// section: a funcref global or table holding one would let call_indirect
+// call the host unmetered as an element segment would.
+func (m *metering) checkConstRefs(id byte, content []byte) error {
+	r := reader{b: content}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		var err error
+		switch {
+		case id == 4 && len(r.b) >= 2 && r.b[0] == 0x40 && r.b[1] == 0x00: // with an initializer
+			r.b = r.b[2:]
+			if _, err = r.tableType(); err == nil {
+				err = m.constRefs(&r)
+			}
+		case id == 4:
+			_, err = r.tableType()
+		default: // a global: its type, mutability, initializer
+			if err = r.valType(); err == nil {
+				r.byte()
+				err = m.constRefs(&r)
+			}
+		}
+		if errors.Is(err, errHostRef) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, err)
+		}
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+	}
+	return nil
+}
+
+// constRefs reads a constant expression up to its end, refusing a ref.func
+// of an imported function.
+func (m *metering) constRefs(r *reader) error {
+	for r.err == nil {
+		switch op := r.byte(); {
+		case r.err != nil:
+		case op == opEnd:
+			return nil
+		case op == 0xD2:
+			if idx := r.u32(); r.err == nil && idx < m.importedFuncs {
+				return errHostRef
+			}
+		case op == 0xFD: // v128.const
+			r.u32()
+			r.bytes(16)
+		default:
+			if err := r.skipImmediates(op); err != nil {
+				return err
+			}
+		}
+	}
+	return r.err
 }
 
 // scopeCosts returns what each metered point of a function body charges:

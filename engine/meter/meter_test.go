@@ -237,3 +237,71 @@ func TestHostCallsChargedByLength(t *testing.T) {
 		t.Fatalf("on one step less: %v, fuel left %d", err, fuel.Get())
 	}
 }
+
+// insertSection puts a section with id and content before the first
+// section of wasm whose id is exportSection (7): for globals (6).
+func insertSection(wasm []byte, id byte, content []byte) []byte {
+	out := append([]byte(nil), wasm[:8]...)
+	sec := append([]byte{id}, wasmgen.U32(uint32(len(content)))...)
+	sec = append(sec, content...)
+	rest := wasm[8:]
+	for len(rest) > 0 {
+		sid := rest[0]
+		n, size := uint32(0), 1
+		for shift := 0; ; shift += 7 {
+			c := rest[size]
+			size++
+			n |= uint32(c&0x7f) << shift
+			if c < 0x80 {
+				break
+			}
+		}
+		if sid == 7 && sec != nil {
+			out = append(out, sec...)
+			sec = nil
+		}
+		out = append(out, rest[:size+int(n)]...)
+		rest = rest[size+int(n):]
+	}
+	return out
+}
+
+// TestHostFunctionInAGlobalRefused: a funcref global initialized with an
+// imported function is refused like one in a table (global.get, table.set
+// and call_indirect would call the host unmetered).
+func TestHostFunctionInAGlobalRefused(t *testing.T) {
+	random := wasmgen.Import{Module: "wasi_snapshot_preview1", Name: "random_get", Params: []byte{wasmgen.I32, wasmgen.I32}, Results: []byte{wasmgen.I32}}
+	for _, tt := range []struct {
+		idx     byte
+		refused bool
+	}{{0, true}, {1, false}} {
+		m := wasmgen.Policy(1, 0, wasmgen.I64Const(0))
+		m.Imports = []wasmgen.Import{random}
+		wasm := insertSection(m.Bytes(), 6, []byte{1, 0x70, 0, 0xD2, tt.idx, wasmgen.OpEnd}) // one immutable funcref global
+		_, err := meter.Instrument(wasm, 100)
+		if refused := err != nil; refused != tt.refused || refused && !strings.Contains(err.Error(), "imported (host) function") {
+			t.Errorf("global = ref.func %d: %v, want refused %v", tt.idx, err, tt.refused)
+		}
+	}
+}
+
+// TestHostCallsWithAnI64ChargedByLength: fd_pread and fd_pwrite take an
+// i64 offset; they are charged by their buffers all the same.
+func TestHostCallsWithAnI64ChargedByLength(t *testing.T) {
+	for _, name := range []string{"fd_pread", "fd_pwrite"} {
+		used := func(iovs int32) uint64 {
+			body := wasmgen.Concat(wasmgen.I32Const(0), wasmgen.I32Const(0), wasmgen.I32Const(iovs), wasmgen.I64Const(0), wasmgen.I32Const(0),
+				[]byte{wasmgen.OpCall, 0, wasmgen.OpDrop}, wasmgen.I64Const(0))
+			m := wasmgen.Policy(1, 0, body)
+			m.Imports = []wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: name,
+				Params: []byte{wasmgen.I32, wasmgen.I32, wasmgen.I32, 0x7E, wasmgen.I32}, Results: []byte{wasmgen.I32}}}
+			mod, fuel := instantiate(t, m.Bytes(), 1000)
+			fuel.Set(1 << 40)
+			mod.ExportedFunction("settle").Call(context.Background(), 1)
+			return 1<<40 - fuel.Get()
+		}
+		if a, b := used(1), used(1001); b-a != 1000<<5 {
+			t.Errorf("%s: %d steps with 1 buffer, %d with 1,001: want 32 a buffer", name, a, b)
+		}
+	}
+}
