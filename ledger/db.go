@@ -89,6 +89,8 @@ type DB struct {
 	lowDisk   atomic.Bool
 	minFree   uint64
 	freeSpace func(dir string) (uint64, error)
+	// diskUnreadable: the last reading failed (owned by the watcher).
+	diskUnreadable bool
 	// syncFailed is set by the syncer (writer.go: finish) at the first
 	// failed batch; every batch after it fails too.
 	syncFailed bool

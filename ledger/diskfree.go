@@ -46,9 +46,13 @@ func (db *DB) watchDisk() {
 func (db *DB) checkDisk() {
 	free, err := db.freeSpace(db.dir)
 	if err != nil {
-		db.log.Warn().Err(err).Msg("ledger: free disk space unreadable")
+		if !db.diskUnreadable { // once, not four times a second
+			db.log.Warn().Err(err).Msg("ledger: free disk space unreadable; writes are not held back for it")
+		}
+		db.diskUnreadable = true
 		return
 	}
+	db.diskUnreadable = false
 	low := free < db.minFree
 	if db.lowDisk.Swap(low) == low {
 		return
