@@ -251,6 +251,15 @@ func (r *reader) table() (uint64, error) {
 	return r.tableType()
 }
 
+// funcRef passes a function index that a constant expression or an element
+// segment names to r.ref, if set.
+func (r *reader) funcRef(idx uint32) error {
+	if r.ref == nil || r.err != nil {
+		return nil
+	}
+	return r.ref(idx)
+}
+
 // constExpr skips a constant expression up to its end.
 func (r *reader) constExpr() error {
 	for r.err == nil {
@@ -259,7 +268,11 @@ func (r *reader) constExpr() error {
 		case r.err != nil:
 		case op == opEnd:
 			return nil
-		case op == 0x41 || op == 0x42 || op == 0x43 || op == 0x44 || op == 0x23 || op == 0xD0 || op == 0xD2:
+		case op == 0xD2: // ref.func
+			if err := r.funcRef(r.u32()); err != nil {
+				return err
+			}
+		case op == 0x41 || op == 0x42 || op == 0x43 || op == 0x44 || op == 0x23 || op == 0xD0:
 			if err := r.skipImmediates(op); err != nil {
 				return err
 			}
@@ -305,7 +318,9 @@ func (r *reader) elementSegment() (uint32, error) {
 	if flags&4 == 0 {
 		k := r.bounded(1, "function indexes")
 		for j := uint32(0); j < k && r.err == nil; j++ {
-			r.u32()
+			if err := r.funcRef(r.u32()); err != nil {
+				return 0, err
+			}
 		}
 		return k, r.err
 	}

@@ -529,8 +529,10 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 		}
 		if op == 0xD2 { // ref.func: a host function as a reference?
 			rest := reader{b: r.b}
-			if idx := rest.u32(); rest.err == nil && idx < m.importedFuncs {
-				return nil, errHostRef
+			if idx := rest.u32(); rest.err == nil {
+				if err := m.hostRef(idx); err != nil {
+					return nil, err
+				}
 			}
 		}
 		if op == 0x10 || op == 0x12 || op == 0xD2 || op == 0x23 || op == 0x24 {
@@ -563,37 +565,23 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 // call pays (HostCallCost), and a module has no need to.
 var errHostRef = errors.New("meter: a reference to an imported (host) function, in a table or by ref.func, is not supported (call host functions directly)")
 
+// hostRef refuses a reference to an imported function.
+func (m *metering) hostRef(idx uint32) error {
+	if idx < m.importedFuncs {
+		return errHostRef
+	}
+	return nil
+}
+
 // checkElements refuses element segments holding imported functions.
 func (m *metering) checkElements(content []byte) error {
-	r := reader{b: content}
+	r := reader{b: content, ref: m.hostRef}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		flags := r.u32()
-		if r.err != nil || flags > 7 {
-			return fmt.Errorf("%w: element segment %d: flags %d", ErrMalformed, i, flags)
-		}
-		if flags&3 == 2 {
-			r.u32() // table index
-		}
-		if flags&1 == 0 { // active: an offset
-			if err := r.constExpr(); err != nil {
-				return fmt.Errorf("%w: element segment %d: %v", ErrMalformed, i, err)
-			}
-		}
-		if flags&3 != 0 {
-			r.byte() // element kind or reference type
-		}
-		k := r.u32()
-		for j := uint32(0); j < k && r.err == nil; j++ {
-			if flags&4 == 0 {
-				if idx := r.u32(); r.err == nil && idx < m.importedFuncs {
-					return errHostRef
-				}
-				continue
-			}
-			if err := m.constRefs(&r); err != nil {
-				return err
-			}
+		if _, err := r.elementSegment(); errors.Is(err, errHostRef) {
+			return err
+		} else if err != nil {
+			return fmt.Errorf("%w: element segment %d: %v", ErrMalformed, i, err)
 		}
 	}
 	if r.err != nil {
@@ -607,23 +595,15 @@ func (m *metering) checkElements(content []byte) error {
 // section: a funcref global or table holding one would let call_indirect
 // call the host unmetered as an element segment would.
 func (m *metering) checkConstRefs(id byte, content []byte) error {
-	r := reader{b: content}
+	r := reader{b: content, ref: m.hostRef}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		var err error
-		switch {
-		case id == 4 && len(r.b) >= 2 && r.b[0] == 0x40 && r.b[1] == 0x00: // with an initializer
-			r.b = r.b[2:]
-			if _, err = r.tableType(); err == nil {
-				err = m.constRefs(&r)
-			}
-		case id == 4:
-			_, err = r.tableType()
-		default: // a global: its type, mutability, initializer
-			if err = r.valType(); err == nil {
-				r.byte()
-				err = m.constRefs(&r)
-			}
+		if id == 4 {
+			_, err = r.table()
+		} else if err = r.valType(); err == nil { // a global: type, mutability, initializer
+			r.byte()
+			err = r.constExpr()
 		}
 		if errors.Is(err, errHostRef) {
 			return err
@@ -636,30 +616,6 @@ func (m *metering) checkConstRefs(id byte, content []byte) error {
 		return fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
 	}
 	return nil
-}
-
-// constRefs reads a constant expression up to its end, refusing a ref.func
-// of an imported function.
-func (m *metering) constRefs(r *reader) error {
-	for r.err == nil {
-		switch op := r.byte(); {
-		case r.err != nil:
-		case op == opEnd:
-			return nil
-		case op == 0xD2:
-			if idx := r.u32(); r.err == nil && idx < m.importedFuncs {
-				return errHostRef
-			}
-		case op == 0xFD: // v128.const
-			r.u32()
-			r.bytes(16)
-		default:
-			if err := r.skipImmediates(op); err != nil {
-				return err
-			}
-		}
-	}
-	return r.err
 }
 
 // scopeCosts returns what each metered point of a function body charges:
@@ -770,6 +726,9 @@ func (r *reader) skipImmediates(op byte) error {
 type reader struct {
 	b   []byte
 	err error
+	// ref, if set, sees every function index that a constant expression
+	// or an element segment names (funcRef).
+	ref func(idx uint32) error
 }
 
 func (r *reader) done() bool { return len(r.b) == 0 || r.err != nil }
