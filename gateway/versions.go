@@ -36,7 +36,7 @@ type Versions struct {
 
 // NewVersions returns a manager over eng, store and policies.
 func NewVersions(eng *engine.Engine, store *engine.Store, policies *engine.Policies, log zerolog.Logger) *Versions {
-	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}}
+	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}, inWorld: map[string]bool{}}
 }
 
 // Policies is the schedule settlements look versions up in.
@@ -46,9 +46,6 @@ func (v *Versions) Policies() *engine.Policies { return v.policies }
 // fails is refused with a logged reason and its region gets no policy from
 // it. A version a region has withdrawn is not brought back by a restart.
 func (v *Versions) LoadWorld(ctx context.Context, w *World) {
-	if v.inWorld == nil {
-		v.inWorld = make(map[string]bool, len(w.Policies))
-	}
 	for _, pf := range w.Policies {
 		v.inWorld[pf.Region+"/"+pf.Version] = true
 		log := v.log.With().Str("region", pf.Region).Str("version", pf.Version).Logger()
@@ -239,9 +236,6 @@ func (v *Versions) Adopt(m *engine.Module, wasm []byte, eff abi.Date) error {
 	}
 	v.mu.Lock()
 	v.modules[m.SHA256] = m
-	if v.inWorld == nil {
-		v.inWorld = map[string]bool{}
-	}
 	v.inWorld[m.Region+"/"+m.Version] = true // loaded: LoadStored leaves it
 	v.mu.Unlock()
 	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
