@@ -483,6 +483,14 @@ func decodeItem(l *lexer, it *Item, codes *[]string, seen *codeSet) error {
 					}
 					return err
 				}
+				// A code is what the scanner read off the box: printable
+				// ASCII. A full-width digit or an invisible character
+				// (U+200B, U+00A0) would make a settled code look new.
+				for k := 0; k < len(c); k++ {
+					if c[k] >= 0x80 {
+						return invalid("trace_codes["+strconv.Itoa(j)+"]", "trace_codes[%d] must be printable ASCII (letters, digits, punctuation), as scanned", j)
+					}
+				}
 				if !seen.add(*codes, c) {
 					return invalid("trace_codes["+strconv.Itoa(j)+"]", "trace code %s appears twice in this bill", c)
 				}
