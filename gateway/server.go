@@ -135,9 +135,16 @@ func (s *Server) knownToken(h *fasthttp.RequestHeader) bool {
 	return ok
 }
 
-// bearer is the request's Bearer token, if it has one.
+// bearer is the request's Bearer token, if it has one. A request with
+// two Authorization headers has none: fasthttp would read the first, a
+// proxy in front of the gateway may read (or have added) the last, and the
+// two would disagree on who is asking.
 func bearer(hdr *fasthttp.RequestHeader) ([]byte, bool) {
-	h := hdr.Peek("Authorization")
+	all := hdr.PeekAll("Authorization")
+	if len(all) != 1 {
+		return nil, false
+	}
+	h := all[0]
 	const prefix = "Bearer "
 	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
 		return nil, false
@@ -321,7 +328,7 @@ func (s *Server) auth(ctx *fasthttp.RequestCtx, role Role) (Principal, error) {
 func (s *Server) authHeader(hdr *fasthttp.RequestHeader, role Role) (Principal, error) {
 	token, ok := bearer(hdr)
 	if !ok {
-		return Principal{}, &Error{Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "an Authorization: Bearer <token> header is required"}
+		return Principal{}, &Error{Status: fasthttp.StatusUnauthorized, Code: "unauthorized", Message: "one Authorization: Bearer <token> header is required"}
 	}
 	p, ok := s.principals.Lookup(token)
 	if !ok {
