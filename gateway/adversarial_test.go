@@ -46,3 +46,29 @@ func TestTraceCodeLookalikesRefused(t *testing.T) {
 		t.Fatalf("an escaped spelling of a settled code: %d %s", status, body)
 	}
 }
+
+// TestCreditReferenceIsAnIdentifier: a credit's reference is its
+// idempotency key, held to the rule of a request_id: no spaces and no
+// control characters. A region system that sends " CR-1" once and "CR-1"
+// on its retry (or a NUL it did not mean) would otherwise credit twice.
+func TestCreditReferenceIsAnIdentifier(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	const path = "/v1/regions/371600/persons/EMP1/credits"
+	if status, body := h.do("POST", path, "tok-region-371600", []byte(`{"reference":"CR-1","amount":"10.00"}`)); status != 200 {
+		t.Fatalf("credit: %d %s", status, body)
+	}
+	for _, ref := range []string{` CR-1`, `CR-1 `, `CR-1\u0000`, `CR\t1`, `CR-1\n`, `CR-1\u007f`} {
+		status, body := h.do("POST", path, "tok-region-371600", []byte(`{"reference":"`+ref+`","amount":"10.00"}`))
+		a := decodeAnswer(t, body)
+		if status != 400 || a.Error == nil || a.Error.Code != "invalid_field" || a.Error.Field != "reference" {
+			t.Errorf("reference %q: %d %s, want 400 invalid_field at reference", ref, status, body)
+		}
+	}
+	bal, err := h.db.Balance("371600", "EMP1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal != 1010_00 {
+		t.Fatalf("balance %d fen after one credit of 10.00 on 1000.00", bal)
+	}
+}

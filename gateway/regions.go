@@ -220,6 +220,13 @@ func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []s
 	if req.Reference == "" || len(req.Reference) > MaxIDLen {
 		return invalid("reference", "reference must be 1 to %d characters", MaxIDLen)
 	}
+	// The reference is the credit's idempotency key, held to a
+	// request_id's rule: " CR-1" and "CR-1" must not be two credits.
+	for i := 0; i < len(req.Reference); i++ {
+		if c := req.Reference[i]; c <= ' ' || c == 0x7f {
+			return invalid("reference", "reference must not contain spaces or control characters")
+		}
+	}
 	amount, err := money.Parse([]byte(req.Amount), 2)
 	if err != nil || amount == 0 {
 		return invalid("amount", "amount must be a positive amount with at most two decimals")
