@@ -732,3 +732,56 @@ func TestCrashAnsweredWritesReplay(t *testing.T) {
 	checkCommitOrder(t, h, opening)
 	t.Logf("%d writes answered before the crash (%d credits), %d entries recovered", len(before), credits, head)
 }
+
+// TestRaceUpsertDuringSettlement: a region's upsert of a person (here:
+// active to retired, which raises the chronic ratio) that is answered while
+// a settlement of that person is under way must be what the settlement,
+// committed after it, computed with. The test holds the person's lock so
+// that the settlement waits between reading the registry and computing.
+func TestRaceUpsertDuringSettlement(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	mu := h.srv.svc.lockPerson("371600", "EMP1")
+	settled := make(chan *raceCall, 1)
+	go func() {
+		c := &raceCall{path: "/v1/settlements", token: "tok-H3716020001",
+			body: settleBody("UP-1", "EMP1", "371600", chronicVisit, oneLine)}
+		c.status, c.raw = h.do("POST", c.path, c.token, c.body)
+		json.Unmarshal(c.raw, &c.answer)
+		settled <- c
+	}()
+	time.Sleep(100 * time.Millisecond) // the settlement waits for the lock
+	upserted := make(chan int, 1)
+	go func() {
+		retired := strings.Replace(empActive, `"active"`, `"retired"`, 1)
+		status, raw := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(retired+"\n"))
+		if status != 200 {
+			t.Errorf("upsert: %d %s", status, raw)
+		}
+		upserted <- status
+	}()
+	upsertFirst := false
+	select {
+	case <-upserted:
+		upsertFirst = true // committed before the settlement can commit
+	case <-time.After(300 * time.Millisecond):
+	}
+	mu.Unlock()
+	c := <-settled
+	if !upsertFirst {
+		<-upserted
+	}
+	if c.status != 200 {
+		t.Fatalf("settle: %d %s", c.status, c.raw)
+	}
+	e, ok, err := h.db.EntryByID(c.answer.SettlementID)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	var in abi.Input
+	if err := in.Decode(e.Input); err != nil {
+		t.Fatal(err)
+	}
+	if upsertFirst && in.Person.Employment != abi.EmploymentRetired {
+		t.Fatalf("the upsert to retired was answered before the settlement committed (seq %d), yet the settlement was computed for an active employee", e.Seq)
+	}
+}

@@ -100,7 +100,16 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 		good = append(good, person)
 		return nil
 	})
+	// A settlement of a person computes with the registry record it reads
+	// under the person's lock and commits before releasing it: the upsert
+	// waits, so that it comes before or after the settlement, not between.
+	ids := make([]string, len(good))
+	for i := range good {
+		ids[i] = good[i].ID
+	}
+	unlock := s.svc.lockPersons(region, ids)
 	created, err := s.db.PutPersons(good)
+	unlock()
 	if err != nil {
 		return err
 	}

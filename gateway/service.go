@@ -63,14 +63,39 @@ type Result struct {
 }
 
 func (s *Service) lockPerson(region, id string) *sync.Mutex {
+	mu := &s.locks[s.stripe(region, id)]
+	mu.Lock()
+	return mu
+}
+
+func (s *Service) stripe(region, id string) int {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(region)
 	h.WriteByte('/')
 	h.WriteString(id)
-	mu := &s.locks[h.Sum64()%uint64(len(s.locks))]
-	mu.Lock()
-	return mu
+	return int(h.Sum64() % uint64(len(s.locks)))
+}
+
+// lockPersons holds the stripes of every person of region in ids (in
+// stripe order, so that two callers cannot deadlock) until unlock.
+func (s *Service) lockPersons(region string, ids []string) (unlock func()) {
+	var held [len(Service{}.locks)]bool
+	for _, id := range ids {
+		held[s.stripe(region, id)] = true
+	}
+	for i, h := range held {
+		if h {
+			s.locks[i].Lock()
+		}
+	}
+	return func() {
+		for i, h := range held {
+			if h {
+				s.locks[i].Unlock()
+			}
+		}
+	}
 }
 
 // Settle computes a settlement for hospital h and, unless quote, appends it.
@@ -145,6 +170,15 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	// written: hold the person's stripe until the entry is on disk.
 	mu := s.lockPerson(req.InsuredRegion, req.PersonID)
 	defer mu.Unlock()
+	// The registry record again, under the lock: an upsert of the person
+	// (which holds it too, upsertPersons) committed meanwhile is one this
+	// settlement, committed after it, must see.
+	if person, ok, err = s.db.Person(req.InsuredRegion, req.PersonID); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion)
+	}
+	in.Person = person.Facts
 
 	// A quote must refuse a settled trace code itself; a settlement's codes
 	// are reserved and checked by ledger.Append, race-free with their
