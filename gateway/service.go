@@ -394,6 +394,12 @@ func (s *Service) Get(hospital, id string) (*Result, error) {
 
 // Reverse books the reversal of hospital's settlement id (policies.md §6).
 func (s *Service) Reverse(ctx context.Context, hospital, id string, req *ReversalRequest) (*Result, error) {
+	// Only a settlement id can name a settlement, and only one can be
+	// part of the request's content below: an id holding a NUL would let
+	// (id, reason) pairs read as each other.
+	if _, ok := ledger.ParseSettlementID(id); !ok {
+		return nil, notFound("no settlement %s for this hospital", id)
+	}
 	w := s.work.Get().(*work)
 	defer s.work.Put(w)
 	w.canon = append(append(append(w.canon[:0], "reversal\x00"...), id...), 0)

@@ -381,3 +381,30 @@ func TestFutureDatesRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestReversalOfAMalformedIDIsNotAReplay: the reversal's content is its
+// settlement id and reason; an id that is no settlement id (here with a
+// NUL, moved from the start of the reason) must be 404, not the replay of
+// the reversal booked with that request_id.
+func TestReversalOfAMalformedIDIsNotAReplay(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("V-1", "EMP1", "371600", chronicVisit, oneLine))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	id := decodeAnswer(t, body).SettlementID
+	status, body = h.do("POST", "/v1/settlements/"+id+"/reversal", "tok-H3716020001", []byte(`{"request_id":"V-1-R","reason":"\u0000billing error"}`))
+	if status != 200 {
+		t.Fatalf("reversal: %d %s", status, body)
+	}
+	head := h.head()
+	for _, bad := range []string{id + "%00", "S1", "S0000000000x1", "s000000000001"} {
+		status, body = h.do("POST", "/v1/settlements/"+bad+"/reversal", "tok-H3716020001", []byte(`{"request_id":"V-1-R","reason":"billing error"}`))
+		if status != 404 || !strings.Contains(string(body), `"not_found"`) {
+			t.Errorf("reversal of %q = %d %s, want 404 not_found", bad, status, body)
+		}
+	}
+	if h.head() != head {
+		t.Errorf("the ledger moved: %v -> %v", head, h.head())
+	}
+}
