@@ -61,8 +61,11 @@ type LineError struct {
 // number; fn's error refuses that line only. The body is in memory and
 // bounded already, so a line of any length is just a line (a scanner's
 // limit would have stopped at a long one and dropped every line after it).
+// A UTF-8 byte order mark opening the body (a file saved by a Windows
+// tool) is not part of its first line.
 func eachLine(body []byte, fn func(n int, line []byte) error) []LineError {
 	var bad []LineError
+	body = bytes.TrimPrefix(body, utf8BOM)
 	for n := 1; len(body) > 0; n++ {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {

@@ -432,6 +432,9 @@ func jsonKind(t reflect.Type) string {
 	}
 }
 
+// utf8BOM is the byte order mark some tools put at the start of a UTF-8 file.
+var utf8BOM = []byte("\ufeff")
+
 // eachNDJSON calls fn for every non-empty line of dir/<region>.ndjson.
 func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byte) error) error {
 	names, _ := fs.Glob(fsys, dir+"/*.ndjson")
@@ -450,7 +453,11 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 		n := 0
 		for sc.Scan() {
 			n++
-			line := bytes.TrimSpace(sc.Bytes())
+			line := sc.Bytes()
+			if n == 1 {
+				line = bytes.TrimPrefix(line, utf8BOM) // as eachLine
+			}
+			line = bytes.TrimSpace(line)
 			if len(line) == 0 {
 				continue
 			}
