@@ -287,6 +287,8 @@ func (s *Server) withdrawPolicy(ctx *fasthttp.RequestCtx, p Principal, params []
 		return notFound("region %s has no version %s", region, version)
 	case errors.Is(err, errAlreadyWithdrawn):
 		return conflict("already_withdrawn", "", "version %s of region %s is already withdrawn", version, region)
+	case errors.Is(err, errLastVersion):
+		return conflict("last_version", "", "version %s is region %s's only version: there is no previous one to roll back to, and without it every bill of the region's insured would be refused (no_policy); publish the version to return to (from the same date it replaces this one), then withdraw this one", version, region)
 	case err != nil:
 		return err
 	}

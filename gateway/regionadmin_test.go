@@ -46,3 +46,42 @@ func TestRegionNDJSONWithBOM(t *testing.T) {
 		t.Fatalf("world files with a BOM: %d codes, %d persons", len(w.Catalogs["371600"]), len(w.Persons))
 	}
 }
+
+// TestWithdrawLastVersionRefused: rolling back a region's only version
+// has nothing to roll back to; it would leave every bill of the region's
+// insured, anywhere in the country, refused as no_policy. It is refused
+// (409), and nothing changes; with another version it is a rollback.
+func TestWithdrawLastVersionRefused(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"152500": {strings.Replace(resident, "RES1", "X1", 1)}})))
+	quote := func() int {
+		status, _ := h.do("POST", "/v1/settlements/quote", "tok-H3716210001", settleBody("Q", "X1", "152500",
+			`{"type":"outpatient","visit_date":"2025-05-31"}`, `[{"code":"XA01","unit_price":"100.00","quantity":"1","amount":"100.00"}]`))
+		return status
+	}
+	status, out := h.do("POST", "/v1/regions/152500/policies/v1/withdraw", "tok-region-152500", nil)
+	if status != 409 || !strings.Contains(string(out), `"code":"last_version"`) {
+		t.Fatalf("withdrawing the only version: %d %s", status, out)
+	}
+	if quote() != 200 {
+		t.Fatalf("the refused withdrawal took the version away")
+	}
+	if list, _ := h.versions.List("152500", 20261123); len(list) != 1 || list[0].Status != "in_force" {
+		t.Fatalf("versions after a refused withdrawal: %+v", list)
+	}
+	// With a later version, the earlier is withdrawn and the later one, the
+	// last left, is not.
+	status, out = h.do("POST", "/v1/regions/152500/policies", "tok-region-152500",
+		upload("152500", "v2", "2023-01-01", referenceWasm(t, "152500", "v1"), readCases(t, "152500-v1.json"), demoKey("152500")))
+	if status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	if status, out := h.do("POST", "/v1/regions/152500/policies/v1/withdraw", "tok-region-152500", nil); status != 200 || !strings.Contains(string(out), `"in_force_today":"v2"`) {
+		t.Fatalf("withdrawing v1 with v2 there: %d %s", status, out)
+	}
+	if status, out := h.do("POST", "/v1/regions/152500/policies/v2/withdraw", "tok-region-152500", nil); status != 409 {
+		t.Fatalf("withdrawing the last one left: %d %s", status, out)
+	}
+	if quote() != 200 {
+		t.Fatalf("no version in force after the refusal")
+	}
+}

@@ -269,16 +269,27 @@ func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, e
 }
 
 // Withdraw rolls back version of region: it stops applying at once and the
-// previous version applies again. Its module stays loaded for replays.
+// previous version applies again. Its module stays loaded for replays. The
+// region's last active version is not withdrawn (errLastVersion): there is
+// nothing to roll back to, and every bill of its insured would be refused.
 func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out engine.Record
 	err := v.store.Update(region, func(recs []engine.Record) ([]engine.Record, error) {
+		active := 0
+		for _, r := range recs {
+			if r.State == engine.StateActive {
+				active++
+			}
+		}
 		for i, r := range recs {
 			if r.Version == version {
 				if r.State == engine.StateWithdrawn {
 					return nil, errAlreadyWithdrawn
+				}
+				if active == 1 {
+					return nil, errLastVersion
 				}
 				recs[i].State = engine.StateWithdrawn
 				recs[i].WithdrawnAt = v.now().UTC()
@@ -299,6 +310,7 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 var (
 	errAlreadyWithdrawn = errors.New("gateway: version already withdrawn")
 	errNoVersion        = errors.New("gateway: no such version")
+	errLastVersion      = errors.New("gateway: the region's last version")
 )
 
 // List returns region's version records with their state today.
