@@ -210,8 +210,14 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		}
 		return err
 	}
-	return s.writeJSON(ctx, 201, map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
-		"module_sha256": rep.SHA256, "report": rep})
+	res := map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
+		"module_sha256": rep.SHA256, "report": rep}
+	if eff < today() {
+		// Retroactive: said, since a region may have meant a future date.
+		res["note"] = "effective_from " + up.EffectiveFrom + " is already past: bills dated from then on (until a later version's date) that are settled from now on use " +
+			up.Version + "; settlements already made keep the version that computed them (a shadow run shows what " + up.Version + " would have changed)"
+	}
+	return s.writeJSON(ctx, 201, res)
 }
 
 func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {

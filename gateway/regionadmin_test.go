@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -83,5 +85,51 @@ func TestWithdrawLastVersionRefused(t *testing.T) {
 	}
 	if quote() != 200 {
 		t.Fatalf("no version in force after the refusal")
+	}
+}
+
+// TestRetroactiveVersion: a version published with an effective date
+// already past settles the bills of those dates settled from then on; the
+// settlements already made keep the version (and module) that computed
+// them, and the upload's answer says so, since a region may have meant a
+// future date.
+func TestRetroactiveVersion(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {resident}})))
+	settle := func(id, date string) answer {
+		t.Helper()
+		status, out := h.do("POST", "/v1/settlements", "tok-H3716210001", settleBody(id, "RES1", "371600",
+			`{"type":"two_disease","visit_date":"`+date+`"}`, `[{"code":"XA01","unit_price":"50.00","quantity":"1","amount":"50.00"}]`))
+		if status != 200 {
+			t.Fatalf("settle %s: %d %s", id, status, out)
+		}
+		return decodeAnswer(t, out)
+	}
+	first := settle("RETRO-1", "2024-07-01")
+	if first.Policy["version"] != "v2024" {
+		t.Fatalf("before the upload: %v", first.Policy)
+	}
+	wasm := referenceWasm(t, "371600", "v2023")
+	status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+		upload("371600", "retro", "2024-06-01", wasm, readCases(t, "371600-v2023.json"), demoKey("371600")))
+	if status != 201 || !strings.Contains(string(out), `"note":"effective_from 2024-06-01 is already past`) {
+		t.Fatalf("retroactive upload: %d %s", status, out)
+	}
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+		upload("371600", "future", "2030-01-01", wasm, readCases(t, "371600-v2023.json"), demoKey("371600"))); status != 201 || strings.Contains(string(out), `"note"`) {
+		t.Fatalf("future upload: %d %s", status, out)
+	}
+	sum := sha256.Sum256(wasm)
+	if a := settle("RETRO-2", "2024-07-01"); a.Policy["version"] != "retro" || a.Policy["module_sha256"] != hex.EncodeToString(sum[:]) || a.Amounts["basic_fund"] != "30.00" {
+		t.Fatalf("a bill dated after the effective date: %v %v", a.Policy, a.Amounts)
+	}
+	if a := settle("RETRO-3", "2024-05-31"); a.Policy["version"] != "v2024" || a.Amounts["basic_fund"] != "35.00" {
+		t.Fatalf("a bill dated before the effective date: %v %v", a.Policy, a.Amounts)
+	}
+	_, out = h.do("GET", "/v1/settlements/"+first.SettlementID, "tok-H3716210001", nil)
+	if a := decodeAnswer(t, out); a.Policy["version"] != "v2024" || a.Amounts["basic_fund"] != first.Amounts["basic_fund"] {
+		t.Fatalf("a settlement made before the upload changed: %s", out)
+	}
+	if _, _, mm, err := h.srv.Replay(t.Context(), "371600", 0, 0); err != nil || len(mm) != 0 {
+		t.Fatalf("replay: %v %v", mm, err)
 	}
 }
