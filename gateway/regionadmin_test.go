@@ -1,12 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/engine/abi"
 )
 
 // TestRegionNDJSONWithBOM: a region's NDJSON file as a Windows tool saves
@@ -131,5 +138,69 @@ func TestRetroactiveVersion(t *testing.T) {
 	}
 	if _, _, mm, err := h.srv.Replay(t.Context(), "371600", 0, 0); err != nil || len(mm) != 0 {
 		t.Fatalf("replay: %v %v", mm, err)
+	}
+}
+
+// TestRestartKeepsVersionsInForce: after uploads (one tying a world
+// version's date, one tying another upload's) and the withdrawal of a
+// world version, a restart with the same world has the same version in
+// force on every date, and so has the restart after it.
+func TestRestartKeepsVersionsInForce(t *testing.T) {
+	ctx := context.Background()
+	eng, store := versionsStore(t)
+	files := fstest.MapFS{
+		"policies/371600/v1.json": {Data: []byte(`{"effective_from": "2023-01-01"}`)},
+		"policies/371600/v1.wasm": {Data: answerModule(abi.Output{Basic: 1})},
+		"policies/371600/v2.json": {Data: []byte(`{"effective_from": "2024-01-01"}`)},
+		"policies/371600/v2.wasm": {Data: answerModule(abi.Output{Basic: 2})},
+		"policies/371600/v3.json": {Data: []byte(`{"effective_from": "2026-01-01"}`)},
+		"policies/371600/v3.wasm": {Data: answerModule(abi.Output{Basic: 3})},
+	}
+	start := func() (*Versions, *engine.Policies) {
+		w, err := ReadWorld(files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol := &engine.Policies{}
+		v := NewVersions(eng, store, pol, zerolog.Nop())
+		v.LoadWorld(ctx, w)
+		if err := v.LoadStored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return v, pol
+	}
+	inForce := func(pol *engine.Policies) string {
+		var b strings.Builder
+		for _, d := range []abi.Date{20230601, 20240101, 20240601, 20250101, 20250601, 20260101, 20260601} {
+			ver, _ := pol.Lookup("371600", d)
+			fmt.Fprintf(&b, "%d:%s/%x ", d, ver.Name, ver.Module.Sum())
+		}
+		return b.String()
+	}
+	v, pol := start()
+	publish := func(name string, basic int64, eff abi.Date) {
+		wasm := answerModule(abi.Output{Basic: basic})
+		m, err := eng.Load(ctx, "371600", name, wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Publish(ctx, m, wasm, eff); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("u1", 11, 20250101)
+	publish("u2", 12, 20240101) // the date of world v2
+	publish("u3", 13, 20250101) // the date of u1
+	if _, err := v.Withdraw("371600", "v3"); err != nil {
+		t.Fatal(err)
+	}
+	live := inForce(pol)
+	if !strings.Contains(live, "20240601:u2/") || !strings.Contains(live, "20250601:u3/") || !strings.Contains(live, "20260601:u3/") {
+		t.Fatalf("in force live: %s", live)
+	}
+	for i := 1; i <= 2; i++ {
+		if _, pol := start(); inForce(pol) != live {
+			t.Fatalf("restart %d:\n%s\nwant\n%s", i, inForce(pol), live)
+		}
 	}
 }
