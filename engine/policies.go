@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"medgate/engine/abi"
 )
@@ -37,6 +38,44 @@ func (v Version) Region() string {
 type Policies struct {
 	mu   sync.Mutex // serializes writers
 	snap atomic.Pointer[map[string][]Version]
+	// cur counts the holders (Hold) that may still act on a version
+	// looked up before the latest Quiesce began.
+	cur atomic.Pointer[holders]
+}
+
+type holders struct{ n atomic.Int64 }
+
+// Hold registers a caller that looks a version up and acts on it (computes
+// and commits a settlement) until release: a Quiesce that begins meanwhile
+// waits for it. Holding costs two atomic adds; it never blocks.
+func (p *Policies) Hold() (release func()) {
+	for {
+		h := p.cur.Load()
+		if h == nil {
+			p.cur.CompareAndSwap(nil, new(holders))
+			continue
+		}
+		h.n.Add(1)
+		if p.cur.Load() == h {
+			return func() { h.n.Add(-1) }
+		}
+		// A Quiesce began between the two loads and may have seen no
+		// holder: hold the new generation instead.
+		h.n.Add(-1)
+	}
+}
+
+// Quiesce waits until every Hold taken before it began is released: after
+// a Put or Remove, no caller still acts on a version looked up before it.
+// Later holders do not wait for it, nor it for them.
+func (p *Policies) Quiesce() {
+	old := p.cur.Swap(new(holders))
+	if old == nil {
+		return
+	}
+	for old.n.Load() > 0 {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Lookup returns the version of region in force on date: the one with the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -202,5 +203,48 @@ func TestRestartKeepsVersionsInForce(t *testing.T) {
 		if _, pol := start(); inForce(pol) != live {
 			t.Fatalf("restart %d:\n%s\nwant\n%s", i, inForce(pol), live)
 		}
+	}
+}
+
+// TestWithdrawWaitsForSettlementsInFlight: once a rollback is answered, no
+// settlement computed with the withdrawn version commits. A settlement
+// that looked its version up before the rollback and is still in flight
+// (here: waiting for its person's lock) either finishes before the
+// rollback answers or is computed with the version in force after it.
+func TestWithdrawWaitsForSettlementsInFlight(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {resident}})))
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+		upload("371600", "bad", "2024-06-01", referenceWasm(t, "371600", "v2023"), readCases(t, "371600-v2023.json"), demoKey("371600"))); status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	mu := h.srv.svc.lockPerson("371600", "RES1")
+	type done struct {
+		at     time.Time
+		status int
+		out    []byte
+	}
+	settled, withdrawn := make(chan done, 1), make(chan done, 1)
+	go func() {
+		status, out := h.do("POST", "/v1/settlements", "tok-H3716210001", settleBody("INFLIGHT-1", "RES1", "371600",
+			`{"type":"two_disease","visit_date":"2024-07-01"}`, `[{"code":"XA01","unit_price":"50.00","quantity":"1","amount":"50.00"}]`))
+		settled <- done{time.Now(), status, out}
+	}()
+	time.Sleep(300 * time.Millisecond) // the settlement waits for the lock
+	go func() {
+		status, out := h.do("POST", "/v1/regions/371600/policies/bad/withdraw", "tok-region-371600", nil)
+		withdrawn <- done{time.Now(), status, out}
+	}()
+	select {
+	case w := <-withdrawn:
+		withdrawn <- w
+	case <-time.After(300 * time.Millisecond):
+	}
+	mu.Unlock()
+	s, w := <-settled, <-withdrawn
+	if s.status != 200 || w.status != 200 {
+		t.Fatalf("settle %d %s; withdraw %d %s", s.status, s.out, w.status, w.out)
+	}
+	if a := decodeAnswer(t, s.out); a.Policy["version"] == "bad" && !s.at.Before(w.at) {
+		t.Fatalf("a settlement with the withdrawn version was answered after the rollback was: %s", s.out)
 	}
 }

@@ -123,6 +123,10 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		return nil, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion)
 	}
 	date := req.Date()
+	// Held until the settlement is committed: a rollback or an upload
+	// (Versions) answers only once no settlement computed with the
+	// version it replaced can still commit.
+	defer s.policies.Hold()()
 	pol, ok := s.policies.Lookup(req.InsuredRegion, date)
 	if !ok {
 		return nil, unprocessable("no_policy", "person.insured_region",

@@ -265,6 +265,9 @@ func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
 	v.log.Info().Str("region", m.Region).Str("version", m.Version).Str("sha256", m.SHA256Hex()).
 		Str("effective_from", string(AppendDate(nil, eff))).Msg("policy version published")
+	// Answered once no settlement computed with the version it supersedes
+	// can still commit.
+	v.policies.Quiesce()
 	return nil
 }
 
@@ -304,6 +307,9 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 	}
 	v.policies.Remove(region, version)
 	v.log.Info().Str("region", region).Str("version", version).Msg("policy version withdrawn")
+	// "Stops applying at once": once answered, no settlement computed with
+	// it can still commit (one in flight has finished before).
+	v.policies.Quiesce()
 	return out, nil
 }
 
