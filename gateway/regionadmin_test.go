@@ -248,3 +248,29 @@ func TestWithdrawWaitsForSettlementsInFlight(t *testing.T) {
 		t.Fatalf("a settlement with the withdrawn version was answered after the rollback was: %s", s.out)
 	}
 }
+
+// TestSchemeMoveKeepsCounters: an upsert moving a person from the employee
+// to the resident scheme mid-year keeps the year's counters (README), and
+// the next bill is computed as a resident's with them.
+func TestSchemeMoveKeepsCounters(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	items := `[{"code":"XA01","unit_price":"20000.00","quantity":"1","amount":"20000.00"}]`
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("MOVE-1", "EMP1", "371600",
+		`{"type":"inpatient","admitted_on":"2025-03-01","discharged_on":"2025-03-05"}`, items)); status != 200 {
+		t.Fatalf("settle: %d %s", status, out)
+	}
+	before, _ := h.db.Counters("371600", "EMP1", 2025, nil)
+	moved := strings.Replace(empActive, `"scheme":"employee"`, `"scheme":"resident"`, 1)
+	if status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(moved)); status != 200 || !strings.Contains(string(out), `"updated":1`) {
+		t.Fatalf("move: %d %s", status, out)
+	}
+	after, _ := h.db.Counters("371600", "EMP1", 2025, nil)
+	if len(before) == 0 || fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("counters before the move %v, after %v", before, after)
+	}
+	status, out := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", settleBody("MOVE-2", "EMP1", "371600",
+		`{"type":"inpatient","admitted_on":"2025-04-01","discharged_on":"2025-04-05"}`, items))
+	if status != 200 || !strings.Contains(string(out), "residents have none") {
+		t.Fatalf("a bill after the move: %d %s", status, out)
+	}
+}
