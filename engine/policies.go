@@ -45,10 +45,17 @@ type Policies struct {
 
 type holders struct{ n atomic.Int64 }
 
+// A Hold is a caller registered with Policies.Hold.
+type Hold struct{ h *holders }
+
+// Release ends the hold.
+func (h Hold) Release() { h.h.n.Add(-1) }
+
 // Hold registers a caller that looks a version up and acts on it (computes
-// and commits a settlement) until release: a Quiesce that begins meanwhile
-// waits for it. Holding costs two atomic adds; it never blocks.
-func (p *Policies) Hold() (release func()) {
+// and commits a settlement) until Release: a Quiesce that begins meanwhile
+// waits for it. Holding costs two atomic adds and allocates nothing (it is
+// on every settlement's path); it never blocks.
+func (p *Policies) Hold() Hold {
 	for {
 		h := p.cur.Load()
 		if h == nil {
@@ -57,7 +64,7 @@ func (p *Policies) Hold() (release func()) {
 		}
 		h.n.Add(1)
 		if p.cur.Load() == h {
-			return func() { h.n.Add(-1) }
+			return Hold{h}
 		}
 		// A Quiesce began between the two loads and may have seen no
 		// holder: hold the new generation instead.

@@ -11,7 +11,7 @@ import (
 func TestQuiesceWaitsForEarlierHolds(t *testing.T) {
 	var p Policies
 	p.Quiesce() // nothing held: returns at once
-	release := p.Hold()
+	held := p.Hold()
 	done := make(chan struct{})
 	go func() { p.Quiesce(); close(done) }()
 	time.Sleep(20 * time.Millisecond)
@@ -21,11 +21,11 @@ func TestQuiesceWaitsForEarlierHolds(t *testing.T) {
 		t.Fatal("Quiesce returned while an earlier hold was held")
 	case <-time.After(50 * time.Millisecond):
 	}
-	release()
+	held.Release()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
 		t.Fatal("Quiesce did not return once the earlier hold was released")
 	}
-	later()
+	later.Release()
 }

@@ -126,7 +126,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	// Held until the settlement is committed: a rollback or an upload
 	// (Versions) answers only once no settlement computed with the
 	// version it replaced can still commit.
-	defer s.policies.Hold()()
+	defer s.policies.Hold().Release()
 	pol, ok := s.policies.Lookup(req.InsuredRegion, date)
 	if !ok {
 		return nil, unprocessable("no_policy", "person.insured_region",
