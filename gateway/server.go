@@ -94,6 +94,11 @@ func NewServer(cfg ServerConfig) *Server {
 		ErrorHandler:   s.transportError,
 		HeaderReceived: s.bodyLimit,
 		NoDefaultDate:  false,
+		// An answer given while shutting down says "Connection: close",
+		// as the connection is closed after it: a keep-alive client then
+		// opens a new connection (refused) for its next request instead
+		// of sending it on this one and getting a reset.
+		CloseOnShutdown: true,
 	}
 	return s
 }
