@@ -160,7 +160,17 @@ func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (*AuditReport, error)
 	if db.format != storeFormat {
 		return nil, fmt.Errorf("ledger: %s has the store format %d of an older gateway: start the gateway on it once to upgrade it, then audit", dir, db.format)
 	}
-	return db.Audit(visit)
+	rep, err := db.Audit(visit)
+	if err == nil && rep.ChainErr == nil {
+		if err := beyondHead(db.pdb, db.head.Load().seq); err != nil {
+			var ce *ChainError
+			if !errors.As(err, &ce) {
+				return nil, err
+			}
+			rep.ChainErr = err
+		}
+	}
+	return rep, err
 }
 
 // --- the recomputation ----------------------------------------------------

@@ -48,6 +48,9 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
 	h := db.head.Load()
 	rep := &StoreReport{Head: h.hash}
 	rep.Entries, rep.ChainErr = db.Verify()
+	if rep.ChainErr == nil {
+		rep.ChainErr = beyondHead(db.pdb, h.seq)
+	}
 	if rep.ChainErr != nil {
 		var ce *ChainError
 		if !errors.As(rep.ChainErr, &ce) {
@@ -99,6 +102,26 @@ func checkCheckpoint(pdb *pebble.DB, entries uint64, cp *Checkpoint) error {
 		return fmt.Errorf("ledger: entry %d's hash differs from the checkpoint's head", cp.Size)
 	}
 	return nil
+}
+
+// beyondHead is a *ChainError when a stopped store holds an entry after
+// its recorded head: the head record was lost or rewritten (Open refuses
+// such a store). Verify walks only up to the head, as a running ledger may
+// hold entries applied but not yet synced past it; a stopped one may not.
+func beyondHead(r pebble.Reader, head uint64) error {
+	it, err := r.NewIter(&pebble.IterOptions{
+		LowerBound: appendEntryKey(nil, head+1),
+		UpperBound: []byte{pfxEntry + 1},
+	})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	if it.First() {
+		seq, _ := entryKeySeq(it.Key())
+		return &ChainError{Seq: seq, Reason: fmt.Sprintf("entry lies beyond the recorded head (seq %d): the head record was lost or rewritten", head)}
+	}
+	return it.Error()
 }
 
 // openReadOnly opens the ledger in dir read-only (the gateway must be
