@@ -151,16 +151,22 @@ func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
 // AuditStore opens the ledger in dir read-only (the gateway must be
 // stopped; nothing is written, not even the WAL replay, so it can look at a
 // store exactly as a crash left it) and audits it like DB.Audit.
-func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (*AuditReport, error) {
+func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (rep *AuditReport, err error) {
 	db, err := openReadOnly(dir, fs)
 	if err != nil {
 		return nil, err
 	}
-	defer db.pdb.Close()
+	defer closeReadOnly(db.pdb)
+	// A corrupt block can make Pebble panic rather than fail the read.
+	defer func() {
+		if p := recover(); p != nil {
+			rep, err = nil, fmt.Errorf("ledger: %s is unreadable (on-disk corruption): %v", dir, p)
+		}
+	}()
 	if db.format != storeFormat {
 		return nil, fmt.Errorf("ledger: %s has the store format %d of an older gateway: start the gateway on it once to upgrade it, then audit", dir, db.format)
 	}
-	rep, err := db.Audit(visit)
+	rep, err = db.Audit(visit)
 	if err == nil && rep.ChainErr == nil {
 		if err := beyondHead(db.pdb, db.head.Load().seq); err != nil {
 			var ce *ChainError

@@ -273,6 +273,9 @@ func (db *DB) Verify() (n uint64, err error) {
 		}
 		v := it.Value()
 		if len(v) < 33 {
+			if err := it.Error(); err != nil {
+				return n, &ChainError{Seq: seq, Reason: fmt.Sprintf("unreadable: %v", err)}
+			}
 			return n, &ChainError{Seq: seq, Reason: "entry truncated"}
 		}
 		if EntryHash(prev, v[:len(v)-32]) != [32]byte(v[len(v)-32:]) {

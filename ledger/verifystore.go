@@ -39,24 +39,34 @@ func (r *StoreReport) OK() bool {
 // OpenCheckpoint). Nothing is written, not even the WAL replay. A store
 // that cannot be opened or read is an error; what verification finds is in
 // the report.
-func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
+func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (rep *StoreReport, err error) {
 	db, err := openReadOnly(dir, fs)
 	if err != nil {
 		return nil, err
 	}
-	defer db.pdb.Close()
+	defer closeReadOnly(db.pdb)
 	h := db.head.Load()
-	rep := &StoreReport{Head: h.hash}
+	rep = &StoreReport{Head: h.hash}
+	// A corrupt block can make Pebble panic rather than fail the read.
+	defer func() {
+		if p := recover(); p != nil {
+			rep, err = nil, fmt.Errorf("ledger: %s is unreadable (on-disk corruption): %v", dir, p)
+		}
+	}()
 	rep.Entries, rep.ChainErr = db.Verify()
 	if rep.ChainErr == nil {
 		rep.ChainErr = beyondHead(db.pdb, h.seq)
 	}
 	if rep.ChainErr != nil {
 		var ce *ChainError
-		if !errors.As(rep.ChainErr, &ce) {
-			return nil, rep.ChainErr
+		if errors.As(rep.ChainErr, &ce) {
+			return rep, nil
 		}
-		return rep, nil
+		if pebble.IsCorruptionError(rep.ChainErr) {
+			rep.ChainErr = &ChainError{Seq: rep.Entries + 1, Reason: "unreadable: " + rep.ChainErr.Error()}
+			return rep, nil
+		}
+		return nil, rep.ChainErr
 	}
 	if db.format == 1 {
 		rep.TreeErr = errors.New("ledger: store format 1 has no Merkle tree yet (it is built when the gateway opens it)")
@@ -65,7 +75,7 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (*StoreReport, error) {
 	_, rep.Root, rep.TreeErr = db.VerifyTree()
 	if rep.TreeErr != nil {
 		var te *TreeError
-		if !errors.As(rep.TreeErr, &te) {
+		if !errors.As(rep.TreeErr, &te) && !pebble.IsCorruptionError(rep.TreeErr) {
 			return nil, rep.TreeErr
 		}
 		return rep, nil
@@ -124,6 +134,15 @@ func beyondHead(r pebble.Reader, head uint64) error {
 	return it.Error()
 }
 
+// closeReadOnly closes a store opened by openReadOnly. After a read that
+// failed on a corrupt file Pebble may still count a reference to it and
+// panic in Close; a read-only store has nothing to flush, so that is
+// ignored.
+func closeReadOnly(pdb *pebble.DB) {
+	defer func() { _ = recover() }()
+	_ = pdb.Close()
+}
+
 // openReadOnly opens the ledger in dir read-only (the gateway must be
 // stopped: Pebble locks its directory; nothing is written, not even the WAL
 // replay) with its head loaded, for the offline tools (VerifyStore,
@@ -135,7 +154,10 @@ func openReadOnly(dir string, fs vfs.FS) (*DB, error) {
 	if desc, err := pebble.Peek(dir, fs); err != nil || !desc.Exists {
 		return nil, fmt.Errorf("ledger: %s is not a ledger directory", dir)
 	}
-	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()}})
+	pdb, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{zerolog.Nop()},
+		// A corrupt block fails its read (by default Pebble calls the
+		// logger's Fatalf, which panics).
+		EventListener: &pebble.EventListener{DataCorruption: func(pebble.DataCorruptionInfo) {}}})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s read-only (is the gateway still running?): %w", dir, err)
 	}
