@@ -244,8 +244,17 @@ func TestWithdrawWaitsForSettlementsInFlight(t *testing.T) {
 	if s.status != 200 || w.status != 200 {
 		t.Fatalf("settle %d %s; withdraw %d %s", s.status, s.out, w.status, w.out)
 	}
-	if a := decodeAnswer(t, s.out); a.Policy["version"] == "bad" && !s.at.Before(w.at) {
-		t.Fatalf("a settlement with the withdrawn version was answered after the rollback was: %s", s.out)
+	// The promise is about commits: the settlement's answer may still be
+	// on its way when the rollback's arrives, but its commit must come
+	// before the rollback is answered.
+	var c struct {
+		CommittedAt time.Time `json:"committed_at"`
+	}
+	if err := json.Unmarshal(s.out, &c); err != nil || c.CommittedAt.IsZero() {
+		t.Fatalf("committed_at of %s: %v", s.out, err)
+	}
+	if a := decodeAnswer(t, s.out); a.Policy["version"] == "bad" && !c.CommittedAt.Before(w.at) {
+		t.Fatalf("a settlement with the withdrawn version was committed after the rollback was answered (%s): %s", w.at.Format(time.RFC3339Nano), s.out)
 	}
 }
 
