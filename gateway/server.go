@@ -93,6 +93,7 @@ func NewServer(cfg ServerConfig) *Server {
 		IdleTimeout:    120 * time.Second,
 		ErrorHandler:   s.transportError,
 		HeaderReceived: s.bodyLimit,
+		ExpectHandler:  s.expect,
 		NoDefaultDate:  false,
 		// An answer given while shutting down says "Connection: close",
 		// as the connection is closed after it: a keep-alive client then
@@ -129,6 +130,19 @@ func (s *Server) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		conf.MaxRequestBodySize = r.MaxBody
 	}
 	return conf
+}
+
+// expect is fasthttp's ExpectHandler: a request with "Expect:
+// 100-continue" whose Content-Length is past bodyLimit's is answered (413,
+// or 401 for an unknown token on an upload route) before the client is
+// asked for a body the gateway would refuse; fasthttp then closes the
+// connection. Otherwise the client gets its "100 Continue".
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > s.bodyLimit(&ctx.Request.Header).MaxRequestBodySize {
+		s.transportError(ctx, fasthttp.ErrBodyTooLarge)
+		return ctx.Response.StatusCode()
+	}
+	return fasthttp.StatusContinue
 }
 
 // knownToken reports whether the request carries a principal's token.
