@@ -395,3 +395,45 @@ func TestClearingMonthBoundaryAndLateReversal(t *testing.T) {
 		t.Errorf("January changed across a restart")
 	}
 }
+
+// TestReversalOfAnAdmissionSpanningNewYear: an inpatient stay counts in
+// the year of its discharge date (policies.md §2), and so does its
+// reversal: reversing a stay admitted in December and discharged in
+// January takes the admission off the new year's count (the next stay is
+// the 2nd, not the 3rd, and pays its deductible) and leaves the old
+// year's counters alone.
+func TestReversalOfAnAdmissionSpanningNewYear(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-01-05T02:00:00Z")
+	h := newClockHarness(t, refWorld(t, map[string][]string{"371600": {resident}}), clk)
+	const hosp = "H3716020001" // L3
+	stay := func(req, in, out string) []byte {
+		return settleBody(req, "RES1", "371600", `{"type":"inpatient","admitted_on":"`+in+`","discharged_on":"`+out+`","visit_date":"`+out+`"}`,
+			`[{"code":"XA01","unit_price":"5000.00","quantity":"1","amount":"5000.00"}]`)
+	}
+	mustSettle(t, h, hosp, stay("NY-1", "2025-03-01", "2025-03-05"))
+	mustSettle(t, h, hosp, stay("NY-2", "2025-06-01", "2025-06-05"))
+	old := counterMap(t, h, "371600", "RES1", 2025)
+	a := mustSettle(t, h, hosp, stay("NY-3", "2025-12-28", "2026-01-03"))
+	wantAmounts(t, "stay spanning New Year (1st of 2026)", a, "deductible", "1000.00", "basic_fund", "2400.00")
+	if got := counterMap(t, h, "371600", "RES1", 2025); !sameCounters(got, old) {
+		t.Fatalf("a stay discharged in 2026 moved 2025 counters: %v, was %v", got, old)
+	}
+	clk.set("2026-02-10T02:00:00Z")
+	b := mustSettle(t, h, hosp, stay("NY-4", "2026-02-01", "2026-02-03"))
+	wantAmounts(t, "2nd of 2026", b, "deductible", "1000.00")
+	nb := counterMap(t, h, "371600", "RES1", 2026)
+
+	mustReverse(t, h, hosp, a.SettlementID, "NY-3-R")
+	if got := counterMap(t, h, "371600", "RES1", 2025); !sameCounters(got, old) {
+		t.Errorf("reversing a stay discharged in 2026 moved 2025 counters: %v, was %v", got, old)
+	}
+	if got := counterMap(t, h, "371600", "RES1", 2026); sameCounters(got, nb) {
+		t.Errorf("reversing a stay discharged in 2026 left 2026 counters as they were: %v", got)
+	}
+	// Only b counts in 2026 now: the next stay is the 2nd, not the 3rd.
+	c := mustSettle(t, h, hosp, stay("NY-5", "2026-02-05", "2026-02-08"))
+	wantAmounts(t, "2nd of 2026 after the reversal", c, "deductible", "1000.00", "basic_fund", "2400.00")
+	d := mustSettle(t, h, hosp, stay("NY-6", "2026-02-08", "2026-02-09"))
+	wantAmounts(t, "3rd of 2026", d, "deductible", "0.00", "basic_fund", "3000.00")
+}
