@@ -465,6 +465,12 @@ func (s *Service) Reverse(ctx context.Context, hospital, id string, req *Reversa
 	}
 	e.Notes = []string{note}
 	if err := s.db.Append(ctx, e); err != nil {
+		if errors.Is(err, ledger.ErrCounterRange) {
+			// Under the person's lock nothing changes meanwhile: a later
+			// settlement lowered a counter this one raised (a policy may
+			// record decreases), and retrying cannot help.
+			return nil, conflict("reversal_blocked", "", "reversing %s would take one of the person's counters below zero: a later settlement lowered what this one added; reverse the later settlements of this person first", id)
+		}
 		return s.appendError(err, hospital, req.RequestID, bodyHash, nil)
 	}
 	return &Result{Entry: e}, nil

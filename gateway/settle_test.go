@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/ledger"
 )
@@ -406,5 +407,47 @@ func TestReversalOfAMalformedIDIsNotAReplay(t *testing.T) {
 	}
 	if h.head() != head {
 		t.Errorf("the ledger moved: %v -> %v", head, h.head())
+	}
+}
+
+// TestReversalBlockedByALaterDecrease: a policy may record a counter
+// decrease (none of the reference policies does). When a later settlement
+// lowered what an earlier one added, reversing the earlier one alone would
+// take the counter below zero: that is 409 reversal_blocked, which says
+// what to do (not "retry", which could never succeed), and nothing is
+// written; reversing the later settlement first lets it through.
+func TestReversalBlockedByALaterDecrease(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {resident}}))
+	counter := func(delta int64) func(*abi.Input, *abi.Output) {
+		return func(in *abi.Input, out *abi.Output) { out.Add("xp.visits", delta) }
+	}
+	h.policies.Put("371600", engine.Version{Name: "up", EffectiveFrom: 20250101, Module: engine.NewNative("371600", "up", counter(1))})
+	h.policies.Put("371600", engine.Version{Name: "down", EffectiveFrom: 20250701, Module: engine.NewNative("371600", "down", counter(-1))})
+	settle := func(rid, date string) string {
+		status, body := h.do("POST", "/v1/settlements", "tok-H3716020001",
+			settleBody(rid, "RES1", "371600", `{"type":"outpatient","visit_date":"`+date+`"}`, oneLine))
+		if status != 200 {
+			t.Fatalf("settle %s: %d %s", rid, status, body)
+		}
+		return decodeAnswer(t, body).SettlementID
+	}
+	reverse := func(id, rid string) (int, []byte) {
+		return h.do("POST", "/v1/settlements/"+id+"/reversal", "tok-H3716020001", []byte(`{"request_id":"`+rid+`"}`))
+	}
+	up, down := settle("DEC-1", "2025-06-02"), settle("DEC-2", "2025-08-04")
+	head := h.head()
+	if status, body := reverse(up, "DEC-1-R"); status != 409 || !strings.Contains(string(body), `"reversal_blocked"`) || !strings.Contains(string(body), "later settlements") {
+		t.Fatalf("reversal of the raising settlement = %d %s, want 409 reversal_blocked", status, body)
+	}
+	if h.head() != head {
+		t.Fatalf("a blocked reversal moved the ledger: %v -> %v", head, h.head())
+	}
+	for _, r := range [][2]string{{down, "DEC-2-R"}, {up, "DEC-1-R"}} {
+		if status, body := reverse(r[0], r[1]); status != 200 {
+			t.Fatalf("reversal of %s in order = %d %s", r[0], status, body)
+		}
+	}
+	if cs, err := h.db.Counters("371600", "RES1", 2025, nil); err != nil || len(cs) != 0 {
+		t.Fatalf("counters after both reversals: %v %v", cs, err)
 	}
 }
