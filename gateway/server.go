@@ -94,7 +94,11 @@ func NewServer(cfg ServerConfig) *Server {
 		ErrorHandler:   s.transportError,
 		HeaderReceived: s.bodyLimit,
 		ExpectHandler:  s.expect,
-		NoDefaultDate:  false,
+		// Bodies are read as sent, whatever their Content-Type: fasthttp
+		// would parse a multipart one (spooling large parts to temporary
+		// files) and refuse a JSON body so labelled as unreadable.
+		DisablePreParseMultipartForm: true,
+		NoDefaultDate:                false,
 		// An answer given while shutting down says "Connection: close",
 		// as the connection is closed after it: a keep-alive client then
 		// opens a new connection (refused) for its next request instead

@@ -78,3 +78,37 @@ func TestExpectContinueOverTheLimit(t *testing.T) {
 		t.Errorf("a small body with Expect: 100-continue: %q %v, want 100 Continue", line, err)
 	}
 }
+
+// TestContentTypeDoesNotChangeTheReading: the body is read as sent,
+// whatever Content-Type says (curl -d labels JSON as a form): a JSON body
+// labelled multipart/form-data settles like any other, on a connection
+// that stays open, and a real multipart body is the route's 400
+// malformed_json, not a body fasthttp parsed (and spooled to temporary
+// files) before the gateway saw it.
+func TestContentTypeDoesNotChangeTheReading(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	body := settleBody("ct-1", "EMP1", "371600", chronicVisit, oneLine)
+	for _, ctype := range []string{"multipart/form-data; boundary=xx", "text/plain", "application/x-www-form-urlencoded", "application/json; charset=utf-8"} {
+		resp, err := h.roundTrip("POST", "/v1/settlements", "tok-H3716020001", ctype, body, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", ctype, err)
+		}
+		if resp.StatusCode() != 200 || resp.ConnectionClose() {
+			t.Errorf("a settlement labelled %s: %d %s (close %v), want 200 on an open connection", ctype, resp.StatusCode(), resp.Body(), resp.ConnectionClose())
+		}
+		fasthttp.ReleaseResponse(resp)
+	}
+	head := h.head()
+	mp := []byte("--xx\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n" + string(body) + "\r\n--xx--\r\n")
+	resp, err := h.roundTrip("POST", "/v1/settlements", "tok-H3716020001", "multipart/form-data; boundary=xx", mp, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fasthttp.ReleaseResponse(resp)
+	if resp.StatusCode() != 400 || !strings.Contains(string(resp.Body()), `"malformed_json"`) || resp.ConnectionClose() {
+		t.Errorf("a multipart body: %d %s (close %v), want 400 malformed_json", resp.StatusCode(), resp.Body(), resp.ConnectionClose())
+	}
+	if got := h.head(); got != head {
+		t.Errorf("the ledger moved from %d to %d", head, got)
+	}
+}
