@@ -271,6 +271,12 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	began := time.Now()
 	buf := paramBufs.Get().(*[4]string) // handlers' params escape: pooled, not allocated
 	r, params, err := s.match(ctx.Method(), ctx.Path(), buf[:0])
+	if identityEncoded(&ctx.Request.Header) {
+		// What follows may be this request's body as a proxy in front
+		// framed it, not a request: the connection closes after the answer.
+		ctx.SetConnectionClose()
+		err = badRequest("malformed_request", "", "Transfer-Encoding identity is not supported: send Content-Length or chunked")
+	}
 	var p Principal
 	if err == nil {
 		p, err = s.routeRecovered(ctx, r, params)
@@ -288,6 +294,31 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	status := ctx.Response.StatusCode()
 	s.metrics.observeRequest(r, status, took)
 	s.logAccess(ctx, ctx.ID(), r, p, status, code, took)
+}
+
+// identityEncoded reports whether the request says "Transfer-Encoding:
+// identity", which fasthttp accepts and drops: it then frames the body by
+// Content-Length, or as empty without one, where a proxy may read on until
+// the connection closes (RFC 9112 §6.1 removed identity; §6.3 has an
+// unknown coding refused). fasthttp refuses every other coding but chunked,
+// and a second Transfer-Encoding header.
+func identityEncoded(h *fasthttp.RequestHeader) bool {
+	if h.ContentLength() == -1 { // chunked
+		return false
+	}
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if k, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Transfer-Encoding")) {
+			return true
+		}
+	}
+	return false
 }
 
 var paramBufs = sync.Pool{New: func() any { return new([4]string) }}

@@ -112,3 +112,62 @@ func TestContentTypeDoesNotChangeTheReading(t *testing.T) {
 		t.Errorf("the ledger moved from %d to %d", head, got)
 	}
 }
+
+// TestTransferEncodingIdentityRefused: "Transfer-Encoding: identity" (no
+// longer a transfer coding, RFC 9112 §6.1) is refused, 400 on a connection
+// then closed. fasthttp drops it and takes the body as empty (or as its
+// Content-Length): the bytes a proxy in front would send as this request's
+// body were read as the next request on the connection, a smuggled one.
+func TestTransferEncodingIdentityRefused(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	body := settleBody("te-smuggled", "EMP1", "371600", chronicVisit, oneLine)
+	smuggled := "POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-H3716020001\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + string(body)
+	for _, framing := range []string{
+		"Transfer-Encoding: identity\r\n",
+		"Transfer-Encoding: Identity\r\n",
+		"Transfer-Encoding: identity\r\nContent-Length: " + strconv.Itoa(len(smuggled)) + "\r\n",
+	} {
+		head := h.head()
+		c, err := h.ln.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-H3716020001\r\n" + framing + "\r\n" + smuggled))
+		br := bufio.NewReader(c)
+		var resp fasthttp.Response
+		if err := resp.Read(br); err != nil {
+			t.Fatalf("%q: %v", framing, err)
+		}
+		if resp.StatusCode() != 400 || !strings.Contains(string(resp.Body()), `"error"`) || !resp.ConnectionClose() {
+			t.Errorf("%q: %d %s (close %v), want a JSON 400 and the connection closed", framing, resp.StatusCode(), resp.Body(), resp.ConnectionClose())
+		}
+		var next fasthttp.Response
+		if err := next.Read(br); err == nil {
+			t.Errorf("%q: the body was answered as a request: %d %s", framing, next.StatusCode(), next.Body())
+		}
+		c.Close()
+		if got := h.head(); got != head {
+			t.Errorf("%q: the ledger moved from %d to %d", framing, head, got)
+		}
+	}
+	// Chunked, in any letter case, is still read.
+	for _, te := range []string{"chunked", "Chunked"} {
+		c, err := h.ln.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-H3716020001\r\nTransfer-Encoding: " + te +
+			"\r\n\r\n" + strconv.FormatInt(int64(len(body)), 16) + "\r\n" + string(body) + "\r\n0\r\n\r\n"))
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(c)); err != nil {
+			t.Fatalf("chunked: %v", err)
+		}
+		if resp.StatusCode() != 200 || resp.ConnectionClose() {
+			t.Errorf("Transfer-Encoding: %s: %d %s (close %v), want 200", te, resp.StatusCode(), resp.Body(), resp.ConnectionClose())
+		}
+		c.Close()
+	}
+}
