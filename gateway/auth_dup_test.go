@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -19,12 +18,8 @@ func TestDuplicateAuthorizationRefused(t *testing.T) {
 	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
 	body := string(settleBody("D-1", "EMP1", "371600", chronicVisit, oneLine))
 	send := func(headers ...string) (int, string) {
-		c, err := h.ln.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := h.rawConn(t)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
 		req := "POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
 		for _, hd := range headers {
 			req += "Authorization: " + hd + "\r\n"

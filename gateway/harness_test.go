@@ -201,6 +201,19 @@ func (h *harness) do(method, path, token string, body []byte) (int, []byte) {
 }
 
 // answer is a decoded settlement answer.
+// rawConn is a connection to the harness's server for writing HTTP by
+// hand, with a 5 s deadline so that a server that never answers fails
+// the test instead of hanging it.
+func (h *harness) rawConn(tb testing.TB) net.Conn {
+	tb.Helper()
+	c, err := h.ln.Dial()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
 type answer struct {
 	SettlementID string            `json:"settlement_id"`
 	Seq          uint64            `json:"seq"`

@@ -137,12 +137,8 @@ func TestHandleOverheadAllocations(t *testing.T) {
 // show on the dashboard.
 func TestTransportErrorsCounted(t *testing.T) {
 	h := newHarness(t, refWorld(t, nil))
-	c, err := h.ln.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := h.rawConn(t)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
 	// A request read and answered first on the same connection: fasthttp
 	// would hand the refused one its id (or 0), so the refused one must
 	// get an id of its own.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"maps"
 	"strings"
 	"testing"
 
@@ -72,17 +73,11 @@ func counterMap(t *testing.T, h *harness, region, person string, year int32) map
 
 // sameCounters compares counter maps, an absent counter being 0.
 func sameCounters(a, b map[string]int64) bool {
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	for k, v := range b {
-		if a[k] != v {
-			return false
-		}
-	}
-	return true
+	zero := func(_ string, v int64) bool { return v == 0 }
+	a, b = maps.Clone(a), maps.Clone(b)
+	maps.DeleteFunc(a, zero)
+	maps.DeleteFunc(b, zero)
+	return maps.Equal(a, b)
 }
 
 func balanceOf(t *testing.T, h *harness, region, person string) int64 {

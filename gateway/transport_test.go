@@ -19,12 +19,8 @@ func TestExpectContinueOverTheLimit(t *testing.T) {
 	h := newHarness(t, refWorld(t, nil))
 	ask := func(path, token string, length int) (int, string, bool) {
 		t.Helper()
-		c, err := h.ln.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := h.rawConn(t)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
 		req := "POST " + path + " HTTP/1.1\r\nHost: gateway\r\nExpect: 100-continue\r\nContent-Length: " + strconv.Itoa(length) + "\r\n"
 		if token != "" {
 			req += "Authorization: Bearer " + token + "\r\n"
@@ -66,12 +62,8 @@ func TestExpectContinueOverTheLimit(t *testing.T) {
 		}
 	}
 	// Within the limit the client is asked for its body.
-	c, err := h.ln.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := h.rawConn(t)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
 	c.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nExpect: 100-continue\r\nAuthorization: Bearer tok-H3716020001\r\nContent-Length: 2\r\n\r\n"))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {

@@ -426,12 +426,8 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 	h := newHarness(t, refWorld(t, nil))
 	ask := func(method, path, token string, length int) (int, string) {
 		t.Helper()
-		c, err := h.ln.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := h.rawConn(t)
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
 		req := method + " " + path + " HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(length) + "\r\n"
 		if token != "" {
 			req += "Authorization: Bearer " + token + "\r\n"
