@@ -115,6 +115,13 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	if err := s.checkNotFuture(req); err != nil {
 		return nil, err
 	}
+	// From here on the person's state is read and, for a settlement,
+	// written: hold the person's stripe until the entry is on disk. The
+	// registry record is read under it too: an upsert of the person (which
+	// holds it, upsertPersons) is then wholly before or after this
+	// settlement, never between its reading and its commit.
+	mu := s.lockPerson(req.InsuredRegion, req.PersonID)
+	defer mu.Unlock()
 	person, ok, err := s.db.Person(req.InsuredRegion, req.PersonID)
 	if err != nil {
 		return nil, err
@@ -169,20 +176,6 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	if in.Sums.Total > money.MaxFen {
 		return nil, invalid("items", "the bill's total is out of range")
 	}
-
-	// From here on the person's state is read and, for a settlement,
-	// written: hold the person's stripe until the entry is on disk.
-	mu := s.lockPerson(req.InsuredRegion, req.PersonID)
-	defer mu.Unlock()
-	// The registry record again, under the lock: an upsert of the person
-	// (which holds it too, upsertPersons) committed meanwhile is one this
-	// settlement, committed after it, must see.
-	if person, ok, err = s.db.Person(req.InsuredRegion, req.PersonID); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion)
-	}
-	in.Person = person.Facts
 
 	// A quote must refuse a settled trace code itself; a settlement's codes
 	// are reserved and checked by ledger.Append, race-free with their
