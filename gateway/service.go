@@ -177,21 +177,6 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		return nil, invalid("items", "the bill's total is out of range")
 	}
 
-	// A quote must refuse a settled trace code itself; a settlement's codes
-	// are reserved and checked by ledger.Append, race-free with their
-	// marking (appendError names the code), so they are not looked up twice.
-	for i := 0; quote && i < len(req.Items); i++ {
-		for j, code := range req.Items[i].TraceCodes {
-			owner, inUse, err := s.db.TraceCodeOwner(code)
-			if err != nil {
-				return nil, err
-			}
-			if inUse {
-				return nil, conflict("trace_code_reused", "items["+strconv.Itoa(i)+"].trace_codes["+strconv.Itoa(j)+"]",
-					"trace code %s was already settled%s and not reversed", code, s.ownSettlement(h.ID, owner))
-			}
-		}
-	}
 	if in.Person.AccountBalance, err = s.db.Balance(req.InsuredRegion, req.PersonID); err != nil {
 		return nil, err
 	}
@@ -239,6 +224,23 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		Deductible: out.Deductible, BasicFund: out.Basic, SeriousIllness: out.Serious,
 		MedicalAssistance: out.Assistance, FundTotal: fund, PersonalAccount: out.Account,
 		Cash: in.Sums.Total - fund - out.Account, PersonalTotal: in.Sums.Total - fund,
+	}
+	// A quote must refuse a settled trace code itself; a settlement's codes
+	// are reserved and checked by ledger.Append, race-free with their
+	// marking (appendError names the code), so they are not looked up twice.
+	// Looked up after the policy's call, as Append does: a quote answers
+	// what the settlement of the same bill would.
+	for i := 0; quote && i < len(req.Items); i++ {
+		for j, code := range req.Items[i].TraceCodes {
+			owner, inUse, err := s.db.TraceCodeOwner(code)
+			if err != nil {
+				return nil, err
+			}
+			if inUse {
+				return nil, conflict("trace_code_reused", "items["+strconv.Itoa(i)+"].trace_codes["+strconv.Itoa(j)+"]",
+					"trace code %s was already settled%s and not reversed", code, s.ownSettlement(h.ID, owner))
+			}
+		}
 	}
 	if quote {
 		return &Result{Entry: e, Quote: true}, nil
