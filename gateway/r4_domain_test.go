@@ -52,7 +52,8 @@ var domCatalogs = map[string]map[string]domCatEntry{
 }
 
 // domHospitals: local, same-prefecture, same-province, other-province and
-// catalog-less treating regions, all levels, designated or not.
+// catalog-less treating regions, all levels, designated or not. The last
+// one's bills are refused (no_catalog).
 var domHospitals = []HospitalRecord{
 	{ID: "H3716020001", Region: "371602", Level: 3, AssistanceDesignated: true},
 	{ID: "H3716210001", Region: "371621", Level: 1, AssistanceDesignated: false},
@@ -437,6 +438,26 @@ func domRun(t *testing.T, native bool, seed uint64, n int) {
 
 		head := h.head()
 		qs, qb := h.do("POST", "/v1/settlements/quote", token, body)
+		if cat == nil {
+			// No catalog on the treating region's chain: refused, not
+			// settled as all unlisted (TestNoCatalogRefused).
+			for _, path := range []string{"/v1/settlements/quote", "/v1/settlements"} {
+				status, b := h.do("POST", path, token, body)
+				if a := decodeAnswer(t, b); status != 422 || a.Error == nil || a.Error.Code != "no_catalog" {
+					t.Fatalf("%s: %s without a catalog = %d %s", ctx, path, status, b)
+				}
+			}
+			if h.head() != head {
+				t.Fatalf("%s: a refused bill wrote to the ledger", ctx)
+			}
+			for _, c := range billCodes {
+				if traceOwner[c] == nil {
+					freed = append(freed, c)
+				}
+			}
+			counts["no_catalog"]++
+			continue
+		}
 		if reuseLive != "" {
 			for _, path := range []string{"/v1/settlements/quote", "/v1/settlements"} {
 				status, b := h.do("POST", path, token, body)

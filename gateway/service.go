@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,13 +155,19 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		InsuredRegion:        req.InsuredRegion,
 	}
 	cat, haveCatalog := catalogFor(s.db, h.Region)
+	if !haveCatalog {
+		// policies.md §1 gives no answer for a treating region without any
+		// catalog on its chain. Settling every line as unlisted would charge
+		// the patient the whole bill as a direct settlement that the fund
+		// paid nothing of; a refusal leaves the usual way out (pay, claim at
+		// home) and tells the hospital what to fix.
+		chain, n := catalogChain(h.Region)
+		return nil, unprocessable("no_catalog", "",
+			"the treating region %s has no catalog (looked up: %s); ask the treating region to upload one", h.Region, strings.Join(chain[:n], ", "))
+	}
 	for i := range req.Items {
 		it := &req.Items[i]
-		var entry ledger.CatalogEntry
-		listed := false
-		if haveCatalog {
-			entry, listed = cat.Lookup(it.Code)
-		}
+		entry, listed := cat.Lookup(it.Code)
 		line, ok := splitLine(entry, listed, it)
 		if !ok {
 			return nil, invalid("items["+strconv.Itoa(i)+"]", "the line's amounts are out of range")
