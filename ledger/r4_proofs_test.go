@@ -1,0 +1,290 @@
+package ledger
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"medgate/engine/abi"
+)
+
+// stoppedAuditLedger is auditLedger's store, closed: what `medgate verify
+// ledger` and `medgate audit` are run on.
+func stoppedAuditLedger(t *testing.T) *vfs.MemFS {
+	t.Helper()
+	db, fs, _ := auditLedger(t)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func rawGet(t *testing.T, pdb *pebble.DB, k []byte) []byte {
+	t.Helper()
+	v, closer, err := pdb.Get(k)
+	if err != nil {
+		t.Fatalf("get %x: %v", k, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...)
+}
+
+func rawSet(t *testing.T, pdb *pebble.DB, k, v []byte) {
+	t.Helper()
+	if err := pdb.Set(k, v, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rawDel(t *testing.T, pdb *pebble.DB, k []byte) {
+	t.Helper()
+	if err := pdb.Delete(k, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func storedEntry(t *testing.T, pdb *pebble.DB, seq uint64) *Entry {
+	t.Helper()
+	e := new(Entry)
+	if err := DecodeEntry(rawGet(t, pdb, appendEntryKey(nil, seq)), e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func rawHead(t *testing.T, pdb *pebble.DB, seq uint64, hash [32]byte) {
+	t.Helper()
+	rawSet(t, pdb, keyHead, append(be.AppendUint64(nil, seq), hash[:]...))
+}
+
+// TestStoppedStoreTampering tampers with a stopped store through Pebble, one
+// way at a time, and runs what an operator runs on it: `verify ledger`
+// (VerifyStore) and `audit` (AuditStore). Each must name what is wrong and
+// where. The store is auditLedger's: 37 entries (30 settlements, reversals
+// 31..34 of 2, 5, 9 and 17, 35 a settlement of a freed code, 36 a reversal
+// of 21 after October was closed, 37 a November settlement).
+func TestStoppedStoreTampering(t *testing.T) {
+	const n = 37
+	flip := func(seq uint64, off func(len int) int) func(*testing.T, *pebble.DB) {
+		return func(t *testing.T, pdb *pebble.DB) {
+			k := appendEntryKey(nil, seq)
+			v := rawGet(t, pdb, k)
+			v[off(len(v))] ^= 0x01
+			rawSet(t, pdb, k, v)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		tamper func(*testing.T, *pebble.DB)
+		chain  uint64 // the seq both tools must name as the chain's break (0: none)
+		tree   uint64 // the seq verify must name as the tree's break (0: none)
+		audit  string // what the audit must say (when chain and tree hold)
+	}{
+		{"entry format byte", flip(7, func(int) int { return 0 }), 7, 0, ""},
+		{"entry seq varint", flip(7, func(int) int { return 1 }), 7, 0, ""},
+		{"entry middle byte", flip(7, func(l int) int { return l / 2 }), 7, 0, ""},
+		{"entry prev hash", flip(7, func(l int) int { return l - 33 }), 7, 0, ""},
+		{"entry hash", flip(7, func(l int) int { return l - 1 }), 7, 0, ""},
+		{"first entry", flip(1, func(l int) int { return l / 3 }), 1, 0, ""},
+		{"last entry", flip(n, func(l int) int { return l / 3 }), n, 0, ""},
+		{"entry deleted", func(t *testing.T, pdb *pebble.DB) { rawDel(t, pdb, appendEntryKey(nil, 12)) }, 12, 0, ""},
+		{"entry duplicated over the next", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendEntryKey(nil, 13), rawGet(t, pdb, appendEntryKey(nil, 12)))
+		}, 13, 0, ""},
+		{"entries swapped", func(t *testing.T, pdb *pebble.DB) {
+			a, b := rawGet(t, pdb, appendEntryKey(nil, 12)), rawGet(t, pdb, appendEntryKey(nil, 13))
+			rawSet(t, pdb, appendEntryKey(nil, 12), b)
+			rawSet(t, pdb, appendEntryKey(nil, 13), a)
+		}, 12, 0, ""},
+		{"entry appended after the head", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendEntryKey(nil, n+1), rawGet(t, pdb, appendEntryKey(nil, n)))
+		}, n + 1, 0, ""},
+		{"entry 0 inserted", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendEntryKey(nil, 0), rawGet(t, pdb, appendEntryKey(nil, 1)))
+		}, 1, 0, ""},
+		{"head hash", func(t *testing.T, pdb *pebble.DB) {
+			rawHead(t, pdb, n, [32]byte{1})
+		}, n, 0, ""},
+		{"head moved back", func(t *testing.T, pdb *pebble.DB) {
+			rawHead(t, pdb, n-1, storedEntry(t, pdb, n-1).Hash)
+		}, n, 0, ""},
+		{"head moved past the entries", func(t *testing.T, pdb *pebble.DB) {
+			rawHead(t, pdb, n+1, storedEntry(t, pdb, n).Hash)
+		}, n + 1, 0, ""},
+		// The tail cut with its head: the chain of 1..n-1 holds (only a
+		// checkpoint can tell, TestStoppedStoreTruncatedTail), but the
+		// records the writer kept for entry n remain.
+		{"tail truncated", func(t *testing.T, pdb *pebble.DB) {
+			rawDel(t, pdb, appendEntryKey(nil, n))
+			rawHead(t, pdb, n-1, storedEntry(t, pdb, n-1).Hash)
+		}, 0, 0, `idempotency key "\vH3701020001november" names no entry`},
+		{"Merkle hash", func(t *testing.T, pdb *pebble.DB) {
+			k := appendTreeKey(nil, tlog.StoredHashIndex(2, 4)) // leaves 16..19, written with entry 20
+			v := rawGet(t, pdb, k)
+			v[5] ^= 0x80
+			rawSet(t, pdb, k, v)
+		}, 0, 20, ""},
+		{"Merkle hash deleted", func(t *testing.T, pdb *pebble.DB) {
+			rawDel(t, pdb, appendTreeKey(nil, tlog.StoredHashIndex(1, 0)))
+		}, 0, 2, ""},
+		{"month totals", func(t *testing.T, pdb *pebble.DB) {
+			k := appendPairKey(nil, MakeMonth(2026, 10), region, "370102")
+			var p PairTotals
+			if err := decodePairValue(rawGet(t, pdb, k), &p); err != nil {
+				t.Fatal(err)
+			}
+			p.Amounts.FundTotal += 100
+			rawSet(t, pdb, k, appendPairValue(nil, &p))
+		}, 0, 0, "month 2026-10 pair 152500→370102: stored"},
+		{"month pair added", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendPairKey(nil, MakeMonth(2026, 10), region, "370000"), appendPairValue(nil, &PairTotals{Settlements: 1}))
+		}, 0, 0, "month 2026-10 pair 152500→370000: stored 1 settlements"},
+		{"month record", func(t *testing.T, pdb *pebble.DB) {
+			k := appendMonthKey(nil, pfxMonth, MakeMonth(2026, 11))
+			m, _ := decodeMonthMeta(rawGet(t, pdb, k))
+			m.first--
+			rawSet(t, pdb, k, appendMonthMeta(nil, &m))
+		}, 0, 0, "month 2026-11 record: stored entries 35..37, recomputed 36..37"},
+		{"hospital row", func(t *testing.T, pdb *pebble.DB) {
+			e := storedEntry(t, pdb, 14)
+			e.Amounts.FundTotal = 1
+			rawSet(t, pdb, appendHospitalRowKey(nil, e.Hospital, e.CommittedAt, 14), appendHospitalRowValue(nil, e, 0))
+		}, 0, 0, "hospital row"},
+		{"counter", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendCountersKey(nil, region, "P2", 2026), appendCounters(nil, []abi.Counter{{Name: "ded", Value: 1}}))
+		}, 0, 0, "counters of 152500/P2 2026: stored"},
+		{"balance", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendBalanceKey(nil, region, "P1"), be.AppendUint64(nil, 1<<40))
+		}, 0, 0, "balance of 152500/P1: stored 1099511627776"},
+		{"trace code owner", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendTraceKey(nil, 0, "TD011"), appendTraceValue(nil, 12, 0))
+		}, 0, 0, `trace code "TD011": stored owner 12`},
+		{"trace code added", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendTraceKey(nil, 0, "ZZZ"), appendTraceValue(nil, 12, 0))
+		}, 0, 0, `trace code "ZZZ" was settled by no entry`},
+		{"idempotency key added", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendIdemKey(nil, 0, hospital, "forged"), appendIdemValue(nil, [32]byte{}, 3))
+		}, 0, 0, `idempotency key "\vH3701020001forged" names no entry`},
+		{"idempotency key moved", func(t *testing.T, pdb *pebble.DB) {
+			k := appendIdemKey(nil, 0, hospital, req(4))
+			v := rawGet(t, pdb, k)
+			rawDel(t, pdb, k)
+			rawSet(t, pdb, appendIdemKey(nil, 1, hospital, req(4)), v)
+		}, 0, 0, "of entry 4 is in bucket 1, not 0"},
+		{"reversal marker added", func(t *testing.T, pdb *pebble.DB) {
+			rawSet(t, pdb, appendReversedKey(nil, 3), be.AppendUint64(nil, 31))
+		}, 0, 0, "settlement 3 is marked reversed by 31, recomputed 0"},
+		{"closed month seq", func(t *testing.T, pdb *pebble.DB) {
+			k := appendMonthKey(nil, pfxClosed, MakeMonth(2026, 10))
+			c, _ := decodeClosedValue(MakeMonth(2026, 10), rawGet(t, pdb, k))
+			c.Seq = 30
+			rawSet(t, pdb, k, appendClosedValue(nil, c))
+		}, 0, 0, "entry 31 was committed inside month 2026-10 after it was closed at entry 30"},
+		{"closed month hash", func(t *testing.T, pdb *pebble.DB) {
+			k := appendMonthKey(nil, pfxClosed, MakeMonth(2026, 10))
+			c, _ := decodeClosedValue(MakeMonth(2026, 10), rawGet(t, pdb, k))
+			c.Hash[0] ^= 1
+			rawSet(t, pdb, k, appendClosedValue(nil, c))
+		}, 0, 0, "closed month 2026-10: the hash of entry 35 differs from the frozen one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := stoppedAuditLedger(t)
+			pdb, err := rawOpen("ledger", fs, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.tamper(t, pdb)
+			if err := pdb.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := VerifyStore("ledger", fs, nil)
+			if err != nil {
+				t.Fatalf("VerifyStore: %v", err)
+			}
+			arep, err := AuditStore("ledger", fs, nil)
+			if err != nil {
+				t.Fatalf("AuditStore: %v", err)
+			}
+			switch {
+			case tc.chain != 0:
+				ce, ok := rep.ChainErr.(*ChainError)
+				if !ok || ce.Seq != tc.chain {
+					t.Errorf("verify: chain error %v, want one at seq %d", rep.ChainErr, tc.chain)
+				}
+				ce, ok = arep.ChainErr.(*ChainError)
+				if !ok || ce.Seq != tc.chain {
+					t.Errorf("audit: chain error %v, want one at seq %d", arep.ChainErr, tc.chain)
+				}
+			case tc.tree != 0:
+				te, ok := rep.TreeErr.(*TreeError)
+				if rep.ChainErr != nil || !ok || te.Seq != tc.tree {
+					t.Errorf("verify: chain %v, tree %v; want a tree error at seq %d", rep.ChainErr, rep.TreeErr, tc.tree)
+				}
+				te, ok = arep.TreeErr.(*TreeError)
+				if arep.ChainErr != nil || !ok || te.Seq != tc.tree {
+					t.Errorf("audit: chain %v, tree %v; want a tree error at seq %d", arep.ChainErr, arep.TreeErr, tc.tree)
+				}
+			default:
+				if !rep.OK() {
+					t.Errorf("verify: %v %v (derived records are the audit's)", rep.ChainErr, rep.TreeErr)
+				}
+				if err := arep.Err(); err == nil || arep.ChainErr != nil || arep.TreeErr != nil || !strings.Contains(err.Error(), tc.audit) {
+					t.Errorf("audit = %v\nwant a problem naming %q", err, tc.audit)
+				}
+			}
+			if t.Failed() || testing.Verbose() {
+				t.Logf("verify: %v %v; audit: %v", rep.ChainErr, rep.TreeErr, arep.Err())
+			}
+		})
+	}
+}
+
+// TestAuditCountersAreCanonical: the audit compared a counters record with
+// its recomputation name by name, through a map, so a record holding a
+// name twice (the last one right) or out of order passed, although the
+// writer and the settlement's policy input read the list as it is stored
+// (the writer finds a name by binary search; the input carries both
+// values, the first one wrong).
+func TestAuditCountersAreCanonical(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cs   func(ded, n int64) []abi.Counter
+	}{
+		{"name twice", func(ded, n int64) []abi.Counter {
+			return []abi.Counter{{Name: "ded", Value: 1}, {Name: "ded", Value: ded}, {Name: "n", Value: n}}
+		}},
+		{"out of order", func(ded, n int64) []abi.Counter {
+			return []abi.Counter{{Name: "n", Value: n}, {Name: "ded", Value: ded}}
+		}},
+		{"a zero counter", func(ded, n int64) []abi.Counter {
+			return []abi.Counter{{Name: "a", Value: 0}, {Name: "ded", Value: ded}, {Name: "n", Value: n}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := stoppedAuditLedger(t)
+			pdb, err := rawOpen("ledger", fs, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := appendCountersKey(nil, region, "P2", 2026)
+			got := map[string]int64{}
+			if err := walkCounters(rawGet(t, pdb, k), func(name []byte, v int64) { got[string(name)] = v }); err != nil {
+				t.Fatal(err)
+			}
+			rawSet(t, pdb, k, appendCounters(nil, tc.cs(got["ded"], got["n"])))
+			if err := pdb.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := AuditStore("ledger", fs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rep.Err(); err == nil || !strings.Contains(err.Error(), "counters of 152500/P2 2026") {
+				t.Fatalf("audit = %v, want the counters of 152500/P2 2026 named", err)
+			}
+		})
+	}
+}
