@@ -42,7 +42,8 @@ const maxAuditProblems = 50
 //   - trace codes: owner and freeing reversal, replaying settlements and
 //     reversals in order (a code is never settled twice while in use);
 //   - reversal markers: one per reversed settlement, naming its reversal;
-//     a reversal mirrors its settlement (region, person, year, changes);
+//     a reversal mirrors its settlement (region, person, hospital,
+//     treating region, year, amounts, balance, changes);
 //   - counters per (insured region, person, year): the sum of the entries'
 //     Changes, never negative after any entry;
 //   - balances per person: opening balance + Σ BalanceChange + Σ credits,
@@ -186,10 +187,14 @@ type auditTrace struct{ owner, freedBy uint64 }
 type auditSettlement struct {
 	region, person string
 	year           int32
-	balance        int64
-	changes        []abi.Counter
-	codes          []string
-	reversedBy     uint64
+	// A reversal is booked against its settlement's hospital and pair,
+	// and takes back exactly its amounts (the writer's checkReversal).
+	hospital, treating string
+	amounts            Amounts
+	balance            int64
+	changes            []abi.Counter
+	codes              []string
+	reversedBy         uint64
 }
 
 type auditPersonKey struct{ region, person string }
@@ -332,6 +337,7 @@ func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
 			a.traces[c] = auditTrace{owner: seq}
 		}
 		a.settled[seq] = &auditSettlement{region: e.InsuredRegion, person: e.PersonID, year: year,
+			hospital: e.Hospital, treating: e.TreatingRegion, amounts: e.Amounts,
 			balance: e.BalanceChange, changes: e.Changes, codes: e.TraceCodes}
 	case KindReversal:
 		rep.Reversals++
@@ -346,6 +352,7 @@ func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
 			s.reversedBy = seq
 			reverses = oseq
 			if s.region != e.InsuredRegion || s.person != e.PersonID || s.year != year ||
+				s.hospital != e.Hospital || s.treating != e.TreatingRegion || s.amounts.Negated() != e.Amounts ||
 				s.balance != -e.BalanceChange || !negates(e.Changes, s.changes) {
 				rep.problem("entry %d does not mirror the settlement %s it reverses", seq, e.Reverses)
 			}

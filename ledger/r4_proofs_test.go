@@ -288,3 +288,81 @@ func TestAuditCountersAreCanonical(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditReversalMirrorsItsSettlement: the writer refuses a reversal
+// whose hospital, treating region or amounts are not its settlement's
+// (clearing books it against its pair, reconciliation against its
+// hospital), but the audit checked only region, person, year, balance and
+// counters: a history rewritten before any checkpoint was published, with
+// its chain, tree and derived records recomputed, passed the audit with a
+// reversal that takes back more than its settlement paid, or books it
+// against another hospital or pair.
+func TestAuditReversalMirrorsItsSettlement(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		forge func(e *Entry)
+	}{
+		{"amounts", func(e *Entry) { e.Amounts.FundTotal -= 100000; e.Amounts.BasicFund -= 100000 }},
+		{"hospital", func(e *Entry) { e.Hospital = "H3716020001" }},
+		{"treating region", func(e *Entry) { e.TreatingRegion = "371602" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := memFS()
+			db, err := Open("ledger", testOptions(fs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.PutPersons([]Person{person("P1", 100000)}); err != nil {
+				t.Fatal(err)
+			}
+			s := settlement("s1", "P1", 20261010, []abi.Counter{{Name: "n", Value: 1}}, -100, "TC1")
+			mustAppend(t, db, s)
+			mustAppend(t, db, settlement("s2", "P1", 20261010, nil, 0))
+			mustAppend(t, db, reversal("r1", s))
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Rewrite the reversal and its chain, as its writer would have.
+			pdb, err := rawOpen("ledger", fs, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := storedEntry(t, pdb, 3)
+			idem := appendIdemKey(nil, 0, e.Hospital, e.RequestID)
+			iv := rawGet(t, pdb, idem)
+			rawDel(t, pdb, idem)
+			tc.forge(e)
+			rawSet(t, pdb, appendIdemKey(nil, 0, e.Hospital, e.RequestID), iv)
+			body := appendEntryBody(nil, e)
+			e.Hash = EntryHash(e.PrevHash, body)
+			rawSet(t, pdb, appendEntryKey(nil, 3), append(body, e.Hash[:]...))
+			rawHead(t, pdb, 3, e.Hash)
+			if err := pdb.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// And the derived records (Merkle tree, month totals, hospital
+			// rows) from the entries.
+			db, err = Open("ledger", testOptions(fs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.rebuildDerived(3); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := VerifyStore("ledger", fs, nil); err != nil || !rep.OK() {
+				t.Fatalf("the forgery is not consistent: %v %+v", err, rep)
+			}
+			rep, err := AuditStore("ledger", fs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rep.Err(); err == nil || !strings.Contains(err.Error(), "entry 3 does not mirror the settlement S000000000001") {
+				t.Fatalf("audit = %v, want entry 3 named", err)
+			}
+			t.Log(rep.Err())
+		})
+	}
+}
