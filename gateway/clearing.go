@@ -134,6 +134,12 @@ func buildStatement(mt *ledger.MonthTotals, closed bool) *Statement {
 	return st
 }
 
+// ClosedStatement renders the statement a month's close freezes: what
+// `medgate audit` renders again from the entries to check a frozen one.
+func ClosedStatement(mt *ledger.MonthTotals) ([]byte, error) {
+	return json.Marshal(buildStatement(mt, true))
+}
+
 func parseMonthParam(s string) (ledger.Month, error) {
 	m, ok := ledger.ParseMonth(s)
 	if !ok {
@@ -181,9 +187,7 @@ func (s *Server) closeMonth(ctx *fasthttp.RequestCtx, _ Principal, params []stri
 	if s.clearingNow().Before(m.End()) {
 		return notOver()
 	}
-	c, _, err := s.db.CloseMonth(m, func(mt *ledger.MonthTotals) ([]byte, error) {
-		return json.Marshal(buildStatement(mt, true))
-	})
+	c, _, err := s.db.CloseMonth(m, ClosedStatement)
 	if errors.Is(err, ledger.ErrMonthNotOver) {
 		return notOver()
 	}

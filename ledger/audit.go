@@ -117,6 +117,18 @@ func (r *AuditReport) problem(format string, args ...any) {
 	}
 }
 
+// AuditOptions are an audit's optional parts.
+type AuditOptions struct {
+	// Visit, when not nil, sees each entry in order (and may keep it).
+	Visit func(*Entry)
+	// Statement, when not nil, renders a month's statement from its totals
+	// as CloseMonth's render did: each closed month's frozen statement
+	// must then be what it renders from the month's totals recomputed
+	// from the entries. (The ledger stores the statement as rendered: only
+	// its renderer can tell a rewritten one.)
+	Statement func(*MonthTotals) ([]byte, error)
+}
+
 // Audit checks the chain and the tree (Verify, VerifyTree) and then every
 // index against a recomputation from the entries (see AuditReport), from
 // one snapshot. visit, when not nil, sees each entry in order (and may keep
@@ -124,6 +136,11 @@ func (r *AuditReport) problem(format string, args ...any) {
 // checks and the snapshot may cover different heads. The recomputation
 // holds one small record per entry, trace code and counter set in memory.
 func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
+	return db.AuditWith(AuditOptions{Visit: visit})
+}
+
+// AuditWith is Audit with options.
+func (db *DB) AuditWith(o AuditOptions) (*AuditReport, error) {
 	if db.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -143,7 +160,7 @@ func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
 	}
 	snap := db.pdb.NewSnapshot()
 	defer snap.Close()
-	if err := auditIndexes(snap, db.bshift, rep, visit); err != nil {
+	if err := auditIndexes(snap, db.bshift, rep, o); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -153,6 +170,11 @@ func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
 // stopped; nothing is written, not even the WAL replay, so it can look at a
 // store exactly as a crash left it) and audits it like DB.Audit.
 func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (rep *AuditReport, err error) {
+	return AuditStoreWith(dir, fs, AuditOptions{Visit: visit})
+}
+
+// AuditStoreWith is AuditStore with options.
+func AuditStoreWith(dir string, fs vfs.FS, o AuditOptions) (rep *AuditReport, err error) {
 	db, err := openReadOnly(dir, fs)
 	if err != nil {
 		return nil, err
@@ -167,7 +189,7 @@ func AuditStore(dir string, fs vfs.FS, visit func(*Entry)) (rep *AuditReport, er
 	if db.format != storeFormat {
 		return nil, fmt.Errorf("ledger: %s has the store format %d of an older gateway: start the gateway on it once to upgrade it, then audit", dir, db.format)
 	}
-	rep, err = db.Audit(visit)
+	rep, err = db.AuditWith(o)
 	if err == nil && rep.ChainErr == nil {
 		if err := beyondHead(db.pdb, db.head.Load().seq); err != nil {
 			var ce *ChainError
@@ -226,12 +248,15 @@ type auditor struct {
 	months   map[Month]*auditMonth
 	rows     map[string][]byte // hospital row key -> value
 	commits  []int64           // CommittedAt by seq-1
+	render   func(*MonthTotals) ([]byte, error)
 }
 
-func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, visit func(*Entry)) error {
+func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions) error {
+	visit := o.Visit
 	a := &auditor{
 		rep:      rep,
 		shift:    shift,
+		render:   o.Statement,
 		idem:     map[string][40]byte{},
 		traces:   map[string]auditTrace{},
 		settled:  map[uint64]*auditSettlement{},
@@ -257,9 +282,11 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, visit func(*En
 	if err := a.entries(r, head, visit); err != nil {
 		return err
 	}
+	// checkClosed reads the recomputed month totals, which checkPairs
+	// consumes.
 	for _, step := range []func(pebble.Reader) error{
 		a.checkIdem, a.checkTraces, a.checkReversed, a.checkCounters,
-		a.checkBalances, a.checkPairs, a.checkMonths, a.checkRows, a.checkClosed,
+		a.checkBalances, a.checkClosed, a.checkPairs, a.checkMonths, a.checkRows,
 	} {
 		if err := step(r); err != nil {
 			return err
@@ -809,7 +836,39 @@ func (a *auditor) checkClosed(r pebble.Reader) error {
 				a.rep.problem("closed month %s: the hash of entry %d differs from the frozen one", m, c.Seq)
 			}
 		}
+		if c.ClosedAt < end {
+			a.rep.problem("closed month %s was closed at %d, before its end %d", m, c.ClosedAt, end)
+		}
+		if a.render != nil {
+			st, err := a.render(a.monthTotals(m, c))
+			switch {
+			case err != nil:
+				a.rep.problem("closed month %s: its statement cannot be rendered again: %v", m, err)
+			case !bytes.Equal(st, c.Statement):
+				a.rep.problem("closed month %s: the frozen statement differs from the one its entries give:\n    stored     %s\n    recomputed %s", m, c.Statement, st)
+			}
+		}
 	})
+}
+
+// monthTotals are month m's totals as its close read them: every entry
+// of m lies at or before the close's seq (checked above), so its pairs are
+// those the entries give.
+func (a *auditor) monthTotals(m Month, c *ClosedMonth) *MonthTotals {
+	mt := &MonthTotals{Month: m, Seq: c.Seq, Hash: c.Hash}
+	for pk, p := range a.pairs {
+		if pk.m == m {
+			mt.Pairs = append(mt.Pairs, *p)
+		}
+	}
+	sort.Slice(mt.Pairs, func(i, j int) bool {
+		x, y := &mt.Pairs[i], &mt.Pairs[j]
+		if x.InsuredRegion != y.InsuredRegion {
+			return x.InsuredRegion < y.InsuredRegion
+		}
+		return x.TreatingRegion < y.TreatingRegion
+	})
+	return mt
 }
 
 func (a *auditor) entryHash(r pebble.Reader, seq uint64) ([32]byte, bool) {

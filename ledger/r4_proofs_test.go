@@ -189,6 +189,12 @@ func TestStoppedStoreTampering(t *testing.T) {
 			c.Hash[0] ^= 1
 			rawSet(t, pdb, k, appendClosedValue(nil, c))
 		}, 0, 0, "closed month 2026-10: the hash of entry 35 differs from the frozen one"},
+		{"closed month closed before its end", func(t *testing.T, pdb *pebble.DB) {
+			k := appendMonthKey(nil, pfxClosed, MakeMonth(2026, 10))
+			c, _ := decodeClosedValue(MakeMonth(2026, 10), rawGet(t, pdb, k))
+			c.ClosedAt = MakeMonth(2026, 10).endNano() - 1
+			rawSet(t, pdb, k, appendClosedValue(nil, c))
+		}, 0, 0, "closed month 2026-10 was closed at"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := stoppedAuditLedger(t)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"medgate/gateway"
 	"medgate/ledger"
 )
 
@@ -27,7 +28,8 @@ left it), verifies the hash chain and the Merkle tree, and recomputes from
 the entries alone what the writer keeps next to them: idempotency keys,
 trace-code owners, reversal marks, counters per (region, person, year),
 balances (opening balance + entries + credits), month totals, month
-records, hospital rows and closed months. Every difference is listed.
+records, hospital rows and closed months (their frozen statements
+included). Every difference is listed.
 Exit codes: 0 the audit passed, 1 it found problems, 2 usage or an
 unreadable store.
 `
@@ -48,7 +50,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, auditUsage)
 		return exitUsage
 	}
-	rep, err := ledger.AuditStore(*dir, nil, nil)
+	rep, err := ledger.AuditStoreWith(*dir, nil, ledger.AuditOptions{Statement: gateway.ClosedStatement})
 	if err != nil {
 		fmt.Fprintf(stderr, "medgate audit: %v\n", err)
 		return exitUsage
