@@ -1,8 +1,15 @@
 package ledger
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -370,5 +377,279 @@ func TestAuditReversalMirrorsItsSettlement(t *testing.T) {
 			}
 			t.Log(rep.Err())
 		})
+	}
+}
+
+// --- VERIFY.md's rules, recomputed without tlog or note -------------------
+
+func docLeaf(entryHash [32]byte) [32]byte {
+	return sha256.Sum256(append([]byte{0}, entryHash[:]...))
+}
+
+func docNode(l, r [32]byte) [32]byte {
+	return sha256.Sum256(append(append([]byte{1}, l[:]...), r[:]...))
+}
+
+// docMTH is RFC 6962's MTH of leaves (the left subtree holds the largest
+// power of two below n).
+func docMTH(leaves [][32]byte) [32]byte {
+	switch n := len(leaves); n {
+	case 0:
+		return sha256.Sum256(nil)
+	case 1:
+		return leaves[0]
+	default:
+		k := 1
+		for k*2 < n {
+			k *= 2
+		}
+		return docNode(docMTH(leaves[:k]), docMTH(leaves[k:]))
+	}
+}
+
+// docCheckInclusion is RFC 9162 §2.1.3.2.
+func docCheckInclusion(index, size uint64, leaf [32]byte, path []tlog.Hash, root [32]byte) bool {
+	if index >= size {
+		return false
+	}
+	fn, sn, r := index, size-1, leaf
+	for _, p := range path {
+		if sn == 0 {
+			return false
+		}
+		if fn&1 == 1 || fn == sn {
+			r = docNode(p, r)
+			for fn&1 == 0 && fn != 0 {
+				fn >>= 1
+				sn >>= 1
+			}
+		} else {
+			r = docNode(r, p)
+		}
+		fn >>= 1
+		sn >>= 1
+	}
+	return sn == 0 && r == root
+}
+
+// docCheckConsistency is RFC 9162 §2.1.4.2.
+func docCheckConsistency(first, second uint64, firstRoot, secondRoot [32]byte, path []tlog.Hash) bool {
+	if first == 0 || first > second {
+		return false
+	}
+	if first == second {
+		return len(path) == 0 && firstRoot == secondRoot
+	}
+	p := make([][32]byte, 0, len(path)+1)
+	if first&(first-1) == 0 {
+		p = append(p, firstRoot)
+	}
+	for _, h := range path {
+		p = append(p, h)
+	}
+	if len(p) == 0 {
+		return false
+	}
+	fn, sn := first-1, second-1
+	for fn&1 == 1 {
+		fn >>= 1
+		sn >>= 1
+	}
+	fr, sr := p[0], p[0]
+	for _, c := range p[1:] {
+		if sn == 0 {
+			return false
+		}
+		if fn&1 == 1 || fn == sn {
+			fr, sr = docNode(c, fr), docNode(c, sr)
+			for fn&1 == 0 && fn != 0 {
+				fn >>= 1
+				sn >>= 1
+			}
+		} else {
+			sr = docNode(sr, c)
+		}
+		fn >>= 1
+		sn >>= 1
+	}
+	return fr == firstRoot && sr == secondRoot && sn == 0
+}
+
+// docOpenCheckpoint checks a signed checkpoint as VERIFY.md §3 says, with
+// crypto/ed25519 only, and returns its text.
+func docOpenCheckpoint(t *testing.T, signed string, pub ed25519.PublicKey) string {
+	t.Helper()
+	text, sigs, ok := strings.Cut(signed, "\n\n")
+	if !ok {
+		t.Fatalf("no blank line in %q", signed)
+	}
+	text += "\n"
+	line, ok := strings.CutPrefix(sigs, "— medgate-ledger ")
+	if !ok || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
+		t.Fatalf("signature line %q", sigs)
+	}
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(line, "\n"))
+	if err != nil || len(sig) != 68 {
+		t.Fatalf("signature %q: %v", line, err)
+	}
+	kh := sha256.Sum256(append([]byte("medgate-ledger\n\x01"), pub...))
+	if !bytes.Equal(sig[:4], kh[:4]) {
+		t.Fatalf("key hash %x, VERIFY.md's rule gives %x", sig[:4], kh[:4])
+	}
+	if !ed25519.Verify(pub, []byte(text), sig[4:]) {
+		t.Fatal("the signature does not verify over the text above the blank line")
+	}
+	vkey := "medgate-ledger+" + hex.EncodeToString(kh[:4]) + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, pub...))
+	return text + vkey // the verifier key, to compare too
+}
+
+// TestProofsFollowVERIFYmd recomputes, from VERIFY.md's rules alone (RFC
+// 6962/9162 with crypto/sha256 and crypto/ed25519, neither tlog nor note),
+// every tree hash, inclusion proof and consistency proof the ledger serves
+// for sizes 1..19, and checks the documents' signatures and fields; and
+// that each altered proof (another leaf, another size, index == size, a
+// hash more or less, a hash changed) is refused by the document's Verify.
+func TestProofsFollowVERIFYmd(t *testing.T) {
+	const n = 19
+	db, _ := openMem(t)
+	var hashes [][32]byte
+	var entries []*Entry
+	for i := 1; i <= n; i++ {
+		e := settlement(req(i), "P1", 20261010, nil, 0)
+		mustAppend(t, db, e)
+		entries = append(entries, e)
+		hashes = append(hashes, e.Hash)
+	}
+	s, err := NewCheckpointSigner(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParseVerifier(s.VerifierKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 2, 2, 0, 0, 0, time.UTC)
+	leaves := make([][32]byte, n)
+	for i, h := range hashes {
+		leaves[i] = docLeaf(h)
+		// The chain: Hash = SHA-256(PrevHash || body), body ending in PrevHash.
+		enc := AppendEntry(nil, entries[i])
+		var prev [32]byte
+		if i > 0 {
+			prev = hashes[i-1]
+		}
+		if [32]byte(enc[len(enc)-64:len(enc)-32]) != prev || sha256.Sum256(append(prev[:], enc[:len(enc)-32]...)) != h {
+			t.Fatalf("entry %d: its encoding does not end in PrevHash || Hash with Hash = SHA-256(PrevHash || body)", i+1)
+		}
+	}
+	for size := uint64(1); size <= n; size++ {
+		root := docMTH(leaves[:size])
+		d, err := db.NewConsistencyDoc(1, size, s, at) // for the checkpoint of size
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := docOpenCheckpoint(t, d.ToCheckpoint, s.Public)
+		want := fmt.Sprintf("medgate-ledger\n%d\n%s\nhead %x\ntime 2026-11-02T02:00:00Z\n", size,
+			base64.StdEncoding.EncodeToString(root[:]), hashes[size-1])
+		if text != want+s.VerifierKey {
+			t.Fatalf("size %d: checkpoint and verifier key\n%q\nwant\n%q", size, text, want+s.VerifierKey)
+		}
+		for seq := uint64(1); seq <= size; seq++ {
+			doc, err := db.NewInclusionDoc(entries[seq-1], size, s, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if doc.LeafHash != leaves[seq-1] || doc.RootHash != root || doc.EntryHash != hex.EncodeToString(hashes[seq-1][:]) {
+				t.Fatalf("inclusion of %d in %d: leaf, root or entry hash not VERIFY.md's", seq, size)
+			}
+			if !docCheckInclusion(seq-1, size, leaves[seq-1], doc.Proof, root) {
+				t.Fatalf("inclusion of %d in %d: the audit path does not verify by RFC 9162", seq, size)
+			}
+			if _, _, err := doc.Verify(v); err != nil {
+				t.Fatalf("inclusion of %d in %d: %v", seq, size, err)
+			}
+			// Altered documents.
+			bad := func(what string, change func(d *InclusionDoc)) {
+				c := *doc
+				c.Proof = append([]tlog.Hash(nil), doc.Proof...)
+				change(&c)
+				if _, _, err := c.Verify(v); err == nil {
+					t.Fatalf("inclusion of %d in %d, %s: accepted", seq, size, what)
+				}
+			}
+			bad("a hash more", func(d *InclusionDoc) { d.Proof = append(d.Proof, tlog.Hash{}) })
+			if len(doc.Proof) > 0 {
+				bad("a hash less", func(d *InclusionDoc) { d.Proof = d.Proof[:len(d.Proof)-1] })
+				bad("a hash changed", func(d *InclusionDoc) { d.Proof[0][3] ^= 1 })
+			}
+			bad("index == size", func(d *InclusionDoc) { d.LeafIndex, d.Seq = size, size+1 })
+			if size > 1 {
+				bad("another leaf index", func(d *InclusionDoc) { d.LeafIndex = seq % size })
+			}
+			if seq < size {
+				other, err := db.NewInclusionDoc(entries[seq], size, s, at)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bad("another entry's path", func(d *InclusionDoc) { d.Proof = other.Proof })
+				bad("another entry", func(d *InclusionDoc) { d.Entry, d.EntryHash, d.LeafHash = other.Entry, other.EntryHash, other.LeafHash })
+			}
+			if size < n {
+				bigger, err := db.NewInclusionDoc(entries[seq-1], size+1, s, at)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bad("another size's checkpoint", func(d *InclusionDoc) { d.Checkpoint = bigger.Checkpoint })
+				bad("another size's path", func(d *InclusionDoc) { d.Proof = bigger.Proof })
+			}
+		}
+		for from := uint64(1); from <= size; from++ {
+			d, err := db.NewConsistencyDoc(from, size, s, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.FromRoot != docMTH(leaves[:from]) || d.ToRoot != root {
+				t.Fatalf("consistency %d→%d: roots not VERIFY.md's", from, size)
+			}
+			if !docCheckConsistency(from, size, d.FromRoot, d.ToRoot, d.Proof) {
+				t.Fatalf("consistency %d→%d: the proof does not verify by RFC 9162", from, size)
+			}
+			if _, _, err := d.Verify(v); err != nil {
+				t.Fatalf("consistency %d→%d: %v", from, size, err)
+			}
+			c := *d
+			c.Proof = append(append([]tlog.Hash(nil), d.Proof...), tlog.Hash{})
+			if _, _, err := c.Verify(v); err == nil {
+				t.Fatalf("consistency %d→%d with a hash more: accepted", from, size)
+			}
+			if len(d.Proof) > 0 {
+				c.Proof = d.Proof[:len(d.Proof)-1]
+				if _, _, err := c.Verify(v); err == nil {
+					t.Fatalf("consistency %d→%d with a hash less: accepted", from, size)
+				}
+			}
+			if from < size {
+				c := *d
+				c.FromCheckpoint, c.FromSize, c.FromRoot = d.ToCheckpoint, d.ToSize, d.ToRoot
+				if _, _, err := c.Verify(v); err == nil && len(d.Proof) > 0 {
+					t.Fatalf("consistency %d→%d passed off as %d→%d: accepted", from, size, size, size)
+				}
+			}
+		}
+	}
+	// Size 0: the empty tree's checkpoint; no proof of or from it.
+	edb, _ := openMem(t)
+	empty, err := edb.MakeCheckpoint(0, at)
+	if err != nil || empty.Size != 0 || empty.Root != sha256.Sum256(nil) || empty.Head != ([32]byte{}) {
+		t.Fatalf("empty tree checkpoint %+v, %v", empty, err)
+	}
+	if _, err := db.NewConsistencyDoc(0, 3, s, at); err == nil {
+		t.Fatal("a consistency proof from size 0")
+	}
+	if _, err := db.NewInclusionDoc(entries[4], 4, s, at); err == nil {
+		t.Fatal("an inclusion proof of entry 5 in the tree of size 4")
+	}
+	if _, err := db.InclusionProof(1, n+1); err == nil {
+		t.Fatal("an inclusion proof in a tree beyond the head")
 	}
 }
