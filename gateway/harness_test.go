@@ -41,6 +41,8 @@ type harness struct {
 	// MinFreeBytes and FreeSpace.
 	minFree   uint64
 	freeSpace func(string) (uint64, error)
+	// cacheSize, when set before start, is the ledger's block cache.
+	cacheSize int64
 }
 
 // worldJSON is a world fragment as the examples give it.
@@ -124,7 +126,7 @@ func newHarness(tb testing.TB, w *World) *harness {
 
 func (h *harness) start() {
 	tb := h.tb
-	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop(), Now: h.now, MinFreeBytes: h.minFree, FreeSpace: h.freeSpace})
+	db, err := ledger.Open(h.dir, ledger.Options{FS: h.fs, Logger: zerolog.Nop(), Now: h.now, MinFreeBytes: h.minFree, FreeSpace: h.freeSpace, CacheSize: h.cacheSize})
 	if err != nil {
 		tb.Fatal(err)
 	}

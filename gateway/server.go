@@ -473,6 +473,12 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"degraded","ledger":"disk_full"}`)
 		return
 	}
+	if s.db.Unreadable() {
+		// A read of the store failed within the last minute (a disk
+		// error, a corrupt block): some requests are answered 503.
+		ctx.SetBodyString(`{"status":"degraded","ledger":"read_errors"}`)
+		return
+	}
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
@@ -499,6 +505,13 @@ func (s *Server) toError(ctx *fasthttp.RequestCtx, err error) *Error {
 	}
 	if errors.Is(err, ledger.ErrWriteFailed) {
 		return &Error{Status: 503, Code: "ledger_unavailable", Message: "the ledger cannot write; retry later", RetryAfter: "1", Cause: err}
+	}
+	if errors.Is(err, ledger.ErrUnreadable) {
+		// A disk fault, not a bug (api.md: 500 only for bugs): what the
+		// request needed could not be read, so nothing was done. Logged,
+		// as it needs an operator; /healthz says so too.
+		s.log.Error().Str("error", redactIDs(err.Error())).Uint64("req", ctx.ID()).Msg("ledger read failed")
+		return &Error{Status: 503, Code: "ledger_unreadable", Message: "the ledger could not read what this request needs; nothing was written; retry later with the same request_id", RetryAfter: "1", Cause: err}
 	}
 	if errors.Is(err, ledger.ErrClosed) {
 		// Shutting down: a request still running when the ledger closed.

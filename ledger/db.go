@@ -148,6 +148,10 @@ type DB struct {
 	// closedSynced holds the months whose close is known to be on disk
 	// (months.go: closeSynced).
 	closedSynced sync.Map
+	// readErrors counts the failed reads of the store, readErrorAt is
+	// the last one's time (unix ns; unreadable.go).
+	readErrors  atomic.Uint64
+	readErrorAt atomic.Int64
 	// scanMu is held (read) while Scan and ScanRaw read a page of entries
 	// and while HospitalRows reads; Close takes it before closing the store
 	// (read.go: readPage).
@@ -219,7 +223,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	if db.maxBatch <= 0 {
 		db.maxBatch = 512
 	}
-	var pfs vfs.FS = newYieldFS(fs, opts.yield) // yieldfs.go
+	yfs := newYieldFS(fs, opts.yield) // yieldfs.go
+	yfs.onReadErr = db.noteReadError  // unreadable.go
+	var pfs vfs.FS = yfs
 	// Only the operating system's files: a filesystem given in
 	// Options.FS (tests injecting faults) keeps its own syncs.
 	directSync := opts.DirectWALSync && fs == vfs.Default && directSyncSupported

@@ -214,7 +214,7 @@ func getFrom(r pebble.Reader, key []byte, fn func(v []byte) error) (found bool, 
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, unreadable(err)
 	}
 	err = fn(v)
 	_ = closer.Close()

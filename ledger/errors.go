@@ -43,6 +43,10 @@ var (
 	ErrClosed = errors.New("ledger: closed")
 	// ErrCorrupt: a stored value could not be decoded.
 	ErrCorrupt = errors.New("ledger: corrupt record")
+	// ErrUnreadable: the store could not be read (an I/O error, a block
+	// found corrupt); wraps the cause. Nothing was written by the call
+	// that met it [503].
+	ErrUnreadable = errors.New("ledger: the store could not be read")
 )
 
 // DuplicateError is returned by Append when the idempotency key (Hospital,

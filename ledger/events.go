@@ -15,6 +15,11 @@ func (db *DB) events() *pebble.EventListener {
 	const slow = 500 * time.Millisecond
 	var stallBegan atomic.Int64 // unix ns; callbacks come from Pebble's goroutines
 	return &pebble.EventListener{
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			// Called on the read path: the read that found it fails.
+			db.noteReadError()
+			db.log.Error().Str("path", info.Path).Err(info.Details).Msg("ledger: corrupt data found in the store")
+		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
 			stallBegan.Store(time.Now().UnixNano())
 			db.stalls.Add(1)

@@ -133,7 +133,7 @@ func (db *DB) cachedGet(key []byte, fn func(v []byte) error) (found bool, err er
 		case errors.Is(gerr, pebble.ErrNotFound):
 			hv = hotValue{absent: true}
 		case gerr != nil:
-			return false, gerr
+			return false, unreadable(gerr)
 		default:
 			hv = hotValue{v: append([]byte(nil), v...)}
 			_ = closer.Close()

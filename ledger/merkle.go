@@ -47,7 +47,7 @@ func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 				return nil, fmt.Errorf("%w: entry %d missing for its Merkle leaf", ErrCorrupt, n+1)
 			}
 			if err != nil {
-				return nil, err
+				return nil, unreadable(err)
 			}
 			if len(v) < 32 {
 				_ = closer.Close()
@@ -62,7 +62,7 @@ func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			return nil, fmt.Errorf("%w: Merkle tree hash %d missing", ErrCorrupt, idx)
 		}
 		if err != nil {
-			return nil, err
+			return nil, unreadable(err)
 		}
 		if len(v) != tlog.HashSize {
 			_ = closer.Close()

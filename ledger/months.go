@@ -216,7 +216,7 @@ func readMonthTotals(r pebble.Reader, m Month) (*MonthTotals, error) {
 		UpperBound: appendMonthKey(nil, pfxMonth, m.Next()),
 	})
 	if err != nil {
-		return nil, err
+		return nil, unreadable(err)
 	}
 	if it.Last() {
 		meta, err := decodeMonthMeta(it.Value())
@@ -227,12 +227,12 @@ func readMonthTotals(r pebble.Reader, m Month) (*MonthTotals, error) {
 		mt.Seq, mt.Hash = meta.last, meta.hash
 	}
 	if err := it.Close(); err != nil {
-		return nil, err
+		return nil, unreadable(err)
 	}
 	lo := appendMonthKey(nil, pfxPair, m)
 	it, err = r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: appendMonthKey(nil, pfxPair, m+1)})
 	if err != nil {
-		return nil, err
+		return nil, unreadable(err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		ins, rest, ok1 := splitLP(it.Key()[len(lo):])
@@ -249,7 +249,7 @@ func readMonthTotals(r pebble.Reader, m Month) (*MonthTotals, error) {
 		mt.Pairs = append(mt.Pairs, p)
 	}
 	if err := it.Close(); err != nil {
-		return nil, err
+		return nil, unreadable(err)
 	}
 	sort.Slice(mt.Pairs, func(i, j int) bool {
 		a, b := &mt.Pairs[i], &mt.Pairs[j]
@@ -478,7 +478,7 @@ func (db *DB) HospitalRows(hospital string, from, to int64, fn func(*HospitalRow
 		UpperBound: appendHospitalRowKey(nil, hospital, to, 0),
 	})
 	if err != nil {
-		return 0, err
+		return 0, unreadable(err)
 	}
 	defer it.Close()
 	plen := len(appendHospitalRowPrefix(nil, hospital))
@@ -508,7 +508,10 @@ func (db *DB) HospitalRows(hospital string, from, to int64, fn func(*HospitalRow
 			return 0, err
 		}
 	}
-	return head, it.Error()
+	if err := it.Error(); err != nil {
+		return 0, unreadable(err)
+	}
+	return head, nil
 }
 
 // FirstSeqFrom returns the first entry committed in month m or later (in
@@ -529,11 +532,11 @@ func (db *DB) FirstSeqFrom(m Month) (uint64, bool, error) {
 		UpperBound: []byte{pfxMonth + 1},
 	})
 	if err != nil {
-		return 0, false, err
+		return 0, false, unreadable(err)
 	}
 	defer it.Close()
 	if !it.First() {
-		return 0, false, it.Error()
+		return 0, false, unreadable(it.Error())
 	}
 	meta, err := decodeMonthMeta(it.Value())
 	if err != nil {

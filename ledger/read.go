@@ -30,7 +30,7 @@ func (db *DB) lookup(kb *keyBuf, fn func(v []byte) error) (found bool, err error
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, unreadable(err)
 	}
 	err = fn(v)
 	_ = closer.Close()
@@ -223,11 +223,11 @@ func (db *DB) readPage(p *scanPage, from, to uint64) (err error) {
 	p.seqs, p.ends, p.buf = p.seqs[:0], p.ends[:0], p.buf[:0]
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: appendEntryKey(nil, from), UpperBound: appendEntryKey(nil, to+1)})
 	if err != nil {
-		return err
+		return unreadable(err)
 	}
 	defer func() {
 		if cerr := it.Close(); err == nil {
-			err = cerr
+			err = unreadable(cerr)
 		}
 	}()
 	for ok := it.First(); ok && len(p.seqs) < scanPageEntries && len(p.buf) < scanPageBytes; ok = it.Next() {
@@ -235,7 +235,7 @@ func (db *DB) readPage(p *scanPage, from, to uint64) (err error) {
 		p.buf = append(p.buf, it.Value()...)
 		p.ends = append(p.ends, len(p.buf))
 	}
-	return it.Error()
+	return unreadable(it.Error())
 }
 
 // Verify walks the whole chain up to the durable head and checks that the

@@ -466,7 +466,7 @@ func getIn(b *pebble.Batch, key []byte, fn func(v []byte) error) (found bool, er
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, unreadable(err)
 	}
 	err = fn(v)
 	_ = closer.Close()

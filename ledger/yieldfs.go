@@ -29,6 +29,9 @@ import (
 type yieldFS struct {
 	vfs.FS
 	yield func() // runtime.Gosched; tests count the calls
+	// onReadErr, when set, is called at each failed read of a table or
+	// blob file (unreadable.go).
+	onReadErr func()
 }
 
 // newYieldFS wraps fs; yield nil means runtime.Gosched.
@@ -51,6 +54,16 @@ func (fs yieldFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File,
 		return f, err
 	}
 	return yieldFile{File: f, yield: fs.yield}, nil
+}
+
+// Open wraps tables and blob files so that their failed reads are
+// recorded (unreadable.go).
+func (fs yieldFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	if err != nil || fs.onReadErr == nil || !yields(name) {
+		return f, err
+	}
+	return readWatchFile{File: f, onErr: fs.onReadErr}, nil
 }
 
 // Unwrap returns the wrapped filesystem (vfs.Root).
