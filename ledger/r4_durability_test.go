@@ -1,0 +1,111 @@
+package ledger
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"medgate/engine/abi"
+)
+
+// TestRegistryWritesSurviveACrash: every write that is not a settlement
+// (hospitals, catalogs upserted and removed, persons, a credit, applied
+// records, a month's close) is on disk once answered: a crash right after
+// the answer, losing everything unsynced, reopens to a store that holds it,
+// and a retry of the credit and of the close is answered as the first.
+func TestRegistryWritesSurviveACrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, ChinaTime)
+	opts := Options{FS: fs, Logger: testOptions(nil).Logger, Now: func() time.Time { return now }}
+	db, err := Open("ledger", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// crashed reopens a crash clone of the store as it is now, checks it
+	// and closes it.
+	crashed := func(what string, check func(*DB)) {
+		t.Helper()
+		c := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+		o := opts
+		o.FS = c
+		db2, err := Open("ledger", o)
+		if err != nil {
+			t.Fatalf("after %s, a crash leaves a store that does not open: %v", what, err)
+		}
+		check(db2)
+		if err := db2.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := db.PutHospitals([]Hospital{{ID: "H1", Region: "371602", Level: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	crashed("hospitals", func(d *DB) {
+		if h, ok := d.Hospital("H1"); !ok || h.Level != 3 {
+			t.Errorf("hospital after a crash: %+v %v", h, ok)
+		}
+	})
+	if err := db.PutCatalog("371602", []CatalogEntry{{Code: "XA01", Class: abi.ClassA}, {Code: "XB01", Class: abi.ClassB, SelfpayProp: 1000}}, false); err != nil {
+		t.Fatal(err)
+	}
+	crashed("a catalog upsert", func(d *DB) {
+		if c, ok := d.Catalog("371602"); !ok || c.Len() != 2 {
+			t.Errorf("catalog after a crash: %v", ok)
+		}
+	})
+	if _, err := db.PutPersons([]Person{{ID: "P1", Region: "371600", OpeningBalance: 10000}}); err != nil {
+		t.Fatal(err)
+	}
+	crashed("a person upsert", func(d *DB) {
+		if _, ok, err := d.Person("371600", "P1"); err != nil || !ok {
+			t.Errorf("person after a crash: %v %v", ok, err)
+		}
+		if b, err := d.Balance("371600", "P1"); err != nil || b != 10000 {
+			t.Errorf("balance after a crash: %d %v", b, err)
+		}
+	})
+	if bal, _, err := db.Credit("371600", "P1", "CR-1", 500); err != nil || bal != 10500 {
+		t.Fatalf("credit: %d %v", bal, err)
+	}
+	crashed("a credit", func(d *DB) {
+		if b, err := d.Balance("371600", "P1"); err != nil || b != 10500 {
+			t.Errorf("balance after a crash: %d %v", b, err)
+		}
+		if bal, replayed, err := d.Credit("371600", "P1", "CR-1", 500); err != nil || !replayed || bal != 10500 {
+			t.Errorf("credit retried after a crash: %d %v %v", bal, replayed, err)
+		}
+	})
+	if err := db.SetAppliedAll(map[string][32]byte{"persons/371600": {1}, "person/371600/P1": {2}}); err != nil {
+		t.Fatal(err)
+	}
+	crashed("applied records", func(d *DB) {
+		if dg, ok, err := d.Applied("person/371600/P1"); err != nil || !ok || dg != [32]byte{2} {
+			t.Errorf("applied record after a crash: %x %v %v", dg, ok, err)
+		}
+	})
+	if err := db.PutCatalog("371602", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	crashed("a catalog removed", func(d *DB) {
+		if _, ok := d.Catalog("371602"); ok {
+			t.Errorf("catalog removed before the crash is back")
+		}
+	})
+	c, created, err := db.CloseMonth(MakeMonth(2026, 11), func(*MonthTotals) ([]byte, error) { return []byte(`{"closed":true}`), nil })
+	if err != nil || !created {
+		t.Fatalf("close: %v %v", created, err)
+	}
+	crashed("a month's close", func(d *DB) {
+		got, ok, err := d.Closed(MakeMonth(2026, 11))
+		if err != nil || !ok || string(got.Statement) != string(c.Statement) || got.ClosedAt != c.ClosedAt {
+			t.Errorf("closed month after a crash: %+v %v %v", got, ok, err)
+		}
+		again, created, err := d.CloseMonth(MakeMonth(2026, 11), func(*MonthTotals) ([]byte, error) { return []byte(`other`), nil })
+		if err != nil || created || string(again.Statement) != string(c.Statement) {
+			t.Errorf("close retried after a crash: %v %v", created, err)
+		}
+	})
+}
