@@ -266,6 +266,8 @@ var (
 		"1 when a ledger write failed and the ledger refuses writes until restarted (sync failure), else 0.", nil, nil)
 	descLowDisk = prometheus.NewDesc("medgate_ledger_low_disk",
 		"1 while the ledger's disk has less free space than --ledger-min-free-mb and writes are refused (503 ledger_disk_full), else 0.", nil, nil)
+	descReadErrors = prometheus.NewDesc("medgate_ledger_read_errors_total",
+		"Failed reads of the ledger's tables and blob files (I/O errors, corrupt blocks) since it was opened; requests that needed them are answered 503 ledger_unreadable.", nil, nil)
 	descCommits = prometheus.NewDesc("medgate_ledger_commits_total",
 		"Group commits of the ledger since it was opened.", nil, nil)
 	descStalls = prometheus.NewDesc("medgate_ledger_write_stalls_total",
@@ -287,6 +289,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descHead
 	ch <- descReadOnly
 	ch <- descLowDisk
+	ch <- descReadErrors
 	ch <- descCommits
 	ch <- descStalls
 	ch <- descStallTime
@@ -320,6 +323,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			low = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descLowDisk, prometheus.GaugeValue, low)
+		ch <- prometheus.MustNewConstMetric(descReadErrors, prometheus.CounterValue, float64(s.db.ReadErrors()))
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
 		ch <- prometheus.MustNewConstMetric(descStallTime, prometheus.CounterValue, s.db.StallTime().Seconds())

@@ -90,6 +90,14 @@ func TestReadErrorsWhileServing(t *testing.T) {
 		t.Errorf("healthz while reads fail: %d %s, want it to say the ledger cannot be read", status, body)
 	}
 
+	if n := h.db.ReadErrors(); n == 0 {
+		t.Errorf("the ledger counted no read error")
+	}
+	_, body = h.do("GET", "/metrics", "", nil)
+	if !strings.Contains(string(body), "medgate_ledger_read_errors_total ") || strings.Contains(string(body), "medgate_ledger_read_errors_total 0\n") {
+		t.Errorf("metrics do not count the read errors")
+	}
+
 	fault.Off()
 	status, body = h.do("POST", "/v1/settlements", "tok-H3716020001", first)
 	if a := decodeAnswer(t, body); status != 200 || !a.Replayed || a.SettlementID != s1.SettlementID {
@@ -97,5 +105,58 @@ func TestReadErrorsWhileServing(t *testing.T) {
 	}
 	if got := h.head(); got != head {
 		t.Fatalf("head %d, want %d", got, head)
+	}
+}
+
+// TestCorruptBlockWhileServing: a blob file's bytes damaged under a running
+// gateway (found by the blocks' checksums): reading the settlement is 503
+// ledger_unreadable, not 500 or a wrong answer, and /healthz says so.
+func TestCorruptBlockWhileServing(t *testing.T) {
+	mem := vfs.NewMem()
+	h := &harness{tb: t, fs: mem, dir: "ledger", policies: &engine.Policies{}, cacheSize: 1,
+		world: refWorld(t, map[string][]string{"371600": {empActive}})}
+	h.versions = referenceVersions(t, h.policies)
+	h.start()
+	t.Cleanup(h.stop)
+	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("CB-1", "EMP1", "371600", chronicVisit, oneLine))
+	if status != 200 {
+		t.Fatalf("settle: %d %s", status, body)
+	}
+	s1 := decodeAnswer(t, body)
+	h.restart()
+	names, err := mem.List("ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := 0
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".blob") {
+			continue
+		}
+		f, err := mem.OpenReadWrite(mem.PathJoin("ledger", n), vfs.WriteCategoryUnspecified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		// The first half: the values, not the file's footer.
+		junk := make([]byte, st.Size()/2)
+		for i := range junk {
+			junk[i] = 0x5a
+		}
+		if _, err := f.WriteAt(junk, 0); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		damaged++
+	}
+	if damaged == 0 {
+		t.Fatal("no blob file to damage")
+	}
+	status, body = h.do("GET", "/v1/settlements/"+s1.SettlementID, "tok-H3716020001", nil)
+	if a := decodeAnswer(t, body); status != 503 || a.Error == nil || a.Error.Code != "ledger_unreadable" {
+		t.Errorf("settlement in a damaged block: %d %s, want 503 ledger_unreadable", status, body)
+	}
+	if _, body = h.do("GET", "/healthz", "", nil); !strings.Contains(string(body), `"ledger":"read_errors"`) {
+		t.Errorf("healthz with a damaged block: %s", body)
 	}
 }

@@ -217,7 +217,10 @@ func getFrom(r pebble.Reader, key []byte, fn func(v []byte) error) (found bool, 
 		return false, unreadable(err)
 	}
 	err = fn(v)
-	_ = closer.Close()
+	if cerr := closer.Close(); cerr != nil {
+		// A value Pebble could not read (read.go: lookup).
+		return false, unreadable(cerr)
+	}
 	return true, err
 }
 

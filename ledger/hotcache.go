@@ -136,7 +136,11 @@ func (db *DB) cachedGet(key []byte, fn func(v []byte) error) (found bool, err er
 			return false, unreadable(gerr)
 		default:
 			hv = hotValue{v: append([]byte(nil), v...)}
-			_ = closer.Close()
+			if cerr := closer.Close(); cerr != nil {
+				// A value Pebble could not read (read.go: lookup):
+				// neither cached nor taken as what is stored.
+				return false, unreadable(cerr)
+			}
 		}
 		db.hot.offer(key, hv, epoch)
 	}

@@ -54,7 +54,9 @@ func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 				return nil, fmt.Errorf("%w: entry %d truncated", ErrCorrupt, n+1)
 			}
 			out[i] = LeafHash([32]byte(v[len(v)-32:]))
-			_ = closer.Close()
+			if err := closer.Close(); err != nil {
+				return nil, unreadable(err) // read.go: lookup
+			}
 			continue
 		}
 		v, closer, err := h.r.Get(appendTreeKey(key[:0], idx))
@@ -69,7 +71,9 @@ func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			return nil, fmt.Errorf("%w: Merkle tree hash %d of %d bytes", ErrCorrupt, idx, len(v))
 		}
 		copy(out[i][:], v)
-		_ = closer.Close()
+		if err := closer.Close(); err != nil {
+			return nil, unreadable(err) // read.go: lookup
+		}
 	}
 	return out, nil
 }

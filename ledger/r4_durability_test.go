@@ -1,10 +1,16 @@
 package ledger
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"medgate/engine/abi"
 )
@@ -108,4 +114,60 @@ func TestRegistryWritesSurviveACrash(t *testing.T) {
 			t.Errorf("close retried after a crash: %v %v", created, err)
 		}
 	})
+}
+
+// TestUnreadableValueIsNotEmpty: a person's counters large enough to live
+// in a blob file, whose block cannot be read. Pebble's Get hands back an
+// empty value then and reports the failure only when it is closed: the
+// counters must come back as ErrUnreadable, never as none (a fresh year's
+// deductible and caps), and a settlement must not be built on them.
+func TestUnreadableValueIsNotEmpty(t *testing.T) {
+	mem := vfs.NewMem()
+	var failing atomic.Bool
+	fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && strings.HasSuffix(op.Path, ".blob") && (op.Kind == errorfs.OpFileRead || op.Kind == errorfs.OpFileReadAt) {
+			return errorfs.ErrInjected
+		}
+		return nil
+	}))
+	opts := testOptions(fs)
+	opts.CacheSize = 1 // every read goes to the files
+	db, err := Open("ledger", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutPersons([]Person{person("P1", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	var changes []abi.Counter
+	for i := range 40 {
+		changes = append(changes, abi.Counter{Name: fmt.Sprintf("a_rather_long_counter_name_%02d", i), Value: 1})
+	}
+	date := abi.MakeDate(2025, 6, 1)
+	mustAppend(t, db, settlement("R1", "P1", date, changes, 0))
+	if err := db.Close(); err != nil { // flushed: the counters are in a blob file
+		t.Fatal(err)
+	}
+	db, err = Open("ledger", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.hot.clear() // as for a person the preload did not reach
+	failing.Store(true)
+	cs, err := db.Counters(region, "P1", date.Year(), nil)
+	if !errors.Is(err, ErrUnreadable) {
+		t.Fatalf("counters while their block cannot be read: %v, %v; want ErrUnreadable", cs, err)
+	}
+	err = db.Append(context.Background(), settlement("R2", "P1", date, changes[:1], 0))
+	if !errors.Is(err, ErrUnreadable) {
+		t.Fatalf("a settlement on unreadable counters: %v, want ErrUnreadable", err)
+	}
+	failing.Store(false)
+	if got := counters(t, db, "P1", date.Year()); len(got) != 40 || got[changes[0].Name] != 1 {
+		t.Fatalf("counters once readable again: %v", got)
+	}
+	if !db.Unreadable() || db.ReadErrors() == 0 {
+		t.Errorf("the read errors were not recorded: %v %d", db.Unreadable(), db.ReadErrors())
+	}
 }

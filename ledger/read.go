@@ -33,7 +33,11 @@ func (db *DB) lookup(kb *keyBuf, fn func(v []byte) error) (found bool, err error
 		return false, unreadable(err)
 	}
 	err = fn(v)
-	_ = closer.Close()
+	if cerr := closer.Close(); cerr != nil {
+		// Pebble's Get reports a value it could not read (a blob file's
+		// block) only here, having handed fn an empty one.
+		return false, unreadable(cerr)
+	}
 	return true, err
 }
 

@@ -38,6 +38,14 @@ func (db *DB) noteReadError() {
 	db.readErrorAt.Store(time.Now().UnixNano())
 }
 
+// ReportUnreadable records that a caller met ErrUnreadable now. The failed
+// file reads are recorded where they happen, but data that reads back and
+// fails its checksum (a damaged blob file's block) may reach callers only
+// as the error: the health check must know of it as well.
+func (db *DB) ReportUnreadable() {
+	db.readErrorAt.Store(time.Now().UnixNano())
+}
+
 // Unreadable reports whether a read of the store failed (an I/O error, or
 // data found corrupt) within the last minute: the ledger then answers some
 // reads, and the writes that need them, with ErrUnreadable.

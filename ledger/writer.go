@@ -469,7 +469,10 @@ func getIn(b *pebble.Batch, key []byte, fn func(v []byte) error) (found bool, er
 		return false, unreadable(err)
 	}
 	err = fn(v)
-	_ = closer.Close()
+	if cerr := closer.Close(); cerr != nil {
+		// A value Pebble could not read (read.go: lookup).
+		return false, unreadable(cerr)
+	}
 	return true, err
 }
 
