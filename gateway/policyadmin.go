@@ -192,10 +192,20 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 	if err != nil {
 		return err
 	}
-	if _, found, err := s.versions.record(region, up.Version); err != nil {
+	if rec, found, err := s.versions.record(region, up.Version); err != nil {
 		return err
 	} else if found {
-		return conflict("version_exists", "version", "region %s already has a version %s (versions are never reused, withdrawn ones included)", region, up.Version)
+		// The same upload again (its first answer lost, say): answered as
+		// published, like a settlement's retry, so that a region's
+		// deployment can simply be retried. Anything else under the name
+		// is a conflict: versions are never reused.
+		if sum := sha256.Sum256(wasm); rec.Source == "upload" && rec.State == engine.StateActive &&
+			rec.EffectiveFrom == eff && rec.SHA256 == hex.EncodeToString(sum[:]) {
+			return s.writeJSON(ctx, 200, map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
+				"module_sha256": rec.SHA256, "replayed": true})
+		}
+		return conflict("version_exists", "version", "region %s already has a version %s%s (versions are never reused, withdrawn ones included)",
+			region, up.Version, versionDiffers(rec, eff, wasm))
 	}
 	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
 	if !rep.OK {
@@ -660,4 +670,21 @@ func (s *Server) replayRegion(ctx *fasthttp.RequestCtx, p Principal, params []st
 
 func (s *Server) replayAll(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
 	return s.replay(ctx, "")
+}
+
+// versionDiffers says how an upload differs from the version recorded
+// under its name, for version_exists.
+func versionDiffers(rec engine.Record, eff abi.Date, wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	switch {
+	case rec.State != engine.StateActive:
+		return ", withdrawn"
+	case rec.Source != "upload":
+		return " from the world directory"
+	case rec.SHA256 != hex.EncodeToString(sum[:]):
+		return " with another module (sha256 " + rec.SHA256 + ")"
+	case rec.EffectiveFrom != eff:
+		return " effective from " + string(AppendDate(nil, rec.EffectiveFrom))
+	}
+	return ""
 }
