@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -161,6 +162,12 @@ func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 		if len(b) == 0 {
 			continue
 		}
+		// One record a line, each key once: what is verified is then what
+		// any reader of the line sees, whether it reads the file as a
+		// stream of JSON values or keeps a repeated key's first value.
+		if err := oneObject(b); err != nil {
+			return rep, &ExportError{Line: line, Reason: "not an export record: " + err.Error()}
+		}
 		var rec ExportRecord
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
@@ -220,6 +227,67 @@ func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 		rep.Root, rep.HasRoot = frontierRoot(frontier), true
 	}
 	return rep, nil
+}
+
+// oneObject checks that b is exactly one JSON value and that no object in
+// it has a key twice (encoding/json would keep the last one silently).
+func oneObject(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	type object struct {
+		keys      map[string]bool
+		expectKey bool
+	}
+	var stack []*object // nil: an array
+	values := 0
+	valueDone := func() {
+		if len(stack) == 0 {
+			values++
+		} else if o := stack[len(stack)-1]; o != nil {
+			o.expectKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if values > 0 {
+			return errors.New("data after the record")
+		}
+		if n := len(stack); n > 0 && stack[n-1] != nil && stack[n-1].expectKey {
+			o := stack[n-1]
+			if k, ok := tok.(string); ok {
+				if o.keys[k] {
+					return fmt.Errorf("key %q given twice", k)
+				}
+				o.keys[k], o.expectKey = true, false
+				continue
+			}
+			// Only the object's end can stand where a key may.
+			stack = stack[:n-1]
+			valueDone()
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &object{keys: map[string]bool{}, expectKey: true})
+		case json.Delim('['):
+			stack = append(stack, nil)
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+	if values != 1 {
+		return errors.New("no record")
+	}
+	return nil
 }
 
 // frontierNode is a perfect subtree of the compact range: its hash and
