@@ -92,6 +92,9 @@ func treeErr(err error, field string) error {
 }
 
 func (s *Server) checkpoint(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+	if err := queryParams(ctx, "tree_size"); err != nil {
+		return err
+	}
 	size, err := treeSizeParam(ctx, "tree_size")
 	if err != nil {
 		return err
@@ -114,6 +117,9 @@ func (s *Server) checkpoint(ctx *fasthttp.RequestCtx, _ Principal, _ []string) e
 // inclusionProof answers the proof that settlement id is in the tree;
 // hospital, when set, must own it (another's is 404, as for GET).
 func (s *Server) inclusionProof(ctx *fasthttp.RequestCtx, hospital, id string) error {
+	if err := queryParams(ctx, "tree_size"); err != nil {
+		return err
+	}
 	size, err := treeSizeParam(ctx, "tree_size")
 	if err != nil {
 		return err
@@ -137,6 +143,9 @@ func (s *Server) inclusionProof(ctx *fasthttp.RequestCtx, hospital, id string) e
 }
 
 func (s *Server) consistencyProof(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+	if err := queryParams(ctx, "from", "to"); err != nil {
+		return err
+	}
 	from, err := treeSizeParam(ctx, "from")
 	if err != nil {
 		return err
