@@ -609,3 +609,80 @@ func TestR4ClearingQueryParametersStrict(t *testing.T) {
 		}
 	}
 }
+
+// Statements and reconciliations read while settlements commit are each
+// exactly the prefix of the ledger they name (ledger_seq).
+func TestR4ClearingReadsWhileWritesContinue(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-31T15:59:59Z") // one second before November (UTC+8)
+	h := newClockHarness(t, refWorld(t, r4Persons()), clk)
+	w := &r4Workload{t: t, h: h, clk: clk}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(g)))
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a, ok := w.settleWith(rng, r4Hospitals[g], fmt.Sprintf("RW-%d-%d", g, i))
+				if ok && i%3 == 0 {
+					h.do("POST", "/v1/settlements/"+a.SettlementID+"/reversal", "tok-"+r4Hospitals[g], []byte(fmt.Sprintf(`{"request_id":"RWR-%d-%d","reason":"r"}`, g, i)))
+				}
+			}
+		}()
+	}
+	type seen struct {
+		st  *Statement
+		ta  TotalsAnswer
+		hos string
+	}
+	var reads []seen
+	for i := range 40 {
+		if i == 10 {
+			clk.set("2026-10-31T16:00:01Z")
+		}
+		m := "2026-10"
+		if i%2 == 1 {
+			m = "2026-11"
+		}
+		st, _ := getStatement(t, h, m)
+		hosp := r4Hospitals[i%len(r4Hospitals)]
+		status, out := h.do("POST", "/v1/reconciliation/totals", "tok-"+hosp,
+			[]byte(`{"from":"2026-10-31","to":"2026-11-01","count":0,"total":"0","fund_total":"0","personal_account":"0"}`))
+		if status != 200 {
+			t.Fatalf("totals: %d %s", status, out)
+		}
+		var ta TotalsAnswer
+		json.Unmarshal(out, &ta)
+		reads = append(reads, seen{st, ta, hosp})
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	recs, _, _, _ := r4Export(t, h, 0, 0)
+	prefix := func(seq uint64) []r4Record {
+		n := sort.Search(len(recs), func(i int) bool { return recs[i].Seq > seq })
+		return recs[:n]
+	}
+	for _, r := range reads {
+		want := r4Statement(t, prefix(r.st.LedgerSeq), r.st.Month)
+		if !bytes.Equal(mustJSON(t, r.st), mustJSON(t, want)) {
+			t.Errorf("statement %s at %d:\n got %s\nwant %s", r.st.Month, r.st.LedgerSeq, mustJSON(t, r.st), mustJSON(t, want))
+		}
+		rows := r4Rows(prefix(r.ta.LedgerSeq), r.hos, "2026-10-31", "2026-11-01")
+		var tot int64
+		for _, x := range rows {
+			tot += fen(t, x.Total)
+		}
+		if r.ta.Gateway.Count != int64(len(rows)) || r.ta.Gateway.Total != money.FormatFen(tot) {
+			t.Errorf("totals of %s at %d: %+v, want %d rows, total %s", r.hos, r.ta.LedgerSeq, r.ta.Gateway, len(rows), money.FormatFen(tot))
+		}
+	}
+	t.Logf("%d entries, %d reads", len(recs), len(reads))
+}
