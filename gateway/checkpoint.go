@@ -24,12 +24,12 @@ import (
 // can be checked offline with the verifier key alone (medgate verify).
 func init() {
 	registerRoutes(
-		Route{Method: "GET", Pattern: "/v1/clearing/checkpoint", Role: RoleClearing, Handle: (*Server).checkpoint},
-		Route{Method: "GET", Pattern: "/v1/clearing/proofs/inclusion/{}", Role: RoleClearing, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+		Route{Method: "GET", Pattern: "/v1/clearing/checkpoint", Role: RoleClearing, Query: []string{"tree_size"}, Handle: (*Server).checkpoint},
+		Route{Method: "GET", Pattern: "/v1/clearing/proofs/inclusion/{}", Role: RoleClearing, Query: []string{"tree_size"}, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 			return s.inclusionProof(ctx, "", params[0])
 		}},
-		Route{Method: "GET", Pattern: "/v1/clearing/proofs/consistency", Role: RoleClearing, Handle: (*Server).consistencyProof},
-		Route{Method: "GET", Pattern: "/v1/settlements/{}/proof", Role: RoleHospital, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
+		Route{Method: "GET", Pattern: "/v1/clearing/proofs/consistency", Role: RoleClearing, Query: []string{"from", "to"}, Handle: (*Server).consistencyProof},
+		Route{Method: "GET", Pattern: "/v1/settlements/{}/proof", Role: RoleHospital, Query: []string{"tree_size"}, Handle: func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 			h, err := s.hospital(p)
 			if err != nil {
 				return err
@@ -92,9 +92,6 @@ func treeErr(err error, field string) error {
 }
 
 func (s *Server) checkpoint(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
-	if err := queryParams(ctx, "tree_size"); err != nil {
-		return err
-	}
 	size, err := treeSizeParam(ctx, "tree_size")
 	if err != nil {
 		return err
@@ -117,9 +114,6 @@ func (s *Server) checkpoint(ctx *fasthttp.RequestCtx, _ Principal, _ []string) e
 // inclusionProof answers the proof that settlement id is in the tree;
 // hospital, when set, must own it (another's is 404, as for GET).
 func (s *Server) inclusionProof(ctx *fasthttp.RequestCtx, hospital, id string) error {
-	if err := queryParams(ctx, "tree_size"); err != nil {
-		return err
-	}
 	size, err := treeSizeParam(ctx, "tree_size")
 	if err != nil {
 		return err
@@ -143,9 +137,6 @@ func (s *Server) inclusionProof(ctx *fasthttp.RequestCtx, hospital, id string) e
 }
 
 func (s *Server) consistencyProof(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
-	if err := queryParams(ctx, "from", "to"); err != nil {
-		return err
-	}
 	from, err := treeSizeParam(ctx, "from")
 	if err != nil {
 		return err

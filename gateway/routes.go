@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -19,6 +20,9 @@ type Route struct {
 	Handle  func(s *Server, ctx *fasthttp.RequestCtx, p Principal, params []string) error
 	// MaxBody bounds the request body; 0 means MaxBodyBytes.
 	MaxBody int
+	// Query names the query parameters the route takes. A route with a
+	// role refuses any other, and one given twice (400, naming it).
+	Query []string
 
 	segs []string
 }
@@ -134,4 +138,31 @@ func matchPath(segs []string, path []byte, params []string) ([]string, bool) {
 		}
 	}
 	return params, true
+}
+
+// queryParams refuses a query parameter the endpoint does not take (names)
+// and one given twice, naming it, as an unknown or repeated key of a body
+// is refused: ignored, a misspelt to_seq exported the whole ledger, of two
+// from_seq the first silently won, and a POST /v1/settlements?dry_run=1
+// meant as a quote would settle.
+func queryParams(ctx *fasthttp.RequestCtx, names ...string) error {
+	var err error
+	var seen uint64 // by index in names
+	ctx.QueryArgs().VisitAll(func(k, _ []byte) {
+		if err != nil || len(k) == 0 {
+			return
+		}
+		i := slices.Index(names, string(k))
+		switch {
+		case i < 0 && len(names) == 0:
+			err = badRequest("unknown_field", string(k), "unknown query parameter %q: this endpoint takes none", k)
+		case i < 0:
+			err = badRequest("unknown_field", string(k), "unknown query parameter %q: this endpoint takes %s", k,
+				strings.Join(names, ", "))
+		case seen&(1<<i) != 0:
+			err = badRequest("duplicate_field", string(k), "query parameter %s appears twice", k)
+		}
+		seen |= 1 << max(i, 0)
+	})
+	return err
 }

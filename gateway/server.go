@@ -369,6 +369,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, r *Route, params []string) (Pri
 		if p, err = s.auth(ctx, r.Role); err != nil {
 			return Principal{}, err
 		}
+		if len(ctx.URI().QueryString()) > 0 {
+			if err := queryParams(ctx, r.Query...); err != nil {
+				return p, err
+			}
+		}
 	}
 	return p, r.Handle(s, ctx, p, params)
 }
