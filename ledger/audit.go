@@ -274,7 +274,9 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions
 		return err
 	default:
 		head, rep.Head, err = decodeHead(v)
-		_ = closer.Close()
+		if cerr := closer.Close(); cerr != nil {
+			err = unreadable(cerr) // read.go: lookup
+		}
 		if err != nil {
 			return err
 		}

@@ -175,7 +175,9 @@ func openReadOnly(dir string, fs vfs.FS) (*DB, error) {
 		return nil, err
 	default:
 		h.seq, h.hash, err = decodeHead(v)
-		_ = closer.Close()
+		if cerr := closer.Close(); cerr != nil {
+			err = unreadable(cerr) // read.go: lookup
+		}
 		if err != nil {
 			pdb.Close()
 			return nil, err
