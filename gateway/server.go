@@ -210,7 +210,9 @@ var uploadRoutes = sync.OnceValue(func() []*Route {
 })
 
 // Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(&listener{Listener: ln, log: s.log})
+}
 
 // Shutdown stops accepting and waits for in-flight requests to finish.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
