@@ -37,6 +37,12 @@ type Settings struct {
 	Listen      string
 	AdminListen string
 	MaxInflight int
+	// MaxConns and MaxConnsPerIP bound the connections open at once, in
+	// all and from one IP address (see ServerConfig). MaxConns is also
+	// kept below the file descriptors the process may open, less those
+	// the ledger needs (fitConns).
+	MaxConns      int
+	MaxConnsPerIP int
 	// Procs, if set, is the GOMAXPROCS the server sets; 0 leaves it to
 	// the Go runtime (GOMAXPROCS from the environment, or the CPUs it
 	// may use). Why a setting and not a fixed rule: with more Ps than
@@ -85,7 +91,7 @@ var settingGroups = []struct {
 	names []string
 }{
 	{"Settings", []string{"config", "print-config"}},
-	{"Listening", []string{"listen", "admin-listen", "max-inflight", "procs", "shutdown-timeout"}},
+	{"Listening", []string{"listen", "admin-listen", "max-inflight", "max-conns", "max-conns-per-ip", "procs", "shutdown-timeout"}},
 	{"Data", []string{"db", "ledger-cache-mb", "ledger-min-free-mb", "wal-sync", "world", "modules", "checkpoint-key"}},
 	{"Policies (the regions' WebAssembly modules)", []string{"policy-fuel", "policy-deadline", "policy-timeout", "policy-memory-pages", "policy-instances", "native-policies"}},
 	{"Logs", []string{"log-level", "log-format", "access-log-burst", "access-log-every"}},
@@ -113,6 +119,8 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.StringVar(&s.Listen, "listen", "127.0.0.1:8080", "`address` of the API (hospitals, regions, clearing; also /healthz, /metrics, /openapi.yaml)")
 	fl.StringVar(&s.AdminListen, "admin-listen", "", "`address` of the admin listener: /debug/pprof/ and /metrics (empty: off)")
 	fl.IntVar(&s.MaxInflight, "max-inflight", 4096, "requests worked on at once; beyond, 503 with Retry-After")
+	fl.IntVar(&s.MaxConns, "max-conns", DefaultMaxConns, "connections open at once, idle keep-alive ones included (about 30 KiB each idle); beyond, 503 too_many_connections and closed. Lowered at start to fit the file descriptor limit (ulimit -n) less 1,536 for the ledger")
+	fl.IntVar(&s.MaxConnsPerIP, "max-conns-per-ip", 512, "connections open at once from one IP address; beyond, 429 too_many_connections and closed (0: no bound; set 0 behind a proxy or load balancer whose address every connection shares)")
 	fl.IntVar(&s.Procs, "procs", 0, "Go schedulers (GOMAXPROCS) for the server (0: Go's default, the CPUs it may use, or GOMAXPROCS from the environment)")
 	fl.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 
@@ -315,6 +323,12 @@ func (s *Settings) Validate() error {
 	if s.MaxInflight < 1 {
 		bad("max-inflight", "must be at least 1, not %d", s.MaxInflight)
 	}
+	if s.MaxConns < 1 {
+		bad("max-conns", "must be at least 1, not %d", s.MaxConns)
+	}
+	if s.MaxConnsPerIP < 0 {
+		bad("max-conns-per-ip", "must not be negative (0: no bound)")
+	}
 	if s.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, not %s", s.ShutdownTimeout)
 	}
@@ -407,6 +421,8 @@ func (s *Settings) Config(log zerolog.Logger) Config {
 		Logger:          log,
 		ShutdownTimeout: s.ShutdownTimeout,
 		MaxInflight:     s.MaxInflight,
+		MaxConns:        s.MaxConns,
+		MaxConnsPerIP:   s.MaxConnsPerIP,
 		AccessLog:       AccessLogSampling{Burst: s.AccessLogBurst, Every: s.AccessLogEvery},
 	}
 	if s.AccessLogBurst == 0 {

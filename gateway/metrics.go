@@ -162,6 +162,24 @@ func (m *Metrics) bind(s *Server) {
 			Name: "medgate_http_inflight_limit",
 			Help: "The limit of requests worked on at once.",
 		}, func() float64 { return float64(s.maxInflight) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "medgate_http_connections_open",
+			Help: "Client connections open, idle keep-alive ones included.",
+		}, func() float64 { return float64(s.conns.open.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "medgate_http_connections_limit",
+			Help: "The limit of client connections open at once (--max-conns); beyond, 503 too_many_connections.",
+		}, func() float64 { return float64(s.conns.max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "medgate_http_connections_refused_total",
+			Help:        "Client connections refused on opening, by the bound they were past: max_conns (503) or max_conns_per_ip (429).",
+			ConstLabels: prometheus.Labels{"limit": "max_conns"},
+		}, func() float64 { return float64(s.conns.refused[refusedTotal].Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "medgate_http_connections_refused_total",
+			Help:        "Client connections refused on opening, by the bound they were past: max_conns (503) or max_conns_per_ip (429).",
+			ConstLabels: prometheus.Labels{"limit": "max_conns_per_ip"},
+		}, func() float64 { return float64(s.conns.refused[refusedPerIP].Load()) }),
 		&stateCollector{s: s},
 	)
 	if s.db != nil {

@@ -1,12 +1,18 @@
 package gateway
 
 import (
+	"bufio"
+	"context"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -88,5 +94,191 @@ func TestAcceptErrorsDoNotStopServing(t *testing.T) {
 	status, body, err := fasthttp.GetTimeout(nil, "http://"+addr+"/healthz", 5*time.Second)
 	if err != nil || status != 200 {
 		t.Fatalf("GET /healthz once descriptors are free: %d %s %v", status, body, err)
+	}
+}
+
+// limitedServer is a second gateway over h's ledger with connection
+// bounds, served on loopback TCP (per-address bounds need addresses).
+func limitedServer(t *testing.T, h *harness, maxConns, perIP int) (*Server, string) {
+	t.Helper()
+	srv := NewServer(ServerConfig{Service: NewService(h.db, h.policies, zerolog.Nop()), DB: h.db, Versions: h.versions,
+		Principals: h.srv.principals, Logger: zerolog.Nop(), MaxConns: maxConns, MaxConnsPerIP: perIP})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ln.Close()
+	})
+	return srv, ln.Addr().String()
+}
+
+// dialFrom opens a connection to addr from the loopback address from
+// (127.0.0.x: every 127/8 address is the machine's own).
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// healthOn sends GET /healthz on c and reads the answer.
+func healthOn(t *testing.T, c net.Conn, br *bufio.Reader) *fasthttp.Response {
+	t.Helper()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")); err != nil {
+		t.Fatalf("writing a request: %v", err)
+	}
+	return readAnswer(t, br)
+}
+
+func readAnswer(t *testing.T, br *bufio.Reader) *fasthttp.Response {
+	t.Helper()
+	var resp fasthttp.Response
+	if err := resp.Read(br); err != nil {
+		t.Fatalf("reading an answer: %v", err)
+	}
+	return &resp
+}
+
+// TestConnectionLimits: connections are bounded in all (MaxConns) and
+// from one address (MaxConnsPerIP), idle keep-alive ones included. One
+// past a bound gets a JSON error at once (503 in all, 429 for its
+// address) with Retry-After, and is closed; the connections already open
+// go on being served; a closed one makes room. Before, the only bound was
+// fasthttp's 256 Ki connections, past the process's file descriptors,
+// and one client could hold every connection the gateway could open.
+func TestConnectionLimits(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	refused := func(t *testing.T, c net.Conn, status int) {
+		t.Helper()
+		// The gateway answers before any request is sent.
+		br := bufio.NewReader(c)
+		resp := readAnswer(t, br)
+		if resp.StatusCode() != status || !strings.Contains(string(resp.Body()), `"code":"too_many_connections"`) ||
+			string(resp.Header.Peek("Retry-After")) != "1" || !resp.ConnectionClose() ||
+			!strings.HasPrefix(string(resp.Header.ContentType()), "application/json") {
+			t.Fatalf("a connection past the bound: %d %s %s, want %d too_many_connections with Retry-After: 1 and Connection: close",
+				resp.StatusCode(), resp.Header.Header(), resp.Body(), status)
+		}
+		if _, err := br.ReadByte(); err == nil {
+			t.Fatal("the refused connection stays open")
+		}
+	}
+	served := func(t *testing.T, c net.Conn) *bufio.Reader {
+		t.Helper()
+		br := bufio.NewReader(c)
+		if resp := healthOn(t, c, br); resp.StatusCode() != 200 {
+			t.Fatalf("GET /healthz: %d %s", resp.StatusCode(), resp.Body())
+		}
+		return br
+	}
+
+	t.Run("in all", func(t *testing.T) {
+		_, addr := limitedServer(t, h, 3, 0)
+		var open []net.Conn
+		var readers []*bufio.Reader
+		for i := range 3 {
+			c := dialFrom(t, "127.0.0."+strconv.Itoa(i+1), addr)
+			open = append(open, c)
+			readers = append(readers, served(t, c))
+		}
+		refused(t, dialFrom(t, "127.0.0.9", addr), 503)
+		// The open ones are still served, on the same connections.
+		for i, c := range open {
+			if resp := healthOn(t, c, readers[i]); resp.StatusCode() != 200 {
+				t.Fatalf("an open connection at the bound: %d", resp.StatusCode())
+			}
+		}
+		open[0].Close()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			c := dialFrom(t, "127.0.0.9", addr)
+			br := bufio.NewReader(c)
+			c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"))
+			var resp fasthttp.Response
+			if err := resp.Read(br); err == nil && resp.StatusCode() == 200 {
+				// The refusal is counted where an operator looks.
+				c.Write([]byte("GET /metrics HTTP/1.1\r\nHost: gateway\r\n\r\n"))
+				m := string(readAnswer(t, br).Body())
+				// (at least 1: the tries above may have come before the
+				// closed connection was counted out)
+				if !regexp.MustCompile(`medgate_http_connections_refused_total\{limit="max_conns"\} [1-9]`).MatchString(m) {
+					t.Errorf("/metrics does not count the refused connection")
+				}
+				for _, want := range []string{`medgate_http_connections_open 3`, `medgate_http_connections_limit 3`} {
+					if !strings.Contains(m, want) {
+						t.Errorf("/metrics lacks %s", want)
+					}
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a closed connection did not make room for another")
+			}
+			c.Close()
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("per address", func(t *testing.T) {
+		_, addr := limitedServer(t, h, 100, 2)
+		served(t, dialFrom(t, "127.0.0.1", addr))
+		served(t, dialFrom(t, "127.0.0.1", addr))
+		refused(t, dialFrom(t, "127.0.0.1", addr), 429)
+		// Another address is not held back by the first one's.
+		served(t, dialFrom(t, "127.0.0.2", addr))
+		served(t, dialFrom(t, "127.0.0.2", addr))
+	})
+}
+
+// TestConnectionSettings: the bounds are settings with their defaults,
+// checked, in --help, and carried to the server; --max-conns is lowered
+// to leave the ledger its file descriptors.
+func TestConnectionSettings(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	s, err := LoadSettings(nil, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.Config(zerolog.Nop()); cfg.MaxConns != DefaultMaxConns || cfg.MaxConnsPerIP != 512 {
+		t.Errorf("defaults: max-conns %d, max-conns-per-ip %d", cfg.MaxConns, cfg.MaxConnsPerIP)
+	}
+	s, err = LoadSettings([]string{"--max-conns", "50", "--max-conns-per-ip", "0"}, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := s.Config(zerolog.Nop()); cfg.MaxConns != 50 || cfg.MaxConnsPerIP != 0 {
+		t.Errorf("--max-conns 50 --max-conns-per-ip 0: %d, %d", cfg.MaxConns, cfg.MaxConnsPerIP)
+	}
+	s, _ = LoadSettings([]string{"--max-conns", "0", "--max-conns-per-ip", "-1"}, none)
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--max-conns: must be at least 1") ||
+		!strings.Contains(err.Error(), "--max-conns-per-ip: must not be negative") {
+		t.Errorf("Validate: %v", err)
+	}
+	var help strings.Builder
+	WriteUsage(&help)
+	for _, want := range []string{"--max-conns ", "(default 10000; env MEDGATE_MAX_CONNS)", "--max-conns-per-ip", "behind a proxy"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+	limit, ok := fdLimit()
+	if !ok {
+		return
+	}
+	if got := fitConns(1<<30, zerolog.Nop()); uint64(got) > limit-min(fdReserve, limit/2) {
+		t.Errorf("fitConns(2^30) = %d with %d file descriptors", got, limit)
+	}
+	if got := fitConns(10, zerolog.Nop()); got != 10 {
+		t.Errorf("fitConns(10) = %d", got)
 	}
 }

@@ -41,9 +41,13 @@ type Config struct {
 	// profiler (/debug/pprof/) and /metrics, without authentication, for a
 	// loopback or private interface only. Off by default.
 	AdminListen string
-	// MaxInflight and AccessLog: see ServerConfig.
-	MaxInflight int
-	AccessLog   AccessLogSampling
+	// MaxInflight, MaxConns, MaxConnsPerIP and AccessLog: see
+	// ServerConfig. Run lowers MaxConns to fit the file descriptor limit
+	// (fitConns).
+	MaxInflight   int
+	MaxConns      int
+	MaxConnsPerIP int
+	AccessLog     AccessLogSampling
 	// Native, when not empty, replaces the world's policy modules with
 	// these policies compiled into the gateway: only to measure the price
 	// of the sandbox (bench), never for real regions.
@@ -139,7 +143,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
 	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Versions: versions,
-		MaxInflight: cfg.MaxInflight, AccessLog: cfg.AccessLog,
+		MaxInflight: cfg.MaxInflight, AccessLog: cfg.AccessLog, MaxConns: fitConns(cfg.MaxConns, log), MaxConnsPerIP: cfg.MaxConnsPerIP,
 		Principals: principals, Logger: log, CheckpointKey: cfg.CheckpointKey})
 	if err := logCheckpointKey(log, cfg.CheckpointKey); err != nil {
 		return err

@@ -38,6 +38,7 @@ type Server struct {
 	refused     atomic.Uint64 // requests answered unread (transportError)
 	bufs        sync.Pool
 	regionBusy  sync.Map // region → *sync.Mutex, see regionWork
+	conns       *conns   // open connections, see listener
 }
 
 // ServerConfig configures a Server.
@@ -56,6 +57,15 @@ type ServerConfig struct {
 	// MaxInflight bounds requests being worked on at once; beyond it the
 	// gateway answers 503 with Retry-After at once. 0: 4096.
 	MaxInflight int
+	// MaxConns bounds the connections open at once, idle keep-alive ones
+	// included; one past it is answered 503 too_many_connections with
+	// Retry-After and closed. 0: DefaultMaxConns.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections open at once from one IP
+	// address (429 too_many_connections past it), so that one client
+	// (a leak, a flood, a slow sender) cannot take every connection; 0:
+	// no bound (a proxy in front, whose address every connection shares).
+	MaxConnsPerIP int
 	// Metrics receives the server's measurements (nil: a fresh one).
 	Metrics *Metrics
 	// AccessLog samples the access log's lines of successful requests.
@@ -67,10 +77,13 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 4096
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	s := &Server{svc: cfg.Service, db: cfg.DB, versions: cfg.Versions, policies: cfg.Versions.Policies(), principals: cfg.Principals,
+	s := &Server{conns: newConns(cfg.MaxConns, cfg.MaxConnsPerIP), svc: cfg.Service, db: cfg.DB, versions: cfg.Versions, policies: cfg.Versions.Policies(), principals: cfg.Principals,
 		log: cfg.Logger, access: cfg.AccessLog.logger(cfg.Logger), metrics: cfg.Metrics, maxInflight: int64(cfg.MaxInflight), cfg: cfg}
 	cfg.Metrics.bind(s)
 	if s.svc != nil && s.svc.metrics == nil {
@@ -211,7 +224,7 @@ var uploadRoutes = sync.OnceValue(func() []*Route {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(&listener{Listener: ln, log: s.log})
+	return s.http.Serve(&listener{Listener: ln, cs: s.conns, log: s.log})
 }
 
 // Shutdown stops accepting and waits for in-flight requests to finish.
