@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -280,5 +282,89 @@ func TestConnectionSettings(t *testing.T) {
 	}
 	if got := fitConns(10, zerolog.Nop()); got != 10 {
 		t.Errorf("fitConns(10) = %d", got)
+	}
+}
+
+// TestBodyClaimNeedsAToken: fasthttp allocates a body's whole
+// Content-Length (or a chunk's size) as soon as it has read the header,
+// before any of the body arrives. Any client, without a token, could claim
+// 2 MiB a connection with a header alone and hold it for the 30 s read
+// timeout: 64 connections, 128 MiB; the connection bound, 20 GiB. A body
+// past 64 KiB is now read only for a known token: without one the request
+// is answered 401 at once and the connection closed. A hospital's large
+// bill is read as before.
+func TestBodyClaimNeedsAToken(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	const conns = 64
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answers := make(chan answer, conns)
+	var open []net.Conn
+	for i := range conns {
+		c := h.rawConn(t)
+		open = append(open, c)
+		path, method := "/v1/settlements", "POST"
+		switch i % 3 {
+		case 1:
+			path, method = "/healthz", "GET"
+		case 2:
+			path = "/v1/settlements/quote"
+		}
+		token := ""
+		if i%2 == 1 {
+			token = "Authorization: Bearer not-a-token\r\n"
+		}
+		c.Write([]byte(method + " " + path + " HTTP/1.1\r\nHost: gateway\r\n" + token + "Content-Length: 2097152\r\n\r\n"))
+		go func() {
+			var resp fasthttp.Response
+			err := resp.Read(bufio.NewReader(c))
+			answers <- answer{resp.StatusCode(), string(resp.Body()), err}
+		}()
+	}
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the server reads every header
+	if grew := int64(heap()) - int64(before); grew > 16<<20 {
+		t.Errorf("%d connections claiming 2 MiB bodies without a token took %d MiB before sending any", conns, grew>>20)
+	}
+	for range conns {
+		select {
+		case a := <-answers:
+			if a.err != nil || a.status != 401 || !strings.Contains(a.body, `"unauthorized"`) {
+				t.Fatalf("a 2 MiB claim without a known token: %d %s %v, want 401 at once", a.status, a.body, a.err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("a 2 MiB claim without a known token was not answered before its body")
+		}
+	}
+	// A hospital's body past 64 KiB is read (and judged by the route).
+	big := append([]byte(`{"x":"`), bytes.Repeat([]byte("a"), 200<<10)...)
+	big = append(big, `"}`...)
+	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", big)
+	if status != 400 || !strings.Contains(string(body), `"unknown_field"`) && !strings.Contains(string(body), `"field"`) {
+		t.Errorf("a hospital's 200 KiB body: %d %s, want it read and refused by the route", status, body)
+	}
+	// Chunked, the same: a chunk's size is allocated before its bytes.
+	// (fasthttp forgets the header of a chunked body it refuses: the
+	// answer is a 413 that names every limit.)
+	c := h.rawConn(t)
+	defer c.Close()
+	c.Write([]byte("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\n"))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil || resp.StatusCode() != 413 || !strings.Contains(string(resp.Body()), "64 KiB without a known token") {
+		t.Errorf("a chunk of 128 KiB without a token: %d %s %v, want 413 at once", resp.StatusCode(), resp.Body(), err)
 	}
 }

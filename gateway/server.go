@@ -128,20 +128,34 @@ func NewServer(cfg ServerConfig) *Server {
 // stops reading, transportError answers 413 and the connection closes.
 const readSlack = 2
 
+// anonymousBodyBytes is the most body the server reads for a request
+// without a known token (whose answer is a 401 whatever its body): fasthttp
+// allocates a body's whole Content-Length, or a chunk's size, once it has
+// the header, before any of it arrives, and a header alone would otherwise
+// hold readSlack MiB a connection for the read timeout.
+const anonymousBodyBytes = 64 << 10
+
 // bodyLimit is fasthttp's HeaderReceived: how many body bytes the server
-// reads for a request, decided from its header before any is read. Only
-// the routes that take uploads (Route.MaxBody) read more than MaxBodyBytes,
-// and only for a known token: otherwise anyone could make the gateway
-// buffer 33 MiB on every connection before it checks a token. Past the
-// limit, an unknown token is answered 401 and the connection closes.
-// The path is matched as sent (query removed); a path that only matches
-// once fasthttp normalizes it gets the common limit.
+// reads for a request, decided from its header before any is read. Past
+// anonymousBodyBytes, only for a known token; only the routes that take
+// uploads (Route.MaxBody) read more than MaxBodyBytes: otherwise anyone
+// could make the gateway buffer 33 MiB on every connection before it
+// checks a token. Past the limit, an unknown token is answered 401 and the
+// connection closes. The path is matched as sent (query removed); a path
+// that only matches once fasthttp normalizes it gets the common limit.
 func (s *Server) bodyLimit(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	conf := fasthttp.RequestConfig{MaxRequestBodySize: readSlack * MaxBodyBytes}
+	if n := h.ContentLength(); n == -2 || n >= 0 && n <= anonymousBodyBytes {
+		return conf // no body (-2), or a small one: no token to look up
+	}
+	if !s.knownToken(h) {
+		conf.MaxRequestBodySize = anonymousBodyBytes
+		return conf
+	}
 	if m := h.Method(); string(m) == fasthttp.MethodGet || string(m) == fasthttp.MethodHead {
 		return conf
 	}
-	if r := s.uploadRoute(h); r != nil && s.knownToken(h) {
+	if r := s.uploadRoute(h); r != nil {
 		// A token of another role is refused (403) once the body is read:
 		// its memory is a known principal's.
 		conf.MaxRequestBodySize = r.MaxBody
@@ -260,6 +274,18 @@ func (s *Server) transportErrorAnswer(ctx *fasthttp.RequestCtx, err error) *Erro
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		limit := MaxBodyBytes // what the route allows, not readSlack's
+		if len(ctx.Request.Header.RawHeaders()) == 0 {
+			// fasthttp resets the header of a chunked body past the
+			// limit: which limit it was is not known.
+			return &Error{Status: fasthttp.StatusRequestEntityTooLarge, Code: "body_too_large",
+				Message: "the request body exceeds what the gateway reads: 1 MiB, 32 MiB on an upload route, 64 KiB without a known token"}
+		}
+		if n := ctx.Request.Header.ContentLength(); n <= readSlack*MaxBodyBytes && !s.knownToken(&ctx.Request.Header) {
+			// Refused for want of a token (anonymousBodyBytes), not for
+			// its size: the token is what is wrong (a 401).
+			_, err := s.authHeader(&ctx.Request.Header, "")
+			return s.toError(ctx, err)
+		}
 		if r := s.uploadRoute(&ctx.Request.Header); r != nil {
 			if _, err := s.authHeader(&ctx.Request.Header, r.Role); err != nil {
 				// An upload's own limit is only for its role's tokens:
