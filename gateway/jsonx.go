@@ -323,7 +323,10 @@ func (l *lexer) skip() error {
 		for l.i < len(l.b) && (l.b[l.i] == '-' || l.b[l.i] == '+' || l.b[l.i] == '.' || l.b[l.i] == 'e' || l.b[l.i] == 'E' || l.b[l.i] >= '0' && l.b[l.i] <= '9') {
 			l.i++
 		}
-		if _, err := strconv.ParseFloat(string(l.b[start:l.i]), 64); err != nil {
+		// A number past float64's range (1e9999, 400 digits) is still a
+		// number: its value is never needed, and the caller names the
+		// field it does not fit.
+		if _, err := strconv.ParseFloat(string(l.b[start:l.i]), 64); err != nil && !errors.Is(err, strconv.ErrRange) {
 			return errSyntax
 		}
 		return nil

@@ -368,3 +368,25 @@ func TestBodyClaimNeedsAToken(t *testing.T) {
 		t.Errorf("a chunk of 128 KiB without a token: %d %s %v, want 413 at once", resp.StatusCode(), resp.Body(), err)
 	}
 }
+
+// TestHugeNumbersNameTheField: a number where a field wants another type
+// is refused naming the field, whatever its size: 1e9999 or a literal of
+// 400 digits is valid JSON, but the lexer checked a skipped number with
+// strconv.ParseFloat, whose range error answered "the body is not valid
+// JSON" without a field. What is no number at all stays malformed_json.
+func TestHugeNumbersNameTheField(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	for _, n := range []string{"1e9999", "-1e9999", "1E+400", "2.5e-400", strings.Repeat("9", 400), "-" + strings.Repeat("9", 400) + ".5", "-0", "0.0e0", "1e99999999999"} {
+		status, body := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", []byte(`{"items":[{"code":"A","quantity":`+n+`}]}`))
+		a := decodeAnswer(t, body)
+		if status != 400 || a.Error == nil || a.Error.Code != "invalid_field" || a.Error.Field != "items[0].quantity" {
+			t.Errorf("quantity %.20s: %d %s, want 400 invalid_field items[0].quantity", n, status, body)
+		}
+	}
+	for _, n := range []string{".5", "1e", "1e+", "--1", "1e5e5", "-"} {
+		_, err := decodeSettle([]byte(`{"items":[{"code":"A","quantity":`+n+`}]}`), true)
+		if err == nil || err.Code != "malformed_json" {
+			t.Errorf("quantity %s (not a JSON number): %v, want malformed_json", n, err)
+		}
+	}
+}
