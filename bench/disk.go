@@ -47,7 +47,7 @@ func MeasureDiskSync(dir string, n, size int) (*DiskSync, error) {
 		if err := syncData(f); err != nil {
 			return nil, fmt.Errorf("bench: disk sync: sync %s: %w", f.Name(), err)
 		}
-		_ = h.RecordValue(max(time.Since(began).Microseconds(), 1))
+		recordLatency(h, max(time.Since(began).Microseconds(), 1))
 	}
 	abs, _ := filepath.Abs(dir)
 	return &DiskSync{Dir: abs, Writes: n, Bytes: size, Sync: summarize(h)}, nil

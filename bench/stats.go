@@ -4,13 +4,25 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Latencies are recorded in microseconds, from 1 µs to 60 s, with 3
-// significant digits (0.1 % resolution).
-func newHistogram() *hdr.Histogram { return hdr.New(1, 60_000_000, 3) }
+// Latencies are recorded in microseconds, from 1 µs to an hour, with 3
+// significant digits (0.1 % resolution). An open loop's latency counts
+// from the due time and has no bound (a stalled server lets the backlog
+// grow for as long as the phase drains it): a longer one is recorded as
+// an hour, never dropped, so that it still counts as a request and in the
+// tail.
+const histMaxMicros = int64(time.Hour / time.Microsecond)
+
+func newHistogram() *hdr.Histogram { return hdr.New(1, histMaxMicros, 3) }
+
+// recordLatency adds micros (≥ 0) to h, an hour at most.
+func recordLatency(h *hdr.Histogram, micros int64) {
+	_ = h.RecordValue(min(micros, histMaxMicros))
+}
 
 // recorder is one connection's tally. The connection records under its
 // own (uncontended) lock; the once-a-second collector swaps the interval
@@ -36,9 +48,9 @@ func newRecorder() *recorder {
 // long after its due time it was sent.
 func (r *recorder) record(kind Kind, micros, lagMicros int64, problem string, body []byte, late bool) {
 	r.mu.Lock()
-	_ = r.hist.RecordValue(max(micros, 1))
+	recordLatency(r.hist, max(micros, 1))
 	if lagMicros >= 0 {
-		_ = r.lag.RecordValue(lagMicros)
+		recordLatency(r.lag, lagMicros)
 	}
 	if late {
 		r.late++
