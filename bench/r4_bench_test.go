@@ -1,8 +1,16 @@
 package bench
 
 import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // A latency far above the usual (a stalled server, an open loop whose
@@ -40,5 +48,192 @@ func TestR4LongLatenciesAreCounted(t *testing.T) {
 	m := mergePhases([]*PhaseResult{p, p})
 	if m.hist.TotalCount() != int64(2*len(lats)) || m.lag.TotalCount() != int64(2*len(lats)) {
 		t.Errorf("merged rounds count %d latencies and %d lags, want %d", m.hist.TotalCount(), m.lag.TotalCount(), 2*len(lats))
+	}
+}
+
+// fakeGateway answers the bench's requests the way the gateway does,
+// counts what it answered, and can be told to answer some of them wrong
+// (a replay, a 422) or slowly.
+type fakeGateway struct {
+	addr string
+	mu   sync.Mutex
+	// What the server answered 200 as a fresh write, by kind, and in all.
+	settled, reversed, quoted, answered int
+	wrong                               int           // answered wrong on purpose
+	every                               int           // every n-th request (0: none) gets wrong
+	delay                               time.Duration // before each answer
+	reversedID                          map[string]bool
+}
+
+func startFakeGateway(t *testing.T, g *fakeGateway) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.addr = ln.Addr().String()
+	g.reversedID = map[string]bool{}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(g.delay)
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.answered++
+		n := g.answered
+		path := string(ctx.Path())
+		ctx.SetContentType("application/json")
+		if g.every > 0 && n%g.every == 0 {
+			g.wrong++
+			// A quote writes nothing and is never a replay.
+			if n%(2*g.every) == 0 || path == "/v1/settlements/quote" {
+				ctx.SetStatusCode(422)
+				ctx.SetBodyString(`{"error":"invalid","field":"items"}`)
+			} else {
+				// A replay: 200, but nothing was written.
+				ctx.SetBodyString(`{"settlement_id":"old","replayed":true}`)
+			}
+			return
+		}
+		switch {
+		case path == "/v1/settlements/quote":
+			g.quoted++
+			ctx.SetBodyString(`{"settlement_id":"","replayed":false}`)
+		case path == "/v1/settlements":
+			g.settled++
+			fmt.Fprintf(ctx, `{"settlement_id":"s%d","seq":%d,"replayed":false}`, n, n)
+		case strings.HasSuffix(path, "/reversal"):
+			id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/settlements/"), "/reversal")
+			if g.reversedID[id] {
+				ctx.SetStatusCode(409)
+				ctx.SetBodyString(`{"error":"already_reversed"}`)
+				return
+			}
+			g.reversedID[id] = true
+			g.reversed++
+			fmt.Fprintf(ctx, `{"settlement_id":"r%d","seq":%d,"replayed":false,"reverses":%q}`, n, n, id)
+		default:
+			ctx.SetStatusCode(404)
+		}
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { _ = srv.Shutdown() })
+}
+
+// The closed loop counts as committed exactly the settlements and
+// reversals the server answered 200 as fresh writes: not quotes, not a
+// replayed 200, not a 422; every request the server answered is counted
+// once, and every wrong answer is an error.
+func TestR4ClosedLoopCountsExactlyTheCommitted(t *testing.T) {
+	g := &fakeGateway{every: 37}
+	startFakeGateway(t, g)
+	traffic := NewTraffic(testWorld(t), TrafficConfig{Seed: 9, Nonce: 4242, QuotePermille: 100, ReversalPermille: 100})
+	res, err := RunLoad(context.Background(), LoadConfig{Addr: g.addr, Mode: Closed, Connections: 4, Duration: 700 * time.Millisecond, CheckBodies: true}, traffic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if res.Requests != int64(g.answered) {
+		t.Errorf("client counted %d requests, the server answered %d", res.Requests, g.answered)
+	}
+	if res.committed != int64(g.settled+g.reversed) || res.OK["settle"] != int64(g.settled) || res.OK["reversal"] != int64(g.reversed) || res.OK["quote"] != int64(g.quoted) {
+		t.Errorf("client: committed %d, ok %v; server: %d settled, %d reversed, %d quoted", res.committed, res.OK, g.settled, g.reversed, g.quoted)
+	}
+	if g.reversed == 0 || g.quoted == 0 {
+		t.Errorf("no reversal or quote in %d requests", g.answered)
+	}
+	if want := int64(g.wrong); res.ErrorCount() != want || res.Errors["422"] == 0 || res.Errors["replayed"] == 0 {
+		t.Errorf("errors %v, want %d in all, replays and 422s", res.Errors, want)
+	}
+	if got, want := res.CommittedPerSec*res.Seconds, float64(g.settled+g.reversed); math.Abs(got-want) > 1e-6*want {
+		t.Errorf("committed/s × seconds = %.3f, want %.0f", got, want)
+	}
+}
+
+// The open loop charges each request from its due time, also the ones
+// that waited for the only connection, and sends every request the
+// schedule had when the phase ends with some still waiting: none is
+// dropped, and the phase lasts until the last is answered.
+func TestR4OpenLoopCountsFromDueTimeAndDrains(t *testing.T) {
+	g := &fakeGateway{delay: 100 * time.Millisecond}
+	startFakeGateway(t, g)
+	traffic := NewTraffic(testWorld(t), TrafficConfig{Seed: 9, Nonce: 4243})
+	// 10 requests due over 0.5 s, one connection, 100 ms each: the last is
+	// sent about 0.45 s after its due time, answered about 0.55 s after it.
+	res, err := RunLoad(context.Background(), LoadConfig{Addr: g.addr, Mode: Open, Rate: 20, Connections: 1, Duration: 500 * time.Millisecond, CheckBodies: true}, traffic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 10 || g.answered != 10 {
+		t.Fatalf("%d requests counted, %d answered; the schedule had 10", res.Requests, g.answered)
+	}
+	if res.Seconds < 0.95 {
+		t.Errorf("the phase lasted %.2f s, before its last request could be answered", res.Seconds)
+	}
+	if res.Latency.Max < 530 || res.SendLag == nil || res.SendLag.Max < 430 || res.Late < 8 {
+		t.Errorf("max latency %.1f ms, send lag %+v, late %d: the wait for the connection is not charged", res.Latency.Max, res.SendLag, res.Late)
+	}
+	if res.Latency.P50 < 100 {
+		t.Errorf("p50 %.1f ms below the server's own 100 ms", res.Latency.P50)
+	}
+}
+
+// verdictResult is a run whose figures meet every target, with no error.
+func verdictResult() *Result {
+	phase := func(mode Mode, reqs, committed float64, p99 float64) *PhaseResult {
+		return &PhaseResult{Mode: mode, Seconds: 10, Requests: int64(reqs * 10), ReqPerSec: reqs, CommittedPerSec: committed,
+			OK: map[string]int64{"settle": int64(committed * 10)}, Errors: map[string]int64{}, Latency: Latency{P99: p99}}
+	}
+	r := &Result{Settings: Settings{OpenFraction: 0.5}}
+	r.Targets = []TargetResult{
+		{Name: TargetHello, Closed: phase(Closed, 10000, 0, 3), Open: phase(Open, 5000, 0, 2)},
+		{Name: TargetNative, Closed: phase(Closed, 5000, 4600, 4), Open: phase(Open, 2500, 2300, 3)},
+		{Name: TargetWasm, Closed: phase(Closed, 4500, 4200, 4), Open: phase(Open, 2250, 2100, 4)},
+	}
+	for i := range r.Targets {
+		r.Targets[i].Open.TargetRate = int(r.Targets[i].Closed.ReqPerSec / 2)
+	}
+	return r
+}
+
+// A verdict is not met on figures that count failed requests: every phase
+// it is computed from must have had every request answered 200 as
+// expected. Before, a wasm target answering a fifth of its requests with a
+// quick 503 (or a 422) had them counted as throughput in "wasm ÷ native"
+// and as short latencies in the open-loop p99, and the verdicts said "met".
+func TestR4VerdictsRefuseFailedRequests(t *testing.T) {
+	for _, v := range Verdicts(verdictResult()) {
+		if !v.Met {
+			t.Fatalf("the clean run's verdict %q is not met: %+v", v.Name, v)
+		}
+	}
+	for _, c := range []struct {
+		target string
+		open   bool
+		want   []bool // the three verdicts met?
+	}{
+		{TargetWasm, false, []bool{false, false, true}},
+		{TargetWasm, true, []bool{true, true, false}},
+		{TargetNative, false, []bool{true, false, true}},
+		{TargetHello, false, []bool{false, true, true}},
+		{TargetHello, true, []bool{true, true, true}}, // used by no verdict
+	} {
+		r := verdictResult()
+		p := r.target(c.target).Closed
+		if c.open {
+			p = r.target(c.target).Open
+		}
+		p.Errors["503"] = p.Requests / 5
+		vs := Verdicts(r)
+		if len(vs) != 3 {
+			t.Fatalf("%d verdicts", len(vs))
+		}
+		for i, v := range vs {
+			if v.Met != c.want[i] {
+				t.Errorf("503s in %s %v: verdict %q met = %v, want %v (%s)", c.target, p.Mode, v.Name, v.Met, c.want[i], v.Margin)
+			}
+			if !v.Met && !strings.Contains(v.Margin, "503") {
+				t.Errorf("verdict %q does not say which requests failed: %s", v.Name, v.Margin)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // The targets of the issue "Speed".
@@ -48,13 +49,13 @@ func Verdicts(r *Result) []Verdict {
 		if wasm.Closed.ReqPerSec > 0 {
 			v.PerCore = perCore(wasm.Closed, hello.Closed) * wasm.Closed.CommittedPerSec / wasm.Closed.ReqPerSec
 		}
-		vs = append(vs, v)
+		vs = append(vs, refuseFailed(v, false, wasm, hello))
 	}
 	if native != nil && wasm != nil && native.Closed.ReqPerSec > 0 {
 		v := ratioVerdict("wasm ÷ native throughput (req/s, closed loop)",
 			wasm.Closed.ReqPerSec/native.Closed.ReqPerSec, GoalWasmVsNative)
 		v.PerCore = perCore(wasm.Closed, native.Closed)
-		vs = append(vs, v)
+		vs = append(vs, refuseFailed(v, false, wasm, native))
 	}
 	if wasm != nil && wasm.Open != nil {
 		v := Verdict{Name: fmt.Sprintf("open-loop p99 at half max (wasm, %d req/s)", wasm.Open.TargetRate),
@@ -81,9 +82,33 @@ func Verdicts(r *Result) []Verdict {
 				v.Margin += fmt.Sprintf(" and %.2f %% of its goroutines' wake-ups waited over %.2f ms for a processor", 100*float64(s.WakeupsLate)/float64(s.Wakeups), s.WakeupBoundMs)
 			}
 		}
-		vs = append(vs, v)
+		vs = append(vs, refuseFailed(v, true, wasm))
 	}
 	return vs
+}
+
+// refuseFailed marks v as missed when a phase it was computed from had a
+// request not answered 200 as expected: a failed request counts in req/s
+// (a quick 503 or 422 as throughput) and in the latencies (as a short
+// one), so such figures measure something else than the targets ask.
+// v was computed from the open phases of targets if open, else from
+// their closed ones.
+func refuseFailed(v Verdict, open bool, targets ...*TargetResult) Verdict {
+	var bad []string
+	for _, t := range targets {
+		p := t.Closed
+		if open {
+			p = t.Open
+		}
+		if n := p.ErrorCount(); n > 0 {
+			bad = append(bad, fmt.Sprintf("%s %s: %d of %d requests failed (%s)", t.Name, p.Mode, n, p.Requests, errorText(p)))
+		}
+	}
+	if len(bad) > 0 {
+		v.Met = false
+		v.Margin = "not a measurement, " + strings.Join(bad, "; ") + "; the figures: " + v.Margin
+	}
+	return v
 }
 
 // perCore is a's throughput per core used ÷ b's.
