@@ -237,3 +237,27 @@ func TestR4VerdictsRefuseFailedRequests(t *testing.T) {
 		}
 	}
 }
+
+// The open-loop target is a p99 at half of the maximum: a run whose open
+// loop was offered less (medbench run -open-fraction 0.25) does not meet
+// it, however short its tail, and its verdict says the rate it ran at.
+// Before, the verdict was named "at half max" and met at any rate.
+func TestR4OpenVerdictNeedsHalfTheMax(t *testing.T) {
+	for _, c := range []struct {
+		fraction float64
+		met      bool
+	}{{0.5, true}, {0.6, true}, {0.25, false}, {0.49, false}} {
+		r := verdictResult()
+		w := r.target(TargetWasm)
+		r.Settings.OpenFraction = c.fraction
+		w.Open.TargetRate = int(c.fraction * w.Closed.ReqPerSec)
+		vs := Verdicts(r)
+		v := vs[len(vs)-1]
+		if v.Unit != "ms" || v.Met != c.met {
+			t.Errorf("open loop at %.2f of the max: verdict %q met = %v, want %v (%s)", c.fraction, v.Name, v.Met, c.met, v.Margin)
+		}
+		if !c.met && strings.Contains(v.Name, "half") {
+			t.Errorf("open loop at %.2f of the max: verdict named %q", c.fraction, v.Name)
+		}
+	}
+}
