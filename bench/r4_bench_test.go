@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -258,6 +260,188 @@ func TestR4OpenVerdictNeedsHalfTheMax(t *testing.T) {
 		}
 		if !c.met && strings.Contains(v.Name, "half") {
 			t.Errorf("open loop at %.2f of the max: verdict named %q", c.fraction, v.Name)
+		}
+	}
+}
+
+// The traffic README's "Traffic" paragraph describes, measured over many
+// requests of several streams with a fixed seed, every settlement
+// acknowledged as the gateway would: 5 % quotes, 1 % reversals, each of
+// a distinct settlement acknowledged earlier and sent with its own
+// hospital's token; bills of 1–60 lines with a median of 20; persons Zipf
+// distributed within their region (P(rank k) ∝ (20 + k)^-1.1); request ids
+// unique; a unique 20-digit trace code on every drug line (XD…) and on no
+// other.
+func TestR4TrafficDistribution(t *testing.T) {
+	w := testWorld(t)
+	tr := NewTraffic(w, TrafficConfig{Seed: 11, Nonce: 777})
+	rank := map[string]map[string]int{} // region → person id → Zipf rank
+	for _, r := range w.Regions {
+		rank[r] = map[string]int{}
+		for k, i := range tr.perms[r] {
+			rank[r][w.Persons[r][i].ID] = k
+		}
+	}
+	tokenOf := map[string]int{} // "Bearer …" → hospital
+	for i, h := range tr.hospitals {
+		tokenOf[h.auth] = i
+	}
+	owner := map[string]int{} // acknowledged settlement → its hospital
+	reversed := map[string]bool{}
+	ids := map[string]bool{}
+	traces := map[string]bool{}
+	kinds := map[Kind]int{}
+	rankCount := map[string][]int{}
+	var sizes []int
+	const n = 30000
+	streams := []*Stream{tr.NewStream(), tr.NewStream(), tr.NewStream(), tr.NewStream()}
+	var req Request
+	for i := range n {
+		st := streams[i%len(streams)]
+		st.Next(&req)
+		kinds[req.Kind]++
+		if tokenOf[req.Auth] != req.hospital {
+			t.Fatalf("request %d sent with another hospital's token", i)
+		}
+		var body struct {
+			RequestID string `json:"request_id"`
+			Person    struct {
+				ID     string `json:"id"`
+				Region string `json:"insured_region"`
+			} `json:"person"`
+			Items []struct {
+				Code       string   `json:"code"`
+				TraceCodes []string `json:"trace_codes"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			t.Fatalf("request %d: %v: %s", i, err, req.Body)
+		}
+		if req.Kind != KindQuote {
+			if body.RequestID == "" || ids[body.RequestID] {
+				t.Fatalf("request %d: request id %q empty or reused", i, body.RequestID)
+			}
+			ids[body.RequestID] = true
+		} else if body.RequestID != "" {
+			t.Fatalf("a quote with a request id: %s", req.Body)
+		}
+		if req.Kind == KindReversal {
+			id := strings.TrimSuffix(strings.TrimPrefix(string(req.Path), "/v1/settlements/"), "/reversal")
+			h, ok := owner[id]
+			if !ok || reversed[id] || h != req.hospital {
+				t.Fatalf("reversal of %q: acknowledged %v, reversed before %v, by its hospital %v", id, ok, reversed[id], h == req.hospital)
+			}
+			reversed[id] = true
+			continue
+		}
+		if rankCount[body.Person.Region] == nil {
+			rankCount[body.Person.Region] = make([]int, len(w.Persons[body.Person.Region]))
+		}
+		k, ok := rank[body.Person.Region][body.Person.ID]
+		if !ok {
+			t.Fatalf("person %s is not of region %s", body.Person.ID, body.Person.Region)
+		}
+		rankCount[body.Person.Region][k]++
+		sizes = append(sizes, len(body.Items))
+		for _, it := range body.Items {
+			drug := strings.HasPrefix(it.Code, "XD")
+			if drug != (len(it.TraceCodes) > 0) || len(it.TraceCodes) > 2 {
+				t.Fatalf("line %s with trace codes %v", it.Code, it.TraceCodes)
+			}
+			for _, c := range it.TraceCodes {
+				if len(c) != 20 || strings.Trim(c, "0123456789") != "" || traces[c] {
+					t.Fatalf("trace code %q: not 20 digits, or reused", c)
+				}
+				traces[c] = true
+			}
+		}
+		if req.Kind == KindSettle {
+			id := fmt.Sprintf("s%d", i)
+			owner[id] = req.hospital
+			if p := tr.Done(&req, 200, []byte(`{"settlement_id":"`+id+`","seq":1,"replayed":false}`), true); p != "" {
+				t.Fatalf("a fresh settlement's answer: %s", p)
+			}
+		}
+	}
+	// Shares within 4.5 standard deviations of the binomial.
+	share := func(name string, got int, p float64) {
+		sd := math.Sqrt(n * p * (1 - p))
+		if math.Abs(float64(got)-n*p) > 4.5*sd {
+			t.Errorf("%s: %d of %d, want %.0f ± %.0f", name, got, n, n*p, 4.5*sd)
+		}
+	}
+	share("quotes", kinds[KindQuote], 0.05)
+	share("reversals", kinds[KindReversal], 0.01)
+	slices.Sort(sizes)
+	if med := sizes[len(sizes)/2]; med != 20 || sizes[0] != 1 || sizes[len(sizes)-1] != 60 {
+		t.Errorf("bill sizes: median %d, range %d–%d", med, sizes[0], sizes[len(sizes)-1])
+	}
+	// Zipf: the observed counts of the top ranks and of the top tenth
+	// against P(k) ∝ (20 + k)^-1.1 over the region's persons.
+	for region, counts := range rankCount {
+		var norm float64
+		for k := range counts {
+			norm += math.Pow(20+float64(k), -1.1)
+		}
+		total := 0
+		for _, c := range counts {
+			total += c
+		}
+		check := func(name string, from, to int) {
+			var p float64
+			got := 0
+			for k := from; k < to; k++ {
+				p += math.Pow(20+float64(k), -1.1) / norm
+				got += counts[k]
+			}
+			want, sd := float64(total)*p, math.Sqrt(float64(total)*p*(1-p))
+			if math.Abs(float64(got)-want) > 4.5*sd {
+				t.Errorf("region %s, ranks %d–%d: %d of %d visits, want %.0f ± %.0f", region, from, to-1, got, total, want, 4.5*sd)
+			}
+		}
+		check("busiest", 0, 1)
+		check("top 5", 1, 5)
+		check("top tenth", 5, len(counts)/10)
+		check("bottom half", len(counts)/2, len(counts))
+	}
+}
+
+// Trace codes stay unique however many streams a run makes: a run with
+// many connections and rounds (medbench run -connections 1000 -rounds 5
+// makes 11,000 streams: 1,000 for the warm-up and each phase) gave its
+// 10,001st stream the codes of its first, and the gateway refused their
+// bills (409 trace_code_reused) as a hospital reusing a code.
+func TestR4TraceCodesUniqueAcrossManyStreams(t *testing.T) {
+	w := testWorld(t)
+	tr := NewTraffic(w, TrafficConfig{Seed: 1, Nonce: 99})
+	var streams []*Stream
+	for range 10_001 {
+		streams = append(streams, tr.NewStream())
+	}
+	seen := map[string]int{}
+	var req Request
+	for _, i := range []int{0, 1, 9_999, 10_000} {
+		for range 200 {
+			streams[i].Next(&req)
+			var body struct {
+				Items []struct {
+					TraceCodes []string `json:"trace_codes"`
+				} `json:"items"`
+			}
+			if err := json.Unmarshal(req.Body, &body); err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range body.Items {
+				for _, c := range it.TraceCodes {
+					if j, ok := seen[c]; ok {
+						t.Fatalf("trace code %s of stream %d again in stream %d", c, j+1, i+1)
+					}
+					if len(c) != 20 {
+						t.Fatalf("trace code %q", c)
+					}
+					seen[c] = i
+				}
+			}
 		}
 	}
 }

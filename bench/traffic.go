@@ -79,7 +79,9 @@ type Traffic struct {
 	perms     map[string][]int32
 	known     map[string]bool // every catalog code, to keep "unknown" codes unknown
 	streams   atomic.Uint32
-	acked     ackPool
+	// traceBlocks counts the blocks of trace code serials handed out.
+	traceBlocks atomic.Uint64
+	acked       ackPool
 }
 
 type hospitalInfo struct {
@@ -129,15 +131,16 @@ type Request struct {
 // Stream generates the requests of one connection. It is not safe for
 // concurrent use.
 type Stream struct {
-	t      *Traffic
-	id     uint32
-	rng    *rand.Rand
-	zipf   map[string]*rand.Zipf
-	seq    uint64
-	trace  uint64
-	idx    []int32
-	reqID  []byte
-	header []byte
+	t        *Traffic
+	id       uint32
+	rng      *rand.Rand
+	zipf     map[string]*rand.Zipf
+	seq      uint64
+	trace    uint64 // the next trace code serial; traceEnd: past its block
+	traceEnd uint64
+	idx      []int32
+	reqID    []byte
+	header   []byte
 }
 
 // NewStream returns a new request stream.
@@ -182,14 +185,25 @@ func (s *Stream) requestID() []byte {
 	return strconv.AppendUint(s.reqID, s.seq, 10)
 }
 
+// traceBlock is how many trace codes a stream takes from its Traffic at a
+// time.
+const traceBlock = 100_000
+
 // traceCode is a 20-digit drug trace code unique per run: "8", the nonce
-// (5 digits), the stream (4) and the stream's counter (10).
+// (5 digits) and a serial (14) unique in the Traffic. Streams take their
+// serials in blocks, so that any number of them (a run makes one per
+// connection and phase) never meet and they touch shared state once in
+// traceBlock codes.
 func (s *Stream) traceCode(b []byte) []byte {
-	s.trace++
+	if s.trace == s.traceEnd {
+		s.trace = (s.t.traceBlocks.Add(1) - 1) * traceBlock
+		s.traceEnd = s.trace + traceBlock
+	}
 	b = append(b, '8')
 	b = appendPadded(b, uint64(s.t.cfg.Nonce), 5)
-	b = appendPadded(b, uint64(s.id%10_000), 4)
-	return appendPadded(b, s.trace, 10)
+	b = appendPadded(b, s.trace, 14)
+	s.trace++
+	return b
 }
 
 // appendPadded appends the width lowest decimal digits of v, zero-padded.
