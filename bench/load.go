@@ -321,22 +321,7 @@ func drive(ctx context.Context, cfg *LoadConfig, st *Stream, rec *recorder, traf
 		if !ok {
 			return
 		}
-		late := false
-		if d := time.Until(at); d > 0 {
-			// time.Sleep uses the goroutine's own timer: no allocation per
-			// request, which matters at tens of thousands a second on a
-			// machine the client shares with the server.
-			for d > 0 && ctx.Err() == nil {
-				time.Sleep(min(d, 100*time.Millisecond))
-				d = time.Until(at)
-			}
-		} else {
-			late = d < -time.Millisecond
-		}
-		lag := int64(-1)
-		if cfg.Mode == Open {
-			lag = max(time.Since(at).Microseconds(), 0)
-		}
+		late, lag := waitDue(ctx, cfg.Mode, at)
 		err := hc.Do(req, resp)
 		micros := time.Since(at).Microseconds()
 		problem := "transport"
@@ -358,4 +343,28 @@ func drive(ctx context.Context, cfg *LoadConfig, st *Stream, rec *recorder, traf
 		}
 		rec.record(r.Kind, micros, lag, problem, body, late)
 	}
+}
+
+// waitDue waits until at, a request's due time. In the open loop it says
+// whether the request was late (every connection busy past its due time
+// by more than 1 ms) and how long after at it is sent (µs); the closed
+// loop has no schedule to be late for (its due time is when the
+// connection asked, and a goroutine descheduled right after is no busy
+// connection): never late, lag -1.
+func waitDue(ctx context.Context, mode Mode, at time.Time) (late bool, lagMicros int64) {
+	if mode != Open {
+		return false, -1
+	}
+	if d := time.Until(at); d > 0 {
+		// time.Sleep uses the goroutine's own timer: no allocation per
+		// request, which matters at tens of thousands a second on a
+		// machine the client shares with the server.
+		for d > 0 && ctx.Err() == nil {
+			time.Sleep(min(d, 100*time.Millisecond))
+			d = time.Until(at)
+		}
+	} else {
+		late = d < -time.Millisecond
+	}
+	return late, max(time.Since(at).Microseconds(), 0)
 }

@@ -445,3 +445,24 @@ func TestR4TraceCodesUniqueAcrossManyStreams(t *testing.T) {
 		}
 	}
 }
+
+// Only the open loop has requests that are late: in the closed loop a
+// request is due when its connection asks, and a client goroutine
+// descheduled for a millisecond right after did not wait for a busy
+// connection. Every closed-loop row of bench/results/ had a "late" count
+// of 1–11 before (the closed loop's due time checked against the clock a
+// moment later).
+func TestR4OnlyTheOpenLoopIsLate(t *testing.T) {
+	ctx := context.Background()
+	past := time.Now().Add(-5 * time.Millisecond)
+	if late, lag := waitDue(ctx, Closed, past); late || lag != -1 {
+		t.Errorf("closed loop: late %v, lag %d µs", late, lag)
+	}
+	if late, lag := waitDue(ctx, Open, past); !late || lag < 5000 {
+		t.Errorf("open loop 5 ms past due: late %v, lag %d µs", late, lag)
+	}
+	soon := time.Now().Add(20 * time.Millisecond)
+	if late, lag := waitDue(ctx, Open, soon); late || time.Now().Before(soon) || lag < 0 {
+		t.Errorf("open loop due in 20 ms: late %v, lag %d µs, returned %v early", late, lag, time.Until(soon))
+	}
+}
