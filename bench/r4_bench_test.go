@@ -466,3 +466,40 @@ func TestR4OnlyTheOpenLoopIsLate(t *testing.T) {
 		t.Errorf("open loop due in 20 ms: late %v, lag %d µs, returned %v early", late, lag, time.Until(soon))
 	}
 }
+
+// The hello-world baseline gets the same mix of requests as the gateway,
+// reversals included (README: "same client, same number of connections,
+// same requests"). Before, hello's answers named no settlement, so no
+// reversal was ever generated for it: its 1 % of small reversal bodies
+// were full bills instead, slowing the denominator of "committed ÷
+// hello-world" a little.
+func TestR4HelloGetsTheSameMix(t *testing.T) {
+	w := testWorld(t)
+	mix := func(checkBody bool) map[Kind]int {
+		tr := NewTraffic(w, TrafficConfig{Seed: 5, Nonce: 5})
+		st := tr.NewStream()
+		kinds := map[Kind]int{}
+		var req Request
+		for i := range 20000 {
+			st.Next(&req)
+			kinds[req.Kind]++
+			body := []byte(`{"ok":true}`)
+			if checkBody {
+				body = fmt.Appendf(nil, `{"settlement_id":"s%d","replayed":false}`, i)
+			}
+			if p := tr.Done(&req, 200, body, checkBody); p != "" {
+				t.Fatal(p)
+			}
+		}
+		return kinds
+	}
+	gw, hello := mix(true), mix(false)
+	if gw[KindReversal] < 150 {
+		t.Fatalf("gateway mix %v", gw)
+	}
+	for _, k := range []Kind{KindSettle, KindQuote, KindReversal} {
+		if hello[k] != gw[k] {
+			t.Errorf("%s: hello gets %d, the gateway %d (hello %v, gateway %v)", k, hello[k], gw[k], hello, gw)
+		}
+	}
+}
