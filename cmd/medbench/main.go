@@ -26,7 +26,8 @@ const usage = `medbench: load benchmark of the medgate gateway
 Usage:
   medbench run [flags]     hello-world, native and wasm gateway: closed loop, open loop at half max; report
   medbench world [flags]   write a bench world directory and exit
-  medbench load [flags]    offer load to a running gateway (needs the world it was started with)
+  medbench load [flags]    offer load to a running gateway (needs the world it was started with);
+                           exit 1 if any request was not answered 200
   medbench prefill [flags] grow a ledger fast, for the growth benchmark (bench/growth.sh)
   medbench help
 
@@ -192,7 +193,19 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "%s loop, %d connections: %.0f req/s, %.0f committed/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, errors %v\n",
 		res.Mode, res.Connections, res.ReqPerSec, res.CommittedPerSec, res.Latency.P50, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.Errors)
+	if n := failed(res.Errors); n > 0 {
+		// A throughput that counts failed requests is no measurement: a
+		// script (growth.sh) must not take it for one.
+		return fmt.Errorf("%d requests were not answered 200 (%v): not a measurement", n, res.Errors)
+	}
 	return nil
+}
+
+func failed(errs map[string]int64) (n int64) {
+	for _, c := range errs {
+		n += c
+	}
+	return n
 }
 
 func cmdPrefill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
