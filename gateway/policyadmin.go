@@ -304,7 +304,7 @@ func (s *Server) withdrawPolicy(ctx *fasthttp.RequestCtx, p Principal, params []
 	case errors.Is(err, errAlreadyWithdrawn):
 		return conflict("already_withdrawn", "", "version %s of region %s is already withdrawn", version, region)
 	case errors.Is(err, errLastVersion):
-		return conflict("last_version", "", "version %s is region %s's only version: there is no previous one to roll back to, and without it every bill of the region's insured would be refused (no_policy); publish the version to return to (from the same date it replaces this one), then withdraw this one", version, region)
+		return conflict("last_version", "", "version %s is region %s's only version, or the only one in force today (%s) with none before it: there is no previous one to roll back to, and without it every bill of the region's insured dated before a later version's effective date would be refused (no_policy); publish the version to return to (from the same date it replaces this one), then withdraw this one", version, region, AppendDate(nil, today()))
 	case err != nil:
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"medgate/engine"
 	"medgate/engine/abi"
+	"medgate/ledger"
 )
 
 // Versions manages the policy versions of every region: it loads them into
@@ -275,15 +276,23 @@ func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, e
 // previous version applies again. Its module stays loaded for replays. The
 // region's last active version is not withdrawn (errLastVersion): there is
 // nothing to roll back to, and every bill of its insured would be refused.
+// Nor is the version in force today (UTC+8) when no earlier one is active:
+// a successor scheduled for a later date does not cover today, so every
+// bill dated before that date would be refused just the same.
 func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	t := v.now().In(ledger.ChinaTime)
+	today := abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
 	var out engine.Record
 	err := v.store.Update(region, func(recs []engine.Record) ([]engine.Record, error) {
-		active := 0
+		active, othersByToday := 0, 0
 		for _, r := range recs {
 			if r.State == engine.StateActive {
 				active++
+				if r.Version != version && r.EffectiveFrom <= today {
+					othersByToday++
+				}
 			}
 		}
 		for i, r := range recs {
@@ -291,7 +300,7 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 				if r.State == engine.StateWithdrawn {
 					return nil, errAlreadyWithdrawn
 				}
-				if active == 1 {
+				if active == 1 || (r.EffectiveFrom <= today && othersByToday == 0) {
 					return nil, errLastVersion
 				}
 				recs[i].State = engine.StateWithdrawn
