@@ -222,10 +222,15 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 	}
 	res := map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
 		"module_sha256": rep.SHA256, "report": rep}
-	if eff < today() {
+	if d := today(); eff < d {
 		// Retroactive: said, since a region may have meant a future date.
 		res["note"] = "effective_from " + up.EffectiveFrom + " is already past: bills dated from then on (until a later version's date) that are settled from now on use " +
 			up.Version + "; settlements already made keep the version that computed them (a shadow run shows what " + up.Version + " would have changed)"
+	} else if eff <= tomorrow(d) {
+		// Bills are settled up to a day before their date (checkNotFuture's
+		// grace), so some of today's or tomorrow's may already be.
+		res["note"] = "effective_from " + up.EffectiveFrom + " is today or tomorrow (UTC+8), and bills are settled from the day before their date: those of its dates already settled keep the version that computed them; those settled from now on use " +
+			up.Version + " (a shadow run shows what " + up.Version + " would have changed)"
 	}
 	return s.writeJSON(ctx, 201, res)
 }
@@ -259,6 +264,12 @@ func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []str
 
 func today() abi.Date {
 	t := time.Now().In(chinaTime)
+	return abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
+}
+
+// tomorrow is the day after d.
+func tomorrow(d abi.Date) abi.Date {
+	t := time.Date(int(d.Year()), time.Month(d.Month()), int(d.Day())+1, 0, 0, 0, 0, time.UTC)
 	return abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
 }
 

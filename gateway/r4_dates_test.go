@@ -44,3 +44,38 @@ func TestWithdrawLeavingNoVersionInForceRefused(t *testing.T) {
 		t.Fatalf("a bill of today: %d %s", status, out)
 	}
 }
+
+// TestUploadEffectiveTodaySaysSettledBillsKeepTheirVersion: bills are
+// settled up to a day ahead of their date (the grace for clocks around
+// midnight), so a version effective today or tomorrow (UTC+8) may find
+// bills of its dates already settled with the version before it, which
+// keep it. The upload's answer said so only for a date already past; one
+// effective today was answered as if every bill of today would use it.
+func TestUploadEffectiveTodaySaysSettledBillsKeepTheirVersion(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {resident}})))
+	now := time.Now().In(ledger.ChinaTime)
+	wasm := referenceWasm(t, "371600", "v2023")
+	for i, day := range []time.Time{now, now.AddDate(0, 0, 1)} {
+		date := day.Format("2006-01-02")
+		id := "EFF-" + date
+		status, out := h.do("POST", "/v1/settlements", "tok-H3716210001", settleBody(id, "RES1", "371600",
+			`{"type":"two_disease","visit_date":"`+date+`"}`, `[{"code":"XA01","unit_price":"50.00","quantity":"1","amount":"50.00"}]`))
+		if status != 200 {
+			t.Fatalf("settle %s: %d %s", date, status, out)
+		}
+		before := decodeAnswer(t, out)
+		version := []string{"eff-today", "eff-tomorrow"}[i]
+		status, out = h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+			upload("371600", version, date, wasm, readCases(t, "371600-v2023.json"), demoKey("371600")))
+		if status != 201 {
+			t.Fatalf("upload effective %s: %d %s", date, status, out)
+		}
+		if !strings.Contains(string(out), `"note":"effective_from `+date) {
+			t.Errorf("upload effective %s, with a bill of that date already settled: no note in %s", date, out)
+		}
+		_, out = h.do("GET", "/v1/settlements/"+before.SettlementID, "tok-H3716210001", nil)
+		if a := decodeAnswer(t, out); a.Policy["version"] == version {
+			t.Fatalf("the settlement made before the upload changed version: %s", out)
+		}
+	}
+}
