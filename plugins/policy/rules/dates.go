@@ -1,6 +1,10 @@
 package rules
 
-import "medgate/engine/abi"
+import (
+	"math"
+
+	"medgate/engine/abi"
+)
 
 // DaysIn is the number of days of month m (1–12) of year y (Gregorian).
 func DaysIn(y, m int32) int32 {
@@ -18,12 +22,16 @@ func DaysIn(y, m int32) int32 {
 
 // AddMonths returns d plus n months (n ≥ 0): the same day of the month, or
 // that month's last day when it has no such day (2024-05-31 + 9 months =
-// 2025-02-28).
+// 2025-02-28). A date past the year 9999 is 9999-12-31, after every date a
+// bill can carry: computed in int32 it would wrap around into the past.
 func AddMonths(d abi.Date, n int32) abi.Date {
 	y, m, day := d.Year(), d.Month(), d.Day()
-	m0 := m - 1 + n
-	y += m0 / 12
-	m = m0%12 + 1
+	m0 := int64(m) - 1 + int64(n)
+	if int64(y)+m0/12 > 9999 {
+		return abi.MakeDate(9999, 12, 31)
+	}
+	y += int32(m0 / 12)
+	m = int32(m0%12) + 1
 	if last := DaysIn(y, m); day > last {
 		day = last
 	}
@@ -38,11 +46,12 @@ func WaitMonths(p *abi.Person) int32 {
 	if p.InConcentratedPeriod && p.LapsedYears == 0 {
 		return 0
 	}
-	n := 3 + max32(0, p.LapsedYears-p.RepaidYears)
+	// In int64: lapsed_years near 2^31 must not wrap around to a short wait.
+	n := 3 + max(0, int64(p.LapsedYears)-int64(p.RepaidYears))
 	if p.LapsedYears >= 4 && n < 6 {
 		n = 6
 	}
-	return n
+	return int32(min(n, math.MaxInt32))
 }
 
 // BenefitsStart is the first day on which a person's benefits apply:
@@ -73,10 +82,3 @@ func AppendDate(b []byte, d abi.Date) []byte {
 
 // DateString formats d as YYYY-MM-DD.
 func DateString(d abi.Date) string { return string(AppendDate(make([]byte, 0, 10), d)) }
-
-func max32(a, b int32) int32 {
-	if a > b {
-		return a
-	}
-	return b
-}
