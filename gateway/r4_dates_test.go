@@ -79,3 +79,31 @@ func TestUploadEffectiveTodaySaysSettledBillsKeepTheirVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestFutureCheckCountsDaysInUTC8: the "not in the future" check counts
+// days in UTC+8, not UTC: at 23:59 on 10 October (15:59Z) a bill of the
+// 11th (the grace day) is settled and one of the 12th is not; two minutes
+// later (00:01 on the 11th, still the 10th in UTC) the 12th is settled.
+func TestFutureCheckCountsDaysInUTC8(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-10T15:59:00Z")
+	h := newClockHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}), clk)
+	try := func(id, date string) int {
+		status, _ := h.do("POST", "/v1/settlements/quote", "tok-H3716020001", settleBody(id, "EMP1", "371600",
+			`{"type":"outpatient","visit_date":"`+date+`"}`, oneLine))
+		return status
+	}
+	if s := try("T-1", "2026-10-11"); s != 200 {
+		t.Errorf("23:59 UTC+8 on the 10th, a bill of the 11th: %d, want 200", s)
+	}
+	if s := try("T-2", "2026-10-12"); s != 400 {
+		t.Errorf("23:59 UTC+8 on the 10th, a bill of the 12th: %d, want 400", s)
+	}
+	clk.set("2026-10-10T16:01:00Z")
+	if s := try("T-3", "2026-10-12"); s != 200 {
+		t.Errorf("00:01 UTC+8 on the 11th, a bill of the 12th: %d, want 200", s)
+	}
+	if s := try("T-4", "2026-10-13"); s != 400 {
+		t.Errorf("00:01 UTC+8 on the 11th, a bill of the 13th: %d, want 400", s)
+	}
+}
