@@ -311,42 +311,7 @@ func (l *lexer) date(dst *abi.Date, field string) error {
 }
 
 // ParseDate parses a strict YYYY-MM-DD calendar date (years 1900–2999).
-func ParseDate(s []byte) (abi.Date, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
-		return 0, false
-	}
-	num := func(b []byte) (int32, bool) {
-		var v int32
-		for _, c := range b {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			v = v*10 + int32(c-'0')
-		}
-		return v, true
-	}
-	y, ok1 := num(s[0:4])
-	m, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:10])
-	if !ok1 || !ok2 || !ok3 || y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1 || d > DaysIn(y, m) {
-		return 0, false
-	}
-	return abi.MakeDate(y, m, d), true
-}
-
-// DaysIn is the number of days of month m of year y.
-func DaysIn(y, m int32) int32 {
-	switch m {
-	case 4, 6, 9, 11:
-		return 30
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	}
-	return 31
-}
+func ParseDate(s []byte) (abi.Date, bool) { return abi.ParseDate(s) }
 
 // AppendDate appends d as YYYY-MM-DD.
 func AppendDate(b []byte, d abi.Date) []byte {

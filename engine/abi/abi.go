@@ -32,6 +32,45 @@ func (d Date) Day() int32 { return int32(d) % 100 }
 // MakeDate builds a Date from its parts; it does not validate them.
 func MakeDate(y, m, d int32) Date { return Date(y*10000 + m*100 + d) }
 
+// ParseDate parses a strict YYYY-MM-DD calendar date: ASCII digits only, a
+// real day of the years 1900–2999. The one parser of every date the host
+// reads (bills, registries, versions, a check's cases), so that nothing
+// reaches a policy on a date no bill can carry.
+func ParseDate[T string | []byte](s T) (Date, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return 0, false
+	}
+	var part [3]int32
+	for i, r := range [3][2]int{{0, 4}, {5, 7}, {8, 10}} {
+		for j := r[0]; j < r[1]; j++ {
+			c := s[j]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			part[i] = part[i]*10 + int32(c-'0')
+		}
+	}
+	y, m, d := part[0], part[1], part[2]
+	if y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1 || d > DaysIn(y, m) {
+		return 0, false
+	}
+	return MakeDate(y, m, d), true
+}
+
+// DaysIn is the number of days of month m (1–12) of year y (Gregorian).
+func DaysIn(y, m int32) int32 {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
 // Scheme is the insurance scheme a person is enrolled in.
 type Scheme uint8
 

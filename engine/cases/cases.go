@@ -103,7 +103,7 @@ func (c *Case) ABI() (*abi.Input, error) {
 		if err != nil || (s == "" && !required) {
 			return 0
 		}
-		d, ok := parseDate(s)
+		d, ok := abi.ParseDate(s)
 		if !ok {
 			err = fmt.Errorf("%s %q is not a date YYYY-MM-DD", field, s)
 		}
@@ -295,44 +295,4 @@ func Parse(b []byte) ([]Case, error) {
 		return nil, fmt.Errorf("cases: %w", err)
 	}
 	return cs, nil
-}
-
-// parseDate reads a date as the gateway does (gateway.ParseDate): digits
-// only, a real calendar day of the years 1900–2999. A case on any other
-// date would run the module on an input no bill can give it.
-func parseDate(s string) (abi.Date, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
-		return 0, false
-	}
-	num := func(b string) (int32, bool) {
-		var v int32
-		for i := 0; i < len(b); i++ {
-			if b[i] < '0' || b[i] > '9' {
-				return 0, false
-			}
-			v = v*10 + int32(b[i]-'0')
-		}
-		return v, true
-	}
-	y, ok1 := num(s[0:4])
-	m, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:10])
-	if !ok1 || !ok2 || !ok3 || y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
-		return 0, false
-	}
-	return abi.MakeDate(y, m, d), true
-}
-
-// daysIn is the number of days of month m of year y (Gregorian).
-func daysIn(y, m int32) int32 {
-	switch m {
-	case 4, 6, 9, 11:
-		return 30
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	}
-	return 31
 }

@@ -6,20 +6,6 @@ import (
 	"medgate/engine/abi"
 )
 
-// DaysIn is the number of days of month m (1–12) of year y (Gregorian).
-func DaysIn(y, m int32) int32 {
-	switch m {
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
-}
-
 // AddMonths returns d plus n months (n ≥ 0): the same day of the month, or
 // that month's last day when it has no such day (2024-05-31 + 9 months =
 // 2025-02-28). A date past the year 9999 is 9999-12-31, after every date a
@@ -32,7 +18,7 @@ func AddMonths(d abi.Date, n int32) abi.Date {
 	}
 	y += int32(m0 / 12)
 	m = int32(m0%12) + 1
-	if last := DaysIn(y, m); day > last {
+	if last := abi.DaysIn(y, m); day > last {
 		day = last
 	}
 	return abi.MakeDate(y, m, day)
