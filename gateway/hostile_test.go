@@ -141,16 +141,7 @@ func TestWorldWithBrokenModules(t *testing.T) {
 // lie, and checks each settlement is refused with a clear error within the
 // time limit while region 371600 keeps settling.
 func TestHostilePolicyAtRuntime(t *testing.T) {
-	eng, err := engine.New(context.Background(), engine.Config{CallTimeout: 100 * time.Millisecond, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	w := refWorld(t, map[string][]string{
-		"371600": {empActive},
-		"152500": {strings.Replace(empActive, "EMP1", "EMP2", 1)},
-	})
-	h := newHarness(t, w)
+	h, eng := twoRegionHarness(t)
 	cases := []struct {
 		name string
 		wasm []byte
@@ -200,4 +191,21 @@ func TestHostilePolicyAtRuntime(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoRegionHarness is a gateway with EMP1 insured in 371600 and EMP2 in
+// 152500, and an engine with a 100 ms call limit whose modules a test
+// puts in place of 152500's policy (h.policies.Put).
+func twoRegionHarness(t *testing.T) (*harness, *engine.Engine) {
+	t.Helper()
+	eng, err := engine.New(context.Background(), engine.Config{CallTimeout: 100 * time.Millisecond, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	w := refWorld(t, map[string][]string{
+		"371600": {empActive},
+		"152500": {strings.Replace(empActive, "EMP1", "EMP2", 1)},
+	})
+	return newHarness(t, w), eng
 }

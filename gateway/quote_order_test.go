@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/rs/zerolog"
 
 	"medgate/engine"
 	"medgate/engine/wasmgen"
@@ -21,16 +18,7 @@ import (
 // its codes up before calling the policy and answered 409 where the
 // settlement answered 422.
 func TestQuoteRefusesInTheSettlementsOrder(t *testing.T) {
-	eng, err := engine.New(context.Background(), engine.Config{CallTimeout: 100 * time.Millisecond, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	w := refWorld(t, map[string][]string{
-		"371600": {empActive},
-		"152500": {strings.Replace(empActive, "EMP1", "EMP2", 1)},
-	})
-	h := newHarness(t, w)
+	h, eng := twoRegionHarness(t)
 	coded := `[{"code":"XA01","unit_price":"10.00","quantity":"1","amount":"10.00","trace_codes":["83900000000000000077"]}]`
 	if status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("Q-ORDER-1", "EMP1", "371600", chronicVisit, coded)); status != 200 {
 		t.Fatalf("first settlement: %d %s", status, body)
