@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -124,8 +123,19 @@ func hospitalCmd(args []string, stdin io.Reader, getenv func(string) string, std
 	if *token == "" {
 		return usage("a token is required: --token T or MEDGATE_TOKEN")
 	}
+	set := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	base, err := gatewayBase(*gw)
+	if err != nil {
+		if set["gateway"] || getenv("MEDGATE_GATEWAY") == "" {
+			return usage("--gateway: %v", err)
+		}
+		return usage("MEDGATE_GATEWAY: %v", err)
+	}
+	if *timeout <= 0 {
+		return usage("--timeout must be more than 0, got %v", *timeout)
+	}
 	if method == "POST" && body == nil {
-		var err error
 		if file == "" || file == "-" {
 			body, err = io.ReadAll(stdin)
 		} else {
@@ -136,7 +146,7 @@ func hospitalCmd(args []string, stdin io.Reader, getenv func(string) string, std
 		}
 	}
 
-	status, answer, err := hospitalCall(method, strings.TrimRight(*gw, "/")+path, *token, body, *timeout)
+	status, answer, err := hospitalCall(method, base+path, *token, body, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s%v\n", prefix, err)
 		return exitFailure
@@ -182,12 +192,12 @@ func hospitalCall(method, url, token string, body []byte, timeout time.Duration)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	resp, err := gatewayClient(timeout).Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := readAnswer(resp)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -74,6 +74,11 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fl.Parse(args); err != nil {
 		return exitUsage
 	}
+	base, err := gatewayBase(*gw)
+	if err != nil && (sub == "upload" || sub == "list" || sub == "rollback" || sub == "shadow") {
+		fmt.Fprintf(stderr, "medgate policy %s: --gateway: %v\n", sub, err)
+		return exitUsage
+	}
 	need := func(names ...string) bool {
 		vals := map[string]string{"region": *region, "version": *version, "module": *module, "cases": *casesFile,
 			"effective": *effective, "token": *token, "file": *file, "from": *from, "to": *to}
@@ -124,23 +129,23 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "medgate policy upload: %v\n", err)
 			return exitFailure
 		}
-		return call(stdout, stderr, "POST", *gw+"/v1/regions/"+*region+"/policies", *token, body)
+		return call(stdout, stderr, sub, "POST", base+"/v1/regions/"+*region+"/policies", *token, body)
 	case "list":
 		if !need("token", "region") {
 			return exitUsage
 		}
-		return call(stdout, stderr, "GET", *gw+"/v1/regions/"+*region+"/policies", *token, nil)
+		return call(stdout, stderr, sub, "GET", base+"/v1/regions/"+*region+"/policies", *token, nil)
 	case "rollback":
 		if !need("token", "region", "version") {
 			return exitUsage
 		}
-		return call(stdout, stderr, "POST", *gw+"/v1/regions/"+*region+"/policies/"+*version+"/withdraw", *token, nil)
+		return call(stdout, stderr, sub, "POST", base+"/v1/regions/"+*region+"/policies/"+*version+"/withdraw", *token, nil)
 	case "shadow":
 		if !need("token", "region", "version", "from", "to") {
 			return exitUsage
 		}
 		body, _ := json.Marshal(map[string]any{"version": *version, "from": *from, "to": *to, "top": *top})
-		return call(stdout, stderr, "POST", *gw+"/v1/regions/"+*region+"/shadow", *token, body)
+		return call(stdout, stderr, sub, "POST", base+"/v1/regions/"+*region+"/shadow", *token, body)
 	}
 	fmt.Fprintf(stderr, "medgate policy: unknown subcommand %q\n\n%s", sub, policyUsage)
 	return exitUsage
@@ -266,23 +271,27 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 	return exitOK
 }
 
-// call sends one request and prints the answer; a non-2xx status fails.
-func call(stdout, stderr io.Writer, method, url, token string, body []byte) int {
+// call sends one request and prints the answer; a non-2xx status, or an
+// answer that cannot be read whole, fails.
+func call(stdout, stderr io.Writer, sub, method, url, token string, body []byte) int {
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "medgate policy %s: %v\n", sub, err)
 		return exitUsage
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 5 * time.Minute}
-	resp, err := client.Do(req)
+	resp, err := gatewayClient(5 * time.Minute).Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "medgate: %v\n", err)
+		fmt.Fprintf(stderr, "medgate policy %s: %v\n", sub, err)
 		return exitFailure
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := readAnswer(resp)
+	if err != nil {
+		fmt.Fprintf(stderr, "medgate policy %s: %s %s: %v\n", sub, method, url, err)
+		return exitFailure
+	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, b, "", "  ") == nil {
 		b = pretty.Bytes()

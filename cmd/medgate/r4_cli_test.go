@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// fakeGateway answers every request with h; it stands for what sits at
+// --gateway when it is not (or not only) a medgate gateway: a proxy, a
+// captive portal, another service, a connection cut short.
+func fakeGateway(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+func policyRun(args ...string) cliResult {
+	var out, errb bytes.Buffer
+	code := policyCmd(args, &out, &errb)
+	return cliResult{code, out.String(), errb.String()}
+}
+
+// TestR4CLIAnswerMustBeTheGateways: the hospital and region commands took
+// any 2xx for the gateway's answer. A proxy's or a portal's HTML page
+// answered 200 made `medgate hospital settle` exit 0 (a script then books
+// a settlement that never happened), and net/http followed a redirect of
+// a POST as a GET, so whatever the redirect pointed at answered for the
+// settlement.
+func TestR4CLIAnswerMustBeTheGateways(t *testing.T) {
+	html := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<html><body>Welcome to the hospital network</body></html>"))
+	})
+	redirect := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"status":"ok"}`))
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	})
+	for _, gw := range []string{html, redirect} {
+		env := map[string]string{"MEDGATE_GATEWAY": gw, "MEDGATE_TOKEN": "demo-hospital-H3701020001"}
+		r := hospital(env, readmeSettlement, "settle", "-")
+		if r.code != exitFailure || r.stderr == "" {
+			t.Errorf("hospital settle at %s: exit %d, want 1 and a reason\nstdout: %s\nstderr: %s", gw, r.code, r.stdout, r.stderr)
+		}
+		r = policyRun("list", "--gateway", gw, "--token", "demo-region-152500", "--region", "152500")
+		if r.code != exitFailure || r.stderr == "" {
+			t.Errorf("policy list at %s: exit %d, want 1 and a reason\nstdout: %s\nstderr: %s", gw, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestR4CLIAnswerCutShort: `medgate policy …` ignored an error reading the
+// answer's body, so an answer cut short (the connection lost after the
+// status line) printed half a JSON document and exited 0.
+func TestR4CLIAnswerCutShort(t *testing.T) {
+	gw := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(`{"region":"152500","versions":[`))
+		w.(http.Flusher).Flush()
+		c, _, _ := w.(http.Hijacker).Hijack()
+		c.Close()
+	})
+	r := policyRun("list", "--gateway", gw, "--token", "demo-region-152500", "--region", "152500")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "EOF") {
+		t.Errorf("policy list cut short: exit %d, want 1 naming the read error\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	env := map[string]string{"MEDGATE_GATEWAY": gw, "MEDGATE_TOKEN": "demo-hospital-H3701020001"}
+	if r := hospital(env, "", "get", "S000000000001"); r.code != exitFailure {
+		t.Errorf("hospital get cut short: exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestR4CLIHugeAnswerBounded: an answer was read whole into memory, so
+// whatever sits at --gateway could stream until the CLI ran out of memory
+// (within the 30 s timeout of `hospital`, the 5 min of `policy`).
+func TestR4CLIHugeAnswerBounded(t *testing.T) {
+	defer func(n int64) { maxAnswer = n }(maxAnswer)
+	maxAnswer = 1 << 20
+	gw := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"notes":["`))
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 4 * maxAnswer / int64(len(chunk)) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		w.Write([]byte(`"]}`))
+	})
+	env := map[string]string{"MEDGATE_GATEWAY": gw, "MEDGATE_TOKEN": "demo-hospital-H3701020001"}
+	if r := hospital(env, "", "get", "S000000000001"); r.code != exitFailure || !strings.Contains(r.stderr, "larger than") {
+		t.Errorf("hospital get, a huge answer: exit %d, want 1\nstderr: %s", r.code, r.stderr)
+	}
+	r := policyRun("list", "--gateway", gw, "--token", "demo-region-152500", "--region", "152500")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "larger than") {
+		t.Errorf("policy list, a huge answer: exit %d, want 1\nstderr: %s", r.code, r.stderr)
+	}
+}
+
+// TestR4CLIGatewayAndTimeoutAreUsage: a --gateway without its scheme
+// ("127.0.0.1:8080", as --listen is written) was sent and failed as an
+// unreachable gateway (exit 1, "first path segment in URL cannot contain
+// colon"), not as the bad flag it is (exit 2 naming the flag, or the
+// variable it came from); a --timeout of 0 or less waited for ever.
+func TestR4CLIGatewayAndTimeoutAreUsage(t *testing.T) {
+	var hits int
+	gw := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{}`))
+	})
+	tok := map[string]string{"MEDGATE_TOKEN": "demo-hospital-H3701020001"}
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{tok, []string{"get", "S1", "--gateway", "127.0.0.1:8080"}, "--gateway"},
+		{tok, []string{"get", "S1", "--gateway", "localhost:8080"}, "--gateway"},
+		{tok, []string{"get", "S1", "--gateway", "ftp://127.0.0.1:8080"}, "--gateway"},
+		{map[string]string{"MEDGATE_TOKEN": "t", "MEDGATE_GATEWAY": "127.0.0.1:8080"}, []string{"get", "S1"}, "MEDGATE_GATEWAY"},
+		{map[string]string{"MEDGATE_TOKEN": "t", "MEDGATE_GATEWAY": gw}, []string{"get", "S1", "--timeout", "0s"}, "--timeout"},
+		{map[string]string{"MEDGATE_TOKEN": "t", "MEDGATE_GATEWAY": gw}, []string{"get", "S1", "--timeout", "-1s"}, "--timeout"},
+	} {
+		r := hospital(c.env, "", c.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("hospital %v: exit %d, want 2 naming %s\nstderr: %s", c.args, r.code, c.want, r.stderr)
+		}
+	}
+	for _, g := range []string{"127.0.0.1:8080", "localhost:8080"} {
+		r := policyRun("list", "--gateway", g, "--token", "t", "--region", "152500")
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--gateway") {
+			t.Errorf("policy list --gateway %s: exit %d, want 2 naming --gateway\nstderr: %s", g, r.code, r.stderr)
+		}
+	}
+	if hits != 0 {
+		t.Errorf("%d requests sent on a usage error", hits)
+	}
+	// A trailing slash is still fine.
+	if r := policyRun("list", "--gateway", gw+"/", "--token", "t", "--region", "152500"); r.code != exitOK {
+		t.Errorf("policy list --gateway %s/: exit %d\nstderr: %s", gw, r.code, r.stderr)
+	}
+}
