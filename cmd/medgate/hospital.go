@@ -103,6 +103,9 @@ func hospitalCmd(args []string, stdin io.Reader, getenv func(string) string, std
 		switch {
 		case len(pos) == 2 && *requestID != "":
 			return usage("give a FILE or --request-id, not both")
+		case *reason != "" && *requestID == "":
+			// The body comes from FILE or stdin as it is: --reason would be dropped.
+			return usage("--reason goes with --request-id; with a FILE or stdin, put \"reason\" in the JSON")
 		case len(pos) == 2:
 			file = pos[1]
 		case *requestID != "":

@@ -74,6 +74,12 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 	if err := fl.Parse(args); err != nil {
 		return exitUsage
 	}
+	// Every value is a flag's, and flag stops at the first argument that is
+	// not one: an argument would otherwise be dropped with every flag after it.
+	if fl.NArg() > 0 {
+		fmt.Fprintf(stderr, "medgate policy %s: unexpected argument %q (every value is given by a flag; flags after it were not read)\n", sub, fl.Arg(0))
+		return exitUsage
+	}
 	base, err := gatewayBase(*gw)
 	if err != nil && (sub == "upload" || sub == "list" || sub == "rollback" || sub == "shadow") {
 		fmt.Fprintf(stderr, "medgate policy %s: --gateway: %v\n", sub, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -148,5 +149,68 @@ func TestR4CLIGatewayAndTimeoutAreUsage(t *testing.T) {
 	// A trailing slash is still fine.
 	if r := policyRun("list", "--gateway", gw+"/", "--token", "t", "--region", "152500"); r.code != exitOK {
 		t.Errorf("policy list --gateway %s/: exit %d\nstderr: %s", gw, r.code, r.stderr)
+	}
+}
+
+// TestR4PolicyStrayArgumentsRefused: `medgate policy` took its values from
+// flags only and ignored anything else, and Go's flag package stops at the
+// first argument that is not a flag: `policy sign … up.json` (the output
+// meant as a file) printed the upload to stdout and exited 0, and every
+// flag after a stray argument was silently dropped.
+func TestR4PolicyStrayArgumentsRefused(t *testing.T) {
+	var hits int
+	gw := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"region":"152500","versions":[]}`))
+	})
+	for _, args := range [][]string{
+		{"list", "--gateway", gw, "--token", "t", "--region", "152500", "extra"},
+		{"list", "--gateway", gw, "--token", "t", "152500", "--region", "152500"},
+		{"sign", "--region", "152500", "--version", "v9", "--effective", "2027-01-01", "--demo-key",
+			"--module", "../../build/policies/152500/v1.wasm", "--cases", "../../testdata/cases/152500-v1.json", "up.json"},
+		{"test", "--module", "../../build/policies/152500/v1.wasm", "--cases", "../../testdata/cases/152500-v1.json", "extra"},
+	} {
+		r := policyRun(args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "unexpected argument") || r.stdout != "" {
+			t.Errorf("policy %v: exit %d, want 2 naming the argument\nstdout: %.200s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if hits != 0 {
+		t.Errorf("%d requests sent on a usage error", hits)
+	}
+}
+
+// TestR4HospitalReasonNeedsRequestID: `hospital reverse ID FILE --reason
+// TEXT` (and `reverse ID --reason TEXT` reading stdin) sent the body as it
+// was and dropped --reason without a word: the reversal was recorded
+// without the reason the operator typed.
+func TestR4HospitalReasonNeedsRequestID(t *testing.T) {
+	var hits int
+	gw := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"settlement_id":"S000000000002","reverses":"S000000000001"}`))
+	})
+	env := map[string]string{"MEDGATE_GATEWAY": gw, "MEDGATE_TOKEN": "demo-hospital-H3701020001"}
+	file := t.TempDir() + "/rev.json"
+	if err := os.WriteFile(file, []byte(`{"request_id":"R-2"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"reverse", "S000000000001", file, "--reason", "entered twice"},
+		{"reverse", "S000000000001", "--reason", "entered twice"},
+		{"reverse", "S000000000001", "-", "--reason", "entered twice"},
+	} {
+		r := hospital(env, `{"request_id":"R-2"}`, args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--reason") {
+			t.Errorf("hospital %v: exit %d, want 2 naming --reason\nstderr: %s", args, r.code, r.stderr)
+		}
+	}
+	if hits != 0 {
+		t.Errorf("%d requests sent on a usage error", hits)
+	}
+	if r := hospital(env, "", "reverse", "S000000000001", "--request-id", "R-2", "--reason", "entered twice"); r.code != exitOK {
+		t.Errorf("reverse --request-id --reason: exit %d\nstderr: %s", r.code, r.stderr)
 	}
 }
