@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"net/http"
-	"os"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
