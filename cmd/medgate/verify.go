@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -93,6 +94,14 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	// The verifier, when a key is given or needed.
 	var v note.Verifier
 	needKey := sub == "checkpoint" || sub == "inclusion" || sub == "consistency" || (cpFile != nil && *cpFile != "")
+	if *keyArg != "" && !needKey {
+		// Nothing here is signed: a key given would be dropped, and the OK
+		// read as a check against it.
+		if sub == "key" {
+			return usageErr("--key is not read by verify key (the checkpoint key is --checkpoint-key FILE)")
+		}
+		return usageErr("--key without --checkpoint FILE checks nothing: the ledger and its export carry no signature, a checkpoint does")
+	}
 	if needKey {
 		if *keyArg == "" {
 			return usageErr("--key is required (medgate verify key prints the verifier key of a checkpoint key)")
@@ -104,6 +113,9 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		var err error
 		if v, err = ledger.ParseVerifier(k); err != nil {
 			return usageErr("--key: %v", err)
+		}
+		if isDemoVerifier(v) {
+			fmt.Fprintf(stderr, "medgate verify %s: WARNING: --key is the PUBLIC DEMO checkpoint key: anyone can sign with it, so what it signed proves nothing\n", sub)
 		}
 	}
 	var cp *ledger.Checkpoint
@@ -288,6 +300,13 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitUsage
+}
+
+// isDemoVerifier says whether v is the public demo checkpoint key's: it
+// accepts a signature made with the demo seed.
+func isDemoVerifier(v note.Verifier) bool {
+	msg := []byte("medgate: is this the demo checkpoint key?")
+	return v.Verify(msg, ed25519.Sign(ed25519.NewKeyFromSeed(ledger.DemoCheckpointSeed()), msg))
 }
 
 func readInput(name string) ([]byte, error) {
