@@ -130,6 +130,10 @@ func serveContext(ctx context.Context, args []string, lookupEnv func(string) (st
 			fmt.Fprintf(stderr, "medgate serve: --checkpoint-key: %v\n", err)
 			return exitUsage
 		}
+		if mode, exposed := keyFileExposed(s.CheckpointKey); exposed {
+			log.Warn().Str("file", s.CheckpointKey).Str("mode", mode).
+				Msg("the checkpoint key file can be read or written by other users, who could sign checkpoints: chmod 600 it")
+		}
 	}
 	if err := gateway.Run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("medgate serve failed")

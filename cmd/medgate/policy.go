@@ -245,6 +245,7 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 		if err != nil {
 			return fail(err)
 		}
+		fmt.Fprint(stderr, keyFileWarning("medgate policy sign: ", keyFile))
 		if seed, err = hex.DecodeString(strings.TrimSpace(string(b))); err != nil || len(seed) != ed25519.SeedSize {
 			return fail(fmt.Errorf("%s must hold a 32-byte ed25519 seed in hex", keyFile))
 		}

@@ -149,6 +149,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 			if seed, err = gateway.ReadCheckpointKey(*seedFile); err != nil {
 				return usageErr("%v", err)
 			}
+			fmt.Fprint(stderr, keyFileWarning("medgate verify key: ", *seedFile))
 		} else {
 			seed = ledger.DemoCheckpointSeed()
 			fmt.Fprintln(stderr, "medgate verify key: no --checkpoint-key: this is the PUBLIC DEMO key")
