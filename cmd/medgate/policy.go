@@ -43,8 +43,9 @@ const policyUsage = `medgate policy: manage a region's policy modules
 
 A key file holds the region's ed25519 seed in hex (64 digits). --demo-key uses
 the reference world's demo key of the region: sha256("demo-region-key-<region>").
-The token may also come from $MEDGATE_TOKEN. Exit codes: 0 ok, 1 failed (a check,
-a case, an HTTP error), 2 usage.
+The token may also come from $MEDGATE_TOKEN. --module, --cases and --file "-"
+read standard input; -o - writes standard output. Exit codes: 0 ok, 1 failed
+(a check, a case, an HTTP error), 2 usage or an unreadable file.
 `
 
 func policyCmd(args []string, stdout, stderr io.Writer) int {
@@ -130,10 +131,10 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		if !need("token", "region", "file") {
 			return exitUsage
 		}
-		body, err := os.ReadFile(*file)
+		body, err := readInput(*file)
 		if err != nil {
-			fmt.Fprintf(stderr, "medgate policy upload: %v\n", err)
-			return exitFailure
+			fmt.Fprintf(stderr, "medgate policy upload: --file: %v\n", err)
+			return exitUsage
 		}
 		return call(stdout, stderr, sub, "POST", base+"/v1/regions/"+*region+"/policies", *token, body)
 	case "list":
@@ -158,15 +159,17 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func policyCheck(sub, region, version, module, casesFile string, stdout, stderr io.Writer) int {
-	wasm, err := os.ReadFile(module)
+	// An unreadable input is a usage error (2), as in every command: 1
+	// says the module failed its check or a case.
+	wasm, err := readInput(module)
 	if err != nil {
-		fmt.Fprintf(stderr, "medgate policy %s: %v\n", sub, err)
-		return exitFailure
+		fmt.Fprintf(stderr, "medgate policy %s: --module: %v\n", sub, err)
+		return exitUsage
 	}
-	cb, err := os.ReadFile(casesFile)
+	cb, err := readInput(casesFile)
 	if err != nil {
-		fmt.Fprintf(stderr, "medgate policy %s: %v\n", sub, err)
-		return exitFailure
+		fmt.Fprintf(stderr, "medgate policy %s: --cases: %v\n", sub, err)
+		return exitUsage
 	}
 	cs, err := cases.Parse(cb)
 	if err != nil {
@@ -224,13 +227,17 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 		fmt.Fprintf(stderr, "medgate policy sign: %v\n", err)
 		return exitFailure
 	}
-	wasm, err := os.ReadFile(module)
-	if err != nil {
-		return fail(err)
+	unreadable := func(flag string, err error) int {
+		fmt.Fprintf(stderr, "medgate policy sign: %s: %v\n", flag, err)
+		return exitUsage
 	}
-	cb, err := os.ReadFile(casesFile)
+	wasm, err := readInput(module)
 	if err != nil {
-		return fail(err)
+		return unreadable("--module", err)
+	}
+	cb, err := readInput(casesFile)
+	if err != nil {
+		return unreadable("--cases", err)
 	}
 	if _, err := cases.Parse(cb); err != nil {
 		return fail(err)
@@ -243,7 +250,7 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 	case keyFile != "":
 		b, err := os.ReadFile(keyFile)
 		if err != nil {
-			return fail(err)
+			return unreadable("--key", err)
 		}
 		fmt.Fprint(stderr, keyFileWarning("medgate policy sign: ", keyFile))
 		if seed, err = hex.DecodeString(strings.TrimSpace(string(b))); err != nil || len(seed) != ed25519.SeedSize {
@@ -267,7 +274,7 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 	if err != nil {
 		return fail(err)
 	}
-	if out == "" {
+	if out == "" || out == "-" {
 		stdout.Write(append(b, '\n'))
 		return exitOK
 	}

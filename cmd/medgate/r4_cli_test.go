@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -212,5 +214,61 @@ func TestR4HospitalReasonNeedsRequestID(t *testing.T) {
 	}
 	if r := hospital(env, "", "reverse", "S000000000001", "--request-id", "R-2", "--reason", "entered twice"); r.code != exitOK {
 		t.Errorf("reverse --request-id --reason: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+}
+
+// TestR4PolicyUnreadableInputIsUsage: `medgate policy` exited 1 for a
+// --module, --cases, --key or --file it could not read, the code of a
+// module that failed its check or a case that failed: a CI job could not
+// tell a missing file from a failed module. hospital, verify and audit
+// answer 2 for an unreadable input; policy now does too. `-o -` wrote a
+// file named "-"; it is standard output, and --file - standard input.
+func TestR4PolicyUnreadableInputIsUsage(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	mod, cs := "../../build/policies/152500/v1.wasm", "../../testdata/cases/152500-v1.json"
+	for _, args := range [][]string{
+		{"check", "--module", missing, "--cases", cs},
+		{"test", "--module", mod, "--cases", missing},
+		{"sign", "--region", "152500", "--version", "v9", "--effective", "2027-01-01", "--key", missing, "--module", mod, "--cases", cs},
+		{"sign", "--region", "152500", "--version", "v9", "--effective", "2027-01-01", "--demo-key", "--module", missing, "--cases", cs},
+		{"upload", "--token", "t", "--region", "152500", "--file", missing},
+	} {
+		r := policyRun(args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, missing) {
+			t.Errorf("policy %v: exit %d, want 2 naming %s\nstderr: %s", args, r.code, missing, r.stderr)
+		}
+	}
+	// A module that fails its check is still 1.
+	if r := policyRun("check", "--module", cs, "--cases", cs); r.code != exitFailure {
+		t.Errorf("policy check of a module that is not one: exit %d, want 1\nstderr: %s", r.code, r.stderr)
+	}
+
+	wd, _ := os.Getwd()
+	os.Chdir(dir)
+	defer os.Chdir(wd)
+	r := policyRun("sign", "--region", "152500", "--version", "v9", "--effective", "2027-01-01", "--demo-key",
+		"--module", filepath.Join(wd, mod), "--cases", filepath.Join(wd, cs), "-o", "-")
+	if _, err := os.Stat(filepath.Join(dir, "-")); err == nil || r.code != exitOK || !strings.HasPrefix(r.stdout, `{"version":"v9"`) {
+		t.Errorf("policy sign -o -: exit %d, a file named - written: %v; stdout %.80s\nstderr: %s", r.code, err == nil, r.stdout, r.stderr)
+	}
+
+	// --file - reads standard input.
+	var got []byte
+	gw := fakeGateway(t, func(w http.ResponseWriter, req *http.Request) {
+		got, _ = io.ReadAll(req.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"version":"v9"}`))
+	})
+	in := filepath.Join(dir, "up.json")
+	os.WriteFile(in, []byte(r.stdout), 0o644)
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(s *os.File) { os.Stdin = s; f.Close() }(os.Stdin)
+	os.Stdin = f
+	if r2 := policyRun("upload", "--gateway", gw, "--token", "t", "--region", "152500", "--file", "-"); r2.code != exitOK || string(got) != r.stdout {
+		t.Errorf("policy upload --file -: exit %d, sent %.80q\nstderr: %s", r2.code, got, r2.stderr)
 	}
 }
