@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,6 +42,8 @@ The gateway's answer (JSON) is printed on standard output, whatever its
 status. Exit codes: 0 the gateway answered 2xx; 1 it refused or failed (its
 status, error code, field and message on standard error) or could not be
 reached; 2 usage (bad flags or arguments, no token, an unreadable FILE).
+A settle or reverse that got no answer, or a 5xx, may have been written:
+send it again as it was (same request_id and body) to get its answer.
 `
 
 // hospitalCmd runs `medgate hospital ...`; stdin feeds a request body given
@@ -149,9 +152,19 @@ func hospitalCmd(args []string, stdin io.Reader, getenv func(string) string, std
 		}
 	}
 
-	status, answer, err := hospitalCall(method, base+path, *token, body, *timeout)
+	// A settlement or reversal without an answer, or answered 5xx, may or
+	// may not be on the ledger (README, "What an answer means"): exit 1
+	// does not mean "not settled" then, and the way to know is to send it
+	// again as it was.
+	writes := sub == "settle" || sub == "reverse"
+	const mayHaveHappened = "the %s may or may not have been written: send the same request again (same request_id and body) to get its answer\n"
+	status, header, answer, err := hospitalCall(method, base+path, *token, body, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s%v\n", prefix, err)
+		var op *net.OpError
+		if writes && !(errors.As(err, &op) && op.Op == "dial") { // a refused dial sent nothing
+			fmt.Fprintf(stderr, prefix+mayHaveHappened, subjectOf(sub))
+		}
 		return exitFailure
 	}
 	if *pretty {
@@ -178,18 +191,31 @@ func hospitalCmd(args []string, stdin io.Reader, getenv func(string) string, std
 	if e.Error.Message != "" {
 		line += ": " + e.Error.Message
 	}
+	if ra := header.Get("Retry-After"); ra != "" {
+		line += " (Retry-After: " + ra + ")"
+	}
 	fmt.Fprintln(stderr, line)
+	if writes && status >= 500 {
+		fmt.Fprintf(stderr, prefix+mayHaveHappened, subjectOf(sub))
+	}
 	return exitFailure
 }
 
-func hospitalCall(method, url, token string, body []byte, timeout time.Duration) (int, []byte, error) {
+func subjectOf(sub string) string {
+	if sub == "reverse" {
+		return "reversal"
+	}
+	return "settlement"
+}
+
+func hospitalCall(method, url, token string, body []byte, timeout time.Duration) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
@@ -197,14 +223,14 @@ func hospitalCall(method, url, token string, body []byte, timeout time.Duration)
 	}
 	resp, err := gatewayClient(timeout).Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := readAnswer(resp)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	return resp.StatusCode, b, nil
+	return resp.StatusCode, resp.Header, b, nil
 }
 
 func or(s, def string) string {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeGateway answers every request with h; it stands for what sits at
@@ -270,5 +271,49 @@ func TestR4PolicyUnreadableInputIsUsage(t *testing.T) {
 	os.Stdin = f
 	if r2 := policyRun("upload", "--gateway", gw, "--token", "t", "--region", "152500", "--file", "-"); r2.code != exitOK || string(got) != r.stdout {
 		t.Errorf("policy upload --file -: exit %d, sent %.80q\nstderr: %s", r2.code, got, r2.stderr)
+	}
+}
+
+// TestR4HospitalSaysWhenAWriteMayHaveHappened: a settlement or reversal
+// that got no answer (a timeout, the connection lost) or a 5xx may or may
+// not have been written (README, "What an answer means"), but the CLI
+// said only "context deadline exceeded" or "503 ledger_unavailable", exit
+// 1 like a refusal: a cashier's script reading 1 as "not settled" had the
+// patient pay in cash for a bill the fund had paid. It now says to send
+// the same request again, and when (Retry-After).
+func TestR4HospitalSaysWhenAWriteMayHaveHappened(t *testing.T) {
+	slow := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Second)
+	})
+	unavailable := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "2")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":{"code":"ledger_unavailable","message":"the ledger cannot write"}}`))
+	})
+	refused := fakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		w.Write([]byte(`{"error":{"code":"idempotency_conflict","field":"request_id","message":"another body"}}`))
+	})
+	tok := "demo-hospital-H3701020001"
+	for _, c := range []struct {
+		gw    string
+		args  []string
+		hint  bool
+		after string
+	}{
+		{slow, []string{"settle", "-", "--timeout", "300ms"}, true, ""},
+		{slow, []string{"reverse", "S000000000001", "--request-id", "R-2", "--timeout", "300ms"}, true, ""},
+		{unavailable, []string{"settle", "-"}, true, "2"},
+		{unavailable, []string{"quote", "-"}, false, "2"},
+		{refused, []string{"settle", "-"}, false, ""},
+		{"http://127.0.0.1:1", []string{"settle", "-"}, false, ""}, // nothing sent
+	} {
+		r := hospital(map[string]string{"MEDGATE_GATEWAY": c.gw, "MEDGATE_TOKEN": tok}, readmeSettlement, c.args...)
+		if r.code != exitFailure || strings.Contains(r.stderr, "same request_id") != c.hint ||
+			(c.after != "" && !strings.Contains(r.stderr, "Retry-After: "+c.after)) {
+			t.Errorf("hospital %v at %s: exit %d, want 1, a retry hint %v, Retry-After %q\nstderr: %s", c.args, c.gw, r.code, c.hint, c.after, r.stderr)
+		}
 	}
 }
