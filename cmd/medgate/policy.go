@@ -43,7 +43,7 @@ const policyUsage = `medgate policy: manage a region's policy modules
 
 A key file holds the region's ed25519 seed in hex (64 digits). --demo-key uses
 the reference world's demo key of the region: sha256("demo-region-key-<region>").
-The token may also come from $MEDGATE_TOKEN. --module, --cases and --file "-"
+The token may also come from $MEDGATE_TOKEN, the gateway from $MEDGATE_GATEWAY. --module, --cases and --file "-"
 read standard input; -o - writes standard output. Exit codes: 0 ok, 1 failed
 (a check, a case, an HTTP error), 2 usage or an unreadable file.
 `
@@ -66,7 +66,7 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 	demoKey := fl.Bool("demo-key", false, "sign with the reference world's demo key of --region")
 	out := fl.String("o", "", "output file (default: stdout, or build/policies/R/V.wasm for build)")
 	pkg := fl.String("pkg", "", "Go package of the module (default ./plugins/regions/R/V)")
-	gw := fl.String("gateway", "http://127.0.0.1:8080", "gateway base URL")
+	gw := fl.String("gateway", or(os.Getenv("MEDGATE_GATEWAY"), "http://127.0.0.1:8080"), "gateway base URL")
 	token := fl.String("token", os.Getenv("MEDGATE_TOKEN"), "region bearer token")
 	file := fl.String("file", "", "signed upload (from policy sign)")
 	from := fl.String("from", "", "shadow: first settlement date")
@@ -83,7 +83,11 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	base, err := gatewayBase(*gw)
 	if err != nil && (sub == "upload" || sub == "list" || sub == "rollback" || sub == "shadow") {
-		fmt.Fprintf(stderr, "medgate policy %s: --gateway: %v\n", sub, err)
+		name := "--gateway"
+		if gatewayFromEnv := os.Getenv("MEDGATE_GATEWAY") != ""; gatewayFromEnv && !flagSet(fl, "gateway") {
+			name = "MEDGATE_GATEWAY"
+		}
+		fmt.Fprintf(stderr, "medgate policy %s: %s: %v\n", sub, name, err)
 		return exitUsage
 	}
 	need := func(names ...string) bool {
@@ -316,4 +320,10 @@ func call(stdout, stderr io.Writer, sub, method, url, token string, body []byte)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// flagSet reports whether the command line gave flag name.
+func flagSet(fl *flag.FlagSet, name string) (set bool) {
+	fl.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
