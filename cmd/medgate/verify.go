@@ -327,6 +327,12 @@ func openCheckpointFile(b []byte, v note.Verifier) (*ledger.Checkpoint, error) {
 		}
 		return d.Verify(v)
 	}
+	// A bare note is saved from the JSON answer's "checkpoint" string,
+	// often with a newline more (jq -r, echo) or CRLF line ends; a signed
+	// note ends in exactly one "\n" and holds no "\r", so these are undone
+	// before its signature is checked (the signed text is unchanged).
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	b = append(bytes.TrimRight(b, " \t\r\n"), '\n')
 	return ledger.OpenCheckpoint(b, v)
 }
 
