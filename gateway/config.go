@@ -117,7 +117,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.BoolVar(&s.PrintConfig, "print-config", false, "print the resolved settings as a config file, each with where its value came from, and exit")
 
 	fl.StringVar(&s.Listen, "listen", "127.0.0.1:8080", "`address` of the API (hospitals, regions, clearing; also /healthz, /metrics, /openapi.yaml)")
-	fl.StringVar(&s.AdminListen, "admin-listen", "", "`address` of the admin listener: /debug/pprof/ and /metrics (empty: off)")
+	fl.StringVar(&s.AdminListen, "admin-listen", "", "`address` of the admin listener: /debug/pprof/, /debug/ledger and /metrics, without authentication (empty: off)")
 	fl.IntVar(&s.MaxInflight, "max-inflight", 4096, "requests worked on at once; beyond, 503 with Retry-After")
 	fl.IntVar(&s.MaxConns, "max-conns", DefaultMaxConns, "connections open at once, idle keep-alive ones included (about 30 KiB each idle); beyond, 503 too_many_connections and closed. Lowered at start to fit the file descriptor limit (ulimit -n) less 1,536 for the ledger")
 	fl.IntVar(&s.MaxConnsPerIP, "max-conns-per-ip", 512, "connections open at once from one IP address; beyond, 429 too_many_connections and closed (0: no bound; set 0 behind a proxy or load balancer whose address every connection shares)")

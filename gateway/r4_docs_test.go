@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -157,6 +159,41 @@ func TestOpenAPIEveryRouteDeclaresItsRefusals(t *testing.T) {
 		status, body := h.do(r.Method, e.path+sep+"r4_unknown=1", token[r.Role], e.body(1))
 		if a := decodeAnswer(t, body); status != 400 || a.Error == nil || a.Error.Code != "unknown_field" || a.Error.Field != "r4_unknown" {
 			t.Errorf("%s %s with an unknown query parameter: %d %.200s, want 400 unknown_field", r.Method, r.Pattern, status, body)
+		}
+	}
+}
+
+// The reference world's persons and catalogs (api.md: the same lines as
+// the region uploads) are lines openapi.yaml's Person and CatalogEntry
+// describe, so the schemas are no stricter than what the gateway takes.
+func TestOpenAPIWorldLinesMatchSchemas(t *testing.T) {
+	doc := loadOpenAPI(t)
+	for dir, schema := range map[string]string{"persons": "Person", "catalogs": "CatalogEntry"} {
+		files, err := filepath.Glob(filepath.Join("..", "testdata", "world", dir, "*.ndjson"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no world %s: %v", dir, err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validateBody("application/x-ndjson", doc.Components.Schemas[schema].Value, b); err != nil {
+				t.Errorf("%s: not a %s of openapi.yaml: %v", f, schema, err)
+			}
+		}
+	}
+}
+
+// `medgate serve --help` names every page of the admin listener (the
+// ledger's report was missing, though README documents it).
+func TestServeHelpNamesTheAdminPages(t *testing.T) {
+	var b strings.Builder
+	WriteUsage(&b)
+	for _, page := range []string{"/debug/pprof/", "/debug/ledger", "/metrics"} {
+		i := strings.Index(b.String(), "--admin-listen")
+		if i < 0 || !strings.Contains(b.String()[i:i+200], page) {
+			t.Errorf("serve --help does not name %s under --admin-listen:\n%s", page, b.String())
 		}
 	}
 }
