@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -146,7 +147,9 @@ func (db *DB) VerifyTree() (size uint64, root tlog.Hash, err error) {
 	}
 	head := db.head.Load().seq
 	if head == 0 {
-		return 0, tlog.Hash{}, nil
+		// RFC 6962's root of the empty tree, as the checkpoint of size 0
+		// signs it (VERIFY.md), not zeros.
+		return 0, tlog.Hash(sha256.Sum256(nil)), nil
 	}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{
 		LowerBound: appendEntryKey(nil, 1),

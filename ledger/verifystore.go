@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -94,6 +95,11 @@ func checkCheckpoint(pdb *pebble.DB, entries uint64, cp *Checkpoint) error {
 		return fmt.Errorf("ledger: the checkpoint covers %d entries, the ledger has %d", cp.Size, entries)
 	}
 	if cp.Size == 0 {
+		// The empty tree: no entry to read, but the signed root and head
+		// are still the empty tree's (SHA-256 of nothing, zeros).
+		if cp.Root != tlog.Hash(sha256.Sum256(nil)) || cp.Head != [32]byte{} {
+			return fmt.Errorf("ledger: the checkpoint of tree size 0 does not hold the empty tree's root and head")
+		}
 		return nil
 	}
 	root, err := tlog.TreeHash(int64(cp.Size), hashReader{pdb})
