@@ -318,7 +318,7 @@ func (s *Settings) Validate() error {
 		}
 	}
 	if s.Procs < 0 {
-		bad("procs", "must not be negative")
+		bad("procs", "must not be negative, not %d", s.Procs)
 	}
 	if s.MaxInflight < 1 {
 		bad("max-inflight", "must be at least 1, not %d", s.MaxInflight)
@@ -364,7 +364,7 @@ func (s *Settings) Validate() error {
 	}
 	if s.CheckpointKey != "" {
 		if _, err := os.Stat(s.CheckpointKey); err != nil {
-			bad("checkpoint-key", "%v", errors.Unwrap(err))
+			bad("checkpoint-key", "%s: %v", s.CheckpointKey, errors.Unwrap(err))
 		}
 	}
 	if s.PolicyFuel < 1 {
@@ -377,7 +377,7 @@ func (s *Settings) Validate() error {
 		bad("policy-memory-pages", "must be 1 to 65536 (4 GiB), not %d", s.PolicyMemoryPages)
 	}
 	if s.PolicyInstances < 0 {
-		bad("policy-instances", "must not be negative")
+		bad("policy-instances", "must not be negative, not %d", s.PolicyInstances)
 	}
 	if _, err := zerolog.ParseLevel(s.LogLevel); err != nil || s.LogLevel == "" {
 		bad("log-level", "%q is not one of debug, info, warn, error", s.LogLevel)

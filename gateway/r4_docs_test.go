@@ -197,3 +197,18 @@ func TestServeHelpNamesTheAdminPages(t *testing.T) {
 		}
 	}
 }
+
+// README: invalid settings are reported "each with the value given". A
+// missing --checkpoint-key file was "no such file or directory" without
+// its name, and a negative --procs or --policy-instances without the value.
+func TestInvalidSettingsNameTheirValue(t *testing.T) {
+	s := DefaultSettings()
+	key := filepath.Join(t.TempDir(), "none.key")
+	s.CheckpointKey, s.Procs, s.PolicyInstances = key, -3, -4
+	err := s.Validate()
+	for _, want := range []string{"--checkpoint-key: " + key + ":", "--procs: must not be negative, not -3", "--policy-instances: must not be negative, not -4"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not say %q: %v", want, err)
+		}
+	}
+}
