@@ -295,7 +295,20 @@ func (s *Service) replay(hospital, requestID string, bodyHash [32]byte) (*Result
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Entry: e, Replayed: true}, nil
+	res := &Result{Entry: e, Replayed: true}
+	if e.Kind == ledger.KindSettlement {
+		// A hospital re-sends a settlement to learn its outcome: the first
+		// answer alone would tell it the bill stands when it has since been
+		// reversed, so the replay says by which reversal, as Get does.
+		rid, reversed, err := s.db.ReversedBy(e.SettlementID)
+		if err != nil {
+			return nil, err
+		}
+		if reversed {
+			res.ReversedBy = rid
+		}
+	}
+	return res, nil
 }
 
 func (s *Service) appendError(err error, hospital, requestID string, bodyHash [32]byte, req *SettleRequest) (*Result, error) {
