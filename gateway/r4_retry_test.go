@@ -2,7 +2,12 @@ package gateway
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"medgate/engine"
+	"medgate/engine/abi"
 )
 
 // Retry semantics of the writes, as a client whose answer was lost sees
@@ -41,4 +46,65 @@ func TestSettleReplayOfAReversedSettlementSaysSo(t *testing.T) {
 	check("before restart")
 	h.restart()
 	check("after restart")
+}
+
+// TestOverlappingRetryOfAStateDependentRefusal: a retry sent while its
+// first attempt still holds the person's lock waits for it, then computes
+// on the state the first attempt left. A policy may refuse on that state
+// (here: one visit a year, as a region's cap on a benefit may be written);
+// the retry was then answered 422 policy_refused, telling the hospital
+// its bill was refused when it had been settled. It is a replay.
+func TestOverlappingRetryOfAStateDependentRefusal(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	pol := engine.NewNative("371600", "vonce", func(in *abi.Input, out *abi.Output) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		for _, c := range in.Counters {
+			if c.Name == "visits" && c.Value > 0 {
+				out.Refusal = "one visit a year: this person's visit of the year was already settled"
+				return
+			}
+		}
+		out.Changes = append(out.Changes, abi.Counter{Name: "visits", Value: 1})
+		out.Notes = append(out.Notes, "first visit of the year")
+	})
+	h.policies.Put("371600", engine.Version{Name: "vonce", EffectiveFrom: 20250101, Module: pol})
+
+	body := settleBody("R-ONCE-1", "EMP1", "371600", chronicVisit, oneLine)
+	type reply struct {
+		status int
+		out    []byte
+	}
+	firstC, retryC := make(chan reply, 1), make(chan reply, 1)
+	go func() {
+		status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body)
+		firstC <- reply{status, out}
+	}()
+	<-entered // the first attempt holds the person's lock, inside the policy
+	go func() {
+		status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body)
+		retryC <- reply{status, out}
+	}()
+	time.Sleep(300 * time.Millisecond) // the retry has found no key and waits for the lock
+	close(release)
+	first, retry := <-firstC, <-retryC
+	a1, a2 := decodeAnswer(t, first.out), decodeAnswer(t, retry.out)
+	if first.status != 200 || a1.Replayed {
+		t.Fatalf("first attempt: %d %s", first.status, first.out)
+	}
+	if retry.status != 200 || !a2.Replayed || a2.SettlementID != a1.SettlementID {
+		t.Fatalf("the retry that overlapped a settled first attempt: %d %s, want 200 replayed %s", retry.status, retry.out, a1.SettlementID)
+	}
+	if h.head() != 1 {
+		t.Fatalf("ledger head %d, want 1 entry", h.head())
+	}
+	// Another bill of the person is still refused by the policy.
+	status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("R-ONCE-2", "EMP1", "371600", chronicVisit, oneLine))
+	if a := decodeAnswer(t, out); status != 422 || a.Error == nil || a.Error.Code != "policy_refused" {
+		t.Fatalf("a second visit: %d %s, want 422 policy_refused", status, out)
+	}
 }

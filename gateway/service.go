@@ -128,7 +128,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		return nil, err
 	}
 	if !ok {
-		return nil, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion)
+		return s.lateReplay(quote, h.ID, req, bodyHash, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion))
 	}
 	date := req.Date()
 	// Held until the settlement is committed: a rollback or an upload
@@ -137,8 +137,8 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	defer s.policies.Hold().Release()
 	pol, ok := s.policies.Lookup(req.InsuredRegion, date)
 	if !ok {
-		return nil, unprocessable("no_policy", "person.insured_region",
-			"region %s has no policy in force on %s", req.InsuredRegion, AppendDate(nil, date))
+		return s.lateReplay(quote, h.ID, req, bodyHash, unprocessable("no_policy", "person.insured_region",
+			"region %s has no policy in force on %s", req.InsuredRegion, AppendDate(nil, date)))
 	}
 
 	in := &w.in
@@ -162,8 +162,8 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		// paid nothing of; a refusal leaves the usual way out (pay, claim at
 		// home) and tells the hospital what to fix.
 		chain, n := catalogChain(h.Region)
-		return nil, unprocessable("no_catalog", "",
-			"the treating region %s has no catalog (looked up: %s); ask the treating region to upload one", h.Region, strings.Join(chain[:n], ", "))
+		return s.lateReplay(quote, h.ID, req, bodyHash, unprocessable("no_catalog", "",
+			"the treating region %s has no catalog (looked up: %s); ask the treating region to upload one", h.Region, strings.Join(chain[:n], ", ")))
 	}
 	for i := range req.Items {
 		it := &req.Items[i]
@@ -198,7 +198,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		s.metrics.policyCall(pol.Module, req.InsuredRegion, pol.Name, time.Since(called), err)
 	}
 	if err != nil {
-		return nil, s.policyError(err)
+		return s.lateReplay(quote, h.ID, req, bodyHash, s.policyError(err))
 	}
 
 	e := &ledger.Entry{
@@ -256,6 +256,21 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		return s.appendError(err, h.ID, req.RequestID, bodyHash, req)
 	}
 	return &Result{Entry: e}, nil
+}
+
+// lateReplay answers a settlement refused after it took the person's lock.
+// A retry sent while its first attempt held the lock found no key, waited,
+// and computed on the state the first attempt left, which the policy may
+// refuse (a benefit used once a year, a cap reached): if that attempt
+// committed, the retry is its replay, not a refusal of a bill that was
+// settled. Only refusals pay for the lookup.
+func (s *Service) lateReplay(quote bool, hospital string, req *SettleRequest, bodyHash [32]byte, err error) (*Result, error) {
+	if !quote {
+		if res, rerr := s.replay(hospital, req.RequestID, bodyHash); res != nil || rerr != nil {
+			return res, rerr
+		}
+	}
+	return nil, err
 }
 
 // checkNotFuture refuses a bill dated after today (UTC+8, with a day's
