@@ -308,7 +308,7 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	c.json("POST", "/v1/regions/371600/policies", region, upload("371600", "..", "2031-01-01", wasm, cases, demoKey("371600")), 400)
 	c.json("POST", "/v1/regions/371600/policies", region, upload("371600", ".", "2031-01-01", wasm, cases, demoKey("371600")), 400)
 	c.json("POST", "/v1/regions/371600/policies/v2030/withdraw", region, nil, 200)
-	c.json("POST", "/v1/regions/371600/policies/v2030/withdraw", region, nil, 409)
+	c.json("POST", "/v1/regions/371600/policies/v2030/withdraw", region, nil, 200) // the same withdrawal again: replayed
 	c.json("POST", "/v1/regions/371600/policies/v1999/withdraw", region, nil, 404)
 	c.json("POST", "/v1/regions/371600/shadow", region, map[string]any{"version": "v2023", "from": "2025-01-01", "to": "2025-12-31", "top": 5}, 200)
 	c.json("POST", "/v1/regions/371600/shadow", region, map[string]any{"module": base64.StdEncoding.EncodeToString(wasm), "from": "2025-01-01", "to": "2025-12-31"}, 200)

@@ -309,18 +309,28 @@ func (s *Server) withdrawPolicy(ctx *fasthttp.RequestCtx, p Principal, params []
 		return err
 	}
 	rec, err := s.versions.Withdraw(region, version)
+	replayed := false
 	switch {
 	case errors.Is(err, errNoVersion):
 		return notFound("region %s has no version %s", region, version)
 	case errors.Is(err, errAlreadyWithdrawn):
-		return conflict("already_withdrawn", "", "version %s of region %s is already withdrawn", version, region)
+		// The same rollback again (its answer lost, say): only the
+		// region's own token withdraws its versions and nothing else
+		// identifies the request, so it is answered as done, with when,
+		// like an upload's retry; a 409 told a retrying deployment that
+		// a rollback in effect had failed.
+		replayed = true
 	case errors.Is(err, errLastVersion):
 		return conflict("last_version", "", "version %s is region %s's only version, or the only one in force today (%s) with none before it: there is no previous one to roll back to, and without it every bill of the region's insured dated before a later version's effective date would be refused (no_policy); publish the version to return to (from the same date it replaces this one), then withdraw this one", version, region, AppendDate(nil, today()))
 	case err != nil:
 		return err
 	}
 	now, _ := s.policies.Lookup(region, today())
-	return s.writeJSON(ctx, 200, map[string]any{"region": region, "withdrawn": rec.Version, "in_force_today": now.Name})
+	res := map[string]any{"region": region, "withdrawn": rec.Version, "in_force_today": now.Name, "replayed": replayed}
+	if !rec.WithdrawnAt.IsZero() {
+		res["withdrawn_at"] = rec.WithdrawnAt.Format(time.RFC3339)
+	}
+	return s.writeJSON(ctx, 200, res)
 }
 
 // fundDiff is an amount before and after.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,5 +107,49 @@ func TestOverlappingRetryOfAStateDependentRefusal(t *testing.T) {
 	status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("R-ONCE-2", "EMP1", "371600", chronicVisit, oneLine))
 	if a := decodeAnswer(t, out); status != 422 || a.Error == nil || a.Error.Code != "policy_refused" {
 		t.Fatalf("a second visit: %d %s, want 422 policy_refused", status, out)
+	}
+}
+
+// TestWithdrawRetryIsAReplay: a region whose rollback's answer was lost
+// sends it again. The version is withdrawn, as it asked; the retry was a
+// 409 (and `medgate policy rollback` exited 1), so a deployment that
+// retries on a lost answer reported a failed rollback that had taken
+// effect. Like an upload's retry it is now answered 200 "replayed": true,
+// with the time of the withdrawal (the first answer carries it too), so
+// that a region can tell its own rollback from an earlier one. api.md is
+// silent; the identical request names the same version and has the same
+// effect, and nothing else identifies it.
+func TestWithdrawRetryIsAReplay(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	const path = "/v1/regions/371600/policies/v2024/withdraw"
+	status, out := h.do("POST", path, "tok-region-371600", nil)
+	var first, again map[string]any
+	if err := json.Unmarshal(out, &first); status != 200 || err != nil || first["replayed"] != false || first["withdrawn_at"] == nil {
+		t.Fatalf("withdraw: %d %s, want 200 with replayed false and withdrawn_at", status, out)
+	}
+	check := func(when string) {
+		t.Helper()
+		status, out := h.do("POST", path, "tok-region-371600", nil)
+		if err := json.Unmarshal(out, &again); status != 200 || err != nil || again["replayed"] != true {
+			t.Fatalf("%s: the same withdrawal again: %d %s, want 200 replayed", when, status, out)
+		}
+		for _, k := range []string{"region", "withdrawn", "withdrawn_at", "in_force_today"} {
+			if again[k] != first[k] {
+				t.Errorf("%s: the replay's %s is %v, the first answer's %v", when, k, again[k], first[k])
+			}
+		}
+		list, _ := h.versions.List("371600", 20261123)
+		for _, v := range list {
+			if v.Version == "v2024" && (v.Status != "withdrawn" || v.WithdrawnAt.Format(time.RFC3339) != first["withdrawn_at"]) {
+				t.Errorf("%s: v2024 listed as %+v", when, v)
+			}
+		}
+	}
+	check("right after")
+	h.restart()
+	check("after a restart")
+	// A version the region never had is still 404, not a replay.
+	if status, out := h.do("POST", "/v1/regions/371600/policies/v2099/withdraw", "tok-region-371600", nil); status != 404 {
+		t.Fatalf("withdrawing an unknown version: %d %s", status, out)
 	}
 }

@@ -278,7 +278,8 @@ func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, e
 // nothing to roll back to, and every bill of its insured would be refused.
 // Nor is the version in force today (UTC+8) when no earlier one is active:
 // a successor scheduled for a later date does not cover today, so every
-// bill dated before that date would be refused just the same.
+// bill dated before that date would be refused just the same. A version
+// already withdrawn is errAlreadyWithdrawn with its record.
 func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -298,6 +299,7 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 		for i, r := range recs {
 			if r.Version == version {
 				if r.State == engine.StateWithdrawn {
+					out = r // when: the caller answers a retry with it
 					return nil, errAlreadyWithdrawn
 				}
 				if active == 1 || (r.EffectiveFrom <= today && othersByToday == 0) {
