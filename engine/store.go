@@ -33,6 +33,11 @@ type Record struct {
 	Source        string    `json:"source"` // "world" or "upload"
 	RecordedAt    time.Time `json:"recorded_at"`
 	WithdrawnAt   time.Time `json:"withdrawn_at,omitzero"`
+	// CasesSHA256 is the sha256 of an upload's example cases as parsed and
+	// encoded again (their content, whatever the spacing and key order), so
+	// that only the same upload is answered as a retry; "" for a world
+	// version and for uploads recorded before it was kept.
+	CasesSHA256 string `json:"cases_sha256,omitempty"`
 }
 
 // Store keeps every module ever loaded, by the sha256 of its bytes (so any

@@ -192,6 +192,7 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 	if err != nil {
 		return err
 	}
+	casesSum := CasesSum(cs)
 	if rec, found, err := s.versions.record(region, up.Version); err != nil {
 		return err
 	} else if found {
@@ -200,12 +201,12 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		// deployment can simply be retried. Anything else under the name
 		// is a conflict: versions are never reused.
 		if sum := sha256.Sum256(wasm); rec.Source == "upload" && rec.State == engine.StateActive &&
-			rec.EffectiveFrom == eff && rec.SHA256 == hex.EncodeToString(sum[:]) {
+			rec.EffectiveFrom == eff && rec.SHA256 == hex.EncodeToString(sum[:]) && (rec.CasesSHA256 == "" || rec.CasesSHA256 == casesSum) {
 			return s.writeJSON(ctx, 200, map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
 				"module_sha256": rec.SHA256, "replayed": true})
 		}
 		return conflict("version_exists", "version", "region %s already has a version %s%s (versions are never reused, withdrawn ones included)",
-			region, up.Version, versionDiffers(rec, eff, wasm))
+			region, up.Version, versionDiffers(rec, eff, wasm, casesSum))
 	}
 	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
 	if !rep.OK {
@@ -213,7 +214,7 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 			"error":  map[string]string{"code": "policy_check_failed", "message": "the version failed its check; nothing was published"},
 			"report": rep})
 	}
-	if err := s.versions.Publish(context.Background(), m, wasm, eff); err != nil {
+	if err := s.versions.publish(context.Background(), m, wasm, eff, casesSum); err != nil {
 		m.Close(context.Background())
 		if errors.Is(err, ErrVersionExists) {
 			return conflict("version_exists", "version", "region %s already has a version %s", region, up.Version)
@@ -693,9 +694,21 @@ func (s *Server) replayAll(ctx *fasthttp.RequestCtx, _ Principal, _ []string) er
 	return s.replay(ctx, "")
 }
 
+// CasesSum is the sha256 (hex) of example cases as parsed and encoded
+// again: the same cases in another spacing or key order sum the same, so a
+// retry reformatted and signed again is still the same upload.
+func CasesSum(cs []cases.Case) string {
+	b, err := json.Marshal(cs)
+	if err != nil {
+		return "" // cannot happen: parsed cases encode
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // versionDiffers says how an upload differs from the version recorded
 // under its name, for version_exists.
-func versionDiffers(rec engine.Record, eff abi.Date, wasm []byte) string {
+func versionDiffers(rec engine.Record, eff abi.Date, wasm []byte, casesSum string) string {
 	sum := sha256.Sum256(wasm)
 	switch {
 	case rec.State != engine.StateActive:
@@ -706,6 +719,8 @@ func versionDiffers(rec engine.Record, eff abi.Date, wasm []byte) string {
 		return " with another module (sha256 " + rec.SHA256 + ")"
 	case rec.EffectiveFrom != eff:
 		return " effective from " + string(AppendDate(nil, rec.EffectiveFrom))
+	case rec.CasesSHA256 != "" && rec.CasesSHA256 != casesSum:
+		return " checked with other example cases (their content differs: this upload's cases were not run)"
 	}
 	return ""
 }

@@ -9,6 +9,7 @@ import (
 
 	"medgate/engine"
 	"medgate/engine/abi"
+	"medgate/engine/cases"
 )
 
 // Retry semantics of the writes, as a client whose answer was lost sees
@@ -152,4 +153,56 @@ func TestWithdrawRetryIsAReplay(t *testing.T) {
 	if status, out := h.do("POST", "/v1/regions/371600/policies/v2099/withdraw", "tok-region-371600", nil); status != 404 {
 		t.Fatalf("withdrawing an unknown version: %d %s", status, out)
 	}
+}
+
+// TestUploadWithOtherCasesIsNotAReplay: the same version, module and date
+// sent again with other example cases is another request under a used
+// version name, not a retry: it was answered 200 "replayed" without its
+// cases being run, so a region that corrected an expected answer (or
+// added the case that shows a defect) was told all was well by cases the
+// module may fail. It is 409 version_exists saying the cases differ. The
+// same cases reformatted (other spacing and key order, signed again) are
+// the same content and still a replay.
+func TestUploadWithOtherCasesIsNotAReplay(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	good := referenceWasm(t, "371600", "v2023")
+	cases := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2031", "2031-01-01", good, cases, key)); status != 201 {
+		t.Fatalf("first upload: %d %s", status, out)
+	}
+	// The first case's name changed, and one expected answer: cases the
+	// module fails.
+	var parsed []map[string]any
+	if err := json.Unmarshal(cases, &parsed); err != nil || len(parsed) == 0 {
+		t.Fatalf("cases: %v", err)
+	}
+	parsed[0]["name"] = "corrected expectation"
+	parsed[0]["expect"].(map[string]any)["basic_fund"] = "99999.99"
+	other, _ := json.Marshal(parsed)
+	if _, rep := CheckVersion(t.Context(), h.versions.eng, "371600", "x", good, mustParseCases(t, other)); rep.OK {
+		t.Fatalf("the changed cases pass: the test would not show anything")
+	}
+	status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2031", "2031-01-01", good, other, key))
+	if status != 409 || !strings.Contains(string(out), "version_exists") || !strings.Contains(string(out), "cases") {
+		t.Fatalf("the same version with other cases: %d %s, want 409 version_exists saying the cases differ", status, out)
+	}
+	// The same content in another layout (json.Marshal sorts the keys and
+	// drops the spacing of the file) is the same upload.
+	var again []any
+	json.Unmarshal(cases, &again)
+	relaid, _ := json.Marshal(again)
+	status, out = h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2031", "2031-01-01", good, relaid, key))
+	if status != 200 || !strings.Contains(string(out), `"replayed":true`) {
+		t.Fatalf("the same cases reformatted: %d %s, want 200 replayed", status, out)
+	}
+}
+
+func mustParseCases(t *testing.T, b []byte) []cases.Case {
+	t.Helper()
+	cs, err := cases.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

@@ -91,7 +91,7 @@ func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 				Str("sha256", m.SHA256Hex()).Str("effective_from", string(AppendDate(nil, pf.EffectiveFrom))).
 				Msg("policy version changed in the world since it was recorded: its module or effective date is replaced")
 		}
-		if err := v.record0(pf.Region, pf.Version, pf.EffectiveFrom, m.SHA256Hex(), "world"); err != nil {
+		if err := v.record0(pf.Region, pf.Version, pf.EffectiveFrom, m.SHA256Hex(), "", "world"); err != nil {
 			log.Error().Err(err).Msg("policy store unwritable")
 			continue
 		}
@@ -211,18 +211,18 @@ func (v *Versions) record(region, version string) (engine.Record, bool, error) {
 }
 
 // record0 records an active version unless the same record exists.
-func (v *Versions) record0(region, version string, eff abi.Date, sum, source string) error {
+func (v *Versions) record0(region, version string, eff abi.Date, sum, casesSum, source string) error {
 	return v.store.Update(region, func(recs []engine.Record) ([]engine.Record, error) {
 		for i, r := range recs {
 			if r.Version == version {
-				if r.SHA256 == sum && r.EffectiveFrom == eff && r.Source == source {
+				if r.SHA256 == sum && r.EffectiveFrom == eff && r.Source == source && r.CasesSHA256 == casesSum {
 					return recs, nil
 				}
-				recs[i] = engine.Record{Region: region, Version: version, EffectiveFrom: eff, SHA256: sum, State: engine.StateActive, Source: source, RecordedAt: v.now().UTC()}
+				recs[i] = engine.Record{Region: region, Version: version, EffectiveFrom: eff, SHA256: sum, CasesSHA256: casesSum, State: engine.StateActive, Source: source, RecordedAt: v.now().UTC()}
 				return recs, nil
 			}
 		}
-		return append(recs, engine.Record{Region: region, Version: version, EffectiveFrom: eff, SHA256: sum, State: engine.StateActive, Source: source, RecordedAt: v.now().UTC()}), nil
+		return append(recs, engine.Record{Region: region, Version: version, EffectiveFrom: eff, SHA256: sum, CasesSHA256: casesSum, State: engine.StateActive, Source: source, RecordedAt: v.now().UTC()}), nil
 	})
 }
 
@@ -232,7 +232,7 @@ func (v *Versions) Adopt(m *engine.Module, wasm []byte, eff abi.Date) error {
 	if _, err := v.store.PutModule(wasm); err != nil {
 		return err
 	}
-	if err := v.record0(m.Region, m.Version, eff, m.SHA256Hex(), "world"); err != nil {
+	if err := v.record0(m.Region, m.Version, eff, m.SHA256Hex(), "", "world"); err != nil {
 		return err
 	}
 	v.mu.Lock()
@@ -249,6 +249,12 @@ var ErrVersionExists = errors.New("gateway: version name already used")
 // Publish adds a checked module as a new version of region, in force from
 // eff. The version name must be new to the region (withdrawn ones included).
 func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, eff abi.Date) error {
+	return v.publish(ctx, m, wasm, eff, "")
+}
+
+// publish is Publish recording casesSum, the CasesSum of the upload's
+// example cases.
+func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, eff abi.Date, casesSum string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if _, found, err := v.record(m.Region, m.Version); err != nil {
@@ -259,7 +265,7 @@ func (v *Versions) Publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	if _, err := v.store.PutModule(wasm); err != nil {
 		return err
 	}
-	if err := v.record0(m.Region, m.Version, eff, m.SHA256Hex(), "upload"); err != nil {
+	if err := v.record0(m.Region, m.Version, eff, m.SHA256Hex(), casesSum, "upload"); err != nil {
 		return err
 	}
 	v.modules[m.SHA256] = m
