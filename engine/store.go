@@ -64,25 +64,38 @@ func OpenStore(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
-// PutModule stores wasm and returns its sha256 in hex.
+// PutModule stores wasm and returns its sha256 in hex. A stored file of
+// that name whose bytes are not wasm's (damaged or replaced on disk) is
+// written over.
 func (s *Store) PutModule(wasm []byte) (string, error) {
 	sum := sha256.Sum256(wasm)
 	name := hex.EncodeToString(sum[:])
 	path := filepath.Join(s.dir, "modules", name+".wasm")
-	if _, err := os.Stat(path); err == nil {
+	if b, err := os.ReadFile(path); err == nil && sha256.Sum256(b) == sum {
 		return name, nil
 	}
 	return name, writeFileSync(path, wasm)
 }
 
-// Module returns the stored module with sha256 sum (hex).
+// ErrModuleDamaged is a stored module file whose bytes do not have the
+// sha256 it is stored under.
+var ErrModuleDamaged = errors.New("engine: store: module file damaged")
+
+// Module returns the stored module with sha256 sum (hex). Its bytes are
+// checked against sum: the ledger names a module by that hash, so bytes
+// that are not the module's (a file replaced or altered on disk) are an
+// error wrapping ErrModuleDamaged, never run in its place.
 func (s *Store) Module(sum string) ([]byte, error) {
-	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 64 {
+	want, err := hex.DecodeString(sum)
+	if err != nil || len(want) != sha256.Size {
 		return nil, fmt.Errorf("engine: store: %q is not a sha256", sum)
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, "modules", sum+".wasm"))
 	if err != nil {
 		return nil, fmt.Errorf("engine: store: module %s: %w", sum, err)
+	}
+	if got := sha256.Sum256(b); string(got[:]) != string(want) {
+		return nil, fmt.Errorf("%w: modules/%s.wasm holds %d bytes whose sha256 is %x", ErrModuleDamaged, sum, len(b), got)
 	}
 	return b, nil
 }
