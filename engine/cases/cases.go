@@ -189,16 +189,21 @@ type Failure struct {
 }
 
 // Run runs every case against p and returns the failures (none: all pass).
+//
+// Every case that passed is then run again, in the reverse order, and
+// must get the same answer (amounts, changes, notes, or refusal): a
+// module must not keep state from one call that changes a later answer
+// (ABI.md), since its live answers would then depend on what an instance
+// served before and no replay could reproduce them. This doubles a
+// check's calls, not a settlement's.
 func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 	var fails []Failure
 	var out abi.Output
 	timedOut := "" // the case the module ran out of time on
+	answers := make([]string, len(cs)) // each passing case's answer; "" otherwise
 	for i := range cs {
 		c := &cs[i]
-		name := c.Name
-		if name == "" {
-			name = "case " + strconv.Itoa(i)
-		}
+		name := caseName(c, i)
 		if timedOut != "" {
 			// Each further case could cost the whole time limit again.
 			fails = append(fails, Failure{Case: name, Error: "not run: the module ran out of time on " + timedOut})
@@ -223,6 +228,8 @@ func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 				fails = append(fails, Failure{Case: name, Differences: []string{"expected a refusal, got an answer"}})
 			case !errors.As(err, &ce) || ce.Kind != engine.FailRefused:
 				fails = append(fails, Failure{Case: name, Error: "expected a refusal, got a failure: " + err.Error()})
+			default:
+				answers[i] = answerOf(err, &out)
 			}
 			continue
 		}
@@ -232,9 +239,50 @@ func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 		}
 		if d := c.Expect.diff(&out); len(d) > 0 {
 			fails = append(fails, Failure{Case: name, Differences: d})
+			continue
+		}
+		answers[i] = answerOf(nil, &out)
+	}
+	for i := len(cs) - 1; i >= 0 && timedOut == ""; i-- {
+		if answers[i] == "" {
+			continue
+		}
+		c := &cs[i]
+		in, _ := c.ABI() // it did the first time
+		err := p.Call(ctx, in, in.AppendBinary(nil), &out)
+		if ce := (*engine.CallError)(nil); errors.As(err, &ce) && ce.Kind == engine.FailTimeout {
+			timedOut = caseName(c, i)
+		}
+		if answerOf(err, &out) != answers[i] {
+			msg := "answered differently when run again after the other cases: a module must not keep state from one call that changes a later answer (ABI.md)"
+			if err != nil {
+				msg += "; again: " + err.Error()
+			}
+			fails = append(fails, Failure{Case: caseName(c, i), Error: msg})
 		}
 	}
 	return fails
+}
+
+func caseName(c *Case, i int) string {
+	if c.Name == "" {
+		return "case " + strconv.Itoa(i)
+	}
+	return c.Name
+}
+
+// answerOf is what a call answered, to compare two calls: a refusal's
+// reason, another failure's kind and message, or the whole Output.
+func answerOf(err error, out *abi.Output) string {
+	var ce *engine.CallError
+	switch {
+	case err == nil:
+		return "answer\x00" + string(out.AppendBinary(nil))
+	case errors.As(err, &ce) && ce.Kind == engine.FailRefused:
+		return "refusal\x00" + out.Refusal
+	default:
+		return "failure\x00" + err.Error()
+	}
 }
 
 func (e *Expect) diff(out *abi.Output) []string {
