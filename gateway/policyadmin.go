@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -581,12 +583,31 @@ type Mismatch struct {
 // Replay re-executes entries from..to (0: the head) whose insured region is
 // region ("" for all) with the module recorded for each, and returns every
 // mismatch. A reversal is checked to be the exact negation of its original.
+//
+// Each module runs as a private copy compiled from its stored bytes
+// (Versions.ReplayRunner), and each entry is run twice: a second answer
+// that differs from the first is a mismatch of field "repeated" (the
+// module keeps state between calls, which ABI.md forbids), whatever the
+// ledger recorded.
 func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (checked, skipped int, mm []Mismatch, err error) {
 	if to == 0 {
 		to, _ = s.db.Head()
 	}
 	var in abi.Input
-	var out abi.Output
+	var out, again abi.Output
+	type runner struct {
+		r       engine.Runner
+		release func()
+		err     error
+	}
+	runners := map[[32]byte]runner{} // for this run: compiled once each
+	defer func() {
+		for _, r := range runners {
+			if r.err == nil {
+				r.release()
+			}
+		}
+	}()
 	add := func(e *ledger.Entry, field, rec, rep string) {
 		mm = append(mm, Mismatch{Seq: e.Seq, SettlementID: e.SettlementID, Field: field, Recorded: rec, Replayed: rep})
 	}
@@ -616,12 +637,17 @@ func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (ch
 			add(e, "input_hash", hex.EncodeToString(e.InputHash[:]), hex.EncodeToString(sha256Sum(e.Input)))
 			return nil
 		}
-		r, err := s.versions.Runner(ctx, e.InsuredRegion, e.ModuleSHA256)
-		if err != nil {
+		ru, ok := runners[e.ModuleSHA256]
+		if !ok {
+			ru.r, ru.release, ru.err = s.versions.ReplayRunner(ctx, e.InsuredRegion, e.PolicyVersion, e.ModuleSHA256)
+			runners[e.ModuleSHA256] = ru
+		}
+		if ru.err != nil {
 			skipped++
-			add(e, "module_sha256", hex.EncodeToString(e.ModuleSHA256[:]), "module not available: "+err.Error())
+			add(e, "module_sha256", hex.EncodeToString(e.ModuleSHA256[:]), "module not available: "+ru.err.Error())
 			return nil
 		}
+		r := ru.r
 		if err := in.Decode(e.Input); err != nil {
 			add(e, "input", "recorded", "unreadable: "+err.Error())
 			return nil
@@ -629,6 +655,14 @@ func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (ch
 		if err := r.Call(ctx, &in, e.Input, &out); err != nil {
 			add(e, "call", "answered", err.Error())
 			return nil
+		}
+		err2 := r.Call(ctx, &in, e.Input, &again)
+		if first, second := string(out.AppendBinary(nil)), string(again.AppendBinary(nil)); err2 != nil || first != second {
+			rep := "answered " + describeOutput(&again)
+			if err2 != nil {
+				rep = err2.Error()
+			}
+			add(e, "repeated", "answered "+describeOutput(&out), rep+" when run again on the same input (the module keeps state between calls)")
 		}
 		rec := recordedAmounts(&e.Amounts)
 		rep := amountsOf(e.Amounts.Total, &out)
@@ -640,7 +674,7 @@ func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (ch
 		if fmt.Sprint(e.Changes) != fmt.Sprint(out.Changes) {
 			add(e, "changes", fmt.Sprint(e.Changes), fmt.Sprint(out.Changes))
 		}
-		if strings.Join(e.Notes, "\n") != strings.Join(out.Notes, "\n") {
+		if !slices.Equal(e.Notes, out.Notes) {
 			add(e, "notes", strings.Join(e.Notes, "; "), strings.Join(out.Notes, "; "))
 		}
 		return nil
@@ -652,6 +686,16 @@ func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (ch
 }
 
 var errStopScan = errors.New("stop")
+
+// describeOutput is an answer in a mismatch: its refusal or amounts.
+func describeOutput(o *abi.Output) string {
+	if o.Refusal != "" {
+		return "refusal " + strconv.Quote(o.Refusal)
+	}
+	return fmt.Sprintf("deductible %s, basic %s, serious %s, assistance %s, account %s, changes %v, %d notes",
+		money.FormatFen(o.Deductible), money.FormatFen(o.Basic), money.FormatFen(o.Serious), money.FormatFen(o.Assistance),
+		money.FormatFen(o.Account), o.Changes, len(o.Notes))
+}
 
 func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
 	"medgate/engine"
@@ -17,6 +20,7 @@ import (
 	"medgate/engine/money"
 	"medgate/engine/wasmgen"
 	"medgate/gateway/internal/testenv"
+	"medgate/ledger"
 )
 
 // TestR4StoredModuleMustMatchItsHash: the policy store keeps modules by
@@ -141,4 +145,168 @@ func TestR4CheckRefusesAModuleKeepingState(t *testing.T) {
 	if len(rep.Cases) != 1 || !strings.Contains(rep.Cases[0].Error, "state") || rep.Passed != 0 {
 		t.Errorf("report %+v: want the case named, saying the module keeps state", rep)
 	}
+}
+
+// togglingPolicy answers a and b in turn on each instance (state kept
+// between calls, which ABI.md forbids).
+func togglingPolicy(a, b *abi.Output) []byte {
+	ea, eb := a.AppendBinary(nil), b.AppendBinary(nil)
+	const atA, atB, flag = 1024, 3072, 4000
+	body := wasmgen.Concat(
+		wasmgen.I32Const(flag), // address for the store below
+		wasmgen.I32Const(flag), []byte{0x2d, 0x00, 0x00}, // i32.load8_u
+		wasmgen.I32Const(1), []byte{0x73}, // i32.xor
+		[]byte{0x3a, 0x00, 0x00}, // i32.store8: flag ^= 1
+		wasmgen.I32Const(flag), []byte{0x2d, 0x00, 0x00},
+		[]byte{0x04, wasmgen.I64}, // if (result i64): the flag is now 1 on odd calls
+		wasmgen.Answer(atA, uint32(len(ea))),
+		[]byte{0x05},
+		wasmgen.Answer(atB, uint32(len(eb))),
+		[]byte{wasmgen.OpEnd},
+	)
+	m := wasmgen.Policy(1, 8192, body)
+	m.Data = []wasmgen.Data{{Offset: atA, Bytes: ea}, {Offset: atB, Bytes: eb}}
+	return m.Bytes()
+}
+
+// fixedAnswerPolicy answers the Output stored at at (1024 or 3072), both
+// a and b being stored: two modules that differ only in their code.
+func fixedAnswerPolicy(a, b *abi.Output, second bool) []byte {
+	ea, eb := a.AppendBinary(nil), b.AppendBinary(nil)
+	body := wasmgen.Answer(1024, uint32(len(ea)))
+	if second {
+		body = wasmgen.Answer(3072, uint32(len(eb)))
+	}
+	m := wasmgen.Policy(1, 8192, body)
+	m.Data = []wasmgen.Data{{Offset: 1024, Bytes: ea}, {Offset: 3072, Bytes: eb}}
+	return m.Bytes()
+}
+
+// r4ReplayHarness starts a gateway whose region 371600 runs wasm (loaded
+// by eng) from 2026-01-01, and settles n chronic bills of EMP1 dated
+// 2026-06-01 one after another.
+func r4ReplayHarness(t *testing.T, eng *engine.Engine, wasm []byte, n int) *harness {
+	t.Helper()
+	h := &harness{tb: t, fs: vfs.NewMem(), dir: "ledger", world: refWorld(t, map[string][]string{"371600": {empActive}}), policies: &engine.Policies{}}
+	store, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.versions = NewVersions(eng, store, h.policies, zerolog.Nop())
+	m, err := eng.Load(context.Background(), "371600", "w1", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.versions.Adopt(m, wasm, 20260101); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	t.Cleanup(h.stop)
+	for i := range n {
+		body := settleBody(fmt.Sprintf("R4E-%d", i), "EMP1", "371600", `{"type":"chronic","visit_date":"2026-06-01"}`, oneLine)
+		if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body); status != 200 {
+			t.Fatalf("settle %d: %d %s", i, status, out)
+		}
+	}
+	return h
+}
+
+// TestR4ReplayCatchesAModuleKeepingState: "the same input gives the same
+// output, always, so any ledger entry can be re-executed and compared"
+// (abi.md). A module answering two amounts in turn settled four bills
+// (a, b, a, b on one pooled instance); a replay that goes on calling that
+// same instance gets a, b, a, b again and calls the ledger identical.
+// Each entry is replayed on an instance of its own that has not served
+// the live settlements, and twice: a module whose answer to the same
+// input changes is named.
+func TestR4ReplayCatchesAModuleKeepingState(t *testing.T) {
+	eng, _ := testenv.Engine(t)
+	a, b := &abi.Output{Basic: 100}, &abi.Output{Basic: 200}
+	h := r4ReplayHarness(t, eng, togglingPolicy(a, b), 4)
+	checked, _, mm, err := h.srv.Replay(t.Context(), "371600", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked != 4 || len(mm) == 0 {
+		t.Fatalf("replay of a module keeping state: %d checked, mismatches %+v; want it caught", checked, mm)
+	}
+}
+
+// TestR4ReplayDoesNotTrustTheCompilationCache: the compiled code cached
+// on disk is keyed by the module's hash but carries only a CRC of its
+// code: a cache file holding another module's code (swapped, or
+// written by someone who could write the data directory) is run for the
+// module whose sha256 the ledger records. Settlements then record
+// answers no run of that module gives; a replay that runs the same
+// cached code calls them identical. A replay compiles the stored module
+// itself (not from the cache), so it names them.
+func TestR4ReplayDoesNotTrustTheCompilationCache(t *testing.T) {
+	ctx := context.Background()
+	a, b := &abi.Output{Basic: 100}, &abi.Output{Basic: 200}
+	wasmA, wasmB := fixedAnswerPolicy(a, b, false), fixedAnswerPolicy(a, b, true)
+	cacheFile := func(dir string, wasm []byte) string {
+		e, err := engine.New(ctx, engine.Config{CacheDir: dir, Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Load(ctx, "371600", "x", wasm); err != nil {
+			t.Fatal(err)
+		}
+		e.Close(ctx)
+		var found []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				found = append(found, p)
+			}
+			return err
+		})
+		if len(found) != 1 {
+			t.Fatalf("cache files: %v", found)
+		}
+		return found[0]
+	}
+	fileA := cacheFile(t.TempDir(), wasmA)
+	dirB := t.TempDir()
+	fileB := cacheFile(dirB, wasmB)
+	codeA, err := os.ReadFile(fileA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fileB, codeA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(ctx, engine.Config{CacheDir: dirB, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(ctx) })
+	h := r4ReplayHarness(t, eng, wasmB, 1)
+	var got answer
+	_, out := h.do("GET", "/v1/settlements/"+firstSettlementID(t, h), "tok-H3716020001", nil)
+	got = decodeAnswer(t, out)
+	if got.Amounts["basic_fund"] != "1.00" {
+		t.Skipf("the swapped cache file was not run (basic_fund %s): nothing to replay", got.Amounts["basic_fund"])
+	}
+	_, _, mm, err := h.srv.Replay(ctx, "371600", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mm) == 0 {
+		t.Fatal("a settlement computed by code other than its recorded module's replays as identical")
+	}
+}
+
+func firstSettlementID(t *testing.T, h *harness) string {
+	t.Helper()
+	var id string
+	h.db.Scan(1, func(e *ledger.Entry) error {
+		if e.Kind == ledger.KindSettlement && id == "" {
+			id = e.SettlementID
+		}
+		return nil
+	})
+	if id == "" {
+		t.Fatal("no settlement in the ledger")
+	}
+	return id
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/engine/wasmgen"
 	"medgate/gateway/internal/testenv"
@@ -505,11 +506,18 @@ func TestReplayRandomRun(t *testing.T) {
 	}
 	// A module that no longer answers what was recorded is caught, naming
 	// the entry and the field: pretend v2024's hash now runs v2023's code.
+	// (A replay compiles a module from the store's bytes, checked against
+	// its hash; only a module not stored is replayed as loaded.)
 	_, loaded := testenv.Engine(t)
 	v2024 := loaded["371600/v2024"].Module.Sum()
 	h.versions.mu.Lock()
 	h.versions.modules[v2024] = loaded["371600/v2023"].Module
 	h.versions.mu.Unlock()
+	empty, err := engine.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.versions.store = empty
 	checked, _, mm, err := h.srv.Replay(t.Context(), "371600", 0, 0)
 	if err != nil || checked == 0 || len(mm) == 0 {
 		t.Fatalf("replay against another module: %d %v %v", checked, mm, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -195,6 +196,31 @@ func (v *Versions) Runner(ctx context.Context, region string, sum [32]byte) (eng
 	v.modules[sum] = m
 	v.mu.Unlock()
 	return m, nil
+}
+
+// ReplayRunner returns a runner to re-execute ledger entries recorded
+// with the module of sha256 sum, and a function to release it. A stored
+// module is compiled afresh from its bytes (checked against sum) into a
+// private copy: not the module settling, whose pooled instances have
+// served live settlements (a module keeping state between calls would
+// answer a replay from that state, and a replay's calls would change
+// it), and not from the on-disk cache of compiled code, which is trusted
+// to be the module's but not verified. A module not stored (the native
+// reference policies) is the loaded one.
+func (v *Versions) ReplayRunner(ctx context.Context, region, version string, sum [32]byte) (engine.Runner, func(), error) {
+	wasm, err := v.store.Module(hex.EncodeToString(sum[:]))
+	if errors.Is(err, os.ErrNotExist) {
+		r, err := v.Runner(ctx, region, sum)
+		return r, func() {}, err
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := v.eng.LoadCandidate(ctx, region, version, wasm)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() { m.Close(context.Background()) }, nil
 }
 
 func (v *Versions) record(region, version string) (engine.Record, bool, error) {
