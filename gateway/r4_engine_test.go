@@ -153,7 +153,7 @@ func togglingPolicy(a, b *abi.Output) []byte {
 	ea, eb := a.AppendBinary(nil), b.AppendBinary(nil)
 	const atA, atB, flag = 1024, 3072, 4000
 	body := wasmgen.Concat(
-		wasmgen.I32Const(flag), // address for the store below
+		wasmgen.I32Const(flag),                           // address for the store below
 		wasmgen.I32Const(flag), []byte{0x2d, 0x00, 0x00}, // i32.load8_u
 		wasmgen.I32Const(1), []byte{0x73}, // i32.xor
 		[]byte{0x3a, 0x00, 0x00}, // i32.store8: flag ^= 1

@@ -199,7 +199,7 @@ type Failure struct {
 func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 	var fails []Failure
 	var out abi.Output
-	timedOut := "" // the case the module ran out of time on
+	timedOut := ""                     // the case the module ran out of time on
 	answers := make([]string, len(cs)) // each passing case's answer; "" otherwise
 	for i := range cs {
 		c := &cs[i]
