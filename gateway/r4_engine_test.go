@@ -310,3 +310,40 @@ func firstSettlementID(t *testing.T, h *harness) string {
 	}
 	return id
 }
+
+// TestR4WithdrawReleasesTheModule: a withdrawn version never applies
+// again, and a replay of its entries compiles its stored module afresh
+// (Versions.ReplayRunner), so nothing needs the loaded module any more;
+// yet its compiled code and pooled instances (each up to the memory
+// limit) were kept for the gateway's life. A region uploading and
+// withdrawing versions in turn pinned more memory with every cycle.
+func TestR4WithdrawReleasesTheModule(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	wasm := referenceWasm(t, "371600", "v2023")
+	cs := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	for i, version := range []string{"v2031", "v2032", "v2033"} {
+		eff := fmt.Sprintf("%d-01-01", 2031+i)
+		if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", version, eff, wasm, cs, key)); status != 201 {
+			t.Fatalf("upload %s: %d %s", version, status, out)
+		}
+		d, _ := ParseDate([]byte(eff))
+		ver, ok := h.policies.Lookup("371600", d)
+		m, isModule := ver.Module.(*engine.Module)
+		if !ok || ver.Name != version || !isModule || m.Live() == 0 {
+			t.Fatalf("%s not scheduled as a loaded module: %+v", version, ver)
+		}
+		if status, out := h.do("POST", "/v1/regions/371600/policies/"+version+"/withdraw", "tok-region-371600", nil); status != 200 {
+			t.Fatalf("withdraw %s: %d %s", version, status, out)
+		}
+		if n := m.Live(); n != 0 {
+			t.Errorf("withdrawn %s keeps %d instances", version, n)
+		}
+		h.versions.mu.Lock()
+		kept := h.versions.modules[m.SHA256] == engine.Runner(m)
+		h.versions.mu.Unlock()
+		if kept {
+			t.Errorf("withdrawn %s stays loaded", version)
+		}
+	}
+}

@@ -27,8 +27,11 @@ type Versions struct {
 	log      zerolog.Logger
 	now      func() time.Time
 
-	mu      sync.Mutex                 // guards modules and serializes uploads
-	modules map[[32]byte]engine.Runner // every loaded module by sha256, withdrawn ones included
+	mu      sync.Mutex                 // guards modules and owned, serializes uploads
+	modules map[[32]byte]engine.Runner // every loaded module by sha256
+	// owned are the modules Versions loaded or was handed by Publish (not
+	// Adopt's, which their loader owns): closed when withdrawn.
+	owned map[*engine.Module]bool
 
 	// inWorld holds "region/version" of every policy file of the world
 	// loaded at this start (LoadWorld), loaded or refused: LoadStored
@@ -38,7 +41,7 @@ type Versions struct {
 
 // NewVersions returns a manager over eng, store and policies.
 func NewVersions(eng *engine.Engine, store *engine.Store, policies *engine.Policies, log zerolog.Logger) *Versions {
-	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}, inWorld: map[string]bool{}}
+	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}, owned: map[*engine.Module]bool{}, inWorld: map[string]bool{}}
 }
 
 // Policies is the schedule settlements look versions up in.
@@ -166,6 +169,7 @@ func (v *Versions) load(ctx context.Context, region, version string, wasm []byte
 	}
 	v.mu.Lock()
 	v.modules[m.SHA256] = m
+	v.owned[m] = true
 	v.mu.Unlock()
 	return m, nil
 }
@@ -295,6 +299,7 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 		return err
 	}
 	v.modules[m.SHA256] = m
+	v.owned[m] = true
 	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
 	v.log.Info().Str("region", m.Region).Str("version", m.Version).Str("sha256", m.SHA256Hex()).
 		Str("effective_from", string(AppendDate(nil, eff))).Msg("policy version published")
@@ -305,7 +310,9 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 }
 
 // Withdraw rolls back version of region: it stops applying at once and the
-// previous version applies again. Its module stays loaded for replays. The
+// previous version applies again. Its module, once no settlement can still
+// use it, is closed (its compiled code and instances freed): a replay of
+// its entries compiles the stored copy (ReplayRunner). The
 // region's last active version is not withdrawn (errLastVersion): there is
 // nothing to roll back to, and every bill of its insured would be refused.
 // Nor is the version in force today (UTC+8) when no earlier one is active:
@@ -348,11 +355,18 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 	if err != nil {
 		return out, err
 	}
-	v.policies.Remove(region, version)
+	old, _ := v.policies.Remove(region, version)
 	v.log.Info().Str("region", region).Str("version", version).Msg("policy version withdrawn")
 	// "Stops applying at once": once answered, no settlement computed with
 	// it can still commit (one in flight has finished before).
 	v.policies.Quiesce()
+	if m, ok := old.Module.(*engine.Module); ok && v.owned[m] {
+		delete(v.owned, m)
+		if v.modules[m.SHA256] == engine.Runner(m) {
+			delete(v.modules, m.SHA256)
+		}
+		m.Close(context.Background())
+	}
 	return out, nil
 }
 
