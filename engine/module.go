@@ -408,6 +408,19 @@ func (m *Module) put(inst *instance) {
 	}
 }
 
+// Trim closes the module's idle instances, keeping its compiled code: for
+// a module that may not be called for a long time, whose instances would
+// otherwise keep their memory. A later call instantiates afresh.
+func (m *Module) Trim() {
+	m.mu.Lock()
+	idle := m.stack
+	m.stack = nil
+	m.mu.Unlock()
+	for _, inst := range idle {
+		m.discard(inst)
+	}
+}
+
 // discard closes an instance for good and frees its slot.
 func (m *Module) discard(inst *instance) {
 	_ = inst.mod.Close(context.Background())

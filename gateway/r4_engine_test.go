@@ -330,8 +330,21 @@ func TestR4WithdrawReleasesTheModule(t *testing.T) {
 		d, _ := ParseDate([]byte(eff))
 		ver, ok := h.policies.Lookup("371600", d)
 		m, isModule := ver.Module.(*engine.Module)
-		if !ok || ver.Name != version || !isModule || m.Live() == 0 {
+		if !ok || ver.Name != version || !isModule {
 			t.Fatalf("%s not scheduled as a loaded module: %+v", version, ver)
+		}
+		// Called (an instance pooled), as a version in force would be.
+		parsed, err := cases.Parse(cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := parsed[0].ABI()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out abi.Output
+		if err := m.Call(context.Background(), in, in.AppendBinary(nil), &out); err != nil || m.Live() != 1 {
+			t.Fatalf("%s: %v, %d live", version, err, m.Live())
 		}
 		if status, out := h.do("POST", "/v1/regions/371600/policies/"+version+"/withdraw", "tok-region-371600", nil); status != 200 {
 			t.Fatalf("withdraw %s: %d %s", version, status, out)
@@ -345,5 +358,56 @@ func TestR4WithdrawReleasesTheModule(t *testing.T) {
 		if kept {
 			t.Errorf("withdrawn %s stays loaded", version)
 		}
+	}
+}
+
+// TestR4PublishedVersionNotInForceHoldsNoInstance: a version's check
+// leaves its probing instance in the pool, with whatever memory its
+// start function and the region's cases grew (up to the 64 MiB limit).
+// For a version not in force today (scheduled, or superseded the day it
+// is published) that instance was pinned until the gateway stopped
+// though nothing may call it: a region publishing versions pinned up to
+// 64 MiB each. It is released; the version's first settlement, if any,
+// instantiates one.
+func TestR4PublishedVersionNotInForceHoldsNoInstance(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	wasm := referenceWasm(t, "371600", "v2023")
+	cs := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	for _, tc := range []struct {
+		version, eff string
+		date         abi.Date
+	}{{"v2031", "2031-01-01", 20310101}, {"v2020", "2020-01-01", 20200101}} {
+		if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", tc.version, tc.eff, wasm, cs, key)); status != 201 {
+			t.Fatalf("upload %s: %d %s", tc.version, status, out)
+		}
+		ver, _ := h.policies.Lookup("371600", tc.date)
+		m, ok := ver.Module.(*engine.Module)
+		if !ok || ver.Name != tc.version {
+			t.Fatalf("%s not scheduled: %+v", tc.version, ver)
+		}
+		if n := m.Live(); n != 0 {
+			t.Errorf("%s, not in force today, keeps %d instances", tc.version, n)
+		}
+	}
+	// At a start, the versions loaded from the store likewise.
+	again := &engine.Policies{}
+	v := NewVersions(h.versions.eng, h.versions.store, again, zerolog.Nop())
+	if err := v.LoadStored(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []abi.Date{20310101, 20200101} {
+		if ver, _ := again.Lookup("371600", d); ver.Module.(*engine.Module).Live() != 0 {
+			t.Errorf("after a start, %s, not in force today, keeps an instance", ver.Name)
+		}
+	}
+	// A version in force is still settled: an old-dated bill under v2020.
+	h2 := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	if status, out := h2.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2020", "2020-01-01", wasm, cs, key)); status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	body := settleBody("R4-OLD", "EMP1", "371600", `{"type":"chronic","visit_date":"2020-06-01"}`, oneLine)
+	if status, out := h2.do("POST", "/v1/settlements", "tok-H3716020001", body); status != 200 || !strings.Contains(string(out), `"v2020"`) {
+		t.Fatalf("a bill of 2020 after the upload: %d %s", status, out)
 	}
 }

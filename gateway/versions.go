@@ -155,7 +155,23 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 			v.policies.Put(r.Region, engine.Version{Name: r.Version, EffectiveFrom: r.EffectiveFrom, Module: m})
 		}
 	}
+	// Every version was loaded with the instance its check probed: only
+	// those in force today keep it (see Publish).
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	today := v.today()
+	for m := range v.owned {
+		if now, _ := v.policies.Lookup(m.Region, today); now.Module != engine.Runner(m) {
+			m.Trim()
+		}
+	}
 	return nil
+}
+
+// today is the date in UTC+8.
+func (v *Versions) today() abi.Date {
+	t := v.now().In(ledger.ChinaTime)
+	return abi.MakeDate(int32(t.Year()), int32(t.Month()), int32(t.Day()))
 }
 
 // load checks and compiles wasm and stores its bytes by hash.
@@ -303,6 +319,12 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
 	v.log.Info().Str("region", m.Region).Str("version", m.Version).Str("sha256", m.SHA256Hex()).
 		Str("effective_from", string(AppendDate(nil, eff))).Msg("policy version published")
+	if now, _ := v.policies.Lookup(m.Region, v.today()); now.Module != engine.Runner(m) {
+		// Not in force today: the instance its check left (with what its
+		// start and cases grew) would be pinned until it is called, maybe
+		// never.
+		m.Trim()
+	}
 	// Answered once no settlement computed with the version it supersedes
 	// can still commit.
 	v.policies.Quiesce()
