@@ -411,3 +411,36 @@ func TestR4PublishedVersionNotInForceHoldsNoInstance(t *testing.T) {
 		t.Fatalf("a bill of 2020 after the upload: %d %s", status, out)
 	}
 }
+
+// TestR4SupersededVersionReleasesItsInstances: a version superseded by a
+// new one serves only bills dated before the new one's date; the
+// instances it pooled while in force are released when it is superseded.
+func TestR4SupersededVersionReleasesItsInstances(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	wasm := referenceWasm(t, "371600", "v2023")
+	cs := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2025", "2025-01-01", wasm, cs, key)); status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	body := settleBody("R4-SUP", "EMP1", "371600", `{"type":"chronic","visit_date":"2025-06-01"}`, oneLine)
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body); status != 200 || !strings.Contains(string(out), `"v2025"`) {
+		t.Fatalf("settle under v2025: %d %s", status, out)
+	}
+	ver, _ := h.policies.Lookup("371600", 20250601)
+	m := ver.Module.(*engine.Module)
+	if m.Live() == 0 {
+		t.Fatal("v2025 pooled no instance")
+	}
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2026", "2026-01-01", wasm, cs, key)); status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	if n := m.Live(); n != 0 {
+		t.Errorf("superseded v2025 keeps %d instances", n)
+	}
+	// It still settles the bills of its dates.
+	body = settleBody("R4-SUP2", "EMP1", "371600", `{"type":"chronic","visit_date":"2025-07-01"}`, oneLine)
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body); status != 200 || !strings.Contains(string(out), `"v2025"`) {
+		t.Fatalf("settle under superseded v2025: %d %s", status, out)
+	}
+}

@@ -159,13 +159,23 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 	// those in force today keep it (see Publish).
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.trimNotInForceLocked("")
+	return nil
+}
+
+// trimNotInForceLocked closes the idle instances of every module owned
+// of region ("": of every region) that is not in force today; it keeps
+// their compiled code, and a call instantiates afresh. v.mu is held.
+func (v *Versions) trimNotInForceLocked(region string) {
 	today := v.today()
 	for m := range v.owned {
+		if region != "" && m.Region != region {
+			continue
+		}
 		if now, _ := v.policies.Lookup(m.Region, today); now.Module != engine.Runner(m) {
 			m.Trim()
 		}
 	}
-	return nil
 }
 
 // today is the date in UTC+8.
@@ -319,15 +329,15 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
 	v.log.Info().Str("region", m.Region).Str("version", m.Version).Str("sha256", m.SHA256Hex()).
 		Str("effective_from", string(AppendDate(nil, eff))).Msg("policy version published")
-	if now, _ := v.policies.Lookup(m.Region, v.today()); now.Module != engine.Runner(m) {
-		// Not in force today: the instance its check left (with what its
-		// start and cases grew) would be pinned until it is called, maybe
-		// never.
-		m.Trim()
-	}
 	// Answered once no settlement computed with the version it supersedes
 	// can still commit.
 	v.policies.Quiesce()
+	// A version not in force today (this one, scheduled or already
+	// superseded, or the one it supersedes) is called for old or future
+	// dates only, maybe never: the instances it holds (the one this check
+	// left, with what its start and cases grew, or those of its days in
+	// force) would stay pinned.
+	v.trimNotInForceLocked(m.Region)
 	return nil
 }
 
