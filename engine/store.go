@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,7 +114,45 @@ func (s *Store) Versions(region string) ([]Record, error) {
 	if err := json.Unmarshal(b, &recs); err != nil {
 		return nil, fmt.Errorf("engine: store: versions of %s: %w", region, err)
 	}
+	for i := range recs {
+		if err := recs[i].check(region); err != nil {
+			return nil, fmt.Errorf("engine: store: versions of %s: record %d: %w", region, i, err)
+		}
+	}
 	return recs, nil
+}
+
+// check refuses a record no writer writes: one damaged on disk while still
+// JSON (a byte of a state, a region or a date changed) must make the
+// region's records unreadable, not skip a version or move it elsewhere.
+func (r *Record) check(region string) error {
+	switch {
+	case r.Region != region:
+		return fmt.Errorf("region %q in the file of %s", r.Region, region)
+	case r.Version == "" || len(r.Version) > 32:
+		return fmt.Errorf("version %q", r.Version)
+	case !validDate(r.EffectiveFrom):
+		return fmt.Errorf("version %s: effective_from %d is not a date", r.Version, r.EffectiveFrom)
+	case len(r.SHA256) != 2*sha256.Size || strings.ToLower(r.SHA256) != r.SHA256:
+		return fmt.Errorf("version %s: sha256 %q", r.Version, r.SHA256)
+	case r.State != StateActive && r.State != StateWithdrawn:
+		return fmt.Errorf("version %s: state %q", r.Version, r.State)
+	case r.Source != "world" && r.Source != "upload":
+		return fmt.Errorf("version %s: source %q", r.Version, r.Source)
+	}
+	if _, err := hex.DecodeString(r.SHA256); err != nil {
+		return fmt.Errorf("version %s: sha256 %q", r.Version, r.SHA256)
+	}
+	return nil
+}
+
+// validDate: a real calendar day of years 1–9999.
+func validDate(d abi.Date) bool {
+	y, m, day := int(d.Year()), time.Month(d.Month()), int(d.Day())
+	if y < 1 || y > 9999 || m < 1 || m > 12 || day < 1 {
+		return false
+	}
+	return time.Date(y, m, day, 0, 0, 0, 0, time.UTC).Day() == day
 }
 
 // Regions lists the regions with version records.

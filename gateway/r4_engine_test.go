@@ -444,3 +444,77 @@ func TestR4SupersededVersionReleasesItsInstances(t *testing.T) {
 		t.Fatalf("settle under superseded v2025: %d %s", status, out)
 	}
 }
+
+// TestR4DamagedVersionRecordBlocksTheRegion: a region's version records
+// that still parse as JSON but hold a record no writer writes (a state or
+// source misspelt by one damaged byte, another region's record, a hash
+// that is not one) were read as they were: a version whose state is not
+// "active" was skipped without a word, and its dates settled under the
+// version before it; a record naming another region was scheduled there.
+// Such records make the region's records unreadable, as a file that does
+// not parse does: the region's bills are refused until they are repaired.
+func TestR4DamagedVersionRecordBlocksTheRegion(t *testing.T) {
+	eng, _ := testenv.Engine(t)
+	sumOf := func(store *engine.Store) string {
+		sum, err := store.PutModule(referenceWasm(t, "371600", "v2024"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(string) string
+	}{
+		{"state", func(s string) string { return strings.Replace(s, `"active"`, `"activd"`, 1) }},
+		{"source", func(s string) string { return strings.Replace(s, `"upload"`, `"uploaf"`, 1) }},
+		{"region", func(s string) string { return strings.Replace(s, `"region": "371600"`, `"region": "371601"`, 1) }},
+		{"sha256", func(s string) string { return strings.Replace(s, `"sha256": "`, `"sha256": "x`, 1) }},
+		{"version", func(s string) string { return strings.Replace(s, `"version": "u1"`, `"version": ""`, 1) }},
+		{"effective_from", func(s string) string { return strings.Replace(s, `20250101`, `20251301`, 1) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store, err := engine.OpenStore(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sumOf(store)
+			if err := store.Update("371600", func(recs []engine.Record) ([]engine.Record, error) {
+				return append(recs, engine.Record{Region: "371600", Version: "u1", EffectiveFrom: 20250101, SHA256: sum, State: engine.StateActive, Source: "upload"}), nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "versions", "371600.json")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damaged := tc.damage(string(b))
+			if damaged == string(b) {
+				t.Fatalf("nothing damaged in %s", b)
+			}
+			if err := os.WriteFile(path, []byte(damaged), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			policies := &engine.Policies{}
+			old := &engine.Native{Region: "371600"}
+			policies.Put("371600", engine.Version{Name: "w2024", EffectiveFrom: 20240101, Module: old})
+			if err := NewVersions(eng, store, policies, zerolog.Nop()).LoadStored(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for _, region := range []string{"371600", "371601"} {
+				ver, ok := policies.Lookup(region, 20250601)
+				if !ok {
+					continue
+				}
+				var in abi.Input
+				var out abi.Output
+				var ce *engine.CallError
+				if err := ver.Module.Call(context.Background(), &in, nil, &out); !errors.As(err, &ce) || ce.Kind != engine.FailUnavailable {
+					t.Errorf("%s on 2025-06-01 is settled under %s (%v); want the region's bills refused", region, ver.Name, err)
+				}
+			}
+		})
+	}
+}
