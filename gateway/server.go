@@ -557,7 +557,7 @@ func (s *Server) toError(ctx *fasthttp.RequestCtx, err error) *Error {
 		// request needed could not be read, so nothing was done. Logged,
 		// as it needs an operator; /healthz says so too.
 		s.log.Error().Str("error", redactIDs(err.Error())).Uint64("req", ctx.ID()).Msg("ledger read failed")
-		s.db.ReportUnreadable()
+		s.db.ReportUnreadable(err)
 		return &Error{Status: 503, Code: "ledger_unreadable", Message: "the ledger could not read what this request needs; nothing was written; retry later with the same request_id", RetryAfter: "1", Cause: err}
 	}
 	if errors.Is(err, ledger.ErrClosed) {

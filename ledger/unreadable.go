@@ -38,11 +38,16 @@ func (db *DB) noteReadError() {
 	db.readErrorAt.Store(time.Now().UnixNano())
 }
 
-// ReportUnreadable records that a caller met ErrUnreadable now. The failed
-// file reads are recorded where they happen, but data that reads back and
-// fails its checksum (a damaged blob file's block) may reach callers only
-// as the error: the health check must know of it as well.
-func (db *DB) ReportUnreadable() {
+// ReportUnreadable records that a caller met err (ErrUnreadable) now. The
+// failed file reads are recorded where they happen, but data that reads
+// back and fails its checksum (a damaged blob file's block) may reach
+// callers only as the error, without Pebble's DataCorruption event: the
+// health check must know of it, and ReadErrors count it, as well (a
+// corruption the event reported carries its details and was counted).
+func (db *DB) ReportUnreadable(err error) {
+	if pebble.IsCorruptionError(err) && pebble.ExtractDataCorruptionInfo(err) == nil {
+		db.readErrors.Add(1)
+	}
 	db.readErrorAt.Store(time.Now().UnixNano())
 }
 
