@@ -109,3 +109,31 @@ func redactIDs(s string) string {
 	}
 	return string(append(out, s[i:]...))
 }
+
+// redactQuoted replaces every Go-quoted string ("…", as %q writes it) in s
+// with "[redacted]": a host check's error quotes what the policy wrote.
+func redactQuoted(s string) string {
+	out := []byte(nil)
+	i := 0
+	for j := 0; j < len(s); j++ {
+		if s[j] != '"' {
+			continue
+		}
+		k := j + 1
+		for k < len(s) && s[k] != '"' {
+			if s[k] == '\\' {
+				k++
+			}
+			k++
+		}
+		if k >= len(s) {
+			break // unterminated: left as it is
+		}
+		out = append(append(out, s[i:j]...), `"[redacted]"`...)
+		i, j = k+1, k
+	}
+	if out == nil {
+		return s
+	}
+	return string(append(out, s[i:]...))
+}

@@ -8,15 +8,20 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
 	"medgate/engine"
+	"medgate/engine/abi"
 	"medgate/engine/wasmgen"
 )
 
@@ -313,5 +318,141 @@ func TestR4CorruptBlockIsCounted(t *testing.T) {
 	}
 	if d := after["medgate_ledger_read_errors_total{}"] - before["medgate_ledger_read_errors_total{}"]; d < 1 {
 		t.Errorf("a 503 ledger_unreadable moved medgate_ledger_read_errors_total by %g, want at least 1", d)
+	}
+}
+
+// A failed ledger write is one commit failure, no settlement, a 503; the
+// ledger reports itself read-only on /metrics and /healthz.
+func TestR4MetricsLedgerWriteFailure(t *testing.T) {
+	for _, kind := range []string{"sync", "write"} {
+		t.Run(kind, func(t *testing.T) {
+			fault := walFault(kind)
+			h := &harness{tb: t, fs: errorfs.Wrap(vfs.NewMem(), fault), dir: "ledger", policies: &engine.Policies{},
+				world: refWorld(t, map[string][]string{"371600": {empActive}})}
+			h.versions = referenceVersions(t, h.policies)
+			h.start()
+			t.Cleanup(h.stopAfterFailure)
+			const tok = "tok-H3716020001"
+			mustDo(t, h, 200, "POST", "/v1/settlements", tok, settleBody("WF-1", "EMP1", "371600", chronicVisit, oneLine))
+			before := scrape(t, h)
+			if before["medgate_ledger_read_only{}"] != 0 {
+				t.Fatal("read-only before the fault")
+			}
+			fault.On()
+			mustDo(t, h, 503, "POST", "/v1/settlements", tok, settleBody("WF-2", "EMP1", "371600", chronicVisit, oneLine))
+			after := scrape(t, h)
+			checkDelta(t, "failed write", before, after, counted{
+				req("/v1/settlements", "POST", 503): 1, dur("/v1/settlements", "POST", "5xx"): 1,
+				`medgate_policy_call_duration_seconds_count{region="371600",version="v2024"}`: 1,
+				"medgate_ledger_commit_failures_total{}":                                      1,
+			})
+			if after["medgate_ledger_read_only{}"] != 1 {
+				t.Errorf("medgate_ledger_read_only %g after a failed write", after["medgate_ledger_read_only{}"])
+			}
+			if _, body := h.do("GET", "/healthz", "", nil); string(body) != `{"status":"degraded","ledger":"read_only"}` {
+				t.Errorf("healthz after a failed write: %s", body)
+			}
+			// Later writes are refused without a commit: no more failures.
+			before = scrape(t, h)
+			mustDo(t, h, 503, "POST", "/v1/settlements", tok, settleBody("WF-3", "EMP1", "371600", chronicVisit, oneLine))
+			checkDelta(t, "refused write", before, scrape(t, h), counted{
+				req("/v1/settlements", "POST", 503): 1, dur("/v1/settlements", "POST", "5xx"): 1,
+				`medgate_policy_call_duration_seconds_count{region="371600",version="v2024"}`: 1,
+			})
+		})
+	}
+}
+
+// A nearly full disk shows on /healthz and /metrics while it lasts, and
+// both recover by themselves once space is freed.
+func TestR4HealthLowDiskRecovers(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(10 << 30)
+	h := &harness{tb: t, fs: vfs.NewMem(), dir: "ledger", policies: &engine.Policies{}, minFree: 1 << 30,
+		freeSpace: func(string) (uint64, error) { return free.Load(), nil },
+		world:     refWorld(t, map[string][]string{"371600": {empActive}})}
+	h.versions = referenceVersions(t, h.policies)
+	h.start()
+	t.Cleanup(h.stop)
+	wait := func(want string, low float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, body := h.do("GET", "/healthz", "", nil)
+			m := scrape(t, h)
+			if string(body) == want && m["medgate_ledger_low_disk{}"] == low {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("healthz %s, low_disk %g; want %s and %g", body, m["medgate_ledger_low_disk{}"], want, low)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wait(`{"status":"ok"}`, 0)
+	free.Store(1 << 20)
+	wait(`{"status":"degraded","ledger":"disk_full"}`, 1)
+	before := scrape(t, h)
+	mustDo(t, h, 503, "POST", "/v1/settlements", "tok-H3716020001", settleBody("LD-1", "EMP1", "371600", chronicVisit, oneLine))
+	checkDelta(t, "disk full", before, scrape(t, h), counted{
+		req("/v1/settlements", "POST", 503): 1, dur("/v1/settlements", "POST", "5xx"): 1,
+		`medgate_policy_call_duration_seconds_count{region="371600",version="v2024"}`: 1,
+	})
+	free.Store(10 << 30)
+	wait(`{"status":"ok"}`, 0)
+	mustDo(t, h, 200, "POST", "/v1/settlements", "tok-H3716020001", settleBody("LD-1", "EMP1", "371600", chronicVisit, oneLine))
+}
+
+// Each way a policy call fails is counted once, under its kind, for a
+// settlement as for a quote; the policy's own words never reach the logs.
+func TestR4MetricsPolicyFailureKinds(t *testing.T) {
+	h, eng := twoRegionHarness(t)
+	logs := logTo(h, zerolog.DebugLevel)
+	const secret = "E11.902 of 371602198807154321"
+	for i, c := range []struct {
+		kind, version string
+		wasm          []byte
+		status        int
+	}{
+		{"timeout", "loop", wasmgen.Policy(1, 8192, wasmgen.Concat(wasmgen.Forever(), wasmgen.I64Const(0))).Bytes(), 422},
+		{"check", "negative", answerModule(abi.Output{Basic: -5}), 422},
+		{"check", "counter", answerModule(abi.Output{Changes: []abi.Counter{{Name: secret, Value: 1}}}), 422},
+		{"malformed_answer", "outside", wasmgen.Policy(1, 8192, wasmgen.Answer(1024, 1<<20)).Bytes(), 422},
+		{"refused", "refuses", answerModule(abi.Output{Refusal: "refused: " + secret}), 422},
+	} {
+		m, err := eng.Load(context.Background(), "152500", c.version, c.wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.policies.Put("152500", engine.Version{Name: c.version, EffectiveFrom: 20230101, Module: m})
+		for _, route := range []string{"/v1/settlements", "/v1/settlements/quote"} {
+			before := scrape(t, h)
+			b := settleBody(fmt.Sprintf("PK-%d", i), "EMP2", "152500", chronicVisit, oneLine)
+			if route != "/v1/settlements" {
+				b = bytes.Replace(b, []byte(fmt.Sprintf(`"request_id":"PK-%d",`, i)), nil, 1)
+			}
+			mustDo(t, h, c.status, "POST", route, "tok-H3716020001", b)
+			checkDelta(t, c.version+" "+route, before, scrape(t, h), counted{
+				req(route, "POST", c.status): 1, dur(route, "POST", "4xx"): 1,
+				fmt.Sprintf(`medgate_policy_call_duration_seconds_count{region="152500",version=%q}`, c.version):         1,
+				fmt.Sprintf(`medgate_policy_call_failures_total{kind=%q,region="152500",version=%q}`, c.kind, c.version): 1,
+			})
+		}
+	}
+	if out := logs.String(); strings.Contains(out, "371602198807154321") || strings.Contains(out, "E11.902") {
+		t.Errorf("the logs quote what a policy wrote:\n%s", out)
+	}
+}
+
+func TestR4RedactQuoted(t *testing.T) {
+	for in, want := range map[string]string{
+		`counter_name: counter name "E11.902 x" is malformed`: `counter_name: counter name "[redacted]" is malformed`,
+		`counter "a\"b" changed twice; "c"`:                   `counter "[redacted]" changed twice; "[redacted]"`,
+		`deductible 5 fen exceeds eligible 4`:                 `deductible 5 fen exceeds eligible 4`,
+		`open "quote`:                                         `open "quote`,
+	} {
+		if got := redactQuoted(in); got != want {
+			t.Errorf("redactQuoted(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -393,7 +393,10 @@ func (s *Service) policyError(err error) error {
 		ev.Msg("policy call timed out")
 		return &Error{Status: 422, Code: "policy_timeout", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " did not answer within its time limit; nothing was settled", Cause: err}
 	case engine.FailCheck:
-		ev.Str("rule", ce.Rule).Err(ce.Err).Msg("policy answer broke a host check")
+		// The detail may quote a counter name, which the policy chose
+		// and may have made of the visit (a diagnosis): quoted text is
+		// masked, its amounts kept.
+		ev.Str("rule", ce.Rule).Str("error", redactQuoted(ce.Err.Error())).Msg("policy answer broke a host check")
 		return &Error{Status: 422, Code: "policy_answer_invalid", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " gave an answer that breaks rule " + ce.Rule + "; nothing was settled", Cause: err}
 	case engine.FailUnavailable:
 		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", RetryAfter: "1", Cause: err}
