@@ -456,3 +456,64 @@ func TestR4RedactQuoted(t *testing.T) {
 		}
 	}
 }
+
+// A request refused at capacity (503) and one whose header did not arrive
+// in time (408) are counted once each, under a route pattern.
+func TestR4MetricsOverloadAndTimeout(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	h.srv.http.ReadTimeout = 300 * time.Millisecond
+	h.srv.maxInflight = 0
+	before := scrape(t, h)
+	mustDo(t, h, 503, "GET", "/v1/settlements/S1", "tok-H3716020001", nil)
+	after := scrape(t, h)
+	checkDelta(t, "overloaded", before, after, counted{req("/v1/settlements/{}", "GET", 503): 1, dur("/v1/settlements/{}", "GET", "5xx"): 1})
+	if after["medgate_http_inflight_requests{}"] != 0 {
+		t.Errorf("inflight %g after a refusal", after["medgate_http_inflight_requests{}"])
+	}
+	h.srv.maxInflight = 4096
+
+	before = scrape(t, h)
+	c := h.rawConn(t)
+	defer c.Close()
+	c.Write([]byte("POST /v1/regions/371600/persons/371602198807154321/credits HTTP/1.1\r\nHost: g\r\n"))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatalf("no answer to a slow header: %v", err)
+	}
+	t.Logf("slow header: %d %s", resp.StatusCode(), resp.Body())
+	after = scrape(t, h)
+	var moved []string
+	for k, v := range after {
+		if strings.HasPrefix(k, "medgate_http_requests_total") && v != before[k] && !strings.Contains(k, "/metrics") {
+			moved = append(moved, k)
+		}
+	}
+	if len(moved) != 1 || after[moved[0]]-before[moved[0]] != 1 || strings.Contains(moved[0], "371602198807154321") {
+		t.Errorf("a %d moved %v", resp.StatusCode(), moved)
+	}
+	t.Log(moved)
+}
+
+// fasthttp's own messages (logged at debug level) never quote a request
+// that could not be read: its path may hold a person's id, its header a
+// token.
+func TestR4UnreadableRequestsNotQuotedInLogs(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	logs := logTo(h, zerolog.DebugLevel)
+	h.srv.http.Logger = fasthttpLogger{h.srv.log}
+	const person, token = "371602198807154321", "tok-region-371600"
+	for _, r := range []string{
+		"POST /v1/regions/371600/persons/" + person + "/credits HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer " + token + "\r\nContent-Length: x\r\n\r\n",
+		"POST /v1/regions/371600/persons/" + person + "/credits HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer " + token + "\r\nX-Bad\r\n\r\n",
+		"POST /v1/regions/371600/persons/" + person + "/credits\x01 HTTP/1.1\r\nHost: g\r\n\r\n",
+		"POST /v1/regions/371600/persons/" + person + "/credits HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer " + token + "\x01\r\n\r\n",
+		"POST /v1/regions/371600/persons/" + person + "/credits HTTP/1.1\r\nHost: g\r\nAuthorization Bearer " + token + "\r\n\r\n",
+	} {
+		st := rawExchange(t, h, r)
+		t.Logf("%v", st)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if out := logs.String(); strings.Contains(out, person) || strings.Contains(out, token) {
+		t.Errorf("the logs quote an unreadable request:\n%s", out)
+	}
+}

@@ -100,13 +100,17 @@ func NewServer(cfg ServerConfig) *Server {
 		MaxRequestBodySize: MaxUploadBytes + MaxBodyBytes,
 		// Connection-level errors (a body past its limit, a reset) are
 		// answered or counted already: logged at debug level only.
-		Logger:         fasthttpLogger{cfg.Logger},
-		ReadTimeout:    30 * time.Second,
-		WriteTimeout:   30 * time.Second,
-		IdleTimeout:    120 * time.Second,
-		ErrorHandler:   s.transportError,
-		HeaderReceived: s.bodyLimit,
-		ExpectHandler:  s.expect,
+		Logger: fasthttpLogger{cfg.Logger},
+		// fasthttp's errors about a request it could not read quote the
+		// request's bytes (the path may hold a person's id, the header a
+		// token): not their snippet, and fasthttpLogger masks the rest.
+		SecureErrorLogMessage: true,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ErrorHandler:          s.transportError,
+		HeaderReceived:        s.bodyLimit,
+		ExpectHandler:         s.expect,
 		// Bodies are read as sent, whatever their Content-Type: fasthttp
 		// would parse a multipart one (spooling large parts to temporary
 		// files) and refuse a JSON body so labelled as unreadable.
@@ -595,6 +599,13 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
 // fasthttpLogger writes fasthttp's own messages into the gateway's log.
 type fasthttpLogger struct{ log zerolog.Logger }
 
+// Its messages about a request it could not read quote parts of it
+// ("invalid request uri %q", a header line): quoted text and long digit
+// runs are masked.
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Debug().Str("component", "fasthttp").Msgf(format, args...)
+	ev := l.log.Debug()
+	if ev == nil {
+		return
+	}
+	ev.Str("component", "fasthttp").Msg(redactIDs(redactQuoted(fmt.Sprintf(format, args...))))
 }
