@@ -90,9 +90,11 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 		return err
 	}
 	var good []ledger.Person
+	var lines []int         // good[i]'s line
+	var balanceGiven []bool // good[i]'s line gave an account_balance
 	seen := map[string]int{}
 	bad := eachLine(ctx.PostBody(), func(n int, line []byte) error {
-		person, err := ParsePerson(region, line)
+		person, given, err := parsePerson(region, line)
 		if err != nil {
 			return err
 		}
@@ -101,6 +103,8 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 		}
 		seen[person.ID] = n
 		good = append(good, person)
+		lines = append(lines, n)
+		balanceGiven = append(balanceGiven, given)
 		return nil
 	})
 	// A settlement of a person computes with the registry record it reads
@@ -111,13 +115,38 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 		ids[i] = good[i].ID
 	}
 	unlock := s.svc.lockPersons(region, ids)
-	created, err := s.db.PutPersons(good)
+	ws, err := s.db.UpsertPersons(good)
 	unlock()
 	if err != nil {
 		return err
 	}
+	// account_balance opens a new person's account only: a line that gave
+	// one for a known person is listed with the opening balance recorded,
+	// so that a region reading "updated" does not take its balance as
+	// applied (and credit the difference on top of it).
+	created := 0
+	notApplied := []balanceNotApplied{}
+	for i, w := range ws {
+		if w.Created {
+			created++
+		} else if balanceGiven[i] {
+			notApplied = append(notApplied, balanceNotApplied{Line: lines[i], ID: good[i].ID,
+				AccountBalance: money.FormatFen(good[i].OpeningBalance), OpeningBalance: money.FormatFen(w.Opening)})
+		}
+	}
 	return s.writeJSON(ctx, 200, map[string]any{"region": region, "written": len(good), "created": created,
-		"updated": len(good) - created, "rejected": nonNil(bad)})
+		"updated": len(good) - created, "rejected": nonNil(bad), "balance_not_applied": notApplied})
+}
+
+// balanceNotApplied is a persons line whose account_balance was not
+// applied because the person was already known: OpeningBalance is the
+// one recorded when the person was created (the running balance is that,
+// plus credits, minus what settlements paid from the account).
+type balanceNotApplied struct {
+	Line           int    `json:"line"`
+	ID             string `json:"id"`
+	AccountBalance string `json:"account_balance"`
+	OpeningBalance string `json:"opening_balance"`
 }
 
 func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string, replace bool) error {

@@ -31,6 +31,18 @@ var knownGroups = map[string]bool{"destitute": true, "subsistence": true, "low_i
 
 // ParsePerson parses and validates one person line of region.
 func ParsePerson(region string, line []byte) (ledger.Person, error) {
+	p, _, err := parsePerson(region, line)
+	return p, err
+}
+
+// parsePerson is ParsePerson, also saying whether the line gave an
+// account_balance.
+func parsePerson(region string, line []byte) (p ledger.Person, balanceGiven bool, err error) {
+	p, err = parsePersonRecord(region, line, &balanceGiven)
+	return p, balanceGiven, err
+}
+
+func parsePersonRecord(region string, line []byte, balanceGiven *bool) (ledger.Person, error) {
 	var r PersonRecord
 	if err := strictJSON(line, &r); err != nil {
 		return ledger.Person{}, fmt.Errorf("not a valid person object: %v", err)
@@ -91,6 +103,7 @@ func ParsePerson(region string, line []byte) (ledger.Person, error) {
 			return p, fmt.Errorf("account_balance %q %v", r.AccountBalance, err)
 		}
 		p.OpeningBalance = bal
+		*balanceGiven = true
 	}
 	if r.EnrolledOn != "" {
 		d, ok := ParseDate([]byte(r.EnrolledOn))

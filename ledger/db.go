@@ -698,19 +698,42 @@ func (db *DB) Catalog(region string) (*Catalog, bool) {
 // created counts the new persons. When the same person appears more than
 // once, it is as if they were upserted in order.
 func (db *DB) PutPersons(ps []Person) (created int, err error) {
+	ws, err := db.UpsertPersons(ps)
+	for _, w := range ws {
+		if w.Created {
+			created++
+		}
+	}
+	return created, err
+}
+
+// PersonWrite is what an upsert did with one person: Created, or not,
+// and then Opening is the opening balance recorded when the person was
+// created (the OpeningBalance given was not applied).
+type PersonWrite struct {
+	Created bool
+	Opening int64 // fen; for a person that was already known
+}
+
+// UpsertPersons is PutPersons answering, for each of ps in order, whether
+// it created the person and, for a known one, the opening balance recorded
+// at its creation: a region re-sending a person with another balance must
+// be able to see that it was not applied.
+func (db *DB) UpsertPersons(ps []Person) ([]PersonWrite, error) {
 	for i := range ps {
 		p := &ps[i]
 		if p.ID == "" || p.Region == "" {
-			return 0, invalidRecord("person %d: empty id or region", i)
+			return nil, invalidRecord("person %d: empty id or region", i)
 		}
 		if p.OpeningBalance < 0 {
-			return 0, invalidRecord("person %q: negative opening balance", p.ID)
+			return nil, invalidRecord("person %q: negative opening balance", p.ID)
 		}
 	}
 	if len(ps) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	ps = append([]Person(nil), ps...)
+	ws := make([]PersonWrite, len(ps))
 	r := &request{done: make(chan struct{}, 1)}
 	r.op = func(b *pebble.Batch) (int, error) {
 		type pk struct{ region, id string }
@@ -729,10 +752,43 @@ func (db *DB) PutPersons(ps []Person) (created int, err error) {
 			switch {
 			case err == nil:
 				_ = closer.Close()
+				// The opening balance recorded at creation; stores
+				// written before that record existed have it in the
+				// person record (audit.go).
+				k = appendOpeningKey(k[:0], ps[i].Region, ps[i].ID)
+				found, err := getIn(b, k, func(v []byte) (err error) {
+					ws[i].Opening, err = decodeBalance(v)
+					return err
+				})
+				if err != nil {
+					return 0, err
+				}
+				if !found {
+					k = appendPersonKey(k[:0], ps[i].Region, ps[i].ID)
+					if _, err := getIn(b, k, func(v []byte) error {
+						rec, err := decodePerson(v)
+						ws[i].Opening = rec.OpeningBalance
+						return err
+					}); err != nil {
+						return 0, err
+					}
+				}
 			case errors.Is(err, pebble.ErrNotFound):
 				isNew[i] = true
 			default:
 				return 0, err
+			}
+		}
+		// A person given twice is known from its second line on.
+		for i := range ps {
+			j := first[pk{ps[i].Region, ps[i].ID}]
+			switch {
+			case j == i:
+				ws[i].Created = isNew[i]
+			case isNew[j]:
+				ws[i].Opening = ps[j].OpeningBalance
+			default:
+				ws[i].Opening = ws[j].Opening
 			}
 		}
 		n := 0
@@ -760,7 +816,10 @@ func (db *DB) PutPersons(ps []Person) (created int, err error) {
 		}
 		return n, nil
 	}
-	return db.submit(r)
+	if _, err := db.submit(r); err != nil {
+		return nil, err
+	}
+	return ws, nil
 }
 
 // Person returns the registry record of (region, id). Its

@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestR4UpsertSaysWhenABalanceWasNotApplied: account_balance opens a new
+// person's account only. A region re-sending a known person with another
+// balance was answered "updated":1 and nothing else, as if its balance
+// had been applied; it could then credit the difference a second time.
+// The answer now lists, per line, the balances not applied with the
+// opening balance recorded, and the balance itself is left alone.
+func TestR4UpsertSaysWhenABalanceWasNotApplied(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	const path, tok = "/v1/regions/371600/persons", "tok-region-371600"
+	type answer struct {
+		Written, Created, Updated int
+		Rejected                  []LineError
+		BalanceNotApplied         []struct {
+			Line           int
+			ID             string
+			AccountBalance string `json:"account_balance"`
+			OpeningBalance string `json:"opening_balance"`
+		} `json:"balance_not_applied"`
+	}
+	upsert := func(body string) answer {
+		t.Helper()
+		status, out := h.do("POST", path, tok, []byte(body))
+		var a answer
+		if status != 200 || json.Unmarshal(out, &a) != nil || a.BalanceNotApplied == nil {
+			t.Fatalf("upsert: %d %s", status, out)
+		}
+		return a
+	}
+	p2 := strings.Replace(strings.Replace(empActive, "EMP1", "NEW2", 1), "1000.00", "300.00", 1)
+	a := upsert(p2 + "\n")
+	if a.Created != 1 || len(a.BalanceNotApplied) != 0 {
+		t.Fatalf("a new person: %+v", a)
+	}
+	// Line 1 a known person with another balance, line 2 bad, line 3 a
+	// known person without one, lines 4 and 5 new persons.
+	noBal := strings.Replace(strings.Replace(empActive, `"account_balance":"1000.00",`, "", 1), "EMP1", "NEW2", 1)
+	if !strings.Contains(empActive, `"account_balance":"1000.00",`) {
+		t.Fatal("fixture changed")
+	}
+	body := strings.Replace(empActive, "1000.00", "1500.00", 1) + "\r\n" +
+		"{bad\r\n" +
+		noBal + "\r\n" +
+		strings.Replace(empActive, "EMP1", "NEW3", 1) + "\r\n" +
+		strings.Replace(empActive, "EMP1", "NEW4", 1)
+	a = upsert(body)
+	if a.Written != 4 || a.Created != 2 || a.Updated != 2 || len(a.Rejected) != 1 || a.Rejected[0].Line != 2 {
+		t.Fatalf("counts: %+v", a)
+	}
+	if len(a.BalanceNotApplied) != 1 {
+		t.Fatalf("balances not applied: %+v", a.BalanceNotApplied)
+	}
+	if b := a.BalanceNotApplied[0]; b.Line != 1 || b.ID != "EMP1" || b.AccountBalance != "1500.00" || b.OpeningBalance != "1000.00" {
+		t.Fatalf("balance not applied: %+v", b)
+	}
+	// The same balance re-sent is not applied either (it is the opening
+	// one, said so); the balance is unchanged throughout.
+	a = upsert(p2)
+	if len(a.BalanceNotApplied) != 1 || a.BalanceNotApplied[0].OpeningBalance != "300.00" || a.BalanceNotApplied[0].AccountBalance != "300.00" {
+		t.Fatalf("same balance again: %+v", a.BalanceNotApplied)
+	}
+	if bal, err := h.db.Balance("371600", "EMP1"); err != nil || bal != 100000 {
+		t.Fatalf("EMP1's balance %d %v", bal, err)
+	}
+}
