@@ -70,3 +70,43 @@ func TestR4UpsertSaysWhenABalanceWasNotApplied(t *testing.T) {
 		t.Fatalf("EMP1's balance %d %v", bal, err)
 	}
 }
+
+// TestR4RejectedLinesAreBounded: every refused NDJSON line was listed
+// with its reason, so one body of 32 MiB ("x\n" 16 million times) made an
+// answer of 1.8 GB. The listing now stops at MaxRejectedListed lines
+// (the first ones, numbered exactly) and rejected_total counts them all;
+// the good lines after them are still written.
+func TestR4RejectedLinesAreBounded(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	const bad = 5 * MaxRejectedListed
+	body := "\r\n" + strings.Repeat("x\r\n", bad) + strings.Replace(empActive, "EMP1", "LAST", 1)
+	type answer struct {
+		Written       int
+		Rejected      []LineError
+		RejectedTotal *int `json:"rejected_total"`
+	}
+	check := func(what string, status int, out []byte, wantStatus, written int) {
+		t.Helper()
+		var a answer
+		if status != wantStatus || json.Unmarshal(out, &a) != nil {
+			t.Fatalf("%s: %d %.300s", what, status, out)
+		}
+		if a.Written != written || len(a.Rejected) != MaxRejectedListed || a.RejectedTotal == nil || *a.RejectedTotal != bad {
+			t.Fatalf("%s: written %d, %d listed, total %v", what, a.Written, len(a.Rejected), a.RejectedTotal)
+		}
+		if a.Rejected[0].Line != 2 || a.Rejected[MaxRejectedListed-1].Line != MaxRejectedListed+1 {
+			t.Fatalf("%s: lines %d..%d", what, a.Rejected[0].Line, a.Rejected[MaxRejectedListed-1].Line)
+		}
+	}
+	status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(body))
+	check("persons", status, out, 200, 1)
+	if _, ok, err := h.db.Person("371600", "LAST"); !ok || err != nil {
+		t.Fatalf("the good line after the bad ones was not written: %v", err)
+	}
+	code := `{"code":"XLAST","class":"A"}`
+	body = "\r\n" + strings.Repeat("x\r\n", bad) + code
+	status, out = h.do("POST", "/v1/regions/371600/catalog", "tok-region-371600", []byte(body))
+	check("catalog upsert", status, out, 200, 1)
+	status, out = h.do("PUT", "/v1/regions/371600/catalog", "tok-region-371600", []byte(body))
+	check("catalog replacement", status, out, 400, 0)
+}

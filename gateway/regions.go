@@ -63,8 +63,11 @@ type LineError struct {
 // limit would have stopped at a long one and dropped every line after it).
 // A UTF-8 byte order mark opening the body (a file saved by a Windows
 // tool) is not part of its first line.
-func eachLine(body []byte, fn func(n int, line []byte) error) []LineError {
-	var bad []LineError
+//
+// At most MaxRejectedListed refused lines are listed; total counts them
+// all. A body of 32 MiB holds 16 million lines, and listing each with its
+// reason built an answer of about 1.8 GB.
+func eachLine(body []byte, fn func(n int, line []byte) error) (bad []LineError, total int) {
 	body = bytes.TrimPrefix(body, utf8BOM)
 	for n := 1; len(body) > 0; n++ {
 		line := body
@@ -78,11 +81,17 @@ func eachLine(body []byte, fn func(n int, line []byte) error) []LineError {
 			continue
 		}
 		if err := fn(n, line); err != nil {
-			bad = append(bad, LineError{Line: n, Reason: err.Error()})
+			if total++; len(bad) < MaxRejectedListed {
+				bad = append(bad, LineError{Line: n, Reason: err.Error()})
+			}
 		}
 	}
-	return bad
+	return bad, total
 }
+
+// MaxRejectedListed bounds the refused lines an NDJSON answer lists
+// (the first ones, in line order); rejected_total counts them all.
+const MaxRejectedListed = 1000
 
 func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 	region := params[0]
@@ -93,7 +102,7 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 	var lines []int         // good[i]'s line
 	var balanceGiven []bool // good[i]'s line gave an account_balance
 	seen := map[string]int{}
-	bad := eachLine(ctx.PostBody(), func(n int, line []byte) error {
+	bad, badTotal := eachLine(ctx.PostBody(), func(n int, line []byte) error {
 		person, given, err := parsePerson(region, line)
 		if err != nil {
 			return err
@@ -135,7 +144,7 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 		}
 	}
 	return s.writeJSON(ctx, 200, map[string]any{"region": region, "written": len(good), "created": created,
-		"updated": len(good) - created, "rejected": nonNil(bad), "balance_not_applied": notApplied})
+		"updated": len(good) - created, "rejected": nonNil(bad), "rejected_total": badTotal, "balance_not_applied": notApplied})
 }
 
 // balanceNotApplied is a persons line whose account_balance was not
@@ -155,7 +164,7 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 	}
 	var good []ledger.CatalogEntry
 	seen := map[string]int{}
-	bad := eachLine(ctx.PostBody(), func(n int, line []byte) error {
+	bad, badTotal := eachLine(ctx.PostBody(), func(n int, line []byte) error {
 		e, err := ParseCatalogEntry(line)
 		if err != nil {
 			return err
@@ -172,7 +181,7 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 		// into class C: refuse it whole.
 		return s.writeJSON(ctx, 400, map[string]any{
 			"error":    map[string]string{"code": "invalid_catalog", "message": "a catalog replacement must be valid in full; nothing was written"},
-			"rejected": bad})
+			"rejected": bad, "rejected_total": badTotal})
 	}
 	_, hadOwn := s.db.Catalog(region)
 	parent := parentCatalog(s.db, region)
@@ -196,7 +205,7 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 	if err := s.db.PutCatalog(region, good, replace); err != nil {
 		return err
 	}
-	res := map[string]any{"region": region, "replaced": replace, "written": len(good), "rejected": nonNil(bad)}
+	res := map[string]any{"region": region, "replaced": replace, "written": len(good), "rejected": nonNil(bad), "rejected_total": badTotal}
 	if !hadOwn && len(good) > 0 && parent != "" {
 		// Say so: from now on this catalog, not the one above, decides
 		// for the region's hospitals, however few codes it has.
