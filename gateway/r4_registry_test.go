@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -109,4 +110,31 @@ func TestR4RejectedLinesAreBounded(t *testing.T) {
 	check("catalog upsert", status, out, 200, 1)
 	status, out = h.do("PUT", "/v1/regions/371600/catalog", "tok-region-371600", []byte(body))
 	check("catalog replacement", status, out, 400, 0)
+}
+
+// TestR4PersonIDsCanBeCredited: a person id is a segment of the credits
+// path. One with a backslash was accepted and could never be credited
+// (the path is normalized, "\" read as "/": 404), and one with a control
+// character was accepted too; both are now refused by the upsert, naming
+// the line, and nothing is written.
+func TestR4PersonIDsCanBeCredited(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	for _, id := range []string{`a\\b`, `x\u0000y`, `x\u007fy`, `tab\u0009`} {
+		line := strings.Replace(empActive, `"EMP1"`, `"`+id+`"`, 1)
+		status, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(line))
+		if status != 200 || !strings.Contains(string(out), `"written":0`) || !strings.Contains(string(out), `"line":1`) ||
+			!strings.Contains(string(out), "id must be") {
+			t.Errorf("person id %s: %d %s", id, status, out)
+		}
+	}
+	// Ids that need escaping but survive it are credited.
+	for _, id := range []string{"Q?x", "%41", "a#b", "é", "a;b=c"} {
+		line := strings.Replace(empActive, `"EMP1"`, `"`+id+`"`, 1)
+		mustDo(t, h, 200, "POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(line))
+		status, out := h.do("POST", "/v1/regions/371600/persons/"+url.PathEscape(id)+"/credits", "tok-region-371600",
+			[]byte(`{"reference":"R-`+url.QueryEscape(id)+`","amount":"1.00"}`))
+		if status != 200 || !strings.Contains(string(out), `"balance":"1001.00"`) {
+			t.Errorf("credit of %q: %d %s", id, status, out)
+		}
+	}
 }

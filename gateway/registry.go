@@ -49,9 +49,10 @@ func parsePersonRecord(region string, line []byte, balanceGiven *bool) (ledger.P
 	}
 	p := ledger.Person{ID: r.ID, Region: region}
 	// The id is a segment of the credits path: "." and ".." would be
-	// normalized away by HTTP, leaving an account no region can credit.
-	if r.ID == "" || len(r.ID) > MaxIDLen || strings.ContainsAny(r.ID, " \t\r\n/") || r.ID == "." || r.ID == ".." {
-		return p, fmt.Errorf("id must be 1 to %d characters without spaces or slashes, other than . and ..", MaxIDLen)
+	// normalized away by HTTP, and a backslash read as a slash, leaving
+	// an account no region can credit.
+	if r.ID == "" || len(r.ID) > MaxIDLen || strings.ContainsAny(r.ID, " /\\") || hasControl(r.ID) || r.ID == "." || r.ID == ".." {
+		return p, fmt.Errorf("id must be 1 to %d characters without spaces, control characters, slashes or backslashes, other than . and ..", MaxIDLen)
 	}
 	f := &p.Facts
 	switch r.Scheme {
@@ -194,4 +195,14 @@ func (r HospitalRecord) Hospital() (ledger.Hospital, error) {
 		return ledger.Hospital{}, fmt.Errorf("hospital %s: level %d is not 1, 2 or 3", r.ID, r.Level)
 	}
 	return ledger.Hospital{ID: r.ID, Region: r.Region, Level: r.Level, AssistanceDesignated: r.AssistanceDesignated}, nil
+}
+
+// hasControl says whether s has an ASCII control character.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
