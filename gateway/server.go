@@ -139,6 +139,18 @@ const readSlack = 2
 // hold readSlack MiB a connection for the read timeout.
 const anonymousBodyBytes = 64 << 10
 
+// keptBodyBytes is the largest request or answer body buffer a connection
+// keeps for its next request. fasthttp keeps each connection's buffers at
+// the largest size they ever grew to, and hands them with its request
+// context to the next connection when this one closes: one long bill or
+// upload on each of a hospital's keep-alive connections would otherwise
+// hold up to 2 MiB (33 MiB for an upload) apiece for as long as the
+// gateway runs. A larger buffer is dropped after its request (the request
+// body) or before the next one (the answer, which is written after
+// Handle returns); a request or answer past this size then costs a fresh
+// buffer from fasthttp's pool, a small one nothing more than a comparison.
+const keptBodyBytes = 64 << 10
+
 // bodyLimit is fasthttp's HeaderReceived: how many body bytes the server
 // reads for a request, decided from its header before any is read. Past
 // anonymousBodyBytes, only for a known token; only the routes that take
@@ -251,6 +263,8 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWit
 // transportError answers a request fasthttp could not read, with the
 // status fasthttp's own error handler (which this one replaces) would give.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Request.ReleaseBody(keptBodyBytes) // what was read of it
+	ctx.Response.ReleaseBody(keptBodyBytes)
 	e := s.transportErrorAnswer(ctx, err)
 	s.writeError(ctx, e)
 	// Counted and logged like any answer (Handle): a flood of oversized
@@ -314,6 +328,8 @@ func (s *Server) transportErrorAnswer(ctx *fasthttp.RequestCtx, err error) *Erro
 // status and duration; never the raw path, which may hold a person's id).
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	began := time.Now()
+	ctx.Response.ReleaseBody(keptBodyBytes) // the previous answer's buffer
+	defer ctx.Request.ReleaseBody(keptBodyBytes)
 	buf := paramBufs.Get().(*[4]string) // handlers' params escape: pooled, not allocated
 	r, params, err := s.match(ctx.Method(), ctx.Path(), buf[:0])
 	if identityEncoded(&ctx.Request.Header) {
