@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -76,5 +77,84 @@ func TestR4LargeBodyNotKeptByTheConnection(t *testing.T) {
 	t.Logf("heap in use: %d KiB before, %d KiB after (%+d KiB)", before>>10, after>>10, grown>>10)
 	if limit := int64(conns) * MaxBodyBytes / 4; grown > limit {
 		t.Fatalf("after one large request on each of %d connections and small ones since, the heap holds %d KiB more (limit %d KiB)", conns, grown>>10, limit>>10)
+	}
+}
+
+// bigBill is a settlement of 1,000 lines, each with codes trace codes
+// unique to tag.
+func bigBill(requestID, tag string, codes int) []byte {
+	var items bytes.Buffer
+	items.WriteByte('[')
+	for i := range MaxItems {
+		if i > 0 {
+			items.WriteByte(',')
+		}
+		items.WriteString(`{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00","trace_codes":[`)
+		for j := range codes {
+			if j > 0 {
+				items.WriteByte(',')
+			}
+			fmt.Fprintf(&items, `"%s-%04d-%03d"`, tag, i, j)
+		}
+		items.WriteString(`]}`)
+	}
+	items.WriteByte(']')
+	return settleBody(requestID, "EMP1", "371600", chronicVisit, items.String())
+}
+
+func settleRaw(body []byte) []byte {
+	return append([]byte(fmt.Sprintf("POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-H3716020001\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))), body...)
+}
+
+// A long bill's scratch space (its canonical form, the policy's encoded
+// input, its lines) must not go back to the pool at that size: under steady
+// traffic a pooled work is used again and again and never collected, and
+// each would keep the largest bill it ever carried. Nor may a pooled work
+// keep pointing into its last bill's body (the lines' codes, the visit),
+// which keeps that whole body alive.
+func TestR4LongBillNotPinnedByThePools(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	svc := h.srv.svc
+	hosp, ok := h.db.Hospital("H3716020001")
+	if !ok {
+		t.Fatal("no hospital")
+	}
+	settle := func(body []byte) {
+		t.Helper()
+		req, e := decodeSettle(body, false)
+		if e != nil {
+			t.Fatal(e)
+		}
+		res, err := svc.Settle(context.Background(), hosp, req, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ctx fasthttp.RequestCtx
+		h.srv.writeResult(&ctx, res)
+	}
+	for k := range 3 {
+		tag := fmt.Sprintf("B%d", k)
+		settle(bigBill("L-"+tag, tag, 40))
+		for j := range 3 {
+			settle(settleBody(fmt.Sprintf("S-%d-%d", k, j), "EMP1", "371600", chronicVisit, oneLine))
+		}
+		// The work the settlements just used (this goroutine's P's).
+		w := svc.work.Get().(*work)
+		if cap(w.canon) > keptWorkBytes || cap(w.encoded) > keptWorkBytes || cap(w.in.Lines) > keptWorkLines {
+			t.Fatalf("a pooled work kept a long bill's buffers: canonical %d KiB, input %d KiB, %d lines",
+				cap(w.canon)>>10, cap(w.encoded)>>10, cap(w.in.Lines))
+		}
+		for i, l := range w.in.Lines[:cap(w.in.Lines)] {
+			if l.Code != "" {
+				t.Fatalf("a pooled work's line %d still points into a bill (code %s)", i, l.Code)
+			}
+		}
+		if len(w.in.Visit.Diagnoses) > 0 || w.in.Hospital.TreatingRegion != "" {
+			t.Fatal("a pooled work still holds its last request's visit")
+		}
+		// The buffer the answers were rendered in.
+		if b := h.srv.bufs.Get().(*[]byte); cap(*b) > keptBodyBytes {
+			t.Fatalf("the answer buffer pool kept a long bill's answer's buffer: %d KiB", cap(*b)>>10)
+		}
 	}
 }

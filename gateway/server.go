@@ -554,8 +554,11 @@ func (s *Server) writeResult(ctx *fasthttp.RequestCtx, r *Result) {
 	ctx.SetContentType("application/json")
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetBody(b) // copies
-	*bp = b
-	s.bufs.Put(bp)
+	// A long answer's buffer is not kept (keptBodyBytes).
+	if cap(b) <= keptBodyBytes {
+		*bp = b
+		s.bufs.Put(bp)
+	}
 }
 
 // toError turns any error into the answer; errors that are not *Error are
@@ -608,8 +611,11 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *Error) {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="medgate"`)
 	}
 	ctx.SetBody(b)
-	*bp = b
-	s.bufs.Put(bp)
+	// A long answer's buffer is not kept (keptBodyBytes).
+	if cap(b) <= keptBodyBytes {
+		*bp = b
+		s.bufs.Put(bp)
+	}
 }
 
 // fasthttpLogger writes fasthttp's own messages into the gateway's log.

@@ -53,6 +53,31 @@ type work struct {
 	canon   []byte
 }
 
+// Past these, a request's work is not pooled again: a pooled work keeps its
+// buffers at the size they grew to, and one long bill (a megabyte of
+// canonical form and encoded input) would then be held by every work it
+// passed through for as long as traffic keeps them in use. A typical bill
+// (a few dozen lines, a few KiB) stays far below; a bill past them costs
+// a fresh work.
+const (
+	keptWorkBytes = 64 << 10
+	keptWorkLines = 256
+)
+
+// putWork returns w to the pool, unless a long bill grew it, without what
+// it points to: its lines' codes, visit and person point into the request's
+// body, which a work left in the pool would otherwise keep alive, all of
+// it, past its request.
+func (s *Service) putWork(w *work) {
+	if cap(w.canon) > keptWorkBytes || cap(w.encoded) > keptWorkBytes || cap(w.in.Lines) > keptWorkLines {
+		return
+	}
+	clear(w.in.Lines)
+	clear(w.in.Counters)
+	w.in = abi.Input{Lines: w.in.Lines[:0], Counters: w.in.Counters[:0]}
+	s.work.Put(w)
+}
+
 // Result is what a settlement, quote, reversal or lookup answers.
 type Result struct {
 	Entry    *ledger.Entry
@@ -102,7 +127,7 @@ func (s *Service) lockPersons(region string, ids []string) (unlock func()) {
 // Settle computes a settlement for hospital h and, unless quote, appends it.
 func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequest, quote bool) (*Result, error) {
 	w := s.work.Get().(*work)
-	defer s.work.Put(w)
+	defer s.putWork(w)
 
 	var bodyHash [32]byte
 	if !quote {
@@ -438,7 +463,7 @@ func (s *Service) Reverse(ctx context.Context, hospital, id string, req *Reversa
 		return nil, notFound("no settlement %s for this hospital", id)
 	}
 	w := s.work.Get().(*work)
-	defer s.work.Put(w)
+	defer s.putWork(w)
 	w.canon = append(append(append(w.canon[:0], "reversal\x00"...), id...), 0)
 	w.canon = append(w.canon, req.Reason...)
 	bodyHash := sha256.Sum256(w.canon)
