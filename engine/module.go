@@ -68,6 +68,10 @@ const slowPenalty = 10 * time.Second
 // SHA256Hex is the module's hash in hex.
 func (m *Module) SHA256Hex() string { return hex.EncodeToString(m.SHA256[:]) }
 
+// Closed reports whether Close was called: the module is withdrawn and
+// nothing may call it again.
+func (m *Module) Closed() bool { return m.closed.Load() }
+
 // Live is the number of instances currently alive (idle or in use).
 func (m *Module) Live() int { return int(m.live.Load()) }
 

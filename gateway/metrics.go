@@ -271,6 +271,19 @@ func (m *Metrics) policyCall(r engine.Runner, region, version string, took time.
 	}
 }
 
+// forgetClosed drops the cached timings of modules that were closed
+// (withdrawn versions): keyed by the module, the cache would otherwise keep
+// each one, its decoded code and data, for the gateway's life. Their
+// series stay registered, as counted.
+func (m *Metrics) forgetClosed() {
+	m.calls.Range(func(k, _ any) bool {
+		if c, ok := k.(interface{ Closed() bool }); ok && c.Closed() {
+			m.calls.Delete(k)
+		}
+		return true
+	})
+}
+
 // stateCollector reads, at scrape time, what the server holds: the
 // instances alive in each policy version's pool and the ledger's state.
 type stateCollector struct{ s *Server }

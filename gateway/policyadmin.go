@@ -312,6 +312,8 @@ func (s *Server) withdrawPolicy(ctx *fasthttp.RequestCtx, p Principal, params []
 		return err
 	}
 	rec, err := s.versions.Withdraw(region, version)
+	// Withdraw closed the module once no call of it was in flight.
+	s.metrics.forgetClosed()
 	replayed := false
 	switch {
 	case errors.Is(err, errNoVersion):

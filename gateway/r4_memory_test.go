@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"medgate/engine"
 )
 
 // heapInuse is the heap in use after two collections (sync.Pool keeps
@@ -156,5 +160,47 @@ func TestR4LongBillNotPinnedByThePools(t *testing.T) {
 		if b := h.srv.bufs.Get().(*[]byte); cap(*b) > keptBodyBytes {
 			t.Fatalf("the answer buffer pool kept a long bill's answer's buffer: %d KiB", cap(*b)>>10)
 		}
+	}
+}
+
+// A withdrawn version's module (its decoded code and data, up to an
+// upload's size) must be collectable once nothing can call it. The
+// policy-call timings kept each module that ever served a settlement as
+// the key of their cache of histograms, for the gateway's life: a region
+// publishing and withdrawing versions pinned every one.
+func TestR4WithdrawnModuleNotPinnedByMetrics(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	var collected atomic.Bool
+	func() {
+		status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+			upload("371600", "v2025", "2025-01-01", referenceWasm(t, "371600", "v2023"), readCases(t, "371600-v2023.json"), demoKey("371600")))
+		if status != 201 {
+			t.Fatalf("publish: %d %s", status, out)
+		}
+		ver, ok := h.policies.Lookup("371600", 20250601)
+		m, isModule := ver.Module.(*engine.Module)
+		if !ok || ver.Name != "v2025" || !isModule {
+			t.Fatalf("v2025 not in force on 2025-06-01: %+v", ver)
+		}
+		runtime.AddCleanup(m, func(b *atomic.Bool) { b.Store(true) }, &collected)
+	}()
+	status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("W-1", "EMP1", "371600", chronicVisit, oneLine))
+	if a := decodeAnswer(t, out); status != 200 || a.Policy["version"] != "v2025" {
+		t.Fatalf("settle on v2025: %d %s", status, out)
+	}
+	if status, out := h.do("POST", "/v1/regions/371600/policies/v2025/withdraw", "tok-region-371600", nil); status != 200 {
+		t.Fatalf("withdraw: %d %s", status, out)
+	}
+	// Settled and scraped again after the withdrawal: the new version in
+	// force is measured, the withdrawn one is gone.
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("W-2", "EMP1", "371600", chronicVisit, oneLine)); status != 200 {
+		t.Fatalf("settle after the withdrawal: %d %s", status, out)
+	}
+	for i := 0; i < 20 && !collected.Load(); i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !collected.Load() {
+		t.Fatal("the withdrawn version's module is still reachable")
 	}
 }
