@@ -335,18 +335,23 @@ func (s *Service) replay(hospital, requestID string, bodyHash [32]byte) (*Result
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Entry: e, Replayed: true}
-	if e.Kind == ledger.KindSettlement {
-		// A hospital re-sends a settlement to learn its outcome: the first
-		// answer alone would tell it the bill stands when it has since been
-		// reversed, so the replay says by which reversal, as Get does.
-		rid, reversed, err := s.db.ReversedBy(e.SettlementID)
-		if err != nil {
-			return nil, err
-		}
-		if reversed {
-			res.ReversedBy = rid
-		}
+	// A hospital re-sends a settlement to learn its outcome: the first
+	// answer alone would tell it the bill stands when it has since been
+	// reversed, so the replay says by which reversal, as Get does.
+	return s.withReversal(&Result{Entry: e, Replayed: true})
+}
+
+// withReversal sets res.ReversedBy when res is a settlement since reversed.
+func (s *Service) withReversal(res *Result) (*Result, error) {
+	if res.Entry.Kind != ledger.KindSettlement {
+		return res, nil
+	}
+	rid, reversed, err := s.db.ReversedBy(res.Entry.SettlementID)
+	if err != nil {
+		return nil, err
+	}
+	if reversed {
+		res.ReversedBy = rid
 	}
 	return res, nil
 }
@@ -441,17 +446,7 @@ func (s *Service) Get(hospital, id string) (*Result, error) {
 		// existence is not this hospital's business.
 		return nil, notFound("no settlement %s for this hospital", id)
 	}
-	res := &Result{Entry: e}
-	if e.Kind == ledger.KindSettlement {
-		rid, reversed, err := s.db.ReversedBy(e.SettlementID)
-		if err != nil {
-			return nil, err
-		}
-		if reversed {
-			res.ReversedBy = rid
-		}
-	}
-	return res, nil
+	return s.withReversal(&Result{Entry: e})
 }
 
 // Reverse books the reversal of hospital's settlement id (policies.md §6).
