@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -112,6 +113,22 @@ func TestReadErrorsWhileServing(t *testing.T) {
 // gateway (found by the blocks' checksums): reading the settlement is 503
 // ledger_unreadable, not 500 or a wrong answer, and /healthz says so.
 func TestCorruptBlockWhileServing(t *testing.T) {
+	h, id := damagedBlockHarness(t)
+	status, body := h.do("GET", "/v1/settlements/"+id, "tok-H3716020001", nil)
+	if a := decodeAnswer(t, body); status != 503 || a.Error == nil || a.Error.Code != "ledger_unreadable" {
+		t.Errorf("settlement in a damaged block: %d %s, want 503 ledger_unreadable", status, body)
+	}
+	if _, body = h.do("GET", "/healthz", "", nil); !strings.Contains(string(body), `"ledger":"read_errors"`) {
+		t.Errorf("healthz with a damaged block: %s", body)
+	}
+}
+
+// damagedBlockHarness is a gateway with a one-byte block cache (so reads
+// reach the files) whose one settlement, EMP1's "CB-1", lies in blob files
+// overwritten in their first half (the values, not the footer) after a
+// restart; it returns the settlement's id.
+func damagedBlockHarness(t *testing.T) (*harness, string) {
+	t.Helper()
 	mem := vfs.NewMem()
 	h := &harness{tb: t, fs: mem, dir: "ledger", policies: &engine.Policies{}, cacheSize: 1,
 		world: refWorld(t, map[string][]string{"371600": {empActive}})}
@@ -122,7 +139,7 @@ func TestCorruptBlockWhileServing(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("settle: %d %s", status, body)
 	}
-	s1 := decodeAnswer(t, body)
+	id := decodeAnswer(t, body).SettlementID
 	h.restart()
 	names, err := mem.List("ledger")
 	if err != nil {
@@ -138,12 +155,7 @@ func TestCorruptBlockWhileServing(t *testing.T) {
 			t.Fatal(err)
 		}
 		st, _ := f.Stat()
-		// The first half: the values, not the file's footer.
-		junk := make([]byte, st.Size()/2)
-		for i := range junk {
-			junk[i] = 0x5a
-		}
-		if _, err := f.WriteAt(junk, 0); err != nil {
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0x5a}, int(st.Size()/2)), 0); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
@@ -152,11 +164,5 @@ func TestCorruptBlockWhileServing(t *testing.T) {
 	if damaged == 0 {
 		t.Fatal("no blob file to damage")
 	}
-	status, body = h.do("GET", "/v1/settlements/"+s1.SettlementID, "tok-H3716020001", nil)
-	if a := decodeAnswer(t, body); status != 503 || a.Error == nil || a.Error.Code != "ledger_unreadable" {
-		t.Errorf("settlement in a damaged block: %d %s, want 503 ledger_unreadable", status, body)
-	}
-	if _, body = h.do("GET", "/healthz", "", nil); !strings.Contains(string(body), `"ledger":"read_errors"`) {
-		t.Errorf("healthz with a damaged block: %s", body)
-	}
+	return h, id
 }

@@ -284,34 +284,9 @@ func TestR4MetricsRefusedBeforeRouting(t *testing.T) {
 // medgate_ledger_read_errors_total, as /healthz reports it: an operator
 // alerting on the counter must see what the health check sees.
 func TestR4CorruptBlockIsCounted(t *testing.T) {
-	mem := vfs.NewMem()
-	h := &harness{tb: t, fs: mem, dir: "ledger", policies: &engine.Policies{}, cacheSize: 1,
-		world: refWorld(t, map[string][]string{"371600": {empActive}})}
-	h.versions = referenceVersions(t, h.policies)
-	h.start()
-	t.Cleanup(h.stop)
-	s1 := decodeAnswer(t, mustDo(t, h, 200, "POST", "/v1/settlements", "tok-H3716020001", settleBody("CB-1", "EMP1", "371600", chronicVisit, oneLine)))
-	h.restart()
-	names, err := mem.List("ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if !strings.HasSuffix(n, ".blob") {
-			continue
-		}
-		f, err := mem.OpenReadWrite(mem.PathJoin("ledger", n), vfs.WriteCategoryUnspecified)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, _ := f.Stat()
-		if _, err := f.WriteAt(bytes.Repeat([]byte{0x5a}, int(st.Size()/2)), 0); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
+	h, id := damagedBlockHarness(t)
 	before := scrape(t, h)
-	mustDo(t, h, 503, "GET", "/v1/settlements/"+s1.SettlementID, "tok-H3716020001", nil)
+	mustDo(t, h, 503, "GET", "/v1/settlements/"+id, "tok-H3716020001", nil)
 	after := scrape(t, h)
 	if _, body := h.do("GET", "/healthz", "", nil); !strings.Contains(string(body), `"ledger":"read_errors"`) {
 		t.Errorf("healthz: %s", body)
