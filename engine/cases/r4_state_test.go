@@ -3,6 +3,7 @@ package cases
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"medgate/engine"
@@ -42,16 +43,9 @@ func TestR4CasesCatchAModuleKeepingState(t *testing.T) {
 	cs[0].Input.Date, cs[1].Input.Date = "2025-01-01", "2025-01-01"
 	cs[0].Input.Visit.Type, cs[1].Input.Visit.Type = "outpatient", "outpatient"
 	cs[0].Input.Person.Scheme, cs[1].Input.Person.Scheme = "employee", "employee"
-	cs[0].Input.Lines = append(cs[0].Input.Lines, struct {
-		Code        string `json:"code"`
-		Class       string `json:"class"`
-		Listed      bool   `json:"listed"`
-		Amount      string `json:"amount"`
-		FullSelfPay string `json:"full_self_pay"`
-		OverLimit   string `json:"over_limit"`
-		PreSelfPay  string `json:"pre_self_pay"`
-		Eligible    string `json:"eligible"`
-	}{Code: "X", Class: "A", Listed: true, Amount: "10.00", Eligible: "10.00"})
+	cs[0].Input.Lines = slices.Grow(cs[0].Input.Lines, 1)[:1]
+	l := &cs[0].Input.Lines[0]
+	l.Code, l.Class, l.Listed, l.Amount, l.Eligible = "X", "A", true, "10.00", "10.00"
 	for i := range cs {
 		if _, err := cs[i].ABI(); err != nil {
 			t.Fatalf("case %s: %v", cs[i].Name, err)
