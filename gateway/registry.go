@@ -37,22 +37,17 @@ func ParsePerson(region string, line []byte) (ledger.Person, error) {
 
 // parsePerson is ParsePerson, also saying whether the line gave an
 // account_balance.
-func parsePerson(region string, line []byte) (p ledger.Person, balanceGiven bool, err error) {
-	p, err = parsePersonRecord(region, line, &balanceGiven)
-	return p, balanceGiven, err
-}
-
-func parsePersonRecord(region string, line []byte, balanceGiven *bool) (ledger.Person, error) {
+func parsePerson(region string, line []byte) (ledger.Person, bool, error) {
 	var r PersonRecord
 	if err := strictJSON(line, &r); err != nil {
-		return ledger.Person{}, fmt.Errorf("not a valid person object: %v", err)
+		return ledger.Person{}, false, fmt.Errorf("not a valid person object: %v", err)
 	}
 	p := ledger.Person{ID: r.ID, Region: region}
 	// The id is a segment of the credits path: "." and ".." would be
 	// normalized away by HTTP, and a backslash read as a slash, leaving
 	// an account no region can credit.
 	if r.ID == "" || len(r.ID) > MaxIDLen || strings.ContainsAny(r.ID, " /\\") || hasControl(r.ID) || r.ID == "." || r.ID == ".." {
-		return p, fmt.Errorf("id must be 1 to %d characters without spaces, control characters, slashes or backslashes, other than . and ..", MaxIDLen)
+		return p, false, fmt.Errorf("id must be 1 to %d characters without spaces, control characters, slashes or backslashes, other than . and ..", MaxIDLen)
 	}
 	f := &p.Facts
 	switch r.Scheme {
@@ -61,7 +56,7 @@ func parsePersonRecord(region string, line []byte, balanceGiven *bool) (ledger.P
 	case "resident":
 		f.Scheme = abi.SchemeResident
 	default:
-		return p, fmt.Errorf("scheme %q is not employee or resident", r.Scheme)
+		return p, false, fmt.Errorf("scheme %q is not employee or resident", r.Scheme)
 	}
 	switch r.Employment {
 	case "active":
@@ -70,7 +65,7 @@ func parsePersonRecord(region string, line []byte, balanceGiven *bool) (ledger.P
 		f.Employment = abi.EmploymentRetired
 	case "":
 	default:
-		return p, fmt.Errorf("employment %q is not active or retired", r.Employment)
+		return p, false, fmt.Errorf("employment %q is not active or retired", r.Employment)
 	}
 	switch r.Registration {
 	case "long_term":
@@ -82,43 +77,42 @@ func parsePersonRecord(region string, line []byte, balanceGiven *bool) (ledger.P
 	case "none", "":
 		f.Registration = abi.RegistrationNone
 	default:
-		return p, fmt.Errorf("registration %q is not long_term, referral, temporary or none", r.Registration)
+		return p, false, fmt.Errorf("registration %q is not long_term, referral, temporary or none", r.Registration)
 	}
 	for _, g := range r.Groups {
 		if !knownGroups[g] {
-			return p, fmt.Errorf("group %q is not one of destitute, subsistence, low_income_edge, monitored, illness_poverty", g)
+			return p, false, fmt.Errorf("group %q is not one of destitute, subsistence, low_income_edge, monitored, illness_poverty", g)
 		}
 	}
 	for _, c := range r.Conditions {
 		if c == "" || len(c) > MaxIDLen {
-			return p, fmt.Errorf("condition %q is malformed", c)
+			return p, false, fmt.Errorf("condition %q is malformed", c)
 		}
 	}
 	if len(r.Groups) > abi.MaxStrings || len(r.Conditions) > abi.MaxStrings {
-		return p, fmt.Errorf("too many groups or conditions")
+		return p, false, fmt.Errorf("too many groups or conditions")
 	}
 	f.Groups, f.Conditions = r.Groups, r.Conditions
 	if r.AccountBalance != "" {
 		bal, err := money.Parse([]byte(r.AccountBalance), 2)
 		if err != nil {
-			return p, fmt.Errorf("account_balance %q %v", r.AccountBalance, err)
+			return p, false, fmt.Errorf("account_balance %q %v", r.AccountBalance, err)
 		}
 		p.OpeningBalance = bal
-		*balanceGiven = true
 	}
 	if r.EnrolledOn != "" {
 		d, ok := ParseDate([]byte(r.EnrolledOn))
 		if !ok {
-			return p, fmt.Errorf("enrolled_on %q is not a date YYYY-MM-DD", r.EnrolledOn)
+			return p, false, fmt.Errorf("enrolled_on %q is not a date YYYY-MM-DD", r.EnrolledOn)
 		}
 		f.EnrolledOn = d
 	}
 	f.InConcentratedPeriod = r.InConcentratedPeriod
 	if r.LapsedYears < 0 || r.RepaidYears < 0 || r.ContinuousYears < 0 || r.ZeroClaimYears < 0 {
-		return p, fmt.Errorf("year counts must not be negative")
+		return p, false, fmt.Errorf("year counts must not be negative")
 	}
 	f.LapsedYears, f.RepaidYears, f.ContinuousYears, f.ZeroClaimYears = r.LapsedYears, r.RepaidYears, r.ContinuousYears, r.ZeroClaimYears
-	return p, nil
+	return p, r.AccountBalance != "", nil
 }
 
 // CatalogRecord is one catalog line (api.md).
