@@ -202,13 +202,13 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		// published, like a settlement's retry, so that a region's
 		// deployment can simply be retried. Anything else under the name
 		// is a conflict: versions are never reused.
-		if sum := sha256.Sum256(wasm); rec.Source == "upload" && rec.State == engine.StateActive &&
-			rec.EffectiveFrom == eff && rec.SHA256 == hex.EncodeToString(sum[:]) && (rec.CasesSHA256 == "" || rec.CasesSHA256 == casesSum) {
+		diff := versionDiffers(rec, eff, wasm, casesSum)
+		if diff == "" {
 			return s.writeJSON(ctx, 200, map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
 				"module_sha256": rec.SHA256, "replayed": true})
 		}
 		return conflict("version_exists", "version", "region %s already has a version %s%s (versions are never reused, withdrawn ones included)",
-			region, up.Version, versionDiffers(rec, eff, wasm, casesSum))
+			region, up.Version, diff)
 	}
 	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
 	if !rep.OK {
@@ -753,7 +753,9 @@ func CasesSum(cs []cases.Case) string {
 }
 
 // versionDiffers says how an upload differs from the version recorded
-// under its name, for version_exists.
+// under its name, for version_exists; "" when it is the same upload (an
+// active uploaded version, same module, date and cases: a version
+// recorded before cases were recorded matches any).
 func versionDiffers(rec engine.Record, eff abi.Date, wasm []byte, casesSum string) string {
 	sum := sha256.Sum256(wasm)
 	switch {
