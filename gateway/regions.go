@@ -98,6 +98,13 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 	if err := ownRegion(p, region); err != nil {
 		return err
 	}
+	key, err := regionKey(ctx, p, "POST /v1/regions/"+region+"/persons")
+	if err != nil {
+		return err
+	}
+	if done, err := s.replayed(ctx, key); done || err != nil {
+		return err
+	}
 	var good []ledger.Person
 	var lines []int         // good[i]'s line
 	var balanceGiven []bool // good[i]'s line gave an account_balance
@@ -123,28 +130,55 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 	for i := range good {
 		ids[i] = good[i].ID
 	}
-	unlock := s.svc.lockPersons(region, ids)
-	ws, err := s.db.UpsertPersons(good)
-	unlock()
-	if err != nil {
-		return err
-	}
-	// account_balance opens a new person's account only: a line that gave
-	// one for a known person is listed with the opening balance recorded,
-	// so that a region reading "updated" does not take its balance as
-	// applied (and credit the difference on top of it).
-	created := 0
-	notApplied := []balanceNotApplied{}
-	for i, w := range ws {
-		if w.Created {
-			created++
-		} else if balanceGiven[i] {
-			notApplied = append(notApplied, balanceNotApplied{Line: lines[i], ID: good[i].ID,
-				AccountBalance: money.FormatFen(good[i].OpeningBalance), OpeningBalance: money.FormatFen(w.Opening)})
+	answer := func(ws []ledger.PersonWrite) map[string]any {
+		// account_balance opens a new person's account only: a line
+		// that gave one for a known person is listed with the opening
+		// balance recorded, so that a region reading "updated" does not
+		// take its balance as applied (and credit the difference on top
+		// of it).
+		created := 0
+		notApplied := []balanceNotApplied{}
+		for i, w := range ws {
+			if w.Created {
+				created++
+			} else if balanceGiven[i] {
+				notApplied = append(notApplied, balanceNotApplied{Line: lines[i], ID: good[i].ID,
+					AccountBalance: money.FormatFen(good[i].OpeningBalance), OpeningBalance: money.FormatFen(w.Opening)})
+			}
 		}
+		return map[string]any{"region": region, "written": len(good), "created": created,
+			"updated": len(good) - created, "rejected": nonNil(bad), "rejected_total": badTotal, "balance_not_applied": notApplied}
 	}
-	return s.writeJSON(ctx, 200, map[string]any{"region": region, "written": len(good), "created": created,
-		"updated": len(good) - created, "rejected": nonNil(bad), "rejected_total": badTotal, "balance_not_applied": notApplied})
+	unlock := s.svc.lockPersons(region, ids)
+	if key == nil {
+		ws, err := s.db.UpsertPersons(good)
+		unlock()
+		if err != nil {
+			return err
+		}
+		return s.writeJSON(ctx, 200, answer(ws))
+	}
+	// The answer is recorded in the write's batch: built there, from
+	// what the write found.
+	var first []byte
+	_, replay, err := s.db.UpsertPersonsKeyed(key, good, func(ws []ledger.PersonWrite) []byte {
+		first = keyedAnswer(answer(ws))
+		return first
+	})
+	unlock()
+	return s.keyedDone(ctx, first, replay, err)
+}
+
+// keyedDone answers a write under a key: first, the answer it recorded,
+// or replay, the first answer of a retry, or err.
+func (s *Server) keyedDone(ctx *fasthttp.RequestCtx, first, replay []byte, err error) error {
+	switch {
+	case err != nil:
+		return regionKeyError(err)
+	case replay != nil:
+		return s.writeReplay(ctx, replay)
+	}
+	return s.writeJSON(ctx, 200, json.RawMessage(first))
 }
 
 // balanceNotApplied is a persons line whose account_balance was not
@@ -160,6 +194,19 @@ type balanceNotApplied struct {
 
 func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string, replace bool) error {
 	if err := coversRegion(p, region); err != nil {
+		return err
+	}
+	method := "POST"
+	if replace {
+		method = "PUT"
+	}
+	key, err := regionKey(ctx, p, method+" /v1/regions/"+region+"/catalog")
+	if err != nil {
+		return err
+	}
+	// Before anything that depends on the catalogs as they are now: a
+	// retry is answered as the first was, whatever changed since.
+	if done, err := s.replayed(ctx, key); done || err != nil {
 		return err
 	}
 	var good []ledger.CatalogEntry
@@ -193,17 +240,17 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 			return badRequest("invalid_catalog", "", "a catalog replacement must have at least one line (an empty one removes a region's own catalog only where a prefecture's or province's catalog is there to fall back on)")
 		}
 		if !hadOwn {
-			return s.writeJSON(ctx, 200, map[string]any{"region": region, "replaced": false, "written": 0, "rejected": []LineError{},
-				"note": region + " has no catalog of its own: nothing was removed; its hospitals use " + parent + "'s"})
+			res := map[string]any{"region": region, "replaced": false, "written": 0, "rejected": []LineError{},
+				"note": region + " has no catalog of its own: nothing was removed; its hospitals use " + parent + "'s"}
+			if key == nil {
+				return s.writeJSON(ctx, 200, res)
+			}
+			first := keyedAnswer(res)
+			replay, err := s.db.RecordRegionKey(key, first)
+			return s.keyedDone(ctx, first, replay, err)
 		}
-		if err := s.db.PutCatalog(region, nil, true); err != nil {
-			return err
-		}
-		return s.writeJSON(ctx, 200, map[string]any{"region": region, "replaced": true, "written": 0, "rejected": []LineError{},
+		return s.writeCatalog(ctx, key, region, nil, true, map[string]any{"region": region, "replaced": true, "written": 0, "rejected": []LineError{},
 			"note": "removed " + region + "'s own catalog: its hospitals use " + parent + "'s"})
-	}
-	if err := s.db.PutCatalog(region, good, replace); err != nil {
-		return err
 	}
 	res := map[string]any{"region": region, "replaced": replace, "written": len(good), "rejected": nonNil(bad), "rejected_total": badTotal}
 	if !hadOwn && len(good) > 0 && parent != "" {
@@ -211,7 +258,20 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 		// for the region's hospitals, however few codes it has.
 		res["note"] = "created " + region + "'s own catalog: its hospitals no longer use " + parent + "'s (an empty PUT removes it)"
 	}
-	return s.writeJSON(ctx, 200, res)
+	return s.writeCatalog(ctx, key, region, good, replace, res)
+}
+
+// writeCatalog writes entries, under key if there is one, and answers res.
+func (s *Server) writeCatalog(ctx *fasthttp.RequestCtx, key *ledger.RegionKey, region string, entries []ledger.CatalogEntry, replace bool, res map[string]any) error {
+	if key == nil {
+		if err := s.db.PutCatalog(region, entries, replace); err != nil {
+			return err
+		}
+		return s.writeJSON(ctx, 200, res)
+	}
+	first := keyedAnswer(res)
+	replay, err := s.db.PutCatalogKeyed(key, region, entries, replace, func() []byte { return first })
+	return s.keyedDone(ctx, first, replay, err)
 }
 
 // parentCatalog is the region above region whose catalog its hospitals

@@ -623,20 +623,31 @@ func (db *DB) Hospital(id string) (Hospital, bool) {
 // catalog (an empty replace removes it); otherwise entries are upserted by
 // code.
 func (db *DB) PutCatalog(region string, entries []CatalogEntry, replace bool) error {
+	r, err := db.catalogRequest(region, entries, replace)
+	if err != nil || r == nil {
+		return err
+	}
+	_, err = db.submit(r)
+	return err
+}
+
+// catalogRequest is PutCatalog's write, or nil if there is nothing to
+// write.
+func (db *DB) catalogRequest(region string, entries []CatalogEntry, replace bool) (*request, error) {
 	if region == "" {
-		return invalidRecord("empty region")
+		return nil, invalidRecord("empty region")
 	}
 	for i := range entries {
 		e := &entries[i]
 		if e.Code == "" {
-			return invalidRecord("catalog entry %d: empty code", i)
+			return nil, invalidRecord("catalog entry %d: empty code", i)
 		}
 		if e.Class < abi.ClassA || e.Class > abi.ClassC {
-			return invalidRecord("catalog entry %q: class %d", e.Code, e.Class)
+			return nil, invalidRecord("catalog entry %q: class %d", e.Code, e.Class)
 		}
 	}
 	if len(entries) == 0 && !replace {
-		return nil
+		return nil, nil
 	}
 	entries = append([]CatalogEntry(nil), entries...)
 	r := &request{done: make(chan struct{}, 1)}
@@ -682,8 +693,7 @@ func (db *DB) PutCatalog(region string, entries []CatalogEntry, replace bool) er
 		}
 		db.catalogs.Store(&m)
 	}
-	_, err := db.submit(r)
-	return err
+	return r, nil
 }
 
 // Catalog returns the catalog of exactly region (no fallback to the
@@ -720,17 +730,30 @@ type PersonWrite struct {
 // at its creation: a region re-sending a person with another balance must
 // be able to see that it was not applied.
 func (db *DB) UpsertPersons(ps []Person) ([]PersonWrite, error) {
+	r, ws, err := db.personsRequest(ps)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	if _, err := db.submit(r); err != nil {
+		return nil, err
+	}
+	return ws, nil
+}
+
+// personsRequest is UpsertPersons' write, whose answer it fills in ws, or
+// nil if there is nothing to write.
+func (db *DB) personsRequest(ps []Person) (*request, []PersonWrite, error) {
 	for i := range ps {
 		p := &ps[i]
 		if p.ID == "" || p.Region == "" {
-			return nil, invalidRecord("person %d: empty id or region", i)
+			return nil, nil, invalidRecord("person %d: empty id or region", i)
 		}
 		if p.OpeningBalance < 0 {
-			return nil, invalidRecord("person %q: negative opening balance", p.ID)
+			return nil, nil, invalidRecord("person %q: negative opening balance", p.ID)
 		}
 	}
 	if len(ps) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ps = append([]Person(nil), ps...)
 	ws := make([]PersonWrite, len(ps))
@@ -816,10 +839,7 @@ func (db *DB) UpsertPersons(ps []Person) ([]PersonWrite, error) {
 		}
 		return n, nil
 	}
-	if _, err := db.submit(r); err != nil {
-		return nil, err
-	}
-	return ws, nil
+	return r, ws, nil
 }
 
 // Person returns the registry record of (region, id). Its

@@ -108,6 +108,7 @@
 //	h | hospital id                      -> encoded Hospital
 //	g | lp(region) | code                -> encoded CatalogEntry
 //	w | name                             -> sha256 of the outside records last applied under name (applied.go)
+//	R | lp(region) | key                 -> lp(route) | body sha256 (32) | first answer: a region write's idempotency key (regionkeys.go)
 //
 // Derived from the entries, written by the writer in the entry's batch
 // (derive.go; Open rebuilds them for a store of format 1):
