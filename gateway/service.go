@@ -162,8 +162,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	defer s.policies.Hold().Release()
 	pol, ok := s.policies.Lookup(req.InsuredRegion, date)
 	if !ok {
-		return s.lateReplay(quote, h.ID, req, bodyHash, unprocessable("no_policy", "person.insured_region",
-			"region %s has no policy in force on %s", req.InsuredRegion, AppendDate(nil, date)))
+		return s.lateReplay(quote, h.ID, req, bodyHash, s.noPolicy(req, date))
 	}
 
 	in := &w.in
@@ -317,6 +316,19 @@ func (s *Service) checkNotFuture(req *SettleRequest) error {
 			field, AppendDate(nil, d), now().In(ledger.ChinaTime).Format("2006-01-02"))
 	}
 	return nil
+}
+
+// noPolicy is the refusal of a bill whose insured region has no version
+// in force on its date: a region with versions has none before its first,
+// so the bill's date is the cause, and the hospital is told from when the
+// region has a policy; a region with none is the cause itself.
+func (s *Service) noPolicy(req *SettleRequest, date abi.Date) error {
+	if vs := s.policies.Versions(req.InsuredRegion); len(vs) > 0 {
+		field := req.dateField()
+		return unprocessable("no_policy", field, "%s %s is before region %s's first policy version (%s, in force from %s): no policy of the region applies to the bill",
+			field, AppendDate(nil, date), req.InsuredRegion, vs[0].Name, AppendDate(nil, vs[0].EffectiveFrom))
+	}
+	return unprocessable("no_policy", "person.insured_region", "region %s has no policy in force on %s", req.InsuredRegion, AppendDate(nil, date))
 }
 
 // replay answers a request whose idempotency key was already used: the

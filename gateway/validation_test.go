@@ -96,7 +96,7 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown person", "", rep(`"id":"EMP1"`, `"id":"NOBODY"`), 422, "unknown_person", "person.id"},
 		{"person of another region", "", rep(`"insured_region":"371600"`, `"insured_region":"370000"`), 422, "unknown_person", "person.id"},
 		{"no policy in force", "", rep(`"person":{"id":"EMP1","insured_region":"371600"}`, `"person":{"id":"EMP2","insured_region":"152500"}`), 422, "no_policy", "person.insured_region"},
-		{"no policy yet on that date", "", rep(`2025-06-01`, `2022-06-01`), 422, "no_policy", "person.insured_region"},
+		{"no policy yet on that date", "", rep(`2025-06-01`, `2022-06-01`), 422, "no_policy", "visit.visit_date"},
 		{"no token", "-", good, 401, "unauthorized", ""},
 		{"unknown token", "tok-nobody", good, 401, "unauthorized", ""},
 		{"region token", "tok-region-371600", good, 403, "forbidden", ""},
