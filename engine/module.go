@@ -43,6 +43,9 @@ type Module struct {
 	mu      sync.Mutex
 	stack   []*instance // guarded by mu
 	waiting int         // callers in get's slow path; guarded by mu
+	// used: an instance came back since the last TrimUnused (or Trim);
+	// guarded by mu.
+	used    bool
 	handoff chan *instance
 	live    atomic.Int64
 	// Failures counts calls that trapped, timed out or broke a host check.
@@ -395,6 +398,7 @@ func (m *Module) put(inst *instance) {
 		m.discard(inst)
 		return
 	}
+	m.used = true
 	if m.waiting == 0 {
 		m.stack = append(m.stack, inst)
 		m.mu.Unlock()
@@ -419,10 +423,26 @@ func (m *Module) Trim() {
 	m.mu.Lock()
 	idle := m.stack
 	m.stack = nil
+	m.used = false
 	m.mu.Unlock()
 	for _, inst := range idle {
 		m.discard(inst)
 	}
+}
+
+// TrimUnused is Trim if no call ended since the last TrimUnused or Trim;
+// otherwise it only starts a new period. Called periodically, it releases
+// the instances of a module that is no longer called, however seldom, and
+// leaves those of one still called.
+func (m *Module) TrimUnused() {
+	m.mu.Lock()
+	if m.used {
+		m.used = false
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.Trim()
 }
 
 // discard closes an instance for good and frees its slot.

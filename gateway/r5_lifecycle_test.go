@@ -1,8 +1,17 @@
 package gateway
 
 import (
+	"context"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+	"medgate/engine/cases"
+	"medgate/ledger"
 )
 
 // TestR5NoPolicyBeforeFirstVersionNamesTheDate: a bill dated before the
@@ -45,5 +54,121 @@ func TestR5NoPolicyBeforeFirstVersionNamesTheDate(t *testing.T) {
 	status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("R5-NP3", "EMP2", "152500", chronicVisit, oneLine))
 	if a := decodeAnswer(t, out); status != 422 || a.Error == nil || a.Error.Code != "no_policy" || a.Error.Field != "person.insured_region" {
 		t.Errorf("region without a version: %d %s; want 422 no_policy naming person.insured_region", status, out)
+	}
+}
+
+// TestR5VersionSupersededByTheDateReleasesItsInstances: an upload
+// releases the idle instances of the versions it leaves out of force
+// today, but a version superseded by the date passing (its successor,
+// published earlier, comes into force at UTC+8 midnight) kept every
+// instance it pooled while in force (up to MaxInstances, each with the
+// memory it grew) until the next upload or restart, though only bills
+// dated before its successor's date may still call it. The periodic
+// sweep (Versions.SweepIdle, every idleSweepInterval in Run) closes the
+// idle instances of a version not in force today that was not called
+// since the sweep before; a late bill of its dates instantiates afresh.
+func TestR5VersionSupersededByTheDateReleasesItsInstances(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	wasm := referenceWasm(t, "371600", "v2023")
+	cs := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	// 2026-12-31 in UTC+8: v2026 in force, v2027 scheduled for tomorrow.
+	clock := time.Date(2026, 12, 31, 12, 0, 0, 0, ledger.ChinaTime)
+	h.versions.now = func() time.Time { return clock }
+	for _, u := range []struct{ version, eff string }{{"v2026", "2026-01-01"}, {"v2027", "2027-01-01"}} {
+		if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", u.version, u.eff, wasm, cs, key)); status != 201 {
+			t.Fatalf("upload %s: %d %s", u.version, status, out)
+		}
+	}
+	ver, _ := h.policies.Lookup("371600", 20260601)
+	old := ver.Module.(*engine.Module)
+	ver, _ = h.policies.Lookup("371600", 20270101)
+	neu := ver.Module.(*engine.Module)
+	// v2026 in force: its pool grows as concurrent calls need.
+	parsed, err := cases.Parse(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := parsed[0].ABI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := in.AppendBinary(nil)
+	// Bursts of concurrent calls until it has more than one (how many
+	// overlap depends on the scheduler).
+	for burst := 0; old.Live() < 2 && burst < 50; burst++ {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for range 50 {
+					var out abi.Output
+					if err := old.Call(context.Background(), in, enc, &out); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	pooled := old.Live()
+	if pooled < 2 {
+		t.Fatalf("v2026 pooled %d instances under concurrent calls", pooled)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	h.versions.SweepIdle()
+	if n := old.Live(); n != pooled {
+		t.Errorf("v2026, in force today, lost instances to the sweep: %d of %d", n, pooled)
+	}
+	// Midnight passes: v2027 is in force. Nothing was uploaded.
+	clock = time.Date(2027, 1, 1, 0, 0, 1, 0, ledger.ChinaTime)
+	var out abi.Output
+	if err := neu.Call(context.Background(), in, enc, &out); err != nil {
+		t.Fatal(err)
+	}
+	heap()
+	before := heap()
+	for range 2 {
+		h.versions.SweepIdle() // the first sees v2026's use of the day before
+	}
+	after := heap()
+	if n := old.Live(); n != 0 {
+		t.Errorf("v2026, superseded by the date, keeps %d idle instances after two sweeps", n)
+	}
+	if neu.Live() == 0 {
+		t.Error("v2027, in force today, lost its instance to the sweep")
+	}
+	t.Logf("%d instances of v2026 released: heap %d → %d bytes (%.1f MiB freed)", pooled, before, after, (float64(before)-float64(after))/(1<<20))
+	// Each holds its linear memory (2.8 MiB once instantiated for the
+	// reference policies): at least 1 MiB each is freed.
+	if after+uint64(pooled)<<20 > before {
+		t.Errorf("the sweep freed %d bytes for %d instances; want at least 1 MiB each", int64(before)-int64(after), pooled)
+	}
+	// A late bill of v2026's dates still settles under it.
+	body := settleBody("R5-LATE", "EMP1", "371600", `{"type":"chronic","visit_date":"2026-11-30"}`, oneLine)
+	if status, out := h.do("POST", "/v1/settlements", "tok-H3716020001", body); status != 200 || !strings.Contains(string(out), `"v2026"`) {
+		t.Fatalf("a late bill of 2026: %d %s", status, out)
+	}
+	// And a version called since the last sweep keeps its instance.
+	if old.Live() == 0 {
+		t.Fatal("no instance after the late bill")
+	}
+	h.versions.SweepIdle()
+	if old.Live() == 0 {
+		t.Error("v2026, called since the last sweep, lost its instance")
+	}
+	h.versions.SweepIdle()
+	if old.Live() != 0 {
+		t.Error("v2026, not called for a whole sweep, keeps its instance")
 	}
 }

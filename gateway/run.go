@@ -138,6 +138,18 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	// Versions superseded by the date passing release their idle
+	// instances (SweepIdle); stopped before the engine closes.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		versions.sweepIdleEvery(sweepCtx, idleSweepInterval)
+	}()
+	defer func() {
+		stopSweep()
+		<-swept
+	}()
 	for _, v := range cfg.Native {
 		policies.Put(v.Region(), v)
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")

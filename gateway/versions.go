@@ -178,6 +178,42 @@ func (v *Versions) trimNotInForceLocked(region string) {
 	}
 }
 
+// idleSweepInterval is how often Run sweeps idle instances (SweepIdle).
+const idleSweepInterval = time.Minute
+
+// SweepIdle closes the idle instances of every module owned that is not
+// in force today (UTC+8) and was not called since the sweep before. An
+// upload trims the versions it leaves out of force, but a version is also
+// superseded by the date passing, with nothing uploaded: its pool, grown
+// while it was in force, would stay held though only bills dated before
+// its successor's date (settled late) may still call it. One called since
+// the last sweep keeps its instances (such bills keep coming for a while
+// after midnight); a later call instantiates afresh.
+func (v *Versions) SweepIdle() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	today := v.today()
+	for m := range v.owned {
+		if now, _ := v.policies.Lookup(m.Region, today); now.Module != engine.Runner(m) {
+			m.TrimUnused()
+		}
+	}
+}
+
+// sweepIdleEvery runs SweepIdle every interval until ctx is done.
+func (v *Versions) sweepIdleEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			v.SweepIdle()
+		}
+	}
+}
+
 // today is the date in UTC+8.
 func (v *Versions) today() abi.Date {
 	t := v.now().In(ledger.ChinaTime)
