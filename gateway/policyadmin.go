@@ -210,6 +210,10 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		return conflict("version_exists", "version", "region %s already has a version %s%s (versions are never reused, withdrawn ones included)",
 			region, up.Version, diff)
 	}
+	// Refused before the check runs its cases (publish checks again).
+	if err := s.versions.room(region); err != nil {
+		return tooManyVersions(err, region, s.versions.maxActive)
+	}
 	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
 	if !rep.OK {
 		return s.writeJSON(ctx, 422, map[string]any{
@@ -221,7 +225,7 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		if errors.Is(err, ErrVersionExists) {
 			return conflict("version_exists", "version", "region %s already has a version %s", region, up.Version)
 		}
-		return err
+		return tooManyVersions(err, region, s.versions.maxActive)
 	}
 	res := map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
 		"module_sha256": rep.SHA256, "report": rep}
@@ -236,6 +240,16 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 			up.Version + " (a shadow run shows what " + up.Version + " would have changed)"
 	}
 	return s.writeJSON(ctx, 201, res)
+}
+
+// tooManyVersions is err as answered: 409 too_many_versions for
+// errTooManyVersions, err itself otherwise.
+func tooManyVersions(err error, region string, limit int) error {
+	if !errors.Is(err, errTooManyVersions) {
+		return err
+	}
+	return conflict("too_many_versions", "version", "region %s keeps %d versions not withdrawn, the most a region may keep (each stays loaded for bills of its dates); withdraw one that no bill will need before publishing another; nothing was published",
+		region, limit)
 }
 
 func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {

@@ -172,3 +172,54 @@ func TestR5VersionSupersededByTheDateReleasesItsInstances(t *testing.T) {
 		t.Error("v2026, not called for a whole sweep, keeps its instance")
 	}
 }
+
+// TestR5ActiveVersionsAreBounded: every version not withdrawn stays
+// loaded, its module compiled in memory (about 4.5 MiB of heap and 15 MiB
+// of resident memory for a 2.4 MB reference module; a module may be 16
+// MiB), and nothing bounded how many a region kept: a region's token,
+// compromised or in a broken deployment loop, could publish until the
+// gateway ran out of memory. A region keeps at most maxActive versions
+// not withdrawn: one more is 409 too_many_versions naming the limit, and
+// nothing is written; a version withdrawn makes room again; the retry of
+// a version already published is still its replay.
+func TestR5ActiveVersionsAreBounded(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	if h.versions.maxActive != MaxActiveVersions || MaxActiveVersions < 16 {
+		t.Fatalf("the bound is %d (MaxActiveVersions %d)", h.versions.maxActive, MaxActiveVersions)
+	}
+	h.versions.maxActive = 4 // v2023 and v2024 of the world, and two uploads
+	wasm := referenceWasm(t, "371600", "v2023")
+	cs := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	up := func(version, eff string) (int, []byte) {
+		return h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", version, eff, wasm, cs, key))
+	}
+	for _, v := range []string{"v2031", "v2032"} {
+		if status, out := up(v, v[1:]+"-01-01"); status != 201 {
+			t.Fatalf("upload %s: %d %s", v, status, out)
+		}
+	}
+	_, listed := h.do("GET", "/v1/regions/371600/policies", "tok-region-371600", nil)
+	status, out := up("v2033", "2033-01-01")
+	a := decodeAnswer(t, out)
+	if status != 409 || a.Error == nil || a.Error.Code != "too_many_versions" || a.Error.Field != "version" || !strings.Contains(a.Error.Message, "4") {
+		t.Fatalf("a fifth version: %d %s; want 409 too_many_versions naming the limit 4", status, out)
+	}
+	if _, now := h.do("GET", "/v1/regions/371600/policies", "tok-region-371600", nil); string(now) != string(listed) {
+		t.Errorf("a refused upload changed the versions:\n%s\nnow\n%s", listed, now)
+	}
+	if ver, _ := h.policies.Lookup("371600", 20330601); ver.Name != "v2032" {
+		t.Errorf("2033 resolves to %s", ver.Name)
+	}
+	// The retry of a published version is answered as before.
+	if status, out := up("v2032", "2032-01-01"); status != 200 || !strings.Contains(string(out), `"replayed":true`) {
+		t.Errorf("retry of v2032 at the bound: %d %s", status, out)
+	}
+	// A withdrawal makes room.
+	if status, out := h.do("POST", "/v1/regions/371600/policies/v2032/withdraw", "tok-region-371600", nil); status != 200 {
+		t.Fatalf("withdraw: %d %s", status, out)
+	}
+	if status, out := up("v2033", "2033-01-01"); status != 201 {
+		t.Fatalf("upload after a withdrawal: %d %s", status, out)
+	}
+}

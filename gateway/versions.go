@@ -37,11 +37,25 @@ type Versions struct {
 	// loaded at this start (LoadWorld), loaded or refused: LoadStored
 	// brings back only recorded world versions the world no longer has.
 	inWorld map[string]bool
+
+	// maxActive bounds the versions not withdrawn of a region
+	// (MaxActiveVersions; tests lower it).
+	maxActive int
 }
+
+// MaxActiveVersions is how many versions not withdrawn a region may keep.
+// Each is loaded, its module compiled in memory (about 15 MiB resident
+// for a 2.4 MB module), for bills of its dates however late: without a
+// bound a region's token (compromised, or a deployment retried in a
+// loop) could publish until the gateway ran out of memory. 64 is decades
+// of yearly versions with their corrections; a region at the bound
+// withdraws versions no bill will need before it publishes another.
+const MaxActiveVersions = 64
 
 // NewVersions returns a manager over eng, store and policies.
 func NewVersions(eng *engine.Engine, store *engine.Store, policies *engine.Policies, log zerolog.Logger) *Versions {
-	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}, owned: map[*engine.Module]bool{}, inWorld: map[string]bool{}}
+	return &Versions{eng: eng, store: store, policies: policies, log: log, now: time.Now, modules: map[[32]byte]engine.Runner{}, owned: map[*engine.Module]bool{}, inWorld: map[string]bool{},
+		maxActive: MaxActiveVersions}
 }
 
 // Policies is the schedule settlements look versions up in.
@@ -354,6 +368,9 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	} else if found {
 		return ErrVersionExists
 	}
+	if err := v.room(m.Region); err != nil {
+		return err
+	}
 	if _, err := v.store.PutModule(wasm); err != nil {
 		return err
 	}
@@ -374,6 +391,28 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	// left, with what its start and cases grew, or those of its days in
 	// force) would stay pinned.
 	v.trimNotInForceLocked(m.Region)
+	return nil
+}
+
+// errTooManyVersions: the region keeps maxActive versions not withdrawn.
+var errTooManyVersions = errors.New("gateway: the region keeps the most versions allowed")
+
+// room says whether region may publish one more version: errTooManyVersions
+// when it keeps maxActive versions not withdrawn.
+func (v *Versions) room(region string) error {
+	recs, err := v.store.Versions(region)
+	if err != nil {
+		return err
+	}
+	active := 0
+	for _, r := range recs {
+		if r.State == engine.StateActive {
+			active++
+		}
+	}
+	if active >= v.maxActive {
+		return errTooManyVersions
+	}
 	return nil
 }
 
