@@ -210,6 +210,13 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		return conflict("version_exists", "version", "region %s already has a version %s%s (versions are never reused, withdrawn ones included)",
 			region, up.Version, diff)
 	}
+	if s.db.LowDisk() {
+		// The policy store is on the ledger's disk (<db>/policies): its
+		// module would take the room the ledger keeps for what is in
+		// flight, as a settlement's write would.
+		return &Error{Status: fasthttp.StatusServiceUnavailable, Code: "ledger_disk_full", RetryAfter: "60",
+			Message: "the disk of the ledger and the policy store is nearly full: nothing was published; send the same upload again once there is room"}
+	}
 	// Refused before the check runs its cases (publish checks again).
 	if err := s.versions.room(region); err != nil {
 		return tooManyVersions(err, region, s.versions.maxActive)

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,5 +224,54 @@ func TestR5ActiveVersionsAreBounded(t *testing.T) {
 	}
 	if status, out := up("v2033", "2033-01-01"); status != 201 {
 		t.Fatalf("upload after a withdrawal: %d %s", status, out)
+	}
+}
+
+// TestR5UploadRefusedOnALowDisk: the policy store lies under the ledger's
+// directory (<db>/policies), on its disk. While that disk is nearly full
+// the ledger refuses every write (503 ledger_disk_full) to keep the room
+// Pebble needs for what is in flight and its compactions, but a policy
+// upload still wrote its module (up to 16 MiB, and again with each new
+// version) into that room. It is refused the same way, nothing stored;
+// the retry of a version already published, which writes nothing, is
+// still its replay.
+func TestR5UploadRefusedOnALowDisk(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	h.stop()
+	h.minFree, h.freeSpace = 1<<30, func(string) (uint64, error) { return free.Load(), nil }
+	h.start()
+	wasm := referenceWasm(t, "371600", "v2023")
+	cs := readCases(t, "371600-v2023.json")
+	key := demoKey("371600")
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2031", "2031-01-01", wasm, cs, key)); status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	free.Store(1<<30 - 1)
+	for deadline := time.Now().Add(5 * time.Second); !h.db.LowDisk(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the low disk was not noticed in 5 s")
+		}
+	}
+	_, listed := h.do("GET", "/v1/regions/371600/policies", "tok-region-371600", nil)
+	other := append(append([]byte(nil), wasm...), 0, 3, 1, 'x', 1) // another module: a custom section
+	resp, err := h.roundTrip("POST", "/v1/regions/371600/policies", "tok-region-371600", "application/json", upload("371600", "v2032", "2032-01-01", other, cs, key), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := decodeAnswer(t, resp.Body())
+	if resp.StatusCode() != 503 || a.Error == nil || a.Error.Code != "ledger_disk_full" || string(resp.Header.Peek("Retry-After")) == "" {
+		t.Errorf("upload on a full disk: %d %s (Retry-After %q); want 503 ledger_disk_full", resp.StatusCode(), resp.Body(), resp.Header.Peek("Retry-After"))
+	}
+	if _, now := h.do("GET", "/v1/regions/371600/policies", "tok-region-371600", nil); string(now) != string(listed) {
+		t.Errorf("an upload refused for the disk changed the versions:\n%s\nnow\n%s", listed, now)
+	}
+	sum := sha256.Sum256(other)
+	if _, err := h.versions.store.Module(hex.EncodeToString(sum[:])); err == nil {
+		t.Error("an upload refused for the disk stored its module")
+	}
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", upload("371600", "v2031", "2031-01-01", wasm, cs, key)); status != 200 {
+		t.Errorf("the retry of a published version on a full disk: %d %s", status, out)
 	}
 }
