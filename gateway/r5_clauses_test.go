@@ -36,7 +36,8 @@ type clWant struct {
 // clStep is one request of a scenario.
 type clStep struct {
 	id        string // request_id, and the name a reversal refers to
-	op        string // "" (settle), "quote", "reverse"
+	op        string // "" (settle), "quote", "reverse", "upsert" (line into region's registry)
+	line      string // upsert: the person line
 	ref       string // reverse: the id of the settlement to reverse
 	hosp      string
 	region    string
@@ -162,6 +163,13 @@ func runClauses(t *testing.T, scenarios []clScenario) {
 				for i := range sc.steps {
 					st := &sc.steps[i]
 					label := fmt.Sprintf("step %d (%s)", i, st.id)
+					if st.op == "upsert" {
+						status, body := h.do("POST", "/v1/regions/"+st.region+"/persons", "tok-region-"+st.region, []byte(st.line+"\n"))
+						if status != 200 || !strings.Contains(string(body), `"updated":1`) {
+							t.Fatalf("%s: %d %s", label, status, body)
+						}
+						continue
+					}
 					if st.op == "reverse" {
 						orig := ids[st.ref]
 						status, body := h.do("POST", "/v1/settlements/"+orig.SettlementID+"/reversal", "tok-"+st.hosp,
@@ -413,6 +421,52 @@ func TestR5Clauses371600(t *testing.T) {
 			// Back in 2023: 500 × 60 % = 300 → room 240.00.
 			{id: "g4", hosp: "H3716210001", region: r, person: "RESHTN", typ: "two_disease", date: "2023-12-31", e: "500.00",
 				want: clWant{version: "v2023", basic: "240.00", cash: "260.00"}},
+		},
+	}})
+}
+
+// TestR5ClausesRegistryChanges holds the readings chosen where policies.md
+// is silent: a person's groups or conditions changed by the region within
+// a year. The terms in force at each settlement apply to the year's
+// counters as they stand: the serious-illness cap counts everything paid in
+// the year under whichever terms (a reimbursement officer reads "cap
+// 400,000 a year" as the year's total), and a two_disease cap raised by a
+// newly registered condition leaves the room the year's payments left.
+func TestR5ClausesRegistryChanges(t *testing.T) {
+	const r = "371600"
+	runClauses(t, []clScenario{{
+		name: "groups and conditions change",
+		persons: map[string][]string{r: {
+			clPerson("GRPOUT", "resident", "active", "long_term", `,"groups":["destitute"]`),
+			clPerson("GRPIN", "resident", "active", "long_term", ""),
+			clPerson("TDCHG", "resident", "active", "long_term", `,"conditions":["hypertension"]`),
+		}},
+		steps: []clStep{
+			// Destitute: D 1,000; 539,400 → cap 150,000.00; base 750,000: PAY
+			// special 65,000 + 70,000 + 542,500 × 75 % = 541,875.00, no cap;
+			// assistance 208,125 → limit 30,000.00.
+			{id: "h1", hosp: "H3716020001", region: r, person: "GRPOUT", typ: "inpatient", admitted: "2025-02-20", date: "2025-03-01", e: "900000.00",
+				want: clWant{d: "1000.00", basic: "150000.00", serious: "541875.00", assist: "30000.00", cash: "178125.00"}},
+			{id: "h2", op: "upsert", region: r, line: clPerson("GRPOUT", "resident", "active", "long_term", `,"groups":[]`)},
+			// No longer destitute: D 1,000; basic room 0; base 760,000: normal
+			// PAY + 7,000, but 541,875 paid this year > 400,000: room 0.
+			{id: "h3", hosp: "H3716020001", region: r, person: "GRPOUT", typ: "inpatient", admitted: "2025-03-20", date: "2025-04-01", e: "10000.00",
+				want: clWant{d: "1000.00", cash: "10000.00"}},
+			// Normal: basic 150,000.00; PAY 499,500 → cap 400,000.00.
+			{id: "i1", hosp: "H3716020001", region: r, person: "GRPIN", typ: "inpatient", admitted: "2025-02-20", date: "2025-03-01", e: "900000.00",
+				want: clWant{d: "1000.00", basic: "150000.00", serious: "400000.00", cash: "350000.00"}},
+			{id: "i2", op: "upsert", region: r, line: clPerson("GRPIN", "resident", "active", "long_term", `,"groups":["destitute"]`)},
+			// Destitute now, no cap: base 750,000 → 760,000 at 75 % = 7,500.00;
+			// assistance 10,000 - 0 - 7,500 = 2,500.00.
+			{id: "i3", hosp: "H3716020001", region: r, person: "GRPIN", typ: "inpatient", admitted: "2025-03-20", date: "2025-04-01", e: "10000.00",
+				want: clWant{d: "1000.00", serious: "7500.00", assist: "2500.00"}},
+			// Hypertension cap 300: 500 × 70 % = 350 → 300.00.
+			{id: "j1", hosp: "H3716210001", region: r, person: "TDCHG", typ: "two_disease", date: "2025-03-01", e: "500.00",
+				want: clWant{basic: "300.00", cash: "200.00"}},
+			{id: "j2", op: "upsert", region: r, line: clPerson("TDCHG", "resident", "active", "long_term", `,"conditions":["hypertension","diabetes"]`)},
+			// Both: cap 600, 300 paid: 350 → 300.00.
+			{id: "j3", hosp: "H3716210001", region: r, person: "TDCHG", typ: "two_disease", date: "2025-03-02", e: "500.00",
+				want: clWant{basic: "300.00", cash: "200.00"}},
 		},
 	}})
 }
