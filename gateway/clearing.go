@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"sort"
 	"strconv"
 	"time"
@@ -198,6 +199,17 @@ func (s *Server) closeMonth(ctx *fasthttp.RequestCtx, _ Principal, params []stri
 	return nil
 }
 
+// exportReader is an export's body: progress runs before each read.
+type exportReader struct {
+	*io.PipeReader
+	progress func()
+}
+
+func (r *exportReader) Read(p []byte) (int, error) {
+	r.progress()
+	return r.PipeReader.Read(p)
+}
+
 func writeRawJSON(ctx *fasthttp.RequestCtx, b []byte) {
 	ctx.SetContentType("application/json")
 	ctx.SetStatusCode(fasthttp.StatusOK)
@@ -221,7 +233,8 @@ func seqParam(ctx *fasthttp.RequestCtx, name string) (uint64, error) {
 // exportLedger streams entries from_seq..to_seq (default: all, up to the
 // head when the request came) as NDJSON, one ledger.ExportRecord a line.
 // The headers X-Ledger-From-Seq and X-Ledger-To-Seq say which entries the
-// body holds, so a client can tell a complete export from a cut one.
+// body holds, so a client can tell a complete export from a cut one; a
+// body cut by an error also ends without its terminating chunk.
 func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
 	from, err := seqParam(ctx, "from_seq")
 	if err != nil {
@@ -263,16 +276,19 @@ func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string)
 		renew()
 	}
 	db, log := s.db, s.log
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+	// The body is read from a pipe rather than written by a stream writer:
+	// fasthttp ends a stream writer's body with the terminating chunk
+	// whatever happened, so an export cut by a read error or a shutdown
+	// looked complete. An error closes the pipe with it, fasthttp then
+	// drops the connection without the terminating chunk, and the client
+	// sees a body cut short. A client gone away closes the pipe, which
+	// ends the scan.
+	pr, pw := io.Pipe()
+	go func() {
+		w := bufio.NewWriterSize(pw, 64<<10)
 		enc := json.NewEncoder(w)
 		n := 0
 		err := db.ScanRaw(from, to, func(e *ledger.Entry, raw []byte) error {
-			// Every entry may fill the buffer and write: renewed often
-			// enough that a client reading steadily is never cut off.
-			if now := time.Now(); wt > 0 && now.Sub(renewed) > wt/8 {
-				renewed = now
-				renew()
-			}
 			if err := enc.Encode(ledger.NewExportRecord(e, raw)); err != nil {
 				return err
 			}
@@ -281,10 +297,22 @@ func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string)
 			}
 			return nil
 		})
-		if err != nil {
-			// The status is sent; a cut body is told by the line count.
-			log.Error().Err(err).Uint64("from_seq", from).Uint64("to_seq", to).Msg("export cut short")
+		if err == nil {
+			err = w.Flush()
 		}
-	})
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			log.Error().Err(err).Uint64("from_seq", from).Uint64("to_seq", to).Int("entries_sent", n).Msg("export cut short")
+		}
+		pw.CloseWithError(err) // nil: the body is complete
+	}()
+	ctx.SetBodyStream(&exportReader{PipeReader: pr, progress: func() {
+		// fasthttp reads the next piece once it has written the last:
+		// renewed often enough that a client reading steadily is never
+		// cut off.
+		if now := time.Now(); wt > 0 && now.Sub(renewed) > wt/8 {
+			renewed = now
+			renew()
+		}
+	}}, -1)
 	return nil
 }
