@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/valyala/fasthttp"
 
 	"medgate/engine"
 	"medgate/engine/abi"
@@ -24,7 +27,7 @@ import (
 
 // r5Fill appends n settlements of hospital straight to the ledger, from
 // several goroutines so that the writer's group commit batches them.
-func r5Fill(tb testing.TB, db *ledger.DB, hospital, treating string, n int) {
+func r5Fill(tb testing.TB, db *ledger.DB, tag, hospital, treating string, n int) {
 	tb.Helper()
 	const writers = 32
 	var wg sync.WaitGroup
@@ -34,7 +37,7 @@ func r5Fill(tb testing.TB, db *ledger.DB, hospital, treating string, n int) {
 		go func() {
 			defer wg.Done()
 			for i := g; i < n; i += writers {
-				req := fmt.Sprintf("r5-%s-%d", hospital, i)
+				req := fmt.Sprintf("r5-%s-%s-%d", tag, hospital, i)
 				e := &ledger.Entry{Kind: ledger.KindSettlement, RequestID: req, BodyHash: sha256.Sum256([]byte(req)),
 					Hospital: hospital, TreatingRegion: treating, InsuredRegion: "152500", PersonID: "P-" + req,
 					Date: abi.MakeDate(2026, 10, 20), VisitType: abi.VisitOutpatient, PolicyVersion: "v1",
@@ -69,7 +72,7 @@ func TestR5ExportCutShortIsAnError(t *testing.T) {
 	h.start()
 	t.Cleanup(h.stop)
 	const n = 3000 // about 4 MB of export: far more than the connection buffers
-	r5Fill(t, h.db, "H3701020001", "370102", n)
+	r5Fill(t, h.db, "a", "H3701020001", "370102", n)
 	h.restart() // from here on, entries are read from tables
 
 	c := h.rawConn(t)
@@ -107,5 +110,74 @@ func TestR5ExportCutShortIsAnError(t *testing.T) {
 		if err := json.Unmarshal(rest[j+1:i], &rec); err != nil {
 			t.Fatalf("last complete line: %v", err)
 		}
+	}
+}
+
+// r5DetailsAlloc posts a details reconciliation of hospital over all of
+// 2026 with no rows of the hospital's and answers it with the bytes
+// allocated while it was answered (server and client: both hold the
+// answer). check: the answer is also checked against openapi.yaml (slow
+// for a long answer, so outside the measurement).
+func r5DetailsAlloc(t *testing.T, h *harness, hospital string, check bool) (DetailsAnswer, uint64) {
+	t.Helper()
+	body := []byte(`{"from":"2026-01-01","to":"2026-12-31","settlements":[]}`)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://gateway/v1/reconciliation/details")
+	req.Header.Set("Authorization", "Bearer tok-"+hospital)
+	req.SetBody(body)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := h.client.DoTimeout(req, resp, 30*time.Second)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if check {
+		checkAnswer(t, "POST", "/v1/reconciliation/details", body, resp)
+	}
+	if resp.StatusCode() != 200 {
+		t.Fatalf("details: %d %.300s", resp.StatusCode(), resp.Body())
+	}
+	var a DetailsAnswer
+	if err := json.Unmarshal(resp.Body(), &a); err != nil {
+		t.Fatal(err)
+	}
+	return a, after.TotalAlloc - before.TotalAlloc
+}
+
+// TestR5DetailsAnswerIsBounded: a details reconciliation listed every
+// gateway row the hospital did not send, so a hospital sending no rows
+// for a year made the gateway build, in memory, an answer as long as its
+// year of entries (about 1 KB a row: a million rows, a gigabyte, for each
+// such request at once). Now each list holds at most maxListedRows rows,
+// the counts stay exact, and "truncated" says that a list was cut.
+func TestR5DetailsAnswerIsBounded(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	const hosp = "H3701020001"
+	const n = maxListedRows + maxListedRows/5
+	r5Fill(t, h.db, "a", hosp, "370102", n)
+	a1, alloc1 := r5DetailsAlloc(t, h, hosp, true)
+	r5Fill(t, h.db, "b", hosp, "370102", n)
+	a2, alloc2 := r5DetailsAlloc(t, h, hosp, false)
+	t.Logf("%d rows: %d listed, %.1f MB allocated; %d rows: %d listed, %.1f MB", a1.Counts.Gateway,
+		len(a1.MissingOnHospital), float64(alloc1)/1e6, a2.Counts.Gateway, len(a2.MissingOnHospital), float64(alloc2)/1e6)
+	for _, c := range []struct {
+		a    DetailsAnswer
+		rows int
+	}{{a1, n}, {a2, 2 * n}} {
+		if c.a.Counts.Gateway != c.rows || c.a.Counts.MissingOnHospital != c.rows || c.a.Result != "unbalanced" {
+			t.Errorf("counts %+v, want %d rows missing on the hospital", c.a.Counts, c.rows)
+		}
+		if len(c.a.MissingOnHospital) > maxListedRows || !c.a.Truncated {
+			t.Errorf("%d rows: %d listed (at most %d), truncated %v", c.rows, len(c.a.MissingOnHospital), maxListedRows, c.a.Truncated)
+		}
+	}
+	if alloc2 > alloc1*13/10 {
+		t.Errorf("twice the hospital's rows took %.1f MB to answer instead of %.1f MB: the answer grows with the ledger",
+			float64(alloc2)/1e6, float64(alloc1)/1e6)
 	}
 }

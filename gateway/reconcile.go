@@ -35,6 +35,11 @@ const (
 	maxReconcileDays = 366
 	// maxDetailsBody bounds a details body: about 100,000 rows.
 	maxDetailsBody = 16 << 20
+	// maxListedRows bounds each list of a details answer (missing on
+	// either side, differing): the rows missing on the hospital's side are
+	// as many as the hospital's entries in the range, which no body
+	// bounds, and the answer is built in memory. The counts stay exact.
+	maxListedRows = 10000
 )
 
 // reconRange is a validated date range and its commit-time bounds.
@@ -308,6 +313,9 @@ type DetailsAnswer struct {
 	MissingOnGateway  []MissingOnGateway  `json:"missing_on_gateway"`
 	MissingOnHospital []MissingOnHospital `json:"missing_on_hospital"`
 	Differences       []DetailsDifference `json:"differences"`
+	// Truncated: a list holds only its first maxListedRows rows; the
+	// counts say how many there are (a shorter range lists them all).
+	Truncated bool `json:"truncated"`
 }
 
 type hospitalRow struct {
@@ -365,6 +373,10 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 		id := ledger.SettlementID(r.Seq)
 		hr, ok := theirs[id]
 		if !ok {
+			if ans.Counts.MissingOnHospital++; len(ans.MissingOnHospital) == maxListedRows {
+				ans.Truncated = true
+				return nil
+			}
 			m := MissingOnHospital{SettlementID: id, Kind: "settlement", CommittedAt: formatTime(r.CommittedAt),
 				Gateway: amounts(r.Total, r.FundTotal, r.PersonalAccount)}
 			if r.Kind == ledger.KindReversal {
@@ -388,6 +400,10 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 			ans.Counts.Matched++
 			return nil
 		}
+		if ans.Counts.Differing++; len(ans.Differences) == maxListedRows {
+			ans.Truncated = true
+			return nil
+		}
 		ans.Differences = append(ans.Differences, DetailsDifference{SettlementID: id, Fields: fields,
 			Gateway: amounts(r.Total, r.FundTotal, r.PersonalAccount), Hospital: amounts(hr.total, hr.fund, hr.acct)})
 		return nil
@@ -400,6 +416,10 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 		if hr.seen {
 			continue
 		}
+		if ans.Counts.MissingOnGateway++; len(ans.MissingOnGateway) == maxListedRows {
+			ans.Truncated = true
+			continue
+		}
 		m := MissingOnGateway{SettlementID: r.SettlementID, Reason: "unknown", Hospital: amounts(hr.total, hr.fund, hr.acct)}
 		// The hospital's own entry on another date is worth saying; anybody
 		// else's is "unknown", as it would be to GET it.
@@ -410,9 +430,6 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 		}
 		ans.MissingOnGateway = append(ans.MissingOnGateway, m)
 	}
-	ans.Counts.Differing = len(ans.Differences)
-	ans.Counts.MissingOnGateway = len(ans.MissingOnGateway)
-	ans.Counts.MissingOnHospital = len(ans.MissingOnHospital)
 	if ans.Counts.Differing+ans.Counts.MissingOnGateway+ans.Counts.MissingOnHospital > 0 {
 		ans.Result = "unbalanced"
 	}
