@@ -156,7 +156,9 @@ func r5DetailsAlloc(t *testing.T, h *harness, hospital string, check bool) (Deta
 // such request at once). Now each list holds at most maxListedRows rows,
 // the counts stay exact, and "truncated" says that a list was cut.
 func TestR5DetailsAnswerIsBounded(t *testing.T) {
-	h := newHarness(t, refWorld(t, nil))
+	clk := &clock{}
+	clk.set("2026-11-03T02:00:00Z") // the requests' range is 2026
+	h := newClockHarness(t, refWorld(t, nil), clk)
 	const hosp = "H3701020001"
 	const n = maxListedRows + maxListedRows/5
 	r5Fill(t, h.db, "a", hosp, "370102", n)
@@ -179,5 +181,51 @@ func TestR5DetailsAnswerIsBounded(t *testing.T) {
 	if alloc2 > alloc1*13/10 {
 		t.Errorf("twice the hospital's rows took %.1f MB to answer instead of %.1f MB: the answer grows with the ledger",
 			float64(alloc2)/1e6, float64(alloc1)/1e6)
+	}
+}
+
+// TestR5DetailsOneAtATimePerHospital: a details body of 16 MiB (176,600
+// rows) took about 150 MB of heap to read and compare, and a hospital
+// could send any number at once (a client reconciling each day of a year
+// in parallel, or a retry storm): 6 at once from one hospital peaked at
+// 900 MB, and --max-conns-per-ip allows 512. Now a hospital's details
+// reconciliations run one at a time: another one meanwhile is 429
+// hospital_busy with Retry-After, before its body is parsed, and changes
+// nothing; other hospitals and totals are not held up.
+func TestR5DetailsOneAtATimePerHospital(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-11-03T02:00:00Z") // the requests' range is 2026
+	h := newClockHarness(t, refWorld(t, nil), clk)
+	const hosp = "H3701020001"
+	r5Fill(t, h.db, "a", hosp, "370102", 3)
+	r5Fill(t, h.db, "a", "H3716020001", "371602", 2)
+	details := []byte(`{"from":"2026-01-01","to":"2026-12-31","settlements":[]}`)
+	totals := []byte(`{"from":"2026-01-01","to":"2026-12-31","count":0,"total":"0.00","fund_total":"0.00","personal_account":"0.00"}`)
+
+	// A details reconciliation of hosp in progress.
+	v, _ := h.srv.detailsBusy.LoadOrStore(hosp, new(sync.Mutex))
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	resp, err := h.roundTrip("POST", "/v1/reconciliation/details", "tok-"+hosp, "application/json", details, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body, retry := resp.StatusCode(), string(resp.Body()), string(resp.Header.Peek("Retry-After"))
+	fasthttp.ReleaseResponse(resp)
+	var e struct{ Error *Error }
+	if err := json.Unmarshal([]byte(body), &e); err != nil || status != 429 || e.Error == nil || e.Error.Code != "hospital_busy" || retry == "" {
+		t.Errorf("a second details reconciliation of %s at once: %d %s (Retry-After %q), want 429 hospital_busy", hosp, status, body, retry)
+	}
+	if status, body := h.do("POST", "/v1/reconciliation/details", "tok-H3716020001", details); status != 200 {
+		t.Errorf("another hospital's details meanwhile: %d %s", status, body)
+	}
+	if status, body := h.do("POST", "/v1/reconciliation/totals", "tok-"+hosp, totals); status != 200 {
+		t.Errorf("the hospital's totals meanwhile: %d %s", status, body)
+	}
+	mu.Unlock()
+	status, out := h.do("POST", "/v1/reconciliation/details", "tok-"+hosp, details)
+	var a DetailsAnswer
+	if status != 200 || json.Unmarshal(out, &a) != nil || a.Counts.Gateway != 3 {
+		t.Errorf("details once the first has answered: %d %s", status, out)
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -329,6 +330,16 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 	if err != nil {
 		return err
 	}
+	// One at a time per hospital: a body of 16 MiB takes about ten times
+	// that to read and compare, and a hospital sending many at once (each
+	// day of a year in parallel, a retry storm) would hold that many.
+	v, _ := s.detailsBusy.LoadOrStore(h.ID, new(sync.Mutex))
+	mu := v.(*sync.Mutex)
+	if !mu.TryLock() {
+		return &Error{Status: fasthttp.StatusTooManyRequests, Code: "hospital_busy", RetryAfter: "1",
+			Message: "another details reconciliation of hospital " + h.ID + " is running; retry once it has answered"}
+	}
+	defer mu.Unlock()
 	var req DetailsRequest
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
 		return bodyJSONError(err, ctx.PostBody(), "body")

@@ -38,6 +38,7 @@ type Server struct {
 	refused     atomic.Uint64 // requests answered unread (transportError)
 	bufs        sync.Pool
 	regionBusy  sync.Map // region → *sync.Mutex, see regionWork
+	detailsBusy sync.Map // hospital → *sync.Mutex, see reconcileDetails
 	conns       *conns   // open connections, see listener
 }
 
