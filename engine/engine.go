@@ -20,6 +20,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"medgate/engine/meter"
 )
 
 // Config holds the engine's limits. The zero value works: EnsureDefaults
@@ -40,6 +42,14 @@ type Config struct {
 	// a module looping forever is stopped after it in a few hundred
 	// milliseconds, however long its loop's body.
 	CallFuel int64
+	// StackLimit bounds the call stack of one call (settle, input_buffer,
+	// instantiation), in bytes as engine/meter counts a frame (a bound on
+	// what wazero gives it): wazero grows a call's stack as the call needs,
+	// up to about 100 MiB, and an instance keeps it for its later calls.
+	// Default 8 MiB (meter.DefaultStackLimit); the reference policies need
+	// 416 KiB at their deepest (instantiation). At most 1 GiB. Not bounded
+	// in Deadline mode, which runs the module as uploaded.
+	StackLimit uint32
 	// InitFuel bounds instantiation (start function, _initialize) likewise.
 	// Default 500,000,000 (the Go runtime's initialisation is charged
 	// about 15 million).
@@ -69,6 +79,9 @@ func (c *Config) EnsureDefaults() {
 	if c.CallFuel == 0 {
 		c.CallFuel = 100_000_000
 	}
+	if c.StackLimit == 0 {
+		c.StackLimit = meter.DefaultStackLimit
+	}
 	if c.InitFuel == 0 {
 		c.InitFuel = 500_000_000
 	}
@@ -94,6 +107,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CallTimeout < 0 || c.InitTimeout < 0 || c.CallFuel < 0 || c.InitFuel < 0 {
 		errs = append(errs, errors.New("engine: time and fuel limits must not be negative"))
+	}
+	if c.StackLimit > 1<<30 {
+		errs = append(errs, fmt.Errorf("engine: stack limit %d exceeds 1 GiB", c.StackLimit))
 	}
 	if c.MaxModuleSize < 0 || c.MaxInstances < 0 {
 		errs = append(errs, errors.New("engine: sizes must not be negative"))

@@ -33,6 +33,7 @@ const (
 	FailCheck                           // the answer breaks a host check
 	FailRefused                         // the policy refused on purpose
 	FailUnavailable                     // no instance could be had (canceled)
+	FailStack                           // the call went past the stack limit
 )
 
 func (k FailKind) String() string {
@@ -49,6 +50,8 @@ func (k FailKind) String() string {
 		return "refused"
 	case FailUnavailable:
 		return "unavailable"
+	case FailStack:
+		return "stack_limit"
 	}
 	return "unknown"
 }

@@ -82,6 +82,7 @@ type instance struct {
 	mod         api.Module
 	mem         api.Memory
 	fuel        api.MutableGlobal // nil in Deadline mode
+	stackUsed   api.MutableGlobal // the stack global (meter.StackGlobal); nil in Deadline mode
 	inputBuffer api.Function
 	settle      api.Function
 	stack       [1]uint64
@@ -160,7 +161,7 @@ func (e *Engine) load(ctx context.Context, rt wazero.Runtime, region, version st
 	}
 	// Instrumenting also refuses what no limit would bound (table.grow):
 	// in Deadline mode too, where its output is not used.
-	instrumented, err := meter.Instrument(wasm, e.cfg.InitFuel)
+	instrumented, err := meter.InstrumentStack(wasm, e.cfg.InitFuel, e.cfg.StackLimit)
 	if err != nil {
 		return fail("compile", err)
 	}
@@ -317,7 +318,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 			// The module is closed on a failed start, so its fuel cannot
 			// be read; a trap in the start functions of a module whose
 			// budget was spent is most likely that.
-			ce.Err = fmt.Errorf("instantiate: trapped (step budget of %d exhausted, or the start function trapped): %w", m.e.cfg.InitFuel, err)
+			ce.Err = fmt.Errorf("instantiate: trapped (step budget of %d exhausted, call stack past its limit of %d bytes, or the start function trapped): %w", m.e.cfg.InitFuel, m.e.cfg.StackLimit, err)
 		}
 		return nil, ce
 	}
@@ -336,6 +337,10 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 			return nil, &CallError{Kind: FailMalformed, Err: errors.New("instantiate: fuel global missing")}
 		}
 		inst.fuel = g
+		if inst.stackUsed, ok = mod.ExportedGlobal(meter.StackGlobal).(api.MutableGlobal); !ok {
+			m.discard(inst)
+			return nil, &CallError{Kind: FailMalformed, Err: errors.New("instantiate: stack global missing")}
+		}
 	}
 	return inst, nil
 }
@@ -521,6 +526,7 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 	if uint64(len(encoded)) > uint64(inst.inCap) {
 		size := max(len(encoded), minInputBuffer)
 		inst.stack[0] = uint64(size)
+		inst.resetStack()
 		if err := inst.inputBuffer.CallWithStack(ctx, inst.stack[:]); err != nil {
 			return m.classifyCall(ctx, inst, err, "input_buffer")
 		}
@@ -531,6 +537,7 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 		return &CallError{Kind: FailMalformed, Err: fmt.Errorf("input_buffer returned %#x, outside memory for %d bytes", ptr, len(encoded))}
 	}
 	inst.stack[0] = uint64(len(encoded))
+	inst.resetStack()
 	if err := inst.settle.CallWithStack(ctx, inst.stack[:]); err != nil {
 		return m.classifyCall(ctx, inst, err, "settle")
 	}
@@ -547,11 +554,24 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 	return nil
 }
 
+// resetStack sets the stack an export's call starts with to none: each
+// call has the whole limit, whichever calls the instance ran before (an
+// export returning to the host leaves its own frame counted).
+func (inst *instance) resetStack() {
+	if inst.stackUsed != nil {
+		inst.stackUsed.Set(0)
+	}
+}
+
 // classifyCall is classify, knowing that a trap with the fuel at 0 is the
-// step budget running out: a time limit, not a broken module.
+// step budget running out: a time limit, not a broken module; and one with
+// the stack global at meter.StackExceeded the stack limit.
 func (m *Module) classifyCall(ctx context.Context, inst *instance, err error, fn string) *CallError {
 	if inst.fuel != nil && inst.fuel.Get() == 0 {
 		return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: step budget of %d exhausted", fn, m.e.cfg.CallFuel)}
+	}
+	if inst.stackUsed != nil && inst.stackUsed.Get() == meter.StackExceeded {
+		return &CallError{Kind: FailStack, Err: fmt.Errorf("%s: call stack limit of %d bytes exceeded (recursion too deep)", fn, m.e.cfg.StackLimit)}
 	}
 	return classify(ctx, err, fn)
 }

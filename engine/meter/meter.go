@@ -19,6 +19,11 @@
 // dispatch loop (the Go toolchain's) is charged its whole body an
 // iteration, some hundred times what runs.
 //
+// It also adds an i32 global, exported as StackGlobal, that bounds the
+// call stack (see stackEntry): wazero grows a call's stack as deep as the
+// call recurses, up to about 100 MiB, and an instance keeps it for its
+// later calls.
+//
 // Why not wazero's WithCloseOnContextDone: it makes every loop iteration
 // leave the compiled code for a Go check and spawns a goroutine per call,
 // which made the reference policies about 8× slower (bench/RESULTS.md); a
@@ -40,6 +45,22 @@ import (
 // Global is the export name of the fuel global.
 const Global = "medgate.fuel"
 
+// StackGlobal is the export name of the stack global: the bytes of call
+// stack the frames running may use (see stackEntry), which the host sets to
+// 0 before each call; StackExceeded when a call trapped for going past the
+// limit.
+const StackGlobal = "medgate.stack"
+
+// StackExceeded is the stack global's value after a call trapped for
+// going past the stack limit.
+const StackExceeded = 0xFFFF_FFFF
+
+// DefaultStackLimit is the call stack a call may use unless told
+// otherwise, in bytes as frameSize counts them: 8 MiB. The reference
+// policies need 416 KiB at their deepest (the Go runtime's initialisation,
+// 28 frames; a settle call goes 24 deep).
+const DefaultStackLimit = 8 << 20
+
 // ErrMalformed is returned for bytes that are not a module the rewriter
 // can instrument.
 var ErrMalformed = errors.New("meter: malformed module")
@@ -53,6 +74,8 @@ const (
 	secCode     = 10
 	kindGlobal  = 3
 	valI64      = 0x7E
+	valI32      = 0x7F
+	opI32Const  = 0x41
 	opEnd       = 0x0B
 	opLoop      = 0x03
 	opI64Const  = 0x42
@@ -65,9 +88,19 @@ type section struct {
 }
 
 // Instrument returns wasm with the fuel global (initialised to initFuel,
-// which budgets instantiation: start function and _initialize) and the
-// checks inserted. It never modifies wasm.
+// which budgets instantiation: start function and _initialize), the stack
+// global (limit DefaultStackLimit) and the checks inserted. It never
+// modifies wasm.
 func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
+	return InstrumentStack(wasm, initFuel, DefaultStackLimit)
+}
+
+// InstrumentStack is Instrument with a stack limit of stackLimit bytes (at
+// most 1 GiB).
+func InstrumentStack(wasm []byte, initFuel int64, stackLimit uint32) ([]byte, error) {
+	if stackLimit > 1<<30 {
+		return nil, fmt.Errorf("meter: stack limit %d exceeds 1 GiB", stackLimit)
+	}
 	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" || binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
 		return nil, fmt.Errorf("%w: not a WebAssembly 1.0 binary", ErrMalformed)
 	}
@@ -97,7 +130,11 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 		}
 	}
 	fuel := uint32(importedGlobals + definedGlobals)
-	m := &metering{host: checkSequence(fuel, HostCallCost), grow: checkSequence(fuel, GrowCost), importedFuncs: importedFuncs}
+	m := &metering{host: checkSequence(fuel, HostCallCost), grow: checkSequence(fuel, GrowCost), importedFuncs: importedFuncs,
+		stack: fuel + 1, stackLimit: stackLimit}
+	if err := m.readSignatures(secs, hostFns); err != nil {
+		return nil, err
+	}
 	// The bulk helper (see bulkHelper) is appended after the module's own
 	// types and functions, so that no existing index changes.
 	var types, funcs uint32
@@ -158,19 +195,23 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 	newExport := appendName(nil, Global)
 	newExport = append(newExport, kindGlobal)
 	newExport = appendU32(newExport, fuel)
+	stackGlobal := []byte{valI32, 1, opI32Const, 0, opEnd}
+	stackExport := appendName(nil, StackGlobal)
+	stackExport = append(stackExport, kindGlobal)
+	stackExport = appendU32(stackExport, m.stack)
 
 	var out []section
 	haveGlobal, haveExport := false, false
 	addGlobal := func() {
 		if !haveGlobal {
-			out = append(out, section{secGlobal, append(appendU32(nil, 1), newGlobal...)})
+			out = append(out, section{secGlobal, append(append(appendU32(nil, 2), newGlobal...), stackGlobal...)})
 			haveGlobal = true
 		}
 	}
 	addExport := func() {
 		addGlobal()
 		if !haveExport {
-			out = append(out, section{secExport, append(appendU32(nil, 1), newExport...)})
+			out = append(out, section{secExport, append(append(appendU32(nil, 2), newExport...), stackExport...)})
 			haveExport = true
 		}
 	}
@@ -199,12 +240,18 @@ func Instrument(wasm []byte, initFuel int64) ([]byte, error) {
 			if err = m.checkConstRefs(s.id, s.content); err == nil {
 				s.content, err = appendToVec(s.content, newGlobal)
 			}
+			if err == nil {
+				s.content, err = appendToVec(s.content, stackGlobal)
+			}
 			haveGlobal = true
 		case 4: // tables: an initializer may name a function
 			err = m.checkConstRefs(s.id, s.content)
 		case secExport:
 			addGlobal()
 			s.content, err = appendToVec(s.content, newExport)
+			if err == nil {
+				s.content, err = appendToVec(s.content, stackExport)
+			}
 			haveExport = true
 		case secCode:
 			addExport()
@@ -403,6 +450,169 @@ type metering struct {
 	// invalid as uploaded, would reach those (and set its own budget).
 	globals, funcs uint32
 	importedFuncs  uint32 // calls of a function index below this call the host
+	stack          uint32 // the stack global's index
+	stackLimit     uint32
+	// The params of each type and the values its signature holds
+	// (params + results), by type index; each function's type index,
+	// imported ones first.
+	sigParams, sigValues []uint64
+	funcType             []uint32
+}
+
+// readSignatures reads the types and each function's type, which the
+// stack's accounting needs (frameSize).
+func (m *metering) readSignatures(secs []section, hostFns []hostImport) error {
+	for _, h := range hostFns {
+		m.funcType = append(m.funcType, h.typ)
+	}
+	for _, s := range secs {
+		switch s.id {
+		case secType:
+			sigs, err := funcTypes(s.content)
+			if err != nil {
+				return err
+			}
+			for _, sig := range sigs {
+				r := reader{b: sig}
+				params := r.u32()
+				r.bytes(int(params))
+				m.sigParams = append(m.sigParams, uint64(params))
+				m.sigValues = append(m.sigValues, uint64(params)+uint64(r.u32()))
+			}
+		case secFunction:
+			r := reader{b: s.content}
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				m.funcType = append(m.funcType, r.u32())
+			}
+			if r.err != nil {
+				return fmt.Errorf("%w: function section: %v", ErrMalformed, r.err)
+			}
+		}
+	}
+	for i, t := range m.funcType {
+		if int(t) >= len(m.sigValues) {
+			return fmt.Errorf("%w: function %d has type %d (the module has %d)", ErrMalformed, i, t, len(m.sigValues))
+		}
+	}
+	return nil
+}
+
+// values is what type t's signature holds, 0 for an index out of range
+// (wazero refuses the module).
+func (m *metering) values(t uint64) uint64 {
+	if t >= uint64(len(m.sigValues)) {
+		return 0
+	}
+	return m.sigValues[t]
+}
+
+// FrameBase and FrameValue make up a frame's size (frameSize).
+const (
+	FrameBase  = 1024
+	FrameValue = 16
+)
+
+// frameSize is a bound on the stack wazero's compiler gives a frame of a
+// function with these locals (params included) and code, in bytes:
+// FrameBase (return address, frame pointer, saved registers), and
+// FrameValue for each local, each value its signature returns, and each
+// value its instructions make, counted as one an instruction, plus what
+// the signature of a call or of a typed block holds (its arguments and
+// results), plus 16 for each loop (the fuel check) and 64 for the checks at
+// entry. The compiler spills a value live across a call to a slot of its
+// own (8 bytes), never reused within the frame, so the frame grows with
+// the values a function makes, not only with its locals: a function
+// keeping 4,000 sums across a recursive call has a frame of 32 KiB. A
+// FrameValue of twice a slot leaves room for the temporaries a value's
+// lowering makes. It saturates at limit+1 (a frame over the limit traps
+// on entry whatever its size).
+func (m *metering) frameSize(code []byte, locals, results uint64, limit uint32) (uint32, error) {
+	values := locals + results + 64
+	r := reader{b: code}
+	for !r.done() {
+		op := r.byte()
+		values++
+		switch op {
+		case 0x02, 0x03, 0x04: // block, loop, if
+			if op == opLoop {
+				values += 16
+			}
+			if len(r.b) > 0 {
+				switch r.b[0] {
+				case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+				default:
+					if t := (&reader{b: r.b}).s64(); t >= 0 {
+						values += m.values(uint64(t))
+					}
+				}
+			}
+		case 0x10, 0x12: // call, return_call
+			if idx := (&reader{b: r.b}).u32(); int(idx) < len(m.funcType) {
+				values += m.values(uint64(m.funcType[idx]))
+			}
+		case 0x11, 0x13: // call_indirect, return_call_indirect
+			values += m.values(uint64((&reader{b: r.b}).u32()))
+		}
+		if err := r.skipImmediates(op); err != nil {
+			return 0, err
+		}
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	// A signature's values are at most the bytes of the type section, so
+	// values is below the module's length squared: capped, the product
+	// cannot overflow.
+	if size := FrameBase + min(values, 1<<40)*FrameValue; size <= uint64(limit) {
+		return uint32(size), nil
+	}
+	return limit + 1, nil
+}
+
+// stackEntry is the check at a function's entry that bounds the call
+// stack: it adds the function's frame size to the stack global, keeping
+// the sum in a local added for it ($base), and traps when the sum passes
+// the limit, with the global at StackExceeded so the host can tell:
+//
+//	global.get $stack; i32.const size; i32.add; local.tee $base; i32.const limit; i32.gt_u
+//	if; i32.const -1; global.set $stack; unreachable; end
+//	local.get $base; global.set $stack
+//
+// After each call of a module function the caller sets the global back to
+// its $base (stackRestore): however the callee left (return, its end, a
+// branch to its outermost label), it resumes in its caller, so no way out
+// of a function needs rewriting. Before a tail call, whose callee replaces
+// the frame, the global goes back to what it was at entry. A trap ends the
+// instance (the host discards it); a host function runs on Go's stack. The
+// host sets the global to 0 before each call: an export returning to the
+// host leaves its own frame counted.
+func (m *metering) stackEntry(size uint32, base uint32) []byte {
+	g := appendU32(nil, m.stack)
+	l := appendU32(nil, base)
+	b := append([]byte{opGlobalGet}, g...)
+	b = append(append(b, opI32Const), appendS64(nil, int64(size))...)
+	b = append(b, 0x6A /* i32.add */, 0x22 /* local.tee */)
+	b = append(b, l...)
+	b = append(append(b, opI32Const), appendS64(nil, int64(m.stackLimit))...)
+	b = append(b, 0x4B /* i32.gt_u */, 0x04 /* if */, 0x40, opI32Const, 0x7F /* -1 */, 0x24 /* global.set */)
+	b = append(b, g...)
+	b = append(b, 0x00 /* unreachable */, opEnd, 0x20 /* local.get */)
+	b = append(b, l...)
+	b = append(b, 0x24 /* global.set */)
+	return append(b, g...)
+}
+
+// stackRestore sets the stack global to $base (after a call), or, with
+// size, to $base - size (before a tail call).
+func (m *metering) stackRestore(base, size uint32) []byte {
+	b := append([]byte{0x20 /* local.get */}, appendU32(nil, base)...)
+	if size != 0 {
+		b = append(append(b, opI32Const), appendS64(nil, int64(size))...)
+		b = append(b, 0x6B /* i32.sub */)
+	}
+	b = append(b, 0x24 /* global.set */)
+	return append(b, appendU32(nil, m.stack)...)
 }
 
 // hostImport is an imported function: its name and type index.
@@ -470,7 +680,7 @@ func (m *metering) instrumentCode(content []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: code section, function %d: %v", ErrMalformed, i, r.err)
 		}
 		var err error
-		body, err = m.instrumentBody(body[:0], fn)
+		body, err = m.instrumentBody(body[:0], fn, m.importedFuncs+i)
 		if err != nil {
 			return nil, fmt.Errorf("meter: function %d: %w", i, err)
 		}
@@ -483,22 +693,40 @@ func (m *metering) instrumentCode(content []byte) ([]byte, error) {
 	return out, nil
 }
 
-func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
+func (m *metering) instrumentBody(out, fn []byte, idx uint32) ([]byte, error) {
+	if int(idx) >= len(m.funcType) {
+		return nil, fmt.Errorf("%w: more bodies than functions", ErrMalformed)
+	}
+	t := m.funcType[idx]
+	locals := m.sigParams[t]
 	r := reader{b: fn}
 	groups := r.u32()
+	declared := r.b
 	for i := uint32(0); i < groups && r.err == nil; i++ {
-		r.u32()
+		locals += uint64(r.u32())
 		r.byte()
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
-	out = append(out, fn[:len(fn)-len(r.b)]...) // locals, verbatim
+	if locals >= 1<<32-1 {
+		return nil, fmt.Errorf("%w: %d locals", ErrMalformed, locals)
+	}
+	// The locals, with one i32 more: $base (stackEntry).
+	base := uint32(locals)
+	out = appendU32(out, groups+1)
+	out = append(out, declared[:len(declared)-len(r.b)]...)
+	out = append(out, 1, valI32)
+	size, err := m.frameSize(r.b, locals+1, m.sigValues[t]-m.sigParams[t], m.stackLimit)
+	if err != nil {
+		return nil, err
+	}
 	costs, err := scopeCosts(r.b, m.costs[:0])
 	m.costs = costs
 	if err != nil {
 		return nil, err
 	}
+	out = append(out, m.stackEntry(size, base)...)
 	out = append(out, checkSequence(m.globals, costs[0])...)
 	scope := 0
 	for !r.done() {
@@ -520,12 +748,17 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 				out = append(out, m.bulk...)
 			}
 		}
+		host := false
 		if op == 0x10 || op == 0x12 { // call, return_call: a host function?
 			rest := reader{b: r.b}
 			if idx := rest.u32(); rest.err == nil && idx < m.importedFuncs {
 				out = append(out, m.host...)
 				out = append(out, m.charge[idx]...)
+				host = true
 			}
+		}
+		if op == 0x12 || op == 0x13 { // a tail call: this frame leaves
+			out = append(out, m.stackRestore(base, size)...)
 		}
 		if op == 0xD2 { // ref.func: a host function as a reference?
 			rest := reader{b: r.b}
@@ -552,6 +785,9 @@ func (m *metering) instrumentBody(out, fn []byte) ([]byte, error) {
 			return nil, r.err
 		}
 		out = append(out, fn[start:len(fn)-len(r.b)]...)
+		if (op == 0x10 && !host) || op == 0x11 { // back from a module function
+			out = append(out, m.stackRestore(base, 0)...)
+		}
 		if op == opLoop {
 			scope++
 			out = append(out, checkSequence(m.globals, costs[scope])...)
