@@ -46,8 +46,8 @@ type Config struct {
 	// instantiation), in bytes as engine/meter counts a frame (a bound on
 	// what wazero gives it): wazero grows a call's stack as the call needs,
 	// up to about 100 MiB, and an instance keeps it for its later calls.
-	// Default 8 MiB (meter.DefaultStackLimit); the reference policies need
-	// 416 KiB at their deepest (instantiation). At most 1 GiB. Not bounded
+	// Default 16 MiB (meter.DefaultStackLimit); the reference policies need
+	// 605 KiB at their deepest (instantiation). At most 1 GiB. Not bounded
 	// in Deadline mode, which runs the module as uploaded.
 	StackLimit uint32
 	// InitFuel bounds instantiation (start function, _initialize) likewise.

@@ -56,10 +56,14 @@ const StackGlobal = "medgate.stack"
 const StackExceeded = 0xFFFF_FFFF
 
 // DefaultStackLimit is the call stack a call may use unless told
-// otherwise, in bytes as frameSize counts them: 8 MiB. The reference
-// policies need 416 KiB at their deepest (the Go runtime's initialisation,
-// 28 frames; a settle call goes 24 deep).
-const DefaultStackLimit = 8 << 20
+// otherwise, in bytes as frameSize counts them: 16 MiB, some 27 times what
+// the reference policies need at their deepest (605 KiB: the Go runtime's
+// initialisation, 28 frames; a settle call goes 24 deep). frameSize counts
+// twice the 8-byte slot a value takes, so the frames use at most about
+// half the limit, and wazero, doubling the stack as it grows, holds at
+// most about the limit for a call that stayed within it (a small frame is
+// counted some twenty times what it takes).
+const DefaultStackLimit = 16 << 20
 
 // ErrMalformed is returned for bytes that are not a module the rewriter
 // can instrument.
@@ -520,10 +524,13 @@ const (
 // value its instructions make, counted as one an instruction, plus what
 // the signature of a call or of a typed block holds (its arguments and
 // results), plus 16 for each loop (the fuel check) and 64 for the checks at
-// entry. The compiler spills a value live across a call to a slot of its
+// entry, plus its locals again for each block, loop, if and else: the
+// compiler's SSA form gives a block a parameter for each local it merges.
+// The compiler spills a value live across a call to a slot of its
 // own (8 bytes), never reused within the frame, so the frame grows with
 // the values a function makes, not only with its locals: a function
-// keeping 4,000 sums across a recursive call has a frame of 32 KiB. A
+// keeping 4,000 sums across a recursive call has a frame of 32 KiB, one of
+// 100 locals changed inside 100 nested loops 85 KiB. A
 // FrameValue of twice a slot leaves room for the temporaries a value's
 // lowering makes. It saturates at limit+1 (a frame over the limit traps
 // on entry whatever its size).
@@ -533,6 +540,9 @@ func (m *metering) frameSize(code []byte, locals, results uint64, limit uint32) 
 	for !r.done() {
 		op := r.byte()
 		values++
+		if op >= 0x02 && op <= 0x05 { // block, loop, if, else: a block of SSA
+			values += locals
+		}
 		switch op {
 		case 0x02, 0x03, 0x04: // block, loop, if
 			if op == opLoop {

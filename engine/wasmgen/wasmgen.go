@@ -23,12 +23,14 @@ const (
 	BlockVoid     = 0x40
 )
 
-// Func is a function: its signature, body (without the final end) and the
-// name it is exported under ("" for none).
+// Func is a function: its signature, body (without the final end), the
+// name it is exported under ("" for none) and how many i32 locals it
+// declares after its params.
 type Func struct {
 	Params, Results []byte
 	Body            []byte
 	Export          string
+	Locals          uint32
 }
 
 // Import is an imported function, or with Global set an imported
@@ -100,7 +102,11 @@ func (m *Module) Bytes() []byte {
 	nExports := 0
 	for i, f := range m.Funcs {
 		funcs = append(funcs, U32(typeIndex(f.Params, f.Results))...)
-		body := append([]byte{0x00}, f.Body...) // no locals
+		body := []byte{0x00} // no locals
+		if f.Locals > 0 {
+			body = append(append([]byte{1}, U32(f.Locals)...), I32)
+		}
+		body = append(body, f.Body...)
 		body = append(body, OpEnd)
 		code = append(code, U32(uint32(len(body)))...)
 		code = append(code, body...)
