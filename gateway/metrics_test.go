@@ -17,7 +17,9 @@ import (
 )
 
 func TestMetricsEndpoint(t *testing.T) {
-	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	// No opening balance (it would be an entry): the head is the two writes.
+	emp := strings.Replace(empActive, `"account_balance":"1000.00"`, `"account_balance":"0.00"`, 1)
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {emp}}))
 	if status, body := h.do("POST", "/v1/settlements", "tok-H3701020001", settleBody("M-1", "EMP1", "371600", chronicVisit, oneLine)); status != 200 {
 		t.Fatalf("settle: %d %s", status, body)
 	}

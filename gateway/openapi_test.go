@@ -326,14 +326,15 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 	c.json("POST", "/v1/clearing/months/"+last+"/close", clearing, nil, 200)
 	c.json("POST", "/v1/clearing/months/"+month+"/close", clearing, nil, 409)
 	c.json("GET", "/v1/clearing/months/"+month, hosp, nil, 403)
-	if ex := c.do("GET", "/v1/clearing/export", clearing, nil, ""); ex.status != 200 || bytes.Count(ex.body, []byte("\n")) != 3 ||
-		string(ex.header.Peek("X-Ledger-To-Seq")) != "3" {
+	// EMP1's opening balance, the settlements and reversal above, CR-1.
+	if ex := c.do("GET", "/v1/clearing/export", clearing, nil, ""); ex.status != 200 || bytes.Count(ex.body, []byte("\n")) != 5 ||
+		string(ex.header.Peek("X-Ledger-To-Seq")) != "5" {
 		t.Fatalf("export: %d %s %s", ex.status, ex.header.Peek("X-Ledger-To-Seq"), ex.body)
 	}
 	c.json("GET", "/v1/clearing/export?from_seq=0", clearing, nil, 400)
 	c.json("GET", "/v1/clearing/checkpoint", clearing, nil, 200)
 	c.json("GET", "/v1/clearing/checkpoint?tree_size=99", clearing, nil, 400)
-	c.json("GET", "/v1/clearing/proofs/inclusion/"+r2+"?tree_size=3", clearing, nil, 200)
+	c.json("GET", "/v1/clearing/proofs/inclusion/"+r2+"?tree_size=4", clearing, nil, 200) // entry 4: after EMP1's opening balance
 	c.json("GET", "/v1/clearing/proofs/inclusion/S999999999999", clearing, nil, 404)
 	c.json("GET", "/v1/clearing/proofs/consistency?from=1", clearing, nil, 200)
 	c.json("GET", "/v1/clearing/proofs/consistency", clearing, nil, 400)

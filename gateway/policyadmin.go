@@ -641,6 +641,9 @@ func (s *Server) Replay(ctx context.Context, region string, from, to uint64) (ch
 		if region != "" && e.InsuredRegion != region {
 			return nil
 		}
+		if e.Kind != ledger.KindSettlement && e.Kind != ledger.KindReversal {
+			return nil // a credit or an opening balance: no policy ran
+		}
 		checked++
 		if e.Kind == ledger.KindReversal {
 			orig, ok, err := s.db.EntryByID(e.Reverses)

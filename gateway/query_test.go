@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -12,7 +13,9 @@ import (
 // is written. The unauthenticated probes (health, metrics, the OpenAPI
 // file) take any.
 func TestQueryParametersRefusedOnEveryRoute(t *testing.T) {
-	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	// No opening balance (it would be entry 1): the settlement is entry 1.
+	emp := strings.Replace(empActive, `"account_balance":"1000.00"`, `"account_balance":"0.00"`, 1)
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {emp}}))
 	items := `[{"code":"XA01","unit_price":"10.00","quantity":"1","amount":"10.00"}]`
 	status, body := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("QP-1", "EMP1", "371600", chronicVisit, items))
 	if status != 200 {

@@ -14,13 +14,15 @@ import (
 )
 
 // pfxOpening keys a person's opening balance, written once when the person
-// is created (PutPersons), so that an audit can recompute every balance:
+// is created (PutPersons), so that a later upsert of the person can answer
+// it; the audit checks it against the person's opening-balance entry:
 //
 //	o | lp(region) | person -> opening balance, int64 (8)
 //
 // The person record's OpeningBalance is the last one upserted, which is not
 // the opening balance once a known person is upserted with another one;
-// stores written before this record existed fall back to it.
+// stores written before this record existed fall back to it, and get the
+// record when they are upgraded to format 4 (upgrade.go).
 const pfxOpening = 'o'
 
 func appendOpeningKey(b []byte, region, person string) []byte {
@@ -46,8 +48,12 @@ const maxAuditProblems = 50
 //     treating region, year, amounts, balance, changes);
 //   - counters per (insured region, person, year): the sum of the entries'
 //     Changes, never negative after any entry;
-//   - balances per person: opening balance + Σ BalanceChange + Σ credits,
-//     never negative;
+//   - balances per person: Σ BalanceChange of the entries (settlements,
+//     reversals, credits, opening balances), never negative; each credit
+//     and opening balance states the balance after it (but one migrated
+//     from format 3, upgrade.go), each credit record names its credit's
+//     entry exactly, and each opening-balance record is its person's
+//     opening-balance entry (0 without one);
 //   - month totals per (month, insured, treating) and month records, hospital
 //     rows, closed months (the frozen seq and hash name a real entry, and no
 //     later entry was stamped inside a closed month), commit times never
@@ -56,6 +62,8 @@ type AuditReport struct {
 	Entries     uint64 // entries audited, 1..head
 	Settlements uint64
 	Reversals   uint64
+	Credits     uint64 // credit entries
+	Openings    uint64 // opening-balance entries
 	Head        [32]byte
 	// ChainErr is the hash chain's first break (a *ChainError), TreeErr
 	// the Merkle tree's (a *TreeError); the index audit runs either way.
@@ -75,7 +83,8 @@ type AuditCounts struct {
 	ReversalMarks   int
 	CounterSets     int // (region, person, year) keys
 	Persons         int // balances checked
-	Credits         int
+	Credits         int // credit records
+	Openings        int // opening-balance records
 	MonthPairs      int
 	Months          int
 	HospitalRows    int
@@ -243,7 +252,9 @@ type auditor struct {
 	traces   map[string]auditTrace       // trace code -> its latest state
 	settled  map[uint64]*auditSettlement // settlements (all, for reversals)
 	counters map[auditCounterKey]map[string]int64
-	balances map[auditPersonKey]int64 // Σ BalanceChange
+	balances map[auditPersonKey]int64        // Σ BalanceChange
+	credits  map[auditPersonKey]creditRecord // (region, reference) -> its entry
+	openings map[auditPersonKey]int64        // (region, person) -> opening entry
 	pairs    map[auditPairKey]*PairTotals
 	months   map[Month]*auditMonth
 	rows     map[string][]byte // hospital row key -> value
@@ -262,6 +273,8 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions
 		settled:  map[uint64]*auditSettlement{},
 		counters: map[auditCounterKey]map[string]int64{},
 		balances: map[auditPersonKey]int64{},
+		credits:  map[auditPersonKey]creditRecord{},
+		openings: map[auditPersonKey]int64{},
 		pairs:    map[auditPairKey]*PairTotals{},
 		months:   map[Month]*auditMonth{},
 		rows:     map[string][]byte{},
@@ -345,6 +358,10 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 
 func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
 	rep := a.rep
+	if e.Kind.movesBalanceOnly() {
+		a.balanceEntry(seq, e)
+		return
+	}
 	*key = appendIdemKey((*key)[:0], 0, e.Hospital, e.RequestID)
 	name := string((*key)[bucketKeyLen:])
 	if _, dup := a.idem[name]; dup {
@@ -435,6 +452,59 @@ func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
 	}
 	mm.last, mm.hash = seq, e.Hash
 	a.rows[string(appendHospitalRowKey(nil, e.Hospital, e.CommittedAt, seq))] = appendHospitalRowValue(nil, e, reverses)
+}
+
+// balanceEntry replays a credit or an opening balance: it moves its
+// person's balance and nothing a settlement moves (no idempotency key,
+// trace code, counter, pair total or hospital row); it is in its month's
+// range of entries.
+func (a *auditor) balanceEntry(seq uint64, e *Entry) {
+	rep := a.rep
+	noted := Entry{Seq: e.Seq, Kind: e.Kind, RequestID: e.RequestID, InsuredRegion: e.InsuredRegion, PersonID: e.PersonID,
+		CommittedAt: e.CommittedAt, BalanceChange: e.BalanceChange, BalanceAfter: e.BalanceAfter, Migrated: e.Migrated,
+		PrevHash: e.PrevHash, Hash: e.Hash, format: e.format}
+	pk := auditPersonKey{e.InsuredRegion, e.PersonID}
+	switch {
+	case !sameEntryFields(e, &noted):
+		rep.problem("entry %d, a %s, carries the fields of a settlement", seq, e.Kind)
+	case e.InsuredRegion == "" || e.PersonID == "" || e.BalanceChange <= 0 || (e.Kind == KindCredit) != (e.RequestID != ""):
+		rep.problem("entry %d, a %s of %d to %s/%s (reference %q), is not a valid one", seq, e.Kind, e.BalanceChange, e.InsuredRegion, e.PersonID, e.RequestID)
+	}
+	bal, ok := abi.AddChecked(a.balances[pk], e.BalanceChange)
+	if !ok {
+		rep.problem("entry %d takes the balance of %s/%s out of range", seq, e.InsuredRegion, e.PersonID)
+	}
+	a.balances[pk] = bal
+	if !e.Migrated && e.BalanceAfter != bal {
+		rep.problem("entry %d, a %s of %d to %s/%s, states the balance %d after it, the entries give %d",
+			seq, e.Kind, e.BalanceChange, e.InsuredRegion, e.PersonID, e.BalanceAfter, bal)
+	}
+	if e.Kind == KindCredit {
+		rep.Credits++
+		ck := auditPersonKey{e.InsuredRegion, e.RequestID}
+		if c, dup := a.credits[ck]; dup {
+			rep.problem("entry %d reuses credit reference %s/%s of entry %d", seq, e.InsuredRegion, e.RequestID, c.seq)
+		}
+		a.credits[ck] = creditRecord{person: e.PersonID, amount: e.BalanceChange, after: e.BalanceAfter, seq: seq}
+	} else {
+		rep.Openings++
+		if _, dup := a.openings[pk]; dup {
+			rep.problem("entry %d opens the balance of %s/%s a second time", seq, e.InsuredRegion, e.PersonID)
+		}
+		a.openings[pk] = e.BalanceChange
+	}
+	m := MonthOf(e.CommittedAt)
+	mm := a.months[m]
+	if mm == nil {
+		mm = &auditMonth{first: seq}
+		a.months[m] = mm
+	}
+	mm.last, mm.hash = seq, e.Hash
+}
+
+// sameEntryFields reports whether two entries encode alike.
+func sameEntryFields(a, b *Entry) bool {
+	return bytes.Equal(appendEntryBody(nil, a), appendEntryBody(nil, b))
 }
 
 // scan calls fn for every stored key in [lower, upper) (keys and values
@@ -626,9 +696,8 @@ func sortedCounters(m map[string]int64) []abi.Counter {
 
 func (a *auditor) checkBalances(r pebble.Reader) error {
 	type person struct {
-		opening, stored    int64
-		hasOpening, hasBal bool
-		known              bool
+		stored        int64
+		hasBal, known bool
 	}
 	ps := map[auditPersonKey]*person{}
 	get := func(k auditPersonKey) *person {
@@ -652,44 +721,57 @@ func (a *auditor) checkBalances(r pebble.Reader) error {
 			a.rep.problem("person key %x malformed", k)
 			return
 		}
-		rec, err := decodePerson(v)
-		if err != nil {
+		if _, err := decodePerson(v); err != nil {
 			a.rep.problem("person %s/%s: %v", region, id, err)
 			return
 		}
-		p := get(auditPersonKey{string(region), string(id)})
-		p.known = true
-		if !p.hasOpening {
-			p.opening = rec.OpeningBalance
-		}
+		get(auditPersonKey{string(region), string(id)}).known = true
 	}))
+	// An opening-balance record is what an upsert answers as the opening
+	// balance: it must be the opening-balance entry's (0 without one).
 	lo, hi = prefixRange(pfxOpening)
 	keep(scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.Openings++
 		region, id, ok := splitLP(k[1:])
 		bal, err := decodeBalance(v)
 		if !ok || err != nil {
 			a.rep.problem("opening balance record %x malformed", k)
 			return
 		}
-		p := get(auditPersonKey{string(region), string(id)})
-		p.opening, p.hasOpening = bal, true
+		pk := auditPersonKey{string(region), string(id)}
+		if want := a.openings[pk]; bal != want {
+			a.rep.problem("opening balance of %s/%s: the record says %d, the entries %d", region, id, bal, want)
+		}
+		delete(a.openings, pk)
 	}))
-	credits := map[auditPersonKey]int64{}
+	for k, v := range a.openings {
+		a.rep.problem("opening balance of %s/%s: an entry of %d, no record", k.region, k.person, v)
+	}
+	// A credit record is the index of its reference: it must name its
+	// credit's entry exactly.
 	lo, hi = prefixRange(pfxCredit)
 	keep(scan(r, lo, hi, func(k, v []byte) {
 		a.rep.Checked.Credits++
 		region, ref, ok := splitLP(k[1:])
-		person, rest, ok2 := splitLP(v)
-		if !ok || !ok2 || len(rest) != 16 {
+		c, err := decodeCreditValue(v, true)
+		if !ok || err != nil {
 			a.rep.problem("credit record %x malformed", k)
 			return
 		}
-		amount := int64(be.Uint64(rest))
-		if amount <= 0 {
-			a.rep.problem("credit %s/%s has amount %d", region, ref, amount)
+		ck := auditPersonKey{string(region), string(ref)}
+		want, ok := a.credits[ck]
+		switch {
+		case !ok:
+			a.rep.problem("credit %s/%s (%d to %s) has no credit entry", region, ref, c.amount, c.person)
+		case c != want:
+			a.rep.problem("credit %s/%s: the record says %d to %s, balance %d, entry %d; the entry %d to %s, balance %d, entry %d",
+				region, ref, c.amount, c.person, c.after, c.seq, want.amount, want.person, want.after, want.seq)
 		}
-		credits[auditPersonKey{string(region), string(person)}] += amount
+		delete(a.credits, ck)
 	}))
+	for k, c := range a.credits {
+		a.rep.problem("credit %s/%s of entry %d has no credit record", k.region, k.person, c.seq)
+	}
 	lo, hi = prefixRange(pfxBalance)
 	keep(scan(r, lo, hi, func(k, v []byte) {
 		region, id, ok := splitLP(k[1:])
@@ -703,26 +785,21 @@ func (a *auditor) checkBalances(r pebble.Reader) error {
 	}))
 	for k, p := range ps {
 		a.rep.Checked.Persons++
-		want := p.opening + a.balances[k] + credits[k]
+		want := a.balances[k]
 		switch {
 		case !p.known:
 			a.rep.problem("balance of %s/%s, who is not in the registry", k.region, k.person)
 		case !p.hasBal:
 			a.rep.problem("balance of %s/%s missing, recomputed %d", k.region, k.person, want)
 		case p.stored != want:
-			a.rep.problem("balance of %s/%s: stored %d, recomputed %d = opening %d + entries %d + credits %d",
-				k.region, k.person, p.stored, want, p.opening, a.balances[k], credits[k])
+			a.rep.problem("balance of %s/%s: stored %d, the entries give %d", k.region, k.person, p.stored, want)
 		case p.stored < 0:
 			a.rep.problem("balance of %s/%s is negative: %d", k.region, k.person, p.stored)
 		}
 		delete(a.balances, k)
-		delete(credits, k)
 	}
 	for k, v := range a.balances {
 		a.rep.problem("entries move the balance of %s/%s (%d), who is not in the registry", k.region, k.person, v)
-	}
-	for k, v := range credits {
-		a.rep.problem("credits to %s/%s (%d), who is not in the registry", k.region, k.person, v)
 	}
 	return firstErr
 }

@@ -81,11 +81,13 @@ func TestAuditCleanLedger(t *testing.T) {
 	if err := rep.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Entries != 37 || seen != 37 || rep.Settlements != 32 || rep.Reversals != 5 {
-		t.Fatalf("audited %d entries (%d visited), %d settlements, %d reversals", rep.Entries, seen, rep.Settlements, rep.Reversals)
+	// 2 opening balances (P3's is 0), 32 settlements, 5 reversals, 2 credits.
+	if rep.Entries != 41 || seen != 41 || rep.Settlements != 32 || rep.Reversals != 5 || rep.Credits != 2 || rep.Openings != 2 {
+		t.Fatalf("audited %d entries (%d visited), %d settlements, %d reversals, %d credits, %d opening balances",
+			rep.Entries, seen, rep.Settlements, rep.Reversals, rep.Credits, rep.Openings)
 	}
 	c := rep.Checked
-	if c.IdempotencyKeys != 37 || c.TraceCodes != 61 || c.ReversalMarks != 5 || c.Persons != 3 || c.Credits != 2 ||
+	if c.IdempotencyKeys != 37 || c.TraceCodes != 61 || c.ReversalMarks != 5 || c.Persons != 3 || c.Credits != 2 || c.Openings != 3 ||
 		c.ClosedMonths != 1 || c.Months != 2 || c.HospitalRows != 37 || c.CounterSets != 3 {
 		t.Fatalf("checked %+v", c)
 	}
@@ -126,19 +128,19 @@ func TestAuditDetectsTampering(t *testing.T) {
 		{"balance", func(t *testing.T, db *DB) {
 			set(t, db, appendBalanceKey(nil, region, "P2"), be.AppendUint64(nil, 1))
 		}, "balance of 152500/P2: stored 1"},
-		{"credit lost", func(t *testing.T, db *DB) { del(t, db, appendCreditKey(nil, region, "credit-1")) }, "balance of 152500/P2"},
+		{"credit lost", func(t *testing.T, db *DB) { del(t, db, appendCreditKey(nil, region, "credit-1")) }, "credit 152500/credit-1 of entry 38 has no credit record"},
 		{"opening balance", func(t *testing.T, db *DB) {
 			set(t, db, appendOpeningKey(nil, region, "P3"), be.AppendUint64(nil, 10))
 		}, "balance of 152500/P3"},
 		{"trace code freed", func(t *testing.T, db *DB) {
-			set(t, db, appendTraceKey(nil, 0, "TC004"), appendTraceValue(nil, 4, 31))
+			set(t, db, appendTraceKey(nil, 0, "TC004"), appendTraceValue(nil, 6, 33))
 		}, `trace code "TC004"`},
-		{"trace code lost", func(t *testing.T, db *DB) { del(t, db, appendTraceKey(nil, 0, "TD010")) }, `trace code "TD010" of entry 10 is missing`},
+		{"trace code lost", func(t *testing.T, db *DB) { del(t, db, appendTraceKey(nil, 0, "TD010")) }, `trace code "TD010" of entry 12 is missing`},
 		{"idempotency key", func(t *testing.T, db *DB) {
 			set(t, db, appendIdemKey(nil, 0, hospital, req(3)), appendIdemValue(nil, [32]byte{1}, 3))
 		}, "idempotency key"},
-		{"idempotency key lost", func(t *testing.T, db *DB) { del(t, db, appendIdemKey(nil, 0, hospital, req(7))) }, "of entry 7 is missing"},
-		{"reversal marker lost", func(t *testing.T, db *DB) { del(t, db, appendReversedKey(nil, 5)) }, "settlement 5 reversed by"},
+		{"idempotency key lost", func(t *testing.T, db *DB) { del(t, db, appendIdemKey(nil, 0, hospital, req(7))) }, "of entry 9 is missing"},
+		{"reversal marker lost", func(t *testing.T, db *DB) { del(t, db, appendReversedKey(nil, 7)) }, "settlement 7 reversed by"},
 		{"month totals", func(t *testing.T, db *DB) {
 			set(t, db, appendPairKey(nil, MakeMonth(2026, 10), region, "370102"), appendPairValue(nil, &PairTotals{Settlements: 1}))
 		}, "month 2026-10 pair 152500→370102"},

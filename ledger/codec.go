@@ -36,7 +36,10 @@ const MaxEntrySize = 16 << 20
 //	  byte Listed (0/1), s Amount, s FullSelfPay, s OverLimit, s PreSelfPay,
 //	  s Eligible | 1 the lines of the compact input
 //	u #Changes, each: str Name, s Value
-//	s BalanceChange | u #TraceCodes, str each | u #Notes, str each
+//	s BalanceChange
+//	credits and opening balances (Kind 3, 4) only: s BalanceAfter,
+//	  byte Migrated (0/1)
+//	u #TraceCodes, str each | u #Notes, str each
 //	h PrevHash
 //	--- the "body" ends here ---
 //	h Hash = sha256(PrevHash || body)
@@ -46,7 +49,8 @@ const MaxEntrySize = 16 << 20
 // they equal its lines (a settlement's always do): the input is stored
 // once, at about a third of its ABI size, and the lines are not repeated.
 // Format 1 is format 2 with "str Input" in place of the InputForm and the
-// listed lines without the LinesForm byte.
+// listed lines without the LinesForm byte, and has no credits or opening
+// balances (they are always written in format 2).
 //
 // The decoder is strict (minimal varints, booleans 0/1, no trailing bytes,
 // each form only where the encoder would choose it), so an accepted
@@ -152,6 +156,10 @@ func appendEntryBodyForms(b []byte, e *Entry, format byte, in *abi.Input, inputF
 		b = binary.AppendVarint(b, e.Changes[i].Value)
 	}
 	b = binary.AppendVarint(b, e.BalanceChange)
+	if e.Kind.movesBalanceOnly() {
+		b = binary.AppendVarint(b, e.BalanceAfter)
+		b = appendBool(b, e.Migrated)
+	}
 	b = appendStrs(b, e.TraceCodes)
 	b = appendStrs(b, e.Notes)
 	b = append(b, e.PrevHash[:]...)
@@ -257,6 +265,13 @@ func DecodeEntry(data []byte, e *Entry) error {
 		}
 	}
 	e.BalanceChange = d.varint()
+	if e.Kind.movesBalanceOnly() {
+		if format == entryFormat1 {
+			d.fail("a credit or opening balance in format 1")
+		}
+		e.BalanceAfter = d.varint()
+		e.Migrated = d.bool()
+	}
 	e.TraceCodes = d.strs()
 	e.Notes = d.strs()
 	e.PrevHash = d.hash()

@@ -309,6 +309,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	ch := make(chan struct{})
 	db.notify.Store(&ch)
+	if db.format == formatBucketed {
+		if err := db.migrateBalances(); err != nil {
+			_ = pdb.Close()
+			return nil, err
+		}
+	}
 	go db.run()
 	db.watchFilters()
 	db.watchDisk()
@@ -339,8 +345,9 @@ func (db *DB) load() error {
 		if err := db.readFormat(); err != nil {
 			return err
 		}
-		if db.format != storeFormat {
-			// An older layout: upgraded below, once the head is known.
+		if db.format < formatBucketed {
+			// An older layout without a shift: upgraded below, once the
+			// head is known.
 			db.bshift = shift
 		}
 	}
@@ -379,11 +386,11 @@ func (db *DB) load() error {
 	}
 	db.head.Store(h)
 	db.sealed.Store(h.seq)
-	if db.format != storeFormat {
+	if db.format < formatBucketed {
 		if err := db.upgrade(db.format, h.seq); err != nil {
 			return err
 		}
-		db.format = storeFormat
+		db.format = formatBucketed
 	}
 	closedEnd, err := lastClosedEnd(db.pdb)
 	if err != nil {
@@ -704,7 +711,9 @@ func (db *DB) Catalog(region string) (*Catalog, bool) {
 }
 
 // PutPersons upserts insured persons. A person not yet known gets its
-// balance set to OpeningBalance; a known person's balance is left alone.
+// balance set to OpeningBalance, through an opening-balance entry of the
+// chain (KindOpening) when it is not 0; a known person's balance is left
+// alone. The whole upsert is one batch: one sync however many persons.
 // created counts the new persons. When the same person appears more than
 // once, it is as if they were upserted in order.
 func (db *DB) PutPersons(ps []Person) (created int, err error) {
@@ -758,7 +767,7 @@ func (db *DB) personsRequest(ps []Person) (*request, []PersonWrite, error) {
 	ps = append([]Person(nil), ps...)
 	ws := make([]PersonWrite, len(ps))
 	r := &request{done: make(chan struct{}, 1)}
-	r.op = func(b *pebble.Batch) (int, error) {
+	r.opEntries = func(b *pebble.Batch, app func(*Entry) error) (int, error) {
 		type pk struct{ region, id string }
 		first := make(map[pk]int, len(ps))
 		var k []byte
@@ -826,13 +835,25 @@ func (db *DB) personsRequest(ps []Person) (*request, []PersonWrite, error) {
 			}
 			if isNew[i] {
 				n++
-				k = appendBalanceKey(k[:0], p.Region, p.ID)
+				// What a later upsert of the person answers (and the
+				// audit checks against the opening balance's entry).
+				k = appendOpeningKey(k[:0], p.Region, p.ID)
 				v = be.AppendUint64(v[:0], uint64(p.OpeningBalance))
 				if err := b.Set(k, v, nil); err != nil {
 					return 0, err
 				}
-				k = appendOpeningKey(k[:0], p.Region, p.ID) // for audits (audit.go)
-				if err := b.Set(k, v, nil); err != nil {
+				if p.OpeningBalance == 0 {
+					k = appendBalanceKey(k[:0], p.Region, p.ID)
+					if err := b.Set(k, v, nil); err != nil {
+						return 0, err
+					}
+					continue
+				}
+				// A balance is money the person can spend: its opening is
+				// an entry of the chain (KindOpening), which sets the
+				// balance record, in this same batch.
+				if err := app(&Entry{Kind: KindOpening, InsuredRegion: p.Region, PersonID: p.ID,
+					BalanceChange: p.OpeningBalance}); err != nil {
 					return 0, err
 				}
 			}

@@ -64,7 +64,7 @@ func (d *deriver) prepare(r pebble.Reader, e *Entry) error {
 	}
 	m := MonthOf(e.CommittedAt)
 	id := pairID{m, e.InsuredRegion, e.TreatingRegion}
-	if _, ok := d.pairs[id]; !ok {
+	if _, ok := d.pairs[id]; !ok && !e.Kind.movesBalanceOnly() {
 		p := &pairState{PairTotals: PairTotals{InsuredRegion: e.InsuredRegion, TreatingRegion: e.TreatingRegion}}
 		d.key = appendPairKey(d.key[:0], m, e.InsuredRegion, e.TreatingRegion)
 		if _, err := getFrom(r, d.key, func(v []byte) error { return decodePairValue(v, &p.PairTotals) }); err != nil {
@@ -129,14 +129,20 @@ func (f frontReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // apply adds e's derived writes (after prepare).
 func (d *deriver) apply(e *Entry, set func(k, v []byte)) {
 	m := MonthOf(e.CommittedAt)
-	p := d.pairs[pairID{m, e.InsuredRegion, e.TreatingRegion}]
-	if e.Kind == KindReversal {
-		p.Reversals++
-	} else {
-		p.Settlements++
+	// Credits and opening balances are in the chain, the tree and the
+	// month's range of entries, but in no pair's totals (clearing) and no
+	// hospital's rows.
+	balanceOnly := e.Kind.movesBalanceOnly()
+	if !balanceOnly {
+		p := d.pairs[pairID{m, e.InsuredRegion, e.TreatingRegion}]
+		if e.Kind == KindReversal {
+			p.Reversals++
+		} else {
+			p.Settlements++
+		}
+		p.Amounts.add(&e.Amounts)
+		p.dirty = true
 	}
-	p.Amounts.add(&e.Amounts)
-	p.dirty = true
 	mm := d.months[m]
 	if mm.first == 0 {
 		mm.first = e.Seq
@@ -148,9 +154,11 @@ func (d *deriver) apply(e *Entry, set func(k, v []byte)) {
 	if e.Kind == KindReversal {
 		rev, _ = ParseSettlementID(e.Reverses)
 	}
-	d.key = appendHospitalRowKey(d.key[:0], e.Hospital, e.CommittedAt, e.Seq)
-	d.val = appendHospitalRowValue(d.val[:0], e, rev)
-	set(d.key, d.val)
+	if !balanceOnly {
+		d.key = appendHospitalRowKey(d.key[:0], e.Hospital, e.CommittedAt, e.Seq)
+		d.val = appendHospitalRowValue(d.val[:0], e, rev)
+		set(d.key, d.val)
+	}
 
 	// hashes[0] is the leaf (level 0), which is not stored: it is
 	// computed from the entry's Hash when needed (merkle.go).

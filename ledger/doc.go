@@ -48,7 +48,9 @@
 // fsync cost shared. Registry writes (PutHospitals, PutCatalog, PutPersons)
 // go through the same writer, so a new person's opening balance cannot race
 // with a settlement moving that balance, and there is one place that deals
-// with write failures.
+// with write failures. Opening balances and credits are entries of the chain
+// (KindOpening, KindCredit), appended by their operations in the
+// operation's batch (writer.go: applyBalanceEntry).
 //
 // Write failure: if a commit fails (Pebble reports WAL write errors through
 // its Logger.Fatalf, which this package turns into a panic that the writer
@@ -95,15 +97,17 @@
 // is s preceded by its length as a uvarint, so that a variable-length
 // component cannot run into the next one.
 //
-//	mformat                              -> byte 3 (layout version, storeFormat) | bucket shift
+//	mformat                              -> byte 4 (layout version, storeFormat) | bucket shift
+//	mmigrating                           -> the upgrade to format 4 under way: phase | last key (upgrade.go)
 //	mhead                                -> seq (8) | hash (32) of the last entry
 //	e | seq(8)                           -> encoded Entry (see AppendEntry)
 //	K | bucket(4) | lp(hospital) | request id -> body sha256 (32) | seq (8)
 //	T | bucket(4) | trace code           -> owner seq (8), then the freeing reversal's seq (8) once freed
 //	r | settlement seq(8)                -> seq of its reversal (8)
 //	c | lp(region) | lp(person) | year   -> counters blob: uvarint n, n × (lp(name), uvarint value), sorted by name, no zeros
-//	b | lp(region) | person              -> balance, int64 (8)
+//	b | lp(region) | person              -> balance, int64 (8): Σ BalanceChange of the person's entries
 //	o | lp(region) | person              -> opening balance, int64 (8), written once (audit.go)
+//	x | lp(region) | reference           -> a credit: lp(person) | amount (8) | balance after (8) | its entry's seq (8) (credits.go)
 //	p | lp(region) | person id           -> encoded Person
 //	h | hospital id                      -> encoded Hospital
 //	g | lp(region) | code                -> encoded CatalogEntry

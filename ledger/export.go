@@ -21,23 +21,32 @@ import (
 // the readable fields of an entry and, in Entry, its canonical encoding
 // (base64), from which everything else can be checked: Hash =
 // SHA-256(PrevHash || encoding without its last 32 bytes).
+//
+// A credit or an opening balance (kind "credit", "opening_balance") has no
+// settlement id, hospital, treating region, date, visit type, policy or
+// module (those fields are absent), amounts of 0 (it takes no part in
+// clearing), and says Amount (the money put into the account),
+// BalanceAfter and Migrated; a credit's RequestID is its reference.
 type ExportRecord struct {
 	Seq            uint64        `json:"seq"`
-	SettlementID   string        `json:"settlement_id"`
-	Kind           string        `json:"kind"` // settlement | reversal
+	SettlementID   string        `json:"settlement_id,omitempty"`
+	Kind           string        `json:"kind"` // settlement | reversal | credit | opening_balance
 	Reverses       string        `json:"reverses,omitempty"`
 	RequestID      string        `json:"request_id"`
-	Hospital       string        `json:"hospital"`
-	TreatingRegion string        `json:"treating_region"`
+	Hospital       string        `json:"hospital,omitempty"`
+	TreatingRegion string        `json:"treating_region,omitempty"`
 	InsuredRegion  string        `json:"insured_region"`
 	PersonID       string        `json:"person_id"`
 	CommittedAt    string        `json:"committed_at"` // RFC 3339, UTC+8
 	Month          string        `json:"month"`        // clearing month, YYYY-MM
-	Date           string        `json:"settlement_date"`
-	VisitType      string        `json:"visit_type"`
-	PolicyVersion  string        `json:"policy_version"`
-	ModuleSHA256   string        `json:"module_sha256"`
+	Date           string        `json:"settlement_date,omitempty"`
+	VisitType      string        `json:"visit_type,omitempty"`
+	PolicyVersion  string        `json:"policy_version,omitempty"`
+	ModuleSHA256   string        `json:"module_sha256,omitempty"`
 	Amounts        ExportAmounts `json:"amounts"`
+	Amount         string        `json:"amount,omitempty"`        // credits, opening balances
+	BalanceAfter   string        `json:"balance_after,omitempty"` // credits, opening balances
+	Migrated       bool          `json:"migrated,omitempty"`      // credits, opening balances
 	PrevHash       string        `json:"prev_hash"`
 	Hash           string        `json:"hash"`
 	Entry          string        `json:"entry"`
@@ -75,6 +84,20 @@ func NewExportRecord(e *Entry, enc []byte) *ExportRecord {
 	}
 	f := money.FormatFen
 	a := &e.Amounts
+	if e.Kind.movesBalanceOnly() {
+		return &ExportRecord{
+			Seq: e.Seq, Kind: e.Kind.String(), RequestID: e.RequestID, InsuredRegion: e.InsuredRegion, PersonID: e.PersonID,
+			CommittedAt: time.Unix(0, e.CommittedAt).In(ChinaTime).Format(time.RFC3339Nano),
+			Month:       MonthOf(e.CommittedAt).String(),
+			Amounts: ExportAmounts{Total: f(a.Total), FullSelfPay: f(a.FullSelfPay), OverLimit: f(a.OverLimit),
+				PreSelfPay: f(a.PreSelfPay), Eligible: f(a.Eligible), Deductible: f(a.Deductible), BasicFund: f(a.BasicFund),
+				SeriousIllness: f(a.SeriousIllness), MedicalAssistance: f(a.MedicalAssistance), FundTotal: f(a.FundTotal),
+				PersonalAccount: f(a.PersonalAccount), Cash: f(a.Cash), PersonalTotal: f(a.PersonalTotal)},
+			Amount: f(e.BalanceChange), BalanceAfter: f(e.BalanceAfter), Migrated: e.Migrated,
+			PrevHash: hex.EncodeToString(e.PrevHash[:]), Hash: hex.EncodeToString(e.Hash[:]),
+			Entry: base64.StdEncoding.EncodeToString(enc),
+		}
+	}
 	return &ExportRecord{
 		Seq: e.Seq, SettlementID: e.SettlementID, Kind: kind, Reverses: e.Reverses, RequestID: e.RequestID,
 		Hospital: e.Hospital, TreatingRegion: e.TreatingRegion, InsuredRegion: e.InsuredRegion, PersonID: e.PersonID,
@@ -89,6 +112,15 @@ func NewExportRecord(e *Entry, enc []byte) *ExportRecord {
 		PrevHash: hex.EncodeToString(e.PrevHash[:]), Hash: hex.EncodeToString(e.Hash[:]),
 		Entry: base64.StdEncoding.EncodeToString(enc),
 	}
+}
+
+// entrySettlementID is the settlement id e must carry: its seq's, or none
+// for a credit or an opening balance.
+func entrySettlementID(e *Entry) string {
+	if e.Kind.movesBalanceOnly() {
+		return ""
+	}
+	return SettlementID(e.Seq)
 }
 
 // ScanRaw calls fn with each entry from seq from to seq to (inclusive; 0:
@@ -188,7 +220,7 @@ func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 		if *NewExportRecord(&e, raw) != rec {
 			return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "readable fields differ from the entry's encoding"}
 		}
-		if e.SettlementID != SettlementID(e.Seq) {
+		if e.SettlementID != entrySettlementID(&e) {
 			return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "settlement id does not match seq"}
 		}
 		if rep.Entries == 0 {

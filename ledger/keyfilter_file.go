@@ -231,6 +231,9 @@ func (db *DB) loadSavedFilters() error {
 // addEntryKeys adds the keys entry e wrote to the filters, as the writer
 // and Append add them.
 func addEntryKeys(db *DB, e *Entry, key *[]byte) {
+	if e.Kind.movesBalanceOnly() {
+		return // no idempotency key, trace code or counter
+	}
 	*key = appendIdemKey((*key)[:0], 0, e.Hospital, e.RequestID)
 	db.ifilter.add((*key)[bucketKeyLen:])
 	if e.Kind == KindSettlement {

@@ -28,9 +28,14 @@ var (
 // storeFormat is the layout version written under keyFormat, followed by
 // the store's bucket shift. Format 1 had no derived state (month totals,
 // hospital rows, Merkle tree); formats 1 and 2 kept trace codes and
-// idempotency keys unbucketed (under 't' and 'k'). Open upgrades both
-// (upgrade.go).
-const storeFormat = 3
+// idempotency keys unbucketed (under 't' and 'k'); formats 1 to 3 kept
+// credits and opening balances outside the hash chain, as registry records
+// only. Open upgrades them all (upgrade.go).
+const storeFormat = 4
+
+// formatBucketed is the format after the trace codes and idempotency keys
+// went into buckets, before credits and opening balances were entries.
+const formatBucketed = 3
 
 // defaultBucketShift: a new store puts the trace codes and idempotency
 // keys of 2^20 consecutive entries in one bucket (see bucketed.go).

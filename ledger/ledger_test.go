@@ -521,14 +521,14 @@ func TestBatchWithFailures(t *testing.T) {
 		t.Fatalf("rev2: %v", errs[5])
 	}
 	for i, e := range []*Entry{ok1, rev, ok2, ok3} {
-		if e.Seq != uint64(i+2) {
+		if e.Seq != uint64(i+3) { // after P1's opening balance and s0
 			t.Fatalf("entry %d: seq %d", i, e.Seq)
 		}
 	}
 	if ok2.PrevHash != rev.Hash || ok3.PrevHash != ok2.Hash {
 		t.Fatal("chain within the batch broken")
 	}
-	if seq, h := db.Head(); seq != 5 || h != ok3.Hash {
+	if seq, h := db.Head(); seq != 6 || h != ok3.Hash {
 		t.Fatalf("head = %d", seq)
 	}
 	if b := balance(t, db, "P1"); b != 0 {
@@ -543,7 +543,7 @@ func TestBatchWithFailures(t *testing.T) {
 	if _, inUse, _ := db.TraceCodeOwner("T9"); inUse {
 		t.Fatal("T9 written by a refused entry")
 	}
-	if n, err := db.Verify(); n != 5 || err != nil {
+	if n, err := db.Verify(); n != 6 || err != nil {
 		t.Fatalf("Verify = %d %v", n, err)
 	}
 }
@@ -580,7 +580,7 @@ func TestBatchReversalThenSettlement(t *testing.T) {
 	if got := counters(t, db, "P1", 2026); got["n"] != 2 {
 		t.Fatalf("counters = %v, want n=2", got)
 	}
-	if n, err := db.Verify(); n != 4 || err != nil {
+	if n, err := db.Verify(); n != 5 || err != nil { // and P1's opening balance
 		t.Fatalf("Verify = %d %v", n, err)
 	}
 }
@@ -651,13 +651,13 @@ func TestRestart(t *testing.T) {
 	} else if e, ok := c.Lookup("XA1"); !ok || e.SelfpayProp != 1000 || e.Class != abi.ClassB {
 		t.Fatalf("catalog entry = %+v", e)
 	}
-	if n, err := db.Verify(); err != nil || n != 3 {
+	if n, err := db.Verify(); err != nil || n != 4 { // P1's opening balance first
 		t.Fatalf("Verify = %d %v", n, err)
 	}
 	// The chain continues where it stopped.
 	s4 := settlement("r4", "P1", 20261111, nil, 0, "T1")
 	mustAppend(t, db, s4)
-	if s4.Seq != 4 || s4.PrevHash != hash {
+	if s4.Seq != 5 || s4.PrevHash != hash {
 		t.Fatalf("after restart: seq %d", s4.Seq)
 	}
 	if err := db.Append(context.Background(), settlement("r1", "P1", 20261109, nil, 0)); err == nil {

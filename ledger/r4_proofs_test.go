@@ -70,11 +70,12 @@ func rawHead(t *testing.T, pdb *pebble.DB, seq uint64, hash [32]byte) {
 // TestStoppedStoreTampering tampers with a stopped store through Pebble, one
 // way at a time, and runs what an operator runs on it: `verify ledger`
 // (VerifyStore) and `audit` (AuditStore). Each must name what is wrong and
-// where. The store is auditLedger's: 37 entries (30 settlements, reversals
-// 31..34 of 2, 5, 9 and 17, 35 a settlement of a freed code, 36 a reversal
-// of 21 after October was closed, 37 a November settlement).
+// where. The store is auditLedger's: 41 entries (1 and 2 opening balances,
+// 30 settlements 3..32, reversals 33..36 of 4, 7, 11 and 19, 37 a
+// settlement of a freed code, 38 and 39 credits, 40 a reversal of 23 after
+// October was closed, 41 a November settlement).
 func TestStoppedStoreTampering(t *testing.T) {
-	const n = 37
+	const n = 41
 	flip := func(seq uint64, off func(len int) int) func(*testing.T, *pebble.DB) {
 		return func(t *testing.T, pdb *pebble.DB) {
 			k := appendEntryKey(nil, seq)
@@ -154,7 +155,7 @@ func TestStoppedStoreTampering(t *testing.T) {
 			m, _ := decodeMonthMeta(rawGet(t, pdb, k))
 			m.first--
 			rawSet(t, pdb, k, appendMonthMeta(nil, &m))
-		}, 0, 0, "month 2026-11 record: stored entries 35..37, recomputed 36..37"},
+		}, 0, 0, "month 2026-11 record: stored entries 39..41, recomputed 40..41"},
 		{"hospital row", func(t *testing.T, pdb *pebble.DB) {
 			e := storedEntry(t, pdb, 14)
 			e.Amounts.FundTotal = 1
@@ -180,7 +181,7 @@ func TestStoppedStoreTampering(t *testing.T) {
 			v := rawGet(t, pdb, k)
 			rawDel(t, pdb, k)
 			rawSet(t, pdb, appendIdemKey(nil, 1, hospital, req(4)), v)
-		}, 0, 0, "of entry 4 is in bucket 1, not 0"},
+		}, 0, 0, "of entry 6 is in bucket 1, not 0"},
 		{"reversal marker added", func(t *testing.T, pdb *pebble.DB) {
 			rawSet(t, pdb, appendReversedKey(nil, 3), be.AppendUint64(nil, 31))
 		}, 0, 0, "settlement 3 is marked reversed by 31, recomputed 0"},
@@ -195,7 +196,7 @@ func TestStoppedStoreTampering(t *testing.T) {
 			c, _ := decodeClosedValue(MakeMonth(2026, 10), rawGet(t, pdb, k))
 			c.Hash[0] ^= 1
 			rawSet(t, pdb, k, appendClosedValue(nil, c))
-		}, 0, 0, "closed month 2026-10: the hash of entry 35 differs from the frozen one"},
+		}, 0, 0, "closed month 2026-10: the hash of entry 39 differs from the frozen one"},
 		{"closed month closed before its end", func(t *testing.T, pdb *pebble.DB) {
 			k := appendMonthKey(nil, pfxClosed, MakeMonth(2026, 10))
 			c, _ := decodeClosedValue(MakeMonth(2026, 10), rawGet(t, pdb, k))
@@ -335,12 +336,13 @@ func TestAuditReversalMirrorsItsSettlement(t *testing.T) {
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			// Rewrite the reversal and its chain, as its writer would have.
+			// Rewrite the reversal (entry 4: P1's opening balance is entry 1)
+			// and its chain, as its writer would have.
 			pdb, err := rawOpen("ledger", fs, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := storedEntry(t, pdb, 3)
+			e := storedEntry(t, pdb, 4)
 			idem := appendIdemKey(nil, 0, e.Hospital, e.RequestID)
 			iv := rawGet(t, pdb, idem)
 			rawDel(t, pdb, idem)
@@ -348,8 +350,8 @@ func TestAuditReversalMirrorsItsSettlement(t *testing.T) {
 			rawSet(t, pdb, appendIdemKey(nil, 0, e.Hospital, e.RequestID), iv)
 			body := appendEntryBody(nil, e)
 			e.Hash = EntryHash(e.PrevHash, body)
-			rawSet(t, pdb, appendEntryKey(nil, 3), append(body, e.Hash[:]...))
-			rawHead(t, pdb, 3, e.Hash)
+			rawSet(t, pdb, appendEntryKey(nil, 4), append(body, e.Hash[:]...))
+			rawHead(t, pdb, 4, e.Hash)
 			if err := pdb.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -359,7 +361,7 @@ func TestAuditReversalMirrorsItsSettlement(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := db.rebuildDerived(3); err != nil {
+			if err := db.rebuildDerived(4); err != nil {
 				t.Fatal(err)
 			}
 			if err := db.Close(); err != nil {
@@ -372,8 +374,8 @@ func TestAuditReversalMirrorsItsSettlement(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := rep.Err(); err == nil || !strings.Contains(err.Error(), "entry 3 does not mirror the settlement S000000000001") {
-				t.Fatalf("audit = %v, want entry 3 named", err)
+			if err := rep.Err(); err == nil || !strings.Contains(err.Error(), "entry 4 does not mirror the settlement S000000000002") {
+				t.Fatalf("audit = %v, want entry 4 named", err)
 			}
 			t.Log(rep.Err())
 		})

@@ -121,7 +121,8 @@ func (db *DB) Entry(seq uint64) (*Entry, error) {
 	return e, nil
 }
 
-// EntryByID returns the entry of a settlement id.
+// EntryByID returns the entry of a settlement id: a settlement or a
+// reversal (the seq of a credit or an opening balance names no settlement).
 func (db *DB) EntryByID(settlementID string) (*Entry, bool, error) {
 	seq, ok := ParseSettlementID(settlementID)
 	if !ok {
@@ -133,6 +134,9 @@ func (db *DB) EntryByID(settlementID string) (*Entry, bool, error) {
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if e.Kind.movesBalanceOnly() {
+		return nil, false, nil
 	}
 	return e, true, nil
 }
@@ -302,7 +306,10 @@ func (db *DB) Verify() (n uint64, err error) {
 		if e.PrevHash != prev {
 			return n, &ChainError{Seq: seq, Reason: "previous hash does not match the previous entry"}
 		}
-		id = appendSettlementID(id[:0], seq)
+		id = id[:0]
+		if !e.Kind.movesBalanceOnly() {
+			id = appendSettlementID(id, seq)
+		}
 		if !bytes.Equal(id, []byte(e.SettlementID)) {
 			return n, &ChainError{Seq: seq, Reason: fmt.Sprintf("settlement id %q does not match seq", e.SettlementID)}
 		}

@@ -1,14 +1,46 @@
 package ledger
 
-import "medgate/engine/abi"
+import (
+	"fmt"
 
-// Kind tells a settlement entry from a reversal entry.
+	"medgate/engine/abi"
+)
+
+// Kind tells a settlement entry from a reversal entry, and both from the
+// entries that move a personal-account balance outside a settlement.
 type Kind uint8
 
 const (
 	KindSettlement Kind = 1
 	KindReversal   Kind = 2
+	// KindCredit is a credit to a personal account (DB.Credit): RequestID
+	// is its reference. KindOpening is the opening balance of a person the
+	// registry created with a balance (DB.UpsertPersons). Both carry only
+	// Seq, Kind, RequestID (credits), InsuredRegion, PersonID, CommittedAt,
+	// BalanceChange (the amount, positive), BalanceAfter, Migrated and the
+	// chain's hashes; they have no settlement id and take no part in
+	// clearing, hospital rows or anything a hospital sees.
+	KindCredit  Kind = 3
+	KindOpening Kind = 4
 )
+
+// String names k as the export does.
+func (k Kind) String() string {
+	switch k {
+	case KindSettlement:
+		return "settlement"
+	case KindReversal:
+		return "reversal"
+	case KindCredit:
+		return "credit"
+	case KindOpening:
+		return "opening_balance"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// movesBalanceOnly reports whether k is a credit or an opening balance.
+func (k Kind) movesBalanceOnly() bool { return k == KindCredit || k == KindOpening }
 
 // Amounts are the 13 amounts of a settlement, in fen. For a reversal entry
 // every amount is the negation of the reversed settlement's.
@@ -85,8 +117,16 @@ type Entry struct {
 	// BalanceChange is the change of the personal-account balance
 	// (−acct_pay for a settlement, +acct_pay for its reversal).
 	BalanceChange int64
-	TraceCodes    []string
-	Notes         []string
+	// BalanceAfter is, for a credit or an opening balance, the balance
+	// after it (what the credit answered); 0 for the other kinds.
+	BalanceAfter int64
+	// Migrated marks a credit or opening balance that the upgrade to store
+	// format 4 appended for a record written before they were entries
+	// (upgrade.go): its BalanceAfter is the balance answered then, not the
+	// balance after the entries before it in the chain.
+	Migrated   bool
+	TraceCodes []string
+	Notes      []string
 
 	PrevHash [32]byte // Hash of entry Seq−1; zero for Seq 1
 	Hash     [32]byte // sha256 over PrevHash and the canonical encoding

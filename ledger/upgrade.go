@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -18,7 +19,8 @@ const (
 // upgradeChunk is the number of records an upgrade batch moves.
 const upgradeChunk = 1 << 16
 
-// upgrade brings a store of format from (1 or 2) to storeFormat: it
+// upgrade brings a store of format from (1 or 2) to formatBucketed (and
+// Open then migrateBalances to storeFormat): it
 // rebuilds the derived state of a format-1 store, moves the trace-code and
 // idempotency records into their buckets (bucketed.go), and writes the
 // format last. Each batch moves records from the old prefix to the new one
@@ -45,10 +47,10 @@ func (db *DB) upgrade(from byte, head uint64) error {
 	if err != nil {
 		return fmt.Errorf("ledger: upgrading idempotency keys: %w", err)
 	}
-	if err := db.pdb.Set(keyFormat, []byte{storeFormat, db.bshift}, pebble.Sync); err != nil {
+	if err := db.pdb.Set(keyFormat, []byte{formatBucketed, db.bshift}, pebble.Sync); err != nil {
 		return fmt.Errorf("ledger: upgrade: %w", err)
 	}
-	db.log.Info().Uint8("from", from).Uint8("to", storeFormat).Int("trace_codes", traces).
+	db.log.Info().Uint8("from", from).Uint8("to", formatBucketed).Int("trace_codes", traces).
 		Int("idempotency_keys", idems).Msg("ledger: store format upgraded")
 	return nil
 }
@@ -96,4 +98,141 @@ func (db *DB) moveFlat(from, to byte, seqOf func(v []byte) (uint64, error)) (mov
 		_ = b.Close()
 		moved += n
 	}
+}
+
+// keyMigrating records how far migrateBalances got: a phase byte (1:
+// persons, 2: credits) and the last registry key it migrated.
+var keyMigrating = []byte("mmigrating")
+
+// migrateChunk is the number of persons or credits one batch of
+// migrateBalances migrates.
+const migrateChunk = 4096
+
+// migrateBalances brings a store of formatBucketed to storeFormat: the
+// opening balances and credits it holds as registry records only become
+// entries of the chain, so that the audit can check them. It appends, in
+// key order, a migrated opening balance (KindOpening, Migrated) for every
+// person with one that is not 0, then a migrated credit (KindCredit,
+// Migrated) for every credit record, whose record then names it. A
+// migrated entry states the move the balance record already holds (it
+// moves no balance) and, for a credit, the balance its answer gave, which
+// a replay keeps answering. Each batch migrates a chunk and records how
+// far it got under keyMigrating; the last one writes the format: a crash
+// in between goes on from there at the next Open. Runs before the writer
+// starts, through a writer of its own.
+func (db *DB) migrateBalances() error {
+	phase, after := byte(1), []byte(nil)
+	if v, err := db.get(keyMigrating); err == nil && len(v) >= 1 && (v[0] == 1 || v[0] == 2) {
+		phase, after = v[0], v[1:]
+	} else if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("ledger: migrating balances: %w", err)
+	}
+	w := &writer{db: db, reqs: make([]*request, 0, 1)}
+	var openings, credits int
+	for phase <= 2 {
+		pfx := byte(pfxPerson)
+		if phase == 2 {
+			pfx = pfxCredit
+		}
+		type rec struct{ k, v []byte }
+		var recs []rec
+		lower := []byte{pfx}
+		if len(after) > 0 {
+			lower = append(append([]byte(nil), after...), 0)
+		}
+		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{pfx + 1}})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok && len(recs) < migrateChunk; ok = it.Next() {
+			recs = append(recs, rec{append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)})
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("ledger: migrating balances: %w", err)
+		}
+		last := len(recs) < migrateChunk && phase == 2
+		r := &request{done: make(chan struct{}, 1)}
+		r.opEntries = func(b *pebble.Batch, app func(*Entry) error) (int, error) {
+			for _, x := range recs {
+				region, id, ok := splitLP(x.k[1:])
+				if !ok {
+					return 0, fmt.Errorf("%w: registry key %q", ErrCorrupt, x.k)
+				}
+				if phase == 1 {
+					opening, err := migratedOpening(b, x.k, x.v, string(region), string(id))
+					if err != nil {
+						return 0, err
+					}
+					if opening > 0 {
+						if err := app(&Entry{Kind: KindOpening, InsuredRegion: string(region), PersonID: string(id),
+							BalanceChange: opening, BalanceAfter: opening, Migrated: true}); err != nil {
+							return 0, fmt.Errorf("ledger: opening balance of %s/%s: %w", region, id, err)
+						}
+						openings++
+					}
+					continue
+				}
+				c, err := decodeCreditValue(x.v, false)
+				if err != nil {
+					return 0, fmt.Errorf("credit %s/%s: %w", region, id, err)
+				}
+				if err := app(&Entry{Kind: KindCredit, RequestID: string(id), InsuredRegion: string(region),
+					PersonID: c.person, BalanceChange: c.amount, BalanceAfter: c.after, Migrated: true}); err != nil {
+					return 0, fmt.Errorf("ledger: credit %s/%s: %w", region, id, err)
+				}
+				credits++
+			}
+			if last {
+				if err := b.Delete(keyMigrating, nil); err != nil {
+					return 0, err
+				}
+				return 0, b.Set(keyFormat, []byte{storeFormat, db.bshift}, nil)
+			}
+			next := []byte{phase}
+			switch {
+			case len(recs) == migrateChunk:
+				next = append(next, recs[len(recs)-1].k...)
+			default: // the persons are done: the credits next
+				next[0] = 2
+			}
+			return 0, b.Set(keyMigrating, next, nil)
+		}
+		w.reqs = append(w.reqs[:0], r)
+		w.process()
+		if r.err != nil {
+			return fmt.Errorf("ledger: migrating balances: %w", r.err)
+		}
+		if last {
+			break
+		}
+		if len(recs) == migrateChunk {
+			after = recs[len(recs)-1].k
+		} else {
+			phase, after = 2, nil
+		}
+	}
+	db.format = storeFormat
+	db.log.Info().Uint8("from", formatBucketed).Uint8("to", storeFormat).Int("opening_balances", openings).
+		Int("credits", credits).Msg("ledger: store format upgraded: credits and opening balances are entries")
+	return nil
+}
+
+// migratedOpening is the opening balance of the person of registry record
+// (k, v): its opening-balance record, or, in a store written before that
+// record existed, the person record's (which the record then gets, so that
+// an upsert and the audit read it).
+func migratedOpening(b *pebble.Batch, k, v []byte, region, id string) (int64, error) {
+	var opening int64
+	found, err := getIn(b, appendOpeningKey(nil, region, id), func(v []byte) (err error) {
+		opening, err = decodeBalance(v)
+		return err
+	})
+	if err != nil || found {
+		return opening, err
+	}
+	p, err := decodePerson(v)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: person %s/%s: %w", region, id, err)
+	}
+	return p.OpeningBalance, b.Set(appendOpeningKey(nil, region, id), be.AppendUint64(nil, uint64(p.OpeningBalance)), nil)
 }

@@ -208,7 +208,7 @@ func (db *DB) readFormat() error {
 	switch {
 	case len(v) == 1 && (v[0] == 1 || v[0] == 2):
 		db.format, db.bshift = v[0], defaultBucketShift
-	case len(v) == 2 && v[0] == storeFormat && v[1] > 0 && v[1] < 64:
+	case len(v) == 2 && (v[0] == formatBucketed || v[0] == storeFormat) && v[1] > 0 && v[1] < 64:
 		db.format, db.bshift = v[0], v[1]
 	default:
 		return fmt.Errorf("ledger: unsupported store format %v", v)

@@ -18,12 +18,17 @@ import (
 // registry operation (op writes into the batch, after runs once the batch
 // is durable).
 type request struct {
-	e     *Entry
-	op    func(b *pebble.Batch) (int, error)
-	after func()
-	n     int
-	err   error
-	done  chan struct{} // capacity 1
+	e  *Entry
+	op func(b *pebble.Batch) (int, error)
+	// opEntries, set instead of op, is an operation that may also append
+	// credits and opening balances (KindCredit, KindOpening) through app,
+	// in the same batch: app seals and applies the entry (or refuses it,
+	// writing nothing of it).
+	opEntries func(b *pebble.Batch, app func(*Entry) error) (int, error)
+	after     func()
+	n         int
+	err       error
+	done      chan struct{} // capacity 1
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -308,7 +313,23 @@ func (w *writer) build() *flight {
 			// Registry operations (and month closes) see the derived
 			// state of the entries before them.
 			w.flushDerived(b)
-			r.n, r.err = r.op(b)
+			if r.opEntries == nil {
+				r.n, r.err = r.op(b)
+			} else {
+				before := st.seq
+				r.n, r.err = r.opEntries(b, func(e *Entry) error {
+					if err := w.applyBalanceEntry(b, e, &st); err != nil {
+						return err
+					}
+					st.accepted++
+					return nil
+				})
+				if r.err != nil && st.seq != before {
+					// The batch holds part of the operation and its
+					// entries: it must not commit.
+					f.err = r.err
+				}
+			}
 			f.ranOp = true
 		}
 	}
@@ -646,6 +667,84 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	w.derive.apply(e, set)
 	if werr != nil {
 		// The batch may now hold part of this entry: it must not commit.
+		panic(fmt.Sprintf("ledger: batch write failed: %v", werr))
+	}
+	st.seq = seq
+	st.hash = e.Hash
+	w.db.floor = e.CommittedAt
+	return nil
+}
+
+// applyBalanceEntry seals e, a credit or an opening balance (only
+// operations append them: Append refuses their kinds), and adds its writes
+// to b: the entry, its derived state, the person's balance and, for a
+// credit, its reference's record (credits.go). A migrated one (upgrade.go)
+// records a balance move the balance record already holds: it writes
+// neither the balance nor moves it. All reads and checks come before the
+// first write, as in applyEntry.
+func (w *writer) applyBalanceEntry(b *pebble.Batch, e *Entry, st *batchState) error {
+	switch {
+	case !e.Kind.movesBalanceOnly():
+		return invalidEntry("kind %d through an operation", e.Kind)
+	case e.InsuredRegion == "" || e.PersonID == "":
+		return invalidEntry("a balance entry without region or person")
+	case e.BalanceChange <= 0:
+		return invalidEntry("a balance entry of %d", e.BalanceChange)
+	case (e.Kind == KindCredit) != (e.RequestID != ""):
+		return invalidEntry("a credit without a reference, or an opening balance with one")
+	}
+	seq := st.seq + 1
+	var balance int64
+	if !e.Migrated {
+		var cur int64
+		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
+		if _, err := w.read(b, w.key, func(v []byte) (err error) {
+			cur, err = decodeBalance(v)
+			return err
+		}); err != nil {
+			return err
+		}
+		var ok bool
+		if balance, ok = abi.AddChecked(cur, e.BalanceChange); !ok {
+			return ErrCounterRange
+		}
+		e.BalanceAfter = balance
+	}
+	e.Seq = seq
+	e.SettlementID = "" // a settlement id names settlements and reversals only
+	e.PrevHash = st.hash
+	e.CommittedAt = max(w.db.now().UnixNano(), w.db.floor)
+	e.Hash = [32]byte{}
+	e.format = 0 // always EntryFormat: format 1 has no such entries
+	w.enc = appendEntryBodyIn(w.enc[:0], e, &w.input)
+	e.Hash = EntryHash(e.PrevHash, w.enc)
+	w.enc = append(w.enc, e.Hash[:]...)
+	if err := w.derive.prepare(w.reader(b), e); err != nil {
+		e.Seq, e.PrevHash, e.CommittedAt, e.Hash = 0, [32]byte{}, 0, [32]byte{}
+		return err
+	}
+	var werr error
+	set := func(k, v []byte) {
+		if werr == nil {
+			werr = b.Set(k, v, nil)
+		}
+	}
+	w.db.sealed.Store(seq)
+	w.key = appendEntryKey(w.key[:0], seq)
+	set(w.key, w.enc)
+	if !e.Migrated {
+		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
+		w.val = be.AppendUint64(w.val[:0], uint64(balance))
+		set(w.key, w.val)
+		w.pending[string(w.key)] = append([]byte(nil), w.val...)
+	}
+	if e.Kind == KindCredit {
+		w.key = appendCreditKey(w.key[:0], e.InsuredRegion, e.RequestID)
+		w.val = appendCreditValue(w.val[:0], e.PersonID, e.BalanceChange, e.BalanceAfter, seq)
+		set(w.key, w.val)
+	}
+	w.derive.apply(e, set)
+	if werr != nil {
 		panic(fmt.Sprintf("ledger: batch write failed: %v", werr))
 	}
 	st.seq = seq

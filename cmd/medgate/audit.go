@@ -61,6 +61,8 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 			Entries       uint64             `json:"entries"`
 			Settlements   uint64             `json:"settlements"`
 			Reversals     uint64             `json:"reversals"`
+			Credits       uint64             `json:"credits"`
+			Openings      uint64             `json:"opening_balances"`
 			Head          string             `json:"head"`
 			Chain         string             `json:"chain_error,omitempty"`
 			Tree          string             `json:"tree_error,omitempty"`
@@ -68,7 +70,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 			Problems      []string           `json:"problems"`
 			TotalProblems int                `json:"total_problems"`
 		}{OK: rep.OK(), Entries: rep.Entries, Settlements: rep.Settlements, Reversals: rep.Reversals,
-			Head: hex.EncodeToString(rep.Head[:]), Checked: rep.Checked, Problems: rep.Problems, TotalProblems: rep.TotalProblems}
+			Credits: rep.Credits, Openings: rep.Openings, Head: hex.EncodeToString(rep.Head[:]), Checked: rep.Checked, Problems: rep.Problems, TotalProblems: rep.TotalProblems}
 		if rep.ChainErr != nil {
 			out.Chain = rep.ChainErr.Error()
 		}
@@ -83,9 +85,10 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 		_ = enc.Encode(out)
 	} else {
 		c := rep.Checked
-		fmt.Fprintf(stdout, "entries %d (%d settlements, %d reversals), head %x\n", rep.Entries, rep.Settlements, rep.Reversals, rep.Head)
-		fmt.Fprintf(stdout, "checked: %d idempotency keys, %d trace codes, %d reversal marks, %d counter sets, %d balances, %d credits, %d month pairs, %d months, %d hospital rows, %d closed months\n",
-			c.IdempotencyKeys, c.TraceCodes, c.ReversalMarks, c.CounterSets, c.Persons, c.Credits, c.MonthPairs, c.Months, c.HospitalRows, c.ClosedMonths)
+		fmt.Fprintf(stdout, "entries %d (%d settlements, %d reversals, %d credits, %d opening balances), head %x\n",
+			rep.Entries, rep.Settlements, rep.Reversals, rep.Credits, rep.Openings, rep.Head)
+		fmt.Fprintf(stdout, "checked: %d idempotency keys, %d trace codes, %d reversal marks, %d counter sets, %d balances, %d credit records, %d opening-balance records, %d month pairs, %d months, %d hospital rows, %d closed months\n",
+			c.IdempotencyKeys, c.TraceCodes, c.ReversalMarks, c.CounterSets, c.Persons, c.Credits, c.Openings, c.MonthPairs, c.Months, c.HospitalRows, c.ClosedMonths)
 		if err := rep.Err(); err != nil {
 			fmt.Fprintln(stdout, err)
 		} else {

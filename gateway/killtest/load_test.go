@@ -329,8 +329,13 @@ func (l *load) ack(o *op, a *answer, raw []byte) {
 		l.fail("%s %s: its first attempt was answered as a replay: %s", o.kind, o.key, raw)
 	}
 	if o.kind == opCredit {
+		if o.seenSeq != 0 && !a.Replayed {
+			// A credit is an entry: one the ledger held before this retry
+			// must be answered as its replay.
+			l.fail("credit %s: committed as seq %d before the crash, the retry was not a replay: %s", o.key, o.seenSeq, raw)
+		}
 		if o.seenSeq != 0 {
-			panic("unreachable")
+			l.stats.replayedRetries.Add(1)
 		}
 		o.acked, o.replayed, o.ackBal = true, a.Replayed, a.Balance
 		l.stats.acked.Add(1)
@@ -380,16 +385,23 @@ func parseFen(s string) (int64, bool) {
 func (l *load) check(t *testing.T, db string, final bool) uint64 {
 	t.Helper()
 	type got struct {
-		seq   uint64
-		total int64
+		seq     uint64
+		total   int64
+		balance string // a credit's balance after it
 	}
 	entries := map[string]got{}
 	rep, err := ledger.AuditStore(db, nil, func(e *ledger.Entry) {
 		k := e.Hospital + "/" + e.RequestID
+		switch e.Kind {
+		case ledger.KindOpening:
+			return // the world's
+		case ledger.KindCredit:
+			k = e.InsuredRegion + "/" + e.RequestID // as the client keys it
+		}
 		if _, dup := entries[k]; dup {
 			l.fail("request %s is in the ledger twice (seq %d)", k, e.Seq)
 		}
-		entries[k] = got{e.Seq, e.Amounts.Total}
+		entries[k] = got{e.Seq, e.Amounts.Total, money.FormatFen(e.BalanceAfter)}
 	})
 	if err != nil {
 		t.Fatalf("audit: %v", err)
@@ -406,6 +418,10 @@ func (l *load) check(t *testing.T, db string, final bool) uint64 {
 			l.failLocked("entry %d (%s) was never sent by the client", g.seq, k)
 		case o.refused:
 			l.failLocked("entry %d (%s) was answered 422 but is in the ledger", g.seq, k)
+		case o.acked && o.kind == opCredit:
+			if o.ackBal != g.balance {
+				l.failLocked("credit %s answered balance %s, its entry %d says %s", k, o.ackBal, g.seq, g.balance)
+			}
 		case o.acked:
 			if o.ackSeq != g.seq || o.ackTotal != g.total {
 				l.failLocked("%s %s acknowledged as seq %d total %d, the ledger has seq %d total %d", o.kind, k, o.ackSeq, o.ackTotal, g.seq, g.total)
@@ -421,10 +437,7 @@ func (l *load) check(t *testing.T, db string, final bool) uint64 {
 		}
 	}
 	for k, o := range l.ops {
-		if o.kind == opCredit {
-			continue
-		}
-		if o.acked {
+		if o.acked { // credits too: a credit is an entry
 			if _, ok := entries[k]; !ok {
 				l.failLocked("acknowledged %s %s (seq %d) is not in the ledger", o.kind, k, o.ackSeq)
 			}
