@@ -89,30 +89,53 @@ func (db *DB) keyed(k *RegionKey, r *request, answer func() []byte) (replay []by
 		r = &request{done: make(chan struct{}, 1), op: func(*pebble.Batch) (int, error) { return 0, nil }}
 	}
 	key := appendRegionKeyKey(nil, k.Region, k.Key)
-	op, after := r.op, r.after
+	after := r.after
 	replayed := false
-	r.op = func(b *pebble.Batch) (int, error) {
-		// Read first: a refused or replayed write leaves the batch
-		// untouched. Through the batch, so that the same key twice in
-		// one batch is one write and a replay.
+	// seen reports whether k was used before (replay set, or a conflict
+	// as err). Read first, so that a refused or replayed write leaves the
+	// batch untouched; through the batch, so that the same key twice in
+	// one batch is one write and a replay.
+	seen := func(b *pebble.Batch) (bool, error) {
 		var prev []byte
 		found, err := getIn(b, key, func(v []byte) error { prev = append(prev, v...); return nil })
-		if err != nil {
-			return 0, err
+		if err != nil || !found {
+			return found, err
 		}
-		if found {
-			replay, err = k.match(prev)
-			replayed = err == nil
-			return 0, err
-		}
-		n, err := op(b)
-		if err != nil {
-			return 0, err
-		}
+		replay, err = k.match(prev)
+		replayed = err == nil
+		return true, err
+	}
+	record := func(b *pebble.Batch) error {
 		v := appendLP(nil, k.Route)
 		v = append(v, k.Body[:]...)
 		v = append(v, answer()...)
-		return n, b.Set(key, v, nil)
+		return b.Set(key, v, nil)
+	}
+	// A write runs as op or, when it may append entries (a persons
+	// upsert's opening balances), as opEntries: wrap the one it has.
+	if ope := r.opEntries; ope != nil {
+		r.opEntries = func(b *pebble.Batch, app func(*Entry) error) (int, error) {
+			if found, err := seen(b); found || err != nil {
+				return 0, err
+			}
+			n, err := ope(b, app)
+			if err != nil {
+				return 0, err
+			}
+			return n, record(b)
+		}
+	} else {
+		op := r.op
+		r.op = func(b *pebble.Batch) (int, error) {
+			if found, err := seen(b); found || err != nil {
+				return 0, err
+			}
+			n, err := op(b)
+			if err != nil {
+				return 0, err
+			}
+			return n, record(b)
+		}
 	}
 	if after != nil {
 		r.after = func() {
