@@ -424,30 +424,45 @@ func (m *Module) put(inst *instance) {
 // Trim closes the module's idle instances, keeping its compiled code: for
 // a module that may not be called for a long time, whose instances would
 // otherwise keep their memory. A later call instantiates afresh.
-func (m *Module) Trim() {
-	m.mu.Lock()
-	idle := m.stack
-	m.stack = nil
-	m.used = false
-	m.mu.Unlock()
-	for _, inst := range idle {
-		m.discard(inst)
-	}
-}
+func (m *Module) Trim() { m.trim(false) }
 
 // TrimUnused is Trim if no call ended since the last TrimUnused or Trim;
 // otherwise it only starts a new period. Called periodically, it releases
 // the instances of a module that is no longer called, however seldom, and
 // leaves those of one still called.
-func (m *Module) TrimUnused() {
+func (m *Module) TrimUnused() { m.trim(true) }
+
+// trim is Trim, or TrimUnused when unused: the check and the take are
+// under one hold of mu, so that an instance returned between them is not
+// closed as though the module were unused.
+func (m *Module) trim(unused bool) {
 	m.mu.Lock()
-	if m.used {
+	if unused && m.used {
 		m.used = false
 		m.mu.Unlock()
 		return
 	}
+	idle := m.stack
+	m.stack = nil
+	m.used = false
+	if m.waiting == 0 {
+		// An instance handed off to a waiter that took a fresh slot
+		// instead waits in handoff until a call finds the stack empty:
+		// with no one waiting, it is as idle as the stack's.
+	drain:
+		for {
+			select {
+			case inst := <-m.handoff:
+				idle = append(idle, inst)
+			default:
+				break drain
+			}
+		}
+	}
 	m.mu.Unlock()
-	m.Trim()
+	for _, inst := range idle {
+		m.discard(inst)
+	}
 }
 
 // discard closes an instance for good and frees its slot.
