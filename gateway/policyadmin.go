@@ -219,7 +219,7 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 	}
 	// Refused before the check runs its cases (publish checks again).
 	if err := s.versions.room(region); err != nil {
-		return tooManyVersions(err, region, s.versions.maxActive)
+		return tooManyVersions(err, region)
 	}
 	m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
 	if !rep.OK {
@@ -232,7 +232,7 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		if errors.Is(err, ErrVersionExists) {
 			return conflict("version_exists", "version", "region %s already has a version %s", region, up.Version)
 		}
-		return tooManyVersions(err, region, s.versions.maxActive)
+		return tooManyVersions(err, region)
 	}
 	res := map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
 		"module_sha256": rep.SHA256, "report": rep}
@@ -250,13 +250,15 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 }
 
 // tooManyVersions is err as answered: 409 too_many_versions for
-// errTooManyVersions, err itself otherwise.
-func tooManyVersions(err error, region string, limit int) error {
-	if !errors.Is(err, errTooManyVersions) {
+// errTooManyVersions, err itself otherwise. It says how many to withdraw:
+// a store written before the bound may keep more than the limit.
+func tooManyVersions(err error, region string) error {
+	var tm *tooManyVersionsError
+	if !errors.As(err, &tm) {
 		return err
 	}
-	return conflict("too_many_versions", "version", "region %s keeps %d versions not withdrawn, the most a region may keep (each stays loaded for bills of its dates); withdraw one that no bill will need before publishing another; nothing was published",
-		region, limit)
+	return conflict("too_many_versions", "version", "region %s keeps %d versions not withdrawn, and may keep at most %d (each stays loaded for bills of its dates): withdraw %d that no bill will need before publishing another; nothing was published",
+		region, tm.kept, tm.max, tm.kept-tm.max+1)
 }
 
 func (s *Server) checkPolicy(ctx *fasthttp.RequestCtx, p Principal, params []string) error {

@@ -394,11 +394,23 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	return nil
 }
 
-// errTooManyVersions: the region keeps maxActive versions not withdrawn.
+// errTooManyVersions: the region keeps maxActive versions not withdrawn,
+// or more (a store written before the bound); a *tooManyVersionsError is it.
 var errTooManyVersions = errors.New("gateway: the region keeps the most versions allowed")
 
-// room says whether region may publish one more version: errTooManyVersions
-// when it keeps maxActive versions not withdrawn.
+// tooManyVersionsError says how many versions the region keeps and the
+// most it may: above the bound, withdrawing one does not make room.
+type tooManyVersionsError struct{ kept, max int }
+
+func (e *tooManyVersionsError) Error() string {
+	return fmt.Sprintf("%v: %d kept, at most %d", errTooManyVersions, e.kept, e.max)
+}
+
+func (e *tooManyVersionsError) Is(target error) bool { return target == errTooManyVersions }
+
+// room says whether region may publish one more version: a
+// *tooManyVersionsError when it keeps maxActive versions not withdrawn,
+// or more.
 func (v *Versions) room(region string) error {
 	recs, err := v.store.Versions(region)
 	if err != nil {
@@ -411,7 +423,7 @@ func (v *Versions) room(region string) error {
 		}
 	}
 	if active >= v.maxActive {
-		return errTooManyVersions
+		return &tooManyVersionsError{kept: active, max: v.maxActive}
 	}
 	return nil
 }
