@@ -136,6 +136,10 @@ type AuditOptions struct {
 	// from the entries. (The ledger stores the statement as rendered: only
 	// its renderer can tell a rewritten one.)
 	Statement func(*MonthTotals) ([]byte, error)
+	// TempDir is where the audit sorts the records it expects (a new
+	// directory, removed when it ends; os.TempDir() when empty): a few
+	// hundred bytes an entry.
+	TempDir string
 }
 
 // Audit checks the chain and the tree (Verify, VerifyTree) and then every
@@ -143,7 +147,9 @@ type AuditOptions struct {
 // one snapshot. visit, when not nil, sees each entry in order (and may keep
 // it). Meant for a quiet ledger: with writes going on, the chain and tree
 // checks and the snapshot may cover different heads. The recomputation
-// holds one small record per entry, trace code and counter set in memory.
+// holds the counter sets, balances, month totals and months in memory and
+// sorts the records expected of each entry in a scratch store on disk
+// (auditsort.go), so its memory does not grow with the entries.
 func (db *DB) Audit(visit func(*Entry)) (*AuditReport, error) {
 	return db.AuditWith(AuditOptions{Visit: visit})
 }
@@ -213,21 +219,6 @@ func AuditStoreWith(dir string, fs vfs.FS, o AuditOptions) (rep *AuditReport, er
 
 // --- the recomputation ----------------------------------------------------
 
-type auditTrace struct{ owner, freedBy uint64 }
-
-type auditSettlement struct {
-	region, person string
-	year           int32
-	// A reversal is booked against its settlement's hospital and pair,
-	// and takes back exactly its amounts (the writer's checkReversal).
-	hospital, treating string
-	amounts            Amounts
-	balance            int64
-	changes            []abi.Counter
-	codes              []string
-	reversedBy         uint64
-}
-
 type auditPersonKey struct{ region, person string }
 
 type auditCounterKey struct {
@@ -247,37 +238,41 @@ type auditMonth struct {
 
 type auditor struct {
 	rep      *AuditReport
-	shift    uint8                       // the store's bucket shift (bucketed.go)
-	idem     map[string][40]byte         // idempotency key without bucket -> expected value
-	traces   map[string]auditTrace       // trace code -> its latest state
-	settled  map[uint64]*auditSettlement // settlements (all, for reversals)
+	shift    uint8 // the store's bucket shift (bucketed.go)
+	head     uint64
+	scratch  *auditScratch // the records expected of each entry, sorted
 	counters map[auditCounterKey]map[string]int64
 	balances map[auditPersonKey]int64        // Σ BalanceChange
 	credits  map[auditPersonKey]creditRecord // (region, reference) -> its entry
 	openings map[auditPersonKey]int64        // (region, person) -> opening entry
 	pairs    map[auditPairKey]*PairTotals
 	months   map[Month]*auditMonth
-	rows     map[string][]byte // hospital row key -> value
-	commits  []int64           // CommittedAt by seq-1
 	render   func(*MonthTotals) ([]byte, error)
+	readErr  error // the first failed read of an entry by seq
 }
 
-func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions) error {
+func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions) (err error) {
 	visit := o.Visit
+	scratch, err := openScratch(o.TempDir)
+	if err != nil {
+		return fmt.Errorf("ledger: audit: the scratch store: %w", err)
+	}
+	defer func() {
+		if cerr := scratch.close(); err == nil && cerr != nil {
+			err = fmt.Errorf("ledger: audit: the scratch store: %w", cerr)
+		}
+	}()
 	a := &auditor{
 		rep:      rep,
 		shift:    shift,
 		render:   o.Statement,
-		idem:     map[string][40]byte{},
-		traces:   map[string]auditTrace{},
-		settled:  map[uint64]*auditSettlement{},
+		scratch:  scratch,
 		counters: map[auditCounterKey]map[string]int64{},
 		balances: map[auditPersonKey]int64{},
 		credits:  map[auditPersonKey]creditRecord{},
 		openings: map[auditPersonKey]int64{},
 		pairs:    map[auditPairKey]*PairTotals{},
 		months:   map[Month]*auditMonth{},
-		rows:     map[string][]byte{},
 	}
 	var head uint64
 	v, closer, err := r.Get(keyHead)
@@ -294,8 +289,12 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions
 			return err
 		}
 	}
+	a.head = head
 	if err := a.entries(r, head, visit); err != nil {
 		return err
+	}
+	if err := scratch.flush(); err != nil {
+		return fmt.Errorf("ledger: audit: the scratch store: %w", err)
 	}
 	// checkClosed reads the recomputed month totals, which checkPairs
 	// consumes.
@@ -305,6 +304,9 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions
 	} {
 		if err := step(r); err != nil {
 			return err
+		}
+		if a.readErr != nil {
+			return a.readErr
 		}
 	}
 	return nil
@@ -341,8 +343,9 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 			a.rep.problem("entry %d committed at %d, before entry %d (%d)", seq, e.CommittedAt, seq-1, prevAt)
 		}
 		prevAt = e.CommittedAt
-		a.commits = append(a.commits, e.CommittedAt)
-		a.entry(seq, e, &key)
+		if err := a.entry(r, seq, e, &key); err != nil {
+			return err
+		}
 		if visit != nil {
 			visit(e)
 		}
@@ -356,56 +359,72 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 	return nil
 }
 
-func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
+// entry adds entry seq to the expected state: the records that grow with
+// the entries go to the scratch store (auditsort.go), a reversal's
+// settlement is read back from r.
+func (a *auditor) entry(r pebble.Reader, seq uint64, e *Entry, key *[]byte) error {
 	rep := a.rep
 	if e.Kind.movesBalanceOnly() {
 		a.balanceEntry(seq, e)
-		return
+		return nil
 	}
+	sc := a.scratch
+	var vb [48]byte
 	*key = appendIdemKey((*key)[:0], 0, e.Hospital, e.RequestID)
-	name := string((*key)[bucketKeyLen:])
-	if _, dup := a.idem[name]; dup {
-		rep.problem("entry %d reuses request id %q of hospital %s", seq, e.RequestID, e.Hospital)
-	}
-	var iv [40]byte
-	copy(iv[:], appendIdemValue(nil, e.BodyHash, seq))
-	a.idem[name] = iv
+	n := len(*key)
+	*key = appendScratchGroupKey(*key, scratchIdem, (*key)[bucketKeyLen:n], scratchExpected)
+	sc.set(be.AppendUint64((*key)[n:], seq), appendIdemValue(vb[:0], e.BodyHash, seq))
 
 	year := e.Date.Year()
 	var reverses uint64
 	switch e.Kind {
 	case KindSettlement:
 		rep.Settlements++
-		for _, c := range e.TraceCodes {
-			if t, ok := a.traces[c]; ok && t.freedBy == 0 {
-				rep.problem("entry %d settles trace code %q, in use by entry %d", seq, c, t.owner)
-			}
-			a.traces[c] = auditTrace{owner: seq}
+		// The codes' states are replayed code by code (checkTraces).
+		for i, c := range e.TraceCodes {
+			*key = appendTraceEventKey((*key)[:0], c, seq, i)
+			sc.set(*key, nil)
 		}
-		a.settled[seq] = &auditSettlement{region: e.InsuredRegion, person: e.PersonID, year: year,
-			hospital: e.Hospital, treating: e.TreatingRegion, amounts: e.Amounts,
-			balance: e.BalanceChange, changes: e.Changes, codes: e.TraceCodes}
 	case KindReversal:
 		rep.Reversals++
 		oseq, ok := ParseSettlementID(e.Reverses)
-		s := a.settled[oseq]
+		var s *Entry
+		var by uint64
+		if ok && oseq < seq {
+			var err error
+			if s, err = a.entryAt(r, oseq); err != nil {
+				return err
+			}
+			if s != nil && s.Kind != KindSettlement {
+				s = nil
+			}
+			*key = append(append((*key)[:0], scratchReversed), appendReversedKey(vb[:0], oseq)...)
+			if by, err = a.reversedBy(*key); err != nil {
+				return err
+			}
+		}
 		switch {
-		case !ok || oseq >= seq || s == nil:
+		case s == nil:
 			rep.problem("entry %d reverses %q, not an earlier settlement", seq, e.Reverses)
-		case s.reversedBy != 0:
-			rep.problem("entry %d reverses %s, already reversed by entry %d", seq, e.Reverses, s.reversedBy)
+		case by != 0:
+			rep.problem("entry %d reverses %s, already reversed by entry %d", seq, e.Reverses, by)
 		default:
-			s.reversedBy = seq
+			// Written at once: a second reversal of oseq must find it.
+			if err := sc.db.Set(*key, be.AppendUint64(vb[:0], seq), pebble.NoSync); err != nil {
+				return fmt.Errorf("ledger: audit: the scratch store: %w", err)
+			}
 			reverses = oseq
-			if s.region != e.InsuredRegion || s.person != e.PersonID || s.year != year ||
-				s.hospital != e.Hospital || s.treating != e.TreatingRegion || s.amounts.Negated() != e.Amounts ||
-				s.balance != -e.BalanceChange || !negates(e.Changes, s.changes) {
+			// A reversal is booked against its settlement's hospital and
+			// pair, and takes back exactly its amounts (the writer's
+			// checkReversal).
+			if s.InsuredRegion != e.InsuredRegion || s.PersonID != e.PersonID || s.Date.Year() != year ||
+				s.Hospital != e.Hospital || s.TreatingRegion != e.TreatingRegion || s.Amounts.Negated() != e.Amounts ||
+				s.BalanceChange != -e.BalanceChange || !negates(e.Changes, s.Changes) {
 				rep.problem("entry %d does not mirror the settlement %s it reverses", seq, e.Reverses)
 			}
-			for _, c := range s.codes {
-				if t := a.traces[c]; t.owner == oseq && t.freedBy == 0 {
-					a.traces[c] = auditTrace{owner: oseq, freedBy: seq}
-				}
+			for i, c := range s.TraceCodes {
+				*key = appendTraceEventKey((*key)[:0], c, seq, i)
+				sc.set(*key, be.AppendUint64(vb[:0], oseq))
 			}
 		}
 	default:
@@ -451,7 +470,54 @@ func (a *auditor) entry(seq uint64, e *Entry, key *[]byte) {
 		a.months[m] = mm
 	}
 	mm.last, mm.hash = seq, e.Hash
-	a.rows[string(appendHospitalRowKey(nil, e.Hospital, e.CommittedAt, seq))] = appendHospitalRowValue(nil, e, reverses)
+	*key = appendHospitalRowKey(append((*key)[:0], scratchRow), e.Hospital, e.CommittedAt, seq)
+	sc.set(*key, appendHospitalRowValue(nil, e, reverses))
+	if sc.err != nil {
+		return fmt.Errorf("ledger: audit: the scratch store: %w", sc.err)
+	}
+	return nil
+}
+
+// appendTraceEventKey appends the scratch key of the i-th code of entry
+// seq, which settles it or (a reversal) frees it.
+func appendTraceEventKey(b []byte, code string, seq uint64, i int) []byte {
+	b = append(b, scratchTrace)
+	b = appendLP(b, code)
+	b = append(b, scratchExpected)
+	b = be.AppendUint64(b, seq)
+	return be.AppendUint32(b, uint32(i))
+}
+
+// reversedBy is the reversal already met of the settlement whose scratch
+// marker key is k, 0 if none.
+func (a *auditor) reversedBy(k []byte) (uint64, error) {
+	v, closer, err := a.scratch.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ledger: audit: the scratch store: %w", err)
+	}
+	defer closer.Close()
+	return be.Uint64(v), nil
+}
+
+// entryAt reads entry seq back from r; nil if it is missing or does not
+// decode (the scan of the entries reports either).
+func (a *auditor) entryAt(r pebble.Reader, seq uint64) (*Entry, error) {
+	v, closer, err := r.Get(appendEntryKey(nil, seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	e := new(Entry)
+	if DecodeEntry(v, e) != nil {
+		return nil, nil
+	}
+	return e, nil
 }
 
 // balanceEntry replays a credit or an opening balance: it moves its
@@ -522,7 +588,12 @@ func scan(r pebble.Reader, lower, upper []byte, fn func(k, v []byte)) error {
 
 func prefixRange(pfx byte) ([]byte, []byte) { return []byte{pfx}, []byte{pfx + 1} }
 
+// checkIdem compares the idempotency keys with those of the entries, name
+// by name: the stored ones are sorted next to the expected ones in the
+// scratch store first (they are stored bucket by bucket).
 func (a *auditor) checkIdem(r pebble.Reader) error {
+	sc := a.scratch
+	var key []byte
 	lo, hi := prefixRange(pfxIdem)
 	err := scan(r, lo, hi, func(k, v []byte) {
 		a.rep.Checked.IdempotencyKeys++
@@ -530,25 +601,40 @@ func (a *auditor) checkIdem(r pebble.Reader) error {
 			a.rep.problem("idempotency key %x is cut short", k)
 			return
 		}
-		name := string(k[bucketKeyLen:])
-		want, ok := a.idem[name]
-		if !ok {
-			a.rep.problem("idempotency key %q names no entry", name)
-			return
+		key = appendScratchGroupKey(key[:0], scratchIdem, k[bucketKeyLen:], scratchStored)
+		sc.set(append(key, k[1:bucketKeyLen]...), v)
+	})
+	if err := firstErr(err, sc.flush()); err != nil {
+		return err
+	}
+	return sc.groups(scratchIdem, func(name []byte, recs []scratchRec) {
+		var want []byte // the last entry's: a request id reused is reported
+		for _, x := range recs {
+			if !x.stored {
+				if want != nil {
+					hosp, id, _ := splitLP(name)
+					a.rep.problem("entry %d reuses request id %q of hospital %s", be.Uint64(x.suffix), id, hosp)
+				}
+				want = x.value
+				continue
+			}
+			if want == nil {
+				a.rep.problem("idempotency key %q names no entry", name)
+				continue
+			}
+			seq := be.Uint64(want[32:])
+			if !bytes.Equal(x.value, want) {
+				got, _ := decodeIdemValue(x.value)
+				a.rep.problem("idempotency key %q maps to seq %d, the entry is %d (or its body hash differs)", name, got.Seq, seq)
+			} else if b := be.Uint32(x.suffix); uint64(b) != seq>>a.shift {
+				a.rep.problem("idempotency key %q of entry %d is in bucket %d, not %d", name, seq, b, seq>>a.shift)
+			}
+			want = nil // matched: another record of the name names no entry
 		}
-		delete(a.idem, name)
-		seq := be.Uint64(want[32:])
-		if !bytes.Equal(v, want[:]) {
-			got, _ := decodeIdemValue(v)
-			a.rep.problem("idempotency key %q maps to seq %d, the entry is %d (or its body hash differs)", name, got.Seq, seq)
-		} else if b := be.Uint32(k[1:]); uint64(b) != seq>>a.shift {
-			a.rep.problem("idempotency key %q of entry %d is in bucket %d, not %d", name, seq, b, seq>>a.shift)
+		if want != nil {
+			a.rep.problem("idempotency key %q of entry %d is missing", name, be.Uint64(want[32:]))
 		}
 	})
-	for k, v := range a.idem {
-		a.rep.problem("idempotency key %q of entry %d is missing", k, be.Uint64(v[32:]))
-	}
-	return err
 }
 
 // checkTraces checks the trace-code records. Lookups read a code's newest
@@ -557,79 +643,101 @@ func (a *auditor) checkIdem(r pebble.Reader) error {
 // reversal in a later bucket also keeps its older records; each must be a
 // freed claim — its owner settled the code and was reversed by the entry
 // that freed it — and sit in its owner's bucket. (A store upgraded from
-// format 2 kept only the newest record of each code.)
+// format 2 kept only the newest record of each code.) The stored records
+// are sorted next to the code's settlements and reversals in the scratch
+// store, which are replayed code by code: a code's state depends only on
+// the entries naming it.
 func (a *auditor) checkTraces(r pebble.Reader) error {
+	sc := a.scratch
+	var key []byte
+	lo, hi := prefixRange(pfxTrace)
+	err := scan(r, lo, hi, func(k, v []byte) {
+		a.rep.Checked.TraceCodes++
+		if _, _, err := decodeTraceValue(v); len(k) < bucketKeyLen || err != nil {
+			a.rep.problem("trace code record %x: bad key or value", k)
+			return
+		}
+		key = appendScratchGroupKey(key[:0], scratchTrace, k[bucketKeyLen:], scratchStored)
+		sc.set(append(key, k[1:bucketKeyLen]...), v)
+	})
+	if err := firstErr(err, sc.flush()); err != nil {
+		return err
+	}
 	type rec struct {
 		bucket         uint32
 		owner, freedBy uint64
 	}
-	newest := make(map[string]rec, len(a.traces))
-	stale := func(code string, t rec) {
-		s := a.settled[t.owner]
-		if t.freedBy == 0 || s == nil || s.reversedBy != t.freedBy || !slices.Contains(s.codes, code) {
-			a.rep.problem("trace code %q: a stale record in bucket %d says owner %d freed by %d, which no settlement and reversal of it did", code, t.bucket, t.owner, t.freedBy)
+	var freed []rec // (owner, freedBy) of the reversals of the code's settlements
+	return sc.groups(scratchTrace, func(name []byte, recs []scratchRec) {
+		code := string(name)
+		var want rec // the code's state as the entries make it
+		settled := false
+		freed = freed[:0]
+		var newest rec
+		stored := false
+		for _, x := range recs {
+			if !x.stored {
+				seq := be.Uint64(x.suffix)
+				if len(x.value) == 0 { // entry seq settles the code
+					if settled && want.freedBy == 0 {
+						a.rep.problem("entry %d settles trace code %q, in use by entry %d", seq, code, want.owner)
+					}
+					want, settled = rec{owner: seq}, true
+					continue
+				}
+				oseq := be.Uint64(x.value) // entry seq reverses oseq
+				freed = append(freed, rec{owner: oseq, freedBy: seq})
+				if want.owner == oseq && want.freedBy == 0 {
+					want.freedBy = seq
+				}
+				continue
+			}
+			owner, freedBy, _ := decodeTraceValue(x.value)
+			t := rec{be.Uint32(x.suffix), owner, freedBy}
+			if uint64(t.bucket) != owner>>a.shift {
+				a.rep.problem("trace code %q: the record of owner %d is in bucket %d, not %d", code, owner, t.bucket, owner>>a.shift)
+			}
+			if stored && (newest.freedBy == 0 || !slices.Contains(freed, rec{owner: newest.owner, freedBy: newest.freedBy})) {
+				// Records come bucket by bucket: t is newer.
+				a.rep.problem("trace code %q: a stale record in bucket %d says owner %d freed by %d, which no settlement and reversal of it did", code, newest.bucket, newest.owner, newest.freedBy)
+			}
+			newest, stored = t, true
 		}
-	}
-	lo, hi := prefixRange(pfxTrace)
-	err := scan(r, lo, hi, func(k, v []byte) {
-		a.rep.Checked.TraceCodes++
-		owner, freedBy, err := decodeTraceValue(v)
-		if len(k) < bucketKeyLen || err != nil {
-			a.rep.problem("trace code record %x: bad key or value", k)
-			return
-		}
-		t := rec{be.Uint32(k[1:]), owner, freedBy}
-		code := string(k[bucketKeyLen:])
-		if uint64(t.bucket) != owner>>a.shift {
-			a.rep.problem("trace code %q: the record of owner %d is in bucket %d, not %d", code, owner, t.bucket, owner>>a.shift)
-		}
-		if old, ok := newest[code]; ok {
-			stale(code, old) // keys come bucket by bucket: t is newer
-		}
-		newest[code] = t
-	})
-	for code, t := range newest {
-		want, ok := a.traces[code]
 		switch {
-		case !ok:
+		case stored && !settled:
 			a.rep.problem("trace code %q was settled by no entry", code)
-		case t.owner != want.owner || t.freedBy != want.freedBy:
-			a.rep.problem("trace code %q: stored owner %d freed by %d, recomputed %d freed by %d", code, t.owner, t.freedBy, want.owner, want.freedBy)
+		case stored && (newest.owner != want.owner || newest.freedBy != want.freedBy):
+			a.rep.problem("trace code %q: stored owner %d freed by %d, recomputed %d freed by %d", code, newest.owner, newest.freedBy, want.owner, want.freedBy)
+		case !stored && settled:
+			a.rep.problem("trace code %q of entry %d is missing", code, want.owner)
 		}
-	}
-	for c, t := range a.traces {
-		if _, ok := newest[c]; !ok {
-			a.rep.problem("trace code %q of entry %d is missing", c, t.owner)
-		}
-	}
-	return err
+	})
 }
 
+// checkReversed compares the reversal markers with those the reversals
+// give, in key order.
 func (a *auditor) checkReversed(r pebble.Reader) error {
-	want := map[uint64]uint64{}
-	for seq, s := range a.settled {
-		if s.reversedBy != 0 {
-			want[seq] = s.reversedBy
-		}
-	}
-	lo, hi := prefixRange(pfxReversed)
-	err := scan(r, lo, hi, func(k, v []byte) {
-		a.rep.Checked.ReversalMarks++
-		if len(k) != 9 {
-			a.rep.problem("reversal marker key %x malformed", k)
-			return
+	return a.scratch.merge(scratchReversed, r, pfxReversed, func(k, want, got []byte) {
+		if got != nil {
+			a.rep.Checked.ReversalMarks++
+			if len(k) != 9 {
+				a.rep.problem("reversal marker key %x malformed", k)
+				return
+			}
 		}
 		seq := be.Uint64(k[1:])
-		rev, err := decodeSeqValue(v)
-		if w, ok := want[seq]; !ok || err != nil || rev != w {
+		var w uint64
+		if want != nil {
+			w = be.Uint64(want)
+		}
+		if got == nil {
+			a.rep.problem("settlement %d reversed by %d has no reversal marker", seq, w)
+			return
+		}
+		if rev, err := decodeSeqValue(got); want == nil || err != nil || rev != w {
 			a.rep.problem("settlement %d is marked reversed by %d, recomputed %d", seq, rev, w)
 		}
-		delete(want, seq)
 	})
-	for seq, rev := range want {
-		a.rep.problem("settlement %d reversed by %d has no reversal marker", seq, rev)
-	}
-	return err
 }
 
 func (a *auditor) checkCounters(r pebble.Reader) error {
@@ -866,24 +974,21 @@ func (a *auditor) checkMonths(r pebble.Reader) error {
 	return err
 }
 
+// checkRows compares the hospital rows with those the entries give, in key
+// order.
 func (a *auditor) checkRows(r pebble.Reader) error {
-	lo, hi := prefixRange(pfxHospRow)
-	err := scan(r, lo, hi, func(k, v []byte) {
-		a.rep.Checked.HospitalRows++
-		want, ok := a.rows[string(k)]
-		if !ok {
-			a.rep.problem("hospital row %x names no entry", k)
+	return a.scratch.merge(scratchRow, r, pfxHospRow, func(k, want, got []byte) {
+		switch {
+		case got == nil:
+			a.rep.problem("hospital row %x missing", k)
 			return
-		}
-		delete(a.rows, string(k))
-		if !bytes.Equal(v, want) {
+		case want == nil:
+			a.rep.problem("hospital row %x names no entry", k)
+		case !bytes.Equal(got, want):
 			a.rep.problem("hospital row %x differs from its entry", k)
 		}
+		a.rep.Checked.HospitalRows++
 	})
-	for k := range a.rows {
-		a.rep.problem("hospital row %x missing", k)
-	}
-	return err
 }
 
 func (a *auditor) checkClosed(r pebble.Reader) error {
@@ -901,13 +1006,25 @@ func (a *auditor) checkClosed(r pebble.Reader) error {
 			return
 		}
 		end := m.endNano()
-		n := uint64(len(a.commits))
+		n := a.head
+		// A missing entry or one that does not decode is reported by the
+		// scan of the entries.
+		committed := func(seq uint64) (int64, bool) {
+			e, err := a.entryAt(r, seq)
+			if err != nil && a.readErr == nil {
+				a.readErr = err
+			}
+			if e == nil {
+				return 0, false
+			}
+			return e.CommittedAt, true
+		}
 		switch {
 		case c.Seq > n:
 			a.rep.problem("closed month %s names entry %d beyond the head %d", m, c.Seq, n)
-		case c.Seq > 0 && a.commits[c.Seq-1] >= end:
+		case c.Seq > 0 && func() bool { at, ok := committed(c.Seq); return ok && at >= end }():
 			a.rep.problem("closed month %s ends with entry %d, committed after the month", m, c.Seq)
-		case c.Seq < n && a.commits[c.Seq] < end:
+		case c.Seq < n && func() bool { at, ok := committed(c.Seq + 1); return ok && at < end }():
 			a.rep.problem("entry %d was committed inside month %s after it was closed at entry %d", c.Seq+1, m, c.Seq)
 		}
 		if c.Seq > 0 && c.Seq <= n {

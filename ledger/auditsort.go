@@ -1,0 +1,224 @@
+package ledger
+
+import (
+	"bytes"
+	"os"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+)
+
+// The audit's expected records — one idempotency key, one hospital row and
+// the trace-code events of every entry, one reversal marker of every
+// reversal — grow with the ledger: held in maps they took about 1.75 KB of
+// heap an entry, 90 GB at the 50 million entries the gateway is built for.
+// They are derived records whose keys sort, so the audit writes them, as it
+// replays the entries, into a scratch Pebble store in a temporary directory,
+// which sorts them on disk in bounded memory, and then walks them in key
+// order next to the stored records. Its heap no longer depends on the
+// number of entries, only on that of persons, pairs and months.
+//
+// Scratch keys (the scratch store holds nothing else):
+//
+//	h | hospital row key                    -> the row the entry gives
+//	r | reversal marker key                 -> the reversal's seq (8)
+//	i | lp(name) | 0 | seq (8)              -> idempotency value the entry gives
+//	i | lp(name) | 1 | bucket (4)           -> a stored idempotency value
+//	t | lp(code) | 0 | seq (8) | index (4)  -> empty: entry seq settles code;
+//	                                           a settlement's seq (8): entry
+//	                                           seq reverses it, freeing code
+//	t | lp(code) | 1 | bucket (4)           -> a stored trace-code record
+//
+// An lp(name) is never a prefix of another, so each name's or code's
+// records are contiguous, the expected ones (0) before the stored ones (1),
+// each in seq or bucket order.
+const (
+	scratchRow      = 'h'
+	scratchReversed = 'r'
+	scratchIdem     = 'i'
+	scratchTrace    = 't'
+
+	scratchExpected = 0
+	scratchStored   = 1
+)
+
+// scratchBatch is how many bytes of records the audit gathers before
+// committing them to the scratch store.
+const scratchBatch = 1 << 20
+
+type auditScratch struct {
+	dir   string
+	db    *pebble.DB
+	batch *pebble.Batch
+	err   error // the first failed write
+}
+
+// openScratch creates the scratch store in a new directory under dir
+// (os.TempDir() when empty).
+func openScratch(dir string) (*auditScratch, error) {
+	d, err := os.MkdirTemp(dir, "medgate-audit-")
+	if err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(d, &pebble.Options{
+		FS:     vfs.Default,
+		Logger: pebbleLogger{zerolog.Nop()},
+		// Nothing to recover: the store is removed when the audit ends.
+		DisableWAL: true,
+	})
+	if err != nil {
+		_ = os.RemoveAll(d)
+		return nil, err
+	}
+	return &auditScratch{dir: d, db: db, batch: db.NewBatch()}, nil
+}
+
+// close closes the scratch store and removes its directory.
+func (s *auditScratch) close() error {
+	err := s.batch.Close()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.RemoveAll(s.dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// set adds a record to the batch (which copies k and v).
+func (s *auditScratch) set(k, v []byte) {
+	if s.err != nil {
+		return
+	}
+	if s.err = s.batch.Set(k, v, nil); s.err == nil && s.batch.Len() >= scratchBatch {
+		s.flush()
+	}
+}
+
+// flush commits the batch, after which the records can be read.
+func (s *auditScratch) flush() error {
+	if s.err == nil && !s.batch.Empty() {
+		if s.err = s.batch.Commit(pebble.NoSync); s.err == nil {
+			s.batch.Reset()
+		}
+	}
+	return s.err
+}
+
+// appendScratchGroupKey appends tag | lp(name) | mark, the head of a
+// grouped scratch key.
+func appendScratchGroupKey(b []byte, tag byte, name []byte, mark byte) []byte {
+	b = append(b, tag)
+	b = appendLP(b, string(name))
+	return append(b, mark)
+}
+
+// scratchRec is one record of a group: expected (by an entry) or stored.
+type scratchRec struct {
+	stored        bool
+	suffix, value []byte // after the mark: seq or bucket
+}
+
+// groups calls fn with each name under tag and its records, expected ones
+// first (the slices are valid only during the call).
+func (s *auditScratch) groups(tag byte, fn func(name []byte, recs []scratchRec)) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+	if err != nil {
+		return err
+	}
+	var name, buf []byte
+	var recs []scratchRec
+	var offs [][2]int // suffix start, value start in buf, per record
+	emit := func() {
+		recs = recs[:0]
+		for i, o := range offs {
+			end := len(buf)
+			if i+1 < len(offs) {
+				end = offs[i+1][0]
+			}
+			recs = append(recs, scratchRec{stored: buf[o[0]] == scratchStored,
+				suffix: buf[o[0]+1 : o[1]], value: buf[o[1]:end:end]})
+		}
+		fn(name, recs)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		n, rest, ok := splitLP(it.Key()[1:])
+		if !ok || len(rest) == 0 {
+			continue // never written so
+		}
+		if len(offs) > 0 && !bytes.Equal(n, name) {
+			emit()
+			offs, buf = offs[:0], buf[:0]
+		}
+		if len(offs) == 0 {
+			name = append(name[:0], n...)
+		}
+		start := len(buf)
+		buf = append(buf, rest...)
+		offs = append(offs, [2]int{start, len(buf)})
+		buf = append(buf, it.Value()...)
+	}
+	if len(offs) > 0 {
+		emit()
+	}
+	return firstErr(it.Error(), it.Close())
+}
+
+// merge walks the expected records under tag (keys after it: stored keys)
+// and r's stored records under pfx in key order, and calls fn with each key
+// and the expected and stored values, nil when there is none (the slices
+// are valid only during the call).
+func (s *auditScratch) merge(tag byte, r pebble.Reader, pfx byte, fn func(k, want, got []byte)) error {
+	want, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag, pfx}, UpperBound: []byte{tag, pfx + 1}})
+	if err != nil {
+		return err
+	}
+	defer want.Close()
+	lo, hi := prefixRange(pfx)
+	got, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer got.Close()
+	empty := []byte{}
+	for w, g := want.First(), got.First(); w || g; {
+		var c int
+		switch {
+		case !w:
+			c = 1
+		case !g:
+			c = -1
+		default:
+			c = bytes.Compare(want.Key()[1:], got.Key())
+		}
+		switch {
+		case c < 0:
+			fn(want.Key()[1:], nonNil(want.Value(), empty), nil)
+			w = want.Next()
+		case c > 0:
+			fn(got.Key(), nil, nonNil(got.Value(), empty))
+			g = got.Next()
+		default:
+			fn(got.Key(), nonNil(want.Value(), empty), nonNil(got.Value(), empty))
+			w, g = want.Next(), got.Next()
+		}
+	}
+	return firstErr(want.Error(), got.Error())
+}
+
+func nonNil(b, empty []byte) []byte {
+	if b == nil {
+		return empty
+	}
+	return b
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
