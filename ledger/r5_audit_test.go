@@ -156,20 +156,23 @@ func TestAuditEntryChecksFromScratch(t *testing.T) {
 		tamper func(t *testing.T, db *DB)
 		want   string
 	}{
-		{"request id reused", rewrite(8, func(e *Entry) { e.RequestID = req(7) }), `entry 8 reuses request id "req-000007" of hospital ` + hospital},
-		{"trace code in use", rewrite(8, func(e *Entry) { e.TraceCodes = append(e.TraceCodes, "TC007") }), `entry 8 settles trace code "TC007", in use by entry 7`},
-		{"trace code twice", rewrite(8, func(e *Entry) { e.TraceCodes = append(e.TraceCodes, e.TraceCodes[0]) }), `entry 8 settles trace code "TC008", in use by entry 8`},
-		{"already reversed", rewrite(32, func(e *Entry) { e.Reverses = SettlementID(2) }), "entry 32 reverses S000000000002, already reversed by entry 31"},
-		{"reversal of a reversal", rewrite(32, func(e *Entry) { e.Reverses = SettlementID(31) }), `entry 32 reverses "S000000000031", not an earlier settlement`},
-		{"reversal of a later settlement", rewrite(32, func(e *Entry) { e.Reverses = SettlementID(35) }), `entry 32 reverses "S000000000035", not an earlier settlement`},
+		// auditLedger's entries: P1's and P2's opening balances (1, 2),
+		// req(i) at i+2, the reversals of req 2, 5, 9 and 17 at 33–36,
+		// "again" (TC002 once more) at 37.
+		{"request id reused", rewrite(10, func(e *Entry) { e.RequestID = req(7) }), `entry 10 reuses request id "req-000007" of hospital ` + hospital},
+		{"trace code in use", rewrite(10, func(e *Entry) { e.TraceCodes = append(e.TraceCodes, "TC007") }), `entry 10 settles trace code "TC007", in use by entry 9`},
+		{"trace code twice", rewrite(10, func(e *Entry) { e.TraceCodes = append(e.TraceCodes, e.TraceCodes[0]) }), `entry 10 settles trace code "TC008", in use by entry 10`},
+		{"already reversed", rewrite(34, func(e *Entry) { e.Reverses = SettlementID(4) }), "entry 34 reverses S000000000004, already reversed by entry 33"},
+		{"reversal of a reversal", rewrite(34, func(e *Entry) { e.Reverses = SettlementID(33) }), `entry 34 reverses "S000000000033", not an earlier settlement`},
+		{"reversal of a later settlement", rewrite(34, func(e *Entry) { e.Reverses = SettlementID(37) }), `entry 34 reverses "S000000000037", not an earlier settlement`},
 		{"stale trace record", func(t *testing.T, db *DB) {
-			// TC002: settled by 2, freed by 31, settled again by 35; a
-			// newer bucket's record makes bucket 0's (35, in use) stale.
-			set(t, db, appendTraceKey(nil, 1, "TC002"), appendTraceValue(nil, 35, 0))
-		}, `trace code "TC002": a stale record in bucket 0 says owner 35 freed by 0`},
+			// TC002: settled by 4, freed by 33, settled again by 37; a
+			// newer bucket's record makes bucket 0's (37, in use) stale.
+			set(t, db, appendTraceKey(nil, 1, "TC002"), appendTraceValue(nil, 37, 0))
+		}, `trace code "TC002": a stale record in bucket 0 says owner 37 freed by 0`},
 		{"reversal marker wrong", func(t *testing.T, db *DB) {
-			set(t, db, appendReversedKey(nil, 9), be.AppendUint64(nil, 31))
-		}, "settlement 9 is marked reversed by 31, recomputed 33"},
+			set(t, db, appendReversedKey(nil, 11), be.AppendUint64(nil, 33))
+		}, "settlement 11 is marked reversed by 33, recomputed 35"},
 		{"hospital row added", func(t *testing.T, db *DB) {
 			e, err := db.Entry(12)
 			if err != nil {
@@ -178,8 +181,8 @@ func TestAuditEntryChecksFromScratch(t *testing.T) {
 			set(t, db, appendHospitalRowKey(nil, e.Hospital, e.CommittedAt, 99), appendHospitalRowValue(nil, e, 0))
 		}, "names no entry"},
 		{"idempotency key of another entry", func(t *testing.T, db *DB) {
-			set(t, db, appendIdemKey(nil, 0, hospital, req(3)), appendIdemValue(nil, [32]byte{1}, 4))
-		}, `idempotency key "\vH3701020001req-000003" maps to seq 4, the entry is 3`},
+			set(t, db, appendIdemKey(nil, 0, hospital, req(3)), appendIdemValue(nil, [32]byte{1}, 6))
+		}, `idempotency key "\vH3701020001req-000003" maps to seq 6, the entry is 5`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, _, _ := auditLedger(t)
