@@ -135,19 +135,23 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 		// that gave one for a known person is listed with the opening
 		// balance recorded, so that a region reading "updated" does not
 		// take its balance as applied (and credit the difference on top
-		// of it).
-		created := 0
+		// of it). Listed as rejected is: a roster re-sent whole lists
+		// every known person, and a keyed answer is stored with its key.
+		created, notAppliedTotal := 0, 0
 		notApplied := []balanceNotApplied{}
 		for i, w := range ws {
 			if w.Created {
 				created++
 			} else if balanceGiven[i] {
-				notApplied = append(notApplied, balanceNotApplied{Line: lines[i], ID: good[i].ID,
-					AccountBalance: money.FormatFen(good[i].OpeningBalance), OpeningBalance: money.FormatFen(w.Opening)})
+				if notAppliedTotal++; len(notApplied) < MaxRejectedListed {
+					notApplied = append(notApplied, balanceNotApplied{Line: lines[i], ID: good[i].ID,
+						AccountBalance: money.FormatFen(good[i].OpeningBalance), OpeningBalance: money.FormatFen(w.Opening)})
+				}
 			}
 		}
 		return map[string]any{"region": region, "written": len(good), "created": created,
-			"updated": len(good) - created, "rejected": nonNil(bad), "rejected_total": badTotal, "balance_not_applied": notApplied}
+			"updated": len(good) - created, "rejected": nonNil(bad), "rejected_total": badTotal,
+			"balance_not_applied": notApplied, "balance_not_applied_total": notAppliedTotal}
 	}
 	unlock := s.svc.lockPersons(region, ids)
 	if key == nil {
