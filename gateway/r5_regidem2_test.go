@@ -56,3 +56,31 @@ func TestRegionKeyBalanceNotAppliedIsBounded(t *testing.T) {
 	st, out = h.doKeyed("POST", regidemPersons, regidemTok, []string{"nightly-1"}, body.Bytes())
 	check("replayed", st, out, true)
 }
+
+// TestRegionKeyRejectedReasonsAreBounded: rejected lists at most
+// MaxRejectedListed lines, but each reason quoted the value it refused
+// whole, so one persons line with a scheme of 8 MiB of bytes that are not
+// UTF-8 was answered in 25 MB (each byte quoted as U+FFFD, three bytes),
+// and under an Idempotency-Key that answer was built on the ledger's
+// writer and stored with the key. A reason is now cut at MaxReasonBytes,
+// still naming the field and its line.
+func TestRegionKeyRejectedReasonsAreBounded(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	huge := string(bytes.Repeat([]byte{0xff}, 1<<20))
+	cases := []struct{ what, method, path, line, reason string }{
+		{"persons", "POST", regidemPersons, `{"id":"X1","scheme":"` + huge + `"}`, `scheme "`},
+		{"catalog", "POST", "/v1/regions/371602/catalog", `{"code":"XZ01","class":"` + huge + `"}`, `class "`},
+		{"catalog replacement", "PUT", "/v1/regions/371602/catalog", `{"code":"XZ01","class":"A","price_cap":"` + huge + `"}`, `price_cap "`},
+	}
+	for i, c := range cases {
+		st, out := h.doKeyed(c.method, c.path, regidemTok, []string{fmt.Sprintf("huge-%d", i)}, []byte(c.line+"\n"))
+		var a struct{ Rejected []LineError }
+		if (st != 200 && st != 400) || json.Unmarshal(out, &a) != nil || len(a.Rejected) != 1 {
+			t.Fatalf("%s: %d %.300s", c.what, st, out)
+		}
+		r := a.Rejected[0]
+		if r.Line != 1 || !bytes.HasPrefix([]byte(r.Reason), []byte(c.reason)) || len(r.Reason) > MaxReasonBytes+len("…") || len(out) > 4096 {
+			t.Errorf("%s: answer of %d bytes, reason of %d: %.200s", c.what, len(out), len(r.Reason), r.Reason)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -82,7 +83,7 @@ func eachLine(body []byte, fn func(n int, line []byte) error) (bad []LineError, 
 		}
 		if err := fn(n, line); err != nil {
 			if total++; len(bad) < MaxRejectedListed {
-				bad = append(bad, LineError{Line: n, Reason: err.Error()})
+				bad = append(bad, LineError{Line: n, Reason: clipReason(err.Error())})
 			}
 		}
 	}
@@ -92,6 +93,24 @@ func eachLine(body []byte, fn func(n int, line []byte) error) (bad []LineError, 
 // MaxRejectedListed bounds the refused lines an NDJSON answer lists
 // (the first ones, in line order); rejected_total counts them all.
 const MaxRejectedListed = 1000
+
+// clipReason is reason cut to MaxReasonBytes at a character's start,
+// marked "…" where it was cut.
+func clipReason(reason string) string {
+	if len(reason) <= MaxReasonBytes {
+		return reason
+	}
+	n := MaxReasonBytes
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n] + "…"
+}
+
+// MaxReasonBytes bounds a listed line's reason, which may quote the value
+// it refused: a value of the whole body's length made each listed line as
+// long as the body (longer, quoted).
+const MaxReasonBytes = 256
 
 func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []string) error {
 	region := params[0]
