@@ -127,8 +127,12 @@ func TestAuditMemoryIsBounded(t *testing.T) {
 		t.Logf("%d entries: the audit's peak heap %.1f MB", total, float64(peak)/1e6)
 		peaks = append(peaks, peak)
 	}
+	// The peak is the whole process's heap, and the store's own flushes
+	// and compactions may run during either audit: run to run it moved by
+	// up to 5 MB (250 B an entry here) with the audit's own use flat. The
+	// maps this replaced held about 1,300 B an entry.
 	growth := (float64(peaks[1]) - float64(peaks[0])) / 20000
-	if growth > 150 {
+	if growth > 600 {
 		t.Fatalf("the audit's heap grows by %.0f B an entry (%.1f MB at 20,000 entries, %.1f MB at 40,000)",
 			growth, float64(peaks[0])/1e6, float64(peaks[1])/1e6)
 	}
