@@ -145,9 +145,15 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 	// A settlement of a person computes with the registry record it reads
 	// under the person's lock and commits before releasing it: the upsert
 	// waits, so that it comes before or after the settlement, not between.
-	ids := make([]string, len(good))
-	for i := range good {
-		ids[i] = good[i].ID
+	// It holds them a chunk at a time (ledger.PersonsChunk): a roster's
+	// persons hold about every stripe, and every settlement waited for the
+	// whole roster.
+	lock := func(ps []ledger.Person) (unlock func()) {
+		ids := make([]string, len(ps))
+		for i := range ps {
+			ids[i] = ps[i].ID
+		}
+		return s.svc.lockPersons(region, ids)
 	}
 	answer := func(ws []ledger.PersonWrite) map[string]any {
 		// account_balance opens a new person's account only: a line
@@ -172,10 +178,8 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 			"updated": len(good) - created, "rejected": nonNil(bad), "rejected_total": badTotal,
 			"balance_not_applied": notApplied, "balance_not_applied_total": notAppliedTotal}
 	}
-	unlock := s.svc.lockPersons(region, ids)
 	if key == nil {
-		ws, err := s.db.UpsertPersons(good)
-		unlock()
+		ws, _, err := s.db.UpsertPersonsLocking(nil, good, lock, nil)
 		if err != nil {
 			return err
 		}
@@ -184,11 +188,10 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 	// The answer is recorded in the write's batch: built there, from
 	// what the write found.
 	var first []byte
-	_, replay, err := s.db.UpsertPersonsKeyed(key, good, func(ws []ledger.PersonWrite) []byte {
+	_, replay, err := s.db.UpsertPersonsLocking(key, good, lock, func(ws []ledger.PersonWrite) []byte {
 		first = keyedAnswer(answer(ws))
 		return first
 	})
-	unlock()
 	return s.keyedDone(ctx, first, replay, err)
 }
 

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -76,11 +77,31 @@ func (k *RegionKey) valid() error {
 	return nil
 }
 
+// lockRegionKey holds k's stripe until unlock: a persons upsert writes
+// its chunks under k one after the other (db.go: UpsertPersonsLocking),
+// and no other write under k may come between its check of k and its
+// record.
+func (db *DB) lockRegionKey(k *RegionKey) (unlock func()) {
+	var h maphash.Hash
+	h.SetSeed(regionKeySeed)
+	h.WriteString(k.Region)
+	h.WriteByte(0)
+	h.WriteString(k.Key)
+	mu := &db.regionKeys[h.Sum64()%uint64(len(db.regionKeys))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+var regionKeySeed = maphash.MakeSeed()
+
 // keyed submits r (nil: nothing to write) under k: if k was used before,
 // nothing of r is written and replay is the first answer (or the error a
 // conflict); otherwise r is written with k's record holding answer(),
 // which is called once r's operation has run (on the writer: it must be
-// cheap and must not fail, as the batch holds r's writes by then).
+// cheap and must not fail, as the batch holds r's writes by then). With
+// answer nil, r is written without k's record (the first chunk of a
+// persons upsert, whose last chunk records k). The caller holds k's
+// stripe (lockRegionKey).
 func (db *DB) keyed(k *RegionKey, r *request, answer func() []byte) (replay []byte, err error) {
 	if err := k.valid(); err != nil {
 		return nil, err
@@ -106,6 +127,9 @@ func (db *DB) keyed(k *RegionKey, r *request, answer func() []byte) (replay []by
 		return true, err
 	}
 	record := func(b *pebble.Batch) error {
+		if answer == nil {
+			return nil
+		}
 		v := appendLP(nil, k.Route)
 		v = append(v, k.Body[:]...)
 		v = append(v, answer()...)
@@ -184,27 +208,31 @@ func (db *DB) PutCatalogKeyed(k *RegionKey, region string, entries []CatalogEntr
 	if err != nil {
 		return nil, err
 	}
+	if err := k.valid(); err != nil {
+		return nil, err
+	}
+	defer db.lockRegionKey(k)()
 	return db.keyed(k, r, answer)
 }
 
 // UpsertPersonsKeyed is UpsertPersons under k: replay is the first answer
 // when k was used before (nothing is written, ws is nil); otherwise the
-// persons are written with k's record holding answer(ws).
+// persons are written, in chunks, with k's record, holding answer(ws),
+// written with the last (see UpsertPersonsLocking).
 func (db *DB) UpsertPersonsKeyed(k *RegionKey, ps []Person, answer func([]PersonWrite) []byte) (ws []PersonWrite, replay []byte, err error) {
-	r, ws, err := db.personsRequest(ps)
-	if err != nil {
-		return nil, nil, err
+	if k == nil {
+		return nil, nil, invalidRecord("region key: nil")
 	}
-	replay, err = db.keyed(k, r, func() []byte { return answer(ws) })
-	if err != nil || replay != nil {
-		return nil, replay, err
-	}
-	return ws, nil, nil
+	return db.UpsertPersonsLocking(k, ps, nil, answer)
 }
 
 // RecordRegionKey records answer under k for a write that writes nothing
 // else (an answer given from the state as it is): a retry then gets that
 // answer, whatever has changed since.
 func (db *DB) RecordRegionKey(k *RegionKey, answer []byte) (replay []byte, err error) {
+	if err := k.valid(); err != nil {
+		return nil, err
+	}
+	defer db.lockRegionKey(k)()
 	return db.keyed(k, nil, func() []byte { return answer })
 }
