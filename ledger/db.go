@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -848,44 +849,60 @@ func (db *DB) personsRequest(ps []Person) (*request, []PersonWrite, error) {
 	r.opEntries = func(b *pebble.Batch, app func(*Entry) error) (int, error) {
 		type pk struct{ region, id string }
 		first := make(map[pk]int, len(ps))
-		var k []byte
-		// Reads first, so that an error leaves the batch untouched.
-		isNew := make([]bool, len(ps))
+		// Reads first, so that an error leaves the batch untouched. In
+		// key order through one iterator: a Get through the indexed batch
+		// opens an iterator of its own (≈ 30 µs, twice a known person).
+		order := make([]int, 0, len(ps))
+		keys := make([][]byte, len(ps))
 		for i := range ps {
 			key := pk{ps[i].Region, ps[i].ID}
 			if _, dup := first[key]; dup {
 				continue
 			}
 			first[key] = i
-			k = appendPersonKey(k[:0], ps[i].Region, ps[i].ID)
-			_, closer, err := b.Get(k)
-			switch {
-			case err == nil:
-				_ = closer.Close()
-				// The opening balance recorded at creation; stores
-				// written before that record existed have it in the
-				// person record (audit.go).
-				k = appendOpeningKey(k[:0], ps[i].Region, ps[i].ID)
-				found, err := getIn(b, k, func(v []byte) (err error) {
-					ws[i].Opening, err = decodeBalance(v)
-					return err
-				})
-				if err != nil {
+			order = append(order, i)
+			keys[i] = appendPersonKey(nil, ps[i].Region, ps[i].ID)
+		}
+		// A person's opening key is its person key under another prefix:
+		// the same order.
+		sort.Slice(order, func(a, b int) bool { return bytes.Compare(keys[order[a]], keys[order[b]]) < 0 })
+		it, err := b.NewIter(nil)
+		if err != nil {
+			return 0, unreadable(err)
+		}
+		defer it.Close()
+		isNew := make([]bool, len(ps))
+		known := make([]int, 0, len(order))
+		for _, i := range order {
+			if _, found, err := seekIn(it, keys[i]); err != nil {
+				return 0, err
+			} else if found {
+				known = append(known, i)
+			} else {
+				isNew[i] = true
+			}
+		}
+		var k []byte
+		for _, i := range known {
+			// The opening balance recorded at creation; stores written
+			// before that record existed have it in the person record
+			// (audit.go).
+			k = appendOpeningKey(k[:0], ps[i].Region, ps[i].ID)
+			v, found, err := seekIn(it, k)
+			if err != nil {
+				return 0, err
+			}
+			if found {
+				if ws[i].Opening, err = decodeBalance(v); err != nil {
 					return 0, err
 				}
-				if !found {
-					k = appendPersonKey(k[:0], ps[i].Region, ps[i].ID)
-					if _, err := getIn(b, k, func(v []byte) error {
-						rec, err := decodePerson(v)
-						ws[i].Opening = rec.OpeningBalance
-						return err
-					}); err != nil {
-						return 0, err
-					}
-				}
-			case errors.Is(err, pebble.ErrNotFound):
-				isNew[i] = true
-			default:
+				continue
+			}
+			if _, err := getIn(b, keys[i], func(v []byte) error {
+				rec, err := decodePerson(v)
+				ws[i].Opening = rec.OpeningBalance
+				return err
+			}); err != nil {
 				return 0, err
 			}
 		}
@@ -939,6 +956,21 @@ func (db *DB) personsRequest(ps []Person) (*request, []PersonWrite, error) {
 		return n, nil
 	}
 	return r, ws, nil
+}
+
+// seekIn is the value of key at it (valid until it moves), found false
+// when absent.
+func seekIn(it *pebble.Iterator, key []byte) (v []byte, found bool, err error) {
+	if it.SeekGE(key) && bytes.Equal(it.Key(), key) {
+		if v, err = it.ValueAndErr(); err != nil {
+			return nil, false, unreadable(err)
+		}
+		return v, true, nil
+	}
+	if err := it.Error(); err != nil {
+		return nil, false, unreadable(err)
+	}
+	return nil, false, nil
 }
 
 // Person returns the registry record of (region, id). Its

@@ -16,7 +16,7 @@ import (
 // hospital goes through, for long. It held it for the reads of every
 // person of the upsert (≈ 1.5–2.4 s for 30,000 persons).
 func TestUpsertOfKnownPersonsDoesNotStallSettlements(t *testing.T) {
-	upsertWhileSettling(t, 60_000)
+	upsertWhileSettling(t, 60_000, 200*time.Millisecond)
 }
 
 // The size the reviewer saw time out a region's client (10 s).
@@ -24,14 +24,15 @@ func TestUpsertOfARosterOf300000DoesNotStallSettlements(t *testing.T) {
 	if testing.Short() {
 		t.Skip("upserts 300,000 persons twice")
 	}
-	upsertWhileSettling(t, 300_000)
+	// Its twice 300,000 person records also fill memtables for Pebble
+	// to flush: a looser bound (it was held 2.2 s) for a shared machine.
+	upsertWhileSettling(t, 300_000, 500*time.Millisecond)
 }
 
 // upsertWhileSettling upserts n known persons while settlements are
 // appended one after the other, and fails if one waited longer than the
 // bound.
-func upsertWhileSettling(t *testing.T, n int) {
-	const bound = 200 * time.Millisecond
+func upsertWhileSettling(t *testing.T, n int, bound time.Duration) {
 	db, _ := openMem(t)
 	ps := make([]Person, n)
 	for i := range ps {
