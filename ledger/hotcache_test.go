@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"medgate/engine/abi"
@@ -141,29 +142,38 @@ func TestHotCacheFollowsWrites(t *testing.T) {
 }
 
 // A registry batch large enough for Pebble to apply it as a flushable
-// batch (which empties the batch) still reaches the cache.
+// batch (which empties the batch) still reaches the cache. A persons
+// upsert is written in chunks of PersonsChunk, so the persons are made
+// large enough for one chunk to pass half the memtable.
 func TestHotCacheLargeRegistryBatch(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes a 40 MB batch")
+		t.Skip("writes 40 MB batches")
 	}
 	db, _ := openMem(t)
-	ps := make([]Person, 0, 200_000)
+	ps := make([]Person, 0, 2*PersonsChunk)
+	group := strings.Repeat("g", 20_000)
 	for i := 0; i < cap(ps); i++ {
 		p := person(fmt.Sprintf("LARGE-BATCH-PERSON-%07d", i), int64(i))
-		p.Facts.Groups = []string{"a-group-name-long-enough-to-fill-the-batch"}
+		p.Facts.Groups = []string{group}
 		ps = append(ps, p)
 	}
 	if _, err := db.PutPersons(ps); err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{0, 99_999, 199_999} {
+	// Pebble applies a batch of half its memtable (32 MiB, db.go) or more
+	// as a flushable batch.
+	if len(group)*PersonsChunk < 32<<20/2 {
+		t.Fatalf("a chunk of %d persons of %d bytes is not a large batch: the test no longer tests what it says", PersonsChunk, len(group))
+	}
+	last := len(ps) - 1
+	for _, i := range []int{0, PersonsChunk - 1, last} {
 		for _, k := range [][]byte{appendPersonKey(nil, region, ps[i].ID), appendBalanceKey(nil, region, ps[i].ID)} {
 			if _, cached, _ := db.hot.lookup(k); !cached {
 				t.Fatalf("person %d: %q not cached after a large batch", i, k)
 			}
 		}
 	}
-	if b := balance(t, db, ps[199_999].ID); b != 199_999 {
+	if b := balance(t, db, ps[last].ID); b != int64(last) {
 		t.Fatalf("balance = %d", b)
 	}
 }
