@@ -98,7 +98,7 @@
 // component cannot run into the next one.
 //
 //	mformat                              -> byte 4 (layout version, storeFormat) | bucket shift
-//	mmigrating                           -> the upgrade to format 4 under way: phase | last key (upgrade.go)
+//	mmigrating                           -> the upgrade to format 4 under way (mformat says 4 already): phase | last key (upgrade.go)
 //	mhead                                -> seq (8) | hash (32) of the last entry
 //	e | seq(8)                           -> encoded Entry (see AppendEntry)
 //	K | bucket(4) | lp(hospital) | request id -> body sha256 (32) | seq (8)

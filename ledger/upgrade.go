@@ -116,9 +116,11 @@ const migrateChunk = 4096
 // Migrated) for every credit record, whose record then names it. A
 // migrated entry states the move the balance record already holds (it
 // moves no balance) and, for a credit, the balance its answer gave, which
-// a replay keeps answering. Each batch migrates a chunk and records how
-// far it got under keyMigrating; the last one writes the format: a crash
-// in between goes on from there at the next Open. Runs before the writer
+// a replay keeps answering. Each batch migrates a chunk, marks the store
+// format 4 (a gateway of format 3 refuses it from then on) and records
+// how far it got under keyMigrating; the last one deletes that record,
+// which finishes the upgrade: a crash in between goes on from there at
+// the next Open. Runs before the writer
 // starts, through a writer of its own.
 func (db *DB) migrateBalances() error {
 	phase, after := byte(1), []byte(nil)
@@ -194,6 +196,14 @@ func (db *DB) migrateBalances() error {
 				next = append(next, recs[len(recs)-1].k...)
 			default: // the persons are done: the credits next
 				next[0] = 2
+			}
+			// The format is 4 from the first batch on: a gateway of format
+			// 3 cannot read the entries appended so far (nor the credit
+			// records that name them), so it must refuse the store as a
+			// newer one; readFormat reads it as 3 while keyMigrating says
+			// the upgrade is not done.
+			if err := b.Set(keyFormat, []byte{storeFormat, db.bshift}, nil); err != nil {
+				return 0, err
 			}
 			return 0, b.Set(keyMigrating, next, nil)
 		}

@@ -210,6 +210,19 @@ func (db *DB) readFormat() error {
 		db.format, db.bshift = v[0], defaultBucketShift
 	case len(v) == 2 && (v[0] == formatBucketed || v[0] == storeFormat) && v[1] > 0 && v[1] < 64:
 		db.format, db.bshift = v[0], v[1]
+		if db.format == storeFormat {
+			// An upgrade to format 4 not yet done (upgrade.go:
+			// migrateBalances) marks the store 4 from its first batch on;
+			// it is still 3 until the last.
+			_, mc, err := db.pdb.Get(keyMigrating)
+			switch {
+			case err == nil:
+				_ = mc.Close()
+				db.format = formatBucketed
+			case !errors.Is(err, pebble.ErrNotFound):
+				return fmt.Errorf("ledger: store format: %w", err)
+			}
+		}
 	default:
 		return fmt.Errorf("ledger: unsupported store format %v", v)
 	}
