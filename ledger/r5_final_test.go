@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,5 +115,67 @@ func TestR5FinalInterruptedMigrationIsNotFormat3(t *testing.T) {
 		if b := balance(t, db, p); b != w {
 			t.Fatalf("balance of %s = %d, want %d", p, b, w)
 		}
+	}
+}
+
+// TestR5FinalCreditBytesFollowVERIFYmd rebuilds the body of a credit and of
+// an opening balance from VERIFY.md §1a alone and checks the stored bytes
+// and hash against it.
+func TestR5FinalCreditBytesFollowVERIFYmd(t *testing.T) {
+	db, _ := openMem(t)
+	if _, err := db.PutPersons([]Person{person("P1", 5000), person("P2", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.Credit(region, "P2", "CR-1", 12345); err != nil {
+		t.Fatal(err)
+	}
+	uv := func(b []byte, x uint64) []byte {
+		for x >= 0x80 {
+			b = append(b, byte(x)|0x80)
+			x >>= 7
+		}
+		return append(b, byte(x))
+	}
+	sv := func(b []byte, x int64) []byte { return uv(b, uint64(x<<1)^uint64(x>>63)) }
+	str := func(b []byte, s string) []byte { return append(uv(b, uint64(len(s))), s...) }
+	zero32 := make([]byte, 32)
+	n := 0
+	if err := db.ScanRaw(1, 0, func(e *Entry, raw []byte) error {
+		n++
+		kind := byte(4)
+		if e.RequestID != "" {
+			kind = 3
+		}
+		b := []byte{0x02}
+		b = uv(b, e.Seq)
+		b = append(b, kind, 0x00, 0x00)
+		b = str(b, e.RequestID)
+		b = append(b, zero32...)
+		b = append(b, 0x00, 0x00)
+		b = str(b, e.InsuredRegion)
+		b = str(b, e.PersonID)
+		b = sv(b, e.CommittedAt)
+		b = append(b, 0x00, 0x00, 0x00)
+		b = append(b, zero32...)
+		b = append(b, 0x00)
+		b = append(b, zero32...)
+		b = append(b, make([]byte, 13)...)
+		b = append(b, 0x00, 0x00, 0x00)
+		b = sv(b, e.BalanceChange)
+		b = sv(b, e.BalanceAfter)
+		b = append(b, 0x00, 0x00, 0x00)
+		b = append(b, e.PrevHash[:]...)
+		if !bytes.Equal(b, raw[:len(raw)-32]) {
+			t.Fatalf("entry %d: VERIFY.md gives\n%x\nstored\n%x", e.Seq, b, raw[:len(raw)-32])
+		}
+		if h := sha256.Sum256(append(e.PrevHash[:], b...)); !bytes.Equal(h[:], raw[len(raw)-32:]) {
+			t.Fatalf("entry %d: hash", e.Seq)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d entries", n)
 	}
 }
