@@ -242,9 +242,8 @@ type auditor struct {
 	head     uint64
 	scratch  *auditScratch // the records expected of each entry, sorted
 	counters map[auditCounterKey]map[string]int64
-	balances map[auditPersonKey]int64        // Σ BalanceChange
-	credits  map[auditPersonKey]creditRecord // (region, reference) -> its entry
-	openings map[auditPersonKey]int64        // (region, person) -> opening entry
+	balances map[auditPersonKey]int64 // Σ BalanceChange
+	openings map[auditPersonKey]int64 // (region, person) -> opening entry
 	pairs    map[auditPairKey]*PairTotals
 	months   map[Month]*auditMonth
 	render   func(*MonthTotals) ([]byte, error)
@@ -269,7 +268,6 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions
 		scratch:  scratch,
 		counters: map[auditCounterKey]map[string]int64{},
 		balances: map[auditPersonKey]int64{},
-		credits:  map[auditPersonKey]creditRecord{},
 		openings: map[auditPersonKey]int64{},
 		pairs:    map[auditPairKey]*PairTotals{},
 		months:   map[Month]*auditMonth{},
@@ -365,8 +363,7 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 func (a *auditor) entry(r pebble.Reader, seq uint64, e *Entry, key *[]byte) error {
 	rep := a.rep
 	if e.Kind.movesBalanceOnly() {
-		a.balanceEntry(seq, e)
-		return nil
+		return a.balanceEntry(seq, e)
 	}
 	sc := a.scratch
 	var vb [48]byte
@@ -524,7 +521,7 @@ func (a *auditor) entryAt(r pebble.Reader, seq uint64) (*Entry, error) {
 // person's balance and nothing a settlement moves (no idempotency key,
 // trace code, counter, pair total or hospital row); it is in its month's
 // range of entries.
-func (a *auditor) balanceEntry(seq uint64, e *Entry) {
+func (a *auditor) balanceEntry(seq uint64, e *Entry) error {
 	rep := a.rep
 	noted := Entry{Seq: e.Seq, Kind: e.Kind, RequestID: e.RequestID, InsuredRegion: e.InsuredRegion, PersonID: e.PersonID,
 		CommittedAt: e.CommittedAt, BalanceChange: e.BalanceChange, BalanceAfter: e.BalanceAfter, Migrated: e.Migrated,
@@ -547,11 +544,27 @@ func (a *auditor) balanceEntry(seq uint64, e *Entry) {
 	}
 	if e.Kind == KindCredit {
 		rep.Credits++
-		ck := auditPersonKey{e.InsuredRegion, e.RequestID}
-		if c, dup := a.credits[ck]; dup {
+		// The credit record expected, in the scratch store (auditsort.go):
+		// credits grow with the entries, as settlements do.
+		key := append([]byte{scratchCredit}, appendCreditKey(nil, e.InsuredRegion, e.RequestID)...)
+		v, closer, err := a.scratch.db.Get(key)
+		switch {
+		case err == nil:
+			c, derr := decodeCreditValue(v, true)
+			_ = closer.Close()
+			if derr != nil {
+				return fmt.Errorf("ledger: audit: the scratch store: %w", derr)
+			}
 			rep.problem("entry %d reuses credit reference %s/%s of entry %d", seq, e.InsuredRegion, e.RequestID, c.seq)
+		case errors.Is(err, pebble.ErrNotFound):
+			// Written at once: a second credit of the reference must
+			// find it.
+			if err := a.scratch.db.Set(key, appendCreditValue(nil, e.PersonID, e.BalanceChange, e.BalanceAfter, seq), pebble.NoSync); err != nil {
+				return fmt.Errorf("ledger: audit: the scratch store: %w", err)
+			}
+		default:
+			return fmt.Errorf("ledger: audit: the scratch store: %w", err)
 		}
-		a.credits[ck] = creditRecord{person: e.PersonID, amount: e.BalanceChange, after: e.BalanceAfter, seq: seq}
 	} else {
 		rep.Openings++
 		if _, dup := a.openings[pk]; dup {
@@ -566,6 +579,7 @@ func (a *auditor) balanceEntry(seq uint64, e *Entry) {
 		a.months[m] = mm
 	}
 	mm.last, mm.hash = seq, e.Hash
+	return nil
 }
 
 // sameEntryFields reports whether two entries encode alike.
@@ -857,29 +871,27 @@ func (a *auditor) checkBalances(r pebble.Reader) error {
 	}
 	// A credit record is the index of its reference: it must name its
 	// credit's entry exactly.
-	lo, hi = prefixRange(pfxCredit)
-	keep(scan(r, lo, hi, func(k, v []byte) {
-		a.rep.Checked.Credits++
+	keep(a.scratch.merge(scratchCredit, r, pfxCredit, func(k, want, got []byte) {
 		region, ref, ok := splitLP(k[1:])
-		c, err := decodeCreditValue(v, true)
+		w, _ := decodeCreditValue(want, true) // written by balanceEntry
+		if got == nil {
+			a.rep.problem("credit %s/%s of entry %d has no credit record", region, ref, w.seq)
+			return
+		}
+		a.rep.Checked.Credits++
+		c, err := decodeCreditValue(got, true)
 		if !ok || err != nil {
 			a.rep.problem("credit record %x malformed", k)
 			return
 		}
-		ck := auditPersonKey{string(region), string(ref)}
-		want, ok := a.credits[ck]
 		switch {
-		case !ok:
+		case want == nil:
 			a.rep.problem("credit %s/%s (%d to %s) has no credit entry", region, ref, c.amount, c.person)
-		case c != want:
+		case c != w:
 			a.rep.problem("credit %s/%s: the record says %d to %s, balance %d, entry %d; the entry %d to %s, balance %d, entry %d",
-				region, ref, c.amount, c.person, c.after, c.seq, want.amount, want.person, want.after, want.seq)
+				region, ref, c.amount, c.person, c.after, c.seq, w.amount, w.person, w.after, w.seq)
 		}
-		delete(a.credits, ck)
 	}))
-	for k, c := range a.credits {
-		a.rep.problem("credit %s/%s of entry %d has no credit record", k.region, k.person, c.seq)
-	}
 	lo, hi = prefixRange(pfxBalance)
 	keep(scan(r, lo, hi, func(k, v []byte) {
 		region, id, ok := splitLP(k[1:])

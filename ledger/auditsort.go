@@ -29,6 +29,7 @@ import (
 //	                                           a settlement's seq (8): entry
 //	                                           seq reverses it, freeing code
 //	t | lp(code) | 1 | bucket (4)           -> a stored trace-code record
+//	x | credit record key                   -> the credit record the entry gives
 //
 // An lp(name) is never a prefix of another, so each name's or code's
 // records are contiguous, the expected ones (0) before the stored ones (1),
@@ -38,6 +39,7 @@ const (
 	scratchReversed = 'r'
 	scratchIdem     = 'i'
 	scratchTrace    = 't'
+	scratchCredit   = 'x'
 
 	scratchExpected = 0
 	scratchStored   = 1
