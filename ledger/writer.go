@@ -588,24 +588,7 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 		balance = nb
 	}
 
-	// Seal the entry.
-	e.Seq = seq
-	e.SettlementID = SettlementID(seq)
-	e.PrevHash = st.hash
-	// Commit times never go back: not before the previous entry's, nor
-	// into a closed month (db.floor), whatever the clock does.
-	e.CommittedAt = max(w.db.now().UnixNano(), w.db.floor)
-	e.Hash = [32]byte{}
-	e.format = writeFormat // whatever format the caller's copy came from
-	w.enc = appendEntryBodyIn(w.enc[:0], e, &w.input)
-	if len(w.enc)+32 > MaxEntrySize {
-		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt = 0, "", [32]byte{}, 0
-		return ErrEntryTooLarge
-	}
-	e.Hash = EntryHash(e.PrevHash, w.enc)
-	w.enc = append(w.enc, e.Hash[:]...)
-	if err := w.derive.prepare(w.reader(b), e); err != nil {
-		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt, e.Hash = 0, "", [32]byte{}, 0, [32]byte{}
+	if err := w.seal(b, e, st, writeFormat); err != nil {
 		return err
 	}
 
@@ -710,17 +693,8 @@ func (w *writer) applyBalanceEntry(b *pebble.Batch, e *Entry, st *batchState) er
 		}
 		e.BalanceAfter = balance
 	}
-	e.Seq = seq
-	e.SettlementID = "" // a settlement id names settlements and reversals only
-	e.PrevHash = st.hash
-	e.CommittedAt = max(w.db.now().UnixNano(), w.db.floor)
-	e.Hash = [32]byte{}
-	e.format = 0 // always EntryFormat: format 1 has no such entries
-	w.enc = appendEntryBodyIn(w.enc[:0], e, &w.input)
-	e.Hash = EntryHash(e.PrevHash, w.enc)
-	w.enc = append(w.enc, e.Hash[:]...)
-	if err := w.derive.prepare(w.reader(b), e); err != nil {
-		e.Seq, e.PrevHash, e.CommittedAt, e.Hash = 0, [32]byte{}, 0, [32]byte{}
+	// Always EntryFormat (0): format 1 has no such entries.
+	if err := w.seal(b, e, st, 0); err != nil {
 		return err
 	}
 	var werr error
@@ -751,6 +725,37 @@ func (w *writer) applyBalanceEntry(b *pebble.Batch, e *Entry, st *batchState) er
 	st.hash = e.Hash
 	w.db.floor = e.CommittedAt
 	return nil
+}
+
+// seal numbers e after st (seq, settlement id for a settlement or a
+// reversal, previous hash, commit time), encodes it in format into w.enc
+// with its hash, and prepares its derived records; on an error e is as it
+// was given. Commit times never go back: not before the previous entry's,
+// nor into a closed month (db.floor), whatever the clock does.
+func (w *writer) seal(b *pebble.Batch, e *Entry, st *batchState, format byte) error {
+	seq := st.seq + 1
+	e.Seq = seq
+	e.SettlementID = ""
+	if !e.Kind.movesBalanceOnly() {
+		e.SettlementID = SettlementID(seq) // credits and opening balances have none
+	}
+	e.PrevHash = st.hash
+	e.CommittedAt = max(w.db.now().UnixNano(), w.db.floor)
+	e.Hash = [32]byte{}
+	e.format = format // whatever format the caller's copy came from
+	w.enc = appendEntryBodyIn(w.enc[:0], e, &w.input)
+	err := error(nil)
+	if len(w.enc)+32 > MaxEntrySize {
+		err = ErrEntryTooLarge
+	} else {
+		e.Hash = EntryHash(e.PrevHash, w.enc)
+		w.enc = append(w.enc, e.Hash[:]...)
+		err = w.derive.prepare(w.reader(b), e)
+	}
+	if err != nil {
+		e.Seq, e.SettlementID, e.PrevHash, e.CommittedAt, e.Hash = 0, "", [32]byte{}, 0, [32]byte{}
+	}
+	return err
 }
 
 // reader is what the derived state reads the store through.
