@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // hospital goes through, for long. It held it for the reads of every
 // person of the upsert (≈ 1.5–2.4 s for 30,000 persons).
 func TestUpsertOfKnownPersonsDoesNotStallSettlements(t *testing.T) {
-	upsertWhileSettling(t, 60_000, 200*time.Millisecond)
+	upsertWhileSettling(t, 60_000)
 }
 
 // The size the reviewer saw time out a region's client (10 s).
@@ -24,15 +25,17 @@ func TestUpsertOfARosterOf300000DoesNotStallSettlements(t *testing.T) {
 	if testing.Short() {
 		t.Skip("upserts 300,000 persons twice")
 	}
-	// Its twice 300,000 person records also fill memtables for Pebble
-	// to flush: a looser bound (it was held 2.2 s) for a shared machine.
-	upsertWhileSettling(t, 300_000, 500*time.Millisecond)
+	upsertWhileSettling(t, 300_000)
 }
 
 // upsertWhileSettling upserts n known persons while settlements are
-// appended one after the other, and fails if one waited longer than the
-// bound.
-func upsertWhileSettling(t *testing.T, n int, bound time.Duration) {
+// appended one after the other, and fails unless settlements begun after
+// the upsert also committed before it ended: a writer held for the whole
+// upsert lets none through. Not a bound on the wait in time, which on a
+// shared machine also holds Pebble's flushes of the upsert's records and
+// the collector (the longest wait is logged: 25–120 ms here, against
+// 474 ms and 2.2 s before).
+func upsertWhileSettling(t *testing.T, n int) {
 	db, _ := openMem(t)
 	ps := make([]Person, n)
 	for i := range ps {
@@ -46,7 +49,8 @@ func upsertWhileSettling(t *testing.T, n int, bound time.Duration) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var longest time.Duration
-	settled := 0
+	var upsertBegan, upsertEnded atomic.Int64
+	settled, during := 0, 0
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -64,13 +68,18 @@ func upsertWhileSettling(t *testing.T, n int, bound time.Duration) {
 			if d := time.Since(began); d > longest {
 				longest = d
 			}
+			if ub := upsertBegan.Load(); ub != 0 && began.UnixNano() > ub && upsertEnded.Load() == 0 {
+				during++
+			}
 			settled++
 			time.Sleep(time.Millisecond)
 		}
 	}()
 	time.Sleep(20 * time.Millisecond) // the settlements are under way
 	began := time.Now()
+	upsertBegan.Store(began.UnixNano())
 	ws, err := db.UpsertPersons(ps)
+	upsertEnded.Store(time.Now().UnixNano())
 	took := time.Since(began)
 	close(stop)
 	wg.Wait()
@@ -82,9 +91,9 @@ func upsertWhileSettling(t *testing.T, n int, bound time.Duration) {
 			t.Fatalf("person %d: %+v, want known with opening %d", i, w, ps[i].OpeningBalance)
 		}
 	}
-	t.Logf("upsert of %d known persons took %v; %d settlements meanwhile, the longest waited %v", n, took, settled, longest)
-	if longest > bound {
-		t.Errorf("a settlement waited %v behind the upsert of %d known persons (bound %v)", longest, n, bound)
+	t.Logf("upsert of %d known persons took %v; %d settlements, %d of them begun and committed during it, the longest waited %v", n, took, settled, during, longest)
+	if during < 3 {
+		t.Errorf("%d settlements begun during the upsert of %d known persons committed before it ended: the writer was held for it", during, n)
 	}
 }
 
