@@ -118,7 +118,8 @@ type writer struct {
 	key   []byte
 	val   []byte
 	enc   []byte
-	input abi.Input // scratch for the entry encoder
+	input abi.Input   // scratch for the entry encoder
+	ws    entryWrites // the writes of the entry being applied (writeEntry)
 	cblob []byte
 	cs    []abi.Counter
 	freed []string
@@ -592,18 +593,8 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 		return err
 	}
 
-	// Writes. Batch.Set only fails on a committed/closed batch, which would
-	// be a bug here; still, report it rather than ignore it.
-	var werr error
-	set := func(k, v []byte) {
-		if werr == nil {
-			werr = b.Set(k, v, nil)
-		}
-	}
-	// The records of seq's bucket may be visible from now on (bucketed.go).
-	w.db.sealed.Store(seq)
-	w.key = appendEntryKey(w.key[:0], seq)
-	set(w.key, w.enc)
+	ws := w.writeEntry(b, seq)
+	set := ws.set
 	bucket := w.db.bucket(seq)
 	w.key = appendIdemKey(w.key[:0], bucket, e.Hospital, e.RequestID)
 	w.val = appendIdemValue(w.val[:0], e.BodyHash, seq)
@@ -631,9 +622,7 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 	if len(e.Changes) > 0 {
 		w.key = appendCountersKey(w.key[:0], e.InsuredRegion, e.PersonID, year)
 		if len(w.cs) == 0 {
-			if werr == nil {
-				werr = b.Delete(w.key, nil)
-			}
+			ws.delete(w.key)
 			w.pending[string(w.key)] = nil
 		} else {
 			set(w.key, w.cblob)
@@ -642,19 +631,9 @@ func (w *writer) applyEntry(b *pebble.Batch, e *Entry, st *batchState) error {
 		}
 	}
 	if e.BalanceChange != 0 {
-		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
-		w.val = be.AppendUint64(w.val[:0], uint64(balance))
-		set(w.key, w.val)
-		w.pending[string(w.key)] = append([]byte(nil), w.val...)
+		w.setBalance(set, e.InsuredRegion, e.PersonID, balance)
 	}
-	w.derive.apply(e, set)
-	if werr != nil {
-		// The batch may now hold part of this entry: it must not commit.
-		panic(fmt.Sprintf("ledger: batch write failed: %v", werr))
-	}
-	st.seq = seq
-	st.hash = e.Hash
-	w.db.floor = e.CommittedAt
+	w.endEntry(e, st, ws)
 	return nil
 }
 
@@ -697,34 +676,75 @@ func (w *writer) applyBalanceEntry(b *pebble.Batch, e *Entry, st *batchState) er
 	if err := w.seal(b, e, st, 0); err != nil {
 		return err
 	}
-	var werr error
-	set := func(k, v []byte) {
-		if werr == nil {
-			werr = b.Set(k, v, nil)
-		}
-	}
-	w.db.sealed.Store(seq)
-	w.key = appendEntryKey(w.key[:0], seq)
-	set(w.key, w.enc)
+	ws := w.writeEntry(b, seq)
 	if !e.Migrated {
-		w.key = appendBalanceKey(w.key[:0], e.InsuredRegion, e.PersonID)
-		w.val = be.AppendUint64(w.val[:0], uint64(balance))
-		set(w.key, w.val)
-		w.pending[string(w.key)] = append([]byte(nil), w.val...)
+		w.setBalance(ws.set, e.InsuredRegion, e.PersonID, balance)
 	}
 	if e.Kind == KindCredit {
 		w.key = appendCreditKey(w.key[:0], e.InsuredRegion, e.RequestID)
 		w.val = appendCreditValue(w.val[:0], e.PersonID, e.BalanceChange, e.BalanceAfter, seq)
-		set(w.key, w.val)
+		ws.set(w.key, w.val)
 	}
-	w.derive.apply(e, set)
-	if werr != nil {
-		panic(fmt.Sprintf("ledger: batch write failed: %v", werr))
+	w.endEntry(e, st, ws)
+	return nil
+}
+
+// entryWrites adds a sealed entry's writes to its batch. Batch.Set and
+// Delete only fail on a committed or closed batch, which would be a bug
+// here; still, the first error is kept and reported (endEntry) rather than
+// ignored.
+type entryWrites struct {
+	b   *pebble.Batch
+	err error
+	set func(k, v []byte) // setKV, bound once (writer.ws): no allocation an entry
+}
+
+func (ws *entryWrites) setKV(k, v []byte) {
+	if ws.err == nil {
+		ws.err = ws.b.Set(k, v, nil)
 	}
-	st.seq = seq
+}
+
+func (ws *entryWrites) delete(k []byte) {
+	if ws.err == nil {
+		ws.err = ws.b.Delete(k, nil)
+	}
+}
+
+// writeEntry starts the writes of sealed entry seq (w.enc) to b with its
+// record; from here on the records of seq's bucket may be visible
+// (bucketed.go).
+func (w *writer) writeEntry(b *pebble.Batch, seq uint64) *entryWrites {
+	ws := &w.ws
+	if ws.set == nil {
+		ws.set = ws.setKV
+	}
+	ws.b, ws.err = b, nil
+	w.db.sealed.Store(seq)
+	w.key = appendEntryKey(w.key[:0], seq)
+	ws.set(w.key, w.enc)
+	return ws
+}
+
+// setBalance writes the balance record of (region, person) and keeps it
+// for the batch's later reads (w.pending).
+func (w *writer) setBalance(set func(k, v []byte), region, person string, balance int64) {
+	w.key = appendBalanceKey(w.key[:0], region, person)
+	w.val = be.AppendUint64(w.val[:0], uint64(balance))
+	set(w.key, w.val)
+	w.pending[string(w.key)] = append([]byte(nil), w.val...)
+}
+
+// endEntry adds e's derived records and makes it the batch's last entry.
+func (w *writer) endEntry(e *Entry, st *batchState, ws *entryWrites) {
+	w.derive.apply(e, ws.set)
+	if ws.err != nil {
+		// The batch may now hold part of this entry: it must not commit.
+		panic(fmt.Sprintf("ledger: batch write failed: %v", ws.err))
+	}
+	st.seq = e.Seq
 	st.hash = e.Hash
 	w.db.floor = e.CommittedAt
-	return nil
 }
 
 // seal numbers e after st (seq, settlement id for a settlement or a
