@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -341,24 +339,7 @@ func TestR5ExportVerifiesWithCredits(t *testing.T) {
 // store then audits clean, every balance and credit answer is kept, a
 // forged credit is named, and a new credit's answer is the running balance.
 func TestR5UpgradeMigratesCreditsAndOpenings(t *testing.T) {
-	dir := t.TempDir()
-	src := "testdata/store-format3-credits"
-	files, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if f.Name() == "make.go.txt" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, f.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := copyFormat3Credits(t) // r5_final_test.go
 	if _, err := AuditStore(dir, nil, nil); err == nil || !strings.Contains(err.Error(), "format 3") {
 		t.Fatalf("audit of the format-3 store: %v", err)
 	}
