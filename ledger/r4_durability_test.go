@@ -21,30 +21,7 @@ import (
 // the answer, losing everything unsynced, reopens to a store that holds it,
 // and a retry of the credit and of the close is answered as the first.
 func TestRegistryWritesSurviveACrash(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	now := time.Date(2026, 12, 5, 10, 0, 0, 0, ChinaTime)
-	opts := Options{FS: fs, Logger: testOptions(nil).Logger, Now: func() time.Time { return now }}
-	db, err := Open("ledger", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	// crashed reopens a crash clone of the store as it is now, checks it
-	// and closes it.
-	crashed := func(what string, check func(*DB)) {
-		t.Helper()
-		c := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-		o := opts
-		o.FS = c
-		db2, err := Open("ledger", o)
-		if err != nil {
-			t.Fatalf("after %s, a crash leaves a store that does not open: %v", what, err)
-		}
-		check(db2)
-		if err := db2.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, crashed := crashHarness(t)
 
 	if err := db.PutHospitals([]Hospital{{ID: "H1", Region: "371602", Level: 3}}); err != nil {
 		t.Fatal(err)
@@ -169,5 +146,32 @@ func TestUnreadableValueIsNotEmpty(t *testing.T) {
 	}
 	if !db.Unreadable() || db.ReadErrors() == 0 {
 		t.Errorf("the read errors were not recorded: %v %d", db.Unreadable(), db.ReadErrors())
+	}
+}
+
+// crashHarness opens a store on a crashable file system with a fixed
+// clock; crashed reopens a crash clone of it as it is at that moment
+// (everything unsynced lost), checks it and closes it.
+func crashHarness(t *testing.T) (db *DB, crashed func(what string, check func(*DB))) {
+	fs := vfs.NewCrashableMem()
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, ChinaTime)
+	opts := Options{FS: fs, Logger: testOptions(nil).Logger, Now: func() time.Time { return now }}
+	db, err := Open("ledger", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, func(what string, check func(*DB)) {
+		t.Helper()
+		o := opts
+		o.FS = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+		db2, err := Open("ledger", o)
+		if err != nil {
+			t.Fatalf("after %s, a crash leaves a store that does not open: %v", what, err)
+		}
+		check(db2)
+		if err := db2.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -3,9 +3,6 @@ package ledger
 import (
 	"errors"
 	"testing"
-	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"medgate/engine/abi"
 )
@@ -16,28 +13,7 @@ import (
 // key is the first answer and writes nothing, even after a later change.
 // A write refused (or a conflict) records no key.
 func TestRegionKeyedWritesSurviveACrash(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	now := time.Date(2026, 12, 5, 10, 0, 0, 0, ChinaTime)
-	opts := Options{FS: fs, Logger: testOptions(nil).Logger, Now: func() time.Time { return now }}
-	db, err := Open("ledger", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	crashed := func(what string, check func(*DB)) {
-		t.Helper()
-		c := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-		o := opts
-		o.FS = c
-		db2, err := Open("ledger", o)
-		if err != nil {
-			t.Fatalf("after %s, a crash leaves a store that does not open: %v", what, err)
-		}
-		check(db2)
-		if err := db2.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, crashed := crashHarness(t)
 	catKey := &RegionKey{Region: "371600", Key: "k1", Route: "PUT /v1/regions/371602/catalog", Body: [32]byte{1}}
 	first := []CatalogEntry{{Code: "XA02", Class: abi.ClassA, PriceCap: 100_000_000, HasPriceCap: true}}
 	if replay, err := db.PutCatalogKeyed(catKey, "371602", first, true, func() []byte { return []byte(`{"written":1}`) }); err != nil || replay != nil {
