@@ -171,11 +171,17 @@ func decodeUpload(body []byte, p Principal, region string, signed bool) (*Upload
 // region running many at once would take every CPU from the other regions'
 // settlements. A second one meanwhile is 429 region_busy.
 func (s *Server) regionWork(region string) (release func(), err error) {
-	v, _ := s.regionBusy.LoadOrStore(region, new(sync.Mutex))
+	return oneAtATime(&s.regionBusy, region, "region_busy",
+		"another policy check, upload, shadow or replay of region "+region+" is running; retry once it has answered")
+}
+
+// oneAtATime takes busy's lock of key, or refuses with 429 code and msg
+// (Retry-After 1) while another holder has it.
+func oneAtATime(busy *sync.Map, key, code, msg string) (release func(), err error) {
+	v, _ := busy.LoadOrStore(key, new(sync.Mutex))
 	mu := v.(*sync.Mutex)
 	if !mu.TryLock() {
-		return nil, &Error{Status: fasthttp.StatusTooManyRequests, Code: "region_busy", RetryAfter: "1",
-			Message: "another policy check, upload, shadow or replay of region " + region + " is running; retry once it has answered"}
+		return nil, &Error{Status: fasthttp.StatusTooManyRequests, Code: code, RetryAfter: "1", Message: msg}
 	}
 	return mu.Unlock, nil
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"math"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -333,13 +332,12 @@ func (s *Server) reconcileDetails(ctx *fasthttp.RequestCtx, p Principal, _ []str
 	// One at a time per hospital: a body of 16 MiB takes about ten times
 	// that to read and compare, and a hospital sending many at once (each
 	// day of a year in parallel, a retry storm) would hold that many.
-	v, _ := s.detailsBusy.LoadOrStore(h.ID, new(sync.Mutex))
-	mu := v.(*sync.Mutex)
-	if !mu.TryLock() {
-		return &Error{Status: fasthttp.StatusTooManyRequests, Code: "hospital_busy", RetryAfter: "1",
-			Message: "another details reconciliation of hospital " + h.ID + " is running; retry once it has answered"}
+	release, err := oneAtATime(&s.detailsBusy, h.ID, "hospital_busy",
+		"another details reconciliation of hospital "+h.ID+" is running; retry once it has answered")
+	if err != nil {
+		return err
 	}
-	defer mu.Unlock()
+	defer release()
 	var req DetailsRequest
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
 		return bodyJSONError(err, ctx.PostBody(), "body")
