@@ -3,6 +3,7 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -178,9 +179,18 @@ type ExportReport struct {
 // Hash (from the first line on; a first line of seq 1 must have a zero
 // PrevHash). When the export starts at seq 1 it recomputes the Merkle root
 // and, if cp is given and its size lies within the export, checks cp's root
-// and head hash (cp's signature is the caller's to check: OpenCheckpoint).
+// and head hash; a cp of size 0 (the empty tree) matches an empty export or
+// one from seq 1 (cp's signature is the caller's to check: OpenCheckpoint).
 func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 	rep := &ExportReport{}
+	if cp != nil && cp.Size == 0 {
+		// The empty tree (VERIFY.md: root SHA-256 of nothing, no head)
+		// is the whole of an empty export and a prefix of every export
+		// from seq 1; no line reaches its size, so it is checked here.
+		if cp.Root != tlog.Hash(sha256.Sum256(nil)) || cp.Head != ([32]byte{}) {
+			return rep, errors.New("ledger: the checkpoint of tree size 0 does not state the empty tree's root and head")
+		}
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4*MaxEntrySize)
 	var (
@@ -257,6 +267,9 @@ func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 	}
 	if rep.From == 1 {
 		rep.Root, rep.HasRoot = frontierRoot(frontier), true
+	}
+	if cp != nil && cp.Size == 0 && rep.From <= 1 {
+		rep.CheckpointMatched = true
 	}
 	return rep, nil
 }

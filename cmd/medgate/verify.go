@@ -289,6 +289,9 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		if rep.Entries == 0 {
 			fmt.Fprintln(stdout, "OK: the export is empty")
+			if rep.CheckpointMatched {
+				fmt.Fprintf(stdout, "matches the signed checkpoint of tree size %d\n", cp.Size)
+			}
 			return exitOK
 		}
 		fmt.Fprintf(stdout, "OK: %d entries, seq %d..%d; every hash and link verified\n", rep.Entries, rep.From, rep.To)
