@@ -49,6 +49,11 @@ func NewPrincipals(records []PrincipalRecord) (*Principals, error) {
 		if err != nil || len(raw) != 32 {
 			return nil, fmt.Errorf("gateway: principals[%d].token_sha256 is not 64 hex digits", i)
 		}
+		if [32]byte(raw) == emptyTokenHash {
+			// What sha256sum prints for a token that was never set
+			// (printf '%s' "$TOKEN" | sha256sum with TOKEN unset).
+			return nil, fmt.Errorf("gateway: principals[%d].token_sha256 is the sha256 of the empty string: the %s %q would have no token", i, r.Role, r.ID)
+		}
 		switch r.Role {
 		case RoleHospital, RoleRegion, RoleClearing:
 		default:
@@ -80,6 +85,9 @@ func NewPrincipals(records []PrincipalRecord) (*Principals, error) {
 	}
 	return p, nil
 }
+
+// emptyTokenHash is the sha256 of the empty string.
+var emptyTokenHash = sha256.Sum256(nil)
 
 // Lookup returns the principal holding token.
 func (p *Principals) Lookup(token []byte) (Principal, bool) {

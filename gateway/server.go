@@ -216,7 +216,15 @@ func bearer(hdr *fasthttp.RequestHeader) ([]byte, bool) {
 	if len(h) <= len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
 		return nil, false
 	}
-	return bytes.TrimSpace(h[len(prefix):]), true
+	// Only the blanks HTTP puts around a token (SP, HTAB) are taken off:
+	// bytes.TrimSpace also took Unicode spaces (U+00A0, U+3000), so that a
+	// header of such a space alone presented the empty token, which a
+	// principals.json written from an unset variable holds the hash of.
+	token := bytes.Trim(h[len(prefix):], " \t")
+	if len(token) == 0 {
+		return nil, false
+	}
+	return token, true
 }
 
 // uploadRoute is the route of a request whose body may be larger than
