@@ -48,3 +48,41 @@ func TestR6EmptyTokenNeverAuthenticates(t *testing.T) {
 		t.Errorf("token after two spaces: %d %s, want 404 (authenticated, no such settlement)", status, out)
 	}
 }
+
+// TestR6ErrorAnswersQuoteABoundedValue: a refused value is quoted in the
+// error's message, and an unknown key names the field; both were quoted
+// whole, so a bill of 1 MiB holding one long bad value (U+2028 quotes as
+// six bytes) was answered in 2.4 MB, an unknown key of 1 MiB in 3.4 MB.
+// Now the answer quotes the value's start and still names the field.
+func TestR6ErrorAnswersQuoteABoundedValue(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	good := `{"request_id":"V-1","person":{"id":"EMP1","insured_region":"371600"},"visit":{"type":"chronic","visit_date":"2025-06-01"},"items":[{"code":"XA01","unit_price":"12.50","quantity":"2","amount":"25.00"}]}`
+	long := strings.Repeat("\u2028", 300_000)
+	for _, tt := range []struct {
+		old, new, code, field string
+	}{
+		{`"unit_price":"12.50"`, `"unit_price":"1` + long + `"`, "invalid_field", "items[0].unit_price"},
+		{`"quantity":"2"`, `"quantity":"-` + long + `"`, "negative_amount", "items[0].quantity"},
+		{`"amount":"25.00"`, `"amount":"25.00` + strings.Repeat("0", 900_000) + `"`, "invalid_field", "items[0].amount"},
+		{`"type":"chronic"`, `"type":"` + long + `"`, "invalid_field", "visit.type"},
+		{`"visit_date":"2025-06-01"`, `"visit_date":"` + long + `"`, "invalid_field", "visit.visit_date"},
+		{`"request_id":"V-1"`, `"request_id":"V-1","x` + long + `":1`, "unknown_field", ""},
+		{`"amount":"25.00"`, `"amount":"25.00","x` + long + `":1`, "unknown_field", ""},
+	} {
+		body := strings.Replace(good, tt.old, tt.new, 1)
+		for _, path := range []string{"/v1/settlements", "/v1/settlements/quote"} {
+			status, out := h.do("POST", path, "tok-H3716020001", []byte(body))
+			a := decodeAnswer(t, out)
+			if status != 400 || a.Error == nil || a.Error.Code != tt.code || tt.field != "" && a.Error.Field != tt.field {
+				t.Errorf("%s %.40s…: %d %.300s, want 400 %s naming %s", path, tt.new, status, out, tt.code, tt.field)
+				continue
+			}
+			if len(out) > 1024 {
+				t.Errorf("%s %.40s…: a body of %d bytes answered in %d: %.200s…", path, tt.new, len(body), len(out), out)
+			}
+			if tt.field == "" && !strings.HasPrefix(a.Error.Field, "x\u2028") && !strings.HasPrefix(a.Error.Field, "items[0].x\u2028") {
+				t.Errorf("%s %.40s…: field %.80q, want the unknown key's start", path, tt.new, a.Error.Field)
+			}
+		}
+	}
+}

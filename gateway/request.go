@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"medgate/engine/abi"
 	"medgate/engine/money"
@@ -149,7 +150,27 @@ func unknownField(l *lexer, key, prefix string) error {
 	if err := l.skip(); err != nil {
 		return err
 	}
-	return badRequest("unknown_field", prefix+key, "unknown field %q", prefix+key)
+	name := prefix + clip([]byte(key))
+	return badRequest("unknown_field", name, "unknown field %q", name)
+}
+
+// maxQuoted bounds how much of a refused value or unknown key an error
+// quotes. Quoted whole, a value as long as the body made an answer twice
+// the body's size and more (U+2028 quotes as six bytes): 2.4 MB for a
+// bill of 1 MiB.
+const maxQuoted = 64
+
+// clip is s, cut to maxQuoted bytes at a character's start ("…" marks a
+// cut), for an error to quote.
+func clip(s []byte) string {
+	if len(s) <= maxQuoted {
+		return string(s)
+	}
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return string(s[:n]) + "…"
 }
 
 // ident reads a short printable identifier string into dst.
@@ -241,7 +262,7 @@ func decodeVisit(l *lexer, v *abi.Visit) error {
 			}
 			t, ok := visitTypes[string(s)]
 			if !ok {
-				return invalid("visit.type", "visit.type %q is not one of inpatient, outpatient, chronic, two_disease, maternity", s)
+				return invalid("visit.type", "visit.type %q is not one of inpatient, outpatient, chronic, two_disease, maternity", clip(s))
 			}
 			v.Type = t
 			return nil
@@ -304,7 +325,7 @@ func (l *lexer) date(dst *abi.Date, field string) error {
 	}
 	d, ok := ParseDate(s)
 	if !ok {
-		return invalid(field, "%s %q is not a valid date YYYY-MM-DD", field, s)
+		return invalid(field, "%s %q is not a valid date YYYY-MM-DD", field, clip(s))
 	}
 	*dst = d
 	return nil
@@ -507,12 +528,12 @@ func (l *lexer) decimal(dst *int64, decimals int, field string) error {
 	v, perr := money.Parse(s, decimals)
 	if perr != nil {
 		if perr == money.ErrNegative {
-			return badRequest("negative_amount", field, "%s %q is negative", field, s)
+			return badRequest("negative_amount", field, "%s %q is negative", field, clip(s))
 		}
 		if perr == money.ErrDecimals {
-			return invalid(field, "%s %q has more than %d decimals", field, s, decimals)
+			return invalid(field, "%s %q has more than %d decimals", field, clip(s), decimals)
 		}
-		return invalid(field, "%s %q %v", field, s, perr)
+		return invalid(field, "%s %q %v", field, clip(s), perr)
 	}
 	*dst = v
 	return nil
