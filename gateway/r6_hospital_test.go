@@ -86,3 +86,32 @@ func TestR6ErrorAnswersQuoteABoundedValue(t *testing.T) {
 		}
 	}
 }
+
+// TestR6UnservedInsuredRegionNamesTheRegion: a bill whose insured region
+// is one the gateway has no policy for (a county's code sent for its
+// prefecture's pool, 371601 for 371600) was 422 unknown_person blaming
+// person.id, a field that was right; now 422 no_policy blaming
+// person.insured_region. An unknown person of a served region is still
+// unknown_person.
+func TestR6UnservedInsuredRegionNamesTheRegion(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	base := h.head()
+	for _, tt := range []struct {
+		person, region, code, field string
+	}{
+		{"EMP1", "371601", "no_policy", "person.insured_region"},
+		{"EMP1", "110000", "no_policy", "person.insured_region"},
+		{"EMP9", "371600", "unknown_person", "person.id"},
+	} {
+		for _, path := range []string{"/v1/settlements", "/v1/settlements/quote"} {
+			body := settleBody("U-"+tt.person+tt.region, tt.person, tt.region, chronicVisit, oneLine)
+			status, out := h.do("POST", path, "tok-H3716020001", body)
+			if a := decodeAnswer(t, out); status != 422 || a.Error == nil || a.Error.Code != tt.code || a.Error.Field != tt.field {
+				t.Errorf("%s %s of %s: %d %s, want 422 %s naming %s", path, tt.person, tt.region, status, out, tt.code, tt.field)
+			}
+		}
+	}
+	if h.head() != base {
+		t.Fatal("a refused bill wrote to the ledger")
+	}
+}

@@ -152,10 +152,15 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	if err != nil {
 		return nil, err
 	}
+	date := req.Date()
 	if !ok {
+		if len(s.policies.Versions(req.InsuredRegion)) == 0 {
+			// No region the gateway settles for: the region is what is
+			// wrong (a county's code sent for its pool's), not the id.
+			return s.lateReplay(quote, h.ID, req, bodyHash, s.noPolicy(req, date))
+		}
 		return s.lateReplay(quote, h.ID, req, bodyHash, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion))
 	}
-	date := req.Date()
 	// Held until the settlement is committed: a rollback or an upload
 	// (Versions) answers only once no settlement computed with the
 	// version it replaced can still commit.
