@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -140,6 +141,10 @@ type AuditOptions struct {
 	// directory, removed when it ends; os.TempDir() when empty): a few
 	// hundred bytes an entry.
 	TempDir string
+	// Context, when not nil, interrupts the audit once it ends (an
+	// operator's Ctrl-C): the audit then returns its error, having removed
+	// its scratch store.
+	Context context.Context
 }
 
 // Audit checks the chain and the tree (Verify, VerifyTree) and then every
@@ -252,7 +257,7 @@ type auditor struct {
 
 func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions) (err error) {
 	visit := o.Visit
-	scratch, err := openScratch(o.TempDir)
+	scratch, err := openScratch(o.Context, o.TempDir)
 	if err != nil {
 		return fmt.Errorf("ledger: audit: the scratch store: %w", err)
 	}
@@ -300,7 +305,7 @@ func auditIndexes(r pebble.Reader, shift uint8, rep *AuditReport, o AuditOptions
 		a.checkIdem, a.checkTraces, a.checkReversed, a.checkCounters,
 		a.checkBalances, a.checkClosed, a.checkPairs, a.checkMonths, a.checkRows,
 	} {
-		if err := step(r); err != nil {
+		if err := firstErr(step(r), scratch.stopped()); err != nil {
 			return err
 		}
 		if a.readErr != nil {
@@ -342,6 +347,12 @@ func (a *auditor) entries(r pebble.Reader, head uint64, visit func(*Entry)) erro
 		}
 		prevAt = e.CommittedAt
 		if err := a.entry(r, seq, e, &key); err != nil {
+			return err
+		}
+		// A failed scratch store or an interrupted audit: replaying the
+		// rest would be in vain (a look at ctx costs little next to
+		// decoding the entry).
+		if err := firstErr(a.scratch.err, a.scratch.stopped()); err != nil {
 			return err
 		}
 		if visit != nil {

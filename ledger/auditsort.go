@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -53,12 +55,41 @@ type auditScratch struct {
 	dir   string
 	db    *pebble.DB
 	batch *pebble.Batch
-	err   error // the first failed write
+	err   error // the first failed write, or the audit's interruption
+	// ctx ends the audit early (medgate audit interrupted): the scratch
+	// store, up to about 400 bytes an entry, must then still be removed,
+	// which only the audit's own return does.
+	ctx   context.Context
+	steps int // records set or walked, to look at ctx every checkEvery
+}
+
+// checkEvery is how many scratch records are set or walked between two
+// looks at whether the audit was interrupted.
+const checkEvery = 1 << 12
+
+// interrupted is the audit's interruption, looked at every checkEvery
+// calls.
+func (s *auditScratch) interrupted() error {
+	if s.steps++; s.steps%checkEvery != 0 {
+		return nil
+	}
+	return s.stopped()
+}
+
+// stopped is the audit's interruption, if it was interrupted.
+func (s *auditScratch) stopped() error {
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("ledger: audit interrupted: %w", err)
+	}
+	return nil
 }
 
 // openScratch creates the scratch store in a new directory under dir
-// (os.TempDir() when empty).
-func openScratch(dir string) (*auditScratch, error) {
+// (os.TempDir() when empty); ctx (nil: never) interrupts the audit.
+func openScratch(ctx context.Context, dir string) (*auditScratch, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	d, err := os.MkdirTemp(dir, "medgate-audit-")
 	if err != nil {
 		return nil, err
@@ -73,7 +104,7 @@ func openScratch(dir string) (*auditScratch, error) {
 		_ = os.RemoveAll(d)
 		return nil, err
 	}
-	return &auditScratch{dir: d, db: db, batch: db.NewBatch()}, nil
+	return &auditScratch{dir: d, db: db, batch: db.NewBatch(), ctx: ctx}, nil
 }
 
 // close closes the scratch store and removes its directory.
@@ -91,6 +122,9 @@ func (s *auditScratch) close() error {
 // set adds a record to the batch (which copies k and v).
 func (s *auditScratch) set(k, v []byte) {
 	if s.err != nil {
+		return
+	}
+	if s.err = s.interrupted(); s.err != nil {
 		return
 	}
 	if s.err = s.batch.Set(k, v, nil); s.err == nil && s.batch.Len() >= scratchBatch {
@@ -145,6 +179,10 @@ func (s *auditScratch) groups(tag byte, fn func(name []byte, recs []scratchRec))
 		fn(name, recs)
 	}
 	for it.First(); it.Valid(); it.Next() {
+		if err := s.interrupted(); err != nil {
+			_ = it.Close()
+			return err
+		}
 		n, rest, ok := splitLP(it.Key()[1:])
 		if !ok || len(rest) == 0 {
 			continue // never written so
@@ -185,6 +223,9 @@ func (s *auditScratch) merge(tag byte, r pebble.Reader, pfx byte, fn func(k, wan
 	defer got.Close()
 	empty := []byte{}
 	for w, g := want.First(), got.First(); w || g; {
+		if err := s.interrupted(); err != nil {
+			return err
+		}
 		var c int
 		switch {
 		case !w:

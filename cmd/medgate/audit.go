@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os/signal"
+	"syscall"
 
 	"medgate/gateway"
 	"medgate/ledger"
@@ -34,9 +37,13 @@ The records expected of each entry are sorted on disk, in a directory
 made under --tmp (default $TMPDIR or /tmp) and removed at the end: allow
 about 400 bytes an entry there (20 GB for 50 million entries); the
 audit's memory does not grow with the entries.
-Exit codes: 0 the audit passed, 1 it found problems, 2 usage or an
-unreadable store.
+Exit codes: 0 the audit passed, 1 it found problems, 2 usage, an
+unreadable store or an interrupted audit (SIGINT or SIGTERM: the audit
+stops and removes its directory under --tmp).
 `
+
+// auditVisit, set by tests, sees each entry the audit replays.
+var auditVisit func(*ledger.Entry)
 
 func auditCmd(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("audit", flag.ContinueOnError)
@@ -55,7 +62,14 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, auditUsage)
 		return exitUsage
 	}
-	rep, err := ledger.AuditStoreWith(*dir, nil, ledger.AuditOptions{Statement: gateway.ClosedStatement, TempDir: *tmp})
+	// An interrupted audit must still remove its scratch store (up to
+	// about 400 bytes an entry): the first SIGINT or SIGTERM stops it, and
+	// a second one ends the process at once.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }()
+	rep, err := ledger.AuditStoreWith(*dir, nil, ledger.AuditOptions{Statement: gateway.ClosedStatement, TempDir: *tmp,
+		Visit: auditVisit, Context: ctx})
 	if err != nil {
 		fmt.Fprintf(stderr, "medgate audit: %v\n", err)
 		return exitUsage
