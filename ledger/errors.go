@@ -89,7 +89,11 @@ func (e *AlreadyReversedError) Error() string {
 // ChainError is returned by Verify: Seq is the first sequence number at
 // which the hash chain does not hold.
 type ChainError struct {
-	Seq    uint64
+	Seq uint64
+	// Kind is the entry's kind as its bytes say, 0 when they cannot
+	// (missing, truncated): a credit or an opening balance has no
+	// settlement id to be named by.
+	Kind   Kind
 	Reason string
 }
 

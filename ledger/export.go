@@ -150,6 +150,7 @@ func (db *DB) ScanRaw(from, to uint64, fn func(e *Entry, enc []byte) error) erro
 type ExportError struct {
 	Line   int
 	Seq    uint64
+	Kind   Kind // the entry's, once it decoded (0 before)
 	Reason string
 }
 
@@ -225,25 +226,25 @@ func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 			return rep, &ExportError{Line: line, Seq: rec.Seq, Reason: err.Error()}
 		}
 		if EntryHash(e.PrevHash, raw[:len(raw)-32]) != e.Hash {
-			return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "hash does not match the entry's contents (altered)"}
+			return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: "hash does not match the entry's contents (altered)"}
 		}
 		if *NewExportRecord(&e, raw) != rec {
-			return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "readable fields differ from the entry's encoding"}
+			return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: "readable fields differ from the entry's encoding"}
 		}
 		if e.SettlementID != entrySettlementID(&e) {
-			return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "settlement id does not match seq"}
+			return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: "settlement id does not match seq"}
 		}
 		if rep.Entries == 0 {
 			rep.From = e.Seq
 			if e.Seq == 1 && e.PrevHash != ([32]byte{}) {
-				return rep, &ExportError{Line: line, Seq: 1, Reason: "the first entry has a previous hash"}
+				return rep, &ExportError{Line: line, Seq: 1, Kind: e.Kind, Reason: "the first entry has a previous hash"}
 			}
 		} else {
 			if e.Seq != rep.To+1 {
-				return rep, &ExportError{Line: line, Seq: e.Seq, Reason: fmt.Sprintf("seq follows %d (entry missing or reordered)", rep.To)}
+				return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: fmt.Sprintf("seq follows %d (entry missing or reordered)", rep.To)}
 			}
 			if e.PrevHash != prev {
-				return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "previous hash does not match the previous entry"}
+				return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: "previous hash does not match the previous entry"}
 			}
 		}
 		prev = e.Hash
@@ -253,10 +254,10 @@ func VerifyExport(r io.Reader, cp *Checkpoint) (*ExportReport, error) {
 			frontier = frontierAdd(frontier, LeafHash(e.Hash))
 			if cp != nil && cp.Size == e.Seq {
 				if frontierRoot(frontier) != cp.Root {
-					return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "the Merkle root of entries 1.." + fmt.Sprint(e.Seq) + " is not the checkpoint's"}
+					return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: "the Merkle root of entries 1.." + fmt.Sprint(e.Seq) + " is not the checkpoint's"}
 				}
 				if cp.Head != e.Hash {
-					return rep, &ExportError{Line: line, Seq: e.Seq, Reason: "the entry's hash is not the checkpoint's head"}
+					return rep, &ExportError{Line: line, Seq: e.Seq, Kind: e.Kind, Reason: "the entry's hash is not the checkpoint's head"}
 				}
 				rep.CheckpointMatched = true
 			}

@@ -130,6 +130,7 @@ func (db *DB) ConsistencyProof(from, to uint64) (tlog.TreeProof, error) {
 // entry Seq do not match the entries.
 type TreeError struct {
 	Seq    uint64
+	Kind   Kind // as ChainError's
 	Reason string
 }
 

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -61,6 +62,7 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (rep *StoreReport, err e
 	if rep.ChainErr != nil {
 		var ce *ChainError
 		if errors.As(rep.ChainErr, &ce) {
+			ce.Kind = storedKind(db.pdb, ce.Seq)
 			return rep, nil
 		}
 		if pebble.IsCorruptionError(rep.ChainErr) {
@@ -76,7 +78,9 @@ func VerifyStore(dir string, fs vfs.FS, cp *Checkpoint) (rep *StoreReport, err e
 	_, rep.Root, rep.TreeErr = db.VerifyTree()
 	if rep.TreeErr != nil {
 		var te *TreeError
-		if !errors.As(rep.TreeErr, &te) && !pebble.IsCorruptionError(rep.TreeErr) {
+		if errors.As(rep.TreeErr, &te) {
+			te.Kind = storedKind(db.pdb, te.Seq)
+		} else if !pebble.IsCorruptionError(rep.TreeErr) {
 			return nil, rep.TreeErr
 		}
 		return rep, nil
@@ -138,6 +142,25 @@ func beyondHead(r pebble.Reader, head uint64) error {
 		return &ChainError{Seq: seq, Reason: fmt.Sprintf("entry lies beyond the recorded head (seq %d): the head record was lost or rewritten", head)}
 	}
 	return it.Error()
+}
+
+// storedKind is the kind that entry seq's stored bytes give (the byte after
+// the format and the seq, so read even when the rest no longer decodes), or
+// 0 when there is no such entry or it is cut short before its kind.
+func storedKind(r pebble.Reader, seq uint64) Kind {
+	v, closer, err := r.Get(appendEntryKey(nil, seq))
+	if err != nil {
+		return 0
+	}
+	defer closer.Close()
+	if len(v) < 2 || (v[0] != EntryFormat && v[0] != entryFormat1) {
+		return 0
+	}
+	_, n := binary.Uvarint(v[1:])
+	if n <= 0 || 1+n >= len(v) {
+		return 0
+	}
+	return Kind(v[1+n])
 }
 
 // closeReadOnly closes a store opened by openReadOnly. After a read that

@@ -174,10 +174,10 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		var te *ledger.TreeError
 		switch {
 		case errors.As(rep.ChainErr, &ce):
-			return fail("hash chain broken at entry %s (seq %d): %s; %d entries before it verified",
-				ledger.SettlementID(ce.Seq), ce.Seq, ce.Reason, rep.Entries)
+			return fail("hash chain broken at %s: %s; %d entries before it verified",
+				entryName(ce.Seq, ce.Kind), ce.Reason, rep.Entries)
 		case errors.As(rep.TreeErr, &te):
-			return fail("Merkle tree wrong at entry %s (seq %d): %s", ledger.SettlementID(te.Seq), te.Seq, te.Reason)
+			return fail("Merkle tree wrong at %s: %s", entryName(te.Seq, te.Kind), te.Reason)
 		case rep.TreeErr != nil:
 			return fail("%v", rep.TreeErr)
 		case rep.CheckpointErr != nil:
@@ -279,6 +279,9 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			var ee *ledger.ExportError
 			if errors.As(err, &ee) && ee.Seq != 0 {
+				if ee.Kind == ledger.KindCredit || ee.Kind == ledger.KindOpening {
+					return fail("%s: %v", entryName(ee.Seq, ee.Kind), err)
+				}
 				return fail("entry %s: %v", ledger.SettlementID(ee.Seq), err)
 			}
 			return fail("%v", err)
@@ -304,6 +307,20 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitUsage
+}
+
+// entryName names entry seq of kind k (0: unknown) in a failure: a
+// settlement or reversal by its settlement id, which hospitals and
+// clearing houses know it by; a credit or an opening balance, which has
+// none (no route, statement or row shows it), by its seq and kind.
+func entryName(seq uint64, k ledger.Kind) string {
+	switch k {
+	case ledger.KindCredit:
+		return fmt.Sprintf("entry %d (credit)", seq)
+	case ledger.KindOpening:
+		return fmt.Sprintf("entry %d (opening balance)", seq)
+	}
+	return fmt.Sprintf("entry %s (seq %d)", ledger.SettlementID(seq), seq)
 }
 
 // isDemoVerifier says whether v is the public demo checkpoint key's: it
