@@ -418,7 +418,7 @@ func (a *auditor) entry(r pebble.Reader, seq uint64, e *Entry, key *[]byte) erro
 			rep.problem("entry %d reverses %s, already reversed by entry %d", seq, e.Reverses, by)
 		default:
 			// Written at once: a second reversal of oseq must find it.
-			if err := sc.db.Set(*key, be.AppendUint64(vb[:0], seq), pebble.NoSync); err != nil {
+			if err := sc.setNow(*key, be.AppendUint64(vb[:0], seq)); err != nil {
 				return fmt.Errorf("ledger: audit: the scratch store: %w", err)
 			}
 			reverses = oseq
@@ -570,7 +570,7 @@ func (a *auditor) balanceEntry(seq uint64, e *Entry) error {
 		case errors.Is(err, pebble.ErrNotFound):
 			// Written at once: a second credit of the reference must
 			// find it.
-			if err := a.scratch.db.Set(key, appendCreditValue(nil, e.PersonID, e.BalanceChange, e.BalanceAfter, seq), pebble.NoSync); err != nil {
+			if err := a.scratch.setNow(key, appendCreditValue(nil, e.PersonID, e.BalanceChange, e.BalanceAfter, seq)); err != nil {
 				return fmt.Errorf("ledger: audit: the scratch store: %w", err)
 			}
 		default:

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -47,6 +49,10 @@ const (
 	scratchStored   = 1
 )
 
+// scratchMemTable is the scratch store's memtable size (0: Pebble's);
+// tests make it small, so that a few entries are flushed to files.
+var scratchMemTable uint64
+
 // scratchBatch is how many bytes of records the audit gathers before
 // committing them to the scratch store.
 const scratchBatch = 1 << 20
@@ -61,6 +67,61 @@ type auditScratch struct {
 	// which only the audit's own return does.
 	ctx   context.Context
 	steps int // records set or walked, to look at ctx every checkEvery
+	// failed is closed, bgErr set, on the store's first failed flush or
+	// compaction (--tmp's disk full): Pebble retries it for ever and,
+	// once its memtables are full, a write waits for it for ever, so a
+	// write waits for its commit or failed (commit). stuck: a commit never
+	// returned, so the store cannot be closed, only removed.
+	failed   chan struct{}
+	failOnce sync.Once
+	bgErr    error
+	stuck    bool
+}
+
+// background notes the scratch store's first failed flush or compaction.
+func (s *auditScratch) background(err error) {
+	if err == nil {
+		return
+	}
+	s.failOnce.Do(func() {
+		s.bgErr = fmt.Errorf("ledger: audit: the scratch store in %s cannot write its files (is the disk of --tmp full? the audit needs about 400 bytes an entry there): %w", s.dir, err)
+		close(s.failed)
+	})
+}
+
+// commit commits b, or fails once the store cannot write its files.
+func (s *auditScratch) commit(b *pebble.Batch) error {
+	select {
+	case <-s.failed:
+		return s.bgErr
+	default:
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Commit(pebble.NoSync) }()
+	select {
+	case err := <-done:
+		return err
+	case <-s.failed:
+		// A commit that is not waiting for a flush returns at once.
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			s.stuck = true
+		}
+		return s.bgErr
+	}
+}
+
+// setNow writes one record at once (one that a later record of the same
+// replay must find).
+func (s *auditScratch) setNow(k, v []byte) error {
+	b := s.db.NewBatch()
+	_ = b.Set(k, v, nil)
+	err := s.commit(b)
+	if !s.stuck {
+		_ = b.Close()
+	}
+	return err
 }
 
 // checkEvery is how many scratch records are set or walked between two
@@ -90,28 +151,49 @@ func openScratch(ctx context.Context, dir string) (*auditScratch, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	s := &auditScratch{ctx: ctx, failed: make(chan struct{})}
 	d, err := os.MkdirTemp(dir, "medgate-audit-")
 	if err != nil {
 		return nil, err
 	}
+	s.dir = d
 	db, err := pebble.Open(d, &pebble.Options{
 		FS:     vfs.Default,
 		Logger: pebbleLogger{zerolog.Nop()},
 		// Nothing to recover: the store is removed when the audit ends.
-		DisableWAL: true,
+		DisableWAL:   true,
+		MemTableSize: scratchMemTable,
+		// Writes wait for flushes only once 16 memtables (64 MiB) are
+		// queued, so that a failed flush is noticed (commit) before one
+		// does.
+		MemTableStopWritesThreshold: 16,
+		EventListener: &pebble.EventListener{
+			BackgroundError: s.background,
+			FlushEnd:        func(i pebble.FlushInfo) { s.background(i.Err) },
+			CompactionEnd:   func(i pebble.CompactionInfo) { s.background(i.Err) },
+		},
 	})
 	if err != nil {
 		_ = os.RemoveAll(d)
 		return nil, err
 	}
-	return &auditScratch{dir: d, db: db, batch: db.NewBatch(), ctx: ctx}, nil
+	s.db, s.batch = db, db.NewBatch()
+	return s, nil
 }
 
 // close closes the scratch store and removes its directory.
 func (s *auditScratch) close() error {
-	err := s.batch.Close()
-	if cerr := s.db.Close(); err == nil {
-		err = cerr
+	var err error
+	if s.stuck {
+		// A commit waits for ever inside Pebble, and Close would too: the
+		// store is left open (medgate audit ends at once), its files
+		// removed.
+		err = s.bgErr
+	} else {
+		err = s.batch.Close()
+		if cerr := s.db.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if rerr := os.RemoveAll(s.dir); err == nil {
 		err = rerr
@@ -135,7 +217,7 @@ func (s *auditScratch) set(k, v []byte) {
 // flush commits the batch, after which the records can be read.
 func (s *auditScratch) flush() error {
 	if s.err == nil && !s.batch.Empty() {
-		if s.err = s.batch.Commit(pebble.NoSync); s.err == nil {
+		if s.err = s.commit(s.batch); s.err == nil {
 			s.batch.Reset()
 		}
 	}
