@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"medgate/engine/abi"
 	"medgate/ledger"
@@ -204,8 +206,19 @@ func withLine(b []byte, err error) error {
 // anything after the value, and a key given twice in one object (a
 // *duplicateKeyError): encoding/json lets the last one win, and parsers
 // differ on that, so the sender and the gateway could read different
-// requests (as request_dup.go refuses for settlements).
+// requests (as request_dup.go refuses for settlements). Text that is not
+// UTF-8 is refused too: encoding/json turns each bad byte into U+FFFD, so
+// two ids, credit references or codes in another encoding (GBK: 张三 and
+// 李四 are four bytes each, none of them UTF-8) read as the same string,
+// and one person's line updated another (the hospital lexer refuses them).
 func strictJSON(b []byte, v any) error {
+	if !utf8.Valid(b) {
+		at := invalidUTF8At(b)
+		return &notUTF8Error{field: valuePath(b, int64(at)+1, ""), at: at}
+	}
+	if at := loneSurrogateAt(b); at >= 0 {
+		return &notUTF8Error{field: valuePath(b, int64(at)+1, ""), at: at, surrogate: true}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -215,6 +228,78 @@ func strictJSON(b []byte, v any) error {
 		return fmt.Errorf("unexpected data after the JSON value at byte %d", dec.InputOffset())
 	}
 	return checkDuplicateKeys(b)
+}
+
+// invalidUTF8At is the offset of b's first byte that is not UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// notUTF8Error is text strictJSON refused at byte at: not UTF-8, or an
+// escaped UTF-16 surrogate not in a pair; field is the value it is in, if
+// any.
+type notUTF8Error struct {
+	field     string
+	at        int
+	surrogate bool
+}
+
+func (e *notUTF8Error) Error() string {
+	what := "the text"
+	if e.field != "" {
+		what = e.field
+	}
+	if e.surrogate {
+		return fmt.Sprintf("%s has a \\u escape that is half of a UTF-16 surrogate pair (byte %d)", what, e.at)
+	}
+	return fmt.Sprintf("%s is not UTF-8 (byte %d; JSON text is UTF-8: convert it from its encoding, e.g. GBK, first)", what, e.at)
+}
+
+// loneSurrogateAt is the offset of the first \u escape of b that is a
+// surrogate not paired as UTF-16 pairs them, or -1: encoding/json reads it
+// as U+FFFD, as it does a byte that is not UTF-8. A backslash is only ever
+// inside a string in valid JSON, so no string tracking is needed (invalid
+// JSON is refused either way).
+func loneSurrogateAt(b []byte) int {
+	hex4 := func(i int) rune {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return -1
+		}
+		v, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		if err != nil {
+			return -1
+		}
+		return rune(v)
+	}
+	for i := bytes.IndexByte(b, '\\'); i >= 0 && i < len(b); {
+		r := hex4(i)
+		switch {
+		case r < 0:
+			i += 2 // another escape: skip its character
+		case utf16.IsSurrogate(r):
+			if r >= 0xdc00 || !utf16.IsSurrogate(hex4(i+6)) || hex4(i+6) < 0xdc00 {
+				return i
+			}
+			i += 12
+		default:
+			i += 6
+		}
+		if i < len(b) {
+			if j := bytes.IndexByte(b[i:], '\\'); j >= 0 {
+				i += j
+				continue
+			}
+		}
+		break
+	}
+	return -1
 }
 
 // duplicateKeyError names a key given twice in one object, by its path
@@ -391,6 +476,10 @@ func bodyJSONError(err error, body []byte, what string) error {
 	var dup *duplicateKeyError
 	if errors.As(err, &dup) {
 		return badRequest("duplicate_field", dup.path, "%s appears twice in the %s", dup.path, what)
+	}
+	var nu *notUTF8Error
+	if errors.As(err, &nu) && nu.field != "" {
+		return invalid(nu.field, "%v", err)
 	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) && typ.Field != "" {

@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestR6RegionBodiesInvalidUTF8DoNotCollapse: a region's system that
+// writes GBK (张三 is D5 C5 C8 FD, 李四 C0 EE CB C4) sends bytes that are
+// not UTF-8. encoding/json replaced each bad byte with U+FFFD, so two
+// different ids, references or codes became the same string: the second
+// person "updated" the first (its scheme and facts overwritten), and a
+// second credit under another reference was answered as a replay of the
+// first and never credited. A body that is not UTF-8 is not JSON: each
+// such line or body must be refused, never read as another's.
+func TestR6RegionBodiesInvalidUTF8DoNotCollapse(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	const persons, tok = "/v1/regions/371600/persons", "tok-region-371600"
+	zhang := strings.Replace(empActive, `"EMP1"`, "\"\xd5\xc5\xc8\xfd\"", 1)
+	li := strings.Replace(strings.Replace(resident, `"RES1"`, "\"\xc0\xee\xcb\xc4\"", 1), `"conditions":["hypertension"]`, `"conditions":[]`, 1)
+	st, b1 := h.do("POST", persons, tok, []byte(zhang))
+	st2, b2 := h.do("POST", persons, tok, []byte(li))
+	var a1, a2 struct{ Created, Updated, Written int }
+	json.Unmarshal(b1, &a1)
+	json.Unmarshal(b2, &a2)
+	if st2 == 200 && a2.Updated > 0 && a1.Created == 1 {
+		t.Errorf("李四's line updated 张三 (another id): first %d %s, second %d %s", st, b1, st2, b2)
+	}
+	if !strings.Contains(string(b2), "id is not UTF-8") {
+		t.Errorf("李四's line is not refused naming its id: %s", b2)
+	}
+
+	// Lone UTF-16 surrogates, escaped: encoding/json made each U+FFFD too
+	// (the hospital lexer refuses them).
+	st, b1 = h.do("POST", persons, tok, []byte(strings.Replace(empActive, `"EMP1"`, `"P\ud800"`, 1)))
+	st2, b2 = h.do("POST", persons, tok, []byte(strings.Replace(empActive, `"EMP1"`, `"P\udbff"`, 1)))
+	a1, a2 = struct{ Created, Updated, Written int }{}, struct{ Created, Updated, Written int }{}
+	json.Unmarshal(b1, &a1)
+	json.Unmarshal(b2, &a2)
+	if st2 == 200 && a2.Updated > 0 && a1.Created == 1 {
+		t.Errorf("P\\udbff's line updated P\\ud800 (another id): first %d %s, second %d %s", st, b1, st2, b2)
+	}
+
+	// Credits: two references that differ only in their non-UTF-8 bytes.
+	credit := "/v1/regions/371600/persons/EMP1/credits"
+	before := balanceOf(t, h, "371600", "EMP1")
+	credited := int64(0)
+	for _, ref := range []string{"R-\xb3\xc9", "R-\xb9\xa6"} {
+		st, b := h.do("POST", credit, tok, []byte(`{"reference":"`+ref+`","amount":"10.00"}`))
+		var a struct{ Replayed bool }
+		json.Unmarshal(b, &a)
+		switch {
+		case st == 200 && a.Replayed:
+			t.Errorf("credit under reference %q answered as a replay of another reference: %s", ref, b)
+		case st == 200:
+			credited += 1000
+		case st != 400 || !strings.Contains(string(b), `"field":"reference"`):
+			t.Errorf("credit under reference %q: %d %s", ref, st, b)
+		}
+	}
+	if after := balanceOf(t, h, "371600", "EMP1"); after != before+credited {
+		t.Errorf("balance %d after credits answered as %d fen from %d", after, credited, before)
+	}
+
+	// Catalog codes: X\xb1 class A, then X\xb2 class C.
+	const cat = "/v1/regions/371600/catalog"
+	h.do("POST", cat, tok, []byte("{\"code\":\"X\xb1\",\"class\":\"A\"}"))
+	st, b := h.do("POST", cat, tok, []byte("{\"code\":\"X\xb2\",\"class\":\"C\"}"))
+	if c, ok := h.db.Catalog("371600"); ok && st == 200 {
+		for _, e := range c.Entries() {
+			if strings.ContainsRune(e.Code, '\uFFFD') {
+				t.Errorf("a code not UTF-8 was stored as %q (%d %s): another code's bytes land on it", e.Code, st, b)
+			}
+		}
+	}
+}
+
+// TestR6LoneSurrogateAt: strictJSON refuses what encoding/json would read
+// as U+FFFD, and only that.
+func TestR6LoneSurrogateAt(t *testing.T) {
+	for body, want := range map[string]int{
+		`{"id":"\ud83d\ude00"}`:    -1, // a pair: one character
+		`{"id":"\\ud800"}`:         -1, // an escaped backslash, then text
+		`{"id":"a\"\n\u0041"}`:     -1,
+		`{"id":"\udc00"}`:          7,
+		`{"id":"\ud800x"}`:         7,
+		`{"id":"\ud800\u0041"}`:    7,
+		`{"id":"\ud800\ud800"}`:    7,
+		`{"id":"x\\\ud800"}`:       10,
+		`{"id":"\ud800`:            7,
+		`{"id":"ok","b":"\uDFFF"}`: 16,
+	} {
+		if got := loneSurrogateAt([]byte(body)); got != want {
+			t.Errorf("loneSurrogateAt(%s) = %d, want %d", body, got, want)
+		}
+		var v struct{ ID, B string }
+		if err := strictJSON([]byte(body), &v); (err == nil) != (want < 0) {
+			t.Errorf("strictJSON(%s): %v", body, err)
+		}
+	}
+}
