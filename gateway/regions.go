@@ -181,18 +181,41 @@ func (s *Server) upsertPersons(ctx *fasthttp.RequestCtx, p Principal, params []s
 	if key == nil {
 		ws, _, err := s.db.UpsertPersonsLocking(nil, good, lock, nil)
 		if err != nil {
-			return err
+			return s.upsertStopped(ctx, err, ws, lines, badTotal)
 		}
 		return s.writeJSON(ctx, 200, answer(ws))
 	}
 	// The answer is recorded in the write's batch: built there, from
 	// what the write found.
 	var first []byte
-	_, replay, err := s.db.UpsertPersonsLocking(key, good, lock, func(ws []ledger.PersonWrite) []byte {
+	ws, replay, err := s.db.UpsertPersonsLocking(key, good, lock, func(ws []ledger.PersonWrite) []byte {
 		first = keyedAnswer(answer(ws))
 		return first
 	})
+	if err != nil {
+		return s.upsertStopped(ctx, regionKeyError(err), ws, lines, badTotal)
+	}
 	return s.keyedDone(ctx, first, replay, err)
+}
+
+// upsertStopped is the answer to a persons upsert the ledger refused with
+// err after it had written the chunks of ws (ledger.PersonsChunk persons
+// each, durable): err's status and code, but not its "nothing was
+// written", which is untrue once a chunk was. lines are the good lines'
+// numbers, in the order written.
+func (s *Server) upsertStopped(ctx *fasthttp.RequestCtx, err error, ws []ledger.PersonWrite, lines []int, rejected int) error {
+	if len(ws) == 0 {
+		return err
+	}
+	e := *s.toError(ctx, err)
+	e.Field = ""
+	e.Message = sprintf("the upsert stopped after line %d: the persons of its first %d good lines were written, the %d after them were not (%s); "+
+		"send the same body again (with the same Idempotency-Key, if any) to write the rest: the persons written already are then updated, and an account_balance given for them is listed in balance_not_applied, not applied twice",
+		lines[len(ws)-1], len(ws), len(lines)-len(ws), e.Code)
+	if rejected > 0 {
+		e.Message += sprintf("; %d lines were rejected as bad (the same body again lists them)", rejected)
+	}
+	return &e
 }
 
 // keyedDone answers a write under a key: first, the answer it recorded,

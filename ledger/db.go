@@ -766,7 +766,10 @@ const PersonsChunk = 1000
 // chunk only, so the key is never recorded without the whole upsert, and
 // a retry under it re-applies the whole upsert: it then answers the
 // persons created by the failed attempt as known, with the opening balance
-// they were created with (the one given).
+// they were created with (the one given). With an error, ws is the writes
+// of the chunks written before it (of ps[:len(ws)], durable), so that the
+// caller can say how far the upsert got rather than that nothing was
+// written.
 func (db *DB) UpsertPersonsLocking(k *RegionKey, ps []Person, lock func([]Person) (unlock func()), answer func([]PersonWrite) []byte) (ws []PersonWrite, replay []byte, err error) {
 	if err := validPersons(ps); err != nil {
 		return nil, nil, err
@@ -792,7 +795,7 @@ func (db *DB) UpsertPersonsLocking(k *RegionKey, ps []Person, lock func([]Person
 		to := min(from+PersonsChunk, len(ps))
 		r, cws, err := db.personsRequest(ps[from:to])
 		if err != nil {
-			return nil, nil, err
+			return ws, nil, err
 		}
 		var unlock func()
 		if lock != nil {
@@ -813,8 +816,11 @@ func (db *DB) UpsertPersonsLocking(k *RegionKey, ps []Person, lock func([]Person
 		if unlock != nil {
 			unlock()
 		}
-		if err != nil || replay != nil {
+		if replay != nil {
 			return nil, replay, err
+		}
+		if err != nil {
+			return ws, nil, err
 		}
 		ws = append(ws, cws...)
 	}
