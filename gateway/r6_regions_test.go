@@ -100,3 +100,36 @@ func TestR6LoneSurrogateAt(t *testing.T) {
 		}
 	}
 }
+
+// TestR6PersonLineReasonsNameTheirField: a refused persons line's reason
+// named no field for a negative year count ("year counts must not be
+// negative": which of four?) nor for too many groups or conditions, so a
+// region fixing a roster of 300,000 lines had to guess.
+func TestR6PersonLineReasonsNameTheirField(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	many := `"c0"` + strings.Repeat(`,"c"`, 70)
+	lines := map[string]string{
+		"repaid_years":     strings.Replace(empActive, `"in_concentrated_period":true`, `"in_concentrated_period":true,"lapsed_years":2,"repaid_years":-1`, 1),
+		"zero_claim_years": strings.Replace(empActive, `"in_concentrated_period":true`, `"in_concentrated_period":true,"zero_claim_years":-3`, 1),
+		"conditions":       strings.Replace(empActive, `"conditions":[]`, `"conditions":[`+many+`]`, 1),
+		"groups":           strings.Replace(empActive, `"groups":[]`, `"groups":[`+strings.TrimSuffix(strings.Repeat(`"subsistence",`, 65), ",")+`]`, 1),
+	}
+	for field, line := range lines {
+		st, out := h.do("POST", "/v1/regions/371600/persons", "tok-region-371600", []byte(line))
+		var a struct {
+			Written  int
+			Rejected []LineError
+		}
+		if st != 200 || json.Unmarshal(out, &a) != nil || a.Written != 0 || len(a.Rejected) != 1 {
+			t.Fatalf("%s: %d %s", field, st, out)
+		}
+		if !strings.Contains(a.Rejected[0].Reason, field) {
+			t.Errorf("%s: the reason does not name the field: %q", field, a.Rejected[0].Reason)
+		}
+		for other := range lines {
+			if other != field && strings.Contains(a.Rejected[0].Reason, other) {
+				t.Errorf("%s: the reason names %s too: %q", field, other, a.Rejected[0].Reason)
+			}
+		}
+	}
+}

@@ -89,8 +89,11 @@ func parsePerson(region string, line []byte) (ledger.Person, bool, error) {
 			return p, false, fmt.Errorf("condition %q is malformed", c)
 		}
 	}
-	if len(r.Groups) > abi.MaxStrings || len(r.Conditions) > abi.MaxStrings {
-		return p, false, fmt.Errorf("too many groups or conditions")
+	if len(r.Groups) > abi.MaxStrings {
+		return p, false, fmt.Errorf("groups has %d entries, at most %d", len(r.Groups), abi.MaxStrings)
+	}
+	if len(r.Conditions) > abi.MaxStrings {
+		return p, false, fmt.Errorf("conditions has %d entries, at most %d", len(r.Conditions), abi.MaxStrings)
 	}
 	f.Groups, f.Conditions = r.Groups, r.Conditions
 	if r.AccountBalance != "" {
@@ -108,8 +111,13 @@ func parsePerson(region string, line []byte) (ledger.Person, bool, error) {
 		f.EnrolledOn = d
 	}
 	f.InConcentratedPeriod = r.InConcentratedPeriod
-	if r.LapsedYears < 0 || r.RepaidYears < 0 || r.ContinuousYears < 0 || r.ZeroClaimYears < 0 {
-		return p, false, fmt.Errorf("year counts must not be negative")
+	for _, y := range [...]struct {
+		name string
+		n    int32
+	}{{"lapsed_years", r.LapsedYears}, {"repaid_years", r.RepaidYears}, {"continuous_years", r.ContinuousYears}, {"zero_claim_years", r.ZeroClaimYears}} {
+		if y.n < 0 {
+			return p, false, fmt.Errorf("%s %d must not be negative", y.name, y.n)
+		}
 	}
 	f.LapsedYears, f.RepaidYears, f.ContinuousYears, f.ZeroClaimYears = r.LapsedYears, r.RepaidYears, r.ContinuousYears, r.ZeroClaimYears
 	return p, r.AccountBalance != "", nil
