@@ -133,3 +133,33 @@ func TestR6PersonLineReasonsNameTheirField(t *testing.T) {
 		}
 	}
 }
+
+// TestR6CreditErrorsSayWhatIsWrong: a credit of an amount too large for
+// the gateway's money was refused as "a positive amount with at most two
+// decimals", which it was; and a credit without an amount or a reference
+// was invalid_field, not missing_field as every other body names an
+// absent field.
+func TestR6CreditErrorsSayWhatIsWrong(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	const credit, tok = "/v1/regions/371600/persons/EMP1/credits", "tok-region-371600"
+	before := balanceOf(t, h, "371600", "EMP1")
+	for _, c := range []struct{ body, code, field, says string }{
+		{`{"reference":"C-1","amount":"99999999999999.99"}`, "invalid_field", "amount", "too large"},
+		{`{"reference":"C-1","amount":"1.001"}`, "invalid_field", "amount", "decimals"},
+		{`{"reference":"C-1","amount":"0.00"}`, "invalid_field", "amount", "positive"},
+		{`{"reference":"C-1"}`, "missing_field", "amount", "required"},
+		{`{"amount":"1.00"}`, "missing_field", "reference", "required"},
+	} {
+		st, b := h.do("POST", credit, tok, []byte(c.body))
+		var e struct {
+			Error struct{ Code, Field, Message string }
+		}
+		json.Unmarshal(b, &e)
+		if st != 400 || e.Error.Code != c.code || e.Error.Field != c.field || !strings.Contains(e.Error.Message, c.says) {
+			t.Errorf("%s: %d %s; want 400 %s naming %s, saying %q", c.body, st, b, c.code, c.field, c.says)
+		}
+	}
+	if after := balanceOf(t, h, "371600", "EMP1"); after != before {
+		t.Errorf("balance %d after refused credits, was %d", after, before)
+	}
+}

@@ -376,7 +376,11 @@ func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []s
 	if err := strictJSON(ctx.PostBody(), &req); err != nil {
 		return bodyJSONError(err, ctx.PostBody(), "body")
 	}
-	if req.Reference == "" || len(req.Reference) > MaxIDLen {
+	// Absent or empty, as a settlement's request_id: missing_field.
+	if req.Reference == "" {
+		return missing("reference")
+	}
+	if len(req.Reference) > MaxIDLen {
 		return invalid("reference", "reference must be 1 to %d characters", MaxIDLen)
 	}
 	// The reference is the credit's idempotency key, held to a
@@ -386,9 +390,17 @@ func (s *Server) creditAccount(ctx *fasthttp.RequestCtx, p Principal, params []s
 			return invalid("reference", "reference must not contain spaces or control characters")
 		}
 	}
+	if req.Amount == "" {
+		return missing("amount")
+	}
+	// The parse error says what is wrong: too many decimals, or too large
+	// for an amount, are not the same fix.
 	amount, err := money.Parse([]byte(req.Amount), 2)
-	if err != nil || amount == 0 {
-		return invalid("amount", "amount must be a positive amount with at most two decimals")
+	if err != nil {
+		return invalid("amount", "amount %q %v: it must be a positive amount in yuan with at most two decimals", req.Amount, err)
+	}
+	if amount == 0 {
+		return invalid("amount", "amount %q is not positive: a credit adds to the account", req.Amount)
 	}
 	mu := s.svc.lockPerson(region, person)
 	balance, replayed, err := s.db.Credit(region, person, req.Reference, amount)
