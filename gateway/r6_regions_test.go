@@ -163,3 +163,26 @@ func TestR6CreditErrorsSayWhatIsWrong(t *testing.T) {
 		t.Errorf("balance %d after refused credits, was %d", after, before)
 	}
 }
+
+// TestR6LineJSONErrorsSpeakJSON: a persons or catalog line with a value
+// of the wrong JSON type was refused with encoding/json's own words,
+// naming the gateway's Go types ("Go struct field PersonRecord.lapsed_years
+// of type int32"), not the field as the region sent it and what it must be.
+func TestR6LineJSONErrorsSpeakJSON(t *testing.T) {
+	h := newHarness(t, refWorld(t, nil))
+	for _, c := range []struct{ path, line, field string }{
+		{"/v1/regions/371600/persons", `{"id":"Q1","scheme":"employee","lapsed_years":1.5}`, "lapsed_years"},
+		{"/v1/regions/371600/persons", `{"id":"Q2","scheme":"employee","groups":"subsistence"}`, "groups"},
+		{"/v1/regions/371602/catalog", `{"code":"Z5","class":"A","price_cap":12}`, "price_cap"},
+	} {
+		st, out := h.do("POST", c.path, "tok-region-371600", []byte(c.line))
+		var a struct{ Rejected []LineError }
+		if st != 200 || json.Unmarshal(out, &a) != nil || len(a.Rejected) != 1 {
+			t.Fatalf("%s: %d %s", c.line, st, out)
+		}
+		r := a.Rejected[0].Reason
+		if !strings.Contains(r, c.field) || strings.Contains(r, "Go ") || strings.Contains(r, "Record") {
+			t.Errorf("%s: reason %q", c.line, r)
+		}
+	}
+}

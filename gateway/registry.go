@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -40,7 +41,7 @@ func ParsePerson(region string, line []byte) (ledger.Person, error) {
 func parsePerson(region string, line []byte) (ledger.Person, bool, error) {
 	var r PersonRecord
 	if err := strictJSON(line, &r); err != nil {
-		return ledger.Person{}, false, fmt.Errorf("not a valid person object: %v", err)
+		return ledger.Person{}, false, lineJSONError(err, line, "person object")
 	}
 	p := ledger.Person{ID: r.ID, Region: region}
 	// The id is a segment of the credits path: "." and ".." would be
@@ -137,7 +138,7 @@ type CatalogRecord struct {
 func ParseCatalogEntry(line []byte) (ledger.CatalogEntry, error) {
 	var r CatalogRecord
 	if err := strictJSON(line, &r); err != nil {
-		return ledger.CatalogEntry{}, fmt.Errorf("not a valid catalog object: %v", err)
+		return ledger.CatalogEntry{}, lineJSONError(err, line, "catalog object")
 	}
 	e := ledger.CatalogEntry{Code: r.Code}
 	if r.Code == "" || len(r.Code) > MaxIDLen || strings.ContainsAny(r.Code, " \t\r\n") {
@@ -175,6 +176,17 @@ func ParseCatalogEntry(line []byte) (ledger.CatalogEntry, error) {
 		e.PriceCap, e.HasPriceCap = v, true
 	}
 	return e, nil
+}
+
+// lineJSONError is a refused NDJSON line's reason for an error of
+// strictJSON: bodyJSONError's words (the field as sent and the JSON it
+// must be), not encoding/json's, which name the gateway's Go types.
+func lineJSONError(err error, line []byte, what string) error {
+	var e *Error
+	if errors.As(bodyJSONError(err, line, what), &e) {
+		return errors.New(e.Message)
+	}
+	return fmt.Errorf("not a valid %s: %v", what, err)
 }
 
 // HospitalRecord is one hospital of hospitals.json.
