@@ -162,9 +162,20 @@ func TestR5DetailsAnswerIsBounded(t *testing.T) {
 	const hosp = "H3701020001"
 	const n = maxListedRows + maxListedRows/5
 	r5Fill(t, h.db, "a", hosp, "370102", n)
+	// Each size is asked twice: what a request allocates varies with what
+	// the pools and caches kept (one run measured 12.9 MB, others 17.1),
+	// so the smaller ledger is charged its larger figure and the bigger
+	// ledger its smaller one. An answer that grew with the ledger would
+	// still take about twice as much.
 	a1, alloc1 := r5DetailsAlloc(t, h, hosp, true)
+	if _, again := r5DetailsAlloc(t, h, hosp, false); again > alloc1 {
+		alloc1 = again
+	}
 	r5Fill(t, h.db, "b", hosp, "370102", n)
 	a2, alloc2 := r5DetailsAlloc(t, h, hosp, false)
+	if _, again := r5DetailsAlloc(t, h, hosp, false); again < alloc2 {
+		alloc2 = again
+	}
 	t.Logf("%d rows: %d listed, %.1f MB allocated; %d rows: %d listed, %.1f MB", a1.Counts.Gateway,
 		len(a1.MissingOnHospital), float64(alloc1)/1e6, a2.Counts.Gateway, len(a2.MissingOnHospital), float64(alloc2)/1e6)
 	for _, c := range []struct {
