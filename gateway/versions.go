@@ -81,16 +81,25 @@ func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 				pf.Wasm = wasm
 			}
 		}
-		if pf.Wasm == nil {
-			log.Error().Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded")
-			continue
-		}
 		if found && rec.State == engine.StateWithdrawn {
 			log.Warn().Msg("policy version was withdrawn by its region; not loaded")
 			continue
 		}
 		if found && rec.Source == "upload" {
 			continue // an upload of the same name takes precedence; LoadStored loads it
+		}
+		// A version the world names but that cannot be loaded stays in
+		// force as unavailable, as a stored one does (LoadStored): its
+		// dates are refused (503) rather than settled under the version
+		// before it, with that version's ratios and caps.
+		unavailable := func(err error) {
+			v.policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom,
+				Module: &engine.Unavailable{Region: pf.Region, Version: pf.Version, Cause: err}})
+		}
+		if pf.Wasm == nil {
+			log.Error().Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded and its bills are refused until it is")
+			unavailable(errors.New("the world's module file for this version was not found at start"))
+			continue
 		}
 		m, err := v.load(ctx, pf.Region, pf.Version, pf.Wasm)
 		if err != nil {
@@ -99,7 +108,8 @@ func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 			if errors.As(err, &le) {
 				check = le.Check
 			}
-			log.Error().Err(err).Str("check", check).Msg("policy module refused")
+			log.Error().Err(err).Str("check", check).Msg("policy module refused; its bills are refused until it loads")
+			unavailable(err)
 			continue
 		}
 		if found && (rec.SHA256 != m.SHA256Hex() || rec.EffectiveFrom != pf.EffectiveFrom) {

@@ -110,11 +110,14 @@ func TestLoadWorldFallsBackToTheStoredModule(t *testing.T) {
 	if !ok || got.Name != "v2024" || got.Module.Sum() != want.Module.Sum() {
 		t.Fatalf("without its module file: %v %+v, want v2024 from the store\n%s", ok, got, logs.String())
 	}
-	// A version never recorded has nothing to fall back on.
+	// A version never recorded has nothing to fall back on: it stays in
+	// force as unavailable (TestR6WorldVersionNotLoadedDoesNotHandItsDatesBack).
 	pf.Version = "v2099"
 	none := &engine.Policies{}
 	NewVersions(eng, store, none, zerolog.Nop()).LoadWorld(context.Background(), &World{Policies: []PolicyFile{pf}})
 	if v, ok := none.Lookup("371600", 20250101); ok {
-		t.Fatalf("an unrecorded version without its file was loaded: %s", v.Name)
+		if _, unavailable := v.Module.(*engine.Unavailable); !unavailable {
+			t.Fatalf("an unrecorded version without its file was loaded: %s", v.Name)
+		}
 	}
 }

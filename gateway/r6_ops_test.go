@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+	"medgate/gateway/internal/testenv"
+)
+
+// TestR6WorldVersionNotLoadedDoesNotHandItsDatesBack: a world whose later
+// version cannot be loaded — its module file not found on a first start
+// (--modules without it), or refused by the check (a damaged file) — left
+// the earlier version in force over the later one's dates, so 2024's
+// bills were settled under 2023's ratios and caps with /healthz "ok" and
+// the list calling 2023 in force. Like a stored upload that no longer
+// loads (LoadStored), the version stays in force as unavailable: its
+// dates are refused (503 policy_unavailable) until the world is fixed,
+// and the dates before it keep the earlier version.
+func TestR6WorldVersionNotLoadedDoesNotHandItsDatesBack(t *testing.T) {
+	eng, _ := testenv.Engine(t)
+	for _, c := range []struct {
+		name string
+		wasm []byte
+	}{
+		{"module not found", nil},
+		{"module refused", []byte("\x00asm damaged")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			store, err := engine.OpenStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &World{Policies: []PolicyFile{
+				{Region: "371600", Version: "v2023", EffectiveFrom: 20230101, Wasm: referenceWasm(t, "371600", "v2023")},
+				{Region: "371600", Version: "v2024", EffectiveFrom: 20240101, Wasm: c.wasm},
+			}}
+			policies := &engine.Policies{}
+			NewVersions(eng, store, policies, zerolog.Nop()).LoadWorld(context.Background(), w)
+			if ver, ok := policies.Lookup("371600", 20230601); !ok || ver.Name != "v2023" {
+				t.Fatalf("2023-06-01: %v %q, want v2023", ok, ver.Name)
+			}
+			ver, ok := policies.Lookup("371600", 20251109)
+			if !ok {
+				t.Fatal("2025-11-09: no version at all, want v2024 unavailable")
+			}
+			var in abi.Input
+			var out abi.Output
+			var ce *engine.CallError
+			if err := ver.Module.Call(context.Background(), &in, nil, &out); ver.Name != "v2024" || !errors.As(err, &ce) || ce.Kind != engine.FailUnavailable {
+				t.Errorf("2025-11-09 is settled under %s (%v), want v2024 unavailable", ver.Name, err)
+			}
+		})
+	}
+}
