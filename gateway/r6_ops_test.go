@@ -3,7 +3,13 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"testing/fstest"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -53,6 +59,55 @@ func TestR6WorldVersionNotLoadedDoesNotHandItsDatesBack(t *testing.T) {
 			var ce *engine.CallError
 			if err := ver.Module.Call(context.Background(), &in, nil, &out); ver.Name != "v2024" || !errors.As(err, &ce) || ce.Kind != engine.FailUnavailable {
 				t.Errorf("2025-11-09 is settled under %s (%v), want v2024 unavailable", ver.Name, err)
+			}
+		})
+	}
+}
+
+// TestR6FailedStartWritesNothing: a start that cannot serve — its API or
+// admin address already taken (a second gateway, a mistyped port), or a
+// world file that does not read — exits with the error, and writes
+// nothing first. It used to create the --db directory, a Pebble store
+// and the compiled-module cache, and (for a taken address) apply the
+// world: hospitals, catalogs, persons and their opening balances as
+// ledger entries, in a directory the operator may have mistyped.
+func TestR6FailedStartWritesNothing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	world := fstest.MapFS{
+		"hospitals.json":        {Data: []byte(`[{"id": "H1", "region": "371602", "level": 3}]`)},
+		"principals.json":       {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "hospital", "id": "H1"}]`)},
+		"persons/371600.ndjson": {Data: []byte(`{"id": "P1", "scheme": "employee", "employment": "active", "account_balance": "100.00"}` + "\n")},
+	}
+	badWorld := fstest.MapFS{
+		"principals.json": world["principals.json"],
+		"hospitals.json":  {Data: []byte(`[{"id": "H1", "region": "371602", "level": "3"}]`)},
+	}
+	for _, c := range []struct {
+		name  string
+		cfg   Config
+		error string
+	}{
+		{"API address taken", Config{Listen: taken.Addr().String(), World: world}, "address already in use"},
+		{"admin address taken", Config{Listen: "127.0.0.1:0", AdminListen: taken.Addr().String(), World: world}, "address already in use"},
+		{"bad world file", Config{Listen: "127.0.0.1:0", World: badWorld}, "hospitals.json"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c.cfg.DBDir = filepath.Join(t.TempDir(), "ledger")
+			c.cfg.Logger = zerolog.Nop()
+			c.cfg.Ready = func(net.Addr) { cancel() }
+			err := Run(ctx, c.cfg)
+			if err == nil || !strings.Contains(err.Error(), c.error) {
+				t.Fatalf("Run: %v, want an error saying %q", err, c.error)
+			}
+			if _, err := os.Stat(c.cfg.DBDir); !errors.Is(err, os.ErrNotExist) {
+				entries, _ := os.ReadDir(c.cfg.DBDir)
+				t.Errorf("the failed start left %s behind (%v; %d files)", c.cfg.DBDir, err, len(entries))
 			}
 		})
 	}

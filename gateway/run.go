@@ -85,6 +85,39 @@ func (c *Config) EnsureDefaults() {
 func Run(ctx context.Context, cfg Config) error {
 	cfg.EnsureDefaults()
 	log := cfg.Logger
+	// What can make the start fail without the ledger is checked before
+	// the ledger is created or written: a start refused for a bad world
+	// file or an address in use (a second gateway, a mistyped port) must
+	// not leave a store, with the world's opening balances as entries,
+	// in a --db directory that may be mistyped too.
+	var w *World
+	var principals *Principals
+	if cfg.World != nil {
+		var err error
+		if w, err = ReadWorld(cfg.World, cfg.ModuleDirs...); err != nil {
+			return err
+		}
+		if len(w.Principals) == 0 {
+			// Tokens live only in the world: without one every request
+			// would be 401 (a --world naming the wrong directory).
+			return errors.New("world: principals.json is missing or empty: no token would be accepted")
+		}
+		if principals, err = NewPrincipals(w.Principals); err != nil {
+			return err
+		}
+	}
+	for _, addr := range []struct{ flag, addr string }{{"listen", cfg.Listen}, {"admin listen", cfg.AdminListen}} {
+		if addr.addr == "" {
+			continue
+		}
+		// Bound again once the ledger is open: until then a connection
+		// is refused rather than left waiting in the backlog.
+		probe, err := net.Listen("tcp", addr.addr)
+		if err != nil {
+			return fmt.Errorf("gateway: %s %s: %w", addr.flag, addr.addr, err)
+		}
+		probe.Close()
+	}
 	if err := os.MkdirAll(cfg.DBDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: db dir: %w", err)
 	}
@@ -105,20 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	versions := NewVersions(eng, store, &policies, log)
-	var principals *Principals
-	if cfg.World != nil {
-		w, err := ReadWorld(cfg.World, cfg.ModuleDirs...)
-		if err != nil {
-			return err
-		}
-		if len(w.Principals) == 0 {
-			// Tokens live only in the world: without one every request
-			// would be 401 (a --world naming the wrong directory).
-			return errors.New("world: principals.json is missing or empty: no token would be accepted")
-		}
-		if principals, err = NewPrincipals(w.Principals); err != nil {
-			return err
-		}
+	if w != nil {
 		if err := w.ApplyRegistry(db); errors.Is(err, ledger.ErrLowDisk) {
 			// Serve what the ledger holds (reads, quotes, /healthz
 			// degraded) rather than not at all; the world is applied at
