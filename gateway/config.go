@@ -129,7 +129,7 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.Int64Var(&s.LedgerCacheMB, "ledger-cache-mb", ledger.DefaultCacheSize>>20, "`MiB` of the ledger's block cache (Pebble's), taken as blocks are read; big ledgers want their tables' bloom filters to fit")
 	fl.StringVar(&s.WALSync, "wal-sync", "auto", "how the ledger syncs its write-ahead log: direct (a system call that keeps its Go processor: less CPU a settlement at moderate load, but a disk whose sync hangs stops the whole process), scheduler (Go's ordinary system call), auto (direct with two or more processors, on Linux)")
 	fl.StringVar(&s.World, "world", "", "world `directory` to load at start (empty: the embedded reference world)")
-	fl.StringVar(&s.Modules, "modules", "build/policies", "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
+	fl.StringVar(&s.Modules, "modules", defaultModules, "`directory` of <region>/<version>.wasm for policies whose module is not in the world")
 	fl.StringVar(&s.CheckpointKey, "checkpoint-key", "", "`file` holding the ed25519 seed (64 hex digits) that signs ledger checkpoints (empty: a public demo key, never for production)")
 
 	fl.Int64Var(&s.PolicyFuel, "policy-fuel", 100_000_000, "step budget of one policy call (instructions, counted statically per loop iteration and function entry)")
@@ -145,6 +145,9 @@ func (s *Settings) flags(name string) *flag.FlagSet {
 	fl.IntVar(&s.AccessLogEvery, "access-log-every", 100, "beyond the burst, log one successful request in `N` (1: all)")
 	return fl
 }
+
+// defaultModules is --modules' default, where `make policies` builds.
+const defaultModules = "build/policies"
 
 // DefaultSettings are the settings when nothing is set.
 func DefaultSettings() *Settings {
@@ -355,9 +358,10 @@ func (s *Settings) Validate() error {
 	}
 	if s.Modules == "" {
 		bad("modules", "must name a directory")
-	} else if s.Source["modules"] != "default" {
-		// The default may be missing (the demo says how to build it);
-		// a directory given on purpose must be there.
+	} else if s.Modules != defaultModules {
+		// The default may be missing (the demo says how to build it),
+		// also when a file says it (--print-config writes every
+		// setting); a directory given on purpose must be there.
 		if fi, err := os.Stat(s.Modules); err != nil || !fi.IsDir() {
 			bad("modules", "%s is not a directory", s.Modules)
 		}

@@ -112,3 +112,41 @@ func TestR6FailedStartWritesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestR6PrintedConfigStarts: `medgate serve --print-config > medgate.yaml`
+// then `medgate serve --config medgate.yaml` (README, "Configuration")
+// was refused unless run from the repository's root: the file sets
+// every setting, --modules to its default build/policies among them, and
+// a --modules set in the file had to exist, whereas the default itself
+// may be missing (the demo says how to build it). The default value is
+// now held to the default's rule wherever it was set; a directory given
+// on purpose must still be there.
+func TestR6PrintedConfigStarts(t *testing.T) {
+	if _, err := os.Stat("build/policies"); err == nil {
+		t.Skip("build/policies exists here")
+	}
+	s, err := LoadSettings(nil, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	s.WriteConfig(&out)
+	file := filepath.Join(t.TempDir(), "medgate.yaml")
+	if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadSettings([]string{"--config", file}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Validate(); err != nil {
+		t.Errorf("the printed config is refused:\n%v\n%s", err, out.String())
+	}
+	typo, err := LoadSettings([]string{"--modules", "build/policys"}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := typo.Validate(); err == nil || !strings.Contains(err.Error(), "--modules: build/policys is not a directory") {
+		t.Errorf("a mistyped --modules: %v", err)
+	}
+}
