@@ -83,7 +83,23 @@ type Settings struct {
 	// Source says where each setting's value came from: "default",
 	// "file", "env" or "flag".
 	Source map[string]string
+	// invalid names the settings whose last value given did not parse:
+	// LoadSettings reported it, and Validate does not check the value it
+	// would have overridden.
+	invalid map[string]bool
 }
+
+// rawFlag takes any value of a setting on the command line, so that one
+// that does not parse stops neither the parse nor the report: every value
+// is set (and checked) with the environment's and the file's.
+type rawFlag struct {
+	value  string
+	isBool bool
+}
+
+func (r *rawFlag) String() string     { return r.value }
+func (r *rawFlag) Set(v string) error { r.value = v; return nil }
+func (r *rawFlag) IsBoolFlag() bool   { return r.isBool }
 
 // settingGroups orders the settings for --help; every flag is in one.
 var settingGroups = []struct {
@@ -165,8 +181,12 @@ func DefaultSettings() *Settings {
 // Validate.
 func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settings, error) {
 	// The command line first, to find --config and what it sets.
-	cl := &Settings{}
-	fl := cl.flags("serve")
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	(&Settings{}).flags("serve").VisitAll(func(f *flag.Flag) {
+		b, ok := f.Value.(interface{ IsBoolFlag() bool })
+		fl.Var(&rawFlag{value: f.DefValue, isBool: ok && b.IsBoolFlag()}, f.Name, f.Usage)
+	})
 	if err := fl.Parse(args); err != nil {
 		return nil, err
 	}
@@ -188,12 +208,17 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 				hint = fmt.Sprintf(" (a value like %q)", f.DefValue)
 			}
 			errs = append(errs, fmt.Errorf("%s: %q is not valid%s: %v", source, value, hint, err))
+			if s.invalid == nil {
+				s.invalid = map[string]bool{}
+			}
+			s.invalid[name] = true
 			return
 		}
+		delete(s.invalid, name)
 		s.Source[name] = strings.Fields(source)[0]
 	}
 
-	file := cl.ConfigFile
+	file := onCommandLine["config"]
 	if file == "" {
 		file, _ = lookupEnv(EnvName("config"))
 	}
@@ -228,9 +253,8 @@ func LoadSettings(args []string, lookupEnv func(string) (string, bool)) (*Settin
 			set(f.Name, v, "env "+EnvName(f.Name))
 		}
 	})
-	for name, v := range onCommandLine {
-		set(name, v, "flag --"+name)
-	}
+	// By name (Visit's order), so that the errors come in one order.
+	fl.Visit(func(f *flag.Flag) { set(f.Name, onCommandLine[f.Name], "flag --"+f.Name) })
 	return s, errors.Join(errs...)
 }
 
@@ -295,6 +319,9 @@ func readSettingsFile(file string) (map[string]string, error) {
 func (s *Settings) Validate() error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
+		if s.invalid[name] {
+			return // its value did not parse: reported by LoadSettings
+		}
 		// Say where the value came from: an operator who never typed
 		// --world looks for the variable or the file that set it.
 		from := ""

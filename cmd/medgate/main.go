@@ -88,8 +88,10 @@ func serveContext(ctx context.Context, args []string, lookupEnv func(string) (st
 		gateway.WriteUsage(stdout)
 		return exitOK
 	}
-	if err == nil {
-		err = s.Validate()
+	if s != nil {
+		// Every invalid setting at once: those whose value did not parse
+		// (err) and those whose value is out of bounds.
+		err = errors.Join(err, s.Validate())
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "medgate serve: invalid settings:")
