@@ -357,7 +357,7 @@ func (s *Settings) Validate() error {
 		bad("max-conns", "must be at least 1, not %d", s.MaxConns)
 	}
 	if s.MaxConnsPerIP < 0 {
-		bad("max-conns-per-ip", "must not be negative (0: no bound)")
+		bad("max-conns-per-ip", "must not be negative (0: no bound), not %d", s.MaxConnsPerIP)
 	}
 	if s.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, not %s", s.ShutdownTimeout)
@@ -417,7 +417,7 @@ func (s *Settings) Validate() error {
 		bad("log-format", "%q is not json or console", s.LogFormat)
 	}
 	if s.AccessLogBurst < 0 {
-		bad("access-log-burst", "must not be negative")
+		bad("access-log-burst", "must not be negative, not %d", s.AccessLogBurst)
 	}
 	if s.AccessLogEvery < 1 {
 		bad("access-log-every", "must be at least 1 (1 logs every request), not %d", s.AccessLogEvery)

@@ -150,3 +150,19 @@ func TestR6PrintedConfigStarts(t *testing.T) {
 		t.Errorf("a mistyped --modules: %v", err)
 	}
 }
+
+// TestR6EveryInvalidSettingNamesItsValue: README ("Configuration"):
+// invalid settings are reported "each with the value given". A negative
+// --max-conns-per-ip or --access-log-burst was not (round 4 fixed
+// --procs and --policy-instances only); an operator whose value came
+// from a variable or a file could not tell which value was read.
+func TestR6EveryInvalidSettingNamesItsValue(t *testing.T) {
+	s := DefaultSettings()
+	s.MaxConnsPerIP, s.AccessLogBurst = -7, -9
+	err := s.Validate()
+	for _, want := range []string{"--max-conns-per-ip: must not be negative (0: no bound), not -7", "--access-log-burst: must not be negative, not -9"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not say %q: %v", want, err)
+		}
+	}
+}
