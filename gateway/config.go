@@ -410,7 +410,9 @@ func (s *Settings) Validate() error {
 	if s.PolicyInstances < 0 {
 		bad("policy-instances", "must not be negative, not %d", s.PolicyInstances)
 	}
-	if _, err := zerolog.ParseLevel(s.LogLevel); err != nil || s.LogLevel == "" {
+	// The four levels only: zerolog also parses "fatal", "panic",
+	// "disabled" and numbers, each of which would silence every error.
+	if lvl, err := zerolog.ParseLevel(s.LogLevel); err != nil || lvl < zerolog.DebugLevel || lvl > zerolog.ErrorLevel || s.LogLevel == "" {
 		bad("log-level", "%q is not one of debug, info, warn, error", s.LogLevel)
 	}
 	if s.LogFormat != "json" && s.LogFormat != "console" {

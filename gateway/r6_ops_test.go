@@ -166,3 +166,25 @@ func TestR6EveryInvalidSettingNamesItsValue(t *testing.T) {
 		}
 	}
 }
+
+// TestR6LogLevelIsOneOfTheFour: --log-level is "debug, info, warn, error"
+// (its help, README "Logs", and its own error message), but anything
+// zerolog parses was taken: "fatal", "panic", "disabled" or a number such
+// as 7 silenced every error line — a failed ledger write, a policy module
+// refused at start, each 5xx of the access log — without a word.
+func TestR6LogLevelIsOneOfTheFour(t *testing.T) {
+	for _, l := range []string{"debug", "info", "warn", "error", "INFO"} {
+		s := DefaultSettings()
+		s.LogLevel = l
+		if err := s.Validate(); err != nil {
+			t.Errorf("--log-level %s: %v", l, err)
+		}
+	}
+	for _, l := range []string{"fatal", "panic", "disabled", "7", "-5", "trace", ""} {
+		s := DefaultSettings()
+		s.LogLevel = l
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--log-level: ") {
+			t.Errorf("--log-level %q accepted (%v)", l, err)
+		}
+	}
+}
