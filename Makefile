@@ -26,7 +26,7 @@ build: policies ## build bin/medgate with the reference world and modules embedd
 	@for p in $(POLICIES); do cp build/policies/$$p.wasm testdata/world/policies/$$p.wasm; done
 	$(GO) build -trimpath -o bin/medgate ./cmd/medgate
 
-demo: policies ## run the gateway on the embedded reference world (fresh ledger in ./demo-data)
+demo: policies ## run the gateway on the embedded reference world (ledger in ./demo-data, kept between runs)
 	$(GO) run ./cmd/medgate serve --db demo-data
 
 test: policies ## run every test
