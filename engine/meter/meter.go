@@ -456,6 +456,7 @@ type metering struct {
 	importedFuncs  uint32 // calls of a function index below this call the host
 	stack          uint32 // the stack global's index
 	stackLimit     uint32
+	merged         uint64 // merges of the functions instrumented so far
 	// The params of each type and the values its signature holds
 	// (params + results), by type index; each function's type index,
 	// imported ones first.
@@ -516,6 +517,35 @@ const (
 	FrameBase  = 1024
 	FrameValue = 16
 )
+
+// MaxFunctionMerges and MaxMerges bound the locals × blocks (block, loop,
+// if, else) of a function and of a whole module: compiling a function
+// takes about 100 bytes of memory and up to tens of microseconds for each,
+// so a 48 KB function of 1,000 nested loops around 5,000 locals took 533
+// MiB and 20 s to compile, and a 256 KB one (MaxFunctionBody) could ask for
+// tens of GiB. The reference policies, built by the Go toolchain, have at
+// most 5,593 in a function and 323,000 in all.
+const (
+	MaxFunctionMerges = 1 << 18
+	MaxMerges         = 1 << 21
+)
+
+// merges is the locals × blocks of a function's code (frameSize's block
+// term): a bound on the values the compiler's SSA form merges.
+func (m *metering) merges(code []byte, locals uint64) uint64 {
+	var blocks uint64
+	r := reader{b: code}
+	for !r.done() {
+		op := r.byte()
+		if op >= 0x02 && op <= 0x05 {
+			blocks++
+		}
+		if r.skipImmediates(op) != nil {
+			break // instrumentBody reports it
+		}
+	}
+	return blocks * locals
+}
 
 // frameSize is a bound on the stack wazero's compiler gives a frame of a
 // function with these locals (params included) and code, in bytes:
@@ -730,6 +760,14 @@ func (m *metering) instrumentBody(out, fn []byte, idx uint32) ([]byte, error) {
 	size, err := m.frameSize(r.b, locals+1, m.sigValues[t]-m.sigParams[t], m.stackLimit)
 	if err != nil {
 		return nil, err
+	}
+	// What compiling the function costs: its SSA form gives each block a
+	// value for each local it merges (see frameSize), so memory and time
+	// grow with blocks × locals, which the module's size does not bound.
+	merges := m.merges(r.b, locals+1)
+	if m.merged += merges; merges > MaxFunctionMerges || m.merged > MaxMerges {
+		return nil, fmt.Errorf("%d locals merged at %d blocks (loops, ifs, elses), %d in the module so far: limit %d a function, %d a module (compiling it would take too much memory)",
+			locals+1, merges/(locals+1), m.merged, MaxFunctionMerges, MaxMerges)
 	}
 	costs, err := scopeCosts(r.b, m.costs[:0])
 	m.costs = costs

@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"medgate/engine/abi"
+	"medgate/engine/wasmgen"
+)
+
+// loopLocalsPolicy is a policy whose settle calls, funcs times, a function
+// of its own: loops nested loops deep around code that adds 1 to each of
+// its locals i32 locals. Each local is read inside every loop, so the
+// compiler's SSA form gives every loop header a value for every local:
+// loops × locals of them, for code of about 9 × locals + 3 × loops bytes.
+func loopLocalsPolicy(out *abi.Output, loops, locals, funcs int) []byte {
+	b := out.AppendBinary(nil)
+	var body []byte
+	for range loops {
+		body = append(body, wasmgen.OpLoop, wasmgen.BlockVoid)
+	}
+	for k := uint32(1); k <= uint32(locals); k++ {
+		l := wasmgen.U32(k)
+		body = wasmgen.Concat(body, []byte{0x20}, l, wasmgen.I32Const(1), []byte{0x6A, 0x21}, l)
+	}
+	for range loops {
+		body = append(body, wasmgen.OpEnd)
+	}
+	body = append(body, wasmgen.OpI32Const, 0)
+	var calls []byte
+	for i := range funcs {
+		calls = wasmgen.Concat(calls, wasmgen.I32Const(1), []byte{wasmgen.OpCall}, wasmgen.U32(uint32(3+i)), []byte{wasmgen.OpDrop})
+	}
+	m := wasmgen.Policy(1, 8192, wasmgen.Concat(calls, wasmgen.Answer(answerAt, uint32(len(b)))))
+	for range funcs {
+		m.Funcs = append(m.Funcs, wasmgen.Func{Params: []byte{wasmgen.I32}, Results: []byte{wasmgen.I32}, Body: body, Locals: uint32(locals)})
+	}
+	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+	return m.Bytes()
+}
+
+// TestR6UploadCannotExhaustCompileMemory: compiling a function costs
+// memory and time in proportion to its loops (and blocks) times its
+// locals, not to its size: a 48 KB module of one function with 5,000
+// locals inside 1,000 nested loops took 533 MiB of heap and 20 s to
+// check at upload, and its frame was past the stack limit, so it could
+// never have run; a 256 KB function (MaxFunctionBody) can ask for tens of
+// GiB, ending the gateway's process and every region's settlements. Such
+// a module is refused before it is compiled, quickly, naming the
+// function; the reference policies are far within the bound.
+func TestR6UploadCannotExhaustCompileMemory(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := abi.Output{Basic: 1}
+	wasm := loopLocalsPolicy(&want, 1000, 5000, 1)
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	before := heapInUse()
+	start := time.Now()
+	m, err := e.LoadCandidate(ctx, "152500", "bomb", wasm)
+	took := time.Since(start)
+	close(stop)
+	<-done
+	grew := int64(peak.Load()) - before
+	t.Logf("%d-byte module: %v after %v, heap grew by up to %.1f MiB", len(wasm), err, took, float64(grew)/(1<<20))
+	if m != nil {
+		m.Close(ctx)
+	}
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "function 3") {
+		t.Errorf("Load = %v, want a compile refusal naming function 3", err)
+	}
+	if took > 2*time.Second || grew > 64<<20 {
+		t.Errorf("checking the upload took %v and up to %.1f MiB of heap", took, float64(grew)/(1<<20))
+	}
+}
