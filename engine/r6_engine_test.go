@@ -100,3 +100,56 @@ func TestR6UploadCannotExhaustCompileMemory(t *testing.T) {
 		t.Errorf("checking the upload took %v and up to %.1f MiB of heap", took, float64(grew)/(1<<20))
 	}
 }
+
+// branchLocalsPolicy is a policy whose settle calls a function that
+// branches branches times out of one block and then reads each of its
+// locals i32 locals: the block's end has a predecessor for each branch,
+// and the compiler merges every local read after it from each of them.
+func branchLocalsPolicy(out *abi.Output, branches, locals int) []byte {
+	b := out.AppendBinary(nil)
+	body := []byte{0x02, wasmgen.BlockVoid}
+	for range branches {
+		body = append(body, 0x20, 0, 0x0D, 0) // local.get 0; br_if 0
+	}
+	body = append(body, wasmgen.OpEnd, wasmgen.OpI32Const, 0)
+	for k := uint32(1); k <= uint32(locals); k++ {
+		body = wasmgen.Concat(body, []byte{0x20}, wasmgen.U32(k), []byte{0x6A}) // local.get k; i32.add
+	}
+	settle := wasmgen.Concat(wasmgen.I32Const(0), []byte{wasmgen.OpCall, 3, wasmgen.OpDrop}, wasmgen.Answer(answerAt, uint32(len(b))))
+	m := wasmgen.Policy(1, 8192, settle)
+	m.Funcs = append(m.Funcs, wasmgen.Func{Params: []byte{wasmgen.I32}, Results: []byte{wasmgen.I32}, Body: body, Locals: uint32(locals)})
+	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+	return m.Bytes()
+}
+
+// TestR6UploadCannotTakeMinutesToCheck: compiling takes time in
+// proportion to the locals merged (at blocks, and at a block's end from
+// each branch to it) times the locals: a 16 KB module of one function
+// branching 2,000 times out of a block and then reading 2,000 locals took
+// 32 s of a CPU to check, a 40 KB one more than 5 minutes, and a 256 KB
+// function days, while the region's check held a CPU the gateway's
+// settlements share (and each region may run one). Such a module is
+// refused before it is compiled, naming the function.
+func TestR6UploadCannotTakeMinutesToCheck(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	wasm := branchLocalsPolicy(&abi.Output{Basic: 1}, 2000, 2000)
+	start := time.Now()
+	m, err := e.LoadCandidate(ctx, "152500", "slow", wasm)
+	took := time.Since(start)
+	t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
+	if m != nil {
+		m.Close(ctx)
+	}
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "function 3") {
+		t.Errorf("Load = %v, want a compile refusal naming function 3", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("checking the upload took %v", took)
+	}
+}

@@ -456,7 +456,7 @@ type metering struct {
 	importedFuncs  uint32 // calls of a function index below this call the host
 	stack          uint32 // the stack global's index
 	stackLimit     uint32
-	merged         uint64 // merges of the functions instrumented so far
+	mergeWork      uint64 // merges × locals of the functions instrumented so far
 	// The params of each type and the values its signature holds
 	// (params + results), by type index; each function's type index,
 	// imported ones first.
@@ -518,33 +518,42 @@ const (
 	FrameValue = 16
 )
 
-// MaxFunctionMerges and MaxMerges bound the locals × blocks (block, loop,
-// if, else) of a function and of a whole module: compiling a function
-// takes about 100 bytes of memory and up to tens of microseconds for each,
-// so a 48 KB function of 1,000 nested loops around 5,000 locals took 533
-// MiB and 20 s to compile, and a 256 KB one (MaxFunctionBody) could ask for
-// tens of GiB. The reference policies, built by the Go toolchain, have at
-// most 5,593 in a function and 323,000 in all.
+// MaxFunctionMerges bounds a function's merges (see merges): its SSA form
+// gives a block a value for each local it merges, and a branch to it an
+// argument for each, about 100 bytes of the compiler's memory each, so a
+// 48 KB function of 1,000 nested loops around 5,000 locals took 533 MiB to
+// compile and a 256 KB one (MaxFunctionBody) could ask for tens of GiB.
+// MaxMergeWork bounds a module's merges × locals, summed over its
+// functions: compiling takes about 3 ns for each (a 16 KB function
+// branching 2,000 times out of a block and then reading 2,000 locals took
+// 32 s; a 256 KB one would take days). Neither grows with the module's
+// size alone. The reference policies, built by the Go toolchain, have at
+// most 15,267 merges in a function (18 locals at most) and 7,978,069 of
+// that work in all.
 const (
 	MaxFunctionMerges = 1 << 18
-	MaxMerges         = 1 << 21
+	MaxMergeWork      = 1 << 30
 )
 
-// merges is the locals × blocks of a function's code (frameSize's block
-// term): a bound on the values the compiler's SSA form merges.
+// merges is a function's locals times its blocks (block, loop, if, else)
+// and branch targets (br, br_if, each of br_table's): a bound on the
+// values the compiler's SSA form merges.
 func (m *metering) merges(code []byte, locals uint64) uint64 {
-	var blocks uint64
+	var points uint64
 	r := reader{b: code}
 	for !r.done() {
 		op := r.byte()
-		if op >= 0x02 && op <= 0x05 {
-			blocks++
+		switch {
+		case op >= 0x02 && op <= 0x05, op == 0x0C, op == 0x0D:
+			points++
+		case op == 0x0E:
+			points += uint64((&reader{b: r.b}).u32()) + 1
 		}
 		if r.skipImmediates(op) != nil {
 			break // instrumentBody reports it
 		}
 	}
-	return blocks * locals
+	return points * locals
 }
 
 // frameSize is a bound on the stack wazero's compiler gives a frame of a
@@ -761,13 +770,16 @@ func (m *metering) instrumentBody(out, fn []byte, idx uint32) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// What compiling the function costs: its SSA form gives each block a
-	// value for each local it merges (see frameSize), so memory and time
-	// grow with blocks × locals, which the module's size does not bound.
+	// What compiling the function costs, which the module's size does not
+	// bound (see MaxFunctionMerges).
 	merges := m.merges(r.b, locals+1)
-	if m.merged += merges; merges > MaxFunctionMerges || m.merged > MaxMerges {
-		return nil, fmt.Errorf("%d locals merged at %d blocks (loops, ifs, elses), %d in the module so far: limit %d a function, %d a module (compiling it would take too much memory)",
-			locals+1, merges/(locals+1), m.merged, MaxFunctionMerges, MaxMerges)
+	if merges > MaxFunctionMerges {
+		return nil, fmt.Errorf("%d locals merged at %d blocks and branch targets, limit %d (compiling it would take too much memory)",
+			locals+1, merges/(locals+1), MaxFunctionMerges)
+	}
+	if m.mergeWork += merges * (locals + 1); m.mergeWork > MaxMergeWork {
+		return nil, fmt.Errorf("the functions up to this one merge %d locals × locals, limit %d (compiling the module would take too long)",
+			m.mergeWork, MaxMergeWork)
 	}
 	costs, err := scopeCosts(r.b, m.costs[:0])
 	m.costs = costs
