@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -151,5 +152,62 @@ func TestR6UploadCannotTakeMinutesToCheck(t *testing.T) {
 	}
 	if took > 2*time.Second {
 		t.Errorf("checking the upload took %v", took)
+	}
+}
+
+// TestR6UploadCannotDeclareTooManyLocals: compiling a function takes
+// time for each of its locals, and growing with the square of its
+// parameters, and neither grows with the module's size: a local group
+// declares up to 50,000 locals in a few bytes, and a type is shared. A 10
+// KB module of 1,000 functions of 50,000 locals took 6 s of a CPU to
+// check (16 MiB of them would take hours); a 100 KB module of one
+// function taking 100,000 i32s took 23 s (one of 1,000,000 most of an
+// hour). A type may have 1,000 parameters, as browsers allow, and a
+// module's functions 1,048,576 locals (parameters included) in all (the
+// reference policies: a few parameters, about 8,000 locals); a module
+// past either is refused before it is compiled.
+func TestR6UploadCannotDeclareTooManyLocals(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := abi.Output{Basic: 1}
+	b := want.AppendBinary(nil)
+	params := make([]byte, 100_000)
+	for i := range params {
+		params[i] = wasmgen.I32
+	}
+	wide := wasmgen.Func{Params: params, Results: []byte{wasmgen.I32}, Body: []byte{0x20, 0}}
+	roomy := wasmgen.Func{Body: nil, Locals: 50_000}
+	for _, tc := range []struct {
+		name  string
+		funcs []wasmgen.Func
+		say   string
+	}{
+		{"one function of 100,000 parameters", []wasmgen.Func{wide}, "parameters, limit"},
+		{"1,000 functions of 50,000 locals", slices.Repeat([]wasmgen.Func{roomy}, 1000), "locals (parameters included) in all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
+			m.Funcs = append(m.Funcs, tc.funcs...)
+			m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+			wasm := m.Bytes()
+			start := time.Now()
+			mod, err := e.LoadCandidate(ctx, "152500", "wide", wasm)
+			took := time.Since(start)
+			t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
+			if mod != nil {
+				mod.Close(ctx)
+			}
+			var le *LoadError
+			if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), tc.say) {
+				t.Errorf("Load = %v, want a compile refusal saying %q", err, tc.say)
+			}
+			if took > 2*time.Second {
+				t.Errorf("checking the upload took %v", took)
+			}
+		})
 	}
 }

@@ -34,6 +34,13 @@ const MaxFunctionBody = 256 << 10
 // 50,000). The standard Go toolchain's functions declare a few dozen.
 const MaxLocals = 50_000
 
+// MaxParams bounds the parameters of a function type (as browsers do: V8
+// allows 1,000). Compiling a function takes time growing with the square
+// of its parameters: one of 100,000 i32s took 23 s, one of 1,000,000 (a 1
+// MB module) would take most of an hour. The standard Go toolchain's
+// functions take a few.
+const MaxParams = 1_000
+
 // CheckBounds refuses a module whose declared counts cannot be true: a
 // vector claiming more entries than the bytes that follow could hold
 // (every entry of every vector takes at least one byte, most more), or a
@@ -164,6 +171,9 @@ func (r *reader) funcType() error {
 	}
 	for _, what := range []string{"parameters", "results"} {
 		k := r.bounded(1, what)
+		if what == "parameters" && k > MaxParams && r.err == nil {
+			return fmt.Errorf("a function type of %d parameters, limit %d", k, MaxParams)
+		}
 		for j := uint32(0); j < k && r.err == nil; j++ {
 			if err := r.valType(); err != nil {
 				return err

@@ -457,6 +457,7 @@ type metering struct {
 	stack          uint32 // the stack global's index
 	stackLimit     uint32
 	mergeWork      uint64 // merges × locals of the functions instrumented so far
+	locals         uint64 // locals (parameters included) of the functions instrumented so far
 	// The params of each type and the values its signature holds
 	// (params + results), by type index; each function's type index,
 	// imported ones first.
@@ -528,12 +529,20 @@ const (
 // branching 2,000 times out of a block and then reading 2,000 locals took
 // 32 s; a 256 KB one would take days). Neither grows with the module's
 // size alone. The reference policies, built by the Go toolchain, have at
-// most 15,267 merges in a function (18 locals at most) and 7,978,069 of
+// most 15,267 merges in a function (18 locals at most) and about 10 million of
 // that work in all.
 const (
 	MaxFunctionMerges = 1 << 18
 	MaxMergeWork      = 1 << 30
 )
+
+// MaxModuleLocals bounds the locals (parameters included) of a module's
+// functions in all: compiling a function takes time for each (about 120
+// ns), and a local group declares up to MaxLocals of them in a few bytes,
+// so a 10 KB module of 1,000 functions of 50,000 locals took 6 s to
+// compile, and 16 MiB of them would take hours. The reference policies
+// have about 8,000 in all.
+const MaxModuleLocals = 1 << 20
 
 // merges is a function's locals times its blocks (block, loop, if, else)
 // and branch targets (br, br_if, each of br_table's): a bound on the
@@ -760,6 +769,10 @@ func (m *metering) instrumentBody(out, fn []byte, idx uint32) ([]byte, error) {
 	}
 	if locals >= 1<<32-1 {
 		return nil, fmt.Errorf("%w: %d locals", ErrMalformed, locals)
+	}
+	if m.locals += locals; m.locals > MaxModuleLocals {
+		return nil, fmt.Errorf("the functions up to this one have %d locals (parameters included) in all, limit %d (compiling the module would take too long)",
+			m.locals, MaxModuleLocals)
 	}
 	// The locals, with one i32 more: $base (stackEntry).
 	base := uint32(locals)
