@@ -211,3 +211,39 @@ func TestR6UploadCannotDeclareTooManyLocals(t *testing.T) {
 		})
 	}
 }
+
+// TestR6UploadCannotDeclareMillionsOfFunctions: each function costs the
+// compiled module about 800 bytes and the check about 30 µs, whatever its
+// size, and an empty one takes 4 bytes: a 4 MB module of a million empty
+// functions took 32 s and 820 MiB (the process's peak) to check; one of
+// 16 MiB (MaxModuleSize) would take about 3 GiB. A module may define 65,536 functions (the reference policies,
+// built by the Go toolchain, define 1,654); one defining more is refused
+// before it is compiled.
+func TestR6UploadCannotDeclareMillionsOfFunctions(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := abi.Output{Basic: 1}
+	b := want.AppendBinary(nil)
+	m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
+	m.Funcs = append(m.Funcs, slices.Repeat([]wasmgen.Func{{}}, 200_000)...)
+	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+	wasm := m.Bytes()
+	start := time.Now()
+	mod, err := e.LoadCandidate(ctx, "152500", "many", wasm)
+	took := time.Since(start)
+	t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
+	if mod != nil {
+		mod.Close(ctx)
+	}
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "functions") {
+		t.Errorf("Load = %v, want a compile refusal naming the functions", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("checking the upload took %v", took)
+	}
+}
