@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime"
@@ -245,5 +246,91 @@ func TestR6UploadCannotDeclareMillionsOfFunctions(t *testing.T) {
 	}
 	if took > 2*time.Second {
 		t.Errorf("checking the upload took %v", took)
+	}
+}
+
+// withTypes returns wasm with n more types () -> () at the end of its type
+// section (wasmgen declares each signature once).
+func withTypes(wasm []byte, n int) []byte {
+	uleb := func(b []byte) (v uint64, k int) {
+		for i := 0; ; i++ {
+			v |= uint64(b[i]&0x7f) << (7 * i)
+			if b[i]&0x80 == 0 {
+				return v, i + 1
+			}
+		}
+	}
+	out := append([]byte(nil), wasm[:8]...)
+	for r := wasm[8:]; len(r) > 0; {
+		id := r[0]
+		size, k := uleb(r[1:])
+		content := r[1+k : 1+k+int(size)]
+		r = r[1+k+int(size):]
+		if id == 1 {
+			count, kk := uleb(content)
+			grown := append(wasmgen.U32(uint32(count)+uint32(n)), content[kk:]...)
+			content = append(grown, bytes.Repeat([]byte{0x60, 0, 0}, n)...)
+		}
+		out = append(out, id)
+		out = append(out, wasmgen.U32(uint32(len(content)))...)
+		out = append(out, content...)
+	}
+	return out
+}
+
+// TestR6UploadCannotDeclareMillionsOfTypesOrImports: compiling each
+// function walks every type of the module, and instrumenting copied the
+// type and function sections again for each imported function it
+// charges, so checking a module took time growing with functions × types
+// and with imports squared, neither bounded by its size: 10,000 imports
+// of random_get (360 KB) took 4.8 s and 100,000 of them more than 5
+// minutes; 1,000 empty functions with 100,000 types (300 KB) 2.8 s, and
+// 65,536 functions with 5 million types would take hours. A module may
+// declare 1,024 types and import 1,024 functions (the reference
+// policies: 14 and 16; WASI has 46 functions); one declaring more is
+// refused before it is instrumented.
+func TestR6UploadCannotDeclareMillionsOfTypesOrImports(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := abi.Output{Basic: 1}
+	b := want.AppendBinary(nil)
+	policy := func() *wasmgen.Module {
+		m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
+		m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+		return m
+	}
+	imports := policy()
+	imports.Imports = slices.Repeat([]wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: "random_get",
+		Params: []byte{wasmgen.I32, wasmgen.I32}, Results: []byte{wasmgen.I32}}}, 10_000)
+	types := policy()
+	types.Funcs = append(types.Funcs, slices.Repeat([]wasmgen.Func{{}}, 1000)...)
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		say  string
+	}{
+		{"10,000 imports", imports.Bytes(), "imports, limit"},
+		{"100,000 types", withTypes(types.Bytes(), 100_000), "types, limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			mod, err := e.LoadCandidate(ctx, "152500", "many", tc.wasm)
+			took := time.Since(start)
+			t.Logf("%d-byte module: %v after %v", len(tc.wasm), err, took)
+			if mod != nil {
+				mod.Close(ctx)
+			}
+			var le *LoadError
+			if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), tc.say) {
+				t.Errorf("Load = %v, want a compile refusal saying %q", err, tc.say)
+			}
+			if took > time.Second {
+				t.Errorf("checking the upload took %v", took)
+			}
+		})
 	}
 }
