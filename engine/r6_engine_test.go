@@ -334,3 +334,36 @@ func TestR6UploadCannotDeclareMillionsOfTypesOrImports(t *testing.T) {
 		})
 	}
 }
+
+// TestR6DataSegmentsAreBounded: each data segment costs every instance a
+// slot (24 bytes) outside the memory limit, as an element does, and takes
+// 3 bytes of the module: a 6 MB module of 2,000,000 one-byte passive
+// segments held 46 MiB an instance and 103 MiB compiled (16 MiB of them
+// about 120 MiB an instance, MaxInstances of them per version). A module
+// may declare 262,144 data segments (the reference policies, built by the
+// Go toolchain, 28,451); one declaring more is refused before it is
+// compiled.
+func TestR6DataSegmentsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx, Config{MaxInstances: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	want := abi.Output{Basic: 1}
+	b := want.AppendBinary(nil)
+	m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
+	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
+	m.Passive = slices.Repeat([][]byte{{1}}, 2_000_000)
+	wasm := m.Bytes()
+	before := heapInUse()
+	mod, err := e.LoadCandidate(ctx, "152500", "data", wasm)
+	t.Logf("%d-byte module: %v; heap %.1f MiB more", len(wasm), err, float64(heapInUse()-before)/(1<<20))
+	if mod != nil {
+		mod.Close(ctx)
+	}
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "data segments, limit") {
+		t.Errorf("Load = %v, want a compile refusal naming the data segments", err)
+	}
+}

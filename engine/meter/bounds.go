@@ -41,6 +41,12 @@ const MaxLocals = 50_000
 // toolchain, define 1,654.
 const MaxFunctions = 1 << 16
 
+// MaxDataSegments bounds a module's data segments: like an element, each
+// costs every instance a slot (24 bytes) outside the memory limit, and an
+// empty one takes 3 bytes (2,000,000 held 46 MiB an instance). The
+// reference policies, built by the Go toolchain, declare 28,451.
+const MaxDataSegments = 1 << 18
+
 // MaxTypes and MaxImports bound the types a module declares and the
 // functions it imports. Compiling each function walks every type (100,000
 // types made 1,000 empty functions take 2.8 s to compile), and Instrument
@@ -136,7 +142,9 @@ func checkSection(id byte, content []byte) error {
 	case 10:
 		n = r.bounded(3, "function bodies")
 	case 11:
-		n = r.bounded(2, "data segments")
+		if n = r.bounded(2, "data segments"); r.err == nil && n > MaxDataSegments {
+			return fmt.Errorf("%d data segments, limit %d", n, MaxDataSegments)
+		}
 	case 13:
 		r.bounded(2, "tags")
 		return r.err
