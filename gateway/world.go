@@ -635,13 +635,14 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 		h := sha256.New()
 		lines := map[string]hash.Hash{} // each person's lines
 		for i := range ps {
-			fmt.Fprintf(h, "%q %d %+v\n", ps[i].ID, ps[i].OpeningBalance, ps[i].Facts)
+			fmt.Fprintf(h, "%q ", ps[i].ID)
+			personDigest(h, &ps[i])
 			ph := lines[ps[i].ID]
 			if ph == nil {
 				ph = sha256.New()
 				lines[ps[i].ID] = ph
 			}
-			fmt.Fprintf(ph, "%d %+v\n", ps[i].OpeningBalance, ps[i].Facts)
+			personDigest(ph, &ps[i])
 		}
 		if err := applyOnce(db, "persons/"+r, h, func() error {
 			// A file that changed is applied for the persons whose lines
@@ -667,6 +668,26 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 		}
 	}
 	return nil
+}
+
+// personDigest writes what p's world line says to a line digest. %+v
+// prints a list's strings joined by spaces, so that conditions
+// ["hypertension diabetes"] and ["hypertension", "diabetes"] printed the
+// same and an operator's correction of the one to the other was never
+// applied. The lists are written again quoted where a string could be
+// read so, and only there: every digest a ledger recorded before stays
+// the same, so that an upgrade does not apply every person line again
+// over what regions changed through the API.
+func personDigest(w io.Writer, p *ledger.Person) {
+	fmt.Fprintf(w, "%d %+v\n", p.OpeningBalance, p.Facts)
+	for _, list := range [2][]string{p.Facts.Groups, p.Facts.Conditions} {
+		for _, s := range list {
+			if strings.ContainsAny(s, " []{}") || hasControl(s) {
+				fmt.Fprintf(w, "%q %q\n", p.Facts.Groups, p.Facts.Conditions)
+				return
+			}
+		}
+	}
 }
 
 // changedLines returns, under prefix+key, the digest of each key's lines

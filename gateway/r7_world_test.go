@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"medgate/ledger"
+)
+
+// openWorldDB opens an in-memory ledger, closed with the test.
+func openWorldDB(t *testing.T, fs vfs.FS) *ledger.DB {
+	t.Helper()
+	db, err := ledger.Open("ledger", ledger.Options{FS: fs, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestR7WorldCorrectedConditionsApply: a world persons line whose
+// conditions an operator corrects (one string "hypertension diabetes"
+// split into the two conditions it meant) is applied at the next start:
+// the digest that says whether a line changed must not read the two as
+// the same line.
+func TestR7WorldCorrectedConditionsApply(t *testing.T) {
+	mem := vfs.NewMem()
+	apply := func(line string) *ledger.DB {
+		p, err := ParsePerson("371600", []byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := openWorldDB(t, mem)
+		if err := (&World{Persons: []ledger.Person{p}}).ApplyRegistry(db); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := apply(`{"id":"R1","scheme":"resident","conditions":["hypertension diabetes"]}`)
+	db.Close()
+	db = apply(`{"id":"R1","scheme":"resident","conditions":["hypertension","diabetes"]}`)
+	defer db.Close()
+	p, ok, err := db.Person("371600", "R1")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if !p.Facts.HasCondition("diabetes") || !p.Facts.HasCondition("hypertension") {
+		t.Fatalf("the corrected line was not applied: conditions %q", p.Facts.Conditions)
+	}
+}
+
+// TestR7WorldPersonDigestUnchanged: the line digest of an ordinary person
+// is the one ledgers recorded before lists were quoted, so that an upgrade
+// does not apply every world person again over what regions changed.
+func TestR7WorldPersonDigestUnchanged(t *testing.T) {
+	p, err := ParsePerson("371600", []byte(resident))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	personDigest(&b, &p)
+	if want := fmt.Sprintf("%d %+v\n", p.OpeningBalance, p.Facts); b.String() != want {
+		t.Fatalf("digest text %q, recorded before as %q", b.String(), want)
+	}
+}
