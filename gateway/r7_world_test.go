@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
@@ -64,5 +65,39 @@ func TestR7WorldPersonDigestUnchanged(t *testing.T) {
 	personDigest(&b, &p)
 	if want := fmt.Sprintf("%d %+v\n", p.OpeningBalance, p.Facts); b.String() != want {
 		t.Fatalf("digest text %q, recorded before as %q", b.String(), want)
+	}
+}
+
+// TestR7WorldBalanceNotAppliedIsLogged: account_balance is the opening
+// balance of a new person only (api.md), so a world line that changes it
+// for a person who exists is not applied; the operator who edited it must
+// be told so, as a region is (balance_not_applied), and not take it as
+// applied and then credit the difference again.
+func TestR7WorldBalanceNotAppliedIsLogged(t *testing.T) {
+	mem := vfs.NewMem()
+	var logs syncBuffer
+	line := `{"id":"E1","scheme":"employee","employment":"active","account_balance":"1000.00"}`
+	for _, bal := range []string{"1000.00", "1500.00"} {
+		w, err := ReadWorld(fstest.MapFS{"persons/371600.ndjson": {Data: []byte(strings.Replace(line, "1000.00", bal, 1) + "\n")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := openWorldDB(t, mem)
+		if err := w.ApplyRegistryLogging(db, zerolog.New(&logs)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := db.Balance("371600", "E1")
+		db.Close()
+		if err != nil || b != 100000 {
+			t.Fatalf("balance %d %v, want the opening 1000.00", b, err)
+		}
+		if bal == "1000.00" && logs.String() != "" {
+			t.Fatalf("a new person's opening balance is reported as not applied:\n%s", logs.String())
+		}
+	}
+	for _, want := range []string{`"level":"warn"`, "persons/371600.ndjson", "line 1", "E1", "1500.00", "1000.00"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the balance not applied is not reported with %q:\n%s", want, logs.String())
+		}
 	}
 }

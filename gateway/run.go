@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	versions := NewVersions(eng, store, &policies, log)
 	if w != nil {
-		if err := w.ApplyRegistry(db); errors.Is(err, ledger.ErrLowDisk) {
+		if err := w.ApplyRegistryLogging(db, log); errors.Is(err, ledger.ErrLowDisk) {
 			// Serve what the ledger holds (reads, quotes, /healthz
 			// degraded) rather than not at all; the world is applied at
 			// the next start with room (it is upserted).

@@ -19,7 +19,10 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/rs/zerolog"
+
 	"medgate/engine/abi"
+	"medgate/engine/money"
 	"medgate/ledger"
 )
 
@@ -31,6 +34,10 @@ type World struct {
 	Catalogs   map[string][]ledger.CatalogEntry
 	Persons    []ledger.Person
 	Policies   []PolicyFile
+
+	// balanceLines is, for each person whose line gives an
+	// account_balance (by region and id), the line it is on.
+	balanceLines map[[2]string]int
 }
 
 // PolicyFile is policies/<region>/<version>.{wasm,json}.
@@ -109,12 +116,18 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	}
 	ids := map[string]map[string]int{}
 	err = eachNDJSON(fsys, "persons", func(region string, n int, line []byte) error {
-		p, err := ParsePerson(region, line)
+		p, gives, err := parsePerson(region, line)
 		if err != nil {
 			return err
 		}
 		if err := once(ids, region, p.ID, n, "person"); err != nil {
 			return err
+		}
+		if gives {
+			if w.balanceLines == nil {
+				w.balanceLines = map[[2]string]int{}
+			}
+			w.balanceLines[[2]string{region, p.ID}] = n
 		}
 		w.Persons = append(w.Persons, p)
 		return nil
@@ -574,6 +587,12 @@ func eachNDJSON(fsys fs.FS, dir string, fn func(region string, n int, line []byt
 // codes, persons' registration or groups) stays unless its line changed.
 // Hospitals have no API: they are written every time.
 func (w *World) ApplyRegistry(db *ledger.DB) error {
+	return w.ApplyRegistryLogging(db, zerolog.Nop())
+}
+
+// ApplyRegistryLogging is ApplyRegistry, logging to log what the world
+// says that was not applied.
+func (w *World) ApplyRegistryLogging(db *ledger.DB, log zerolog.Logger) error {
 	if err := db.PutHospitals(w.Hospitals); err != nil {
 		return fmt.Errorf("world: hospitals: %w", err)
 	}
@@ -659,8 +678,20 @@ func (w *World) ApplyRegistry(db *ledger.DB) error {
 					todo = append(todo, ps[i])
 				}
 			}
-			if _, err := db.PutPersons(todo); err != nil {
+			ws, err := db.UpsertPersons(todo)
+			if err != nil {
 				return err
+			}
+			// As a region's upsert answers balance_not_applied: an
+			// operator who edited a known person's balance must not take
+			// it as applied (and then credit the difference again).
+			for i, pw := range ws {
+				n, gives := w.balanceLines[[2]string{r, todo[i].ID}]
+				if gives && !pw.Created && pw.Opening != todo[i].OpeningBalance {
+					log.Warn().Str("file", "persons/"+r+".ndjson").Int("line", n).Str("person", todo[i].ID).
+						Str("account_balance", money.FormatFen(todo[i].OpeningBalance)).Str("opening_balance", money.FormatFen(pw.Opening)).
+						Msgf("world: persons/%s.ndjson line %d: account_balance %s of person %s not applied: it is the opening balance of a new person only, and %s was recorded when the person was created; a later credit is its own operation", r, n, money.FormatFen(todo[i].OpeningBalance), todo[i].ID, money.FormatFen(pw.Opening))
+				}
 			}
 			return db.SetAppliedAll(changed)
 		}); err != nil {
