@@ -1,10 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"io/fs"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
@@ -99,5 +104,60 @@ func TestR7WorldBalanceNotAppliedIsLogged(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the balance not applied is not reported with %q:\n%s", want, logs.String())
 		}
+	}
+}
+
+// TestR7DemoWorldRefusedOnARealLedger: with no --world the gateway runs
+// the embedded reference world, whose tokens README publishes. Started so
+// on a ledger that was given a --world directory (a config or unit file
+// that lost its world line), it applied the demo's hospitals, catalog
+// codes, persons (opening balance entries, for ever in the chain) and
+// policy versions to that ledger and took demo-clearing and
+// demo-region-… as tokens. The start is refused instead, writing nothing;
+// the demo's own ledger starts with it again and again, and a demo ledger
+// may be given a real world.
+func TestR7DemoWorldRefusedOnARealLedger(t *testing.T) {
+	world := fstest.MapFS{
+		"hospitals.json":  {Data: []byte(`[{"id": "H1", "region": "371602", "level": 3}]`)},
+		"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "hospital", "id": "H1"}]`)},
+	}
+	demo := fstest.MapFS{
+		"hospitals.json":  {Data: []byte(`[{"id": "H1", "region": "110105", "level": 1}, {"id": "H2", "region": "371602", "level": 3}]`)},
+		"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("demo-hospital-H2") + `", "role": "hospital", "id": "H2"}]`)},
+	}
+	run := func(dir string, w fs.FS, isDemo bool) (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		served := false
+		err := Run(ctx, Config{Listen: "127.0.0.1:0", DBDir: dir, World: w, DemoWorld: isDemo, Logger: zerolog.Nop(),
+			Ready: func(net.Addr) { served = true; cancel() }})
+		return served, err
+	}
+	demoDir, realDir := t.TempDir(), t.TempDir()
+	for i := 0; i < 2; i++ {
+		if served, err := run(demoDir, demo, true); !served || err != nil {
+			t.Fatalf("the demo on its own ledger, start %d: served %v, %v", i+1, served, err)
+		}
+	}
+	if served, err := run(demoDir, world, false); !served || err != nil {
+		t.Fatalf("a demo ledger given a world: served %v, %v", served, err)
+	}
+	if served, err := run(realDir, world, false); !served || err != nil {
+		t.Fatalf("a world: served %v, %v", served, err)
+	}
+	served, err := run(realDir, demo, true)
+	if served || err == nil || !strings.Contains(err.Error(), "--world") {
+		t.Fatalf("the demo world on a ledger given --world: served %v, err %v", served, err)
+	}
+	db, err := ledger.Open(filepath.Join(realDir), ledger.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if h, ok := db.Hospital("H1"); !ok || h.Region != "371602" {
+		t.Fatalf("the refused demo start wrote its hospitals: %+v %v", h, ok)
+	}
+	if _, ok := db.Hospital("H2"); ok {
+		t.Fatal("the refused demo start wrote its hospitals")
 	}
 }

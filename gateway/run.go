@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,6 +31,9 @@ type Config struct {
 	DirectWALSync bool
 	// World is the world directory loaded at start (nil: none).
 	World fs.FS
+	// DemoWorld says World is the embedded reference world, whose tokens
+	// are public (README): the demo's, never a real ledger's.
+	DemoWorld bool
 	// ModuleDirs are searched for <region>/<version>.wasm when a world
 	// names a policy without its module file (default: build/policies).
 	ModuleDirs []fs.FS
@@ -139,6 +143,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	versions := NewVersions(eng, store, &policies, log)
 	if w != nil {
+		if err := checkWorldSource(db, cfg.DemoWorld); err != nil {
+			return err
+		}
 		if err := w.ApplyRegistryLogging(db, log); errors.Is(err, ledger.ErrLowDisk) {
 			// Serve what the ledger holds (reads, quotes, /healthz
 			// degraded) rather than not at all; the world is applied at
@@ -149,6 +156,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		if len(cfg.Native) == 0 {
 			versions.LoadWorld(ctx, w)
+		}
+		if err := recordWorldSource(db, cfg.DemoWorld); err != nil {
+			log.Error().Err(err).Msg("world: which kind of world this ledger was started with is not recorded")
 		}
 		log.Info().Int("hospitals", len(w.Hospitals)).Int("catalogs", len(w.Catalogs)).Int("persons", len(w.Persons)).
 			Int("policies", len(w.Policies)).Msg("world loaded")
@@ -215,6 +225,43 @@ func Run(ctx context.Context, cfg Config) error {
 	<-served
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// worldSource is the applied record of the kind of world a ledger was
+// last started with: the embedded reference world or a --world directory.
+const worldSource = "world/source"
+
+var (
+	demoWorldDigest = sha256.Sum256([]byte("the embedded reference world"))
+	dirWorldDigest  = sha256.Sum256([]byte("a --world directory"))
+)
+
+// checkWorldSource refuses the embedded reference world on a ledger that
+// was started with a --world directory: its tokens are public (README),
+// and applying it would write the demo's hospitals, catalog codes,
+// persons' opening balances and policy versions into a real ledger (a
+// config that lost its world line). Nothing is written before it.
+func checkWorldSource(db *ledger.DB, demo bool) error {
+	last, ok, err := db.Applied(worldSource)
+	if err != nil {
+		return err
+	}
+	if demo && ok && last == dirWorldDigest {
+		return errors.New("gateway: this ledger was started with a --world directory; the embedded reference world (the demo, whose tokens are public) is not applied to it: give --world (nothing was written)")
+	}
+	return nil
+}
+
+// recordWorldSource records the kind of world the ledger was started with.
+func recordWorldSource(db *ledger.DB, demo bool) error {
+	want := dirWorldDigest
+	if demo {
+		want = demoWorldDigest
+	}
+	if last, ok, err := db.Applied(worldSource); err != nil || ok && last == want {
+		return err
+	}
+	return db.SetApplied(worldSource, want)
 }
 
 func headSeq(db *ledger.DB) uint64 {

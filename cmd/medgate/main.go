@@ -124,7 +124,7 @@ func serveContext(ctx context.Context, args []string, lookupEnv func(string) (st
 			fmt.Fprintf(stderr, "medgate: embedded world: %v\n", err)
 			return exitFailure
 		}
-		cfg.World = sub
+		cfg.World, cfg.DemoWorld = sub, true
 		log.Info().Msg("no --world given: running the demo on the embedded reference world")
 	}
 	if s.CheckpointKey != "" {
