@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -159,5 +161,39 @@ func TestR7DemoWorldRefusedOnARealLedger(t *testing.T) {
 	}
 	if _, ok := db.Hospital("H2"); ok {
 		t.Fatal("the refused demo start wrote its hospitals")
+	}
+}
+
+// TestR7HospitalTokenWithoutHospitalsFile: a world without hospitals.json
+// whose principals.json names hospitals started a gateway that refused
+// each of their calls (403, "the token's hospital is not in the
+// registry"); with hospitals.json such a token is refused at load. The
+// start stops too when neither the world nor the ledger (a hospital of an
+// earlier world) has the hospital, and goes on when the ledger has it.
+func TestR7HospitalTokenWithoutHospitalsFile(t *testing.T) {
+	principals := fstest.MapFS{"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "hospital", "id": "H1"}]`)}}
+	run := func(dir string, w fs.FS) (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		served := false
+		err := Run(ctx, Config{Listen: "127.0.0.1:0", DBDir: dir, World: w, Logger: zerolog.Nop(),
+			Ready: func(net.Addr) { served = true; cancel() }})
+		return served, err
+	}
+	dir := filepath.Join(t.TempDir(), "ledger")
+	served, err := run(dir, principals)
+	if served || err == nil || !strings.Contains(err.Error(), "principals[0]") || !strings.Contains(err.Error(), "H1") {
+		t.Fatalf("a hospital token no hospital record backs: served %v, err %v", served, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused start left %s behind: %v", dir, err)
+	}
+	withHospital := fstest.MapFS{"principals.json": principals["principals.json"],
+		"hospitals.json": {Data: []byte(`[{"id": "H1", "region": "371602", "level": 3}]`)}}
+	if served, err := run(dir, withHospital); !served || err != nil {
+		t.Fatalf("with hospitals.json: served %v, %v", served, err)
+	}
+	if served, err := run(dir, principals); !served || err != nil {
+		t.Fatalf("the hospital in the ledger from an earlier world: served %v, %v", served, err)
 	}
 }

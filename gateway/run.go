@@ -122,6 +122,18 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		probe.Close()
 	}
+	// A hospital token of a world without hospitals.json needs its
+	// hospital in the ledger (from an earlier world), or its every call
+	// is refused; a new ledger has none.
+	var unlisted []int
+	if w != nil {
+		unlisted = w.unlistedHospitalPrincipals()
+	}
+	if len(unlisted) > 0 {
+		if _, err := os.Stat(cfg.DBDir); errors.Is(err, fs.ErrNotExist) {
+			return w.unlistedHospitalError(unlisted[0])
+		}
+	}
 	if err := os.MkdirAll(cfg.DBDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: db dir: %w", err)
 	}
@@ -142,6 +154,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	versions := NewVersions(eng, store, &policies, log)
+	for _, i := range unlisted {
+		if _, ok := db.Hospital(w.Principals[i].ID); !ok {
+			return w.unlistedHospitalError(i)
+		}
+	}
 	if w != nil {
 		if err := checkWorldSource(db, cfg.DemoWorld); err != nil {
 			return err

@@ -182,6 +182,30 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	return w, nil
 }
 
+// unlistedHospitalPrincipals is the indexes of the hospital principals
+// whose hospital the world does not list: only possible without a
+// hospitals.json (ReadWorld refuses them with one), their hospitals must
+// then be in the ledger from an earlier world.
+func (w *World) unlistedHospitalPrincipals() []int {
+	ids := make(map[string]bool, len(w.Hospitals))
+	for _, h := range w.Hospitals {
+		ids[h.ID] = true
+	}
+	var unlisted []int
+	for i, p := range w.Principals {
+		if p.Role == RoleHospital && !ids[p.ID] {
+			unlisted = append(unlisted, i)
+		}
+	}
+	return unlisted
+}
+
+// unlistedHospitalError refuses principals[i], a hospital neither the
+// world nor the ledger has.
+func (w *World) unlistedHospitalError(i int) error {
+	return fmt.Errorf("world: principals.json: principals[%d] is hospital %s, which neither hospitals.json (there is none) nor the ledger lists: its every call would be refused (403)", i, w.Principals[i].ID)
+}
+
 // once records key as seen on line n of region's file in seen, or returns
 // an error naming the line it was seen on first.
 func once(seen map[string]map[string]int, region, key string, n int, what string) error {
