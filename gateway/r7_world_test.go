@@ -197,3 +197,41 @@ func TestR7HospitalTokenWithoutHospitalsFile(t *testing.T) {
 		t.Fatalf("the hospital in the ledger from an earlier world: served %v, %v", served, err)
 	}
 }
+
+// TestR7WorldCatalogLineRemovedIsLogged: the world is upserted (api.md),
+// so a code whose line an operator deletes from a world catalog file
+// stays in the region's catalog, and the fund goes on paying for it as
+// its class says. That is not said anywhere; an operator who deleted the
+// line to delist the code is now told it stays, and how to remove it.
+func TestR7WorldCatalogLineRemovedIsLogged(t *testing.T) {
+	mem := vfs.NewMem()
+	var logs syncBuffer
+	lines := []string{`{"code": "XA01", "class": "A"}`, `{"code": "XB01", "class": "B", "selfpay_prop": "0.10"}`}
+	for _, file := range [][]string{lines, lines[:1]} {
+		w, err := ReadWorld(fstest.MapFS{"catalogs/371600.ndjson": {Data: []byte(strings.Join(file, "\n") + "\n")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := openWorldDB(t, mem)
+		if err := w.ApplyRegistryLogging(db, zerolog.New(&logs)); err != nil {
+			t.Fatal(err)
+		}
+		cat, ok := db.Catalog("371600")
+		_, listed := cat.Lookup("XB01")
+		db.Close()
+		if !ok || !listed {
+			t.Fatal("XB01 is not in the catalog: the world is upserted")
+		}
+		if len(file) == 2 && logs.String() != "" {
+			t.Fatalf("a first catalog file is reported:\n%s", logs.String())
+		}
+	}
+	for _, want := range []string{`"level":"warn"`, "catalogs/371600.ndjson", "XB01", "PUT /v1/regions/371600/catalog"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the removed line is not reported with %q:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "XA01") {
+		t.Errorf("a code still in the file is reported:\n%s", logs.String())
+	}
+}

@@ -644,11 +644,34 @@ func (w *World) ApplyRegistryLogging(db *ledger.DB, log zerolog.Logger) error {
 			// changed, so that what the region changed through the API
 			// since stays; the whole file where the region has no catalog
 			// of its own (any more), which a few codes would not replace.
-			_, own := db.Catalog(r)
+			cat, own := db.Catalog(r)
 			prefix := "code/" + r + "/"
 			changed, err := changedLines(db, prefix, lines, !own)
 			if err != nil {
 				return err
+			}
+			// Codes a world file put in the catalog and no longer has
+			// stay (upserted), and the fund goes on paying for them: an
+			// operator who deleted a line to delist its code must be
+			// told.
+			var gone []string
+			if own {
+				for _, e := range cat.Entries() {
+					if _, ok := lines[e.Code]; ok {
+						continue
+					}
+					if _, fromWorld, err := db.Applied(prefix + e.Code); err != nil {
+						return err
+					} else if fromWorld {
+						gone = append(gone, e.Code)
+					}
+				}
+			}
+			if len(gone) > 0 {
+				shown := gone[:min(len(gone), 20)]
+				log.Warn().Str("file", "catalogs/"+r+".ndjson").Int("codes", len(gone)).Strs("first_codes", shown).
+					Msgf("world: catalogs/%s.ndjson no longer has %d code(s) it put in region %s's catalog (%s): they stay in the catalog, as the world is upserted, and are settled as their class says; remove them through the API (PUT /v1/regions/%s/catalog without them, or a POST making each class C)",
+						r, len(gone), r, strings.Join(shown, ", "), r)
 			}
 			var todo []ledger.CatalogEntry
 			for i := range entries {
