@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"medgate/ledger"
+	"medgate/testdata"
 )
 
 // openWorldDB opens an in-memory ledger, closed with the test.
@@ -233,5 +234,62 @@ func TestR7WorldCatalogLineRemovedIsLogged(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "XA01") {
 		t.Errorf("a code still in the file is reported:\n%s", logs.String())
+	}
+}
+
+// TestR7WorldUnservedIsLogged: a world hospital whose treating region has
+// no catalog (nor its prefecture or province), and a persons file of a
+// region with no policy version, started a gateway that said "world
+// loaded" and refused each of their bills (422 no_catalog, no_policy)
+// without a word at start. A region may upload either later, so the start
+// goes on, but says so.
+func TestR7WorldUnservedIsLogged(t *testing.T) {
+	world := fstest.MapFS{
+		"hospitals.json":          {Data: []byte(`[{"id": "H1", "region": "999901", "level": 3}, {"id": "H2", "region": "371602", "level": 3}]`)},
+		"principals.json":         {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "hospital", "id": "H1"}]`)},
+		"catalogs/371600.ndjson":  {Data: []byte(`{"code": "XA01", "class": "A"}` + "\n")},
+		"persons/999900.ndjson":   {Data: []byte(`{"id": "P1", "scheme": "resident"}` + "\n")},
+		"persons/371600.ndjson":   {Data: []byte(`{"id": "P1", "scheme": "resident"}` + "\n")},
+		"policies/371600/v1.json": {Data: []byte(`{"effective_from": "2024-01-01"}`)},
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := Run(ctx, Config{Listen: "127.0.0.1:0", DBDir: t.TempDir(), World: world, Logger: zerolog.New(&logs),
+		ModuleDirs: []fs.FS{fstest.MapFS{}}, Ready: func(net.Addr) { cancel() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"level":"warn"`) {
+			warned = append(warned, line)
+		}
+	}
+	all := strings.Join(warned, "\n")
+	for _, want := range []string{"H1", "999901", "no_catalog", "persons/999900.ndjson", "no_policy"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the warnings do not say %q:\n%s", want, all)
+		}
+	}
+	for _, not := range []string{"H2", "persons/371600.ndjson"} {
+		if strings.Contains(all, not) {
+			t.Errorf("the warnings name %s, which is served:\n%s", not, all)
+		}
+	}
+	// The reference world serves every hospital and person.
+	ref, err := fs.Sub(testdata.World, "world")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refLogs syncBuffer
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Run(ctx, Config{Listen: "127.0.0.1:0", DBDir: t.TempDir(), World: ref, DemoWorld: true, Logger: zerolog.New(&refLogs),
+		ModuleDirs: []fs.FS{fstest.MapFS{}}, Ready: func(net.Addr) { cancel() }}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(refLogs.String(), "no_catalog") || strings.Contains(refLogs.String(), "no_policy") {
+		t.Errorf("the reference world is reported unserved:\n%s", refLogs.String())
 	}
 }

@@ -201,6 +201,9 @@ func Run(ctx context.Context, cfg Config) error {
 		policies.Put(v.Region(), v)
 		log.Warn().Str("region", v.Region()).Str("version", v.Name).Msg("policy runs natively, outside the sandbox (benchmark mode)")
 	}
+	if w != nil {
+		w.warnUnserved(db, &policies, log)
+	}
 	srv := NewServer(ServerConfig{Service: NewService(db, &policies, log), DB: db, Versions: versions,
 		MaxInflight: cfg.MaxInflight, AccessLog: cfg.AccessLog, MaxConns: fitConns(cfg.MaxConns, log), MaxConnsPerIP: cfg.MaxConnsPerIP,
 		Principals: principals, Logger: log, CheckpointKey: cfg.CheckpointKey})

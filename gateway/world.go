@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/engine/money"
 	"medgate/ledger"
@@ -180,6 +181,39 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 		w.Policies = append(w.Policies, pf)
 	}
 	return w, nil
+}
+
+// warnUnserved logs the world's hospitals whose treating region has no
+// catalog to settle with and its persons files of regions with no policy
+// version: every bill of theirs is refused (422 no_catalog, no_policy),
+// and a start that only said "world loaded" left the operator to learn it
+// from the hospitals. A region may upload either through the API later,
+// so the start goes on.
+func (w *World) warnUnserved(db *ledger.DB, policies *engine.Policies, log zerolog.Logger) {
+	for _, h := range w.Hospitals {
+		if _, ok := catalogFor(db, h.Region); !ok {
+			chain, n := catalogChain(h.Region)
+			log.Warn().Str("hospital", h.ID).Str("region", h.Region).
+				Msgf("world: hospitals.json: hospital %s's treating region %s has no catalog, nor has its prefecture or province (looked up: %s): its every bill is refused (422 no_catalog) until one is uploaded",
+					h.ID, h.Region, strings.Join(chain[:n], ", "))
+		}
+	}
+	counted := map[string]int{}
+	var regions []string
+	for _, p := range w.Persons {
+		if counted[p.Region] == 0 {
+			regions = append(regions, p.Region)
+		}
+		counted[p.Region]++
+	}
+	sort.Strings(regions)
+	for _, r := range regions {
+		if len(policies.Versions(r)) == 0 {
+			log.Warn().Str("region", r).Int("persons", counted[r]).
+				Msgf("world: persons/%s.ndjson: region %s has no policy version, neither in the world nor uploaded: the bills of its %d person(s) are refused (422 no_policy) until its region uploads one",
+					r, r, counted[r])
+		}
+	}
 }
 
 // unlistedHospitalPrincipals is the indexes of the hospital principals
