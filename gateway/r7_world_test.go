@@ -293,3 +293,45 @@ func TestR7WorldUnservedIsLogged(t *testing.T) {
 		t.Errorf("the reference world is reported unserved:\n%s", refLogs.String())
 	}
 }
+
+// TestR7WorldJSONErrorsSpeakJSON: a world JSON file or NDJSON line with a
+// value of the wrong JSON type, or that is not the object or array it
+// must be, was refused in encoding/json's words, naming the gateway's Go
+// types ("Go struct field HospitalRecord.level of type uint8", "Go value
+// of type []gateway.HospitalRecord"); the regions' API got the same for a
+// line that is not an object. They now say what the value must be, in
+// JSON, still naming the file and line.
+func TestR7WorldJSONErrorsSpeakJSON(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		files fstest.MapFS
+		want  []string
+	}{
+		{"hospital level a string", fstest.MapFS{"hospitals.json": {Data: []byte("[\n {\"id\": \"H1\", \"region\": \"371602\",\n  \"level\": \"3\"}]")}},
+			[]string{"hospitals.json", "line 3", "level", "integer"}},
+		{"hospitals an object", fstest.MapFS{"hospitals.json": {Data: []byte(`{"id": "H1", "region": "371602", "level": 3}`)}},
+			[]string{"hospitals.json", "line 1", "array"}},
+		{"principals an object", fstest.MapFS{"principals.json": {Data: []byte(`{"token_sha256": "x", "role": "clearing"}`)}},
+			[]string{"principals.json", "line 1", "array"}},
+		{"effective_from a number", fstest.MapFS{"policies/371600/v1.json": {Data: []byte(`{"effective_from": 20240101}`)}},
+			[]string{"policies/371600/v1.json", "line 1", "effective_from", "string"}},
+		{"person line an array", fstest.MapFS{"persons/371600.ndjson": {Data: []byte("[]\n")}},
+			[]string{"persons/371600.ndjson", "line 1", "object"}},
+		{"catalog line a string", fstest.MapFS{"catalogs/371600.ndjson": {Data: []byte("\"XA01\"\n")}},
+			[]string{"catalogs/371600.ndjson", "line 1", "object"}},
+	} {
+		_, err := ReadWorld(c.files)
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		if strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "gateway.") || strings.Contains(err.Error(), "Record") {
+			t.Errorf("%s: %q names Go types", c.name, err)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", c.name, err, want)
+			}
+		}
+	}
+}

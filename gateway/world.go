@@ -57,7 +57,7 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	w := &World{Catalogs: map[string][]ledger.CatalogEntry{}}
 	if b, err := fs.ReadFile(fsys, "principals.json"); err == nil {
 		if err := strictJSON(b, &w.Principals); err != nil {
-			return nil, fmt.Errorf("world: principals.json: %w", withLine(b, err))
+			return nil, fmt.Errorf("world: principals.json: %w", withLine(b, err, "principals list"))
 		}
 		if _, err := NewPrincipals(w.Principals); err != nil {
 			return nil, fmt.Errorf("world: principals.json: %w", err)
@@ -68,7 +68,7 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 	if b, err := fs.ReadFile(fsys, "hospitals.json"); err == nil {
 		var recs []HospitalRecord
 		if err := strictJSON(b, &recs); err != nil {
-			return nil, fmt.Errorf("world: hospitals.json: %w", withLine(b, err))
+			return nil, fmt.Errorf("world: hospitals.json: %w", withLine(b, err, "hospitals list"))
 		}
 		seen := map[string]int{}
 		for i, r := range recs {
@@ -157,7 +157,7 @@ func ReadWorld(fsys fs.FS, moduleDirs ...fs.FS) (*World, error) {
 			EffectiveFrom string `json:"effective_from"`
 		}
 		if err := strictJSON(b, &m); err != nil {
-			return nil, fmt.Errorf("world: %s: %w", meta, withLine(b, err))
+			return nil, fmt.Errorf("world: %s: %w", meta, withLine(b, err, "policy version file"))
 		}
 		if !validVersion(version) {
 			return nil, fmt.Errorf("world: %s: the version name %q is not 1 to 32 of A-Z a-z 0-9 . _ -", meta, version)
@@ -255,8 +255,11 @@ func once(seen map[string]map[string]int, region, key string, n int, what string
 	return nil
 }
 
-// withLine prefixes a JSON syntax or type error in b with its line.
-func withLine(b []byte, err error) error {
+// withLine is strictJSON's error err for b, the what of a world file, in
+// the words a region's line gets (the value as written and the JSON it
+// must be, not encoding/json's Go types), prefixed with its line when it
+// is a JSON syntax or type error.
+func withLine(b []byte, err error, what string) error {
 	var off int64
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -266,11 +269,11 @@ func withLine(b []byte, err error) error {
 	case errors.As(err, &typ):
 		off = typ.Offset
 	default:
-		return err
+		return lineJSONError(err, b, what)
 	}
 	// The offset is just past the byte at fault.
 	off = min(max(off-1, 0), int64(len(b)))
-	return fmt.Errorf("line %d: %w", 1+bytes.Count(b[:off], []byte("\n")), err)
+	return fmt.Errorf("line %d: %w", 1+bytes.Count(b[:off], []byte("\n")), lineJSONError(err, b, what))
 }
 
 // strictJSON decodes one JSON value from b into v, refusing unknown fields,
@@ -553,6 +556,11 @@ func bodyJSONError(err error, body []byte, what string) error {
 		return invalid(nu.field, "%v", err)
 	}
 	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) && typ.Field == "" {
+		// The whole value is of the wrong type (an array for an
+		// object): encoding/json's words name the gateway's Go type.
+		return badRequest("malformed_json", "", "the %s must be %s, not %s", what, jsonKind(typ.Type), typ.Value)
+	}
 	if errors.As(err, &typ) && typ.Field != "" {
 		// encoding/json names the field without array indexes
 		// (settlements.total): the path is read from the body.
