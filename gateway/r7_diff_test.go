@@ -1,0 +1,494 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"medgate/engine"
+	"medgate/engine/abi"
+	"medgate/plugins/conformance"
+)
+
+// The tests of this file run the same random workload through two
+// gateways side by side, one with the regions' WebAssembly modules and one
+// with the same policies compiled natively, and hold every answer of the
+// two to each other (to the fen, field by field, line by line), to the
+// invariants of policies.md, domain.md and abi.md, a quote to the
+// settlement that follows it, and a reversal's accumulator changes to the
+// negation of its settlement's.
+//
+// MEDGATE_DIFF_N sets the number of steps (default 300, 120 with -short),
+// MEDGATE_DIFF_SEED the seed (default 7), for a long run:
+//
+//	MEDGATE_DIFF_N=20000 go test ./gateway -run TestR7DiffWasmNative -count=1 -timeout 1h
+
+// diffBoundaries are yuan amounts at which a split changes rule: the
+// deductibles, segment bounds, thresholds and caps of the reference
+// policies (and sums of them: a bill that fills a deductible and reaches a
+// segment bound exactly).
+var diffBoundaries = []int64{
+	200, 300, 400, 500, 600, 700, 800, 1000, 1500, 3000, 5000, 7500, 10000, 10400, 10800, 11000,
+	12000, 15000, 16000, 27000, 30000, 50000, 62000, 100000, 115000, 150000, 200000, 215000, 300000, 400000,
+}
+
+// diffSide is one of the two gateways.
+type diffSide struct {
+	name string
+	h    *harness
+}
+
+// diffNorm is an answer with what legitimately differs between the two
+// gateways (the module's hash, the commit time) and, for quote, what
+// differs between a quote and its settlement, left out.
+func diffNorm(tb testing.TB, body []byte, quote bool) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		tb.Fatalf("answer is not JSON: %v\n%s", err, body)
+	}
+	delete(m, "committed_at")
+	if p, ok := m["policy"].(map[string]any); ok {
+		delete(p, "module_sha256")
+	}
+	if quote {
+		for _, k := range []string{"settlement_id", "seq", "quote", "replayed"} {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+// diffCounters is a person's counters of a year, by name.
+func diffCounters(tb testing.TB, h *harness, region, person string, year int32) map[string]int64 {
+	tb.Helper()
+	cs, err := h.db.Counters(region, person, year, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := map[string]int64{}
+	for _, c := range cs {
+		m[c.Name] = c.Value
+	}
+	return m
+}
+
+// diffDelta is after − before, without the zeros.
+func diffDelta(before, after map[string]int64) map[string]int64 {
+	d := map[string]int64{}
+	for k, v := range after {
+		if v != before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	for k, v := range before {
+		if _, ok := after[k]; !ok && v != 0 {
+			d[k] = -v
+		}
+	}
+	return d
+}
+
+func diffEnvInt(tb testing.TB, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		tb.Fatalf("%s=%q: not a count", name, s)
+	}
+	return n
+}
+
+// diffLinePrice is a line's unit price and quantity: large, fine, ordinary,
+// or a boundary amount give or take a fen.
+func diffLinePrice(rng *rand.Rand) (price, qty string) {
+	switch rng.IntN(12) {
+	case 11: // near the largest bill the gateway takes (1e12 yuan)
+		return domDecimal(rng, 100_000_000, 6), domDecimal(rng, 1000, 4)
+	case 0, 5, 6:
+		return domDecimal(rng, 20000, 2), domDecimal(rng, 5, 0)
+	case 1, 7:
+		return domDecimal(rng, 30, 6), domDecimal(rng, 20, 4)
+	case 2, 8, 9:
+		b := diffBoundaries[rng.IntN(len(diffBoundaries))]*100 + int64(rng.IntN(3)) - 1
+		return fenString(b), "1"
+	default:
+		return domDecimal(rng, 3000, 2), domDecimal(rng, 10, 2)
+	}
+}
+
+// diffRun drives n steps through a WebAssembly gateway and a native one.
+func diffRun(t *testing.T, seed uint64, n int) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	// The same world twice (drawn from the same seed), one per gateway.
+	wWasm, persons := domWorld(t, rand.New(rand.NewPCG(seed, 1)))
+	wNative, _ := domWorld(t, rand.New(rand.NewPCG(seed, 1)))
+	sides := []diffSide{{"wasm", newHarness(t, wWasm)}, {"native", newHarness(t, wNative)}}
+	for _, v := range conformance.Versions {
+		sides[1].h.policies.Put(v.Region, engine.Version{Name: v.Name, EffectiveFrom: v.Effective, Module: engine.NewNative(v.Region, v.Name, v.Policy)})
+	}
+	// do sends the request to both and checks that they answer alike.
+	do := func(ctx, method, path, token string, body []byte) (int, []byte) {
+		t.Helper()
+		var status [2]int
+		var bodies [2][]byte
+		for i, s := range sides {
+			status[i], bodies[i] = s.h.do(method, path, token, body)
+		}
+		if status[0] != status[1] || !reflect.DeepEqual(diffNorm(t, bodies[0], false), diffNorm(t, bodies[1], false)) {
+			t.Fatalf("%s: %s %s: wasm and native answer differently:\nwasm   %d %s\nnative %d %s\nrequest %s",
+				ctx, method, path, status[0], bodies[0], status[1], bodies[1], body)
+		}
+		return status[0], bodies[0]
+	}
+	// counters reads a person's counters on both and checks they agree.
+	counters := func(ctx string, p *domPerson, year int32) map[string]int64 {
+		t.Helper()
+		a := diffCounters(t, sides[0].h, p.region, p.id, year)
+		b := diffCounters(t, sides[1].h, p.region, p.id, year)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s: counters of %s %d differ: wasm %v, native %v", ctx, p.id, year, a, b)
+		}
+		return a
+	}
+
+	type settled struct {
+		id, token string
+		person    *domPerson
+		year      int32
+		amounts   map[string]int64
+		delta     map[string]int64
+		codes     []string
+		reversed  bool
+		vt, hosp  string
+		birth     int
+	}
+	var caps diffCaps
+	var live []*settled
+	traceOwner := map[string]*settled{}
+	nextCode := 0
+	codes := []string{"D1", "D2", "D3", "D4", "D5", "D6", "ZZ9", "D1", "D3"}
+	visitTypes := []string{"inpatient", "outpatient", "chronic", "two_disease", "maternity", "inpatient", "chronic"}
+	counts := map[string]int{}
+	for i := 0; i < n; i++ {
+		if len(live) > 0 && rng.IntN(6) == 0 {
+			// Reverse a settlement: often the last one, so that the
+			// counters after it are those before the settlement.
+			s := live[len(live)-1]
+			if rng.IntN(2) == 0 {
+				s = live[rng.IntN(len(live))]
+			}
+			if s.reversed {
+				continue
+			}
+			ctx := fmt.Sprintf("step %d: reversal of %s", i, s.id)
+			before := counters(ctx, s.person, s.year)
+			status, body := do(ctx, "POST", "/v1/settlements/"+s.id+"/reversal", s.token, []byte(fmt.Sprintf(`{"request_id":"rev-%d","reason":"diff"}`, i)))
+			if status != 200 {
+				t.Fatalf("%s: %d %s", ctx, status, body)
+			}
+			m := domAmounts(t, ctx, decodeAnswer(t, body), -1)
+			for k, v := range s.amounts {
+				if m[k] != -v {
+					t.Fatalf("%s: %s = %d, want %d", ctx, k, m[k], -v)
+				}
+			}
+			after := counters(ctx, s.person, s.year)
+			d := diffDelta(before, after)
+			for k, v := range s.delta {
+				if d[k] != -v {
+					t.Fatalf("%s: counter %s moved by %d, the settlement moved it by %d (before %v, after %v)", ctx, k, d[k], v, before, after)
+				}
+			}
+			if len(d) != len(s.delta) {
+				t.Fatalf("%s: counters moved %v, the settlement's moved %v", ctx, d, s.delta)
+			}
+			caps.add(t, ctx, sides[0].h, s.person, s.year, s.vt, s.hosp, s.birth, s.amounts, -1)
+			s.reversed = true
+			s.person.balance += s.amounts["personal_account"]
+			for _, c := range s.codes {
+				delete(traceOwner, c)
+			}
+			counts["reversal"]++
+			continue
+		}
+
+		// A few persons of each region carry most bills, so that their
+		// years' deductibles, caps and admission counts fill up.
+		p := persons[rng.IntN(len(persons))]
+		if rng.IntN(2) == 0 {
+			p = persons[12*rng.IntN(3)+rng.IntN(3)]
+		}
+		hosp := domHospitals[rng.IntN(len(domHospitals)-1)] // the last has no catalog: TestDomainIdentities*
+		token := "tok-" + hosp.ID
+		cat := domCatalogOf(hosp.Region)
+		vt := visitTypes[rng.IntN(len(visitTypes))]
+		year := 2023 + rng.IntN(4)
+		if rng.IntN(3) > 0 {
+			year = 2025
+		}
+		day := fmt.Sprintf("%d-%02d-%02d", year, 1+rng.IntN(11), 1+rng.IntN(28))
+		admitted := fmt.Sprintf("%d-%02d-%02d", year-rng.IntN(2), 1+rng.IntN(11), 1+rng.IntN(28))
+		if admitted > day {
+			admitted = day
+		}
+		var visit string
+		birth := 1 + rng.IntN(4)
+		switch vt {
+		case "inpatient":
+			visit = fmt.Sprintf(`{"type":%q,"admitted_on":%q,"discharged_on":%q,"emergency":%t}`, vt, admitted, day, rng.IntN(4) == 0)
+		case "maternity":
+			visit = fmt.Sprintf(`{"type":%q,"admitted_on":%q,"discharged_on":%q,"emergency":%t,"birth_order":%d}`,
+				vt, admitted, day, rng.IntN(4) == 0, birth)
+		default:
+			visit = fmt.Sprintf(`{"type":%q,"visit_date":%q,"emergency":%t}`, vt, day, rng.IntN(4) == 0)
+		}
+		lines := make([]domLine, 1+rng.IntN(5))
+		var items, billCodes []string
+		for j := range lines {
+			l := &lines[j]
+			l.code = codes[rng.IntN(len(codes))]
+			l.price, l.qty = diffLinePrice(rng)
+			if ratOf(t, l.qty).Sign() == 0 {
+				l.qty = "1"
+			}
+			domSplit(t, cat, l)
+			item := fmt.Sprintf(`{"code":%q,"unit_price":%q,"quantity":%q,"amount":%q`, l.code, l.price, l.qty, fenString(l.amount))
+			if rng.IntN(4) == 0 {
+				nextCode++
+				c := fmt.Sprintf("839%017d", nextCode)
+				l.codes = []string{c}
+				billCodes = append(billCodes, c)
+				item += fmt.Sprintf(`,"trace_codes":[%q]`, c)
+			}
+			items = append(items, item+"}")
+		}
+		useAccount := rng.IntN(3) > 0
+		body := []byte(fmt.Sprintf(`{"request_id":"r-%d","person":{"id":%q,"insured_region":%q},"visit":%s,"use_personal_account":%t,"items":[%s]}`,
+			i, p.id, p.region, visit, useAccount, strings.Join(items, ",")))
+		ctx := fmt.Sprintf("step %d (%s at %s, %s)", i, p.id, hosp.ID, vt)
+
+		y := int32(year)
+		before := counters(ctx, p, y)
+		qs, qb := do(ctx, "POST", "/v1/settlements/quote", token, body)
+		if qs != 200 {
+			t.Fatalf("%s: quote %d %s\n%s", ctx, qs, qb, body)
+		}
+		if got := counters(ctx+" after the quote", p, y); !reflect.DeepEqual(got, before) {
+			t.Fatalf("%s: a quote moved the counters: %v → %v", ctx, before, got)
+		}
+		status, sb := do(ctx, "POST", "/v1/settlements", token, body)
+		if status != 200 {
+			t.Fatalf("%s: settle %d %s\n%s", ctx, status, sb, body)
+		}
+		if q, a := diffNorm(t, qb, true), diffNorm(t, sb, true); !reflect.DeepEqual(q, a) {
+			t.Fatalf("%s: the quote differs from the settlement that follows it:\nquote  %s\nsettle %s\nrequest %s", ctx, qb, sb, body)
+		}
+		a := decodeAnswer(t, sb)
+		m := domAmounts(t, ctx, a, 1)
+		for j, l := range lines {
+			got := a.Lines[j]
+			want := map[string]any{"code": l.code, "class": l.class, "listed": l.listed, "amount": fenString(l.amount),
+				"full_self_pay": fenString(l.full), "over_limit": fenString(l.over), "pre_self_pay": fenString(l.pre), "eligible": fenString(l.elig)}
+			for k, v := range want {
+				if got[k] != v {
+					t.Fatalf("%s: lines[%d].%s = %v, want %v (price %s × %s)", ctx, j, k, got[k], v, l.price, l.qty)
+				}
+			}
+		}
+		// policies.md §2.5: employees only, when asked,
+		// min(balance, total − fund_total − full_self_pay − over_limit).
+		wantAcct := int64(0)
+		if p.employee && useAccount {
+			wantAcct = min(p.balance, m["total"]-m["fund_total"]-m["full_self_pay"]-m["over_limit"])
+		}
+		if m["personal_account"] != wantAcct {
+			t.Fatalf("%s: personal_account %d, want %d (balance %d)", ctx, m["personal_account"], wantAcct, p.balance)
+		}
+		p.balance -= m["personal_account"]
+		for _, s := range sides {
+			bal, err := s.h.db.Balance(p.region, p.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bal != p.balance {
+				t.Fatalf("%s: %s balance %d, want %d", ctx, s.name, bal, p.balance)
+			}
+		}
+		after := counters(ctx, p, y)
+		s := &settled{id: a.SettlementID, token: token, person: p, year: y, amounts: m, delta: diffDelta(before, after), codes: billCodes,
+			vt: vt, hosp: hosp.ID, birth: birth}
+		caps.add(t, ctx, sides[0].h, p, y, vt, hosp.ID, birth, m, 1)
+		for _, c := range billCodes {
+			traceOwner[c] = s
+		}
+		live = append(live, s)
+		counts["settlement"]++
+		counts[vt]++
+		if m["fund_total"] > 0 {
+			counts["funded"]++
+		}
+	}
+	t.Logf("%v", counts)
+}
+
+// diffCaps holds a person's year of settlements not reversed to the caps
+// of policies.md §3–5: what the funds paid, summed by pool, never exceeds
+// the pool's annual cap, and a fund a visit type or scheme does not pay
+// pays nothing.
+type diffCaps struct {
+	sums map[string]map[string]int64 // person/year → pool → fen
+}
+
+// add adds (sign +1) or takes back (−1) a settlement's fund payments and
+// checks the caps of its person's year.
+func (c *diffCaps) add(t *testing.T, ctx string, h *harness, p *domPerson, year int32, vt, hospID string, birthOrder int, m map[string]int64, sign int64) {
+	t.Helper()
+	rec, ok, err := h.db.Person(p.region, p.id)
+	if err != nil || !ok {
+		t.Fatalf("%s: person %s: %v %v", ctx, p.id, ok, err)
+	}
+	f := rec.Facts
+	resident := f.Scheme == abi.SchemeResident
+	key := fmt.Sprintf("%s/%d", p.id, year)
+	if c.sums == nil {
+		c.sums = map[string]map[string]int64{}
+	}
+	s := c.sums[key]
+	if s == nil {
+		s = map[string]int64{}
+		c.sums[key] = s
+	}
+	pool := vt
+	if vt == "inpatient" || vt == "chronic" {
+		pool = "inpatient+chronic"
+	}
+	s["basic "+pool] += sign * m["basic_fund"]
+	s["serious"] += sign * m["serious_illness"]
+	s["assistance"] += sign * m["medical_assistance"]
+	if sign < 0 {
+		return
+	}
+	const none = int64(-1)
+	yuan := func(v int64) int64 { return v * 100 }
+	conditionsCap := func(hyp, dia, both int64) int64 {
+		switch {
+		case f.HasCondition("hypertension") && f.HasCondition("diabetes"):
+			return yuan(both)
+		case f.HasCondition("hypertension"):
+			return yuan(hyp)
+		case f.HasCondition("diabetes"):
+			return yuan(dia)
+		}
+		return 0
+	}
+	grant := func(g1, g2, g3 int64) int64 {
+		switch {
+		case birthOrder >= 3:
+			return yuan(g3)
+		case birthOrder == 2:
+			return yuan(g2)
+		}
+		return yuan(g1)
+	}
+	basicCap, seriousCap, assistCap := none, none, none
+	groups := len(f.Groups) > 0
+	special := f.HasGroup("destitute") || f.HasGroup("subsistence") || f.HasGroup("monitored")
+	switch p.region {
+	case "371600":
+		switch {
+		case pool == "inpatient+chronic" && resident:
+			basicCap = yuan(150000)
+		case pool == "inpatient+chronic":
+			basicCap = yuan(200000)
+		case vt == "outpatient" && resident:
+			basicCap = yuan(300)
+		case vt == "outpatient":
+			basicCap = yuan(5000)
+		case vt == "two_disease" && resident:
+			basicCap = conditionsCap(300, 400, 600)
+		case vt == "two_disease":
+			basicCap = 0
+		case vt == "maternity" && resident:
+			basicCap = grant(1500, 1500, 3000)
+		}
+		if resident && !special {
+			seriousCap = yuan(400000)
+		}
+		assistCap = yuan(30000)
+	case "152500":
+		if pool == "inpatient+chronic" {
+			basicCap = yuan(150000)
+		} else {
+			basicCap = 0
+		}
+		seriousCap = yuan(300000 + 3000*max(0, int64(f.ContinuousYears)-4) + min(20000, 3000*int64(f.ZeroClaimYears)))
+		assistCap = yuan(30000)
+		for _, hr := range domHospitals {
+			if hr.ID == hospID && !hr.AssistanceDesignated && m["medical_assistance"] != 0 {
+				t.Fatalf("%s: medical assistance %d at %s, not designated", ctx, m["medical_assistance"], hospID)
+			}
+		}
+	case "370000":
+		switch {
+		case pool == "inpatient+chronic" && !resident:
+			basicCap = yuan(300000)
+		case vt == "outpatient" && resident:
+			basicCap = yuan(400)
+		case vt == "outpatient":
+			basicCap = 0
+		case vt == "two_disease" && resident:
+			basicCap = conditionsCap(300, 400, 600)
+		case vt == "two_disease":
+			basicCap = 0
+		case vt == "maternity" && resident:
+			basicCap = grant(1000, 1500, 3000)
+		}
+		if resident && !special {
+			seriousCap = yuan(400000)
+		}
+		assistCap = yuan(50000)
+	}
+	if vt == "maternity" {
+		// Not counted: the cap is the grant of this one visit.
+		if basicCap != none && m["basic_fund"] > basicCap {
+			t.Fatalf("%s: maternity basic %d above the grant %d", ctx, m["basic_fund"], basicCap)
+		}
+		basicCap = none
+	}
+	// Serious illness for residents, assistance for the special groups,
+	// both on inpatient and chronic visits only; the year's sums count
+	// every visit.
+	if (!resident || pool != "inpatient+chronic") && m["serious_illness"] != 0 {
+		t.Fatalf("%s: serious illness %d paid on a %s visit (scheme %d)", ctx, m["serious_illness"], vt, f.Scheme)
+	}
+	if (!groups || pool != "inpatient+chronic") && m["medical_assistance"] != 0 {
+		t.Fatalf("%s: medical assistance %d paid on a %s visit (groups %v)", ctx, m["medical_assistance"], vt, f.Groups)
+	}
+	for _, c := range []struct {
+		name string
+		sum  int64
+		cap  int64
+	}{{"basic " + pool, s["basic "+pool], basicCap}, {"serious", s["serious"], seriousCap}, {"assistance", s["assistance"], assistCap}} {
+		if c.cap != none && c.sum > c.cap {
+			t.Fatalf("%s: %s of %s in %d sums to %d over the settlements not reversed, above its cap %d (scheme %d, groups %v)",
+				ctx, c.name, p.id, year, c.sum, c.cap, f.Scheme, f.Groups)
+		}
+	}
+}
+
+func TestR7DiffWasmNative(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 120
+	}
+	n = diffEnvInt(t, "MEDGATE_DIFF_N", n)
+	diffRun(t, uint64(diffEnvInt(t, "MEDGATE_DIFF_SEED", 7)), n)
+}
