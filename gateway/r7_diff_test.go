@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -125,7 +126,7 @@ func diffLinePrice(rng *rand.Rand) (price, qty string) {
 }
 
 // diffRun drives n steps through a WebAssembly gateway and a native one.
-func diffRun(t *testing.T, seed uint64, n int) {
+func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	// The same world twice (drawn from the same seed), one per gateway.
 	wWasm, persons := domWorld(t, rand.New(rand.NewPCG(seed, 1)))
@@ -336,6 +337,15 @@ func diffRun(t *testing.T, seed uint64, n int) {
 			counts["funded"]++
 		}
 	}
+	// Every entry re-executed with the module recorded for it answers
+	// what the ledger holds (in a long run only: the replay compiles a
+	// private copy of every module, which takes seconds).
+	if replay {
+		checked, skipped, mm, err := sides[0].h.srv.Replay(context.Background(), "", 0, 0)
+		if err != nil || skipped != 0 || len(mm) != 0 || checked != counts["settlement"]+counts["reversal"] {
+			t.Fatalf("replay of the wasm ledger: checked %d, skipped %d, %v, mismatches %v", checked, skipped, err, mm)
+		}
+	}
 	t.Logf("%v", counts)
 }
 
@@ -489,6 +499,7 @@ func TestR7DiffWasmNative(t *testing.T) {
 	if testing.Short() {
 		n = 120
 	}
+	long := os.Getenv("MEDGATE_DIFF_N") != ""
 	n = diffEnvInt(t, "MEDGATE_DIFF_N", n)
-	diffRun(t, uint64(diffEnvInt(t, "MEDGATE_DIFF_SEED", 7)), n)
+	diffRun(t, uint64(diffEnvInt(t, "MEDGATE_DIFF_SEED", 7)), n, long)
 }
