@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -125,9 +126,10 @@ func diffLinePrice(rng *rand.Rand) (price, qty string) {
 	}
 }
 
-// diffRun drives n steps through a WebAssembly gateway and a native one.
-func diffRun(t *testing.T, seed uint64, n int, replay bool) {
-	rng := rand.New(rand.NewPCG(seed, 7))
+// diffSides starts the two gateways on the same world drawn from seed, and
+// returns them, the world's persons, and a function that sends a request to
+// both and fails the test unless they answer alike.
+func diffSides(t *testing.T, seed uint64) ([]diffSide, []*domPerson, func(ctx, method, path, token string, body []byte) (int, []byte)) {
 	// The same world twice (drawn from the same seed), one per gateway.
 	wWasm, persons := domWorld(t, rand.New(rand.NewPCG(seed, 1)))
 	wNative, _ := domWorld(t, rand.New(rand.NewPCG(seed, 1)))
@@ -135,7 +137,6 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 	for _, v := range conformance.Versions {
 		sides[1].h.policies.Put(v.Region, engine.Version{Name: v.Name, EffectiveFrom: v.Effective, Module: engine.NewNative(v.Region, v.Name, v.Policy)})
 	}
-	// do sends the request to both and checks that they answer alike.
 	do := func(ctx, method, path, token string, body []byte) (int, []byte) {
 		t.Helper()
 		var status [2]int
@@ -149,6 +150,13 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		}
 		return status[0], bodies[0]
 	}
+	return sides, persons, do
+}
+
+// diffRun drives n steps through a WebAssembly gateway and a native one.
+func diffRun(t *testing.T, seed uint64, n int, replay bool) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	sides, persons, do := diffSides(t, seed)
 	// counters reads a person's counters on both and checks they agree.
 	counters := func(ctx string, p *domPerson, year int32) map[string]int64 {
 		t.Helper()
@@ -221,6 +229,21 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 			continue
 		}
 
+		if rng.IntN(15) == 0 {
+			// Credit an employee's personal account, so that it pays
+			// again after being spent.
+			p := persons[2*rng.IntN(len(persons)/2)]
+			amt := rng.Int64N(500000) + 1
+			ctx := fmt.Sprintf("step %d: credit of %s", i, p.id)
+			status, body := do(ctx, "POST", "/v1/regions/"+p.region+"/persons/"+p.id+"/credits", "tok-region-"+p.region,
+				[]byte(fmt.Sprintf(`{"reference":"c-%d","amount":%q}`, i, fenString(amt))))
+			if status != 200 {
+				t.Fatalf("%s: %d %s", ctx, status, body)
+			}
+			p.balance += amt
+			counts["credit"]++
+			continue
+		}
 		// A few persons of each region carry most bills, so that their
 		// years' deductibles, caps and admission counts fill up.
 		p := persons[rng.IntN(len(persons))]
@@ -335,6 +358,19 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		counts[vt]++
 		if m["fund_total"] > 0 {
 			counts["funded"]++
+		}
+		// What the run reached, by the policies' notes.
+		for _, note := range a.Notes {
+			for _, k := range []string{"cut to the", "waiting period", "waived", "off-site", "no medical assistance"} {
+				if strings.Contains(note, k) {
+					counts[k]++
+				}
+			}
+		}
+		for _, k := range []string{"serious_illness", "medical_assistance", "personal_account", "deductible"} {
+			if m[k] > 0 {
+				counts[k]++
+			}
 		}
 	}
 	// Every entry re-executed with the module recorded for it answers
@@ -502,4 +538,45 @@ func TestR7DiffWasmNative(t *testing.T) {
 	long := os.Getenv("MEDGATE_DIFF_N") != ""
 	n = diffEnvInt(t, "MEDGATE_DIFF_N", n)
 	diffRun(t, uint64(diffEnvInt(t, "MEDGATE_DIFF_SEED", 7)), n, long)
+}
+
+// TestR7DiffLargestBill sends the largest bill the gateway takes (1,000
+// lines of 64-byte codes, 32 long diagnoses, amounts near the bill's limit)
+// of a person in every region through both gateways.
+func TestR7DiffLargestBill(t *testing.T) {
+	_, persons, do := diffSides(t, 3)
+	var diags []string
+	for i := 0; i < MaxDiagnoses; i++ {
+		diags = append(diags, fmt.Sprintf("%q", strings.Repeat("I", 60)+fmt.Sprintf("%04d", i)))
+	}
+	codes := []string{"D1", "D2", "D3", "D4", "D5", "D6"}
+	for _, pi := range []int{0, 1, 12, 13, 24, 25} {
+		p := persons[pi]
+		var items []string
+		for i := 0; i < MaxItems; i++ {
+			code := codes[i%len(codes)]
+			if i%7 == 0 {
+				code = fmt.Sprintf("X%063d", i) // unlisted, 64 bytes
+			}
+			price, qty := "99999999.999999", "9.9999"
+			amount := halfUpFen(new(big.Rat).Mul(ratOf(t, price), ratOf(t, qty)))
+			items = append(items, fmt.Sprintf(`{"code":%q,"unit_price":%q,"quantity":%q,"amount":%q}`, code, price, qty, fenString(amount)))
+		}
+		for _, vt := range []string{"inpatient", "chronic"} {
+			visit := fmt.Sprintf(`{"type":"inpatient","admitted_on":"2026-01-02","discharged_on":"2026-02-03","diagnoses":[%s]}`, strings.Join(diags, ","))
+			if vt == "chronic" {
+				visit = fmt.Sprintf(`{"type":"chronic","visit_date":"2026-03-04","diagnoses":[%s]}`, strings.Join(diags, ","))
+			}
+			body := []byte(fmt.Sprintf(`{"request_id":"big-%s-%s","person":{"id":%q,"insured_region":%q},"visit":%s,"use_personal_account":true,"items":[%s]}`,
+				p.id, vt, p.id, p.region, visit, strings.Join(items, ",")))
+			for _, path := range []string{"/v1/settlements/quote", "/v1/settlements"} {
+				ctx := fmt.Sprintf("%s %s %s", p.id, vt, path)
+				status, b := do(ctx, "POST", path, "tok-H3716020001", body)
+				if status != 200 {
+					t.Fatalf("%s: %d %.500s", ctx, status, b)
+				}
+				domAmounts(t, ctx, decodeAnswer(t, b), 1)
+			}
+		}
+	}
 }
