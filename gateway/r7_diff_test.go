@@ -419,11 +419,58 @@ func (c *diffCaps) add(t *testing.T, ctx string, h *harness, p *domPerson, year 
 	s["basic "+pool] += sign * m["basic_fund"]
 	s["serious"] += sign * m["serious_illness"]
 	s["assistance"] += sign * m["medical_assistance"]
+	level := 0
+	for _, hr := range domHospitals {
+		if hr.ID == hospID {
+			level = int(hr.Level)
+		}
+	}
+	dedPool := "ded " + vt
+	if vt == "outpatient" {
+		dedPool += fmt.Sprint(level) // 371600 employees: each level its own
+	}
+	if vt != "inpatient" {
+		s[dedPool] += sign * m["deductible"]
+	}
 	if sign < 0 {
 		return
 	}
 	const none = int64(-1)
 	yuan := func(v int64) int64 { return v * 100 }
+	// The deductible: per admission by level (at most), or a yearly one
+	// whose sum over the year stays within it.
+	admission := map[string][2][4]int64{ // region → employee, resident → by level
+		"371600": {{0, 200, 400, 800}, {0, 200, 500, 1000}},
+		"152500": {{0, 300, 500, 800}, {0, 200, 400, 800}},
+		"370000": {{0, 300, 600, 1000}, {0, 200, 500, 1000}},
+	}[p.region]
+	scheme := 0
+	if resident {
+		scheme = 1
+	}
+	dedCap := int64(0) // for one settlement
+	yearCap := none    // for the year's sum
+	switch {
+	case vt == "inpatient":
+		dedCap = yuan(admission[scheme][level])
+	case vt == "chronic" && p.region == "371600" && resident:
+		dedCap, yearCap = yuan(200), yuan(200)
+	case vt == "chronic" && p.region == "371600":
+		dedCap, yearCap = yuan(700), yuan(700)
+	case vt == "chronic" && p.region == "152500":
+		dedCap, yearCap = yuan(300), yuan(300)
+	case vt == "chronic": // 370000: the admission deductible of the level, less what chronic visits paid
+		dedCap, yearCap = yuan(admission[scheme][level]), yuan(1000)
+	case vt == "outpatient" && p.region == "371600" && !resident:
+		dedCap = yuan([4]int64{0, 200, 300, 400}[level])
+		yearCap = dedCap
+	}
+	if m["deductible"] > dedCap {
+		t.Fatalf("%s: deductible %d above %d (level %d)", ctx, m["deductible"], dedCap, level)
+	}
+	if yearCap != none && s[dedPool] > yearCap {
+		t.Fatalf("%s: %s of %s in %d sums to %d, above %d", ctx, dedPool, p.id, year, s[dedPool], yearCap)
+	}
 	conditionsCap := func(hyp, dia, both int64) int64 {
 		switch {
 		case f.HasCondition("hypertension") && f.HasCondition("diabetes"):
