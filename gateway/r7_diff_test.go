@@ -229,6 +229,13 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 			continue
 		}
 
+		if rng.IntN(150) == 0 {
+			// Restart one gateway: balances and counters read from the
+			// store must be those its caches served.
+			sides[rng.IntN(2)].h.restart()
+			counts["restart"]++
+			continue
+		}
 		if rng.IntN(15) == 0 {
 			// Credit an employee's personal account, so that it pays
 			// again after being spent.
