@@ -170,6 +170,7 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 
 	type settled struct {
 		id, token string
+		answer    []byte
 		person    *domPerson
 		year      int32
 		amounts   map[string]int64
@@ -180,6 +181,23 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		birth     int
 	}
 	var caps diffCaps
+	// The catalogs as this run changes them (a copy: domCatalogs is
+	// shared with other tests).
+	catalogs := map[string]map[string]domCatEntry{}
+	for r, c := range domCatalogs {
+		catalogs[r] = map[string]domCatEntry{}
+		for code, e := range c {
+			catalogs[r][code] = e
+		}
+	}
+	catalogOf := func(region string) map[string]domCatEntry {
+		for _, r := range []string{region, region[:4] + "00", region[:2] + "0000"} {
+			if c, ok := catalogs[r]; ok {
+				return c
+			}
+		}
+		return nil
+	}
 	var live []*settled
 	traceOwner := map[string]*settled{}
 	nextCode := 0
@@ -209,6 +227,22 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 					t.Fatalf("%s: %s = %d, want %d", ctx, k, m[k], -v)
 				}
 			}
+			rev, orig := decodeAnswer(t, body), decodeAnswer(t, s.answer)
+			if len(rev.Lines) != len(orig.Lines) {
+				t.Fatalf("%s: %d lines, the settlement had %d", ctx, len(rev.Lines), len(orig.Lines))
+			}
+			for j, l := range rev.Lines {
+				for _, k := range []string{"amount", "full_self_pay", "over_limit", "pre_self_pay", "eligible"} {
+					if fenOf(t, ctx, l[k].(string)) != -fenOf(t, ctx, orig.Lines[j][k].(string)) {
+						t.Fatalf("%s: lines[%d].%s = %v, want the negation of %v", ctx, j, k, l[k], orig.Lines[j][k])
+					}
+				}
+				for _, k := range []string{"code", "class", "listed"} {
+					if l[k] != orig.Lines[j][k] {
+						t.Fatalf("%s: lines[%d].%s = %v, the settlement's %v", ctx, j, k, l[k], orig.Lines[j][k])
+					}
+				}
+			}
 			after := counters(ctx, s.person, s.year)
 			d := diffDelta(before, after)
 			for k, v := range s.delta {
@@ -236,6 +270,42 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 			counts["restart"]++
 			continue
 		}
+		if rng.IntN(40) == 0 {
+			// Change a code of a catalog: later bills are split with the
+			// new entry, reversals of earlier ones negate what was
+			// recorded.
+			region := []string{"371602", "371600", "370000", "152502"}[rng.IntN(4)]
+			code := fmt.Sprintf("D%d", 1+rng.IntN(6))
+			var e domCatEntry
+			switch rng.IntN(3) {
+			case 0:
+				e.class = "A"
+			case 1:
+				e.class = "B"
+				e.prop = []string{"0", "0.05", "0.1", "0.3333", "1", "0.0001"}[rng.IntN(6)]
+			default:
+				e.class = "C"
+			}
+			if e.class != "C" && rng.IntN(2) == 0 {
+				e.cap = domDecimal(rng, 200, 6)
+			}
+			line := fmt.Sprintf(`{"code":%q,"class":%q`, code, e.class)
+			if e.prop != "" {
+				line += fmt.Sprintf(`,"selfpay_prop":%q`, e.prop)
+			}
+			if e.cap != "" {
+				line += fmt.Sprintf(`,"price_cap":%q`, e.cap)
+			}
+			owner := map[string]string{"371602": "371600", "371600": "371600", "370000": "370000", "152502": "152500"}[region]
+			ctx := fmt.Sprintf("step %d: catalog %s %s", i, region, line)
+			status, body := do(ctx, "POST", "/v1/regions/"+region+"/catalog", "tok-region-"+owner, []byte(line+"}\n"))
+			if status != 200 {
+				t.Fatalf("%s: %d %s", ctx, status, body)
+			}
+			catalogs[region][code] = e
+			counts["catalog"]++
+			continue
+		}
 		if rng.IntN(15) == 0 {
 			// Credit an employee's personal account, so that it pays
 			// again after being spent.
@@ -259,7 +329,7 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		}
 		hosp := domHospitals[rng.IntN(len(domHospitals)-1)] // the last has no catalog: TestDomainIdentities*
 		token := "tok-" + hosp.ID
-		cat := domCatalogOf(hosp.Region)
+		cat := catalogOf(hosp.Region)
 		vt := visitTypes[rng.IntN(len(visitTypes))]
 		year := 2023 + rng.IntN(4)
 		if rng.IntN(3) > 0 {
@@ -354,7 +424,7 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 			}
 		}
 		after := counters(ctx, p, y)
-		s := &settled{id: a.SettlementID, token: token, person: p, year: y, amounts: m, delta: diffDelta(before, after), codes: billCodes,
+		s := &settled{id: a.SettlementID, token: token, answer: sb, person: p, year: y, amounts: m, delta: diffDelta(before, after), codes: billCodes,
 			vt: vt, hosp: hosp.ID, birth: birth}
 		caps.add(t, ctx, sides[0].h, p, y, vt, hosp.ID, birth, m, 1)
 		for _, c := range billCodes {
