@@ -14,6 +14,7 @@ import (
 
 	"medgate/engine"
 	"medgate/engine/abi"
+	"medgate/gateway/internal/testenv"
 	"medgate/plugins/conformance"
 )
 
@@ -700,6 +701,117 @@ func TestR7DiffLargestBill(t *testing.T) {
 					t.Fatalf("%s: %d %.500s", ctx, status, b)
 				}
 				domAmounts(t, ctx, decodeAnswer(t, b), 1)
+			}
+		}
+	}
+}
+
+// TestR7DiffABI calls each reference version's module and its native build
+// with the same random inputs, including states the gateway's workload
+// rarely reaches (counters near and past every cap and threshold, long
+// waiting periods, every level, group and registration), and holds the two
+// answers to each other, byte for byte, and to the host's checks.
+// MEDGATE_DIFF_ABI_N sets the number of inputs per version (default 3,000).
+func TestR7DiffABI(t *testing.T) {
+	_, loaded := testenv.Engine(t)
+	n := diffEnvInt(t, "MEDGATE_DIFF_ABI_N", 3000)
+	rng := rand.New(rand.NewPCG(uint64(diffEnvInt(t, "MEDGATE_DIFF_SEED", 7)), 3))
+	ctx := context.Background()
+	groups := []string{"destitute", "subsistence", "low_income_edge", "monitored", "illness_poverty", "veteran"}
+	names := []string{"adm.l23", "ded.chronic", "cap.basic", "cap.op", "cap.two_disease", "serious.base", "serious.paid", "assist.paid", "ded.op.l1", "ded.op.l2", "ded.op.l3"}
+	// A fen amount: small, near a boundary (give or take a fen), or large.
+	amount := func() int64 {
+		switch rng.IntN(3) {
+		case 0:
+			return rng.Int64N(500000)
+		case 1:
+			return diffBoundaries[rng.IntN(len(diffBoundaries))]*100 + rng.Int64N(3) - 1
+		}
+		return rng.Int64N(100_000_000_00)
+	}
+	for _, v := range conformance.Versions {
+		m := loaded[v.Region+"/"+v.Name].Module
+		nat := engine.NewNative(v.Region, v.Name, v.Policy)
+		var enc []byte
+		var outW, outN abi.Output
+		for i := 0; i < n; i++ {
+			in := abi.Input{
+				Date:       abi.MakeDate(int32(2023+rng.IntN(4)), int32(1+rng.IntN(12)), int32(1+rng.IntN(28))),
+				UseAccount: rng.IntN(2) == 0,
+				Person: abi.Person{
+					Scheme: abi.Scheme(1 + rng.IntN(2)), Employment: abi.Employment(1 + rng.IntN(2)), Registration: abi.Registration(rng.IntN(5)),
+					InConcentratedPeriod: rng.IntN(2) == 0, LapsedYears: int32(rng.IntN(8)), RepaidYears: int32(rng.IntN(4)),
+					ContinuousYears: int32(rng.IntN(12)), ZeroClaimYears: int32(rng.IntN(10)), AccountBalance: amount(),
+				},
+				Visit:    abi.Visit{Type: abi.VisitType(1 + rng.IntN(5)), Emergency: rng.IntN(4) == 0},
+				Hospital: abi.Hospital{Level: uint8(1 + rng.IntN(3)), AssistanceDesignated: rng.IntN(2) == 0, Offsite: rng.IntN(2) == 0, TreatingRegion: "371602", InsuredRegion: v.Region},
+			}
+			if rng.IntN(3) > 0 {
+				in.Person.EnrolledOn = abi.MakeDate(int32(2022+rng.IntN(5)), int32(1+rng.IntN(12)), int32(1+rng.IntN(28)))
+			}
+			if rng.IntN(20) == 0 {
+				in.Person.LapsedYears = 1<<31 - 1 - int32(rng.IntN(3))
+			}
+			for _, g := range groups {
+				if rng.IntN(5) == 0 {
+					in.Person.Groups = append(in.Person.Groups, g)
+				}
+			}
+			for _, c := range []string{"hypertension", "diabetes"} {
+				if rng.IntN(2) == 0 {
+					in.Person.Conditions = append(in.Person.Conditions, c)
+				}
+			}
+			switch in.Visit.Type {
+			case abi.VisitInpatient, abi.VisitMaternity:
+				in.Visit.AdmittedOn, in.Visit.DischargedOn = abi.MakeDate(in.Date.Year()-int32(rng.IntN(2)), 1, 1), in.Date
+				if in.Visit.Type == abi.VisitMaternity {
+					in.Visit.BirthOrder = int32(1 + rng.IntN(5))
+				}
+			default:
+				in.Visit.VisitDate = in.Date
+			}
+			for k := 1 + rng.IntN(4); k > 0; k-- {
+				l := abi.Line{Code: "D1", Class: abi.Class(1 + rng.IntN(3)), Listed: true, Amount: amount()}
+				switch l.Class {
+				case abi.ClassC:
+					l.FullSelfPay = l.Amount
+				default:
+					l.OverLimit = rng.Int64N(l.Amount/4 + 1)
+					if l.Class == abi.ClassB {
+						l.PreSelfPay = (l.Amount - l.OverLimit) / 10
+					}
+					l.Eligible = l.Amount - l.OverLimit - l.PreSelfPay
+				}
+				in.Lines = append(in.Lines, l)
+				in.Sums.Total += l.Amount
+				in.Sums.FullSelfPay += l.FullSelfPay
+				in.Sums.OverLimit += l.OverLimit
+				in.Sums.PreSelfPay += l.PreSelfPay
+				in.Sums.Eligible += l.Eligible
+			}
+			for _, name := range names {
+				if rng.IntN(3) == 0 {
+					val := amount()
+					if name == "adm.l23" {
+						val = int64(rng.IntN(5))
+					}
+					if val > 0 {
+						in.Counters = append(in.Counters, abi.Counter{Name: name, Value: val})
+					}
+				}
+			}
+			enc = in.AppendBinary(enc[:0])
+			errW := m.Call(ctx, &in, enc, &outW)
+			errN := nat.Call(ctx, &in, enc, &outN)
+			if fmt.Sprint(errW) != fmt.Sprint(errN) {
+				t.Fatalf("%s/%s input %d: wasm %v, native %v\n%+v", v.Region, v.Name, i, errW, errN, in)
+			}
+			if errW != nil {
+				t.Fatalf("%s/%s input %d: %v\n%+v", v.Region, v.Name, i, errW, in)
+			}
+			if w, nn := outW.AppendBinary(nil), outN.AppendBinary(nil); string(w) != string(nn) {
+				t.Fatalf("%s/%s input %d: wasm and native answer differently:\nwasm   %+v\nnative %+v\n%+v", v.Region, v.Name, i, outW, outN, in)
 			}
 		}
 	}
