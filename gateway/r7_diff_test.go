@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"medgate/engine"
 	"medgate/engine/abi"
 	"medgate/gateway/internal/testenv"
+	"medgate/ledger"
 	"medgate/plugins/conformance"
 )
 
@@ -26,7 +28,7 @@ import (
 // settlement that follows it, and a reversal's accumulator changes to the
 // negation of its settlement's.
 //
-// MEDGATE_DIFF_N sets the number of steps (default 300, 120 with -short),
+// MEDGATE_DIFF_N sets the number of steps (default 200, 100 with -short),
 // MEDGATE_DIFF_SEED the seed (default 7), for a long run:
 //
 //	MEDGATE_DIFF_N=20000 go test ./gateway -run TestR7DiffWasmNative -count=1 -timeout 1h
@@ -199,6 +201,11 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		}
 		return nil
 	}
+	// The months the run commits in (UTC+8), and the net amounts it
+	// settled: the clearing statements of both gateways must hold them.
+	months := map[string]bool{time.Now().In(ledger.ChinaTime).Format("2006-01"): true}
+	net := map[string]int64{}
+	statementFields := []string{"total", "eligible", "basic_fund", "serious_illness", "medical_assistance", "fund_total", "personal_account", "cash"}
 	var live []*settled
 	traceOwner := map[string]*settled{}
 	nextCode := 0
@@ -255,6 +262,9 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 				t.Fatalf("%s: counters moved %v, the settlement's moved %v", ctx, d, s.delta)
 			}
 			caps.add(t, ctx, sides[0].h, s.person, s.year, s.vt, s.hosp, s.birth, s.amounts, -1)
+			for _, k := range statementFields {
+				net[k] -= s.amounts[k]
+			}
 			s.reversed = true
 			s.person.balance += s.amounts["personal_account"]
 			for _, c := range s.codes {
@@ -428,6 +438,9 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		s := &settled{id: a.SettlementID, token: token, answer: sb, person: p, year: y, amounts: m, delta: diffDelta(before, after), codes: billCodes,
 			vt: vt, hosp: hosp.ID, birth: birth}
 		caps.add(t, ctx, sides[0].h, p, y, vt, hosp.ID, birth, m, 1)
+		for _, k := range statementFields {
+			net[k] += m[k]
+		}
 		for _, c := range billCodes {
 			traceOwner[c] = s
 		}
@@ -448,6 +461,31 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		for _, k := range []string{"serious_illness", "medical_assistance", "personal_account", "deductible"} {
 			if m[k] > 0 {
 				counts[k]++
+			}
+		}
+	}
+	// The clearing statements of the months of the run sum, over their
+	// pairs, to what was settled net of reversals, on both gateways.
+	months[time.Now().In(ledger.ChinaTime).Format("2006-01")] = true
+	for _, side := range sides {
+		got := map[string]int64{}
+		for month := range months {
+			status, body := side.h.do("GET", "/v1/clearing/months/"+month, "tok-clearing", nil)
+			var st struct {
+				Pairs []map[string]any `json:"pairs"`
+			}
+			if err := json.Unmarshal(body, &st); status != 200 || err != nil {
+				t.Fatalf("%s: statement %s: %d %s", side.name, month, status, body)
+			}
+			for _, pair := range st.Pairs {
+				for _, k := range statementFields {
+					got[k] += fenOf(t, side.name+" statement "+k, pair[k].(string))
+				}
+			}
+		}
+		for _, k := range statementFields {
+			if got[k] != net[k] {
+				t.Fatalf("%s: the statements' %s sums to %d, the run settled %d net", side.name, k, got[k], net[k])
 			}
 		}
 	}
@@ -656,9 +694,9 @@ func (c *diffCaps) add(t *testing.T, ctx string, h *harness, p *domPerson, year 
 }
 
 func TestR7DiffWasmNative(t *testing.T) {
-	n := 300
+	n := 200
 	if testing.Short() {
-		n = 120
+		n = 100
 	}
 	long := os.Getenv("MEDGATE_DIFF_N") != ""
 	n = diffEnvInt(t, "MEDGATE_DIFF_N", n)
@@ -675,7 +713,7 @@ func TestR7DiffLargestBill(t *testing.T) {
 		diags = append(diags, fmt.Sprintf("%q", strings.Repeat("I", 60)+fmt.Sprintf("%04d", i)))
 	}
 	codes := []string{"D1", "D2", "D3", "D4", "D5", "D6"}
-	for _, pi := range []int{0, 1, 12, 13, 24, 25} {
+	for _, pi := range []int{0, 13, 24, 25} {
 		p := persons[pi]
 		var items []string
 		for i := 0; i < MaxItems; i++ {
