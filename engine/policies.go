@@ -158,6 +158,23 @@ func (p *Policies) Versions(region string) []Version {
 	return slices.Clone((*m)[region])
 }
 
+// HasUnavailable reports whether any region schedules a version that
+// cannot run (an *Unavailable). It allocates nothing: /healthz asks it.
+func (p *Policies) HasUnavailable() bool {
+	m := p.snap.Load()
+	if m == nil {
+		return false
+	}
+	for _, vs := range *m {
+		for i := range vs {
+			if _, ok := vs[i].Module.(*Unavailable); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Regions lists every region with at least one version.
 func (p *Policies) Regions() []string {
 	m := p.snap.Load()

@@ -317,16 +317,21 @@ func (s *Server) listPolicies(ctx *fasthttp.RequestCtx, p Principal, params []st
 	type item struct {
 		Version       string `json:"version"`
 		EffectiveFrom string `json:"effective_from"`
-		SHA256        string `json:"module_sha256"`
+		SHA256        string `json:"module_sha256,omitempty"`
 		Status        string `json:"status"`
 		Source        string `json:"source"`
-		RecordedAt    string `json:"recorded_at"`
+		RecordedAt    string `json:"recorded_at,omitempty"`
 		WithdrawnAt   string `json:"withdrawn_at,omitempty"`
 	}
 	out := []item{}
 	for _, v := range list {
+		// An unavailable world version never recorded has no recording
+		// time, nor a module when its file was not found.
 		it := item{Version: v.Version, EffectiveFrom: string(AppendDate(nil, v.EffectiveFrom)), SHA256: v.SHA256, Status: v.Status,
-			Source: v.Source, RecordedAt: v.RecordedAt.Format(time.RFC3339)}
+			Source: v.Source}
+		if !v.RecordedAt.IsZero() {
+			it.RecordedAt = v.RecordedAt.Format(time.RFC3339)
+		}
 		if !v.WithdrawnAt.IsZero() {
 			it.WithdrawnAt = v.WithdrawnAt.Format(time.RFC3339)
 		}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -539,6 +540,25 @@ func init() {
 
 func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
+	if s.versions != nil && s.policies.HasUnavailable() { // asked first: it allocates nothing
+		if un := s.versions.Unavailable(); len(un) > 0 {
+			// A version in the schedule that cannot run refuses every
+			// bill of its dates (503 policy_unavailable) until the
+			// world or the store is fixed: an operator's matter.
+			res := map[string]any{"status": "degraded", "policies_unavailable": un}
+			switch {
+			case s.db.Failed():
+				res["ledger"] = "read_only"
+			case s.db.LowDisk():
+				res["ledger"] = "disk_full"
+			case s.db.Unreadable():
+				res["ledger"] = "read_errors"
+			}
+			b, _ := json.Marshal(res)
+			ctx.SetBody(b)
+			return
+		}
+	}
 	if s.db.Failed() {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetBodyString(`{"status":"degraded","ledger":"read_only"}`)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -93,8 +94,11 @@ func (v *Versions) LoadWorld(ctx context.Context, w *World) {
 		// dates are refused (503) rather than settled under the version
 		// before it, with that version's ratios and caps.
 		unavailable := func(err error) {
-			v.policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom,
-				Module: &engine.Unavailable{Region: pf.Region, Version: pf.Version, Cause: err}})
+			u := &engine.Unavailable{Region: pf.Region, Version: pf.Version, Cause: err}
+			if pf.Wasm != nil {
+				u.SHA256 = sha256.Sum256(pf.Wasm) // the module refused: listed by it
+			}
+			v.policies.Put(pf.Region, engine.Version{Name: pf.Version, EffectiveFrom: pf.EffectiveFrom, Module: u})
 		}
 		if pf.Wasm == nil {
 			log.Error().Msg("policy module file not found (run `make policies` for the reference modules); the version is not loaded and its bills are refused until it is")
@@ -512,11 +516,29 @@ func (v *Versions) List(region string, today abi.Date) ([]VersionInfo, error) {
 		return nil, err
 	}
 	inForce, _ := v.policies.Lookup(region, today)
-	out := make([]VersionInfo, 0, len(recs))
+	// A version scheduled as unavailable (its module missing or refused
+	// at start) refuses the bills of its dates: listed so, with the
+	// module it stands for, and listed even without a record (a world
+	// version never loaded), or the list showed the version before it
+	// superseded and none in force, while its dates were refused.
+	unavailable := map[string]*engine.Unavailable{}
+	for _, s := range v.policies.Versions(region) {
+		if u, ok := s.Module.(*engine.Unavailable); ok {
+			unavailable[s.Name] = u
+		}
+	}
+	out := make([]VersionInfo, 0, len(recs)+len(unavailable))
 	for _, r := range recs {
 		st := string(r.State)
 		if r.State == engine.StateActive {
+			u, isUnavailable := unavailable[r.Version]
+			delete(unavailable, r.Version)
 			switch {
+			case isUnavailable:
+				st = "unavailable"
+				if u.SHA256 != ([32]byte{}) {
+					r.SHA256 = hex.EncodeToString(u.SHA256[:])
+				}
 			case r.Version == inForce.Name:
 				st = "in_force"
 			case r.EffectiveFrom > today:
@@ -527,11 +549,36 @@ func (v *Versions) List(region string, today abi.Date) ([]VersionInfo, error) {
 		}
 		out = append(out, VersionInfo{Record: r, Status: st})
 	}
+	for _, s := range v.policies.Versions(region) {
+		if u, ok := unavailable[s.Name]; ok && s.Module == engine.Runner(u) {
+			// Never recorded: a world version not loaded at this start.
+			r := engine.Record{Region: region, Version: s.Name, EffectiveFrom: s.EffectiveFrom, State: engine.StateActive, Source: "world"}
+			if u.SHA256 != ([32]byte{}) {
+				r.SHA256 = hex.EncodeToString(u.SHA256[:])
+			}
+			out = append(out, VersionInfo{Record: r, Status: "unavailable"})
+		}
+	}
 	return out, nil
 }
 
+// Unavailable lists "region/version" of every version scheduled that
+// cannot run (its module missing or refused at start, or its region's
+// records unreadable): the bills of its dates are refused (503).
+func (v *Versions) Unavailable() []string {
+	var out []string
+	for _, region := range v.policies.Regions() {
+		for _, s := range v.policies.Versions(region) {
+			if _, ok := s.Module.(*engine.Unavailable); ok {
+				out = append(out, region+"/"+s.Name)
+			}
+		}
+	}
+	return out
+}
+
 // VersionInfo is a record with its status on a given day: in_force,
-// scheduled, superseded or withdrawn.
+// scheduled, superseded, withdrawn or unavailable.
 type VersionInfo struct {
 	engine.Record
 	Status string `json:"status"`
