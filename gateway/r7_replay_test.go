@@ -2,10 +2,20 @@ package gateway
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"medgate/engine"
 )
+
+// MaxReplayMismatchesListedForTest is the bound a replay's answer lists:
+// 1,000, as every list of a region's answers (MaxRejectedListed).
+const MaxReplayMismatchesListedForTest = MaxReplayMismatchesListed
 
 // TestR7UnavailableVersionIsListedAndInHealth: a version the world names
 // whose module was not found at start, or was refused by the check, is in
@@ -53,5 +63,56 @@ func TestR7UnavailableVersionIsListedAndInHealth(t *testing.T) {
 				t.Errorf("healthz with a version unavailable: %d %s, want degraded naming 371600/v2026", status, body)
 			}
 		})
+	}
+}
+
+// TestR7ReplayAnswerIsBounded: a replay listed every mismatch it found,
+// and a module that cannot be had (its stored copy damaged or gone, or a
+// version stored before a check's bound that now refuses it) makes one
+// mismatch of every entry it computed: years of a region's settlements,
+// millions of entries, became an answer of gigabytes built in the
+// settling gateway's memory. Now the first MaxReplayMismatchesListed are
+// listed and mismatches_total counts them all.
+func TestR7ReplayAnswerIsBounded(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	n := MaxReplayMismatchesListedForTest + 5
+	var first string
+	for i := 0; i < n; i++ {
+		body := settleBody(fmt.Sprintf("R-%d", i), "EMP1", "371600", `{"type":"outpatient","visit_date":"2025-06-01"}`,
+			`[{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"}]`)
+		if a := decodeAnswer(t, mustDo(t, h, 200, "POST", "/v1/settlements", "tok-H3716020001", body)); i == 0 {
+			first = a.SettlementID
+		}
+	}
+	// The module every entry recorded, damaged in the store replays read.
+	e, ok, err := h.db.EntryByID(first)
+	if err != nil || !ok {
+		t.Fatalf("first settlement: %v %v", ok, err)
+	}
+	dir := t.TempDir()
+	store, err := engine.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "modules", hex.EncodeToString(e.ModuleSHA256[:])+".wasm"), []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.versions.store = store
+	status, body := h.do("POST", "/v1/regions/371600/replay", "tok-region-371600", nil)
+	if status != 200 {
+		t.Fatalf("replay: %d %s", status, body)
+	}
+	var res struct {
+		Checked    int               `json:"checked"`
+		Identical  bool              `json:"identical"`
+		Mismatches []json.RawMessage `json:"mismatches"`
+		Total      int               `json:"mismatches_total"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Checked != n || res.Identical || len(res.Mismatches) > MaxReplayMismatchesListedForTest || res.Total != n {
+		t.Errorf("replay of %d entries whose module is damaged: checked %d, identical %v, %d mismatches listed, total %d; want at most %d listed and a total of %d (%d bytes)",
+			n, res.Checked, res.Identical, len(res.Mismatches), res.Total, MaxReplayMismatchesListedForTest, n, len(body))
 	}
 }
