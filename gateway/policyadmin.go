@@ -791,6 +791,16 @@ func (s *Server) replayRegion(ctx *fasthttp.RequestCtx, p Principal, params []st
 }
 
 func (s *Server) replayAll(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+	// One at a time, as a region's: each compiles a private copy of every
+	// module its entries recorded and runs every entry twice, and a
+	// client retrying one that timed out would pile them up, each taking
+	// a CPU and the modules' memory from settlement. "*" is no region code.
+	release, err := oneAtATime(&s.regionBusy, "*", "replay_busy",
+		"another replay of the ledger is running; retry once it has answered")
+	if err != nil {
+		return err
+	}
+	defer release()
 	return s.replay(ctx, "")
 }
 

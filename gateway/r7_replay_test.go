@@ -116,3 +116,37 @@ func TestR7ReplayAnswerIsBounded(t *testing.T) {
 			n, res.Checked, res.Identical, len(res.Mismatches), res.Total, MaxReplayMismatchesListedForTest, n, len(body))
 	}
 }
+
+// TestR7LedgerReplayOneAtATime: a region runs one replay at a time (429
+// region_busy), but the clearing house's replay of the whole ledger,
+// which compiles a private copy of every module and re-executes every
+// entry twice, ran any number of times at once: a client retrying one
+// that timed out piled up full-ledger replays, each taking a CPU and the
+// modules' memory from settlement. Now one at a time, 429 replay_busy.
+func TestR7LedgerReplayOneAtATime(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	for i := 0; i < 50; i++ {
+		body := settleBody(fmt.Sprintf("R-%d", i), "EMP1", "371600", chronicVisit, oneLine)
+		mustDo(t, h, 200, "POST", "/v1/settlements", "tok-H3716020001", body)
+	}
+	const n = 4
+	statuses := make(chan int, n)
+	bodies := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			status, body := h.do("POST", "/v1/ledger/replay", "tok-clearing", nil)
+			statuses <- status
+			bodies <- string(body)
+		}()
+	}
+	got := map[int]int{}
+	for i := 0; i < n; i++ {
+		got[<-statuses]++
+		if b := <-bodies; strings.Contains(b, `"error"`) && !strings.Contains(b, "replay_busy") {
+			t.Errorf("a refused replay: %s, want replay_busy", b)
+		}
+	}
+	if got[200] < 1 || got[429] < 1 || got[200]+got[429] != n {
+		t.Errorf("%d ledger replays at once answered %v: want one 200 and the others 429 replay_busy", n, got)
+	}
+}
