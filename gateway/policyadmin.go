@@ -332,6 +332,9 @@ func (s *Server) listPolicies(ctx *fasthttp.RequestCtx, p Principal, params []st
 		if !v.RecordedAt.IsZero() {
 			it.RecordedAt = v.RecordedAt.Format(time.RFC3339)
 		}
+		if it.SHA256 == hex.EncodeToString(noModule[:]) {
+			it.SHA256 = "" // withdrawn, its module file never found
+		}
 		if !v.WithdrawnAt.IsZero() {
 			it.WithdrawnAt = v.WithdrawnAt.Format(time.RFC3339)
 		}
@@ -479,10 +482,17 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		// A copy of the module, not the one settling: a call that runs
 		// out of time makes a module run its calls one at a time for a
 		// while, which must not slow the region's live settlements.
+		// A version whose module cannot be had (never found, or stored
+		// before a bound it now fails) is not a fault of the gateway's:
+		// answered as its bills are.
+		unavailable := func(err error) error {
+			return &Error{Status: fasthttp.StatusServiceUnavailable, Code: "policy_unavailable", RetryAfter: "1",
+				Message: "version " + req.Version + "'s module cannot be run: " + err.Error(), Cause: err}
+		}
 		if wasm, err := s.versions.store.Module(rec.SHA256); err == nil {
 			m, err := s.versions.eng.LoadCandidate(bg, region, req.Version, wasm)
 			if err != nil {
-				return err
+				return unavailable(err)
 			}
 			defer m.Close(bg)
 			cand = m
@@ -493,7 +503,7 @@ func (s *Server) shadow(ctx *fasthttp.RequestCtx, p Principal, params []string) 
 		var key [32]byte
 		copy(key[:], sum)
 		if cand, err = s.versions.Runner(bg, region, key); err != nil {
-			return err
+			return unavailable(err)
 		}
 	default:
 		return missing("version")

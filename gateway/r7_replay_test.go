@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"medgate/engine"
 )
 
@@ -148,5 +150,64 @@ func TestR7LedgerReplayOneAtATime(t *testing.T) {
 	}
 	if got[200] < 1 || got[429] < 1 || got[200]+got[429] != n {
 		t.Errorf("%d ledger replays at once answered %v: want one 200 and the others 429 replay_busy", n, got)
+	}
+}
+
+// TestR7UnrecordedUnavailableVersionCanBeWithdrawn: a version the world
+// names whose module was not found, or was refused, at its first start
+// is in force as unavailable (every bill of its dates 503) but was never
+// recorded, so its region's rollback answered 404 "no version": the
+// region could not return to the version before it, only wait for the
+// operator. Now it is withdrawn like any version, and stays withdrawn
+// at the next start with the same world.
+func TestR7UnrecordedUnavailableVersionCanBeWithdrawn(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		wasm []byte
+	}{
+		{"module not found", nil},
+		{"module refused", []byte("\x00asm damaged")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+			w := &World{Policies: []PolicyFile{{Region: "371600", Version: "v2026", EffectiveFrom: 20260101, Wasm: c.wasm}}}
+			h.versions.LoadWorld(context.Background(), w)
+			if ver, _ := h.policies.Lookup("371600", 20260601); ver.Name != "v2026" {
+				t.Fatalf("2026-06-01 under %q, want v2026 (unavailable)", ver.Name)
+			}
+			status, body := h.do("POST", "/v1/regions/371600/policies/v2026/withdraw", "tok-region-371600", nil)
+			if status != 200 {
+				t.Fatalf("withdraw the unavailable version: %d %s, want 200", status, body)
+			}
+			if ver, _ := h.policies.Lookup("371600", 20260601); ver.Name != "v2024" {
+				t.Errorf("after the withdrawal 2026-06-01 is under %q, want v2024", ver.Name)
+			}
+			status, body = h.do("POST", "/v1/regions/371600/policies/v2026/withdraw", "tok-region-371600", nil)
+			if status != 200 || !strings.Contains(string(body), `"replayed":true`) {
+				t.Errorf("the same withdrawal again: %d %s, want 200 replayed", status, body)
+			}
+			// The next start, the world unchanged: still withdrawn.
+			pol := &engine.Policies{}
+			v := NewVersions(h.versions.eng, h.versions.store, pol, zerolog.Nop())
+			for _, ver := range h.policies.Versions("371600") {
+				pol.Put("371600", ver)
+			}
+			v.LoadWorld(context.Background(), w)
+			if err := v.LoadStored(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if ver, _ := pol.Lookup("371600", 20260601); ver.Name != "v2024" {
+				t.Errorf("restarted with the same world: 2026-06-01 under %q, want v2024 (v2026 withdrawn)", ver.Name)
+			}
+			status, body = h.do("GET", "/v1/regions/371600/policies", "tok-region-371600", nil)
+			if status != 200 || !strings.Contains(string(body), `"version":"v2026"`) || !strings.Contains(string(body), `"withdrawn"`) {
+				t.Errorf("list: %d %s, want v2026 withdrawn", status, body)
+			}
+			// Its module cannot be had for a what-if either: said so.
+			status, body = h.do("POST", "/v1/regions/371600/shadow", "tok-region-371600", []byte(`{"version":"v2026","from":"2026-01-01","to":"2026-12-31"}`))
+			if status != 503 || !strings.Contains(string(body), "policy_unavailable") {
+				t.Errorf("shadow run of v2026: %d %s, want 503 policy_unavailable", status, body)
+			}
+		})
 	}
 }

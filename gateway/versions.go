@@ -483,6 +483,28 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 				return recs, nil
 			}
 		}
+		// A world version scheduled as unavailable at its first start
+		// (its module not found or refused) has no record, yet refuses
+		// every bill of its dates: its region rolls it back like any
+		// other. Recorded withdrawn, so that the next start with the
+		// same world does not schedule it again (LoadWorld).
+		for _, s := range v.policies.Versions(region) {
+			u, ok := s.Module.(*engine.Unavailable)
+			if !ok || s.Name != version {
+				continue
+			}
+			if active == 0 || (s.EffectiveFrom <= today && othersByToday == 0) {
+				return nil, errLastVersion
+			}
+			sum := u.SHA256
+			if sum == ([32]byte{}) {
+				sum = noModule // a record names a module: this one had none
+			}
+			at := v.now().UTC()
+			out = engine.Record{Region: region, Version: version, EffectiveFrom: s.EffectiveFrom, SHA256: hex.EncodeToString(sum[:]),
+				State: engine.StateWithdrawn, Source: "world", RecordedAt: at, WithdrawnAt: at}
+			return append(recs, out), nil
+		}
 		return nil, errNoVersion
 	})
 	if err != nil {
@@ -502,6 +524,11 @@ func (v *Versions) Withdraw(region, version string) (engine.Record, error) {
 	}
 	return out, nil
 }
+
+// noModule is the sha256 recorded for a version withdrawn whose module
+// file was never found: that of no bytes, which no module has (an empty
+// module is refused).
+var noModule = sha256.Sum256(nil)
 
 var (
 	errAlreadyWithdrawn = errors.New("gateway: version already withdrawn")
