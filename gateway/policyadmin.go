@@ -210,8 +210,29 @@ func (s *Server) uploadPolicy(ctx *fasthttp.RequestCtx, p Principal, params []st
 		// is a conflict: versions are never reused.
 		diff := versionDiffers(rec, eff, wasm, casesSum)
 		if diff == "" {
-			return s.writeJSON(ctx, 200, map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
-				"module_sha256": rec.SHA256, "replayed": true})
+			res := map[string]any{"region": region, "version": up.Version, "effective_from": up.EffectiveFrom,
+				"module_sha256": rec.SHA256, "replayed": true}
+			if s.versions.isUnavailable(region, up.Version) {
+				// Its stored module was missing or refused at start: the
+				// same upload again is the region's repair, not a no-op
+				// answered as one while its bills stay refused.
+				if s.db.LowDisk() {
+					return &Error{Status: fasthttp.StatusServiceUnavailable, Code: "ledger_disk_full", RetryAfter: "60",
+						Message: "the disk of the ledger and the policy store is nearly full: the version's module was not restored; send the same upload again once there is room"}
+				}
+				m, rep := CheckVersion(context.Background(), s.versions.eng, region, up.Version, wasm, cs)
+				if !rep.OK {
+					return s.writeJSON(ctx, 422, map[string]any{
+						"error":  map[string]string{"code": "policy_check_failed", "message": "the version is unavailable and its module failed its check again; it stays unavailable"},
+						"report": rep})
+				}
+				if err := s.versions.restore(m, wasm, rec.EffectiveFrom); err != nil {
+					m.Close(context.Background())
+					return err
+				}
+				res["note"] = "version " + up.Version + " was unavailable (its stored module missing or refused at start): its module was checked again, stored and restored; the bills of its dates are settled under it again"
+			}
+			return s.writeJSON(ctx, 200, res)
 		}
 		return conflict("version_exists", "version", "region %s already has a version %s%s (versions are never reused, withdrawn ones included)",
 			region, up.Version, diff)

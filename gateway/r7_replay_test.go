@@ -211,3 +211,33 @@ func TestR7UnrecordedUnavailableVersionCanBeWithdrawn(t *testing.T) {
 		})
 	}
 }
+
+// TestR7UploadAgainRestoresAnUnavailableVersion: an uploaded version
+// whose stored module was missing or damaged at start is in force as
+// unavailable (its bills 503). Its region sending the same upload again,
+// the natural repair, was answered 200 "replayed" and changed nothing:
+// the version stayed unavailable while the answer said it was published.
+// Now the upload is checked again, its module stored and the version
+// runs; the answer says it was restored.
+func TestR7UploadAgainRestoresAnUnavailableVersion(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {empActive}})))
+	body := upload("371600", "v2026", "2026-01-01", referenceWasm(t, "371600", "v2024"), readCases(t, "371600-v2024.json"), demoKey("371600"))
+	if status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", body); status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	// As LoadStored schedules it at a start that finds its module gone.
+	ver, _ := h.policies.Lookup("371600", 20260601)
+	h.policies.Put("371600", engine.Version{Name: "v2026", EffectiveFrom: 20260101,
+		Module: &engine.Unavailable{Region: "371600", Version: "v2026", SHA256: ver.Module.Sum(), Cause: os.ErrNotExist}})
+	status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600", body)
+	if status != 200 && status != 201 {
+		t.Fatalf("the same upload again: %d %s", status, out)
+	}
+	now, _ := h.policies.Lookup("371600", 20260601)
+	if _, ok := now.Module.(*engine.Module); !ok || now.Name != "v2026" {
+		t.Errorf("the same upload again answered %d %s, but 2026-06-01 is under %s %T: want v2026 running again", status, out, now.Name, now.Module)
+	}
+	if !strings.Contains(string(out), "restored") {
+		t.Errorf("the answer does not say the version was restored: %s", out)
+	}
+}

@@ -408,6 +408,33 @@ func (v *Versions) publish(ctx context.Context, m *engine.Module, wasm []byte, e
 	return nil
 }
 
+// isUnavailable says whether version of region is scheduled as unavailable.
+func (v *Versions) isUnavailable(region, version string) bool {
+	for _, s := range v.policies.Versions(region) {
+		if _, ok := s.Module.(*engine.Unavailable); ok && s.Name == version {
+			return true
+		}
+	}
+	return false
+}
+
+// restore schedules m, checked, for a version recorded with its module
+// that was unavailable since start (its stored copy missing or refused),
+// storing its bytes again, in place of the stand-in refusing its bills.
+func (v *Versions) restore(m *engine.Module, wasm []byte, eff abi.Date) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, err := v.store.PutModule(wasm); err != nil {
+		return err
+	}
+	v.modules[m.SHA256] = m
+	v.owned[m] = true
+	v.policies.Put(m.Region, engine.Version{Name: m.Version, EffectiveFrom: eff, Module: m})
+	v.log.Info().Str("region", m.Region).Str("version", m.Version).Str("sha256", m.SHA256Hex()).Msg("policy version restored by the same upload again")
+	v.trimNotInForceLocked(m.Region)
+	return nil
+}
+
 // errTooManyVersions: the region keeps maxActive versions not withdrawn,
 // or more (a store written before the bound); a *tooManyVersionsError is it.
 var errTooManyVersions = errors.New("gateway: the region keeps the most versions allowed")
