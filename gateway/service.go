@@ -148,6 +148,16 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 	// settlement, never between its reading and its commit.
 	mu := s.lockPerson(req.InsuredRegion, req.PersonID)
 	defer mu.Unlock()
+	if !quote && s.db.Failed() {
+		// A failed batch stays visible to reads (Pebble shows a batch
+		// before its sync) until the restart, and the person's state
+		// read below may come from it: a refusal computed on it would be
+		// a final answer resting on a write that may never have reached
+		// the disk, and nothing can be settled anyway. Checked under the
+		// lock: a write of this person that failed set Failed before its
+		// writer let the lock go.
+		return s.appendError(ledger.ErrWriteFailed, h.ID, req.RequestID, bodyHash, req)
+	}
 	person, ok, err := s.db.Person(req.InsuredRegion, req.PersonID)
 	if err != nil {
 		return nil, err
