@@ -59,3 +59,44 @@ func TestR7NoRefusalFromAFailedWrite(t *testing.T) {
 		t.Fatalf("the second bill after the restart: %d %s, want 200 (the first visit was never written)", status, out)
 	}
 }
+
+// TestR7ReadsOfASettlementWhoseReversalFailed: a reversal whose write
+// failed stays visible to reads until the restart, and GET of the
+// settlement it reversed waited for that reversal to become durable, so
+// it answered 503 ledger_unavailable until the restart (as did a retry of
+// the settlement, and every region replay over it), although the
+// settlement is on disk and reads are to keep working while the ledger
+// cannot write. They now answer from what is durable: the settlement, not
+// reversed (the reversal was answered 503; its retry says what happened).
+func TestR7ReadsOfASettlementWhoseReversalFailed(t *testing.T) {
+	mem := vfs.NewMem()
+	fault := walFault("write")
+	h := &harness{tb: t, fs: errorfs.Wrap(mem, fault), dir: "ledger", policies: &engine.Policies{},
+		world: refWorld(t, map[string][]string{"371600": {empActive}})}
+	h.versions = referenceVersions(t, h.policies)
+	h.start()
+	body := settleBody("R7-REV-1", "EMP1", "371600", chronicVisit, oneLine)
+	first := mustSettle(t, h, "H3716020001", body)
+
+	fault.On()
+	if status, out := h.do("POST", "/v1/settlements/"+first.SettlementID+"/reversal", "tok-H3716020001", []byte(`{"request_id":"R7-REV-1-X"}`)); status != 503 {
+		t.Fatalf("the reversal while the WAL fails: %d %s, want 503", status, out)
+	}
+	fault.Off()
+	check := func(when string) {
+		t.Helper()
+		status, out := h.do("GET", "/v1/settlements/"+first.SettlementID, "tok-H3716020001", nil)
+		if a := decodeAnswer(t, out); status != 200 || a.Seq != first.Seq || a.ReversedBy != "" {
+			t.Errorf("%s: GET of the settlement: %d %s, want 200, not reversed", when, status, out)
+		}
+		status, out = h.do("POST", "/v1/settlements", "tok-H3716020001", body)
+		if a := decodeAnswer(t, out); status != 200 || !a.Replayed || a.Seq != first.Seq || a.ReversedBy != "" {
+			t.Errorf("%s: retry of the settlement: %d %s, want 200 replayed, not reversed", when, status, out)
+		}
+	}
+	check("after the failed reversal")
+	h.stopAfterFailure()
+	h.start()
+	t.Cleanup(h.stop)
+	check("after the restart") // the reversal never reached the WAL
+}

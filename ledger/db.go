@@ -93,8 +93,11 @@ type DB struct {
 	// diskUnreadable: the last reading failed (owned by the watcher).
 	diskUnreadable bool
 	// syncFailed is set by the syncer (writer.go: finish) at the first
-	// failed batch; every batch after it fails too.
-	syncFailed bool
+	// failed batch; every batch after it fails too. Unlike failed, which
+	// the writer also sets as soon as it cannot hand a batch to Pebble,
+	// it is set only once every batch before the failed one is finished:
+	// from then on the durable head does not move again.
+	syncFailed atomic.Bool
 	// commits counts committed batches (for benchmarks and metrics).
 	commits atomic.Uint64
 	// stalls counts Pebble write stalls (events.go).
@@ -566,7 +569,10 @@ func (db *DB) waitDurable(seq uint64) error {
 		if db.head.Load().seq >= seq {
 			return nil
 		}
-		if db.failed.Load() {
+		// Not failed: a batch before the failed one may still become
+		// durable (the writer fails a batch it could not hand to Pebble
+		// while earlier ones are syncing).
+		if db.syncFailed.Load() {
 			return ErrWriteFailed
 		}
 		if db.closed.Load() {

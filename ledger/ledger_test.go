@@ -828,6 +828,9 @@ func TestReadsWaitForDurability(t *testing.T) {
 	_ = b.Commit(pebble.NoSync)
 	go func() { _, err := db.Entry(3); res <- result{"Entry", err} }()
 	time.Sleep(20 * time.Millisecond)
+	// As failFlight fails the store: readers give up once the syncer has
+	// failed a batch (syncFailed), not when the writer alone knows.
+	db.syncFailed.Store(true)
 	db.failed.Store(true)
 	db.broadcast()
 	if r := <-res; !errors.Is(r.err, ErrWriteFailed) {

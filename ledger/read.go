@@ -158,7 +158,13 @@ func (db *DB) ReversedBy(settlementID string) (reversalID string, ok bool, err e
 	if err != nil || !found {
 		return "", false, err
 	}
-	if err := db.waitDurable(rev); err != nil {
+	if err := db.waitDurable(rev); errors.Is(err, ErrWriteFailed) {
+		// The reversal's batch failed: it stays visible until the
+		// restart, but is not durable. The settlement is, and reads of
+		// it keep working as for any other: not reversed, as far as the
+		// disk is known to say (the reversal was answered 503).
+		return "", false, nil
+	} else if err != nil {
 		return "", false, err
 	}
 	return SettlementID(rev), true, nil

@@ -392,7 +392,7 @@ func (db *DB) finish(f *flight) {
 	if err == nil && f.b != nil {
 		err = syncWait(f.b)
 	}
-	if err == nil && db.syncFailed {
+	if err == nil && db.syncFailed.Load() {
 		err = ErrWriteFailed
 	}
 	if o := db.observer.Load(); o != nil && f.attempted {
@@ -457,8 +457,8 @@ func (db *DB) failFlight(f *flight, cause error) {
 	// Readers may have cached values of batches that will never be
 	// durable (read from Pebble, which shows a batch before its sync).
 	db.hot.clear()
-	first := !db.syncFailed
-	db.syncFailed = true
+	first := !db.syncFailed.Load()
+	db.syncFailed.Store(true)
 	db.failed.Store(true)
 	db.broadcast()
 	if first {
