@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -453,13 +454,34 @@ func (s *Service) policyError(err error) error {
 		// The detail may quote a counter name, which the policy chose
 		// and may have made of the visit (a diagnosis): quoted text is
 		// masked, its amounts kept.
-		ev.Str("rule", ce.Rule).Str("error", redactQuoted(ce.Err.Error())).Msg("policy answer broke a host check")
+		ev.Str("rule", ce.Rule).Str("error", clipLogged(redactQuoted(ce.Err.Error()))).Msg("policy answer broke a host check")
 		return &Error{Status: 422, Code: "policy_answer_invalid", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " gave an answer that breaks rule " + ce.Rule + "; nothing was settled", Cause: err}
 	case engine.FailUnavailable:
 		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", RetryAfter: "1", Cause: err}
 	}
-	ev.Err(ce.Err).Msg("policy call failed")
+	ev.Str("error", clipLogged(ce.Err.Error())).Msg("policy call failed")
 	return &Error{Status: 422, Code: "policy_failed", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " failed (" + ce.Kind.String() + "); nothing was settled", Cause: err}
+}
+
+// maxLoggedError bounds the text of a policy's failure that a log line
+// quotes. wazero's trap error ends with a stack trace of up to 30 frames,
+// each naming its function as the module's name section does: the
+// region's text, bounded only by the module's size, so a module with a
+// 1 MiB function name wrote a 1 MiB line (30 MiB, recursing) for each
+// failed settlement of its insured persons.
+const maxLoggedError = 2048
+
+// clipLogged is s cut to maxLoggedError bytes at a character's start,
+// marked "…" where it was cut.
+func clipLogged(s string) string {
+	if len(s) <= maxLoggedError {
+		return s
+	}
+	n := maxLoggedError
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Get returns hospital's own settlement or reversal id.
