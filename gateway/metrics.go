@@ -299,6 +299,8 @@ var (
 		"1 while the ledger's disk has less free space than --ledger-min-free-mb and writes are refused (503 ledger_disk_full), else 0.", nil, nil)
 	descReadErrors = prometheus.NewDesc("medgate_ledger_read_errors_total",
 		"Failed reads of the ledger's tables and blob files (I/O errors, corrupt blocks) since it was opened; requests that needed them are answered 503 ledger_unreadable.", nil, nil)
+	descCommitWaiting = prometheus.NewDesc("medgate_ledger_commit_waiting_seconds",
+		"How long the group commit being written or synced now has waited, 0 when none is: a disk whose writes or syncs hang shows here (and /healthz says commit_stalled) while every write waits.", nil, nil)
 	descCommits = prometheus.NewDesc("medgate_ledger_commits_total",
 		"Group commits of the ledger since it was opened.", nil, nil)
 	descStalls = prometheus.NewDesc("medgate_ledger_write_stalls_total",
@@ -322,6 +324,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLowDisk
 	ch <- descReadErrors
 	ch <- descCommits
+	ch <- descCommitWaiting
 	ch <- descStalls
 	ch <- descStallTime
 	ch <- descRebuilds
@@ -356,6 +359,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLowDisk, prometheus.GaugeValue, low)
 		ch <- prometheus.MustNewConstMetric(descReadErrors, prometheus.CounterValue, float64(s.db.ReadErrors()))
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(s.db.Commits()))
+		ch <- prometheus.MustNewConstMetric(descCommitWaiting, prometheus.GaugeValue, s.db.CommitWaiting().Seconds())
 		ch <- prometheus.MustNewConstMetric(descStalls, prometheus.CounterValue, float64(s.db.Stalls()))
 		ch <- prometheus.MustNewConstMetric(descStallTime, prometheus.CounterValue, s.db.StallTime().Seconds())
 		ch <- prometheus.MustNewConstMetric(descRebuilds, prometheus.GaugeValue, float64(s.db.FilterRebuilds()))

@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rs/zerolog"
 
 	"medgate/engine"
@@ -52,5 +56,81 @@ func TestR7PolicyTrapLogLineIsBounded(t *testing.T) {
 		if n := len(sc.Bytes()); n > 8<<10 {
 			t.Errorf("a log line of %d bytes: %.300s…", n, sc.Text())
 		}
+	}
+}
+
+// A disk whose WAL sync hangs (a dying disk, a hung network volume) held
+// every write of the gateway for as long as it hung, while /healthz said
+// "ok" and no metric moved: a commit is observed only once it ends. Now
+// /healthz says degraded with "ledger":"commit_stalled" once a commit has
+// waited past commitStalledAfter, and medgate_ledger_commit_waiting_seconds
+// says how long it has.
+func TestR7HealthzSaysWhenACommitHangs(t *testing.T) {
+	var hang atomic.Bool
+	release := make(chan struct{})
+	fault := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if hang.Load() && strings.HasSuffix(op.Path, ".log") {
+			switch op.Kind {
+			case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+				<-release
+			}
+		}
+		return nil
+	})
+	h := &harness{tb: t, fs: errorfs.Wrap(vfs.NewMem(), fault), dir: "ledger", policies: &engine.Policies{},
+		world: refWorld(t, map[string][]string{"371600": {empActive}})}
+	h.versions = referenceVersions(t, h.policies)
+	h.start()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+		h.stop()
+	}()
+	defer func(d time.Duration) { commitStalledAfter = d }(commitStalledAfter)
+	commitStalledAfter = 300 * time.Millisecond
+
+	if status, body := h.do("GET", "/healthz", "", nil); status != 200 || string(body) != `{"status":"ok"}` {
+		t.Fatalf("healthz before the fault: %d %s", status, body)
+	}
+	hang.Store(true)
+	settled := make(chan int, 1)
+	go func() {
+		status, _ := h.do("POST", "/v1/settlements", "tok-H3716020001", settleBody("HANG-1", "EMP1", "371600", chronicVisit, oneLine))
+		settled <- status
+	}()
+	var body []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var status int
+		if status, body = h.do("GET", "/healthz", "", nil); status != 200 {
+			t.Fatalf("healthz: %d %s", status, body)
+		}
+		if string(body) != `{"status":"ok"}` {
+			break
+		}
+	}
+	if want := `{"status":"degraded","ledger":"commit_stalled"}`; string(body) != want {
+		t.Errorf("healthz while the WAL sync hangs: %s, want %s", body, want)
+	}
+	if got := scrape(t, h)["medgate_ledger_commit_waiting_seconds{}"]; got < 0.3 {
+		t.Errorf("medgate_ledger_commit_waiting_seconds %g while a commit has waited past 0.3 s", got)
+	}
+	select {
+	case status := <-settled:
+		t.Fatalf("the settlement was answered %d while its sync hung", status)
+	default:
+	}
+	hang.Store(false)
+	close(release)
+	released = true
+	if status := <-settled; status != 200 {
+		t.Errorf("the settlement once the sync returned: %d", status)
+	}
+	if status, body := h.do("GET", "/healthz", "", nil); status != 200 || string(body) != `{"status":"ok"}` {
+		t.Errorf("healthz once the sync returned: %d %s", status, body)
+	}
+	if got := scrape(t, h)["medgate_ledger_commit_waiting_seconds{}"]; got != 0 {
+		t.Errorf("medgate_ledger_commit_waiting_seconds %g with no commit waiting", got)
 	}
 }

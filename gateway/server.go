@@ -538,6 +538,12 @@ func init() {
 	}})
 }
 
+// commitStalledAfter is how long a group commit may wait (to be written,
+// or for its WAL sync) before /healthz says the ledger is stalled: a
+// healthy disk commits in milliseconds, and a write stall of Pebble's
+// lasts seconds at worst.
+var commitStalledAfter = 10 * time.Second
+
 func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
 	if s.versions != nil && s.policies.HasUnavailable() { // asked first: it allocates nothing
@@ -551,6 +557,8 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 				res["ledger"] = "read_only"
 			case s.db.LowDisk():
 				res["ledger"] = "disk_full"
+			case s.db.CommitWaiting() > commitStalledAfter:
+				res["ledger"] = "commit_stalled"
 			case s.db.Unreadable():
 				res["ledger"] = "read_errors"
 			}
@@ -566,6 +574,12 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	}
 	if s.db.LowDisk() {
 		ctx.SetBodyString(`{"status":"degraded","ledger":"disk_full"}`)
+		return
+	}
+	if s.db.CommitWaiting() > commitStalledAfter {
+		// A commit hangs (the disk's writes or syncs do not return):
+		// every write waits behind it.
+		ctx.SetBodyString(`{"status":"degraded","ledger":"commit_stalled"}`)
 		return
 	}
 	if s.db.Unreadable() {

@@ -152,6 +152,10 @@ type DB struct {
 
 	// observer, when set, is told of every commit (stats.go).
 	observer atomic.Pointer[CommitObserver]
+	// applying and syncing are when the batch being handed to Pebble
+	// (writer) and the batch whose WAL sync is awaited (syncer) began
+	// (unix ns; 0: none), for CommitWaiting (stats.go).
+	applying, syncing atomic.Int64
 	// closedSynced holds the months whose close is known to be on disk
 	// (months.go: closeSynced).
 	closedSynced sync.Map

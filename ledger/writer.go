@@ -353,9 +353,11 @@ func (w *writer) build() *flight {
 	}
 	if f.err == nil && !b.Empty() {
 		f.began, f.attempted = time.Now(), true
+		db.applying.Store(f.began.UnixNano())
 		if f.err = applyNoSyncWait(db.pdb, b); f.err == nil {
 			f.b = b
 		}
+		db.applying.Store(0)
 	}
 	if f.err != nil || f.b == nil {
 		_ = b.Close()
@@ -390,7 +392,9 @@ func (db *DB) finish(f *flight) {
 		defer f.b.Close()
 	}
 	if err == nil && f.b != nil {
+		db.syncing.Store(f.began.UnixNano())
 		err = syncWait(f.b)
+		db.syncing.Store(0)
 	}
 	if err == nil && db.syncFailed.Load() {
 		err = ErrWriteFailed
