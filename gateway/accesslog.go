@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -32,8 +33,17 @@ func (a AccessLogSampling) logger(base zerolog.Logger) zerolog.Logger {
 	if every == 1 {
 		return base
 	}
+	// zerolog's samplers count in uint32: a larger setting would wrap
+	// (2^32+1 to 1, logging everything; 2^32 to 0, nothing).
+	b, n := uint32(burst), uint32(every)
+	if uint64(burst) > math.MaxUint32 {
+		b = math.MaxUint32
+	}
+	if uint64(every) > math.MaxUint32 {
+		n = math.MaxUint32
+	}
 	return base.Sample(zerolog.LevelSampler{InfoSampler: &zerolog.BurstSampler{
-		Burst: uint32(burst), Period: time.Second, NextSampler: &zerolog.BasicSampler{N: uint32(every)}}})
+		Burst: b, Period: time.Second, NextSampler: &zerolog.BasicSampler{N: n}}})
 }
 
 // logAccess writes the request's access log line. It holds no personal

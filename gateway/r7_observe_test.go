@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,5 +133,35 @@ func TestR7HealthzSaysWhenACommitHangs(t *testing.T) {
 	}
 	if got := scrape(t, h)["medgate_ledger_commit_waiting_seconds{}"]; got != 0 {
 		t.Errorf("medgate_ledger_commit_waiting_seconds %g with no commit waiting", got)
+	}
+}
+
+// --access-log-every and --access-log-burst are ints, and zerolog's
+// samplers take uint32: 4294967297 ("one in about four billion") became
+// 1 and logged every successful request, 4294967296 became 0 and logged
+// none after the burst; a burst of 4294967296 became no burst. Values past
+// what the sampler holds now mean its largest.
+func TestR7AccessLogSamplingPastUint32(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("an int holds no more than a uint32 here")
+	}
+	count := func(a AccessLogSampling, n int) int {
+		var buf syncBuffer
+		log := a.logger(zerolog.New(&buf))
+		for i := 0; i < n; i++ {
+			log.Info().Msg("request")
+		}
+		return strings.Count(buf.String(), "\n")
+	}
+	var one int64 = 1 // not constants: they would not compile where an int is 32 bits
+	p32, p40 := int(one<<32), int(one<<40)
+	if got := count(AccessLogSampling{Burst: -1, Every: p32 + 1}, 1000); got > 1 {
+		t.Errorf("one in %d logged %d of 1000 successful requests", p32+1, got)
+	}
+	if got := count(AccessLogSampling{Burst: -1, Every: p32}, 1000); got != 1 {
+		t.Errorf("one in %d logged %d of 1000 successful requests, want the first", p32, got)
+	}
+	if got := count(AccessLogSampling{Burst: p32, Every: p40}, 1000); got != 1000 {
+		t.Errorf("a burst of %d logged %d of 1000 successful requests", p32, got)
 	}
 }
