@@ -235,7 +235,7 @@ func seqParam(ctx *fasthttp.RequestCtx, name string) (uint64, error) {
 // The headers X-Ledger-From-Seq and X-Ledger-To-Seq say which entries the
 // body holds, so a client can tell a complete export from a cut one; a
 // body cut by an error also ends without its terminating chunk.
-func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string) error {
+func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, p Principal, _ []string) error {
 	from, err := seqParam(ctx, "from_seq")
 	if err != nil {
 		return err
@@ -275,7 +275,9 @@ func (s *Server) exportLedger(ctx *fasthttp.RequestCtx, _ Principal, _ []string)
 	if wt > 0 {
 		renew()
 	}
-	db, log := s.db, s.log
+	// A cut is logged after the access line (which says 200): with the
+	// request's id and principal, so that the two can be matched.
+	db, log := s.db, s.log.With().Uint64("req", ctx.ID()).Str("principal", p.ID).Logger()
 	// The body is read from a pipe rather than written by a stream writer:
 	// fasthttp ends a stream writer's body with the terminating chunk
 	// whatever happened, so an export cut by a read error or a shutdown

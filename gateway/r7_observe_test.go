@@ -2,7 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -163,5 +168,65 @@ func TestR7AccessLogSamplingPastUint32(t *testing.T) {
 	}
 	if got := count(AccessLogSampling{Burst: p32, Every: p40}, 1000); got != 1000 {
 		t.Errorf("a burst of %d logged %d of 1000 successful requests", p32, got)
+	}
+}
+
+// An export cut short by a read error is answered 200 in the access log
+// and in medgate_http_requests_total (its status was sent before the
+// body): its "export cut short" error line is all that says it failed,
+// and that line named neither the request nor the clearing house, so the
+// failure could not be matched with the export or its client. It now
+// carries the request's id (the access line's req, the X-Request-Id the
+// client got) and the principal.
+func TestR7ExportCutShortNamesItsRequest(t *testing.T) {
+	fault := readFault()
+	h := &harness{tb: t, fs: errorfs.Wrap(vfs.NewMem(), fault), dir: "ledger", policies: &engine.Policies{},
+		world: refWorld(t, nil)}
+	h.cacheSize = 1 // every read goes to the files
+	h.versions = referenceVersions(t, h.policies)
+	h.start()
+	t.Cleanup(h.stop)
+	const n = 3000
+	r5Fill(t, h.db, "a", "H3701020001", "370102", n)
+	h.restart() // from here on, entries are read from tables
+	logs := logTo(h, zerolog.InfoLevel)
+
+	c := h.rawConn(t)
+	defer c.Close()
+	fmt.Fprintf(c, "GET /v1/clearing/export HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer tok-clearing\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	body := bufio.NewReader(resp.Body)
+	if _, err := body.ReadBytes('\n'); err != nil {
+		t.Fatal(err)
+	}
+	fault.On()
+	defer fault.Off()
+	if _, err := io.ReadAll(body); err == nil {
+		t.Fatal("the export was not cut short")
+	}
+	var line map[string]any
+	for deadline := time.Now().Add(5 * time.Second); line == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		for sc.Scan() {
+			var l map[string]any
+			d := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+			d.UseNumber()
+			if d.Decode(&l) == nil && l["message"] == "export cut short" {
+				line = l
+			}
+		}
+	}
+	if line == nil {
+		t.Fatalf("no \"export cut short\" line:\n%s", logs.String())
+	}
+	if got := fmt.Sprint(line["req"]); got != id {
+		t.Errorf("the export cut short line has req %s; the request's id was %s: %v", got, id, line)
+	}
+	if line["principal"] == nil || line["principal"] == "" {
+		t.Errorf("the export cut short line does not name the clearing house: %v", line)
 	}
 }
