@@ -17,8 +17,10 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"medgate/engine"
+	"medgate/engine/abi"
 	"medgate/engine/wasmgen"
 )
 
@@ -228,5 +230,55 @@ func TestR7ExportCutShortNamesItsRequest(t *testing.T) {
 	}
 	if line["principal"] == nil || line["principal"] == "" {
 		t.Errorf("the export cut short line does not name the clearing house: %v", line)
+	}
+}
+
+// A policy's failure is logged (region, version, kind, error) apart from
+// the request's access line (422 policy_failed): the failure line had no
+// request id, so among concurrent requests an operator could not tell
+// which request, hospital or bill it was. It now carries the request's id.
+func TestR7PolicyFailureLinesNameTheirRequest(t *testing.T) {
+	h, eng := twoRegionHarness(t)
+	logs := logTo(h, zerolog.InfoLevel)
+	for _, c := range []struct {
+		version, message string
+		wasm             []byte
+	}{
+		{"trap", "policy call failed", wasmgen.Policy(1, 8192, []byte{wasmgen.OpUnreachable}).Bytes()},
+		{"refuses", "policy refused a settlement", answerModule(abi.Output{Refusal: "no"})},
+		{"negative", "policy answer broke a host check", answerModule(abi.Output{Basic: -5})},
+	} {
+		mod, err := eng.Load(context.Background(), "152500", c.version, c.wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.policies.Put("152500", engine.Version{Name: c.version, EffectiveFrom: 20230101, Module: mod})
+		resp, err := h.roundTrip("POST", "/v1/settlements", "tok-H3716020001", "application/json",
+			settleBody("PF-"+c.version, "EMP2", "152500", chronicVisit, oneLine), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := string(resp.Header.Peek("X-Request-Id"))
+		if resp.StatusCode() != 422 {
+			t.Fatalf("%s: %d %s", c.version, resp.StatusCode(), resp.Body())
+		}
+		fasthttp.ReleaseResponse(resp)
+		found := false
+		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		for sc.Scan() {
+			var l map[string]any
+			d := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+			d.UseNumber()
+			if d.Decode(&l) != nil || l["message"] != c.message || l["version"] != c.version {
+				continue
+			}
+			found = true
+			if got := fmt.Sprint(l["req"]); got != id {
+				t.Errorf("%s: %q has req %s; the request's id was %s: %v", c.version, c.message, got, id, l)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no %q line:\n%s", c.version, c.message, logs.String())
+		}
 	}
 }

@@ -46,6 +46,10 @@ type SettleRequest struct {
 	// TraceCodes are the bill's trace codes, line after line: each
 	// line's TraceCodes is a part of it.
 	TraceCodes []string
+	// LogID is the HTTP request's id (its access line's req and
+	// X-Request-Id), put on the log lines of its policy's failure; 0:
+	// none. Not part of the request's content.
+	LogID uint64
 }
 
 // Date is the settlement date: discharge for inpatient and maternity.

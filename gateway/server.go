@@ -487,6 +487,7 @@ func (s *Server) settle(ctx *fasthttp.RequestCtx, p Principal, quote bool) error
 	if derr != nil {
 		return derr
 	}
+	req.LogID = ctx.ID()
 	res, err := s.svc.Settle(context.Background(), h, req, quote)
 	if err != nil {
 		return err

@@ -238,7 +238,7 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		s.metrics.policyCall(pol.Module, req.InsuredRegion, pol.Name, time.Since(called), err)
 	}
 	if err != nil {
-		return s.lateReplay(quote, h.ID, req, bodyHash, s.policyError(err))
+		return s.lateReplay(quote, h.ID, req, bodyHash, s.policyError(err, req.LogID))
 	}
 
 	e := &ledger.Entry{
@@ -437,15 +437,25 @@ func (s *Service) ownSettlement(hospital, id string) string {
 	return ""
 }
 
-func (s *Service) policyError(err error) error {
+// policyError is the answer to a policy call's failure, which it logs
+// under the request's id (logID, 0: none) so that the line can be matched
+// with the request's access line.
+func (s *Service) policyError(err error, logID uint64) error {
 	var ce *engine.CallError
 	if !errors.As(err, &ce) {
 		return err
 	}
 	ev := s.log.Warn().Str("region", ce.Region).Str("version", ce.Version).Str("kind", ce.Kind.String())
+	if logID != 0 {
+		ev.Uint64("req", logID)
+	}
 	switch ce.Kind {
 	case engine.FailRefused:
-		s.log.Info().Str("region", ce.Region).Str("version", ce.Version).Msg("policy refused a settlement")
+		ev := s.log.Info().Str("region", ce.Region).Str("version", ce.Version)
+		if logID != 0 {
+			ev.Uint64("req", logID)
+		}
+		ev.Msg("policy refused a settlement")
 		return &Error{Status: 422, Code: "policy_refused", Message: "the insured region's policy refused this settlement: " + ce.Err.Error(), Cause: err}
 	case engine.FailTimeout:
 		ev.Msg("policy call timed out")
