@@ -113,7 +113,7 @@ func NewMetrics() *Metrics {
 		}),
 		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "medgate_ledger_commit_entries",
-			Help:    "Entries (settlements and reversals) per group commit.",
+			Help:    "Entries (settlements, reversals, credits and opening balances) per group commit.",
 			Buckets: []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 		commitFail: prometheus.NewCounter(prometheus.CounterOpts{
