@@ -424,6 +424,14 @@ func (v *Versions) isUnavailable(region, version string) bool {
 func (v *Versions) restore(m *engine.Module, wasm []byte, eff abi.Date) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	// Asked again under v.mu, which Withdraw holds while it records and
+	// unschedules a version: the caller saw it unavailable before its
+	// check ran, and a withdrawal meanwhile must not be undone in the
+	// schedule while the store records it withdrawn.
+	if !v.isUnavailable(m.Region, m.Version) {
+		return conflict("version_exists", "version", "region %s already has a version %s, withdrawn or restored while this upload was checked (versions are never reused, withdrawn ones included)",
+			m.Region, m.Version)
+	}
 	if _, err := v.store.PutModule(wasm); err != nil {
 		return err
 	}
