@@ -2,9 +2,16 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"medgate/engine"
 	"medgate/engine/cases"
@@ -57,5 +64,36 @@ func TestR8RestoreAfterWithdrawalKeepsItWithdrawn(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "withdrawn") {
 		t.Errorf("restore after the withdrawal answered %v, want a refusal saying it was withdrawn", err)
+	}
+}
+
+// TestR8SameAPIAndAdminAddressWritesNothing: a start refused for a taken
+// address writes nothing first (TestR6FailedStartWritesNothing), but the
+// addresses were tried one at a time, each closed before the next: an
+// --admin-listen mistyped as --listen's address passed both tries, the
+// ledger was created and the world applied, and only then was the start
+// refused for the address in use.
+func TestR8SameAPIAndAdminAddressWritesNothing(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	world := fstest.MapFS{
+		"hospitals.json":  {Data: []byte(`[{"id": "H1", "region": "371602", "level": 3}]`)},
+		"principals.json": {Data: []byte(`[{"token_sha256": "` + TokenHash("x") + `", "role": "hospital", "id": "H1"}]`)},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Listen: addr, AdminListen: addr, World: world, DBDir: filepath.Join(t.TempDir(), "ledger"), Logger: zerolog.Nop(),
+		Ready: func(net.Addr) { cancel() }}
+	err = Run(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Run with --listen and --admin-listen both %s: %v, want an error saying the address is in use", addr, err)
+	}
+	if _, err := os.Stat(cfg.DBDir); !errors.Is(err, os.ErrNotExist) {
+		entries, _ := os.ReadDir(cfg.DBDir)
+		t.Errorf("the failed start left %s behind (%v; %d files)", cfg.DBDir, err, len(entries))
 	}
 }

@@ -110,17 +110,26 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	// Bound again once the ledger is open: until then a connection is
+	// refused rather than left waiting in the backlog. Every probe is
+	// held until the last is bound, so that --admin-listen given as
+	// --listen's address is refused here too, not after the ledger.
+	var probes []net.Listener
 	for _, addr := range []struct{ flag, addr string }{{"listen", cfg.Listen}, {"admin listen", cfg.AdminListen}} {
 		if addr.addr == "" {
 			continue
 		}
-		// Bound again once the ledger is open: until then a connection
-		// is refused rather than left waiting in the backlog.
 		probe, err := net.Listen("tcp", addr.addr)
 		if err != nil {
+			for _, p := range probes {
+				p.Close()
+			}
 			return fmt.Errorf("gateway: %s %s: %w", addr.flag, addr.addr, err)
 		}
-		probe.Close()
+		probes = append(probes, probe)
+	}
+	for _, p := range probes {
+		p.Close()
 	}
 	// A hospital token of a world without hospitals.json needs its
 	// hospital in the ledger (from an earlier world), or its every call
