@@ -318,7 +318,13 @@ func (db *DB) Closed(m Month) (*ClosedMonth, bool, error) {
 	if err != nil || !found {
 		return nil, false, err
 	}
-	if err := db.closeSynced(m); err != nil {
+	if err := db.closeSynced(m); errors.Is(err, ErrWriteFailed) {
+		// The close's batch failed: it stays visible until the restart,
+		// but is not durable. The month's totals are, and reads of it keep
+		// working as for any other: open, as far as the disk is known to
+		// say (the close was answered 503), as ReversedBy does.
+		return nil, false, nil
+	} else if err != nil {
 		return nil, false, err
 	}
 	return c, true, nil
@@ -337,7 +343,9 @@ func (db *DB) closeSynced(m Month) error {
 		if _, ok := db.closedSynced.Load(m); ok {
 			return nil
 		}
-		if db.failed.Load() {
+		// Not failed: the close's batch may still become durable while
+		// the writer fails a later one (as waitDurable).
+		if db.syncFailed.Load() {
 			return ErrWriteFailed
 		}
 		if db.closed.Load() {
