@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -52,7 +54,34 @@ func TestR6AuditContextRemovesTheScratch(t *testing.T) {
 // failed; Pebble retries a failed flush for ever and stops writes once its
 // memtables are full, so the audit hung, using a CPU, and never removed
 // its scratch store. Now it fails saying so, and removes it.
+//
+// The file size limit is the process's: set in the test binary itself, it
+// also failed every other file write made meanwhile (go test's own log of
+// the run, other tests' stores), so the scenario runs in a child process
+// of the test binary.
 func TestR6AuditScratchDiskFullFails(t *testing.T) {
+	if os.Getenv(fsizeChildEnv) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestR6AuditScratchDiskFullFails$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), fsizeChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		switch {
+		case err != nil:
+			t.Fatalf("the child running the scenario: %v\n%s", err, out)
+		case bytes.Contains(out, []byte("--- SKIP: TestR6AuditScratchDiskFullFails")):
+			t.Skipf("skipped in the child:\n%s", out)
+		case !bytes.Contains(out, []byte("--- PASS: TestR6AuditScratchDiskFullFails")):
+			t.Fatalf("the child did not pass the scenario:\n%s", out)
+		}
+		t.Logf("child:\n%s", bytes.TrimSpace(out))
+		return
+	}
+	auditScratchDiskFull(t)
+}
+
+// fsizeChildEnv marks the child process of TestR6AuditScratchDiskFullFails.
+const fsizeChildEnv = "MEDGATE_TEST_FSIZE_CHILD"
+
+func auditScratchDiskFull(t *testing.T) {
 	db, _ := openMem(t) // in memory: the limit applies to the scratch store only
 	const n = 3000      // about 1.2 MB of scratch records: over 16 memtables
 	for i := range n {
