@@ -249,7 +249,12 @@ func entryFromBytes(data []byte) *Entry {
 			e.Lines[0].Amount++
 		}
 	case 1:
-		e.format = entryFormat1
+		// Format 1 was written before credits and opening balances were
+		// entries: none of those is in format 1, and the decoder refuses
+		// one (a format-1 record of such a kind is corrupt).
+		if !e.Kind.movesBalanceOnly() {
+			e.format = entryFormat1
+		}
 	}
 	return e
 }
