@@ -139,21 +139,7 @@ func TestR6UploadCannotTakeMinutesToCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(ctx)
-	wasm := branchLocalsPolicy(&abi.Output{Basic: 1}, 2000, 2000)
-	start := time.Now()
-	m, err := e.LoadCandidate(ctx, "152500", "slow", wasm)
-	took := time.Since(start)
-	t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
-	if m != nil {
-		m.Close(ctx)
-	}
-	var le *LoadError
-	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "function 3") {
-		t.Errorf("Load = %v, want a compile refusal naming function 3", err)
-	}
-	if took > 2*time.Second {
-		t.Errorf("checking the upload took %v", took)
-	}
+	refusedBeforeCompile(t, e, "slow", branchLocalsPolicy(&abi.Output{Basic: 1}, 2000, 2000), "function 3", 2*time.Second)
 }
 
 // TestR6UploadCannotDeclareTooManyLocals: compiling a function takes
@@ -194,21 +180,7 @@ func TestR6UploadCannotDeclareTooManyLocals(t *testing.T) {
 			m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
 			m.Funcs = append(m.Funcs, tc.funcs...)
 			m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
-			wasm := m.Bytes()
-			start := time.Now()
-			mod, err := e.LoadCandidate(ctx, "152500", "wide", wasm)
-			took := time.Since(start)
-			t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
-			if mod != nil {
-				mod.Close(ctx)
-			}
-			var le *LoadError
-			if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), tc.say) {
-				t.Errorf("Load = %v, want a compile refusal saying %q", err, tc.say)
-			}
-			if took > 2*time.Second {
-				t.Errorf("checking the upload took %v", took)
-			}
+			refusedBeforeCompile(t, e, "wide", m.Bytes(), tc.say, 2*time.Second)
 		})
 	}
 }
@@ -232,21 +204,7 @@ func TestR6UploadCannotDeclareMillionsOfFunctions(t *testing.T) {
 	m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
 	m.Funcs = append(m.Funcs, slices.Repeat([]wasmgen.Func{{}}, 200_000)...)
 	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
-	wasm := m.Bytes()
-	start := time.Now()
-	mod, err := e.LoadCandidate(ctx, "152500", "many", wasm)
-	took := time.Since(start)
-	t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
-	if mod != nil {
-		mod.Close(ctx)
-	}
-	var le *LoadError
-	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "functions") {
-		t.Errorf("Load = %v, want a compile refusal naming the functions", err)
-	}
-	if took > 2*time.Second {
-		t.Errorf("checking the upload took %v", took)
-	}
+	refusedBeforeCompile(t, e, "many", m.Bytes(), "functions", 2*time.Second)
 }
 
 // withTypes returns wasm with n more types () -> () at the end of its type
@@ -317,20 +275,7 @@ func TestR6UploadCannotDeclareMillionsOfTypesOrImports(t *testing.T) {
 		{"100,000 types", withTypes(types.Bytes(), 100_000), "types, limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
-			mod, err := e.LoadCandidate(ctx, "152500", "many", tc.wasm)
-			took := time.Since(start)
-			t.Logf("%d-byte module: %v after %v", len(tc.wasm), err, took)
-			if mod != nil {
-				mod.Close(ctx)
-			}
-			var le *LoadError
-			if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), tc.say) {
-				t.Errorf("Load = %v, want a compile refusal saying %q", err, tc.say)
-			}
-			if took > time.Second {
-				t.Errorf("checking the upload took %v", took)
-			}
+			refusedBeforeCompile(t, e, "many", tc.wasm, tc.say, time.Second)
 		})
 	}
 }
@@ -365,5 +310,27 @@ func TestR6DataSegmentsAreBounded(t *testing.T) {
 	var le *LoadError
 	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "data segments, limit") {
 		t.Errorf("Load = %v, want a compile refusal naming the data segments", err)
+	}
+}
+
+// refusedBeforeCompile loads wasm as a candidate version of 152500 and
+// fails t unless the check refuses it as "compile", saying say, within
+// limit (a refusal made before compiling takes milliseconds).
+func refusedBeforeCompile(t *testing.T, e *Engine, version string, wasm []byte, say string, limit time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	mod, err := e.LoadCandidate(ctx, "152500", version, wasm)
+	took := time.Since(start)
+	t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
+	if mod != nil {
+		mod.Close(ctx)
+	}
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), say) {
+		t.Errorf("Load = %v, want a compile refusal saying %q", err, say)
+	}
+	if took > limit {
+		t.Errorf("checking the upload took %v", took)
 	}
 }

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,19 +36,5 @@ func TestR8UploadCannotReturnTooManyResults(t *testing.T) {
 	m := wasmgen.Policy(1, 8192, wasmgen.Answer(answerAt, uint32(len(b))))
 	m.Funcs = append(m.Funcs, wasmgen.Func{Results: results, Body: body})
 	m.Data = []wasmgen.Data{{Offset: answerAt, Bytes: b}}
-	wasm := m.Bytes()
-	start := time.Now()
-	mod, err := e.LoadCandidate(ctx, "152500", "tall", wasm)
-	took := time.Since(start)
-	t.Logf("%d-byte module: %v after %v", len(wasm), err, took)
-	if mod != nil {
-		mod.Close(ctx)
-	}
-	var le *LoadError
-	if !errors.As(err, &le) || le.Check != "compile" || !strings.Contains(err.Error(), "80000 results, limit") {
-		t.Errorf("Load = %v, want a compile refusal saying %q", err, "80000 results, limit")
-	}
-	if took > 2*time.Second {
-		t.Errorf("checking the upload took %v", took)
-	}
+	refusedBeforeCompile(t, e, "tall", m.Bytes(), "80000 results, limit", 2*time.Second)
 }
