@@ -230,6 +230,22 @@ func pow10i(n int) int64 {
 
 // domAmounts checks the identities of one settlement, quote or reversal
 // answer (sign +1 or −1) against its lines, and returns its amounts in fen.
+// domCheckLines fails tb unless a's lines are lines, as computed by hand
+// (the catalog step, L1–L4).
+func domCheckLines(tb testing.TB, ctx string, a answer, lines []domLine) {
+	tb.Helper()
+	for j, l := range lines {
+		got := a.Lines[j]
+		want := map[string]any{"code": l.code, "class": l.class, "listed": l.listed, "amount": fenString(l.amount),
+			"full_self_pay": fenString(l.full), "over_limit": fenString(l.over), "pre_self_pay": fenString(l.pre), "eligible": fenString(l.elig)}
+		for k, v := range want {
+			if got[k] != v {
+				tb.Fatalf("%s: lines[%d].%s = %v, want %v (price %s × %s)", ctx, j, k, got[k], v, l.price, l.qty)
+			}
+		}
+	}
+}
+
 func domAmounts(tb testing.TB, ctx string, a answer, sign int64) map[string]int64 {
 	tb.Helper()
 	names := []string{"total", "full_self_pay", "over_limit", "pre_self_pay", "eligible", "deductible", "basic_fund",
@@ -503,16 +519,7 @@ func domRun(t *testing.T, native bool, seed uint64, n int) {
 		if len(a.Lines) != len(lines) {
 			t.Fatalf("%s: %d lines answered for %d", ctx, len(a.Lines), len(lines))
 		}
-		for j, l := range lines {
-			got := a.Lines[j]
-			want := map[string]any{"code": l.code, "class": l.class, "listed": l.listed, "amount": fenString(l.amount),
-				"full_self_pay": fenString(l.full), "over_limit": fenString(l.over), "pre_self_pay": fenString(l.pre), "eligible": fenString(l.elig)}
-			for k, v := range want {
-				if got[k] != v {
-					t.Fatalf("%s: lines[%d].%s = %v, want %v (price %s × %s)", ctx, j, k, got[k], v, l.price, l.qty)
-				}
-			}
-		}
+		domCheckLines(t, ctx, a, lines)
 		// Personal account (policies.md §2.5): employees only, when asked,
 		// min(balance, total − fund_total − full_self_pay − over_limit).
 		wantAcct := int64(0)

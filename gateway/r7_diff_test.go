@@ -405,16 +405,7 @@ func diffRun(t *testing.T, seed uint64, n int, replay bool) {
 		}
 		a := decodeAnswer(t, sb)
 		m := domAmounts(t, ctx, a, 1)
-		for j, l := range lines {
-			got := a.Lines[j]
-			want := map[string]any{"code": l.code, "class": l.class, "listed": l.listed, "amount": fenString(l.amount),
-				"full_self_pay": fenString(l.full), "over_limit": fenString(l.over), "pre_self_pay": fenString(l.pre), "eligible": fenString(l.elig)}
-			for k, v := range want {
-				if got[k] != v {
-					t.Fatalf("%s: lines[%d].%s = %v, want %v (price %s × %s)", ctx, j, k, got[k], v, l.price, l.qty)
-				}
-			}
-		}
+		domCheckLines(t, ctx, a, lines)
 		// policies.md §2.5: employees only, when asked,
 		// min(balance, total − fund_total − full_self_pay − over_limit).
 		wantAcct := int64(0)
