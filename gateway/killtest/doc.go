@@ -1,6 +1,8 @@
 // Package killtest runs the real medgate binary under load and kills it:
-// its tests (killtest_test.go, shutdown_test.go) are the crash and
-// graceful-shutdown tests of README "Faults and guarantees".
+// its tests (killtest_test.go, powerloss_test.go, shutdown_test.go) are the
+// crash, power-cut and graceful-shutdown tests of README "Faults and
+// guarantees". The power cut is package powerfs: a FUSE mount that loses
+// what was not synced.
 //
 // They are skipped unless MEDGATE_CRASH_CYCLES is set, so that `go test
 // ./...` stays fast:
