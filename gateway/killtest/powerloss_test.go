@@ -66,7 +66,7 @@ func TestPowerLoss(t *testing.T) {
 	l := newLoad(t, readWorld(t), e.seed, e.workers)
 	began := time.Now()
 	var entries uint64
-	var lost int64
+	var lost powerfs.Loss
 	syncs := 0
 	for cycle := 1; cycle <= e.cycles; cycle++ {
 		p := start(t, live, "--log-level", "debug")
@@ -85,7 +85,8 @@ func TestPowerLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lost += n
+		lost.Bytes += n.Bytes
+		lost.Names += n.Names
 		entries = l.check(t, onDisk, false)
 		if t.Failed() || l.failures > 0 {
 			l.report(t)
@@ -121,7 +122,7 @@ func TestPowerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &l.stats
-	t.Logf("power loss done in %v: %d cycles, %d syncs seen by the mount, %d unsynced bytes lost at the cuts, seed %d", time.Since(began).Round(time.Second), e.cycles, syncs, lost, e.seed)
+	t.Logf("power loss done in %v: %d cycles, %d syncs seen by the mount, lost at the cuts: %d unsynced bytes and %d unsynced names, seed %d", time.Since(began).Round(time.Second), e.cycles, syncs, lost.Bytes, lost.Names, e.seed)
 	t.Logf("ledger: %d entries; acknowledged: %d settlements, %d reversals, %d credits; %d retries answered as replays; %d re-sent at the end, all replays",
 		entries, s.byKind[opSettle].Load(), s.byKind[opReverse].Load(), s.byKind[opCredit].Load(), s.replayedRetries.Load(), again)
 }

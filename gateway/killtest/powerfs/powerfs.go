@@ -12,10 +12,11 @@
 // the writers are dead, unmounts and puts every file back as it was at
 // its last sync.
 //
-// The model is strict for file data and lenient for metadata: creates,
-// renames and unlinks are durable at once (a real filesystem would want
-// the directory synced too), so it checks that what was answered had its
-// data synced, not the directory syncs behind it.
+// Directories are modelled as strictly (dirs.go): a name created, renamed
+// or removed is durable only once its directory is synced; the cut puts
+// every directory written since the mount back as it was at its last
+// sync, relinking files removed since from a trash directory beside the
+// backing one.
 package powerfs
 
 import (
@@ -48,9 +49,12 @@ type FS struct {
 	opts         Options
 	server       *fuse.Server
 
+	trash string // beside backing: removed files a directory may need back
+
 	mu    sync.Mutex
 	files map[uint64]*fileState // by backing inode number
-	syncs int                   // syncs recorded since the mount
+	dirs  map[uint64]*dirState  // by backing inode number
+	syncs int                   // file and directory syncs recorded since the mount
 }
 
 // fileState is what PowerCut needs to put one file back.
@@ -80,7 +84,11 @@ func Available() error {
 
 // Mount serves backing at mnt (both existing directories).
 func Mount(backing, mnt string, opts Options) (*FS, error) {
-	f := &FS{backing: backing, mnt: mnt, opts: opts, files: map[uint64]*fileState{}}
+	f := &FS{backing: backing, mnt: mnt, opts: opts, trash: filepath.Clean(backing) + ".powerfs-trash",
+		files: map[uint64]*fileState{}, dirs: map[uint64]*dirState{}}
+	if err := os.MkdirAll(f.trash, 0o700); err != nil {
+		return nil, fmt.Errorf("powerfs: %w", err)
+	}
 	if err := f.mount(); err != nil {
 		return nil, err
 	}
@@ -114,14 +122,18 @@ func (f *FS) Syncs() int {
 // PowerCut unmounts (every process writing through the mount must be
 // gone) and puts every file written since the mount back as it was at its
 // last sync. The backing directory then holds what a disk would after a
-// power failure; Remount serves it again. It returns how many bytes were
-// lost: written past a synced size, or overwritten below it.
-func (f *FS) PowerCut() (lost int64, err error) {
+// power failure; Remount serves it again. It says what was lost.
+func (f *FS) PowerCut() (lost Loss, err error) {
 	if err := f.Unmount(); err != nil {
-		return 0, err
+		return lost, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Names first (a name the cut takes away needs no data), then the data
+	// of every file that has a name.
+	if lost.Names, err = f.revertDirs(); err != nil {
+		return lost, fmt.Errorf("powerfs: power cut: %w", err)
+	}
 	err = filepath.WalkDir(f.backing, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -134,13 +146,19 @@ func (f *FS) PowerCut() (lost int64, err error) {
 		if s == nil {
 			return nil
 		}
-		lost += max(st.Size-s.synced, 0)
+		lost.Bytes += max(st.Size-s.synced, 0)
 		for _, u := range s.undo {
-			lost += int64(len(u.old))
+			lost.Bytes += int64(len(u.old))
 		}
 		return s.revert(p)
 	})
-	f.files = map[uint64]*fileState{}
+	f.files, f.dirs = map[uint64]*fileState{}, map[uint64]*dirState{}
+	if err == nil {
+		err = os.RemoveAll(f.trash)
+	}
+	if err == nil {
+		err = os.Mkdir(f.trash, 0o700)
+	}
 	if err != nil {
 		return lost, fmt.Errorf("powerfs: power cut: %w", err)
 	}
@@ -162,6 +180,12 @@ func (s *fileState) revert(path string) error {
 		}
 	}
 	return nil
+}
+
+// Loss is what a power cut took away.
+type Loss struct {
+	Bytes int64 // written past a file's synced size, or over synced bytes
+	Names int   // names made, removed or replaced since their directory's sync
 }
 
 // Unmount stops serving the mount without losing anything.
@@ -285,6 +309,9 @@ func (n *node) openTruncating(ctx context.Context, flags uint32) (gofs.FileHandl
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if errno := n.fs.touchDir(n.backingPath()); errno != 0 {
+		return nil, nil, 0, errno
+	}
 	inode, fh, fuseFlags, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
 	if errno != 0 {
 		return nil, nil, 0, errno
@@ -318,7 +345,7 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 
 // beforeTruncate saves the synced bytes a truncation to size drops.
 func (n *node) beforeTruncate(size int64) syscall.Errno {
-	p := filepath.Join(n.RootData.Path, n.Path(nil))
+	p := n.backingPath()
 	fd, err := syscall.Open(p, syscall.O_RDONLY, 0)
 	if err != nil {
 		return gofs.ToErrno(err)

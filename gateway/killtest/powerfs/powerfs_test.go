@@ -22,6 +22,51 @@ func mountT(t *testing.T, opts Options) (f *FS, backing, mnt string) {
 	return f, backing, mnt
 }
 
+func syncDir(t *testing.T, dir string) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeSynced(t *testing.T, p, data string) {
+	t.Helper()
+	w, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// names lists dir as "name=content ...", sorted.
+func names(t *testing.T, dir string) string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		if de.IsDir() {
+			out = append(out, de.Name()+"/")
+			continue
+		}
+		out = append(out, de.Name()+"="+readT(t, filepath.Join(dir, de.Name())))
+	}
+	return strings.Join(out, " ")
+}
+
 func readT(t *testing.T, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
@@ -77,12 +122,13 @@ func TestPowerCut(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mnt, "recreated"), []byte("new"), 0o644); err != nil { // O_TRUNC
 		t.Fatal(err)
 	}
+	syncDir(t, mnt) // the names are durable from here; the data as synced above
 
 	if got := readT(t, filepath.Join(mnt, "append")); got != "synced.lost" {
 		t.Fatalf("through the mount before the cut: %q", got)
 	}
-	if f.Syncs() != 4 {
-		t.Fatalf("%d syncs recorded, want 4", f.Syncs())
+	if f.Syncs() != 5 {
+		t.Fatalf("%d syncs recorded, want 5 (4 files, 1 directory)", f.Syncs())
 	}
 	lost, err := f.PowerCut()
 	if err != nil {
@@ -91,8 +137,8 @@ func TestPowerCut(t *testing.T) {
 	// append: "lost" (4); overwrite: "ab", "XYZ" (2 below the synced end,
 	// 1 past it), "cd" (7); truncate: 7 truncated, "!" past the end (8);
 	// never: 12; recreated: the 11 bytes O_TRUNC dropped.
-	if want := int64(4 + 7 + 8 + 12 + 11); lost != want {
-		t.Errorf("lost %d bytes, want %d", lost, want)
+	if want := (Loss{Bytes: 4 + 7 + 8 + 12 + 11}); lost != want {
+		t.Errorf("lost %+v, want %+v", lost, want)
 	}
 	for name, want := range map[string]string{
 		"append": "synced.", "overwrite": "0123456789", "truncate": "keep this",
@@ -116,7 +162,7 @@ func TestPowerCut(t *testing.T) {
 	}
 	a.WriteString("gone")
 	a.Close()
-	if lost, err := f.PowerCut(); err != nil || lost != 4 {
+	if lost, err := f.PowerCut(); err != nil || lost != (Loss{Bytes: 4}) {
 		t.Fatalf("second cut: lost %d, %v", lost, err)
 	}
 	if got := readT(t, filepath.Join(backing, "append")); got != "synced." {
@@ -138,6 +184,7 @@ func TestIgnoreSync(t *testing.T) {
 		}
 		w.Close()
 	}
+	syncDir(t, mnt)
 	if _, err := f.PowerCut(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +193,81 @@ func TestIgnoreSync(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(backing, "MANIFEST-000001")); !bytes.Equal(got, []byte("data")) {
 		t.Fatalf("a synced file lost its data: %q", got)
+	}
+}
+
+// TestPowerCutNames: a name created, replaced, renamed or removed is
+// durable only once its directory is synced; until then the cut puts the
+// directory back as it was, with the files it named and their synced
+// data.
+func TestPowerCutNames(t *testing.T) {
+	f, backing, mnt := mountT(t, Options{})
+	writeSynced(t, filepath.Join(mnt, "CURRENT"), "MANIFEST-1")
+	writeSynced(t, filepath.Join(mnt, "gone"), "removed later")
+	writeSynced(t, filepath.Join(mnt, "moved"), "renamed later")
+	if err := os.Mkdir(filepath.Join(mnt, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeSynced(t, filepath.Join(mnt, "sub", "kept"), "in sub")
+	syncDir(t, mnt)
+	syncDir(t, filepath.Join(mnt, "sub"))
+	const durable = "CURRENT=MANIFEST-1 gone=removed later moved=renamed later sub/"
+
+	// A synced file under a name not yet synced; a rename over CURRENT;
+	// an unlink; a rename; a new directory: none of it synced.
+	writeSynced(t, filepath.Join(mnt, "CURRENT.tmp"), "MANIFEST-2")
+	if err := os.Rename(filepath.Join(mnt, "CURRENT.tmp"), filepath.Join(mnt, "CURRENT")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(mnt, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(mnt, "moved"), filepath.Join(mnt, "sub", "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(mnt, "newdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeSynced(t, filepath.Join(mnt, "newdir", "x"), "x")
+	syncDir(t, filepath.Join(mnt, "newdir")) // its parent is not synced
+	if got := names(t, mnt); got != "CURRENT=MANIFEST-2 newdir/ sub/" {
+		t.Fatalf("before the cut: %q", got)
+	}
+	// CURRENT: the new name goes, the old comes back (2); gone comes back
+	// (1); moved leaves sub and comes back (2); newdir goes (1).
+	if lost, err := f.PowerCut(); err != nil || lost.Names != 6 {
+		t.Fatalf("lost %+v, want 6 names; %v", lost, err)
+	}
+	if got := names(t, backing); got != durable {
+		t.Errorf("after the cut: %q, want %q", got, durable)
+	}
+	if got := names(t, filepath.Join(backing, "sub")); got != "kept=in sub" {
+		t.Errorf("sub after the cut: %q", got)
+	}
+
+	// The same changes with the directories synced are kept.
+	if err := f.Remount(); err != nil {
+		t.Fatal(err)
+	}
+	writeSynced(t, filepath.Join(mnt, "CURRENT.tmp"), "MANIFEST-2")
+	if err := os.Rename(filepath.Join(mnt, "CURRENT.tmp"), filepath.Join(mnt, "CURRENT")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(mnt, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(mnt, "moved"), filepath.Join(mnt, "sub", "moved")); err != nil {
+		t.Fatal(err)
+	}
+	syncDir(t, mnt)
+	syncDir(t, filepath.Join(mnt, "sub"))
+	if lost, err := f.PowerCut(); err != nil || lost != (Loss{}) {
+		t.Fatalf("lost %+v after everything was synced; %v", lost, err)
+	}
+	if got := names(t, backing); got != "CURRENT=MANIFEST-2 sub/" {
+		t.Errorf("after the synced changes and a cut: %q", got)
+	}
+	if got := names(t, filepath.Join(backing, "sub")); got != "kept=in sub moved=renamed later" {
+		t.Errorf("sub after the synced changes and a cut: %q", got)
 	}
 }
