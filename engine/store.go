@@ -62,6 +62,15 @@ func OpenStore(dir string) (*Store, error) {
 			return nil, fmt.Errorf("engine: store: %w", err)
 		}
 	}
+	// The directories' names are durable only once their parents are
+	// synced: without it, a power cut after a new ledger's first upload
+	// could take modules/ and versions/ away with the upload answered
+	// (gateway/killtest TestPowerLossKeepsAnUpload).
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := syncDir(d); err != nil {
+			return nil, fmt.Errorf("engine: store: %w", err)
+		}
+	}
 	return &Store{dir: dir}, nil
 }
 
@@ -73,7 +82,10 @@ func (s *Store) PutModule(wasm []byte) (string, error) {
 	name := hex.EncodeToString(sum[:])
 	path := filepath.Join(s.dir, "modules", name+".wasm")
 	if b, err := os.ReadFile(path); err == nil && sha256.Sum256(b) == sum {
-		return name, nil
+		// Found, but perhaps left by a write that stopped before its
+		// syncs (a crash of the process keeps the page cache): sync it
+		// and its name before it is relied on.
+		return name, syncFileAndDir(path)
 	}
 	return name, writeFileSync(path, wasm)
 }
@@ -211,7 +223,27 @@ func writeFileSync(path string, b []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
+}
+
+func syncFileAndDir(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes the names in directory path durable.
+func syncDir(path string) error {
+	d, err := os.Open(path)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 package killtest
 
 import (
+	"context"
 	"math/rand"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"medgate/gateway/internal/testenv"
 	"medgate/gateway/killtest/powerfs"
 )
 
@@ -169,4 +172,54 @@ func TestPowerLossSeesALyingDisk(t *testing.T) {
 		t.Fatalf("a disk that kept none of the WAL's syncs lost nothing the harness saw: %d acknowledged, %d failures %q", acked, l.failures, l.failNotes)
 	}
 	t.Logf("control: %d writes acknowledged on a lying disk; the check found %d problems, e.g. %q", acked, l.failures, l.failNotes[0])
+}
+
+// TestPowerLossKeepsAnUpload: a policy version answered 201 on a new
+// ledger is still there after a power cut. Modules and version records
+// are files under <db>/policies, not Pebble keys: their names must be
+// synced by the gateway itself.
+func TestPowerLossKeepsAnUpload(t *testing.T) {
+	readEnv(t)
+	fsys, mnt, _ := powerMount(t, powerfs.Options{})
+	live := filepath.Join(mnt, "db")
+	p := start(t, live)
+	p.ready(t, 60*time.Second)
+
+	root := testenv.RepoRoot()
+	up := filepath.Join(t.TempDir(), "up.json")
+	out, err := exec.Command(binary(t), "policy", "sign", "--region", "371600", "--version", "v2099-power",
+		"--effective", "2099-01-01", "--demo-key", "--module", filepath.Join(testenv.ModuleDir(t), "371600", "v2024.wasm"),
+		"--cases", filepath.Join(root, "testdata", "cases", "371600-v2024.json"), "-o", up).CombinedOutput()
+	if err != nil {
+		p.kill(t)
+		t.Fatalf("policy sign: %v\n%s", err, out)
+	}
+	body, err := os.ReadFile(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 2 * time.Minute}
+	code, answer, err := call(context.Background(), c, "POST", p.base+"/v1/regions/371600/policies", "demo-region-371600", body)
+	if err != nil || code != 201 {
+		p.kill(t)
+		t.Fatalf("upload: %d %s %v", code, answer, err)
+	}
+	p.kill(t)
+	lost, err := fsys.PowerCut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Remount(); err != nil {
+		t.Fatal(err)
+	}
+	p = start(t, live)
+	p.ready(t, 60*time.Second)
+	defer p.term(t, 60*time.Second)
+	code, answer, err = call(context.Background(), c, "GET", p.base+"/v1/regions/371600/policies", "demo-region-371600", nil)
+	if err != nil || code != 200 {
+		t.Fatalf("list: %d %s %v", code, answer, err)
+	}
+	if !strings.Contains(string(answer), `"v2099-power"`) {
+		t.Fatalf("the version answered 201 is gone after a power cut that lost %+v:\n%s", lost, answer)
+	}
 }

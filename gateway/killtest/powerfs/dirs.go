@@ -122,7 +122,14 @@ func (f *FS) keepLocked(path string) error {
 // its last sync: names made since are removed (files a durable name still
 // needs are kept in the trash), names removed or replaced since are
 // linked again.
-func (f *FS) revertDirs() (changed int, err error) {
+func (f *FS) revertDirs() (changed int, which []string, err error) {
+	note := func(sign, p string) {
+		changed++
+		if len(which) < 20 {
+			rel, _ := filepath.Rel(f.backing, p)
+			which = append(which, sign+rel)
+		}
+	}
 	paths := map[uint64]string{} // tracked directory → its path now
 	err = filepath.WalkDir(f.backing, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
@@ -138,11 +145,11 @@ func (f *FS) revertDirs() (changed int, err error) {
 		return nil
 	})
 	if err != nil {
-		return changed, err
+		return changed, which, err
 	}
 	for ino := range f.dirs {
 		if paths[ino] == "" && f.referencedLocked(ino) {
-			return changed, fmt.Errorf("a directory with a durable name (inode %d) was removed: not modelled", ino)
+			return changed, which, fmt.Errorf("a directory with a durable name (inode %d) was removed: not modelled", ino)
 		}
 	}
 	// gone reports a tracked directory that is not there (any more): one
@@ -162,28 +169,28 @@ func (f *FS) revertDirs() (changed int, err error) {
 		}
 		cur, err := listDir(paths[ino])
 		if err != nil {
-			return changed, err
+			return changed, which, err
 		}
 		for name, e := range cur {
 			if de, ok := d.durable[name]; ok && de == e {
 				continue
 			}
 			p := filepath.Join(paths[ino], name)
-			changed++
+			note("-", p)
 			if e.dir {
 				if f.referencedLocked(e.ino) {
-					return changed, fmt.Errorf("directory %s was renamed without a sync: not modelled", p)
+					return changed, which, fmt.Errorf("directory %s was renamed without a sync: not modelled", p)
 				}
 				if err := os.RemoveAll(p); err != nil {
-					return changed, err
+					return changed, which, err
 				}
 				continue
 			}
 			if err := f.keepLocked(p); err != nil {
-				return changed, err
+				return changed, which, err
 			}
 			if err := os.Remove(p); err != nil {
-				return changed, err
+				return changed, which, err
 			}
 		}
 	}
@@ -202,7 +209,7 @@ func (f *FS) revertDirs() (changed int, err error) {
 			return nil
 		})
 		if err != nil {
-			return changed, err
+			return changed, which, err
 		}
 	}
 	for ino, d := range f.dirs {
@@ -215,19 +222,19 @@ func (f *FS) revertDirs() (changed int, err error) {
 				continue
 			}
 			if e.dir {
-				return changed, fmt.Errorf("directory %s was removed without a sync: not modelled", p)
+				return changed, which, fmt.Errorf("directory %s was removed without a sync: not modelled", p)
 			}
 			from := where[e.ino]
 			if from == "" {
-				return changed, fmt.Errorf("%s (inode %d) is durable but was lost", p, e.ino)
+				return changed, which, fmt.Errorf("%s (inode %d) is durable but was lost", p, e.ino)
 			}
 			if err := os.Link(from, p); err != nil {
-				return changed, err
+				return changed, which, err
 			}
-			changed++
+			note("+", p)
 		}
 	}
-	return changed, nil
+	return changed, which, nil
 }
 
 func (n *node) backingPath() string {

@@ -131,7 +131,7 @@ func (f *FS) PowerCut() (lost Loss, err error) {
 	defer f.mu.Unlock()
 	// Names first (a name the cut takes away needs no data), then the data
 	// of every file that has a name.
-	if lost.Names, err = f.revertDirs(); err != nil {
+	if lost.Names, lost.Which, err = f.revertDirs(); err != nil {
 		return lost, fmt.Errorf("powerfs: power cut: %w", err)
 	}
 	err = filepath.WalkDir(f.backing, func(p string, d fs.DirEntry, err error) error {
@@ -186,6 +186,9 @@ func (s *fileState) revert(path string) error {
 type Loss struct {
 	Bytes int64 // written past a file's synced size, or over synced bytes
 	Names int   // names made, removed or replaced since their directory's sync
+	// Which names (relative to the backing directory; "+" put back, "-"
+	// taken away): the first 20.
+	Which []string
 }
 
 // Unmount stops serving the mount without losing anything.
