@@ -177,7 +177,8 @@ func TestPowerLossSeesALyingDisk(t *testing.T) {
 // TestPowerLossKeepsAnUpload: a policy version answered 201 on a new
 // ledger is still there after a power cut. Modules and version records
 // are files under <db>/policies, not Pebble keys: their names must be
-// synced by the gateway itself.
+// synced by the gateway itself. A new person and a month close answered
+// before the cut are there too.
 func TestPowerLossKeepsAnUpload(t *testing.T) {
 	readEnv(t)
 	fsys, mnt, _ := powerMount(t, powerfs.Options{})
@@ -204,6 +205,15 @@ func TestPowerLossKeepsAnUpload(t *testing.T) {
 		p.kill(t)
 		t.Fatalf("upload: %d %s %v", code, answer, err)
 	}
+	person := `{"id": "371600199001019999", "scheme": "employee", "employment": "active", "groups": [], "conditions": [], "registration": "long_term", "account_balance": "0.00", "enrolled_on": "2010-01-01", "in_concentrated_period": true, "lapsed_years": 0, "repaid_years": 0, "continuous_years": 10, "zero_claim_years": 0}`
+	if code, answer, err := call(context.Background(), c, "POST", p.base+"/v1/regions/371600/persons", "demo-region-371600", []byte(person)); err != nil || code != 200 || !strings.Contains(string(answer), `"created":1`) {
+		p.kill(t)
+		t.Fatalf("persons: %d %s %v", code, answer, err)
+	}
+	if code, answer, err := call(context.Background(), c, "POST", p.base+"/v1/clearing/months/2026-10/close", "demo-clearing", nil); err != nil || code != 200 {
+		p.kill(t)
+		t.Fatalf("month close: %d %s %v", code, answer, err)
+	}
 	p.kill(t)
 	lost, err := fsys.PowerCut()
 	if err != nil {
@@ -222,4 +232,16 @@ func TestPowerLossKeepsAnUpload(t *testing.T) {
 	if !strings.Contains(string(answer), `"v2099-power"`) {
 		t.Fatalf("the version answered 201 is gone after a power cut that lost %+v:\n%s", lost, answer)
 	}
+	code, answer, err = call(context.Background(), c, "GET", p.base+"/v1/clearing/months/2026-10", "demo-clearing", nil)
+	if err != nil || code != 200 || !strings.Contains(string(answer), `"closed":true`) {
+		t.Fatalf("the month closed before the cut: %d %s %v", code, answer, err)
+	}
+	quote := `{"request_id":"pq-1","person":{"id":"371600199001019999","insured_region":"371600"},` +
+		`"visit":{"type":"outpatient","visit_date":"2026-11-20"},` +
+		`"items":[{"code":"XA01","unit_price":"12.50","quantity":"2","amount":"25.00"}]}`
+	code, answer, err = call(context.Background(), c, "POST", p.base+"/v1/settlements/quote", "demo-hospital-H3701020001", []byte(quote))
+	if err != nil || code != 200 {
+		t.Fatalf("a quote for the person created before the cut: %d %s %v", code, answer, err)
+	}
+	t.Logf("kept across a power cut that lost %+v: the upload, the person, the month close", lost)
 }
