@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"sync"
@@ -123,7 +124,16 @@ func (f *FS) Syncs() int {
 // gone) and puts every file written since the mount back as it was at its
 // last sync. The backing directory then holds what a disk would after a
 // power failure; Remount serves it again. It says what was lost.
-func (f *FS) PowerCut() (lost Loss, err error) {
+func (f *FS) PowerCut() (lost Loss, err error) { return f.cut(nil) }
+
+// PowerCutTorn is PowerCut on a disk that had written some of what was
+// not synced when the power went: of the bytes written past a file's
+// synced size, each 4 KiB page is kept or lost (zeros, if a later page is
+// kept) at random, and each overwrite of synced bytes is kept or undone
+// at random. Synced bytes, and names, are as PowerCut leaves them.
+func (f *FS) PowerCutTorn(rng *rand.Rand) (lost Loss, err error) { return f.cut(rng) }
+
+func (f *FS) cut(rng *rand.Rand) (lost Loss, err error) {
 	if err := f.Unmount(); err != nil {
 		return lost, err
 	}
@@ -150,7 +160,7 @@ func (f *FS) PowerCut() (lost Loss, err error) {
 		for _, u := range s.undo {
 			lost.Bytes += int64(len(u.old))
 		}
-		return s.revert(p)
+		return s.revert(p, st.Size, rng)
 	})
 	f.files, f.dirs = map[uint64]*fileState{}, map[uint64]*dirState{}
 	if err == nil {
@@ -165,16 +175,23 @@ func (f *FS) PowerCut() (lost Loss, err error) {
 	return lost, nil
 }
 
-func (s *fileState) revert(path string) error {
-	file, err := os.OpenFile(path, os.O_WRONLY, 0)
+func (s *fileState) revert(path string, size int64, rng *rand.Rand) error {
+	file, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer file.Close()
-	if err := file.Truncate(s.synced); err != nil {
+	if rng == nil || size <= s.synced {
+		if err := file.Truncate(s.synced); err != nil {
+			return err
+		}
+	} else if err := tearTail(file, s.synced, size, rng); err != nil {
 		return err
 	}
 	for i := len(s.undo) - 1; i >= 0; i-- {
+		if rng != nil && rng.Intn(2) == 0 {
+			continue // the overwrite reached the disk
+		}
 		if _, err := file.WriteAt(s.undo[i].old, s.undo[i].off); err != nil {
 			return err
 		}
@@ -182,9 +199,30 @@ func (s *fileState) revert(path string) error {
 	return nil
 }
 
+// tearTail keeps a random subset of the 4 KiB pages of [synced, size):
+// the file ends after the last page kept, and the pages lost before it
+// read as zeros.
+func tearTail(file *os.File, synced, size int64, rng *rand.Rand) error {
+	const page = 4096
+	end := synced
+	var zero [page]byte
+	for off := synced; off < size; {
+		next := min((off/page+1)*page, size)
+		if rng.Intn(2) == 0 {
+			if _, err := file.WriteAt(zero[:next-off], off); err != nil {
+				return err
+			}
+		} else {
+			end = next
+		}
+		off = next
+	}
+	return file.Truncate(end)
+}
+
 // Loss is what a power cut took away.
 type Loss struct {
-	Bytes int64 // written past a file's synced size, or over synced bytes
+	Bytes int64 // written past a file's synced size, or over synced bytes (torn: at risk)
 	Names int   // names made, removed or replaced since their directory's sync
 	// Which names (relative to the backing directory; "+" put back, "-"
 	// taken away): the first 20.

@@ -2,6 +2,7 @@ package powerfs
 
 import (
 	"bytes"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -275,5 +276,70 @@ func TestPowerCutNames(t *testing.T) {
 	}
 	if got := names(t, filepath.Join(backing, "sub")); got != "kept=in sub moved=renamed later" {
 		t.Errorf("sub after the synced changes and a cut: %q", got)
+	}
+}
+
+// TestPowerCutTorn: a torn cut keeps synced bytes, and of the rest only
+// whole pages as written or zeros, ending at a page kept; over seeds,
+// pages are both kept and lost, and overwrites both kept and undone.
+func TestPowerCutTorn(t *testing.T) {
+	f, backing, mnt := mountT(t, Options{})
+	const page = 4096
+	tail := bytes.Repeat([]byte{'t'}, 3*page+100) // past the synced 10 bytes
+	var keptPage, lostPage, keptOver, undoneOver bool
+	for seed := int64(1); seed <= 20; seed++ {
+		p := filepath.Join(mnt, "wal")
+		writeSynced(t, p, "0123456789")
+		syncDir(t, mnt)
+		w, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteAt([]byte("AB"), 4) // over synced bytes
+		w.WriteAt(tail, 10)
+		w.Close()
+		if _, err := f.PowerCutTorn(rand.New(rand.NewSource(seed))); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(backing, "wal"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch string(got[:10]) {
+		case "0123456789":
+			undoneOver = true
+		case "0123AB6789":
+			keptOver = true
+		default:
+			t.Fatalf("seed %d: synced bytes now %q", seed, got[:10])
+		}
+		rest := got[10:]
+		if len(rest) > 0 && (len(got)%page != 0 && len(got) != 10+len(tail)) {
+			t.Fatalf("seed %d: the file ends at %d, not at a page's end", seed, len(got))
+		}
+		for off := 0; off < len(rest); {
+			next := min((off+10)/page*page+page-10, len(rest))
+			chunk := rest[off:next]
+			switch {
+			case bytes.Equal(chunk, tail[off:next]):
+				keptPage = true
+			case bytes.Count(chunk, []byte{0}) == len(chunk):
+				lostPage = true
+			default:
+				t.Fatalf("seed %d: a page at %d is neither as written nor zeros", seed, 10+off)
+			}
+			off = next
+		}
+		if len(rest) < len(tail) {
+			lostPage = true
+		}
+		if err := f.Remount(); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+		syncDir(t, mnt)
+	}
+	if !keptPage || !lostPage || !keptOver || !undoneOver {
+		t.Fatalf("20 torn cuts: page kept %v, lost %v; overwrite kept %v, undone %v", keptPage, lostPage, keptOver, undoneOver)
 	}
 }
