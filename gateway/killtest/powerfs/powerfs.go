@@ -432,13 +432,15 @@ func (h *handle) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResu
 	return h.lf.Read(ctx, buf, off)
 }
 
+// Write saves the synced bytes it replaces, then writes, under the lock
+// that Fsync takes: a sync sees every write before or after it whole.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
 	s, err := h.fs.state(h.fd, h.name)
 	if err == nil {
 		err = s.saveOld(h.fd, off, off+int64(len(data)))
 	}
-	h.fs.mu.Unlock()
 	if err != nil {
 		return 0, gofs.ToErrno(err)
 	}
@@ -452,12 +454,12 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if h.fs.opts.IgnoreSync != nil && h.fs.opts.IgnoreSync(h.name) {
 		return 0
 	}
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
 	var st syscall.Stat_t
 	if err := syscall.Fstat(h.fd, &st); err != nil {
 		return gofs.ToErrno(err)
 	}
-	h.fs.mu.Lock()
-	defer h.fs.mu.Unlock()
 	s, err := h.fs.state(h.fd, h.name)
 	if err != nil {
 		return gofs.ToErrno(err)
