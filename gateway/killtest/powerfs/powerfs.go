@@ -235,14 +235,16 @@ func (f *FS) Unmount() error {
 		return nil
 	}
 	// The kernel releases a killed process's files asynchronously: the
-	// mount may be busy for a moment after the process is gone.
+	// mount may be busy for a moment after the process is gone. (go-fuse
+	// reports a busy mount as its fallback's error, running fusermount,
+	// so any error is tried again.)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		err := f.server.Unmount()
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
-			return fmt.Errorf("powerfs: unmount %s: %w", f.mnt, err)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("powerfs: unmount %s (a file still open on it?): %w", f.mnt, err)
 		}
 	}
 	f.server.Wait()
@@ -486,4 +488,11 @@ func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uin
 		return syscall.EOPNOTSUPP
 	}
 	return h.lf.Allocate(ctx, off, size, mode)
+}
+
+// CopyFileRange is refused, so that the kernel copies through Read and
+// Write: a copy made by the backing filesystem would bypass the undo
+// records.
+func (n *node) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offIn uint64, out *gofs.Inode, fhOut gofs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
+	return 0, syscall.ENOSYS
 }

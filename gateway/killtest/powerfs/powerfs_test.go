@@ -2,6 +2,7 @@ package powerfs
 
 import (
 	"bytes"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -341,5 +342,36 @@ func TestPowerCutTorn(t *testing.T) {
 	}
 	if !keptPage || !lostPage || !keptOver || !undoneOver {
 		t.Fatalf("20 torn cuts: page kept %v, lost %v; overwrite kept %v, undone %v", keptPage, lostPage, keptOver, undoneOver)
+	}
+}
+
+// TestCopyGoesThroughWrites: a copy between files of the mount (Go's
+// io.Copy tries copy_file_range) is undone by a cut like any write.
+func TestCopyGoesThroughWrites(t *testing.T) {
+	f, backing, mnt := mountT(t, Options{})
+	writeSynced(t, filepath.Join(mnt, "src"), "copied bytes")
+	writeSynced(t, filepath.Join(mnt, "dst"), "")
+	syncDir(t, mnt)
+	src, err := os.Open(filepath.Join(mnt, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.OpenFile(filepath.Join(mnt, "dst"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	src.Close()
+	if got := readT(t, filepath.Join(mnt, "dst")); got != "copied bytes" {
+		t.Fatalf("copy: %q", got)
+	}
+	if _, err := f.PowerCut(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readT(t, filepath.Join(backing, "dst")); got != "" {
+		t.Fatalf("an unsynced copy survived the cut: %q", got)
 	}
 }
