@@ -106,6 +106,10 @@ func (p *Policies) Lookup(region string, date abi.Date) (Version, bool) {
 
 // Put adds v to region, replacing a version of the same name, and returns
 // the replaced one (the caller closes its module when it is done with it).
+// Of versions with the same effective date the one added last applies; a
+// replaced one (a version restored after it was found unavailable at
+// start) keeps its place among them, so that the one published last still
+// applies, as it does after a restart (versions load in publishing order).
 func (p *Policies) Put(region string, v Version) (old Version, replaced bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -114,11 +118,13 @@ func (p *Policies) Put(region string, v Version) (old Version, replaced bool) {
 	for i := range vs {
 		if vs[i].Name == v.Name {
 			old, replaced = vs[i], true
-			vs = slices.Delete(vs, i, i+1)
+			vs[i] = v
 			break
 		}
 	}
-	vs = append(vs, v)
+	if !replaced {
+		vs = append(vs, v)
+	}
 	slices.SortStableFunc(vs, func(a, b Version) int { return int(a.EffectiveFrom) - int(b.EffectiveFrom) })
 	next[region] = vs
 	p.snap.Store(&next)
