@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync"
@@ -129,6 +130,28 @@ func (p *Policies) Put(region string, v Version) (old Version, replaced bool) {
 	next[region] = vs
 	p.snap.Store(&next)
 	return old, replaced
+}
+
+// Order sorts region's versions by effective date and those of one date by
+// rank, the highest last (it applies); versions of equal rank keep their
+// order. A start schedules world versions before stored ones, and orders
+// them by their records afterwards (Versions.LoadStored).
+func (p *Policies) Order(region string, rank func(name string) int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := p.cloneLocked()
+	vs := next[region]
+	if len(vs) > 0 && vs[0].blocking {
+		return
+	}
+	slices.SortStableFunc(vs, func(a, b Version) int {
+		if a.EffectiveFrom != b.EffectiveFrom {
+			return cmp.Compare(a.EffectiveFrom, b.EffectiveFrom)
+		}
+		return cmp.Compare(rank(a.Name), rank(b.Name))
+	})
+	next[region] = vs
+	p.snap.Store(&next)
 }
 
 // Block makes every date of region resolve to r, whatever versions it

@@ -1,10 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"os"
+	"strings"
 	"testing"
+	"testing/fstest"
+
+	"github.com/rs/zerolog"
 
 	"medgate/engine"
+	"medgate/engine/abi"
 )
 
 // Round 9, dates and times: policy versions by effective date, clearing
@@ -62,5 +68,49 @@ func TestR9RestoredVersionKeepsItsPlaceAmongItsDate(t *testing.T) {
 	}
 	if a := bill("R9-V-3"); a.Policy["version"] != "vlast" {
 		t.Errorf("after vfirst was restored, a bill of 2026-06-01 settled under %s, want vlast (published last, and what a restart applies)", a.Policy["version"])
+	}
+}
+
+// TestR9WorldVersionGoneKeepsItsPlaceAmongItsDate: a world version whose
+// files a later start no longer finds stays in force from its stored
+// module (TestWorldVersionGoneStaysInForce), but it was scheduled after
+// every version still in the world: of two world versions with the same
+// effective date, removing the files of the one that no longer applied
+// (published first) made it apply again, over the one published last, with
+// no region doing anything.
+func TestR9WorldVersionGoneKeepsItsPlaceAmongItsDate(t *testing.T) {
+	ctx := context.Background()
+	eng, store := versionsStore(t)
+	files := fstest.MapFS{
+		"policies/371600/va.json": {Data: []byte(`{"effective_from": "2024-01-01"}`)},
+		"policies/371600/va.wasm": {Data: answerModule(abi.Output{Basic: 1})},
+		"policies/371600/vb.json": {Data: []byte(`{"effective_from": "2024-01-01"}`)},
+		"policies/371600/vb.wasm": {Data: answerModule(abi.Output{Basic: 2})},
+	}
+	start := func(fs fstest.MapFS) string {
+		w, err := ReadWorld(fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pol := &engine.Policies{}
+		v := NewVersions(eng, store, pol, zerolog.Nop())
+		v.LoadWorld(ctx, w)
+		if err := v.LoadStored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ver, _ := pol.Lookup("371600", 20250601)
+		return ver.Name
+	}
+	if got := start(files); got != "vb" {
+		t.Fatalf("first start: %s in force, want vb (the later of the two of 2024-01-01)", got)
+	}
+	without := fstest.MapFS{}
+	for name, f := range files {
+		if !strings.Contains(name, "/va.") {
+			without[name] = f
+		}
+	}
+	if got := start(without); got != "vb" {
+		t.Errorf("va's files gone from the world: %s in force, want vb as before (va stays scheduled from its stored module, in its place)", got)
 	}
 }

@@ -182,6 +182,21 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 			}
 			v.policies.Put(r.Region, engine.Version{Name: r.Version, EffectiveFrom: r.EffectiveFrom, Module: m})
 		}
+		// Of versions with one effective date the one published last
+		// applies: in the order of the records, whichever loaded from the
+		// world and whichever from the store (a world version whose files
+		// are gone, an upload). One without a record (a world version
+		// never loaded) is this start's, the latest.
+		pos := make(map[string]int, len(recs))
+		for i, r := range recs {
+			pos[r.Version] = i
+		}
+		v.policies.Order(region, func(name string) int {
+			if i, ok := pos[name]; ok {
+				return i
+			}
+			return len(recs)
+		})
 	}
 	// Every version was loaded with the instance its check probed: only
 	// those in force today keep it (see Publish).
