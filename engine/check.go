@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 
 	"medgate/engine/abi"
@@ -71,4 +72,27 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 		}
 	}
 	return nil
+}
+
+// answerUndecodable is the failure of an answer that does not decode. One
+// with more notes or counter changes than the encoding carries breaks the
+// host rule ABI.md names for it (notes; counter_range: the person would
+// have more than 256 counters), and is refused as such, naming the rule
+// and the count; anything else is a malformed answer.
+func answerUndecodable(err error) *CallError {
+	var le *abi.LimitError
+	if errors.As(err, &le) {
+		rule, what := "", le.What
+		switch le.What {
+		case "notes":
+			rule = "notes"
+		case "changes":
+			rule, what = "counter_range", "counter changes"
+		}
+		if rule != "" {
+			return &CallError{Kind: FailCheck, Rule: rule,
+				Err: &CheckError{Rule: rule, Detail: fmt.Sprintf("%d %s, limit %d", le.N, what, le.Max)}}
+		}
+	}
+	return &CallError{Kind: FailMalformed, Err: err}
 }

@@ -564,7 +564,7 @@ func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *
 	}
 	out.Reset()
 	if err := out.Decode(buf); err != nil {
-		return &CallError{Kind: FailMalformed, Err: err}
+		return answerUndecodable(err)
 	}
 	return nil
 }

@@ -68,7 +68,9 @@ func (n *Native) Call(ctx context.Context, in *abi.Input, encoded []byte, out *a
 	s.buf = s.out.AppendBinary(s.buf[:0])
 	out.Reset()
 	if err := out.Decode(s.buf); err != nil {
-		return &CallError{Region: n.Region, Version: n.Version, Kind: FailMalformed, Err: err}
+		ce := answerUndecodable(err)
+		ce.Region, ce.Version = n.Region, n.Version
+		return ce
 	}
 	if out.Refusal != "" {
 		return &CallError{Region: n.Region, Version: n.Version, Kind: FailRefused, Err: errString(out.Refusal)}

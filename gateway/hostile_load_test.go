@@ -73,8 +73,8 @@ func TestHostileHugeAnswers(t *testing.T) {
 		code   string
 	}{
 		{"16 MiB of output", bigAnswerModule(hugeOutput(0, 1, 0), 16<<20), 422, "policy_failed"},
-		{"a million counters", bigAnswerModule(hugeOutput(1_000_000, 0, 0), 1<<20), 422, "policy_failed"},
-		{"a million notes", bigAnswerModule(hugeOutput(0, 1_000_000, 0), 1<<20), 422, "policy_failed"},
+		{"a million counters", bigAnswerModule(hugeOutput(1_000_000, 0, 0), 1<<20), 422, "policy_answer_invalid"},
+		{"a million notes", bigAnswerModule(hugeOutput(0, 1_000_000, 0), 1<<20), 422, "policy_answer_invalid"},
 		{"4 GiB claimed", bigAnswerModule(hugeOutput(0, 0, 64), 0xffffffff), 422, "policy_failed"},
 		{"the largest valid answer", bigAnswerModule(maxValid, uint32(len(maxValid))), 200, ""},
 	}

@@ -25,6 +25,39 @@ var (
 	ErrBool      = errors.New("abi: a bool byte is neither 0 nor 1")
 )
 
+// LimitError is a count or a length past a limit of the encoding; it is
+// ErrTooLarge naming what was too large (What: "lines", "counters",
+// "changes", "notes", "strings" or "string"), so that a module's author
+// told of it can find what to cut.
+type LimitError struct {
+	What   string
+	N, Max int
+}
+
+func (e *LimitError) Error() string {
+	if e.What == "string" {
+		return "abi: a string of " + itoa(e.N) + " bytes, limit " + itoa(e.Max)
+	}
+	return "abi: " + itoa(e.N) + " " + e.What + ", limit " + itoa(e.Max)
+}
+
+// Is makes a LimitError ErrTooLarge for errors.Is.
+func (e *LimitError) Is(target error) bool { return target == ErrTooLarge }
+
+// itoa formats a non-negative n (the package keeps to encoding/binary,
+// errors and unsafe, for a small guest).
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		if n /= 10; n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
 var le = binary.LittleEndian
 
 // AppendBinary appends the encoding of in to b (see ABI.md, "Input").
@@ -163,7 +196,7 @@ func (in *Input) decode(data []byte, shared bool) error {
 	s.PreSelfPay = int64(d.u64())
 	s.Eligible = int64(d.u64())
 
-	n := d.count(MaxLines, 2+1+1+5*8)
+	n := d.count("lines", MaxLines, 2+1+1+5*8)
 	lines := in.Lines[:0]
 	for i := 0; i < n && d.err == nil; i++ {
 		if d.line(&lines) {
@@ -182,7 +215,7 @@ func (in *Input) decode(data []byte, shared bool) error {
 		lines = append(lines, l)
 	}
 	in.Lines = lines
-	in.Counters = d.counters(in.Counters[:0])
+	in.Counters = d.counters("counters", in.Counters[:0])
 	return d.finish()
 }
 
@@ -215,8 +248,8 @@ func (o *Output) Decode(data []byte) error {
 	o.Serious = int64(d.u64())
 	o.Assistance = int64(d.u64())
 	o.Account = int64(d.u64())
-	o.Changes = d.counters(o.Changes[:0])
-	n := d.count(MaxNotes, 2)
+	o.Changes = d.counters("changes", o.Changes[:0])
+	n := d.count("notes", MaxNotes, 2)
 	notes := o.Notes[:0]
 	for i := 0; i < n && d.err == nil; i++ {
 		notes = append(notes, d.str())
@@ -349,7 +382,7 @@ func (d *decoder) u64() uint64 {
 func (d *decoder) str() string {
 	n := int(d.u16())
 	if n > MaxString && d.err == nil {
-		d.err = ErrTooLarge
+		d.err = &LimitError{What: "string", N: n, Max: MaxString}
 	}
 	return d.string(d.take(n))
 }
@@ -362,16 +395,16 @@ func (d *decoder) string(b []byte) string {
 	return string(b)
 }
 
-// count reads a u32 element count, refusing more than max elements or more
-// than the remaining bytes could hold at minSize bytes each.
-func (d *decoder) count(max, minSize int) int {
+// count reads a u32 element count of what, refusing more than max elements
+// or more than the remaining bytes could hold at minSize bytes each.
+func (d *decoder) count(what string, max, minSize int) int {
 	n := d.u32()
 	if d.err != nil {
 		return 0
 	}
 	if n > uint32(max) || uint64(n)*uint64(minSize) > uint64(len(d.b)) {
 		if n > uint32(max) {
-			d.err = ErrTooLarge
+			d.err = &LimitError{What: what, N: int(min(n, 1<<31-1)), Max: max}
 		} else {
 			d.err = ErrTruncated
 		}
@@ -383,7 +416,7 @@ func (d *decoder) count(max, minSize int) int {
 func (d *decoder) strings(dst []string) []string {
 	n := int(d.u16())
 	if n > MaxStrings && d.err == nil {
-		d.err = ErrTooLarge
+		d.err = &LimitError{What: "strings", N: n, Max: MaxStrings}
 	}
 	for i := 0; i < n && d.err == nil; i++ {
 		dst = append(dst, d.str())
@@ -391,8 +424,8 @@ func (d *decoder) strings(dst []string) []string {
 	return dst
 }
 
-func (d *decoder) counters(dst []Counter) []Counter {
-	n := d.count(MaxCounters, 2+8)
+func (d *decoder) counters(what string, dst []Counter) []Counter {
+	n := d.count(what, MaxCounters, 2+8)
 	for i := 0; i < n && d.err == nil; i++ {
 		name := d.str()
 		dst = append(dst, Counter{Name: name, Value: int64(d.u64())})
