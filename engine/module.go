@@ -213,6 +213,15 @@ func (e *Engine) load(ctx context.Context, rt wazero.Runtime, region, version st
 	v, err := m.abiVersion(ctx, inst)
 	if err != nil {
 		inst.mod.Close(ctx)
+		var ce *CallError
+		if errors.As(err, &ce) {
+			err = fmt.Errorf("%s: %w", ce.Kind, ce.Err)
+		}
+		if _, command := compiled.ExportedFunctions()["_start"]; command && !m.hasInit {
+			// Go's default for GOOS=wasip1: its runtime starts only with
+			// _start (main), so every export traps in notInitialized.
+			err = fmt.Errorf("the module exports _start and no _initialize: it was built as a WASI command, whose runtime the host never starts; build it as a reactor (with Go: go build -buildmode=c-shared, ABI.md): %w", err)
+		}
 		compiled.Close(ctx)
 		return fail("abi_version", err)
 	}
@@ -276,16 +285,29 @@ func (m *Module) checkShape() []CheckFailure {
 		if !ok {
 			fail("exports", "module does not export function %q", want.name)
 		} else if !sameTypes(f.ParamTypes(), want.params) || !sameTypes(f.ResultTypes(), want.results) {
-			fail("exports", "export %q has the wrong signature", want.name)
+			fail("exports", "export %q has the wrong signature %s, want %s (ABI.md)", want.name,
+				signature(f.ParamTypes(), f.ResultTypes()), signature(want.params, want.results))
 		}
 	}
 	if f, ok := funcs["_initialize"]; ok {
 		if len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0 {
-			fail("exports", `export "_initialize" has the wrong signature`)
+			fail("exports", "export \"_initialize\" has the wrong signature %s, want () -> () (ABI.md)", signature(f.ParamTypes(), f.ResultTypes()))
 		}
 		m.hasInit = true
 	}
 	return fails
+}
+
+// signature writes a function type as ABI.md does: (i32) -> (i64).
+func signature(params, results []api.ValueType) string {
+	list := func(ts []api.ValueType) string {
+		names := make([]string, len(ts))
+		for i, t := range ts {
+			names[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(names, ", ") + ")"
+	}
+	return list(params) + " -> " + list(results)
 }
 
 func sameTypes(a, b []api.ValueType) bool {

@@ -68,3 +68,40 @@ func TestR9AnswerPastALimitNamesTheRule(t *testing.T) {
 		})
 	}
 }
+
+// TestR9CommandModuleRefusalSaysHowToBuild: a Go policy built as a WASI
+// command (GOOS=wasip1 go build without -buildmode=c-shared, the
+// toolchain's default) exports _start and no _initialize, so its runtime
+// is never initialized and abi_version traps in runtime.notInitialized.
+// The refusal read "engine: policy / trap: abi_version: wasm error:
+// unreachable" (no region, no version, no cause); it now says the module
+// is a command and how to build it. A wrong export's signature says what
+// it is and what ABI.md wants.
+func TestR9CommandModuleRefusalSaysHowToBuild(t *testing.T) {
+	e := newTestEngine(t)
+	cmd := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+	cmd.Funcs[0].Body = []byte{wasmgen.OpUnreachable}
+	cmd.Funcs = append(cmd.Funcs, wasmgen.Func{Export: "_start"})
+	_, err := e.Load(context.Background(), "410100", "v1", cmd.Bytes())
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "abi_version" {
+		t.Fatalf("Load = %v, want a refusal at abi_version", err)
+	}
+	msg := le.All[0].Message
+	for _, want := range []string{"_start", "-buildmode=c-shared", "unreachable"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refusal %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "policy /") {
+		t.Errorf("refusal %q names an empty region and version", msg)
+	}
+
+	sig := wasmgen.Policy(1, 8192, wasmgen.I32Const(0))
+	sig.Funcs[2].Results = []byte{wasmgen.I32}
+	_, err = e.Load(context.Background(), "410100", "v1", sig.Bytes())
+	if !errors.As(err, &le) || le.Check != "exports" || !strings.Contains(le.All[0].Message, "(i32) -> (i32)") ||
+		!strings.Contains(le.All[0].Message, "(i32) -> (i64)") {
+		t.Fatalf("Load = %v, want a refusal at exports saying the signature found and the one wanted", err)
+	}
+}
