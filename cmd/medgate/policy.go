@@ -205,11 +205,8 @@ func policyCheck(sub, region, version, module, casesFile string, stdout, stderr 
 		for _, c := range rep.Checks {
 			fmt.Fprintf(stdout, "FAIL check %s: %s\n", c.Check, c.Message)
 		}
-		for i, c := range cs {
-			name := c.Name
-			if name == "" {
-				name = fmt.Sprintf("case %d", i)
-			}
+		// By the names the report uses: two cases may share a name.
+		for _, name := range cases.Names(cs) {
 			if f, bad := failed[name]; bad {
 				fmt.Fprintf(stdout, "FAIL %s: %s%s\n", name, f.Error, strings.Join(f.Differences, "; "))
 			} else if len(rep.Checks) == 0 {

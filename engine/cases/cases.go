@@ -199,11 +199,12 @@ type Failure struct {
 func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 	var fails []Failure
 	var out abi.Output
+	names := Names(cs)
 	timedOut := ""                     // the case the module ran out of time on
 	answers := make([]string, len(cs)) // each passing case's answer; "" otherwise
 	for i := range cs {
 		c := &cs[i]
-		name := caseName(c, i)
+		name := names[i]
 		if timedOut != "" {
 			// Each further case could cost the whole time limit again.
 			fails = append(fails, Failure{Case: name, Error: "not run: the module ran out of time on " + timedOut})
@@ -251,24 +252,39 @@ func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 		in, _ := c.ABI() // it did the first time
 		err := p.Call(ctx, in, in.AppendBinary(nil), &out)
 		if ce := (*engine.CallError)(nil); errors.As(err, &ce) && ce.Kind == engine.FailTimeout {
-			timedOut = caseName(c, i)
+			timedOut = names[i]
 		}
 		if answerOf(err, &out) != answers[i] {
 			msg := "answered differently when run again after the other cases: a module must not keep state from one call that changes a later answer (ABI.md)"
 			if err != nil {
 				msg += "; again: " + err.Error()
 			}
-			fails = append(fails, Failure{Case: caseName(c, i), Error: msg})
+			fails = append(fails, Failure{Case: names[i], Error: msg})
 		}
 	}
 	return fails
 }
 
-func caseName(c *Case, i int) string {
-	if c.Name == "" {
-		return "case " + strconv.Itoa(i)
+// Names are the names the cases are reported under, one each: a case's
+// name, "case <i>" (its index) for one without, and "<name> (case <i>)"
+// for every case after the first of a name given to more than one, so
+// that a failure names the case that failed, not the one before it of
+// the same name.
+func Names(cs []Case) []string {
+	names := make([]string, len(cs))
+	seen := make(map[string]bool, len(cs))
+	for i := range cs {
+		name := cs[i].Name
+		switch {
+		case name == "":
+			name = "case " + strconv.Itoa(i)
+		case seen[name]:
+			name += " (case " + strconv.Itoa(i) + ")"
+		}
+		seen[cs[i].Name], seen[name] = true, true
+		names[i] = name
 	}
-	return c.Name
+	return names
 }
 
 // answerOf is what a call answered, to compare two calls: a refusal's

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	r9Module = "../../build/policies/152500/v1.wasm"
+	r9Cases  = "../../testdata/cases/152500-v1.json"
+)
+
+// TestR9PolicyTestDuplicateCaseNames: two cases of one name, the second
+// failing, made `medgate policy test` print FAIL for both (with the
+// second's difference) and the report name a case that is two: the
+// region's author looked for the fault in the case that passed. Each
+// case is now reported under a name no other case has.
+func TestR9PolicyTestDuplicateCaseNames(t *testing.T) {
+	b, err := os.ReadFile(r9Cases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs []map[string]any
+	if err := json.Unmarshal(b, &cs); err != nil {
+		t.Fatal(err)
+	}
+	var wrong map[string]any
+	json.Unmarshal(b, &[]any{&wrong})
+	wrong["expect"].(map[string]any)["basic_fund"] = "1.00"
+	cs = append(cs[:1], wrong)
+	name := cs[0]["name"].(string)
+	b, _ = json.Marshal(cs)
+	file := filepath.Join(t.TempDir(), "cases.json")
+	os.WriteFile(file, b, 0o644)
+
+	r := policyRun("test", "--module", r9Module, "--cases", file)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != exitFailure || len(lines) != 2 || lines[0] != "ok   "+name ||
+		!strings.HasPrefix(lines[1], "FAIL "+name+" (case 1): basic_fund: got") {
+		t.Fatalf("exit %d, stdout:\n%s\nwant the first case ok, the second FAIL under its own name", r.code, r.stdout)
+	}
+	r = policyRun("check", "--module", r9Module, "--cases", file)
+	if !strings.Contains(r.stdout, `"case": "`+name+` (case 1)"`) {
+		t.Fatalf("check report does not name the failed case apart:\n%s", r.stdout)
+	}
+}
