@@ -177,7 +177,7 @@ func policyCheck(sub, region, version, module, casesFile string, stdout, stderr 
 	}
 	cs, err := cases.Parse(cb)
 	if err != nil {
-		fmt.Fprintf(stderr, "medgate policy %s: %v\n", sub, err)
+		fmt.Fprintf(stderr, "medgate policy %s: --cases %s: %v\n", sub, casesFile, err)
 		return exitFailure
 	}
 	if region == "" {
@@ -241,7 +241,7 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 		return unreadable("--cases", err)
 	}
 	if _, err := cases.Parse(cb); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("--cases %s: %w", casesFile, err))
 	}
 	var seed []byte
 	switch {

@@ -47,3 +47,27 @@ func TestR9PolicyTestDuplicateCaseNames(t *testing.T) {
 		t.Fatalf("check report does not name the failed case apart:\n%s", r.stdout)
 	}
 }
+
+// TestR9CasesFileWithTrailingData: a cases file with anything after its
+// array passed `policy test` and `policy check` (the decoder read the
+// array and stopped), then `policy sign` failed with "invalid character
+// 'x' after top-level value", naming neither the file nor the flag.
+// Each command now refuses it naming --cases and what follows.
+func TestR9CasesFileWithTrailingData(t *testing.T) {
+	b, err := os.ReadFile(r9Cases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "cases.json")
+	os.WriteFile(file, append(b, " xyz\n"...), 0o644)
+	for _, args := range [][]string{
+		{"test", "--module", r9Module, "--cases", file},
+		{"check", "--module", r9Module, "--cases", file},
+		{"sign", "--region", "152500", "--version", "v9", "--effective", "2027-01-01", "--demo-key", "--module", r9Module, "--cases", file, "-o", "-"},
+	} {
+		r := policyRun(args...)
+		if r.code == exitOK || !strings.Contains(r.stderr, "--cases") || !strings.Contains(r.stderr, "after the array") {
+			t.Errorf("policy %s: exit %d, stderr %q: want a failure naming --cases and the data after the array", args[0], r.code, r.stderr)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -357,6 +358,11 @@ func Parse(b []byte) ([]Case, error) {
 	var cs []Case
 	if err := dec.Decode(&cs); err != nil {
 		return nil, fmt.Errorf("cases: %w", err)
+	}
+	// Else a file with anything after its array would pass a local
+	// test and check, and fail only when signed or uploaded.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("cases: data after the array at byte %d", dec.InputOffset())
 	}
 	return cs, nil
 }
