@@ -106,6 +106,10 @@ var versionChars = func() (t [256]bool) {
 	return
 }()
 
+// ValidVersion reports whether v may name a version (validVersion), for
+// the region CLI to refuse before signing what an upload would be refused.
+func ValidVersion(v string) bool { return validVersion(v) }
+
 // validVersion: 1–32 of [A-Za-z0-9._-], and not "." or "..", which a URL
 // path cannot carry as a segment (fasthttp normalises them away), so such
 // a version could never be withdrawn.

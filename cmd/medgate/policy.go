@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"medgate/engine"
+	"medgate/engine/abi"
 	"medgate/engine/cases"
 	"medgate/gateway"
 	"medgate/plugins/modbuild"
@@ -230,6 +231,16 @@ func policySign(region, version, effective, module, casesFile, keyFile string, d
 	}
 	unreadable := func(flag string, err error) int {
 		fmt.Fprintf(stderr, "medgate policy sign: %s: %v\n", flag, err)
+		return exitUsage
+	}
+	// What the gateway refuses (400) is not signed: the author learns it
+	// here, not from the upload.
+	if !gateway.ValidVersion(version) {
+		fmt.Fprintf(stderr, "medgate policy sign: --version %q: a version is 1 to 32 characters of letters, digits, '.', '_' or '-'\n", version)
+		return exitUsage
+	}
+	if _, ok := abi.ParseDate(effective); !ok {
+		fmt.Fprintf(stderr, "medgate policy sign: --effective %q is not a date YYYY-MM-DD\n", effective)
 		return exitUsage
 	}
 	wasm, err := readInput(module)

@@ -71,3 +71,21 @@ func TestR9CasesFileWithTrailingData(t *testing.T) {
 		}
 	}
 }
+
+// TestR9PolicySignRefusesWhatTheGatewayRefuses: `policy sign` signed a
+// version name or an effective date the gateway refuses (`v 9`,
+// `2026-13-01`), exit 0; the author learnt it only from the upload's 400.
+func TestR9PolicySignRefusesWhatTheGatewayRefuses(t *testing.T) {
+	for _, tc := range []struct{ version, effective, flag string }{
+		{"v 9", "2027-01-01", "--version"},
+		{"v9", "2026-13-01", "--effective"},
+		{"v9", "2027-1-1", "--effective"},
+	} {
+		r := policyRun("sign", "--region", "152500", "--version", tc.version, "--effective", tc.effective, "--demo-key",
+			"--module", r9Module, "--cases", r9Cases, "-o", "-")
+		if r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, tc.flag) {
+			t.Errorf("sign --version %q --effective %q: exit %d, stderr %q, stdout %.40q: want 2 naming %s and nothing signed",
+				tc.version, tc.effective, r.code, r.stderr, r.stdout, tc.flag)
+		}
+	}
+}
