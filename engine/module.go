@@ -93,6 +93,36 @@ type instance struct {
 	// keep is the most memory (bytes) the instance may have to be pooled
 	// again (poolMemory).
 	keep uint64
+	// stderr holds the start of what the module wrote to stderr during
+	// its current call, quoted in the call's error (guestStderr).
+	stderr *guestStderr
+}
+
+// maxGuestStderr bounds what of a module's stderr a failed call quotes.
+const maxGuestStderr = 512
+
+// guestStderr keeps the first maxGuestStderr bytes a module writes to
+// stderr and drops the rest. Go's wasip1 runtime writes a panic's value
+// ("panic: assignment to entry in nil map", "fatal error: out of
+// memory") there before it traps, and without it a region's author sees
+// only "wasm error: unreachable". It does not change an answer: the same
+// input writes the same bytes. Its storage is allocated once per instance.
+type guestStderr struct{ b []byte }
+
+func (w *guestStderr) Write(p []byte) (int, error) {
+	if room := cap(w.b) - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(len(p), room)]...)
+	}
+	return len(p), nil
+}
+
+// quote adds what the module wrote to stderr to ce's error.
+func (w *guestStderr) quote(ce *CallError) *CallError {
+	if w == nil || len(w.b) == 0 {
+		return ce
+	}
+	ce.Err = fmt.Errorf("the module wrote to stderr %q; %w", w.b, ce.Err)
+	return ce
 }
 
 // poolMemory is the most memory an instance may have grown to and still
@@ -326,7 +356,8 @@ func sameTypes(a, b []api.ValueType) bool {
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.InitTimeout)
 	defer cancel()
-	cfg := wazero.NewModuleConfig().WithName("")
+	stderr := &guestStderr{b: make([]byte, 0, maxGuestStderr)}
+	cfg := wazero.NewModuleConfig().WithName("").WithStderr(stderr)
 	if m.hasInit {
 		cfg = cfg.WithStartFunctions("_initialize")
 	} else {
@@ -335,7 +366,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		<-m.slots
-		ce := classify(ctx, err, "instantiate")
+		ce := stderr.quote(classify(ctx, err, "instantiate"))
 		if !m.e.cfg.Deadline && ce.Kind == FailTrap && strings.Contains(err.Error(), "unreachable") {
 			// The module is closed on a failed start, so its fuel cannot
 			// be read; a trap in the start functions of a module whose
@@ -350,6 +381,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		mem:         mod.Memory(),
 		inputBuffer: mod.ExportedFunction("input_buffer"),
 		settle:      mod.ExportedFunction("settle"),
+		stderr:      stderr,
 	}
 	inst.keep = m.poolMemory(inst)
 	if !m.e.cfg.Deadline {
@@ -370,9 +402,10 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 func (m *Module) abiVersion(ctx context.Context, inst *instance) (uint32, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.e.cfg.InitTimeout)
 	defer cancel()
+	inst.stderr.b = inst.stderr.b[:0]
 	res, err := inst.mod.ExportedFunction("abi_version").Call(ctx)
 	if err != nil {
-		return 0, classify(ctx, err, "abi_version")
+		return 0, inst.stderr.quote(classify(ctx, err, "abi_version"))
 	}
 	return uint32(res[0]), nil
 }
@@ -553,6 +586,7 @@ func (m *Module) release(inst *instance) {
 }
 
 func (m *Module) call(ctx context.Context, inst *instance, encoded []byte, out *abi.Output) *CallError {
+	inst.stderr.b = inst.stderr.b[:0] // what this call writes
 	if inst.fuel != nil {
 		inst.fuel.Set(uint64(m.e.cfg.CallFuel))
 	} else {
@@ -604,6 +638,10 @@ func (inst *instance) resetStack() {
 // step budget running out: a time limit, not a broken module; and one with
 // the stack global at meter.StackExceeded the stack limit.
 func (m *Module) classifyCall(ctx context.Context, inst *instance, err error, fn string) *CallError {
+	return inst.stderr.quote(m.classifyCallKind(ctx, inst, err, fn))
+}
+
+func (m *Module) classifyCallKind(ctx context.Context, inst *instance, err error, fn string) *CallError {
 	if inst.fuel != nil && inst.fuel.Get() == 0 {
 		return &CallError{Kind: FailTimeout, Err: fmt.Errorf("%s: step budget of %d exhausted", fn, m.e.cfg.CallFuel)}
 	}

@@ -105,3 +105,37 @@ func TestR9CommandModuleRefusalSaysHowToBuild(t *testing.T) {
 		t.Fatalf("Load = %v, want a refusal at exports saying the signature found and the one wanted", err)
 	}
 }
+
+// TestR9TrapQuotesWhatTheModuleWroteToStderr: a Go policy that panics
+// (a nil map, an index out of range) or runs out of memory writes the
+// reason to stderr and traps; the host discarded stderr, so the region's
+// check said only "wasm error: unreachable" and a stack of function
+// names: not the panic's value, not that memory ran out. A failed call
+// now quotes the first bytes the module wrote to stderr during it.
+func TestR9TrapQuotesWhatTheModuleWroteToStderr(t *testing.T) {
+	e := newTestEngine(t)
+	const msg = "panic: assignment to entry in nil map"
+	write := wasmgen.Concat(
+		wasmgen.I32Const(2), wasmgen.I32Const(0), wasmgen.I32Const(1), wasmgen.I32Const(8),
+		[]byte{wasmgen.OpCall, 0, wasmgen.OpDrop})
+	mod := wasmgen.Policy(1, 8192, wasmgen.Concat(write, []byte{wasmgen.OpUnreachable}))
+	mod.Imports = []wasmgen.Import{{Module: "wasi_snapshot_preview1", Name: "fd_write",
+		Params: []byte{wasmgen.I32, wasmgen.I32, wasmgen.I32, wasmgen.I32}, Results: []byte{wasmgen.I32}}}
+	iov := []byte{16, 0, 0, 0, byte(len(msg)), 0, 0, 0}
+	mod.Data = []wasmgen.Data{{Offset: 0, Bytes: iov}, {Offset: 16, Bytes: []byte(msg)}}
+	m, err := e.Load(context.Background(), "410100", "v1", mod.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	in := &abi.Input{Date: 20261109, Visit: abi.Visit{Type: abi.VisitInpatient}}
+	var out abi.Output
+	for range 2 { // a fresh instance each time (the failed one is discarded)
+		err = m.Call(context.Background(), in, in.AppendBinary(nil), &out)
+		var ce *CallError
+		if !errors.As(err, &ce) || ce.Kind != FailTrap || !strings.Contains(err.Error(), msg) ||
+			strings.Count(err.Error(), "nil map") != 1 {
+			t.Fatalf("Call = %v, want a trap quoting %q once", err, msg)
+		}
+	}
+}

@@ -469,7 +469,9 @@ func (s *Service) policyError(err error, logID uint64) error {
 	case engine.FailUnavailable:
 		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", RetryAfter: "1", Cause: err}
 	}
-	ev.Str("error", clipLogged(ce.Err.Error())).Msg("policy call failed")
+	// The error quotes what the module wrote to stderr, which may be of
+	// the visit (a diagnosis): masked like a counter name above.
+	ev.Str("error", clipLogged(redactQuoted(ce.Err.Error()))).Msg("policy call failed")
 	return &Error{Status: 422, Code: "policy_failed", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " failed (" + ce.Kind.String() + "); nothing was settled", Cause: err}
 }
 
