@@ -148,7 +148,11 @@ func decodeUpload(body []byte, p Principal, region string, signed bool) (*Upload
 	}
 	cs, err := cases.Parse(up.Cases)
 	if err != nil {
-		return nil, nil, nil, 0, invalid("cases", "%v", err)
+		field := "cases"
+		if pe := (*cases.ParseError)(nil); errors.As(err, &pe) {
+			field = pe.Path
+		}
+		return nil, nil, nil, 0, invalid(field, "%v", err)
 	}
 	if signed {
 		if up.Signature == "" {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +47,44 @@ func TestR9TrapLogMasksWhatTheModuleWrote(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "C50") {
 		t.Fatalf("the log quotes what the module wrote:\n%s", logs.String())
+	}
+}
+
+// TestR9CaseErrorNamesTheCase: an upload's (or a check's) case with a
+// misspelt field or a value of the wrong type was refused naming only
+// "cases" ("cases: json: unknown field \"basic\"", or "Go struct field
+// .input.person.continuous_years of type int32"): in a file of hundreds
+// of cases the author could not tell which. The refusal now names the
+// case by its index and name, and the field where JSON says it.
+func TestR9CaseErrorNamesTheCase(t *testing.T) {
+	h := newHarness(t, withRegionKeys(refWorld(t, nil)))
+	var cs []map[string]any
+	if err := json.Unmarshal(readCases(t, "371600-v2023.json"), &cs); err != nil {
+		t.Fatal(err)
+	}
+	name := cs[2]["name"].(string)
+	wasm := referenceWasm(t, "371600", "v2023")
+	for _, tc := range []struct {
+		edit          func(c map[string]any)
+		field, saying string
+	}{
+		{func(c map[string]any) { c["expect"].(map[string]any)["basic"] = "1.00" }, "cases[2]", `unknown field "basic"`},
+		{func(c map[string]any) { c["input"].(map[string]any)["person"].(map[string]any)["continuous_years"] = "6" },
+			"cases[2].input.person.continuous_years", "a string"},
+	} {
+		var bad []map[string]any
+		b, _ := json.Marshal(cs)
+		json.Unmarshal(b, &bad)
+		tc.edit(bad[2])
+		b, _ = json.Marshal(bad)
+		status, out := h.do("POST", "/v1/regions/371600/policies/check", "tok-region-371600", upload("371600", "c", "2030-01-01", wasm, b, demoKey("371600")))
+		var res struct {
+			Error struct{ Message, Field string }
+		}
+		json.Unmarshal(out, &res)
+		if status != 400 || res.Error.Field != tc.field || !strings.Contains(res.Error.Message, tc.saying) ||
+			!strings.Contains(res.Error.Message, name) || strings.Contains(res.Error.Message, "Go struct") {
+			t.Errorf("%d %s: want 400 naming field %s and case %q, saying %s", status, out, tc.field, name, tc.saying)
+		}
 	}
 }

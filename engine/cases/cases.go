@@ -266,6 +266,23 @@ func Run(ctx context.Context, p Caller, cs []Case) []Failure {
 	return fails
 }
 
+// caseError is err, decoding case i (r), as a ParseError.
+func caseError(i int, r []byte, err error) *ParseError {
+	pe := &ParseError{Path: "cases[" + strconv.Itoa(i) + "]", Msg: strings.TrimPrefix(err.Error(), "json: ")}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		pe.Path += "." + te.Field
+		pe.Msg = "a " + te.Value + " where " + te.Type.String() + " is wanted"
+	}
+	var named struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(r, &named) == nil && named.Name != "" {
+		pe.Msg += " (case " + strconv.Quote(named.Name) + ")"
+	}
+	return pe
+}
+
 // Names are the names the cases are reported under, one each: a case's
 // name, "case <i>" (its index) for one without, and "<name> (case <i>)"
 // for every case after the first of a name given to more than one, so
@@ -351,13 +368,35 @@ func (e *Expect) diff(out *abi.Output) []string {
 	return d
 }
 
-// Parse decodes a JSON array of cases, refusing unknown fields.
+// ParseError is a case that does not decode, named by its path
+// (cases[2], cases[2].input.person.continuous_years) and its name.
+type ParseError struct {
+	Path string
+	Msg  string
+}
+
+func (e *ParseError) Error() string { return e.Path + ": " + e.Msg }
+
+// Parse decodes a JSON array of cases, refusing unknown fields. A case
+// that does not decode is a *ParseError naming it (its index and name)
+// and, where JSON says, the field: an author's file holds hundreds.
 func Parse(b []byte) ([]Case, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var cs []Case
-	if err := dec.Decode(&cs); err != nil {
+	var raw []json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("cases: %w", err)
+	}
+	cs := make([]Case, len(raw))
+	for i, r := range raw {
+		cd := json.NewDecoder(bytes.NewReader(r))
+		cd.DisallowUnknownFields()
+		if err := cd.Decode(&cs[i]); err != nil {
+			return nil, caseError(i, r, err)
+		}
+	}
+	if raw == nil {
+		cs = nil // "null", as before
 	}
 	// Else a file with anything after its array would pass a local
 	// test and check, and fail only when signed or uploaded.
