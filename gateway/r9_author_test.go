@@ -69,7 +69,9 @@ func TestR9CaseErrorNamesTheCase(t *testing.T) {
 		field, saying string
 	}{
 		{func(c map[string]any) { c["expect"].(map[string]any)["basic"] = "1.00" }, "cases[2]", `unknown field "basic"`},
-		{func(c map[string]any) { c["input"].(map[string]any)["person"].(map[string]any)["continuous_years"] = "6" },
+		{func(c map[string]any) {
+			c["input"].(map[string]any)["person"].(map[string]any)["continuous_years"] = "6"
+		},
 			"cases[2].input.person.continuous_years", "a string"},
 	} {
 		var bad []map[string]any
