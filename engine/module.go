@@ -366,14 +366,14 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		<-m.slots
-		ce := stderr.quote(classify(ctx, err, "instantiate"))
+		ce := classify(ctx, err, "instantiate")
 		if !m.e.cfg.Deadline && ce.Kind == FailTrap && strings.Contains(err.Error(), "unreachable") {
 			// The module is closed on a failed start, so its fuel cannot
 			// be read; a trap in the start functions of a module whose
 			// budget was spent is most likely that.
 			ce.Err = fmt.Errorf("instantiate: trapped (step budget of %d exhausted, call stack past its limit of %d bytes, or the start function trapped): %w", m.e.cfg.InitFuel, m.e.cfg.StackLimit, err)
 		}
-		return nil, ce
+		return nil, stderr.quote(ce)
 	}
 	m.live.Add(1)
 	inst := &instance{

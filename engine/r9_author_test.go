@@ -128,6 +128,17 @@ func TestR9TrapQuotesWhatTheModuleWroteToStderr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close(context.Background())
+	// A panic in the module's start function (a Go init) likewise.
+	start := wasmgen.Policy(1, 8192, wasmgen.Answer(0, 0))
+	start.Imports = mod.Imports
+	start.Data = mod.Data
+	start.Funcs = append(start.Funcs, wasmgen.Func{Body: wasmgen.Concat(write, []byte{wasmgen.OpUnreachable}), Export: "_initialize"})
+	_, err = e.Load(context.Background(), "410100", "v1", start.Bytes())
+	var le *LoadError
+	if !errors.As(err, &le) || le.Check != "instantiate" || !strings.Contains(le.All[0].Message, msg) {
+		t.Fatalf("Load = %v, want a refusal at instantiate quoting %q", err, msg)
+	}
+
 	in := &abi.Input{Date: 20261109, Visit: abi.Visit{Type: abi.VisitInpatient}}
 	var out abi.Output
 	for range 2 { // a fresh instance each time (the failed one is discarded)
