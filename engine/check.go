@@ -34,7 +34,9 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 		funds, ok = abi.AddChecked(funds, out.Assistance)
 	}
 	if !ok || funds > e {
-		return fail("funds_within_eligible", "basic + serious + assistance exceeds eligible %d fen", e)
+		// The amounts, so that the policy's author sees which step overpaid.
+		return fail("funds_within_eligible", "basic %d + serious %d + assistance %d fen%s exceeds eligible %d",
+			out.Basic, out.Serious, out.Assistance, sumOrOverflow(funds, ok), e)
 	}
 	if out.Account > 0 && !in.UseAccount {
 		return fail("account_within_balance", "account %d fen paid but the personal account was not asked for", out.Account)
@@ -43,7 +45,8 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 		return fail("account_within_balance", "account %d fen exceeds balance %d", out.Account, in.Person.AccountBalance)
 	}
 	if paid, ok := abi.AddChecked(funds, out.Account); !ok || paid > in.Sums.Total {
-		return fail("sum", "fund_total + account exceeds total %d fen (cash would be negative)", in.Sums.Total)
+		return fail("sum", "fund_total %d + account %d fen%s exceeds total %d (cash would be negative)",
+			funds, out.Account, sumOrOverflow(paid, ok), in.Sums.Total)
 	}
 	if len(out.Notes) > abi.MaxNotes {
 		return fail("notes", "%d notes, limit %d", len(out.Notes), abi.MaxNotes)
@@ -61,7 +64,7 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 		}
 		v, ok := abi.AddChecked(in.Counter(c.Name), c.Value)
 		if !ok || v < 0 {
-			return fail("counter_range", "counter %q would become negative or overflow", c.Name)
+			return fail("counter_range", "counter %q is %d: a change of %d would make it negative or overflow", c.Name, in.Counter(c.Name), c.Value)
 		}
 		if !in.HasCounter(c.Name) {
 			// An Input carries at most MaxCounters: a person with more
@@ -72,6 +75,14 @@ func Check(in *abi.Input, out *abi.Output) *CheckError {
 		}
 	}
 	return nil
+}
+
+// sumOrOverflow is " = sum", or " (overflowing int64)" when the sum did.
+func sumOrOverflow(sum int64, ok bool) string {
+	if !ok {
+		return " (overflowing int64)"
+	}
+	return fmt.Sprintf(" = %d", sum)
 }
 
 // answerUndecodable is the failure of an answer that does not decode. One

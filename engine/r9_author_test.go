@@ -150,3 +150,33 @@ func TestR9TrapQuotesWhatTheModuleWroteToStderr(t *testing.T) {
 		}
 	}
 }
+
+// TestR9HostCheckSaysTheAmounts: an answer breaking funds_within_eligible,
+// sum or counter_range was refused naming the rule and the limit only
+// ("basic + serious + assistance exceeds eligible 100000 fen"), not the
+// amounts the policy answered, so its author could not tell which step
+// overpaid. Each now says them.
+func TestR9HostCheckSaysTheAmounts(t *testing.T) {
+	in := &abi.Input{UseAccount: true, Person: abi.Person{AccountBalance: 50000},
+		Sums:     abi.Sums{Total: 120000, Eligible: 100000},
+		Counters: []abi.Counter{{Name: "cap", Value: 300}}}
+	for _, tc := range []struct {
+		out  abi.Output
+		rule string
+		says []string
+	}{
+		{abi.Output{Basic: 70000, Serious: 20000, Assistance: 10001}, "funds_within_eligible", []string{"70000", "20000", "10001", "100001"}},
+		{abi.Output{Basic: 90000, Account: 30001}, "sum", []string{"90000", "30001", "120000"}},
+		{abi.Output{Changes: []abi.Counter{{Name: "cap", Value: -301}}}, "counter_range", []string{"300", "-301"}},
+	} {
+		err := Check(in, &tc.out)
+		if err == nil || err.Rule != tc.rule {
+			t.Fatalf("Check = %v, want rule %s", err, tc.rule)
+		}
+		for _, s := range tc.says {
+			if !strings.Contains(err.Detail, s) {
+				t.Errorf("%s: %q does not say %s", tc.rule, err.Detail, s)
+			}
+		}
+	}
+}
