@@ -102,13 +102,59 @@ type conn struct {
 	cs     *conns
 	ip     netip.Addr
 	closed atomic.Bool
+	// linger is set when the server answers a request it did not read
+	// whole and closes the connection (transportError): see lingerClose.
+	linger atomic.Bool
 }
 
 func (c *conn) Close() error {
+	if c.linger.Swap(false) {
+		lingerClose(c.Conn)
+	}
 	if !c.closed.Swap(true) {
 		c.cs.release(c.ip)
 	}
 	return c.Conn.Close()
+}
+
+// How long lingerClose reads what a client still sends: until it stops
+// for lingerIdle, and at most lingerMax in all.
+const (
+	lingerIdle = time.Second
+	lingerMax  = 10 * time.Second
+)
+
+// lingerClose stops writing to c (FIN, after the answer already written)
+// and reads and drops what the client still sends, until it closes, stops
+// sending for lingerIdle, or lingerMax passes. A socket closed with
+// unread input sends a reset instead, which reaches a client still
+// writing its body (a bill past the size limit, refused from its header)
+// before it has read the answer: net/http's and fasthttp's clients then
+// report "connection reset by peer" or "broken pipe", not the 413 or 401.
+// The connection stays counted (MaxConns) until it is closed.
+func lingerClose(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	end := time.Now().Add(lingerMax)
+	buf := make([]byte, 32<<10) // only on a refusal, not per request
+	for {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		deadline := now.Add(lingerIdle)
+		if deadline.After(end) {
+			deadline = end
+		}
+		if c.SetReadDeadline(deadline) != nil {
+			return
+		}
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 // listener is the gateway's side of accepting connections, in front of

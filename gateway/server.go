@@ -273,6 +273,12 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWit
 // transportError answers a request fasthttp could not read, with the
 // status fasthttp's own error handler (which this one replaces) would give.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	// fasthttp closes the connection after this answer, with what the
+	// client still sends (a body past the limit) unread: read it first,
+	// or the client gets a reset instead of the answer (lingerClose).
+	if c, ok := ctx.Conn().(*conn); ok {
+		c.linger.Store(true)
+	}
 	ctx.Request.ReleaseBody(keptBodyBytes) // what was read of it
 	ctx.Response.ReleaseBody(keptBodyBytes)
 	e := s.transportErrorAnswer(ctx, err)
@@ -346,6 +352,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		// What follows may be this request's body as a proxy in front
 		// framed it, not a request: the connection closes after the answer.
 		ctx.SetConnectionClose()
+		if c, ok := ctx.Conn().(*conn); ok {
+			c.linger.Store(true) // what follows is unread (lingerClose)
+		}
 		err = badRequest("malformed_request", "", "Transfer-Encoding identity is not supported: send Content-Length or chunked")
 	}
 	var p Principal
