@@ -32,7 +32,14 @@ type conns struct {
 	mu         sync.Mutex
 	byIP       map[netip.Addr]int64
 	logged     [2]atomic.Int64 // unix second of each refusal's last log line
+	lingering  atomic.Int64    // refused connections in lingerClose
 }
+
+// maxLingeringRefusals bounds the refused connections read before they
+// close (lingerClose), each a file descriptor past MaxConns for up to
+// lingerMax: well within what fdReserve leaves beyond the ledger's files.
+// Past it a refusal closes at once, as a flood's would.
+const maxLingeringRefusals = 64
 
 const (
 	refusedTotal = iota
@@ -208,7 +215,19 @@ func (l *listener) refuse(c net.Conn, ip netip.Addr, refusal int) {
 	n := l.cs.refused[refusal].Add(1)
 	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	c.Write(l.cs.answers[refusal])
-	c.Close()
+	// The client may be writing its request: closed with that unread,
+	// the socket resets and the client may never read the answer
+	// (lingerClose), which is read off here, not in the accept loop.
+	if l.cs.lingering.Add(1) <= maxLingeringRefusals {
+		go func() {
+			defer l.cs.lingering.Add(-1)
+			lingerClose(c)
+			c.Close()
+		}()
+	} else {
+		l.cs.lingering.Add(-1)
+		c.Close()
+	}
 	// A line a minute at most: a flood must not flood the log.
 	now := time.Now().Unix()
 	if last := l.cs.logged[refusal].Load(); now-last >= 60 && l.cs.logged[refusal].CompareAndSwap(last, now) {

@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -78,5 +81,71 @@ func checkRefusal(t *testing.T, what string, status int, body []byte, want int, 
 	}
 	if err := json.Unmarshal(body, &e); status != want || err != nil || e.Error.Code != code {
 		t.Errorf("%s: %d %s, want %d %s", what, status, body, want, code)
+	}
+}
+
+// TestR9ConnectionRefusalReachesAClientStillWriting: a connection past
+// --max-conns-per-ip (or --max-conns) is answered 429 (503)
+// too_many_connections and closed at once. A client writing a long bill on
+// it then met a reset ("broken pipe", "connection reset by peer") and
+// never saw the answer or its Retry-After; now the refusal reads what the
+// client sends, for a bounded time, before it closes. (The fasthttp
+// client here dials, then waits a moment before it writes, as a client
+// whose body is not ready yet does: the refusal is then written and closed
+// first. net/http's takes an answer before its request for a stray one.)
+func TestR9ConnectionRefusalReachesAClientStillWriting(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	body := settleBody("R9-refused", "EMP1", "371600", chronicVisit,
+		`[`+strings.Repeat(`{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00","trace_codes":["`+strings.Repeat("8", 900)+`"]},`, 999)+
+			`{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"}]`)
+	slowDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		time.Sleep(50 * time.Millisecond)
+		return c, err
+	}
+	for _, c := range []struct {
+		name          string
+		maxConns, per int
+		status        int
+	}{{"per address", 100, 1, 429}, {"in all", 1, 0, 503}} {
+		_, addr := limitedServer(t, h, c.maxConns, c.per)
+		held := dialFrom(t, "127.0.0.1", addr)
+		held.Write([]byte("GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"))
+		readAnswer(t, bufio.NewReader(held))
+		head := h.head()
+		for i := range 2 {
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/settlements", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer tok-H3716020001")
+			resp, err := cl.Do(req)
+			if err != nil {
+				t.Errorf("%s (net/http, try %d): %v, want %d too_many_connections", c.name, i, err, c.status)
+			} else {
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				checkRefusal(t, c.name+" (net/http)", resp.StatusCode, got, c.status, "too_many_connections")
+				if resp.Header.Get("Retry-After") != "1" {
+					t.Errorf("%s: Retry-After %q", c.name, resp.Header.Get("Retry-After"))
+				}
+			}
+
+			fc := &fasthttp.Client{Dial: func(addr string) (net.Conn, error) { return slowDial(context.Background(), "tcp", addr) }}
+			freq := fasthttp.AcquireRequest()
+			freq.SetRequestURI("http://" + addr + "/v1/settlements")
+			freq.Header.SetMethod("POST")
+			freq.Header.Set("Authorization", "Bearer tok-H3716020001")
+			freq.SetBody(body)
+			var fresp fasthttp.Response
+			if err := fc.DoTimeout(freq, &fresp, 10*time.Second); err != nil {
+				t.Errorf("%s (fasthttp, try %d): %v, want %d too_many_connections", c.name, i, err, c.status)
+			} else {
+				checkRefusal(t, c.name+" (fasthttp)", fresp.StatusCode(), fresp.Body(), c.status, "too_many_connections")
+			}
+			fasthttp.ReleaseRequest(freq)
+		}
+		if got := h.head(); got != head {
+			t.Errorf("%s: the ledger moved from %d to %d", c.name, head, got)
+		}
+		held.Close()
 	}
 }
