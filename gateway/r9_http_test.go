@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -147,5 +149,74 @@ func TestR9ConnectionRefusalReachesAClientStillWriting(t *testing.T) {
 			t.Errorf("%s: the ledger moved from %d to %d", c.name, head, got)
 		}
 		held.Close()
+	}
+}
+
+// TestR9SlowUploadIsNotCutByTheReadTimeout: a request must arrive within
+// the read timeout (30 s), which asked 9 Mbit/s of a region's 32 MiB
+// roster: over a slower line the upload was answered 408 every time it was
+// sent. Now a known token's upload gets the read timeout plus the time
+// its length takes at 1 Mbit/s; any other request still gets the read
+// timeout alone. (The server here has a read timeout of 1 s, and the
+// roster of about 600 KiB arrives at about 160 KiB/s.)
+func TestR9SlowUploadIsNotCutByTheReadTimeout(t *testing.T) {
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
+	srv := NewServer(ServerConfig{Service: NewService(h.db, h.policies, zerolog.Nop()), DB: h.db, Versions: h.versions,
+		Principals: h.srv.principals, Logger: zerolog.Nop()})
+	srv.http.ReadTimeout = time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ln.Close()
+	})
+	trickle := func(path, token string, body []byte, piece int) (*fasthttp.Response, time.Duration) {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		began := time.Now()
+		c.Write([]byte("POST " + path + " HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer " + token +
+			"\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"))
+		for len(body) > 0 {
+			n := min(len(body), piece)
+			if _, err := c.Write(body[:n]); err != nil {
+				break // answered (408) and closed
+			}
+			body = body[n:]
+			time.Sleep(100 * time.Millisecond)
+		}
+		resp := readAnswer(t, bufio.NewReader(c))
+		return resp, time.Since(began)
+	}
+
+	var roster bytes.Buffer
+	for i := 0; roster.Len() < 600<<10; i++ {
+		roster.WriteString(strings.Replace(empActive, `"EMP1"`, `"SLOW`+strconv.Itoa(i)+`"`, 1) + "\n")
+	}
+	resp, took := trickle("/v1/regions/371600/persons", "tok-region-371600", roster.Bytes(), 16<<10)
+	if resp.StatusCode() != 200 {
+		t.Errorf("a roster of %d KiB over %v: %d %.200s, want 200", roster.Len()>>10, took.Round(time.Millisecond), resp.StatusCode(), resp.Body())
+	}
+	// A settlement is no upload: sent slowly (about 20 KiB/s), it is cut
+	// at the read timeout.
+	bill := settleBody("R9-slow", "EMP1", "371600", chronicVisit,
+		`[`+strings.Repeat(`{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"},`, 700)+
+			`{"code":"XA01","unit_price":"1.00","quantity":"1","amount":"1.00"}]`)
+	head := h.head()
+	resp, took = trickle("/v1/settlements", "tok-H3716020001", bill, 2<<10)
+	if resp.StatusCode() != 408 {
+		t.Errorf("a bill of %d KiB over %v: %d %.200s, want 408", len(bill)>>10, took.Round(time.Millisecond), resp.StatusCode(), resp.Body())
+	}
+	if got := h.head(); got != head {
+		t.Errorf("the ledger moved from %d to %d", head, got)
 	}
 }
