@@ -70,8 +70,18 @@ type undo struct {
 	old []byte
 }
 
+var availability struct {
+	sync.Once
+	err error
+}
+
 // Available reports why FUSE mounts cannot be made here, or nil.
 func Available() error {
+	availability.Do(func() { availability.err = available() })
+	return availability.err
+}
+
+func available() error {
 	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("powerfs: no FUSE: %w", err)
@@ -80,6 +90,23 @@ func Available() error {
 	if os.Geteuid() != 0 {
 		return errors.New("powerfs: mounting needs root (no fusermount is assumed)")
 	}
+	// Root with the device may still be refused the mount (a container
+	// given /dev/fuse without CAP_SYS_ADMIN): try one.
+	dir, err := os.MkdirTemp("", "powerfs-probe-")
+	if err != nil {
+		return fmt.Errorf("powerfs: probe: %w", err)
+	}
+	defer os.Remove(dir)
+	server, err := gofs.Mount(dir, &gofs.Inode{}, &gofs.Options{
+		MountOptions: fuse.MountOptions{DirectMount: true, FsName: "powerfs-probe", Name: "powerfs"},
+	})
+	if err != nil {
+		return fmt.Errorf("powerfs: cannot mount here: %w", err)
+	}
+	if err := server.Unmount(); err != nil {
+		return fmt.Errorf("powerfs: probe mount %s left mounted: %w", dir, err)
+	}
+	server.Wait()
 	return nil
 }
 
