@@ -146,6 +146,18 @@ func start(t *testing.T, db string, extra ...string) *proc {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
+	// A test that stops while the gateway runs must not leave it running:
+	// it would outlive the test holding its files (on a powerfs mount,
+	// whose cleanup runs after this one, the unmount would then fail and
+	// leave the mount behind).
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+		}
+	})
 	return p
 }
 
