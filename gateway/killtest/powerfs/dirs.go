@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -121,8 +122,23 @@ func (f *FS) keepLocked(path string) error {
 // revertDirs puts every tracked directory's names back as they were at
 // its last sync: names made since are removed (files a durable name still
 // needs are kept in the trash), names removed or replaced since are
-// linked again.
-func (f *FS) revertDirs() (changed int, which []string, err error) {
+// linked again. With rng (a torn cut), the name changes of each file
+// (inode) since the syncs are kept or undone together, at random.
+func (f *FS) revertDirs(rng *rand.Rand) (changed int, which []string, err error) {
+	// kept reports whether the unsynced name changes of ino reached the
+	// disk: a coin per inode, drawn from rng once (not in map order).
+	var salt uint64
+	if rng != nil {
+		salt = rng.Uint64() | 1
+	}
+	kept := func(ino uint64) bool {
+		if rng == nil {
+			return false
+		}
+		h := (ino ^ salt) * 0x9e3779b97f4a7c15
+		return (h^h>>29)&(1<<40) != 0
+	}
+	reverted := map[string]bool{} // names whose newer entry was taken away
 	note := func(sign, p string) {
 		changed++
 		if len(which) < 20 {
@@ -176,11 +192,15 @@ func (f *FS) revertDirs() (changed int, which []string, err error) {
 				continue
 			}
 			p := filepath.Join(paths[ino], name)
+			if e.dir && f.referencedLocked(e.ino) {
+				return changed, which, fmt.Errorf("directory %s was renamed without a sync: not modelled", p)
+			}
+			if kept(e.ino) {
+				continue // the disk had it: a torn cut
+			}
 			note("-", p)
+			reverted[p] = true
 			if e.dir {
-				if f.referencedLocked(e.ino) {
-					return changed, which, fmt.Errorf("directory %s was renamed without a sync: not modelled", p)
-				}
 				if err := os.RemoveAll(p); err != nil {
 					return changed, which, err
 				}
@@ -220,6 +240,9 @@ func (f *FS) revertDirs() (changed int, which []string, err error) {
 			p := filepath.Join(paths[ino], name)
 			if _, err := os.Lstat(p); err == nil {
 				continue
+			}
+			if !reverted[p] && kept(e.ino) {
+				continue // its removal or rename reached the disk: a torn cut
 			}
 			if e.dir {
 				return changed, which, fmt.Errorf("directory %s was removed without a sync: not modelled", p)

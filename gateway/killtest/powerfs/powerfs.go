@@ -157,7 +157,10 @@ func (f *FS) PowerCut() (lost Loss, err error) { return f.cut(nil) }
 // not synced when the power went: of the bytes written past a file's
 // synced size, each 4 KiB page is kept or lost (zeros, if a later page is
 // kept) at random, and each overwrite of synced bytes is kept or undone
-// at random. Synced bytes, and names, are as PowerCut leaves them.
+// at random. Names not synced are kept or undone at random too, file by
+// file (a journal commits names on its own, but a rename whole): a name
+// kept for a file whose bytes were not synced holds what of them the
+// cut kept. Synced bytes, and synced names, are as PowerCut leaves them.
 func (f *FS) PowerCutTorn(rng *rand.Rand) (lost Loss, err error) { return f.cut(rng) }
 
 func (f *FS) cut(rng *rand.Rand) (lost Loss, err error) {
@@ -168,7 +171,7 @@ func (f *FS) cut(rng *rand.Rand) (lost Loss, err error) {
 	defer f.mu.Unlock()
 	// Names first (a name the cut takes away needs no data), then the data
 	// of every file that has a name.
-	if lost.Names, lost.Which, err = f.revertDirs(); err != nil {
+	if lost.Names, lost.Which, err = f.revertDirs(rng); err != nil {
 		return lost, fmt.Errorf("powerfs: power cut: %w", err)
 	}
 	err = filepath.WalkDir(f.backing, func(p string, d fs.DirEntry, err error) error {
