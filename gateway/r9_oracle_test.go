@@ -501,6 +501,9 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 		}
 		if capName != "" && len(segs) > 0 {
 			room := orMax(0, capLimit-get(capName))
+			if room == 0 && D > 0 {
+				o.cover["deductible.taken_with_cap_exhausted"]++
+			}
 			if basic > room {
 				o.cover["cap.cut."+capName]++
 				if room > 0 {
@@ -579,6 +582,9 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 		if room := orMax(0, limit-get("assistance")); m > room {
 			o.cover["assistance.limit_cut"]++
 			m = room
+		}
+		if m > 0 && waiting {
+			o.cover["waiting.assistance"]++
 		}
 		if m > 0 {
 			o.cover[fmt.Sprintf("assistance.paid.%s.%d%%", p.region, r)]++
@@ -705,13 +711,15 @@ func orWorld(rng *rand.Rand, nPersons int) (*oracle, []*orPerson, worldJSON) {
 		case 5:
 			p.groups = []string{"illness_poverty", "subsistence"}
 		}
-		switch rng.IntN(4) {
+		switch rng.IntN(5) {
 		case 1:
 			p.conditions = []string{"hypertension"}
 		case 2:
-			p.conditions = []string{"diabetes"}
+			p.conditions = []string{"diabetes", "copd"}
 		case 3:
 			p.conditions = []string{"hypertension", "diabetes"}
+		case 4:
+			p.conditions = []string{"copd"} // neither of the two diseases
 		}
 		p.registration = []string{"", "none", "long_term", "referral", "temporary"}[rng.IntN(5)]
 		if rng.IntN(4) > 0 {
@@ -761,7 +769,7 @@ var orBoundaries = []int64{200, 300, 400, 500, 600, 700, 800, 1000, 1500, 3000, 
 	10800, 11000, 12000, 15000, 50000, 62000, 100000, 115000, 150000, 200000, 215000, 300000}
 
 // orBill makes a bill: its lines and their JSON.
-func orBill(rng *rand.Rand) ([]orLine, []map[string]any) {
+func orBill(rng *rand.Rand, cover map[string]int) ([]orLine, []map[string]any) {
 	var lines []orLine
 	var js []map[string]any
 	n := 1 + rng.IntN(4)
@@ -791,12 +799,12 @@ func orBill(rng *rand.Rand) ([]orLine, []map[string]any) {
 			qty = 1 + rng.Int64N(30000)
 		}
 		amount := orDivRound(price*qty, 1e8)
-		if amount == 0 {
-			price, qty, amount = 10000, 10000, 1
-		}
 		lines = append(lines, orLine{code: code, priceMicro: price, qty: qty, amount: amount})
 	}
 	for _, l := range lines {
+		if l.amount == 0 {
+			cover["line.zero_amount"]++
+		}
 		js = append(js, map[string]any{"code": l.code, "unit_price": orDecimal(l.priceMicro, 6),
 			"quantity": orDecimal(l.qty, 4), "amount": orFen(l.amount)})
 	}
@@ -870,6 +878,9 @@ func TestR9Oracle(t *testing.T) {
 						bad = append(bad, fmt.Sprintf("lines[%d].%s = %v, oracle %s", i, k, g[k], v))
 					}
 				}
+				if listed, ok := g["listed"]; (ok || !l.listed) && listed != l.listed {
+					bad = append(bad, fmt.Sprintf("lines[%d].listed = %v, oracle %v", i, listed, l.listed))
+				}
 			}
 		}
 		if len(bad) > 0 {
@@ -926,7 +937,7 @@ func TestR9Oracle(t *testing.T) {
 			v.birthOrder = 1 + rng.IntN(5)
 			visit["birth_order"] = v.birthOrder
 		}
-		lines, items := orBill(rng)
+		lines, items := orBill(rng, o.cover)
 		useAccount := rng.IntN(2) == 0
 		quote := rng.IntN(8) == 0
 		req := map[string]any{"person": map[string]string{"id": p.id, "insured_region": p.region},
@@ -987,5 +998,5 @@ var orMustCover = []string{
 	"assistance.paid.371600.100%", "assistance.paid.371600.70%", "assistance.paid.371600.60%",
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
-	"account.balance_used_up", "reversal", "quote", "version.371600.v2023", "version.371600.v2024",
+	"account.balance_used_up", "reversal", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
 }
