@@ -12,8 +12,8 @@ package gateway
 // and every amount and every line of every answer must equal the
 // oracle's to the fen.
 //
-// MEDGATE_ORACLE_N sets the number of steps (default 600, 200 with
-// -short), MEDGATE_ORACLE_SEED the seed (default 9), for a long run:
+// MEDGATE_ORACLE_N sets the number of steps of each of the two runs
+// (default 600, 200 with -short), MEDGATE_ORACLE_SEED the seed (default 9), for a long run:
 //
 //	MEDGATE_ORACLE_N=20000 go test ./gateway -run TestR9Oracle -count=1 -timeout 1h
 
@@ -27,6 +27,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"medgate/engine"
+	"medgate/plugins/conformance"
 )
 
 // ---- the oracle ----------------------------------------------------------
@@ -835,7 +838,15 @@ type orSettled struct {
 	reversed bool
 }
 
+// TestR9Oracle runs the workload through a gateway with the regions'
+// WebAssembly modules and through one with the same policies compiled
+// natively (the project keeps both forms).
 func TestR9Oracle(t *testing.T) {
+	t.Run("wasm", func(t *testing.T) { orRun(t, false) })
+	t.Run("native", func(t *testing.T) { orRun(t, true) })
+}
+
+func orRun(t *testing.T, native bool) {
 	n := 600
 	if testing.Short() {
 		n = 200
@@ -850,6 +861,11 @@ func TestR9Oracle(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0x0c1e))
 	o, persons, wj := orWorld(rng, 30)
 	h := newHarness(t, wj.toWorld(t))
+	if native {
+		for _, v := range conformance.Versions {
+			h.policies.Put(v.Region, engine.Version{Name: v.Name, EffectiveFrom: v.Effective, Module: engine.NewNative(v.Region, v.Name, v.Policy)})
+		}
+	}
 	hospitals := map[string]*orHospital{}
 	for _, x := range orHospitals {
 		hospitals[x.id] = x
