@@ -742,29 +742,54 @@ func orWorld(rng *rand.Rand, nPersons int) (*oracle, []*orPerson, worldJSON) {
 		}
 		p.continuous, p.zero = rng.IntN(12), rng.IntN(10)
 		p.year = 2023 + rng.IntN(4)
-		employment := "active"
-		if p.retired {
-			employment = "retired"
-		}
-		scheme := "resident"
-		if p.employee {
-			scheme = "employee"
-		}
-		rec := map[string]any{"id": p.id, "scheme": scheme, "employment": employment,
-			"groups": append([]string{}, p.groups...), "conditions": append([]string{}, p.conditions...),
-			"account_balance": orFen(p.balance), "in_concentrated_period": p.inConcentrated,
-			"lapsed_years": p.lapsed, "repaid_years": p.repaid, "continuous_years": p.continuous, "zero_claim_years": p.zero}
-		if p.registration != "" {
-			rec["registration"] = p.registration
-		}
-		if p.enrolledOn != "" {
-			rec["enrolled_on"] = p.enrolledOn
-		}
-		b, _ := json.Marshal(rec)
-		wj.Persons[region] = append(wj.Persons[region], b)
+		wj.Persons[region] = append(wj.Persons[region], orRecord(p, p.balance))
 		persons = append(persons, p)
 	}
 	return o, persons, wj
+}
+
+// orRecord is p's registry line with the given account_balance.
+func orRecord(p *orPerson, balance int64) []byte {
+	employment := "active"
+	if p.retired {
+		employment = "retired"
+	}
+	scheme := "resident"
+	if p.employee {
+		scheme = "employee"
+	}
+	rec := map[string]any{"id": p.id, "scheme": scheme, "employment": employment,
+		"groups": append([]string{}, p.groups...), "conditions": append([]string{}, p.conditions...),
+		"account_balance": orFen(balance), "in_concentrated_period": p.inConcentrated,
+		"lapsed_years": p.lapsed, "repaid_years": p.repaid, "continuous_years": p.continuous, "zero_claim_years": p.zero}
+	if p.registration != "" {
+		rec["registration"] = p.registration
+	}
+	if p.enrolledOn != "" {
+		rec["enrolled_on"] = p.enrolledOn
+	}
+	b, _ := json.Marshal(rec)
+	return b
+}
+
+// orChange changes what a registry upsert may change of p mid-run (not its
+// scheme, on which the spec is silent): groups, conditions, registration,
+// employment, the waiting-period and incentive fields.
+func orChange(rng *rand.Rand, p *orPerson) {
+	groups := []string{"destitute", "subsistence", "low_income_edge", "monitored", "illness_poverty"}
+	p.groups = nil
+	for _, g := range rng.Perm(len(groups))[:rng.IntN(3)] {
+		p.groups = append(p.groups, groups[g])
+	}
+	p.conditions = [][]string{nil, {"hypertension"}, {"diabetes"}, {"diabetes", "hypertension"}}[rng.IntN(4)]
+	p.registration = []string{"", "none", "long_term", "referral", "temporary"}[rng.IntN(5)]
+	p.retired = p.employee && rng.IntN(2) == 0
+	if p.enrolledOn != "" {
+		p.inConcentrated = rng.IntN(2) == 0
+		p.lapsed = rng.IntN(6)
+		p.repaid = rng.IntN(p.lapsed + 1)
+	}
+	p.continuous, p.zero = rng.IntN(12), rng.IntN(10)
 }
 
 // orBoundaries are orYuan amounts where a rule changes.
@@ -880,7 +905,7 @@ func orRun(t *testing.T, native bool) {
 				bad = append(bad, fmt.Sprintf("%s = %s, oracle %s", k, g, orFen(sign*v)))
 			}
 		}
-		if sign > 0 && got.Policy["version"] != want.version {
+		if got.Policy["version"] != want.version {
 			bad = append(bad, fmt.Sprintf("version %s, oracle %s", got.Policy["version"], want.version))
 		}
 		if len(got.Lines) != len(want.lines) {
@@ -930,6 +955,36 @@ func orRun(t *testing.T, native bool) {
 			continue
 		}
 		p := persons[rng.IntN(len(persons))]
+		if rng.IntN(40) == 0 {
+			// a credit to the personal account
+			amount := 1 + rng.Int64N(300000)
+			body, _ := json.Marshal(map[string]string{"reference": fmt.Sprintf("cr-%d", step), "amount": orFen(amount)})
+			status, resp := h.do("POST", "/v1/regions/"+p.region+"/persons/"+p.id+"/credits", "tok-region-"+p.region, body)
+			if status != 200 {
+				t.Fatalf("step %d: credit: status %d: %s", step, status, resp)
+			}
+			p.balance += amount
+			o.cover["credit"]++
+			continue
+		}
+		if rng.IntN(40) == 0 {
+			// the region changes the person; the balance it sends is not
+			// applied to a person who exists
+			orChange(rng, p)
+			status, resp := h.do("POST", "/v1/regions/"+p.region+"/persons", "tok-region-"+p.region, orRecord(p, rng.Int64N(100000)))
+			if status != 200 {
+				t.Fatalf("step %d: upsert: status %d: %s", step, status, resp)
+			}
+			var up struct {
+				Written  int               `json:"written"`
+				Rejected []json.RawMessage `json:"rejected"`
+			}
+			if err := json.Unmarshal(resp, &up); err != nil || up.Written != 1 || len(up.Rejected) != 0 {
+				t.Fatalf("step %d: upsert not written: %s", step, resp)
+			}
+			o.cover["upsert"]++
+			continue
+		}
 		hosp := orHospitals[rng.IntN(len(orHospitals))]
 		if rng.IntN(2) == 0 { // at home more often than not
 			for {
@@ -1014,5 +1069,5 @@ var orMustCover = []string{
 	"assistance.paid.371600.100%", "assistance.paid.371600.70%", "assistance.paid.371600.60%",
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
-	"account.balance_used_up", "reversal", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
+	"account.balance_used_up", "reversal", "credit", "upsert", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
 }
