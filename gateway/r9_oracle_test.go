@@ -20,6 +20,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -145,8 +146,16 @@ type oracle struct {
 // divRound is a/b rounded half up, for a >= 0, b > 0.
 func orDivRound(a, b int64) int64 { return (a + b/2) / b }
 
+// orMulDiv is a × b / d rounded half up, for a, b >= 0 and d > 0, in
+// arbitrary precision: a bill's largest lines overflow int64 products.
+func orMulDiv(a, b, d int64) int64 {
+	x := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
+	x.Add(x, big.NewInt(d/2))
+	return x.Quo(x, big.NewInt(d)).Int64()
+}
+
 // pct is r of amount, r in tenths of a percent (925 = 92.5%).
-func orPct(amount, r int64) int64 { return orDivRound(amount*r, 1000) }
+func orPct(amount, r int64) int64 { return orMulDiv(amount, r, 1000) }
 
 func orMin(a, b int64) int64 {
 	if a < b {
@@ -195,11 +204,11 @@ func (o *oracle) split(region string, lines []orLine) ([]orLineSplit, orAmounts)
 			}
 		default:
 			if e.capMicro >= 0 && l.priceMicro > e.capMicro {
-				s.ol = orDivRound((l.priceMicro-e.capMicro)*l.qty, 1e8)
+				s.ol = orMulDiv(l.priceMicro-e.capMicro, l.qty, 1e8)
 				o.cover["line.over_limit"]++
 			}
 			if e.class == "B" {
-				s.pre = orDivRound((l.amount-s.ol)*e.prop, 10000)
+				s.pre = orMulDiv(l.amount-s.ol, e.prop, 10000)
 				if s.pre > 0 && s.pre < l.amount-s.ol {
 					o.cover["line.pre_self_pay"]++
 				}
@@ -826,7 +835,15 @@ func orBill(rng *rand.Rand, cover map[string]int) ([]orLine, []map[string]any) {
 			price = 1 + rng.Int64N(20000)
 			qty = 1 + rng.Int64N(30000)
 		}
-		amount := orDivRound(price*qty, 1e8)
+		if rng.IntN(150) == 0 {
+			// near the largest lines a bill may carry: a unit price up to
+			// 100,000,000 yuan, an amount up to 1e12 yuan, the bill's total
+			// too (four lines of at most 2e11)
+			price = 1e14 - rng.Int64N(1e12)
+			qty = 2e7 - rng.Int64N(1e6)
+			cover["line.huge"]++
+		}
+		amount := orMulDiv(price, qty, 1e8)
 		lines = append(lines, orLine{code: code, priceMicro: price, qty: qty, amount: amount})
 	}
 	for _, l := range lines {
@@ -1069,5 +1086,5 @@ var orMustCover = []string{
 	"assistance.paid.371600.100%", "assistance.paid.371600.70%", "assistance.paid.371600.60%",
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
-	"account.balance_used_up", "reversal", "credit", "upsert", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
+	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
 }
