@@ -873,9 +873,28 @@ func orDate(rng *rand.Rand, home int) time.Time {
 	return time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, rng.IntN(1420)) // to 2026-11-20: no visit in the future
 }
 
+// orPair is a (insured, treating region) pair of the month's statement.
+type orPair struct {
+	settlements, reversals                                                     int
+	total, eligible, basic, serious, assistance, fund, account, cash, clearing int64
+}
+
+func (p *orPair) add(a orAmounts, sign int64) {
+	p.total += sign * a.total
+	p.eligible += sign * a.eligible
+	p.basic += sign * a.basic
+	p.serious += sign * a.serious
+	p.assistance += sign * a.assistance
+	p.fund += sign * a.fund
+	p.account += sign * a.account
+	p.cash += sign * a.cash
+	p.clearing += sign * (a.fund + a.account)
+}
+
 type orSettled struct {
 	id       string
 	hospital string
+	pair     [2]string
 	out      orOutcome
 	reversed bool
 }
@@ -913,6 +932,15 @@ func orRun(t *testing.T, native bool) {
 		hospitals[x.id] = x
 	}
 	var settled []*orSettled
+	cst := time.FixedZone("UTC+8", 8*3600)
+	month := time.Now().In(cst).Format("2006-01")
+	pairs := map[[2]string]*orPair{}
+	pairOf := func(k [2]string) *orPair {
+		if pairs[k] == nil {
+			pairs[k] = &orPair{}
+		}
+		return pairs[k]
+	}
 	failures := 0
 	check := func(step int, what string, body []byte, got answer, want orOutcome, sign int64) {
 		t.Helper()
@@ -968,6 +996,8 @@ func orRun(t *testing.T, native bool) {
 			s.reversed = true
 			o.cover["reversal"]++
 			o.apply(s.out, -1)
+			pairOf(s.pair).add(s.out.amounts, -1)
+			pairOf(s.pair).reversals++
 			check(step, "reversal of "+s.id, body, decodeAnswer(t, resp), s.out, -1)
 			continue
 		}
@@ -1053,8 +1083,14 @@ func orRun(t *testing.T, native bool) {
 		check(step, what, body, got, want, 1)
 		if !quote {
 			o.apply(want, 1)
-			settled = append(settled, &orSettled{id: got.SettlementID, hospital: hosp.id, out: want})
+			k := [2]string{p.region, hosp.region}
+			settled = append(settled, &orSettled{id: got.SettlementID, hospital: hosp.id, pair: k, out: want})
+			pairOf(k).add(want.amounts, 1)
+			pairOf(k).settlements++
 		}
+	}
+	if time.Now().In(cst).Format("2006-01") == month {
+		orCheckStatement(t, h, month, pairs)
 	}
 	keys := make([]string, 0, len(o.cover))
 	for k := range o.cover {
@@ -1087,4 +1123,57 @@ var orMustCover = []string{
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
 	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
+}
+
+// orCheckStatement holds the month's clearing statement (every settlement
+// and reversal of the run was committed in it) to the sums of the oracle's
+// answers, pair by pair, and the provinces' net positions to them.
+func orCheckStatement(t *testing.T, h *harness, month string, pairs map[[2]string]*orPair) {
+	t.Helper()
+	status, body := h.do("GET", "/v1/clearing/months/"+month, "tok-clearing", nil)
+	if status != 200 {
+		t.Fatalf("statement %s: status %d: %s", month, status, body)
+	}
+	var st Statement
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[[2]string]bool{}
+	for _, g := range st.Pairs {
+		k := [2]string{g.InsuredRegion, g.TreatingRegion}
+		seen[k] = true
+		w, ok := pairs[k]
+		if !ok {
+			t.Errorf("statement pair %v: the oracle settled nothing there", k)
+			continue
+		}
+		got := fmt.Sprint(g.Settlements, g.Reversals, g.Total, g.Eligible, g.BasicFund, g.SeriousIllness, g.MedicalAssistance,
+			g.FundTotal, g.PersonalAccount, g.Cash, g.ClearingAmount, g.CrossProvince)
+		want := fmt.Sprint(w.settlements, w.reversals, orFen(w.total), orFen(w.eligible), orFen(w.basic), orFen(w.serious),
+			orFen(w.assistance), orFen(w.fund), orFen(w.account), orFen(w.cash), orFen(w.clearing), k[0][:2] != k[1][:2])
+		if got != want {
+			t.Errorf("statement pair %v:\ngot    %s\noracle %s", k, got, want)
+		}
+	}
+	net := map[string]int64{}
+	for k, w := range pairs {
+		if !seen[k] {
+			t.Errorf("statement has no pair %v (%d settlements)", k, w.settlements)
+		}
+		if k[0][:2] != k[1][:2] {
+			net[k[1][:2]+"0000"] += w.clearing
+			net[k[0][:2]+"0000"] -= w.clearing
+		}
+	}
+	for _, p := range st.Provinces {
+		if p.Net != orFen(net[p.Province]) {
+			t.Errorf("province %s: net %s, oracle %s", p.Province, p.Net, orFen(net[p.Province]))
+		}
+		delete(net, p.Province)
+	}
+	for p, v := range net {
+		if v != 0 {
+			t.Errorf("statement has no province %s (net %s)", p, orFen(v))
+		}
+	}
 }
