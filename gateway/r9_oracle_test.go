@@ -895,6 +895,7 @@ type orSettled struct {
 	id       string
 	hospital string
 	pair     [2]string
+	body     []byte // the settlement's request
 	out      orOutcome
 	reversed bool
 }
@@ -1001,6 +1002,31 @@ func orRun(t *testing.T, native bool) {
 			check(step, "reversal of "+s.id, body, decodeAnswer(t, resp), s.out, -1)
 			continue
 		}
+		if rng.IntN(30) == 0 && len(settled) > 0 {
+			// read an earlier settlement back, or send its request again:
+			// its first answer, whatever moved since
+			s := settled[rng.IntN(len(settled))]
+			var status int
+			var resp []byte
+			what, replay := "read of "+s.id, rng.IntN(2) == 0
+			if !replay {
+				status, resp = h.do("GET", "/v1/settlements/"+s.id, "tok-"+s.hospital, nil)
+				o.cover["read"]++
+			} else {
+				status, resp = h.do("POST", "/v1/settlements", "tok-"+s.hospital, s.body)
+				what = "replay of " + s.id
+				o.cover["replay"]++
+			}
+			if status != 200 {
+				t.Fatalf("step %d: %s: status %d: %s", step, what, status, resp)
+			}
+			got := decodeAnswer(t, resp)
+			if got.SettlementID != s.id || got.Replayed != replay {
+				t.Errorf("step %d: %s: settlement %s, replayed %v", step, what, got.SettlementID, got.Replayed)
+			}
+			check(step, what, s.body, got, s.out, 1)
+			continue
+		}
 		p := persons[rng.IntN(len(persons))]
 		if rng.IntN(40) == 0 {
 			// a credit to the personal account
@@ -1084,7 +1110,7 @@ func orRun(t *testing.T, native bool) {
 		if !quote {
 			o.apply(want, 1)
 			k := [2]string{p.region, hosp.region}
-			settled = append(settled, &orSettled{id: got.SettlementID, hospital: hosp.id, pair: k, out: want})
+			settled = append(settled, &orSettled{id: got.SettlementID, hospital: hosp.id, pair: k, body: body, out: want})
 			pairOf(k).add(want.amounts, 1)
 			pairOf(k).settlements++
 		}
@@ -1122,7 +1148,7 @@ var orMustCover = []string{
 	"assistance.paid.371600.100%", "assistance.paid.371600.70%", "assistance.paid.371600.60%",
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
-	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
+	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "read", "replay", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
 }
 
 // orCheckStatement holds the month's clearing statement (every settlement
