@@ -13,7 +13,7 @@ package gateway
 // oracle's to the fen.
 //
 // MEDGATE_ORACLE_N sets the number of steps of each of the two runs
-// (default 600, 200 with -short), MEDGATE_ORACLE_SEED the seed (default 9), for a long run:
+// (default 500, 200 with -short), MEDGATE_ORACLE_SEED the seed (default 9), for a long run:
 //
 //	MEDGATE_ORACLE_N=20000 go test ./gateway -run TestR9Oracle -count=1 -timeout 1h
 
@@ -909,7 +909,7 @@ func TestR9Oracle(t *testing.T) {
 }
 
 func orRun(t *testing.T, native bool) {
-	n := 600
+	n := 500
 	if testing.Short() {
 		n = 200
 	}
@@ -1000,6 +1000,13 @@ func orRun(t *testing.T, native bool) {
 			pairOf(s.pair).add(s.out.amounts, -1)
 			pairOf(s.pair).reversals++
 			check(step, "reversal of "+s.id, body, decodeAnswer(t, resp), s.out, -1)
+			continue
+		}
+		if rng.IntN(250) == 0 {
+			// a restart on the same ledger and world: counters, balances
+			// and the regions' changes to persons stay as they were
+			h.restart()
+			o.cover["restart"]++
 			continue
 		}
 		if rng.IntN(30) == 0 && len(settled) > 0 {
@@ -1128,7 +1135,7 @@ func orRun(t *testing.T, native bool) {
 	}
 	// A workload that no longer reaches a rule would pass without
 	// testing it: the default run must reach every one.
-	if n >= 600 {
+	if n >= 500 {
 		for _, k := range orMustCover {
 			if o.cover[k] == 0 {
 				t.Errorf("the workload never reached %s: raise N or change the seed's mix", k)
@@ -1148,7 +1155,7 @@ var orMustCover = []string{
 	"assistance.paid.371600.100%", "assistance.paid.371600.70%", "assistance.paid.371600.60%",
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
-	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "read", "replay", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
+	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "read", "replay", "restart", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
 }
 
 // orCheckStatement holds the month's clearing statement (every settlement
