@@ -6,14 +6,20 @@ package gateway
 // regions, §6 reversal), not from the policy modules. A seeded random
 // workload of persons, hospitals, catalogs and visits (deductible
 // crossings, segments, caps reached mid-bill, special groups, serious
-// illness thresholds, assistance limits, waiting periods, year
-// boundaries, arrival out of date order, quotes and reversals) is settled
-// through the real HTTP handler with the reference WebAssembly modules,
-// and every amount and every line of every answer must equal the
-// oracle's to the fen.
+// illness thresholds and caps, assistance limits, waiting periods, year
+// boundaries, dates arriving out of order, bills near the largest amounts)
+// with quotes, reversals of any earlier settlement, account credits,
+// registry changes to persons, reads, replays and restarts is run through
+// the real HTTP handler, once with the reference WebAssembly modules and
+// once with the same policies compiled natively. Every amount and every
+// line of every answer must equal the oracle's to the fen, and the month's
+// clearing statement the sums of them. The run also counts the rules it
+// made matter and fails when the default run no longer reaches one
+// (orMustCover), so that the workload cannot drift into testing nothing.
 //
 // MEDGATE_ORACLE_N sets the number of steps of each of the two runs
-// (default 500, 200 with -short), MEDGATE_ORACLE_SEED the seed (default 9), for a long run:
+// (default 500, 200 with -short), MEDGATE_ORACLE_SEED the seed (default
+// 9), for a long run:
 //
 //	MEDGATE_ORACLE_N=20000 go test ./gateway -run TestR9Oracle -count=1 -timeout 1h
 
