@@ -9,7 +9,9 @@ package gateway
 // illness thresholds and caps, assistance limits, waiting periods, year
 // boundaries, dates arriving out of order, bills near the largest amounts)
 // with quotes, reversals of any earlier settlement, account credits,
-// registry changes to persons, reads, replays and restarts is run through
+// registry changes to persons, catalog upserts, replacements and removals
+// (the fallback to the prefecture's or province's catalog coming and
+// going), reads, replays and restarts is run through
 // the real HTTP handler, once with the reference WebAssembly modules and
 // once with the same policies compiled natively. Every amount and every
 // line of every answer must equal the oracle's to the fen, and the month's
@@ -675,40 +677,9 @@ func orWorld(rng *rand.Rand, nPersons int) (*oracle, []*orPerson, worldJSON) {
 		wj.Hospitals = append(wj.Hospitals, HospitalRecord{ID: h.id, Region: h.region, Level: uint8(h.level), AssistanceDesignated: h.designated})
 	}
 	for _, region := range []string{"371602", "371600", "370102", "370000", "152502", "150000", "110105"} {
-		cat := map[string]orEntry{}
-		for _, code := range orCodes {
-			if code == "XN01" || rng.IntN(8) == 0 {
-				continue // not listed here
-			}
-			e := orEntry{code: code, class: code[1:2], capMicro: -1}
-			rec := map[string]string{"code": code, "class": e.class}
-			if e.class == "B" {
-				switch rng.IntN(4) {
-				case 0:
-					e.prop = int64(rng.IntN(10001))
-				case 1:
-					e.prop = 0
-				default:
-					e.prop = int64([]int{500, 1000, 1500, 2000, 3000, 5, 9999, 10000}[rng.IntN(8)])
-				}
-				rec["selfpay_prop"] = orDecimal(e.prop, 4)
-			}
-			if e.class != "C" && rng.IntN(3) == 0 {
-				switch rng.IntN(3) {
-				case 0:
-					e.capMicro = int64(rng.IntN(500)) * 1e6
-				case 1:
-					e.capMicro = int64(rng.IntN(50000)) * 1e4
-				default:
-					e.capMicro = int64(rng.IntN(50_000_000))
-				}
-				rec["price_cap"] = orDecimal(e.capMicro, 6)
-			}
-			cat[code] = e
-			b, _ := json.Marshal(rec)
-			wj.Catalogs[region] = append(wj.Catalogs[region], b)
-		}
+		cat, lines := orCatalog(rng)
 		o.catalogs[region] = cat
+		wj.Catalogs[region] = lines
 	}
 	groups := []string{"destitute", "subsistence", "low_income_edge", "monitored", "illness_poverty"}
 	var persons []*orPerson
@@ -761,6 +732,107 @@ func orWorld(rng *rand.Rand, nPersons int) (*oracle, []*orPerson, worldJSON) {
 		persons = append(persons, p)
 	}
 	return o, persons, wj
+}
+
+// orCatalog makes a random catalog of orCodes (some codes left out, XN01
+// always) and its NDJSON lines.
+func orCatalog(rng *rand.Rand) (map[string]orEntry, []json.RawMessage) {
+	cat := map[string]orEntry{}
+	var lines []json.RawMessage
+	for _, code := range orCodes {
+		if code == "XN01" || rng.IntN(8) == 0 {
+			continue // not listed here
+		}
+		e, b := orCatalogEntry(rng, code)
+		cat[code] = e
+		lines = append(lines, b)
+	}
+	return cat, lines
+}
+
+// orCatalogEntry is a random entry for code (its class is the code's
+// second letter) and its NDJSON line.
+func orCatalogEntry(rng *rand.Rand, code string) (orEntry, []byte) {
+	e := orEntry{code: code, class: code[1:2], capMicro: -1}
+	rec := map[string]string{"code": code, "class": e.class}
+	if e.class == "B" {
+		switch rng.IntN(4) {
+		case 0:
+			e.prop = int64(rng.IntN(10001))
+		case 1:
+			e.prop = 0
+		default:
+			e.prop = int64([]int{500, 1000, 1500, 2000, 3000, 5, 9999, 10000}[rng.IntN(8)])
+		}
+		rec["selfpay_prop"] = orDecimal(e.prop, 4)
+	}
+	if e.class != "C" && rng.IntN(3) == 0 {
+		switch rng.IntN(3) {
+		case 0:
+			e.capMicro = int64(rng.IntN(500)) * 1e6
+		case 1:
+			e.capMicro = int64(rng.IntN(50000)) * 1e4
+		default:
+			e.capMicro = int64(rng.IntN(50_000_000))
+		}
+		rec["price_cap"] = orDecimal(e.capMicro, 6)
+	}
+	b, _ := json.Marshal(rec)
+	return e, b
+}
+
+// orCatalogRegions are the treating regions whose catalogs the workload
+// changes, and the catalog each falls back on without its own ("": none).
+var orCatalogRegions = map[string]string{"371602": "371600", "371621": "371600", "370102": "370000",
+	"152502": "150000", "371600": "370000", "370000": "", "150000": "", "110105": ""}
+
+// orChangeCatalog upserts a few codes of a treating region's catalog,
+// replaces it, or removes it where there is one to fall back on, through
+// the region API, and makes the oracle's catalogs follow.
+func orChangeCatalog(t *testing.T, rng *rand.Rand, o *oracle, h *harness, step int) {
+	regions := make([]string, 0, len(orCatalogRegions))
+	for r := range orCatalogRegions {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	r := regions[rng.IntN(len(regions))]
+	tok := "tok-region-" + r
+	path := "/v1/regions/" + r + "/catalog"
+	var status int
+	var resp []byte
+	switch mode := rng.IntN(3); {
+	case mode == 0 || (mode == 2 && (o.catalogs[r] == nil || orCatalogRegions[r] == "")):
+		// upsert some codes (creating the region's own catalog if it had none)
+		cat := map[string]orEntry{}
+		for c, e := range o.catalogs[r] {
+			cat[c] = e
+		}
+		var body []byte
+		for _, i := range rng.Perm(len(orCodes) - 1)[:1+rng.IntN(3)] { // XN01 stays unlisted
+			e, b := orCatalogEntry(rng, orCodes[i])
+			cat[e.code] = e
+			body = append(append(body, b...), '\n')
+		}
+		status, resp = h.do("POST", path, tok, body)
+		o.catalogs[r] = cat
+		o.cover["catalog.upsert"]++
+	case mode == 1:
+		cat, lines := orCatalog(rng)
+		var body []byte
+		for _, b := range lines {
+			body = append(append(body, b...), '\n')
+		}
+		status, resp = h.do("PUT", path, tok, body)
+		o.catalogs[r] = cat
+		o.cover["catalog.replace"]++
+	default:
+		status, resp = h.do("PUT", path, tok, []byte{})
+		delete(o.catalogs, r)
+		o.cover["catalog.remove"]++
+	}
+	if status != 200 {
+		t.Fatalf("step %d: catalog change of %s: status %d: %s", step, r, status, resp)
+	}
 }
 
 // orRecord is p's registry line with the given account_balance.
@@ -928,7 +1000,14 @@ func orRun(t *testing.T, native bool) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x0c1e))
 	o, persons, wj := orWorld(rng, 30)
-	h := newHarness(t, wj.toWorld(t))
+	w := wj.toWorld(t)
+	for r := range orCatalogRegions {
+		if r == "371600" || r == "370000" {
+			continue // insured regions: toWorld gave them their tokens
+		}
+		w.Principals = append(w.Principals, PrincipalRecord{TokenSHA256: TokenHash("tok-region-" + r), Role: RoleRegion, ID: r})
+	}
+	h := newHarness(t, w)
 	if native {
 		for _, v := range conformance.Versions {
 			h.policies.Put(v.Region, engine.Version{Name: v.Name, EffectiveFrom: v.Effective, Module: engine.NewNative(v.Region, v.Name, v.Policy)})
@@ -1006,6 +1085,10 @@ func orRun(t *testing.T, native bool) {
 			pairOf(s.pair).add(s.out.amounts, -1)
 			pairOf(s.pair).reversals++
 			check(step, "reversal of "+s.id, body, decodeAnswer(t, resp), s.out, -1)
+			continue
+		}
+		if rng.IntN(60) == 0 {
+			orChangeCatalog(t, rng, o, h, step)
 			continue
 		}
 		if rng.IntN(250) == 0 {
@@ -1161,7 +1244,7 @@ var orMustCover = []string{
 	"assistance.paid.371600.100%", "assistance.paid.371600.70%", "assistance.paid.371600.60%",
 	"assistance.paid.152500.100%", "assistance.paid.152500.80%", "assistance.paid.152500.60%",
 	"assistance.paid.370000.100%", "assistance.paid.370000.70%", "assistance.paid.370000.60%", "assistance.limit_cut",
-	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "read", "replay", "restart", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
+	"account.balance_used_up", "reversal", "credit", "upsert", "line.huge", "read", "replay", "restart", "catalog.upsert", "catalog.replace", "catalog.remove", "deductible.taken_with_cap_exhausted", "waiting.assistance", "line.zero_amount", "quote", "version.371600.v2023", "version.371600.v2024",
 }
 
 // orCheckStatement holds the month's clearing statement (every settlement
