@@ -31,6 +31,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ import (
 	"time"
 
 	"medgate/engine"
+	"medgate/gateway/internal/testenv"
 	"medgate/plugins/conformance"
 )
 
@@ -1297,5 +1299,190 @@ func orCheckStatement(t *testing.T, h *harness, month string, pairs map[[2]strin
 		if v != 0 {
 			t.Errorf("statement has no province %s (net %s)", p, orFen(v))
 		}
+	}
+}
+
+// orParse reads a non-negative decimal string into an integer of the given
+// number of decimal places ("12.5", 2 -> 1250).
+func orParse(t *testing.T, s string, places int) int64 {
+	t.Helper()
+	whole, frac, _ := strings.Cut(s, ".")
+	if len(frac) > places {
+		t.Fatalf("%q has more than %d decimals", s, places)
+	}
+	v, err := strconv.ParseInt(whole+frac+strings.Repeat("0", places-len(frac)), 10, 64)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return v
+}
+
+// TestR9OracleAgreesWithExamples holds the oracle itself to the spec's
+// worked examples (computed by hand): a check on the second reading, which
+// the gateway's answers are then held to.
+func TestR9OracleAgreesWithExamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "testdata", "spec", "examples", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ex exampleFile
+		if err := json.Unmarshal(b, &ex); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		t.Run(ex.Name, func(t *testing.T) {
+			o := &oracle{acc: map[orKey]int64{}, catalogs: map[string]map[string]orEntry{}, cover: map[string]int{}}
+			hospitals := map[string]*orHospital{}
+			for _, h := range ex.World.Hospitals {
+				hospitals[h.ID] = &orHospital{h.ID, h.Region, int(h.Level), h.AssistanceDesignated}
+			}
+			for region, lines := range ex.World.Catalogs {
+				cat := map[string]orEntry{}
+				for _, l := range lines {
+					var r struct{ Code, Class, SelfpayProp, PriceCap string }
+					json.Unmarshal(l, &struct {
+						Code        *string `json:"code"`
+						Class       *string `json:"class"`
+						SelfpayProp *string `json:"selfpay_prop"`
+						PriceCap    *string `json:"price_cap"`
+					}{&r.Code, &r.Class, &r.SelfpayProp, &r.PriceCap})
+					e := orEntry{code: r.Code, class: r.Class, capMicro: -1}
+					if r.SelfpayProp != "" {
+						e.prop = orParse(t, r.SelfpayProp, 4)
+					}
+					if r.PriceCap != "" {
+						e.capMicro = orParse(t, r.PriceCap, 6)
+					}
+					cat[r.Code] = e
+				}
+				o.catalogs[region] = cat
+			}
+			persons := map[string]*orPerson{}
+			for region, lines := range ex.World.Persons {
+				for _, l := range lines {
+					var r struct {
+						ID, Scheme, Employment, Registration, AccountBalance, EnrolledOn string
+						Groups, Conditions                                               []string
+						InConcentrated                                                   bool
+						Lapsed, Repaid, Continuous, Zero                                 int
+					}
+					json.Unmarshal(l, &struct {
+						ID             *string   `json:"id"`
+						Scheme         *string   `json:"scheme"`
+						Employment     *string   `json:"employment"`
+						Registration   *string   `json:"registration"`
+						AccountBalance *string   `json:"account_balance"`
+						EnrolledOn     *string   `json:"enrolled_on"`
+						Groups         *[]string `json:"groups"`
+						Conditions     *[]string `json:"conditions"`
+						InConcentrated *bool     `json:"in_concentrated_period"`
+						Lapsed         *int      `json:"lapsed_years"`
+						Repaid         *int      `json:"repaid_years"`
+						Continuous     *int      `json:"continuous_years"`
+						Zero           *int      `json:"zero_claim_years"`
+					}{&r.ID, &r.Scheme, &r.Employment, &r.Registration, &r.AccountBalance, &r.EnrolledOn, &r.Groups,
+						&r.Conditions, &r.InConcentrated, &r.Lapsed, &r.Repaid, &r.Continuous, &r.Zero})
+					p := &orPerson{id: r.ID, region: region, employee: r.Scheme == "employee", retired: r.Employment == "retired",
+						groups: r.Groups, conditions: r.Conditions, registration: r.Registration, enrolledOn: r.EnrolledOn,
+						inConcentrated: r.InConcentrated, lapsed: r.Lapsed, repaid: r.Repaid, continuous: r.Continuous, zero: r.Zero}
+					if r.AccountBalance != "" {
+						p.balance = orParse(t, r.AccountBalance, 2)
+					}
+					persons[region+"/"+r.ID] = p
+				}
+			}
+			done := map[string]orOutcome{}
+			reversed := map[string]bool{}
+			for i, r := range ex.Requests {
+				var req struct {
+					RequestID string `json:"request_id"`
+					Person    struct {
+						ID            string `json:"id"`
+						InsuredRegion string `json:"insured_region"`
+					} `json:"person"`
+					Visit struct {
+						Type         string `json:"type"`
+						Emergency    bool   `json:"emergency"`
+						BirthOrder   int    `json:"birth_order"`
+						DischargedOn string `json:"discharged_on"`
+						VisitDate    string `json:"visit_date"`
+					} `json:"visit"`
+					UseAccount bool `json:"use_personal_account"`
+					Items      []struct {
+						Code       string   `json:"code"`
+						UnitPrice  string   `json:"unit_price"`
+						Quantity   string   `json:"quantity"`
+						Amount     string   `json:"amount"`
+						TraceCodes []string `json:"trace_codes"`
+					} `json:"items"`
+				}
+				json.Unmarshal(r.Body, &req)
+				label := fmt.Sprintf("request %d (%s %s)", i, r.Op, req.RequestID)
+				if r.Expect.Status != 200 {
+					continue // refusals (409s) are not the oracle's
+				}
+				var out orOutcome
+				sign := int64(1)
+				if r.Op == "reversal" {
+					out, sign = done[r.Ref], -1
+					if reversed[r.Ref] {
+						t.Fatalf("%s: reverses %s twice", label, r.Ref)
+					}
+					reversed[r.Ref] = true
+					o.apply(out, -1)
+				} else {
+					p := persons[req.Person.InsuredRegion+"/"+req.Person.ID]
+					h := hospitals[r.Hospital]
+					if p == nil || h == nil {
+						t.Fatalf("%s: unknown person or hospital", label)
+					}
+					date := req.Visit.VisitDate
+					if req.Visit.Type == "inpatient" || req.Visit.Type == "maternity" {
+						date = req.Visit.DischargedOn
+					}
+					d, err := time.Parse("2006-01-02", date)
+					if err != nil {
+						t.Fatalf("%s: %v", label, err)
+					}
+					var lines []orLine
+					for _, it := range req.Items {
+						lines = append(lines, orLine{code: it.Code, priceMicro: orParse(t, it.UnitPrice, 6),
+							qty: orParse(t, it.Quantity, 4), amount: orParse(t, it.Amount, 2)})
+					}
+					out = o.settle(p, h, orVisit{typ: req.Visit.Type, emergency: req.Visit.Emergency,
+						birthOrder: req.Visit.BirthOrder, date: d}, lines, req.UseAccount)
+					if r.Op == "settle" {
+						o.apply(out, 1)
+						done[req.RequestID] = out
+					}
+				}
+				got := out.amounts.m()
+				for k, want := range r.Expect.Amounts {
+					if orFen(sign*got[k]) != want {
+						t.Errorf("%s: oracle %s = %s, the example says %s\nnote: %s", label, k, orFen(sign*got[k]), want, r.Note)
+					}
+				}
+				if r.Expect.PolicyVersion != "" && out.version != r.Expect.PolicyVersion {
+					t.Errorf("%s: oracle version %s, the example says %s", label, out.version, r.Expect.PolicyVersion)
+				}
+				for j, want := range r.Expect.Lines {
+					if j >= len(out.lines) {
+						t.Errorf("%s: oracle has %d lines, the example %d", label, len(out.lines), len(r.Expect.Lines))
+						break
+					}
+					l := out.lines[j]
+					for k, v := range map[string]string{"class": l.class, "full_self_pay": orFen(sign * l.fsp),
+						"over_limit": orFen(sign * l.ol), "pre_self_pay": orFen(sign * l.pre), "eligible": orFen(sign * l.eligible)} {
+						if w, ok := want[k]; ok && fmt.Sprint(w) != v {
+							t.Errorf("%s: oracle lines[%d].%s = %s, the example says %v", label, j, k, v, w)
+						}
+					}
+				}
+			}
+		})
 	}
 }
