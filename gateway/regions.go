@@ -311,15 +311,23 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 }
 
 // writeCatalog writes entries, under key if there is one, and answers res.
+// It answers once no settlement computed with the catalog it replaced can
+// still commit: a settlement reads the catalog under its policies hold
+// (Service.Settle), so a change answered before a settlement commits is
+// the catalog that settlement used, as a persons upsert and a rollback are.
 func (s *Server) writeCatalog(ctx *fasthttp.RequestCtx, key *ledger.RegionKey, region string, entries []ledger.CatalogEntry, replace bool, res map[string]any) error {
 	if key == nil {
 		if err := s.db.PutCatalog(region, entries, replace); err != nil {
 			return err
 		}
+		s.svc.policies.Quiesce()
 		return s.writeJSON(ctx, 200, res)
 	}
 	first := keyedAnswer(res)
 	replay, err := s.db.PutCatalogKeyed(key, region, entries, replace, func() []byte { return first })
+	if err == nil && replay == nil {
+		s.svc.policies.Quiesce()
+	}
 	return s.keyedDone(ctx, first, replay, err)
 }
 

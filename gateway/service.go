@@ -173,8 +173,9 @@ func (s *Service) Settle(ctx context.Context, h ledger.Hospital, req *SettleRequ
 		return s.lateReplay(quote, h.ID, req, bodyHash, unprocessable("unknown_person", "person.id", "no insured person with this id in region %s", req.InsuredRegion))
 	}
 	// Held until the settlement is committed: a rollback or an upload
-	// (Versions) answers only once no settlement computed with the
-	// version it replaced can still commit.
+	// (Versions), and a catalog change (writeCatalog), answer only once
+	// no settlement computed with the version or catalog it replaced can
+	// still commit. The catalog is read below, under it.
 	defer s.policies.Hold().Release()
 	pol, ok := s.policies.Lookup(req.InsuredRegion, date)
 	if !ok {
