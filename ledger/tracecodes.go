@@ -10,9 +10,11 @@ import "sync"
 // the entry's codes in memory, then looks them up in the committed store
 // (in parallel with every other request), and releases them only once the
 // writer has answered. Two entries in flight can never hold the same code
-// (the second finds it reserved), and a code settled earlier is visible in
-// the store by the time its reservation is released (the writer answers
-// after its commit), so the writer only marks codes and never reads them.
+// (the second waits until the first is answered), and a code settled
+// earlier is visible in the store by the time its reservation is released
+// (the writer answers after its commit), so the writer only marks codes
+// and never reads them. A code the store shows settled refuses an entry
+// only once that settlement is durable.
 // Pebble is one process's, so the in-memory reservation sees every writer.
 //
 // The check also adds the codes to the trace-code filter (keyfilter.go),
@@ -26,32 +28,60 @@ import "sync"
 type traceReservations struct {
 	mu sync.Mutex
 	m  map[string]struct{} // guarded by mu
+	// released wakes the entries waiting in reserve for a code held by
+	// another entry in flight (its L is mu, set by reserve); waiting
+	// counts them, so that a release with none waiting costs nothing.
+	released sync.Cond
+	waiting  int
 }
 
-// reserve takes all codes or none; it returns the first code already taken
-// (by an entry in flight, or twice in codes).
+// reserve takes all codes or none; it returns the first code taken twice
+// in codes. A code another entry in flight holds is waited for: that entry
+// may yet fail (its write, a refusal), and a code it did not settle is
+// not one "already settled" (api.md), so whether the code is taken is
+// known only once it is answered. An entry holding codes never waits for
+// others (it takes all or none), so waiting cannot deadlock.
 func (t *traceReservations) reserve(codes []string) (taken string, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = make(map[string]struct{})
+		t.released.L = &t.mu
 	}
-	for i, c := range codes {
-		if _, busy := t.m[c]; busy {
-			for _, d := range codes[:i] {
-				delete(t.m, d)
+	for {
+		busy := -1
+		for i, c := range codes {
+			if _, held := t.m[c]; held {
+				busy = i
+				break
 			}
-			return c, false
+			t.m[c] = struct{}{}
 		}
-		t.m[c] = struct{}{}
+		if busy < 0 {
+			return "", true
+		}
+		for _, d := range codes[:busy] {
+			delete(t.m, d)
+		}
+		c := codes[busy]
+		for _, d := range codes[:busy] {
+			if d == c {
+				return c, false // twice in codes
+			}
+		}
+		t.waiting++
+		t.released.Wait()
+		t.waiting--
 	}
-	return "", true
 }
 
 func (t *traceReservations) release(codes []string) {
 	t.mu.Lock()
 	for _, c := range codes {
 		delete(t.m, c)
+	}
+	if t.waiting > 0 {
+		t.released.Broadcast()
 	}
 	t.mu.Unlock()
 }
@@ -61,7 +91,7 @@ func (t *traceReservations) release(codes []string) {
 // release them after the writer answered.
 func (db *DB) checkTraceCodes(codes []string) error {
 	if code, ok := db.traces.reserve(codes); !ok {
-		// In flight in another entry, or twice in this one.
+		// Twice in this entry.
 		return &TraceCodeError{Code: code}
 	}
 	kb := getKeyBuf()
@@ -86,7 +116,14 @@ func (db *DB) checkTraceCodes(codes []string) error {
 			return err
 		}
 		if found && freedBy == 0 {
+			// Pebble shows a batch before its sync: a refusal rests on
+			// the owner only once it is durable. If its write failed,
+			// the code was never settled (ErrWriteFailed: retry).
+			err := db.waitDurable(owner)
 			db.traces.release(codes)
+			if err != nil {
+				return err
+			}
 			return &TraceCodeError{Code: c, SettlementID: SettlementID(owner)}
 		}
 	}
