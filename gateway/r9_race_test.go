@@ -1,8 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +19,7 @@ import (
 
 	"medgate/engine"
 	"medgate/engine/abi"
+	"medgate/ledger"
 )
 
 // blockingPolicy is a policy of 371600 whose first call signals entered
@@ -175,4 +182,232 @@ func TestR9TraceCodeRefusalWaitsForItsOwnersSync(t *testing.T) {
 			}
 		})
 	}
+}
+
+// r9Call is one request of the mixed stress test and its answer.
+type r9Call struct {
+	kind         string // settle, retry, conflict, reverse, reverse-retry, quote, credit, catalog, persons
+	hospital     string
+	requestID    string
+	body         []byte
+	settlementID string // reverse: the settlement reversed
+	status       int
+	answer       answer
+	raw          []byte
+}
+
+// TestR9RaceMixedStress runs settlements, identical retries, request ids
+// reused with another body, reversals (and two at once of one
+// settlement), quotes, credits and region catalog and persons changes of
+// the same few persons from several connections at once, trace codes
+// drawn from a small pool so that bills collide. Then: every answer is
+// one the API allows for its kind; every settlement answered 200 is in the
+// ledger exactly once, as answered, and every replay names it; no request
+// id holds two entries; no settlement is reversed twice; no trace code is
+// held by two settlements standing; nothing is in the ledger that was not
+// answered 200; and the ledger equals a sequential replay in commit order
+// and audits clean. MEDGATE_R9_STRESS=N runs N rounds (default 2).
+func TestR9RaceMixedStress(t *testing.T) {
+	rounds := 2
+	if v := os.Getenv("MEDGATE_R9_STRESS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("MEDGATE_R9_STRESS=%q", v)
+		}
+		rounds = n
+	}
+	h := newHarness(t, refWorld(t, map[string][]string{"371600": {smallBalance, empActive, resident}}))
+	persons := []string{"EMPS", "EMP1", "RES1"}
+	hospitals := []string{"H3716020001", "H3716210001", "H3701020001"}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	var (
+		mu      sync.Mutex
+		settled []*r9Call // answered 200, first or replayed
+		all     []*r9Call
+	)
+	n := 0
+	newSettle := func() *r9Call {
+		n++
+		p := persons[rng.Intn(len(persons))]
+		year := 2024 + rng.Intn(2)
+		var visit string
+		price := 100 + rng.Intn(3000)
+		switch rng.Intn(3) {
+		case 0:
+			visit = fmt.Sprintf(`{"type":"inpatient","admitted_on":"%d-06-01","discharged_on":"%d-06-10"}`, year, year)
+			price = 20000 + rng.Intn(60000)
+		case 1:
+			visit = fmt.Sprintf(`{"type":"chronic","visit_date":"%d-06-10"}`, year)
+		default:
+			visit = fmt.Sprintf(`{"type":"outpatient","visit_date":"%d-06-10"}`, year)
+		}
+		code := []string{"XA01", "XB01", "XA02"}[rng.Intn(3)]
+		trace := ""
+		if rng.Intn(2) == 0 {
+			trace = fmt.Sprintf(`,"trace_codes":["R9TC%02d"]`, rng.Intn(12))
+		}
+		items := fmt.Sprintf(`[{"code":%q,"unit_price":"%d.00","quantity":"1","amount":"%d.00"%s}]`, code, price, price, trace)
+		id := fmt.Sprintf("R9-%d", n)
+		return &r9Call{kind: "settle", hospital: hospitals[rng.Intn(len(hospitals))], requestID: id, body: settleBody(id, p, "371600", visit, items)}
+	}
+	for round := 0; round < rounds; round++ {
+		var calls []*r9Call
+		for i := 0; i < 24; i++ {
+			calls = append(calls, newSettle())
+		}
+		mu.Lock()
+		for i := 0; i < 8 && len(settled) > 0; i++ {
+			s := settled[rng.Intn(len(settled))]
+			// The same settlement again, and its request id with another body.
+			calls = append(calls, &r9Call{kind: "retry", hospital: s.hospital, requestID: s.requestID, body: s.body})
+			other := newSettle()
+			calls = append(calls, &r9Call{kind: "conflict", hospital: s.hospital, requestID: s.requestID,
+				body: bytes.Replace(other.body, []byte(other.requestID), []byte(s.requestID), 1)})
+			// Two reversals at once, under two request ids, and one of them twice.
+			rid := fmt.Sprintf("R9RV-%d-%d", round, i)
+			rev := []byte(fmt.Sprintf(`{"request_id":%q,"reason":"r9"}`, rid))
+			for _, b := range [][]byte{rev, rev, []byte(fmt.Sprintf(`{"request_id":"%s-b","reason":"r9"}`, rid))} {
+				calls = append(calls, &r9Call{kind: "reverse", hospital: s.hospital, settlementID: s.answer.SettlementID, body: b})
+			}
+		}
+		mu.Unlock()
+		for i := 0; i < 4; i++ {
+			q := newSettle()
+			q.kind = "quote"
+			calls = append(calls, q)
+			calls = append(calls, &r9Call{kind: "credit", body: []byte(fmt.Sprintf(`{"reference":"R9CR-%d-%d","amount":"%d.00"}`, round, i, 1+rng.Intn(300))),
+				requestID: persons[rng.Intn(len(persons))]})
+		}
+		calls = append(calls,
+			&r9Call{kind: "catalog", body: []byte(fmt.Sprintf(`{"code":"XB01","class":"B","selfpay_prop":"0.%d0"}`+"\n", 1+rng.Intn(5)))},
+			&r9Call{kind: "persons", body: []byte(strings.Replace(empActive, `"active"`, []string{`"active"`, `"retired"`}[rng.Intn(2)], 1) + "\n")})
+		rng.Shuffle(len(calls), func(i, j int) { calls[i], calls[j] = calls[j], calls[i] })
+
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, c := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				switch c.kind {
+				case "settle", "retry", "conflict":
+					c.status, c.raw = h.do("POST", "/v1/settlements", "tok-"+c.hospital, c.body)
+				case "quote":
+					c.status, c.raw = h.do("POST", "/v1/settlements/quote", "tok-"+c.hospital, c.body)
+				case "reverse":
+					c.status, c.raw = h.do("POST", "/v1/settlements/"+c.settlementID+"/reversal", "tok-"+c.hospital, c.body)
+				case "credit":
+					c.status, c.raw = h.do("POST", "/v1/regions/371600/persons/"+c.requestID+"/credits", "tok-region-371600", c.body)
+				case "catalog":
+					c.status, c.raw = h.ndjson("POST", "/v1/regions/371602/catalog", "tok-region-371600", c.body)
+				case "persons":
+					c.status, c.raw = h.ndjson("POST", "/v1/regions/371600/persons", "tok-region-371600", c.body)
+				}
+				json.Unmarshal(c.raw, &c.answer)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		code := func(c *r9Call) string { return c.answer.errorCode() }
+		for _, c := range calls {
+			ok := false
+			switch c.kind {
+			case "settle", "quote":
+				// A bill may be refused by its policy or its trace code.
+				ok = c.status == 200 || c.status == 409 && code(c) == "trace_code_reused" || c.status == 422
+			case "retry":
+				ok = c.status == 200 && c.answer.Replayed
+			case "conflict":
+				ok = c.status == 409 && code(c) == "idempotency_conflict"
+			case "reverse":
+				ok = c.status == 200 || c.status == 409 && (code(c) == "already_reversed" || code(c) == "reversal_blocked")
+			case "credit", "catalog", "persons":
+				ok = c.status == 200
+			}
+			if !ok {
+				t.Fatalf("round %d: %s %s: %d %s", round, c.kind, c.requestID, c.status, c.raw)
+			}
+			if c.status == 200 && (c.kind == "settle" || c.kind == "retry") {
+				mu.Lock()
+				settled = append(settled, c)
+				mu.Unlock()
+			}
+		}
+		all = append(all, calls...)
+	}
+
+	stats := map[string]int{}
+	for _, c := range all {
+		stats[fmt.Sprintf("%s %d %s", c.kind, c.status, c.answer.errorCode())]++
+	}
+	t.Logf("answers: %v", stats)
+
+	// What the ledger holds, by (hospital, request id) and settlement id.
+	type key struct{ hospital, requestID string }
+	byKey := map[key]*ledger.Entry{}
+	byID := map[string]*ledger.Entry{}
+	reversedBy := map[string]string{}
+	holder := map[string]string{}
+	err := h.db.Scan(1, func(e *ledger.Entry) error {
+		if e.Kind != ledger.KindSettlement && e.Kind != ledger.KindReversal {
+			return nil
+		}
+		k := key{e.Hospital, e.RequestID}
+		if prev := byKey[k]; prev != nil {
+			return fmt.Errorf("request id %v holds %s and %s", k, prev.SettlementID, e.SettlementID)
+		}
+		byKey[k], byID[e.SettlementID] = e, e
+		if e.Kind == ledger.KindReversal {
+			if prev, twice := reversedBy[e.Reverses]; twice {
+				return fmt.Errorf("%s reversed by %s and %s", e.Reverses, prev, e.SettlementID)
+			}
+			reversedBy[e.Reverses] = e.SettlementID
+			for _, c := range byID[e.Reverses].TraceCodes {
+				delete(holder, c)
+			}
+			return nil
+		}
+		for _, c := range e.TraceCodes {
+			if prev, held := holder[c]; held {
+				return fmt.Errorf("trace code %s settled by %s and %s", c, prev, e.SettlementID)
+			}
+			holder[c] = e.SettlementID
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := map[string]bool{}
+	for _, c := range all {
+		if c.status != 200 || c.kind == "quote" || c.kind == "credit" || c.kind == "catalog" || c.kind == "persons" {
+			continue
+		}
+		e := byID[c.answer.SettlementID]
+		if e == nil || e.Seq != c.answer.Seq || e.Hospital != c.hospital {
+			t.Fatalf("%s answered %s (seq %d), which the ledger does not hold as answered", c.kind, c.answer.SettlementID, c.answer.Seq)
+		}
+		if c.kind == "reverse" && e.Reverses != c.settlementID {
+			t.Fatalf("reversal of %s answered %s, which reverses %s", c.settlementID, e.SettlementID, e.Reverses)
+		}
+		if c.kind == "settle" && (c.answer.Replayed || e.RequestID != c.requestID) {
+			t.Fatalf("a first settlement answered %s: %s", e.SettlementID, c.raw)
+		}
+		answered[e.SettlementID] = true
+	}
+	for id := range byID {
+		if !answered[id] {
+			t.Fatalf("%s is in the ledger but no request was answered with it", id)
+		}
+	}
+	checkCommitOrder(t, h)
+}
+
+// errorCode is the answer's error code, "" for none.
+func (a *answer) errorCode() string {
+	if a.Error == nil {
+		return ""
+	}
+	return a.Error.Code
 }
