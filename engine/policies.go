@@ -42,6 +42,10 @@ type Policies struct {
 	// cur counts the holders (Hold) that may still act on a version
 	// looked up before the latest Quiesce began.
 	cur atomic.Pointer[holders]
+	// quiescing serializes Quiesce: each waits only for the generation of
+	// holders it retires, so one that began while another still waited
+	// for an older generation must wait for that one to finish first.
+	quiescing sync.Mutex
 }
 
 type holders struct{ n atomic.Int64 }
@@ -77,6 +81,8 @@ func (p *Policies) Hold() Hold {
 // a Put or Remove, no caller still acts on a version looked up before it.
 // Later holders do not wait for it, nor it for them.
 func (p *Policies) Quiesce() {
+	p.quiescing.Lock()
+	defer p.quiescing.Unlock()
 	old := p.cur.Swap(new(holders))
 	if old == nil {
 		return
