@@ -19,6 +19,7 @@ import (
 
 	"medgate/engine"
 	"medgate/engine/abi"
+	"medgate/engine/money"
 	"medgate/ledger"
 )
 
@@ -379,6 +380,23 @@ func TestR9RaceMixedStress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every answer naming a settlement is the same bytes, but for whether
+	// it is a replay and, once reversed, by which reversal.
+	sameAs := map[string]string{}
+	for _, c := range all {
+		if c.status != 200 || c.kind == "quote" || c.kind == "credit" || c.kind == "catalog" || c.kind == "persons" {
+			continue
+		}
+		norm := strings.Replace(string(c.raw), `"replayed":true`, `"replayed":false`, 1)
+		if i := strings.Index(norm, `,"reversed_by":`); i >= 0 {
+			j := strings.Index(norm[i+len(`,"reversed_by":"`):], `"`)
+			norm = norm[:i] + norm[i+len(`,"reversed_by":"`)+j+1:]
+		}
+		if prev, ok := sameAs[c.answer.SettlementID]; ok && prev != norm {
+			t.Fatalf("two answers of %s differ:\n%s\n%s", c.answer.SettlementID, prev, norm)
+		}
+		sameAs[c.answer.SettlementID] = norm
+	}
 	answered := map[string]bool{}
 	for _, c := range all {
 		if c.status != 200 || c.kind == "quote" || c.kind == "credit" || c.kind == "catalog" || c.kind == "persons" {
@@ -410,4 +428,107 @@ func (a *answer) errorCode() string {
 		return ""
 	}
 	return a.Error.Code
+}
+
+// TestR9ReversalsRaceTheMonthClose reverses a month's settlements, and
+// settles new bills, while the month ends and the clearing house closes
+// it: the frozen statement is exactly the month's entries up to its seq
+// (reversals counted in the month they were committed in, never in a
+// closed one), every later entry is of the next month, and the ledger
+// audits clean.
+func TestR9ReversalsRaceTheMonthClose(t *testing.T) {
+	clk := &clock{}
+	clk.set("2026-10-31T15:59:00Z") // 23:59 in UTC+8
+	h := newClockHarness(t, refWorld(t, map[string][]string{"371600": {empActive, resident}}), clk)
+	for round := 0; round < 3; round++ {
+		var open []answer
+		for i := 0; i < 12; i++ {
+			p := []string{"EMP1", "RES1"}[i%2]
+			open = append(open, mustSettle(t, h, "H3716020001", settleBody(fmt.Sprintf("MC-%d-%d", round, i), p, "371600", chronicVisit, oneLine)))
+		}
+		var calls []*raceCall
+		for i, s := range open {
+			calls = append(calls, &raceCall{path: "/v1/settlements/" + s.SettlementID + "/reversal", token: "tok-H3716020001",
+				body: []byte(fmt.Sprintf(`{"request_id":"MCR-%d-%d"}`, round, i))})
+			calls = append(calls, &raceCall{path: "/v1/settlements", token: "tok-H3716210001",
+				body: settleBody(fmt.Sprintf("MCN-%d-%d", round, i), []string{"EMP1", "RES1"}[i%2], "371600", chronicVisit, oneLine)})
+		}
+		month := ledger.MonthOf(clk.now().UnixNano())
+		var closed raceCall
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(2 * time.Millisecond)
+			clk.ns.Store(month.End().UnixNano()) // the month ends
+			for {
+				closed.status, closed.raw = h.do("POST", "/v1/clearing/months/"+month.String()+"/close", "tok-clearing", nil)
+				if closed.status != 409 {
+					return
+				}
+			}
+		}()
+		fire(h, calls)
+		wg.Wait()
+		for _, c := range calls {
+			if c.status != 200 {
+				t.Fatalf("round %d: %s: %d %s", round, c.path, c.status, c.raw)
+			}
+		}
+		var st Statement
+		if err := json.Unmarshal(closed.raw, &st); closed.status != 200 || err != nil || !st.Closed {
+			t.Fatalf("round %d: close %s: %d %s", round, month, closed.status, closed.raw)
+		}
+		// The month's entries by the ledger, against the frozen statement.
+		type pair struct{ insured, treating string }
+		want := map[pair][3]int64{} // settlements, reversals, fund total
+		err := h.db.Scan(1, func(e *ledger.Entry) error {
+			if e.Kind != ledger.KindSettlement && e.Kind != ledger.KindReversal {
+				return nil
+			}
+			in := ledger.MonthOf(e.CommittedAt) == month
+			if in != (e.Seq <= st.LedgerSeq) && ledger.MonthOf(e.CommittedAt) >= month {
+				return fmt.Errorf("seq %d committed in %s, the statement of %s covers up to seq %d", e.Seq, ledger.MonthOf(e.CommittedAt), month, st.LedgerSeq)
+			}
+			if !in {
+				return nil
+			}
+			k := pair{e.InsuredRegion, e.TreatingRegion}
+			v := want[k]
+			if e.Kind == ledger.KindSettlement {
+				v[0]++
+			} else {
+				v[1]++
+			}
+			v[2] += e.Amounts.FundTotal
+			want[k] = v
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		got := map[pair][3]int64{}
+		for _, p := range st.Pairs {
+			amt, neg := strings.CutPrefix(p.FundTotal, "-")
+			f, err := money.Parse([]byte(amt), 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if neg {
+				f = -f
+			}
+			got[pair{p.InsuredRegion, p.TreatingRegion}] = [3]int64{int64(p.Settlements), int64(p.Reversals), f}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("round %d: statement of %s: %v, the ledger's entries of the month: %v", round, month, got, want)
+		}
+		clk.ns.Store(month.Next().End().UnixNano() - int64(time.Minute)) // near the next month's end
+	}
+	rep, err := h.db.Audit(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
 }
