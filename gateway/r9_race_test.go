@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -523,6 +524,95 @@ func TestR9ReversalsRaceTheMonthClose(t *testing.T) {
 			t.Fatalf("round %d: statement of %s: %v, the ledger's entries of the month: %v", round, month, got, want)
 		}
 		clk.ns.Store(month.Next().End().UnixNano() - int64(time.Minute)) // near the next month's end
+	}
+	rep, err := h.db.Audit(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestR9RollbackAndCatalogRaceSettlements withdraws an uploaded version
+// and changes the treating region's catalog while bills of its dates are
+// being settled: each entry names one version and that version's module,
+// none computed with the withdrawn version commits after the rollback is
+// answered, and none computed with the replaced catalog after the catalog
+// change is.
+func TestR9RollbackAndCatalogRaceSettlements(t *testing.T) {
+	res2 := strings.Replace(resident, `"RES1"`, `"RES2"`, 1)
+	h := newHarness(t, withRegionKeys(refWorld(t, map[string][]string{"371600": {resident, res2}})))
+	status, out := h.do("POST", "/v1/regions/371600/policies", "tok-region-371600",
+		upload("371600", "r9a", "2024-06-01", referenceWasm(t, "371600", "v2023"), readCases(t, "371600-v2023.json"), demoKey("371600")))
+	if status != 201 {
+		t.Fatalf("upload: %d %s", status, out)
+	}
+	var up struct {
+		SHA256 string `json:"module_sha256"`
+	}
+	json.Unmarshal(out, &up)
+	sums := map[string]string{"r9a": up.SHA256}
+	for _, v := range h.policies.Versions("371600") {
+		s := v.Module.Sum()
+		sums[v.Name] = hex.EncodeToString(s[:])
+	}
+	var calls []*raceCall
+	for i := 0; i < 24; i++ {
+		calls = append(calls, &raceCall{path: "/v1/settlements", token: "tok-H3716020001", body: settleBody(fmt.Sprintf("RB-%d", i),
+			[]string{"RES1", "RES2"}[i%2], "371600", `{"type":"two_disease","visit_date":"2024-07-01"}`,
+			`[{"code":"XB01","unit_price":"50.00","quantity":"1","amount":"50.00"}]`)})
+	}
+	var withdrawnAt, changedAt time.Time
+	seen := map[string]int{}
+	defer func() { t.Logf("versions and pre_self_pay of the bills: %v", seen) }()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		time.Sleep(5 * time.Millisecond)
+		if status, out := h.do("POST", "/v1/regions/371600/policies/r9a/withdraw", "tok-region-371600", nil); status != 200 {
+			t.Errorf("withdraw: %d %s", status, out)
+		}
+		withdrawnAt = time.Now()
+	}()
+	go func() {
+		defer wg.Done()
+		time.Sleep(5 * time.Millisecond)
+		if status, out := h.ndjson("POST", "/v1/regions/371602/catalog", "tok-region-371600", []byte(`{"code":"XB01","class":"B","selfpay_prop":"0.50"}`+"\n")); status != 200 {
+			t.Errorf("catalog: %d %s", status, out)
+		}
+		changedAt = time.Now()
+	}()
+	fire(h, calls)
+	wg.Wait()
+	for _, c := range calls {
+		if c.status != 200 {
+			t.Fatalf("%d %s", c.status, c.raw)
+		}
+		var a struct {
+			CommittedAt time.Time `json:"committed_at"`
+			Policy      struct {
+				Version string `json:"version"`
+				SHA256  string `json:"module_sha256"`
+			} `json:"policy"`
+			Lines []struct {
+				PreSelfPay string `json:"pre_self_pay"`
+			} `json:"lines"`
+		}
+		if err := json.Unmarshal(c.raw, &a); err != nil {
+			t.Fatal(err)
+		}
+		seen[a.Policy.Version+" "+a.Lines[0].PreSelfPay]++
+		if sums[a.Policy.Version] == "" || sums[a.Policy.Version] != a.Policy.SHA256 {
+			t.Fatalf("settled under version %s with module %s (the version's: %s)", a.Policy.Version, a.Policy.SHA256, sums[a.Policy.Version])
+		}
+		if a.Policy.Version == "r9a" && !a.CommittedAt.Before(withdrawnAt) {
+			t.Fatalf("computed with the withdrawn version, committed at %s after the rollback was answered (%s)", a.CommittedAt, withdrawnAt)
+		}
+		if a.Lines[0].PreSelfPay == "5.00" && !a.CommittedAt.Before(changedAt) {
+			t.Fatalf("computed with the replaced catalog, committed at %s after the change was answered (%s)", a.CommittedAt, changedAt)
+		}
 	}
 	rep, err := h.db.Audit(nil)
 	if err != nil {
