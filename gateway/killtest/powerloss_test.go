@@ -50,6 +50,20 @@ func powerMount(t *testing.T, opts powerfs.Options) (fsys *powerfs.FS, mnt, back
 	return fsys, mnt, backing
 }
 
+// cutAndRemount cuts the power under the mount (every writer must be
+// gone) and serves what the cut left again.
+func cutAndRemount(t *testing.T, fsys *powerfs.FS) powerfs.Loss {
+	t.Helper()
+	lost, err := fsys.PowerCut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Remount(); err != nil {
+		t.Fatal(err)
+	}
+	return lost
+}
+
 // TestPowerLoss is the kill loop with the power cut as well: the ledger
 // lives on a powerfs mount, and after each SIGKILL every byte not yet
 // synced by fsync or fdatasync is lost, as when a machine loses power
@@ -164,12 +178,7 @@ func TestPowerLossSeesALyingDisk(t *testing.T) {
 	p.kill(t)
 	close(stop)
 	<-done
-	if _, err := fsys.PowerCut(); err != nil {
-		t.Fatal(err)
-	}
-	if err := fsys.Remount(); err != nil {
-		t.Fatal(err)
-	}
+	cutAndRemount(t, fsys)
 	acked := l.stats.acked.Load()
 	l.check(t, filepath.Join(backing, "db"), false)
 	lost := 0
@@ -225,13 +234,7 @@ func TestPowerLossKeepsAnUpload(t *testing.T) {
 		t.Fatalf("month close: %d %s %v", code, answer, err)
 	}
 	p.kill(t)
-	lost, err := fsys.PowerCut()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fsys.Remount(); err != nil {
-		t.Fatal(err)
-	}
+	lost := cutAndRemount(t, fsys)
 	p = start(t, live)
 	p.ready(t, 60*time.Second)
 	defer p.term(t, 60*time.Second)

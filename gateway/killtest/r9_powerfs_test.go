@@ -66,13 +66,7 @@ func TestPowerLossKeepsAnUploadOverALeftover(t *testing.T) {
 		t.Fatalf("upload: %d %s %v", code, answer, err)
 	}
 	p.kill(t)
-	lost, err := fsys.PowerCut()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fsys.Remount(); err != nil {
-		t.Fatal(err)
-	}
+	lost := cutAndRemount(t, fsys)
 	got, err := os.ReadFile(filepath.Join(backing, "db", "policies", "modules", name))
 	if err != nil || !bytes.Equal(got, wasm) {
 		t.Fatalf("the module of the version answered 201 after a power cut that lost %+v: %d bytes, %v", lost, len(got), err)
