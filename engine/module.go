@@ -116,9 +116,12 @@ func (w *guestStderr) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// quote adds what the module wrote to stderr to ce's error.
+// quote adds what the module wrote to stderr to ce's error, unless ce is
+// a cancellation (FailUnavailable): not the module's failure, and its
+// error is quoted in the hospital's 503 answer (gateway policyError),
+// which must not carry what a policy may have made of the visit.
 func (w *guestStderr) quote(ce *CallError) *CallError {
-	if w == nil || len(w.b) == 0 {
+	if w == nil || len(w.b) == 0 || ce.Kind == FailUnavailable {
 		return ce
 	}
 	ce.Err = fmt.Errorf("the module wrote to stderr %q; %w", w.b, ce.Err)
