@@ -293,10 +293,12 @@ func Names(cs []Case) []string {
 	seen := make(map[string]bool, len(cs))
 	for i := range cs {
 		name := cs[i].Name
-		switch {
-		case name == "":
+		if name == "" {
 			name = "case " + strconv.Itoa(i)
-		case seen[name]:
+		}
+		// Also an unnamed case's "case <i>", which an earlier case may
+		// be named.
+		for seen[name] {
 			name += " (case " + strconv.Itoa(i) + ")"
 		}
 		seen[cs[i].Name], seen[name] = true, true
