@@ -256,6 +256,12 @@ func (s *Server) putCatalog(ctx *fasthttp.RequestCtx, p Principal, region string
 	// Before anything that depends on the catalogs as they are now: a
 	// retry is answered as the first was, whatever changed since.
 	if done, err := s.replayed(ctx, key); done || err != nil {
+		if done && err == nil {
+			// Answered (once the handler returns) as the first attempt,
+			// which may still be waiting for settlements computed with
+			// the catalog it replaced (writeCatalog): so does the retry.
+			s.svc.policies.Quiesce()
+		}
 		return err
 	}
 	var good []ledger.CatalogEntry
@@ -325,7 +331,9 @@ func (s *Server) writeCatalog(ctx *fasthttp.RequestCtx, key *ledger.RegionKey, r
 	}
 	first := keyedAnswer(res)
 	replay, err := s.db.PutCatalogKeyed(key, region, entries, replace, func() []byte { return first })
-	if err == nil && replay == nil {
+	if err == nil {
+		// A replay too: its first attempt may still be waiting here
+		// (a retry sent when the client gave up on it).
 		s.svc.policies.Quiesce()
 	}
 	return s.keyedDone(ctx, first, replay, err)
