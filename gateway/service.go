@@ -468,7 +468,10 @@ func (s *Service) policyError(err error, logID uint64) error {
 		ev.Str("rule", ce.Rule).Str("error", clipLogged(redactQuoted(ce.Err.Error()))).Msg("policy answer broke a host check")
 		return &Error{Status: 422, Code: "policy_answer_invalid", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " gave an answer that breaks rule " + ce.Rule + "; nothing was settled", Cause: err}
 	case engine.FailUnavailable:
-		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + ce.Err.Error() + "); nothing was settled, retry later", RetryAfter: "1", Cause: err}
+		// Why may be a start that failed (a version refused at start),
+		// quoting what the module wrote to stderr: the region's, never
+		// the hospital's to read (masked, as in the log).
+		return &Error{Status: 503, Code: "policy_unavailable", Message: "the insured region's policy " + ce.Region + "/" + ce.Version + " is unavailable (" + redactQuoted(ce.Err.Error()) + "); nothing was settled, retry later", RetryAfter: "1", Cause: err}
 	}
 	// The error quotes what the module wrote to stderr, which may be of
 	// the visit (a diagnosis): masked like a counter name above.
