@@ -24,16 +24,7 @@ import (
 // bill computed with the catalog it replaced committed after that answer.
 func TestR10CatalogKeyedRetryWaitsLikeItsFirst(t *testing.T) {
 	h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
-	entered, release := blockingPolicy(h)
-	settled := make(chan *raceCall, 1)
-	go func() {
-		c := &raceCall{path: "/v1/settlements", token: "tok-H3716020001",
-			body: settleBody("CATK-1", "EMP1", "371600", chronicVisit, oneLine)}
-		c.status, c.raw = h.do("POST", c.path, c.token, c.body)
-		c.answer = decodeAnswer(t, c.raw)
-		settled <- c
-	}()
-	<-entered // the settlement has read the catalog and is in its policy
+	settled, release := settleHeldInPolicy(t, h, "CATK-1")
 	keyed := func() int {
 		req := fasthttp.AcquireRequest()
 		defer fasthttp.ReleaseRequest(req)

@@ -40,6 +40,24 @@ func blockingPolicy(h *harness) (entered, release chan struct{}) {
 	return entered, release
 }
 
+// settleHeldInPolicy starts a settlement of one XA01 line at H3716020001
+// under blockingPolicy and returns once it has read the catalog and is in
+// its policy; closing release lets it go on, and its answer arrives on
+// settled.
+func settleHeldInPolicy(t *testing.T, h *harness, requestID string) (settled <-chan *raceCall, release chan struct{}) {
+	entered, release := blockingPolicy(h)
+	answers := make(chan *raceCall, 1)
+	go func() {
+		c := &raceCall{path: "/v1/settlements", token: "tok-H3716020001",
+			body: settleBody(requestID, "EMP1", "371600", chronicVisit, oneLine)}
+		c.status, c.raw = h.do("POST", c.path, c.token, c.body)
+		c.answer = decodeAnswer(t, c.raw)
+		answers <- c
+	}()
+	<-entered
+	return answers, release
+}
+
 // ndjson sends an NDJSON body and returns the status and body.
 func (h *harness) ndjson(method, path, token string, body []byte) (int, []byte) {
 	h.tb.Helper()
@@ -63,16 +81,7 @@ func TestR9CatalogChangeAnsweredIsSeenBySettlementsCommittedAfter(t *testing.T) 
 	for _, method := range []string{"POST", "PUT"} {
 		t.Run(method, func(t *testing.T) {
 			h := newHarness(t, refWorld(t, map[string][]string{"371600": {empActive}}))
-			entered, release := blockingPolicy(h)
-			settled := make(chan *raceCall, 1)
-			go func() {
-				c := &raceCall{path: "/v1/settlements", token: "tok-H3716020001",
-					body: settleBody("CAT-1", "EMP1", "371600", chronicVisit, oneLine)}
-				c.status, c.raw = h.do("POST", c.path, c.token, c.body)
-				c.answer = decodeAnswer(t, c.raw)
-				settled <- c
-			}()
-			<-entered // the settlement has read the catalog and is in its policy
+			settled, release := settleHeldInPolicy(t, h, "CAT-1")
 			changed := make(chan int, 1)
 			go func() {
 				status, raw := h.ndjson(method, "/v1/regions/371602/catalog", "tok-region-371600", []byte(`{"code":"XA01","class":"C"}`+"\n"))
