@@ -191,12 +191,34 @@ func (v *Versions) LoadStored(ctx context.Context) error {
 		for i, r := range recs {
 			pos[r.Version] = i
 		}
+		loaded := v.policies.Versions(region)
 		v.policies.Order(region, func(name string) int {
 			if i, ok := pos[name]; ok {
 				return i
 			}
 			return len(recs)
 		})
+		// Gateways before this ordering applied, of one date, the last
+		// loaded: the world's versions, then the stored ones. Where the
+		// records choose another (a world version recorded after an upload
+		// of its date), an upgrade changes which policy settles those
+		// dates: said at every start, so that it is not silent.
+		ordered := v.policies.Versions(region)
+		for i, o := range ordered {
+			if i+1 < len(ordered) && ordered[i+1].EffectiveFrom == o.EffectiveFrom {
+				continue // not the one in force of its date
+			}
+			for j := len(loaded) - 1; j >= 0; j-- {
+				if l := loaded[j]; l.EffectiveFrom == o.EffectiveFrom {
+					if l.Name != o.Name {
+						v.log.Warn().Str("region", region).Str("version", o.Name).Str("over", l.Name).
+							Str("effective_from", string(AppendDate(nil, o.EffectiveFrom))).
+							Msg("of the policy versions of one effective date the one recorded last applies: this one, over the other, which gateways before 2026-12-05 applied (they scheduled the world's versions before stored ones)")
+					}
+					break
+				}
+			}
+		}
 	}
 	// Every version was loaded with the instance its check probed: only
 	// those in force today keep it (see Publish).
