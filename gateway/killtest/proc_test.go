@@ -131,11 +131,16 @@ func freePort(t *testing.T) int {
 // It does not wait for it to serve (see ready).
 func start(t *testing.T, db string, extra ...string) *proc {
 	t.Helper()
+	return startBin(t, binary(t), testenv.ModuleDir(t), db, extra...)
+}
+
+// startBin is start with a given binary and policy modules directory.
+func startBin(t *testing.T, bin, modules, db string, extra ...string) *proc {
+	t.Helper()
 	port := freePort(t)
-	root := testenv.RepoRoot()
-	args := append([]string{"serve", "--world", filepath.Join(root, "testdata", "world"), "--db", db,
-		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--modules", testenv.ModuleDir(t)}, extra...)
-	p := &proc{cmd: exec.Command(binary(t), args...), base: "http://127.0.0.1:" + strconv.Itoa(port),
+	args := append([]string{"serve", "--world", filepath.Join(testenv.RepoRoot(), "testdata", "world"), "--db", db,
+		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--modules", modules}, extra...)
+	p := &proc{cmd: exec.Command(bin, args...), base: "http://127.0.0.1:" + strconv.Itoa(port),
 		log: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout = io.Discard
 	p.cmd.Stderr = p.log

@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -186,31 +184,4 @@ func TestR10UpgradeFromOldBinary(t *testing.T) {
 func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
-}
-
-// startBin is start with another binary and modules directory.
-func startBin(t *testing.T, bin, modules, db string) *proc {
-	t.Helper()
-	port := freePort(t)
-	p := &proc{cmd: exec.Command(bin, "serve", "--world", filepath.Join(testenv.RepoRoot(), "testdata", "world"), "--db", db,
-		"--listen", "127.0.0.1:"+strconv.Itoa(port), "--modules", modules),
-		base: "http://127.0.0.1:" + strconv.Itoa(port), log: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout = io.Discard
-	p.cmd.Stderr = p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	return p
 }
