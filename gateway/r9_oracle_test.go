@@ -167,20 +167,6 @@ func orMulDiv(a, b, d int64) int64 {
 // pct is r of amount, r in tenths of a percent (925 = 92.5%).
 func orPct(amount, r int64) int64 { return orMulDiv(amount, r, 1000) }
 
-func orMin(a, b int64) int64 {
-	if a < b {
-		return a
-	}
-	return b
-}
-
-func orMax(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
-}
-
 const orYuan = 100 // fen
 
 // catalogFor is the treating region's catalog: its own, else its
@@ -245,7 +231,7 @@ func orPay(x, t int64, segs []orSeg) int64 {
 	for _, s := range segs {
 		top := x
 		if s.hi >= 0 {
-			top = orMin(x, t+s.hi)
+			top = min(x, t+s.hi)
 		}
 		if part := top - (t + lo); part > 0 {
 			sum += orPct(part, s.r)
@@ -429,7 +415,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 		case v.typ == "chronic":
 			// the level's admission deductible less what chronic visits
 			// already paid towards it this year
-			ded, dedYearly = orMax(0, d-get("chronic_ded")), "chronic_ded"
+			ded, dedYearly = max(0, d-get("chronic_ded")), "chronic_ded"
 			segs, adjusted = flatR(r), true
 		case res && v.typ == "outpatient":
 			segs, adjusted, capName, capLimit = flatR(lv(650, 0, 0)), true, "outpatient", 400*orYuan
@@ -475,9 +461,9 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 	if len(segs) > 0 {
 		rem := ded
 		if dedYearly != "" && !(p.region == "370000" && v.typ == "chronic") {
-			rem = orMax(0, ded-get(dedYearly))
+			rem = max(0, ded-get(dedYearly))
 		}
-		D = orMin(E, rem)
+		D = min(E, rem)
 		switch {
 		case rem > 0 && D < rem:
 			o.cover["deductible.not_filled"]++
@@ -494,7 +480,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 	// 2. basic fund
 	var basic int64
 	if grant >= 0 {
-		basic = orMin(grant, E)
+		basic = min(grant, E)
 		if E < grant {
 			o.cover["maternity.grant_over_E"]++
 		}
@@ -504,11 +490,11 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 		for _, s := range segs {
 			r := s.r
 			if adjusted {
-				r = orMax(0, r-adj)
+				r = max(0, r-adj)
 			}
 			top := base
 			if s.hi >= 0 {
-				top = orMin(base, s.hi)
+				top = min(base, s.hi)
 			}
 			if top > lo {
 				if lo > 0 {
@@ -522,7 +508,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 			}
 		}
 		if capName != "" && len(segs) > 0 {
-			room := orMax(0, capLimit-get(capName))
+			room := max(0, capLimit-get(capName))
 			if room == 0 && D > 0 {
 				o.cover["deductible.taken_with_cap_exhausted"]++
 			}
@@ -532,7 +518,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 					o.cover["cap.reached_mid_bill."+capName]++
 				}
 			}
-			basic = orMin(basic, room)
+			basic = min(basic, room)
 			add(capName, basic)
 		}
 	}
@@ -560,7 +546,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 		add("serious_base", E-basic)
 		s := orPay(after, t, ss) - orPay(before, t, ss)
 		if sCap >= 0 {
-			if room := orMax(0, sCap-get("serious_paid")); s > room {
+			if room := max(0, sCap-get("serious_paid")); s > room {
 				o.cover["serious.cap_cut"]++
 				s = room
 			}
@@ -601,7 +587,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 			r = 100
 		}
 		m := orPct(E-a.basic-a.serious, r*10)
-		if room := orMax(0, limit-get("assistance")); m > room {
+		if room := max(0, limit-get("assistance")); m > room {
 			o.cover["assistance.limit_cut"]++
 			m = room
 		}
@@ -617,7 +603,7 @@ func (o *oracle) settle(p *orPerson, h *orHospital, v orVisit, lines []orLine, u
 	a.fund = a.basic + a.serious + a.assistance
 	// 5. personal account
 	if p.employee && useAccount {
-		a.account = orMin(p.balance, a.total-a.fund-a.fsp-a.ol)
+		a.account = min(p.balance, a.total-a.fund-a.fsp-a.ol)
 		if a.account > 0 && a.account == p.balance {
 			o.cover["account.balance_used_up"]++
 		}
@@ -896,7 +882,7 @@ func orBill(rng *rand.Rand, cover map[string]int) ([]orLine, []map[string]any) {
 		if rng.IntN(2) == 0 {
 			b = orBoundaries[rng.IntN(len(orBoundaries))]*orYuan/int64(1+rng.IntN(3)) + int64(rng.IntN(3)-1)
 		}
-		b = orMax(1, b)
+		b = max(1, b)
 		lines = append(lines, orLine{code: "XA01", priceMicro: b * 1e4, qty: 1e4, amount: b})
 		n = rng.IntN(2)
 	}
